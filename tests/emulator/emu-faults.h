@@ -3,8 +3,34 @@
 
 /* Fault injection: a set of rules, each "for these operations, with this probability, do this".
  * Parsed from --faults or replaced at run time through the admin API; decided per request.
- * Thread-safe (a rwlock around the rule set; decisions use a per-thread PRNG seeded from the
- * rule set's seed, so a seeded run is reproducible per connection order). */
+ *
+ * Grammar (also in azfiles-emu(1)); spaces around tokens are ignored:
+ *
+ *   SPEC  := RULE { ';' RULE }
+ *   RULE  := [ 'op=' OP { '+' OP } ':' ] ITEM { ',' ITEM }
+ *   OP    := an operation name as in the counters ("PutRange", case-insensitive), or the groups
+ *            "write" (operations that change the share), "imds" (metadata service), "files"
+ *   ITEM  := KIND [ '=' PROB ]          KIND: 503|busy, 500|internal, reset, truncate;
+ *                                       PROB in [0, 1], default 1
+ *          | 'latency=' DUR [ '~' DUR ]  added delay; '~J' adds a uniform 0..J on top
+ *          | 'retry-after=' SECONDS      Retry-After of the 503 (default 1)
+ *          | 'every=' N                  the rule acts only on every Nth request it matches
+ *          | 'count=' N                  the rule acts at most N times, then is spent
+ *          | 'seed=' N                   PRNG seed for the whole spec (at most once)
+ *   DUR   := N [ 'ms' | 's' ]           milliseconds when no unit; at most 60 s
+ *
+ * A rule without op= matches every operation (the admin API is never faulted). Per request,
+ * the rules that match its operation are visited in order; each one counts the match, then
+ * (if every=/count= let it act) adds its latency and, unless an earlier rule already chose a
+ * fault, draws one: the kinds' probabilities are cumulative (their sum must be <= 1). The first
+ * rule that draws a fault decides the kind; latencies of all acting rules add up. A rule
+ * "acts" when it added latency or chose a fault; count= counts those.
+ *
+ * Decisions draw from one PRNG per rule set (splitmix64, seeded by seed= or at random), under a
+ * mutex, so a seeded spec replayed by a client that sends requests one at a time gives the same
+ * faults in the same places. Thread-safe: a rwlock guards the rule set pointer (replaced by
+ * emu_faults_set()), a mutex inside the set guards its counters and PRNG; order rwlock, then
+ * mutex. */
 
 #include <stdbool.h>
 
@@ -34,7 +60,7 @@ int emu_faults_new(const char *spec, EmuFaults **ret, char **reterr);
 EmuFaults *emu_faults_free(EmuFaults *f);
 /* Atomically replaces the rules; on error the old rules stay. */
 int emu_faults_set(EmuFaults *f, const char *spec, char **reterr);
-/* The current spec, normalised (caller frees). */
+/* The current spec, normalised, with the effective seed (caller frees; NULL on OOM). */
 char *emu_faults_describe(EmuFaults *f);
 
 EmuFaultDecision emu_faults_decide(EmuFaults *f, EmuOp op);
