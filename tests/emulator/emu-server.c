@@ -27,7 +27,7 @@
 #include "log.h"
 #include "time-util.h"
 
-#define EMU_HEADERS_MAX 32
+#define EMU_HEADERS_MAX 128
 #define EMU_CLIENT_REQUEST_ID_MAX 1024
 #define EMU_SERVER_HEADER "Windows-Azure-File/1.0 Microsoft-HTTPAPI/2.0"
 
