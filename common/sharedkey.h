@@ -10,6 +10,14 @@
  * Azure SDKs and Azurite compute it. Query parameters: names lower-cased and sorted, names and
  * values percent-decoded, repeated names joined with ',' (values sorted).
  *
+ * Headers: the 11 standard headers of the layout (Content-Length "0" signs as empty, Date as empty
+ * when x-ms-date is present), then every x-ms-* header: names lower-cased, sorted, values trimmed
+ * with whitespace runs folded to one space; a header given twice is one header with both values
+ * joined by ',' (HTTP semantics) [unverified against the service]. '+' in the query stays '+'.
+ *
+ * Caps (whatever input can grow): SHAREDKEY_HEADERS_MAX distinct x-ms-* headers,
+ * SHAREDKEY_QUERY_PARAMS_MAX query parameters, SHAREDKEY_STRING_TO_SIGN_MAX bytes of output.
+ *
  * Headers are read through callbacks so that both a libcurl request under construction and a
  * libmicrohttpd connection can be signed/verified without copying. */
 
@@ -17,10 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SHAREDKEY_HEADERS_MAX 64
+#define SHAREDKEY_QUERY_PARAMS_MAX 64
+#define SHAREDKEY_STRING_TO_SIGN_MAX (64u * 1024u)
+
 typedef struct SharedKeyRequest {
         const char *method;       /* "GET", "PUT", ... */
         const char *account;      /* account name */
-        const char *encoded_path; /* path as sent, starts with '/', no query */
+        const char *encoded_path; /* path as sent, starts with '/', no query (appended as is) */
         const char *raw_query;    /* query as sent, without '?', percent-encoded; NULL or "" */
         /* Case-insensitive header lookup; NULL when absent. */
         const char *(*get_header)(void *userdata, const char *name);
