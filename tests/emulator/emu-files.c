@@ -52,18 +52,21 @@ void files_strv_free(char **v) {
 
 int files_reply_missing_header(EmuRequest *req, const char *name) {
         const char *extra[] = {"HeaderName", name, NULL};
-        return emu_reply_error(req, 400, "MissingRequiredHeader", NULL, extra);
+        (void)emu_reply_error(req, 400, "MissingRequiredHeader", NULL, extra);
+        return -EINVAL;
 }
 
 int files_reply_invalid_header(EmuRequest *req, const char *name, const char *value) {
         const char *extra[] = {"HeaderName", name, "HeaderValue", value ? value : "", NULL};
-        return emu_reply_error(req, 400, "InvalidHeaderValue", NULL, extra);
+        (void)emu_reply_error(req, 400, "InvalidHeaderValue", NULL, extra);
+        return -EINVAL;
 }
 
 int files_reply_invalid_query(EmuRequest *req, const char *name, const char *value) {
         const char *extra[] = {
                 "QueryParameterName", name, "QueryParameterValue", value ? value : "", NULL};
-        return emu_reply_error(req, 400, "InvalidQueryParameterValue", NULL, extra);
+        (void)emu_reply_error(req, 400, "InvalidQueryParameterValue", NULL, extra);
+        return -EINVAL;
 }
 
 static bool is_lease_op(const EmuRequest *req) {
@@ -297,19 +300,21 @@ int files_parse_smb(FilesCtx *c, bool for_create, bool is_dir, EmuSmbProps *ret,
             !(!for_create && strcasecmp(perm, "preserve") == 0)) {
                 if (strlen(perm) > SDDL_MAX)
                         return emu_reply_error(
-                                req, 400, "FileInvalidPermission",
-                                "The specified permission is too large.", NULL);
+                                       req, 400, "FileInvalidPermission",
+                                       "The specified permission is too large.", NULL),
+                               -EINVAL;
                 if (perm[0] != 'O' && perm[0] != 'G' && perm[0] != 'D' && perm[0] != 'S')
                         return emu_reply_error(
-                                req, 400, "FileInvalidPermission",
-                                "The specified permission is not valid.", NULL);
+                                       req, 400, "FileInvalidPermission",
+                                       "The specified permission is not valid.", NULL),
+                               -EINVAL;
                 *ret_key = permission_key_for(perm);
                 if (!*ret_key)
-                        return emu_reply_error(req, 500, "InternalError", NULL, NULL);
+                        return emu_reply_error(req, 500, "InternalError", NULL, NULL), -ENOMEM;
         } else if (key) {
                 *ret_key = strdup(key);
                 if (!*ret_key)
-                        return emu_reply_error(req, 500, "InternalError", NULL, NULL);
+                        return emu_reply_error(req, 500, "InternalError", NULL, NULL), -ENOMEM;
         }
         smb.permission_key = *ret_key;
         if (attrs && !(!for_create && strcasecmp(attrs, "preserve") == 0)) {
@@ -607,7 +612,7 @@ static int parse_rename_source(FilesCtx *c, const char *source, char ***ret, siz
         else if (asprintf(&raw, "/%s/%s", c->share, p) < 0)
                 raw = NULL;
         if (!raw)
-                return emu_reply_error(req, 500, "InternalError", NULL, NULL);
+                return emu_reply_error(req, 500, "InternalError", NULL, NULL), -ENOMEM;
         r = emu_parse_uri(raw, &path_copy, &query_copy, &segments, &n_segments, &params, &n_params);
         free(path_copy);
         free(query_copy);
@@ -627,18 +632,20 @@ static int parse_rename_source(FilesCtx *c, const char *source, char ***ret, siz
         n = n_segments - skip - 1;
         out = calloc(n + 1, sizeof(char *));
         if (!out) {
-                r = emu_reply_error(req, 500, "InternalError", NULL, NULL);
+                (void)emu_reply_error(req, 500, "InternalError", NULL, NULL);
+                r = -ENOMEM;
                 goto out;
         }
         for (size_t i = 0; i < n; i++) {
                 r = emu_name_normalize(segments[skip + 1 + i], allow_dot, &out[i]);
                 if (r < 0) {
                         files_strv_free(out);
-                        r = emu_reply_error(
+                        (void)emu_reply_error(
                                 req, 400,
                                 r == -ENAMETOOLONG ? "InvalidFileOrDirectoryPathName"
                                                    : "InvalidResourceName",
                                 NULL, NULL);
+                        r = -EINVAL;
                         goto out;
                 }
         }
