@@ -12,17 +12,18 @@
 
 #define EMU_TEST_ACCOUNT "devstoreaccount1"
 /* The public, documented development-storage key (not a secret). */
-#define EMU_TEST_KEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+#define EMU_TEST_KEY                                                                               \
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 #define EMU_TEST_VERSION "2025-05-05"
 
 typedef struct EmuInstance {
         pid_t pid;
-        char *dir;        /* temporary directory owned by the instance */
-        char *data_dir;   /* --data */
-        char *files_url;  /* http://127.0.0.1:PORT/devstoreaccount1 */
-        char *imds_url;   /* http://127.0.0.1:PORT (always started with --imds) */
+        char *dir;       /* temporary directory owned by the instance */
+        char *data_dir;  /* --data */
+        char *files_url; /* http://127.0.0.1:PORT/devstoreaccount1 */
+        char *imds_url;  /* http://127.0.0.1:PORT (always started with --imds) */
         char *stderr_path;
-        bool owns_data;   /* data_dir was created by us and is removed on free */
+        bool owns_data; /* data_dir was created by us and is removed on free */
 } EmuInstance;
 
 /* Starts azfiles-emu. data_dir NULL: a fresh one inside the instance's temp dir. extra_args: more
@@ -33,6 +34,9 @@ int emu_instance_start(const char *data_dir, const char *const *extra_args, EmuI
 int emu_instance_stop(EmuInstance *e);
 /* Stops if running and frees; removes the temp dir (and data_dir if owned). NULL-safe. */
 EmuInstance *emu_instance_free(EmuInstance *e);
+static inline void emu_instance_freep(EmuInstance **e) {
+        *e = emu_instance_free(*e);
+}
 
 typedef enum EmuAuthMode {
         EMU_AUTH_MODE_NONE,       /* no Authorization header */
