@@ -41,7 +41,7 @@ static void puts_(EmuXml *x, const char *s) {
         put(x, s, strlen(s));
 }
 
-static void put_escaped(EmuXml *x, const char *s) {
+static void put_escaped(EmuXml *x, const char *s, bool attribute) {
         const char *run = s;
         for (; *s; s++) {
                 const char *rep = NULL;
@@ -56,10 +56,10 @@ static void put_escaped(EmuXml *x, const char *s) {
                         rep = "&gt;";
                         break;
                 case '"':
+                        /* Text keeps quotes as the service sends them (<Etag>"0x8D..."</Etag>). */
+                        if (!attribute)
+                                continue;
                         rep = "&quot;";
-                        break;
-                case '\'':
-                        rep = "&apos;";
                         break;
                 default:
                         continue;
@@ -94,7 +94,7 @@ static void open_tag(EmuXml *x, const char *name, const char *const *attrs, cons
                 puts_(x, " ");
                 puts_(x, attrs[i]);
                 puts_(x, "=\"");
-                put_escaped(x, attrs[i + 1]);
+                put_escaped(x, attrs[i + 1], true);
                 puts_(x, "\"");
         }
         puts_(x, end);
@@ -117,7 +117,7 @@ void emu_xml_close(EmuXml *x, const char *name) {
 void emu_xml_element_attrs(
         EmuXml *x, const char *name, const char *const *attrs, const char *text) {
         open_tag(x, name, attrs, ">");
-        put_escaped(x, text ? text : "");
+        put_escaped(x, text ? text : "", false);
         emu_xml_close(x, name);
 }
 
