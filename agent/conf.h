@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The agent's configuration: /etc/poolagent/poolagent.conf, then poolagent.conf.d/ *.conf in
+ * lexical order; a key set in a later file wins. Within one file a key may be set once.
+ *
+ * Every key lives in one static table (conf.c) of {section, key, parser, offset}. The parsers are
+ * pure (no I/O, no NSS lookups) so they can be tested on strings. All errors are collected as
+ * "FILE:LINE: message" lines into *reterr (newline-separated, capped); nothing is logged here. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+#define CONF_DEFAULT_PATH "/etc/poolagent/poolagent.conf"
+#define CONF_DEFAULT_DROPIN_DIR "/etc/poolagent/poolagent.conf.d"
+#define CONF_FILE_MAX (256U * 1024U) /* bytes per configuration file */
+#define CONF_DROPINS_MAX 128U        /* *.conf files in the drop-in directory */
+#define CONF_LIST_MAX 256U           /* entries in a string list */
+#define CONF_ERRORS_MAX 32U          /* error lines reported per load */
+#define USEC_PER_SEC UINT64_C(1000000)
+
+typedef struct UidRange {
+        uid_t min, max; /* min <= max */
+} UidRange;
+
+typedef struct Config {
+        /* [Agent] */
+        int log_level;         /* LOG_DEBUG..LOG_EMERG */
+        char *state_directory; /* absolute path */
+        char *control_socket;  /* absolute path */
+        char *admin_group;     /* group name, NULL: only root is admin */
+
+        /* [Workspace] */
+        char *source;          /* http(s) URL of the share, NULL: no workspace configured */
+        char *mount_point;     /* absolute path */
+        char *credentials;     /* absolute path of the credentials file, NULL if unset */
+        char *cache_directory; /* absolute path */
+        char *mount_options;   /* comma-separated, NULL if none */
+        uint64_t stat_timeout_usec;
+        uint64_t check_interval_usec;
+
+        /* [Users] */
+        UidRange uid_range;        /* inclusive */
+        char *group;               /* members are eligible too, NULL if unset */
+        char **deny;               /* NULL-terminated user names, never NULL */
+        char *notebooks_directory; /* relative to $HOME, no "..", e.g. "notebooks" */
+        char *link_name;           /* one path component inside it, e.g. "remote" */
+        mode_t user_directory_mode;
+
+        /* Where the values came from: the files read (NULL-terminated), and per table entry the
+         * "FILE:LINE" that set it last (NULL: default). */
+        char **files;
+        char **origins;
+} Config;
+
+/* Value parsers. value is the raw string (already whitespace-trimmed by inih); ret points to the
+ * field; arg is per-key data from the table (range or NULL). They return 0, or -EINVAL / -ERANGE
+ * with *reterr_reason set to a static string explaining what is expected. They write *ret only on
+ * success. */
+typedef struct ConfRange {
+        uint64_t min, max;
+} ConfRange;
+
+typedef int (*ConfParser)(
+        const char *value, void *ret, const void *arg, const char **reterr_reason);
+
+int conf_parse_bool(
+        const char *value, void *ret /* bool */, const void *arg, const char **reterr_reason);
+int conf_parse_uint(
+        const char *value,
+        void *ret /* uint64_t */,
+        const void *arg /* ConfRange */,
+        const char **reterr_reason);
+int conf_parse_size(
+        const char *value,
+        void *ret /* uint64_t bytes */,
+        const void *arg /* ConfRange or NULL */,
+        const char **reterr_reason);
+int conf_parse_duration(
+        const char *value,
+        void *ret /* uint64_t usec */,
+        const void *arg /* ConfRange or NULL */,
+        const char **reterr_reason);
+int conf_parse_path(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_relative_path(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_filename(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_url(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_string(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_user_list(
+        const char *value, void *ret /* char** */, const void *arg, const char **reterr_reason);
+int conf_parse_uid_range(
+        const char *value, void *ret /* UidRange */, const void *arg, const char **reterr_reason);
+int conf_parse_group_name(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+int conf_parse_log_level(
+        const char *value, void *ret /* int */, const void *arg, const char **reterr_reason);
+int conf_parse_mode(
+        const char *value, void *ret /* mode_t */, const void *arg, const char **reterr_reason);
+
+/* A user or group name as the agent accepts it: [A-Za-z0-9_][A-Za-z0-9_.-]*, optional trailing
+ * '$', at most 32 characters, not all digits. */
+bool conf_valid_user_name(const char *s);
+
+/* A fresh configuration holding the defaults. */
+int config_new(Config **ret);
+Config *config_free(Config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
+
+/* Parses one file's text into c (settings accumulate; later calls win). filename is used in
+ * messages only. Returns 0, -EINVAL on any error in the text (all collected into *reterr), or
+ * -ENOMEM. */
+int config_parse_text(Config *c, const char *text, const char *filename, char **reterr);
+
+/* Checks cross-key rules (required keys, ranges that involve two keys) after all files. */
+int config_verify(const Config *c, char **reterr);
+
+/* Reads main_path (a missing file is fine unless main_required) and then dropin_dir / *.conf in
+ * lexical order (a missing directory is fine), verifies, and returns a new Config. */
+int config_load(
+        const char *main_path,
+        bool main_required,
+        const char *dropin_dir,
+        Config **ret,
+        char **reterr);
+
+/* Calls cb for each key whose value differs between a and b, with whether the change takes effect
+ * only after a restart. Returns the number of changed keys. */
+typedef void (*ConfChangeCallback)(
+        const char *section, const char *key, bool needs_restart, void *userdata);
+unsigned config_diff(const Config *a, const Config *b, ConfChangeCallback cb, void *userdata);
+
+/* Iterates over the table: for tests and documentation checks. Returns false past the end. */
+bool config_table_get(unsigned i, const char **ret_section, const char **ret_key);

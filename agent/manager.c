@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+#include "manager.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "control.h"
+#include "log.h"
+#include "message-ids.h"
+#include "time-util.h"
+
+#define GROUP_BUFFER_MAX (1024U * 1024U)
+
+static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
+        [MANAGER_STARTING] = "starting",
+        [MANAGER_RUNNING] = "running",
+        [MANAGER_RELOADING] = "reloading",
+        [MANAGER_STOPPING] = "stopping",
+};
+
+const char *manager_state_to_string(ManagerState s) {
+        if (s < 0 || s >= _MANAGER_STATE_MAX)
+                return NULL;
+        return manager_state_table[s];
+}
+
+static const char *log_level_to_string(int level) {
+        static const char *const names[] = {"emerg",   "alert",  "crit", "err",
+                                            "warning", "notice", "info", "debug"};
+        return names[level & 7];
+}
+
+static uint64_t now_realtime_usec(void) {
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * UINT64_C(1000000) + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+}
+
+/* ---- applying configuration ----------------------------------------------------------------- */
+
+/* Resolves AdminGroup= through NSS. A group that does not exist leaves only root as admin. */
+static gid_t manager_resolve_admin_group(const char *name) {
+        struct group grp, *result = NULL;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 4096;
+        int r;
+
+        if (!name)
+                return (gid_t)-1;
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return log_warning_errno(
+                                       -ENOMEM,
+                                       "Failed to resolve AdminGroup=%s, only root may change state: %m",
+                                       name),
+                               (gid_t)-1;
+                r = getgrnam_r(name, &grp, buf, size, &result);
+                if (r != ERANGE || size >= GROUP_BUFFER_MAX)
+                        break;
+                size *= 2;
+        }
+        if (r != 0 || !result) {
+                if (r != 0)
+                        log_warning_errno(
+                                -r,
+                                "Failed to resolve AdminGroup=%s, only root may change state: %m",
+                                name);
+                else
+                        log_warning(
+                                "AdminGroup=%s does not exist, only root may change state", name);
+                return (gid_t)-1;
+        }
+        return result->gr_gid;
+}
+
+/* What can change without a restart. */
+static void manager_apply_config(Manager *m) {
+        log_set_max_level(m->config->log_level);
+        m->admin_gid = manager_resolve_admin_group(m->config->admin_group);
+        if (m->control)
+                control_server_set_admin_gid(m->control, m->admin_gid);
+}
+
+/* ---- status --------------------------------------------------------------------------------- */
+
+static json_object *json_strv(char **l) {
+        json_object *a = json_object_new_array();
+
+        for (char **i = l; a && i && *i; i++)
+                if (json_object_array_add(a, json_object_new_string(*i)) < 0) {
+                        json_object_put(a);
+                        return NULL;
+                }
+        return a;
+}
+
+static json_object *json_string_or_null(const char *s) {
+        return s ? json_object_new_string(s) : NULL;
+}
+
+static int json_add(json_object *o, const char *key, json_object *v, bool may_be_null) {
+        if (!v && !may_be_null)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int manager_status_json(Manager *m, json_object *o) {
+        const Config *c = m->config;
+        json_object *conf, *reload, *control, *ws, *users;
+        char range[64];
+        int r = 0;
+
+        conf = json_object_new_object();
+        reload = json_object_new_object();
+        control = json_object_new_object();
+        ws = json_object_new_object();
+        users = json_object_new_object();
+        (void)snprintf(
+                range, sizeof(range), "%u-%u", (unsigned)c->uid_range.min,
+                (unsigned)c->uid_range.max);
+
+        r |= json_add(o, "version", json_object_new_string(PROJECT_VERSION), false);
+        r |= json_add(o, "state", json_object_new_string(manager_state_to_string(m->state)), false);
+        r |= json_add(o, "pid", json_object_new_int64(getpid()), false);
+        r |= json_add(o, "since_usec", json_object_new_uint64(m->started_realtime_usec), false);
+
+        r |= json_add(o, "config", conf, false);
+        if (conf) {
+                r |= json_add(conf, "files", json_strv(c->files), false);
+                r |= json_add(
+                        conf, "loaded_usec", json_object_new_uint64(m->config_loaded_realtime_usec),
+                        false);
+                r |= json_add(
+                        conf, "log_level",
+                        json_object_new_string(log_level_to_string(c->log_level)), false);
+                r |= json_add(conf, "restart_pending", json_strv(m->restart_pending), false);
+        }
+        if (m->n_reloads > 0 && reload) {
+                r |= json_add(reload, "ok", json_object_new_boolean(!m->last_reload_failed), false);
+                r |= json_add(
+                        reload, "usec", json_object_new_uint64(m->last_reload_realtime_usec),
+                        false);
+                r |= json_add(reload, "count", json_object_new_int64(m->n_reloads), false);
+                r |= json_add(reload, "error", json_string_or_null(m->last_reload_error), true);
+                r |= json_add(o, "last_reload", reload, false);
+        } else {
+                json_object_put(reload);
+                r |= json_add(o, "last_reload", NULL, true);
+        }
+
+        r |= json_add(o, "control", control, false);
+        if (control) {
+                r |= json_add(
+                        control, "socket",
+                        json_object_new_string(
+                                m->control ? control_server_path(m->control) : c->control_socket),
+                        false);
+                r |= json_add(
+                        control, "clients",
+                        json_object_new_int64(
+                                m->control ? control_server_n_clients(m->control) : 0),
+                        false);
+                r |= json_add(control, "admin_group", json_string_or_null(c->admin_group), true);
+                r |= json_add(
+                        control, "admin_group_resolved",
+                        json_object_new_boolean(m->admin_gid != (gid_t)-1), false);
+        }
+
+        /* Configured values; the workspace and user modules add their live state here. */
+        r |= json_add(o, "workspace", ws, false);
+        if (ws) {
+                r |= json_add(ws, "source", json_string_or_null(c->source), true);
+                r |= json_add(ws, "mount_point", json_object_new_string(c->mount_point), false);
+                r |= json_add(
+                        ws, "cache_directory", json_object_new_string(c->cache_directory), false);
+        }
+        r |= json_add(o, "users", users, false);
+        if (users) {
+                r |= json_add(users, "uid_range", json_object_new_string(range), false);
+                r |= json_add(users, "group", json_string_or_null(c->group), true);
+                r |= json_add(users, "deny", json_strv(c->deny), false);
+                r |= json_add(
+                        users, "notebooks_directory",
+                        json_object_new_string(c->notebooks_directory), false);
+                r |= json_add(users, "link_name", json_object_new_string(c->link_name), false);
+        }
+        return r < 0 ? -ENOMEM : 0;
+}
+
+int manager_status_line(Manager *m, char **ret) {
+        unsigned n_files = 0;
+        char *s;
+
+        for (char **f = m->config->files; f && *f; f++)
+                n_files++;
+        if (asprintf(
+                    &s, "%s%s; config from %u file%s%s%s",
+                    m->state == MANAGER_RUNNING ? "Running" : manager_state_to_string(m->state),
+                    m->config->source ? "" : ", no workspace configured", n_files,
+                    n_files == 1 ? "" : "s",
+                    m->last_reload_failed ? "; last reload FAILED, old configuration in use" : "",
+                    m->restart_pending && m->restart_pending[0]
+                            ? "; restart needed for new settings"
+                            : "") < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static void manager_notify_status(Manager *m, const char *extra) {
+        _cleanup_free_ char *line = NULL;
+
+        if (manager_status_line(m, &line) < 0)
+                return;
+        (void)sd_notifyf(false, "%s%sSTATUS=%s", extra ? extra : "", extra ? "\n" : "", line);
+}
+
+/* ---- reload --------------------------------------------------------------------------------- */
+
+typedef struct ReloadChanges {
+        json_object *changed;
+        char ***restart_pending;
+        int r;
+} ReloadChanges;
+
+static void
+manager_on_config_change(const char *section, const char *key, bool needs_restart, void *userdata) {
+        ReloadChanges *ch = userdata;
+        _cleanup_free_ char *name = NULL;
+        json_object *o;
+        size_t n = 0;
+        char **l;
+
+        if (asprintf(&name, "%s.%s", section, key) < 0) {
+                ch->r = -ENOMEM;
+                return;
+        }
+        log_info(
+                "Configuration: %s changed%s", name,
+                needs_restart ? " (takes effect after a restart)" : "");
+        if (ch->changed) {
+                o = json_object_new_object();
+                if (!o || json_add(o, "key", json_object_new_string(name), false) < 0 ||
+                    json_add(o, "needs_restart", json_object_new_boolean(needs_restart), false) <
+                            0 ||
+                    json_object_array_add(ch->changed, o) < 0) {
+                        json_object_put(o);
+                        ch->r = -ENOMEM;
+                }
+        }
+        if (!needs_restart)
+                return;
+        for (l = *ch->restart_pending; l && *l; l++) {
+                if (streq(*l, name))
+                        return;
+                n++;
+        }
+        l = realloc(*ch->restart_pending, (n + 2) * sizeof(char *));
+        if (!l) {
+                ch->r = -ENOMEM;
+                return;
+        }
+        l[n] = TAKE_PTR(name);
+        l[n + 1] = NULL;
+        *ch->restart_pending = l;
+}
+
+int manager_reload(Manager *m, json_object *report) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_free_ char *error = NULL;
+        ReloadChanges ch = {.restart_pending = &m->restart_pending};
+        int r;
+
+        m->state = MANAGER_RELOADING;
+        (void)sd_notifyf(
+                false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading configuration",
+                (unsigned long long)now_monotonic_ns() / 1000ULL);
+
+        r = config_load(m->config_path, m->config_path_required, m->config_dropin_dir, &c, &error);
+        m->n_reloads++;
+        m->last_reload_realtime_usec = now_realtime_usec();
+        free(m->last_reload_error);
+        m->last_reload_error = NULL;
+        m->state = MANAGER_RUNNING;
+        if (r < 0) {
+                m->last_reload_failed = true;
+                if (!error && asprintf(&error, "%s", strerror(-r)) < 0)
+                        error = NULL;
+                m->last_reload_error = error ? strdup(error) : NULL;
+                (void)log_struct(
+                        LOG_ERR, r,
+                        ((const char *[]){POOLAGENT_MESSAGE_CONFIG_RELOAD_FAILED, NULL}),
+                        "Configuration reload failed, keeping the old configuration:\n%s",
+                        error ? error : "out of memory");
+                if (report && error)
+                        (void)json_add(report, "error", json_object_new_string(error), false);
+                manager_notify_status(m, "READY=1");
+                return r;
+        }
+
+        if (report) {
+                ch.changed = json_object_new_array();
+                if (!ch.changed || json_add(report, "changed", ch.changed, false) < 0)
+                        ch.changed = NULL;
+        }
+        (void)config_diff(m->config, c, manager_on_config_change, &ch);
+        config_free(m->config);
+        m->config = TAKE_PTR(c);
+        m->config_loaded_realtime_usec = m->last_reload_realtime_usec;
+        m->last_reload_failed = false;
+        manager_apply_config(m);
+        if (report)
+                (void)json_add(report, "restart_pending", json_strv(m->restart_pending), false);
+
+        (void)log_struct(
+                LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_CONFIG_RELOADED, NULL}),
+                "Configuration reloaded%s",
+                m->restart_pending && m->restart_pending[0]
+                        ? "; some changes take effect after a restart"
+                        : "");
+        manager_notify_status(m, "READY=1");
+        return ch.r;
+}
+
+/* ---- control commands ----------------------------------------------------------------------- */
+
+static int manager_on_status(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        json_object *you;
+        int r;
+
+        r = manager_status_json(m, result);
+        if (r < 0)
+                return r;
+        you = json_object_new_object();
+        if (!you || json_add(result, "peer", you, false) < 0)
+                return -ENOMEM;
+        r = json_add(you, "uid", json_object_new_int64(peer->uid), false);
+        if (r >= 0)
+                r = json_add(you, "admin", json_object_new_boolean(peer->admin), false);
+        return r;
+}
+
+static int manager_on_version(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        return json_add(result, "version", json_object_new_string(PROJECT_VERSION), false);
+}
+
+static int manager_on_reload(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        json_object *err;
+        int r;
+
+        log_info(
+                "Reload requested over the control socket by UID %u (PID %d)", (unsigned)peer->uid,
+                (int)peer->pid);
+        r = manager_reload(m, result);
+        if (r < 0 && json_object_object_get_ex(result, "error", &err))
+                *reterr_message = strdup(json_object_get_string(err));
+        return r;
+}
+
+/* Later subsystems add their rows here (health, drain, flush, jobs, submit, cancel, links). */
+static const ControlCommand manager_commands[] = {
+        {"status", manager_on_status, false},
+        {"version", manager_on_version, false},
+        {"reload", manager_on_reload, true},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static int
+manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_info("Received SIGHUP, reloading the configuration");
+        (void)manager_reload(userdata, NULL);
+        return 0;
+}
+
+static int
+manager_on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        m->state = MANAGER_STOPPING;
+        (void)log_struct(
+                LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STOPPING, NULL}),
+                "Received %s, stopping", strsignal((int)si->ssi_signo));
+        (void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        return sd_event_exit(m->event, 0);
+}
+
+int manager_new(const ManagerConfigSource *source, Config *config, Manager **ret) {
+        _cleanup_(config_freep) Config *c = config;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->admin_gid = (gid_t)-1;
+        m->state = MANAGER_STARTING;
+        m->started_realtime_usec = m->config_loaded_realtime_usec = now_realtime_usec();
+        m->config_path = source->path ? strdup(source->path) : NULL;
+        m->config_dropin_dir = source->dropin_dir ? strdup(source->dropin_dir) : NULL;
+        m->config_path_required = source->path_required;
+        if ((source->path && !m->config_path) || (source->dropin_dir && !m->config_dropin_dir))
+                return -ENOMEM;
+        m->config = TAKE_PTR(c);
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        sigset_t mask;
+        int r;
+
+        manager_apply_config(m);
+
+        (void)sigemptyset(&mask);
+        (void)sigaddset(&mask, SIGTERM);
+        (void)sigaddset(&mask, SIGINT);
+        (void)sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(NEG_ERRNO(), "Failed to block signals: %m");
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, manager_on_terminate, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_terminate, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, manager_on_sighup, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up signal handling: %m");
+
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable the watchdog: %m");
+
+        r = control_server_new(
+                m->event, m->config->control_socket, manager_commands, ELEMENTSOF(manager_commands),
+                m, &m->control);
+        if (r < 0)
+                return log_error_errno(
+                        r, "Failed to listen on control socket %s: %m%s", m->config->control_socket,
+                        r == -EADDRINUSE ? " (another poolagentd is running)" : "");
+        control_server_set_admin_gid(m->control, m->admin_gid);
+
+        m->state = MANAGER_RUNNING;
+        (void)log_struct(
+                LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STARTED, NULL}),
+                "poolagentd %s started, control socket %s", PROJECT_VERSION,
+                control_server_path(m->control));
+        manager_notify_status(m, "READY=1");
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return r;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        control_server_free(m->control);
+        sd_event_unref(m->event);
+        config_free(m->config);
+        free(m->config_path);
+        free(m->config_dropin_dir);
+        free(m->last_reload_error);
+        strv_free(m->restart_pending);
+        free(m);
+        return NULL;
+}

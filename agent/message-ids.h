@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* MESSAGE_IDs of the agent's operator events (journalctl MESSAGE_ID=...). Stable: never change or
+ * reuse one. Generated with systemd-id128 new. */
+
+#define POOLAGENT_MESSAGE_STARTED "MESSAGE_ID=cf86d55c775d4876a0cc529ba08df2d9"
+#define POOLAGENT_MESSAGE_STOPPING "MESSAGE_ID=634c0471f73e4aa68e040e9d7ddc813b"
+#define POOLAGENT_MESSAGE_CONFIG_RELOADED "MESSAGE_ID=0f5a4462b5424202a38a182198052d1e"
+#define POOLAGENT_MESSAGE_CONFIG_RELOAD_FAILED "MESSAGE_ID=8eddf994c31c4bcc9de50685f8bc5377"
+#define POOLAGENT_MESSAGE_CONTROL_DENIED "MESSAGE_ID=a6b4b27542084a4b8ebd06f31898c07c"

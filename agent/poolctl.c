@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/* poolctl: talks to poolagentd over its control socket. See poolctl(1). */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "control.h"
+#include "macro.h"
+#include "time-util.h"
+
+/* Exit codes, documented in poolctl(1). */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1,      /* the agent answered with an error */
+        EXIT_USAGE = 2,       /* bad command line */
+        EXIT_UNREACHABLE = 3, /* no agent on the socket, no reply in time, or a garbled reply */
+        EXIT_PERMISSION = 4,  /* the command needs root or the admin group */
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
+
+#define DEFAULT_SOCKET "/run/poolagent/control.sock"
+#define DEFAULT_TIMEOUT_MS 30000
+
+static const char *arg_socket = DEFAULT_SOCKET;
+static bool arg_json = false;
+static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
+
+static void help(void) {
+        printf("Usage: poolctl [OPTIONS] COMMAND\n\n"
+               "Query and control poolagentd.\n\n"
+               "Commands:\n"
+               "  status                  show the agent's state and configuration\n"
+               "  version                 show the versions of poolctl and the agent\n"
+               "  reload                  reload the agent's configuration (root or admin group)\n\n"
+               "Options:\n"
+               "      --json              print the agent's reply as JSON\n"
+               "  -s, --socket=PATH       control socket (default $POOLAGENT_CONTROL_SOCKET or\n"
+               "                          " DEFAULT_SOCKET ")\n"
+               "  -t, --timeout=SECONDS   how long to wait for the agent (default 30)\n"
+               "  -h, --help              show this help\n\n"
+               "Exit status: 0 success, 1 the agent reported an error, 2 usage error,\n"
+               "3 agent not reachable, 4 permission denied. See poolctl(1).\n");
+}
+
+static void die_usage(const char *message, const char *arg) {
+        fprintf(stderr, "poolctl: %s%s%s\nTry 'poolctl --help'.\n", message, arg ? ": " : "",
+                arg ? arg : "");
+}
+
+/* ---- talking to the agent ------------------------------------------------------------------- */
+
+static int64_t remaining_ms(int64_t deadline_ns) {
+        int64_t left = deadline_ns - now_monotonic_ns();
+
+        return left <= 0 ? 0 : (left + 999999) / 1000000;
+}
+
+/* Sends {"command": name} and returns the parsed reply. On failure prints why and returns the
+ * exit code to use. */
+static int call(const char *name, json_object **ret) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        int64_t deadline = now_monotonic_ns() + (int64_t)arg_timeout_ms * 1000000;
+        char request[256];
+        json_object *reply;
+        ssize_t n;
+
+        if (strlen(arg_socket) >= sizeof(sa.sun_path)) {
+                die_usage("socket path too long", arg_socket);
+                return EXIT_USAGE;
+        }
+        memcpy(sa.sun_path, arg_socket, strlen(arg_socket) + 1);
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "poolctl: cannot reach poolagentd at %s: %m\n", arg_socket);
+                return EXIT_UNREACHABLE;
+        }
+        (void)snprintf(request, sizeof(request), "{\"command\":\"%s\"}", name);
+        if (send(fd, request, strlen(request), MSG_NOSIGNAL) < 0) {
+                fprintf(stderr, "poolctl: cannot send to poolagentd: %m\n");
+                return EXIT_UNREACHABLE;
+        }
+        buf = malloc(CONTROL_REPLY_MAX + 1);
+        if (!buf) {
+                fprintf(stderr, "poolctl: out of memory\n");
+                return EXIT_FAILED;
+        }
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int k = poll(&p, 1, (int)remaining_ms(deadline));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        fprintf(stderr, "poolctl: no reply from poolagentd within %d s\n",
+                                arg_timeout_ms / 1000);
+                        return EXIT_UNREACHABLE;
+                }
+                break;
+        }
+        n = recv(fd, buf, CONTROL_REPLY_MAX + 1, MSG_TRUNC);
+        if (n <= 0 || (size_t)n > CONTROL_REPLY_MAX) {
+                fprintf(stderr, "poolctl: %s\n",
+                        n < 0    ? strerror(errno)
+                        : n == 0 ? "poolagentd closed the connection"
+                                 : "reply too large");
+                return EXIT_UNREACHABLE;
+        }
+        buf[n] = '\0';
+        reply = json_tokener_parse(buf);
+        if (!reply || !json_object_is_type(reply, json_type_object)) {
+                json_object_put(reply);
+                fprintf(stderr, "poolctl: garbled reply from poolagentd\n");
+                return EXIT_UNREACHABLE;
+        }
+        *ret = reply;
+        return EXIT_OK;
+}
+
+static const char *get_str(json_object *o, const char *key) {
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) ||
+            !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+static json_object *get(json_object *o, const char *key) {
+        json_object *v = NULL;
+
+        if (o)
+                (void)json_object_object_get_ex(o, key, &v);
+        return v;
+}
+
+/* Returns the exit code for an {"ok": false} reply after printing the error. */
+static int report_error(json_object *reply) {
+        const char *err = get_str(reply, "error"), *no = get_str(reply, "errno");
+
+        fprintf(stderr, "poolctl: %s\n", err ? err : "the agent reported an unspecified error");
+        return no && streq(no, "EPERM") ? EXIT_PERMISSION : EXIT_FAILED;
+}
+
+/* ---- human output --------------------------------------------------------------------------- */
+
+static void format_time(char *buf, size_t size, uint64_t usec) {
+        time_t t = (time_t)(usec / 1000000);
+        struct tm tm;
+
+        if (usec == 0 || !localtime_r(&t, &tm) ||
+            strftime(buf, size, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                (void)snprintf(buf, size, "n/a");
+}
+
+static void format_span(char *buf, size_t size, uint64_t usec) {
+        uint64_t s = usec / 1000000;
+
+        if (s < 60)
+                (void)snprintf(buf, size, "%" PRIu64 "s", s);
+        else if (s < 3600)
+                (void)snprintf(buf, size, "%" PRIu64 "min %" PRIu64 "s", s / 60, s % 60);
+        else if (s < 86400)
+                (void)snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "min", s / 3600, (s % 3600) / 60);
+        else
+                (void)snprintf(
+                        buf, size, "%" PRIu64 "d %" PRIu64 "h", s / 86400, (s % 86400) / 3600);
+}
+
+static void print_list(json_object *a, const char *sep, const char *none) {
+        size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+
+        if (n == 0)
+                fputs(none, stdout);
+        for (size_t i = 0; i < n; i++)
+                printf("%s%s", i ? sep : "",
+                       json_object_get_string(json_object_array_get_idx(a, i)));
+}
+
+static void print_status(json_object *r) {
+        json_object *conf = get(r, "config"), *reload = get(r, "last_reload"),
+                    *control = get(r, "control"), *ws = get(r, "workspace"),
+                    *users = get(r, "users"), *peer = get(r, "peer"),
+                    *pending = get(conf, "restart_pending");
+        uint64_t since = json_object_get_uint64(get(r, "since_usec"));
+        struct timespec now;
+        char t1[64], t2[64];
+
+        (void)clock_gettime(CLOCK_REALTIME, &now);
+        format_time(t1, sizeof(t1), since);
+        format_span(
+                t2, sizeof(t2),
+                (uint64_t)now.tv_sec * 1000000 > since ? (uint64_t)now.tv_sec * 1000000 - since
+                                                       : 0);
+
+        printf("poolagentd %s: %s\n", get_str(r, "version") ?: "?", get_str(r, "state") ?: "?");
+        printf("        PID: %" PRId64 ", up %s (since %s)\n", json_object_get_int64(get(r, "pid")),
+               t2, t1);
+        printf("     Config: ");
+        print_list(get(conf, "files"), ", ", "(none, built-in defaults)");
+        format_time(t1, sizeof(t1), json_object_get_uint64(get(conf, "loaded_usec")));
+        printf("\n             loaded %s, log level %s\n", t1, get_str(conf, "log_level") ?: "?");
+        if (reload && json_object_is_type(reload, json_type_object)) {
+                format_time(t1, sizeof(t1), json_object_get_uint64(get(reload, "usec")));
+                if (json_object_get_boolean(get(reload, "ok")))
+                        printf("     Reload: ok at %s (%" PRId64 " so far)\n", t1,
+                               json_object_get_int64(get(reload, "count")));
+                else
+                        printf("     Reload: FAILED at %s, old configuration in use:\n             %s\n",
+                               t1, get_str(reload, "error") ?: "unknown error");
+        }
+        if (pending && json_object_array_length(pending) > 0) {
+                printf("    Restart: needed for ");
+                print_list(pending, ", ", "");
+                printf("\n");
+        }
+        printf("    Control: %s, %" PRId64 " client%s connected\n",
+               get_str(control, "socket") ?: "?", json_object_get_int64(get(control, "clients")),
+               json_object_get_int64(get(control, "clients")) == 1 ? "" : "s");
+        if (get_str(control, "admin_group"))
+                printf("     Admins: root and group %s%s\n", get_str(control, "admin_group"),
+                       json_object_get_boolean(get(control, "admin_group_resolved"))
+                               ? ""
+                               : " (group not found: root only)");
+        else
+                printf("     Admins: root only\n");
+        if (get_str(ws, "source"))
+                printf("  Workspace: %s at %s\n             cache %s\n", get_str(ws, "source"),
+                       get_str(ws, "mount_point") ?: "?", get_str(ws, "cache_directory") ?: "?");
+        else
+                printf("  Workspace: none configured ([Workspace] Source=)\n");
+        printf("      Users: UID %s%s%s, deny: ", get_str(users, "uid_range") ?: "?",
+               get_str(users, "group") ? " and group " : "", get_str(users, "group") ?: "");
+        print_list(get(users, "deny"), " ", "nobody");
+        printf("\n             link ~/%s/%s\n", get_str(users, "notebooks_directory") ?: "?",
+               get_str(users, "link_name") ?: "?");
+        if (peer)
+                printf("        You: UID %" PRId64 ", %s\n",
+                       json_object_get_int64(get(peer, "uid")),
+                       json_object_get_boolean(get(peer, "admin")) ? "admin (may change state)"
+                                                                   : "read-only");
+}
+
+static void print_reload(json_object *r) {
+        json_object *changed = get(r, "changed"), *pending = get(r, "restart_pending");
+        size_t n = changed ? json_object_array_length(changed) : 0;
+
+        if (n == 0)
+                printf("Configuration reloaded, nothing changed.\n");
+        else
+                printf("Configuration reloaded, %zu setting%s changed:\n", n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(changed, i);
+                printf("  %s%s\n", get_str(c, "key") ?: "?",
+                       json_object_get_boolean(get(c, "needs_restart"))
+                               ? " (takes effect after a restart)"
+                               : "");
+        }
+        if (pending && json_object_array_length(pending) > 0) {
+                printf("Restart poolagentd to apply: ");
+                print_list(pending, ", ", "");
+                printf("\n");
+        }
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static int verb(const char *name) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        json_object *result;
+        int r;
+
+        r = call(name, &reply);
+        if (r != EXIT_OK)
+                return r;
+        if (arg_json)
+                printf("%s\n",
+                       json_object_to_json_string_ext(
+                               reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!json_object_get_boolean(get(reply, "ok"))) {
+                if (arg_json) {
+                        const char *no = get_str(reply, "errno");
+                        return no && streq(no, "EPERM") ? EXIT_PERMISSION : EXIT_FAILED;
+                }
+                return report_error(reply);
+        }
+        if (arg_json)
+                return EXIT_OK;
+        result = get(reply, "result");
+        if (streq(name, "status"))
+                print_status(result);
+        else if (streq(name, "version"))
+                printf("poolctl %s\npoolagentd %s\n", PROJECT_VERSION,
+                       get_str(result, "version") ?: "?");
+        else if (streq(name, "reload"))
+                print_reload(result);
+        return EXIT_OK;
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        static const struct option options[] = {
+                {"json", no_argument, NULL, 'j'},
+                {"socket", required_argument, NULL, 's'},
+                {"timeout", required_argument, NULL, 't'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        const char *env = getenv("POOLAGENT_CONTROL_SOCKET");
+        char *end;
+        long v;
+        int c;
+
+        if (!isempty(env))
+                arg_socket = env;
+        while ((c = getopt_long(argc, argv, "s:t:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 's':
+                        arg_socket = optarg;
+                        break;
+                case 't':
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || v < 1 || v > 3600) {
+                                die_usage("invalid timeout (1-3600 seconds)", optarg);
+                                return -EINVAL;
+                        }
+                        arg_timeout_ms = (int)v * 1000;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'poolctl --help'.\n");
+                        return -EINVAL;
+                }
+        }
+        return 1;
+}
+
+int main(int argc, char *argv[]) {
+        static const char *const verbs[] = {"status", "version", "reload"};
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_OK;
+        if (optind >= argc) {
+                die_usage("missing command", NULL);
+                return EXIT_USAGE;
+        }
+        if (optind + 1 < argc) {
+                die_usage("unexpected argument", argv[optind + 1]);
+                return EXIT_USAGE;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[optind], verbs[i]))
+                        return verb(verbs[i]);
+        die_usage("unknown command", argv[optind]);
+        return EXIT_USAGE;
+}
