@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 
 #include <json-c/json.h>
-#include <microhttpd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -258,35 +257,6 @@ static void sas_token_clearp(SasToken *t) {
         sas_token_clear(t);
 }
 
-static int client_address(const EmuRequest *req, char buf[static INET6_ADDRSTRLEN]) {
-        const union MHD_ConnectionInfo *ci;
-        const struct sockaddr *sa;
-
-        /* req->connection is the server's; only this read-only query is made on it. */
-        if (!req->connection)
-                return -ENOENT;
-        ci = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (!ci || !ci->client_addr)
-                return -ENOENT;
-        sa = ci->client_addr;
-        if (sa->sa_family == AF_INET) {
-                if (!inet_ntop(
-                            AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
-                            INET6_ADDRSTRLEN))
-                        return -EINVAL;
-        } else if (sa->sa_family == AF_INET6) {
-                const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-                /* An IPv4-mapped address compares as IPv4. */
-                if (IN6_IS_ADDR_V4MAPPED(a)) {
-                        if (!inet_ntop(AF_INET, &a->s6_addr[12], buf, INET6_ADDRSTRLEN))
-                                return -EINVAL;
-                } else if (!inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN))
-                        return -EINVAL;
-        } else
-                return -EAFNOSUPPORT;
-        return 0;
-}
-
 /* "share" or "share/dir/file" from the decoded path segments (segments[0] is the account). */
 static int sas_resource(const EmuRequest *req, bool whole_path, char **ret) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = 64u * 1024u};
@@ -357,7 +327,7 @@ static int check_sas(EmuRequest *req) {
                         "This request is not authorized to perform this operation using this protocol.");
         if (t.ip) {
                 _cleanup_free_ char *msg = NULL;
-                bool have_ip = client_address(req, ip) >= 0;
+                bool have_ip = emu_request_client_address(req, ip) >= 0;
                 if (sas_check_ip(&t, have_ip ? ip : NULL) < 0) {
                         if (asprintf(
                                     &msg,

@@ -307,6 +307,34 @@ const char *emu_request_query(const EmuRequest *r, const char *name) {
         return NULL;
 }
 
+int emu_request_client_address(const EmuRequest *req, char buf[static INET6_ADDRSTRLEN]) {
+        const union MHD_ConnectionInfo *ci;
+        const struct sockaddr *sa;
+
+        if (!req->connection)
+                return -ENOENT;
+        ci = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!ci || !ci->client_addr)
+                return -ENOENT;
+        sa = ci->client_addr;
+        if (sa->sa_family == AF_INET) {
+                if (!inet_ntop(
+                            AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+                            INET6_ADDRSTRLEN))
+                        return -EINVAL;
+        } else if (sa->sa_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+                /* An IPv4-mapped address compares as IPv4. */
+                if (IN6_IS_ADDR_V4MAPPED(a)) {
+                        if (!inet_ntop(AF_INET, &a->s6_addr[12], buf, INET6_ADDRSTRLEN))
+                                return -EINVAL;
+                } else if (!inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN))
+                        return -EINVAL;
+        } else
+                return -EAFNOSUPPORT;
+        return 0;
+}
+
 /* ---- replies ----------------------------------------------------------------------------- */
 
 int emu_reply_header(EmuRequest *r, const char *name, const char *format, ...) {

@@ -108,6 +108,9 @@ int emu_request_foreach_header(
 /* Decoded query value by exact (case-sensitive) name; NULL when absent. */
 const char *emu_request_query(const EmuRequest *r, const char *name);
 
+/* The peer's address as text (IPv4-mapped IPv6 shown as IPv4): 0, or -ENOENT/-EAFNOSUPPORT. */
+int emu_request_client_address(const EmuRequest *r, char buf[static 46]);
+
 /* Replies. Every handler calls exactly one of these (or emu_reply_error); a second call is a bug
  * and aborts. Headers added with emu_reply_header() before the reply are sent with it. */
 int emu_reply_header(EmuRequest *r, const char *name, const char *format, ...) _printf_(3, 4);
