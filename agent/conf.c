@@ -61,7 +61,7 @@ static int conf_errors_finish(ConfErrors *e, char **reterr) {
 
         if (e->n > CONF_ERRORS_MAX) {
                 unsigned more = e->n - CONF_ERRORS_MAX;
-                e->n = CONF_ERRORS_MAX; /* let the summary line through */
+                e->n = CONF_ERRORS_MAX - 1; /* let the summary line through */
                 conf_errors_add(e, "(%u more errors not shown)", more);
         }
         if (reterr && e->text) {
@@ -299,6 +299,13 @@ int conf_parse_path(const char *value, void *ret, const void *arg, const char **
         return set_string(ret, value);
 }
 
+int conf_parse_path_or_empty(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        if (value[0] == '\0')
+                return set_string(ret, NULL);
+        return conf_parse_path(value, ret, arg, reterr_reason);
+}
+
 int conf_parse_relative_path(
         const char *value, void *ret, const void *arg, const char **reterr_reason) {
         if (value[0] == '\0' || value[0] == '/' || strlen(value) >= PATH_MAX ||
@@ -505,7 +512,7 @@ static const ConfItem conf_table[] = {
         {"Agent",     "AdminGroup",         conf_parse_group_name,    offsetof(Config, admin_group),         STRING,                      NULL,                  false},
         {"Workspace", "Source",             conf_parse_url,           offsetof(Config, source),              STRING,                      NULL,                  true},
         {"Workspace", "MountPoint",         conf_parse_path,          offsetof(Config, mount_point),         STRING,                      NULL,                  true},
-        {"Workspace", "Credentials",        conf_parse_path,          offsetof(Config, credentials),         STRING,                      NULL,                  true},
+        {"Workspace", "Credentials",        conf_parse_path_or_empty, offsetof(Config, credentials),         STRING,                      NULL,                  true},
         {"Workspace", "CacheDirectory",     conf_parse_path,          offsetof(Config, cache_directory),     STRING,                      NULL,                  true},
         {"Workspace", "MountOptions",       conf_parse_string,        offsetof(Config, mount_options),       STRING,                      NULL,                  true},
         {"Workspace", "StatTimeout",        conf_parse_duration,      offsetof(Config, stat_timeout_usec),   SCALAR(stat_timeout_usec),   &stat_timeout_range,   false},

@@ -86,6 +86,9 @@ int conf_parse_duration(
         const char **reterr_reason);
 int conf_parse_path(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* The same, but an empty value unsets the key (NULL). */
+int conf_parse_path_or_empty(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_relative_path(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_filename(
