@@ -348,6 +348,14 @@ control_server_on_accept(sd_event_source *source, int fd, uint32_t revents, void
                                -ENOMEM, "Failed to accept control connection, ignoring: %m"),
                        0;
         c->fd = TAKE_FD(cfd);
+        /* Linked first, so that control_connection_free() undoes everything from here on. */
+        c->server = s;
+        c->next = s->connections;
+        if (s->connections)
+                s->connections->prev = c;
+        s->connections = c;
+        s->n_connections++;
+
         r = control_connection_read_peer(c);
         if (r >= 0)
                 r = sd_event_add_io(
@@ -361,12 +369,6 @@ control_server_on_accept(sd_event_source *source, int fd, uint32_t revents, void
                 log_warning_errno(r, "Failed to set up control connection, ignoring: %m");
                 return 0;
         }
-        c->server = s;
-        c->next = s->connections;
-        if (s->connections)
-                s->connections->prev = c;
-        s->connections = c;
-        s->n_connections++;
         r = control_connection_arm_timer(c);
         if (r < 0) {
                 control_connection_free(c);

@@ -1,0 +1,655 @@
+/* SPDX-License-Identifier: MIT */
+/* The real poolagentd, started with a temporary configuration (every path under a temporary
+ * directory) and a NOTIFY_SOCKET this test reads, driven with the real poolctl binary: status in
+ * both formats, reload by SIGHUP and by command (a changed value, a broken file), read-only
+ * access for an unprivileged peer, admin access through the admin group, and garbage, floods and
+ * a client that never reads on the control socket. argv[1] is poolagentd, argv[2] poolctl. No
+ * sleeps: every wait is on the real condition, bounded. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "time-util.h"
+
+#define WAIT_MS 20000
+#define OUTPUT_MAX (256 * 1024)
+
+static const char *poolagentd_path;
+static const char *poolctl_path;
+
+static char *tmp;           /* temporary directory, mode 0755 so that nobody can reach the socket */
+static char conf_path[512]; /* tmp/poolagent.conf */
+static char dropin_dir[512];  /* tmp/conf.d */
+static char socket_path[512]; /* tmp/run/control.sock */
+static char log_path[512];    /* the agent's stderr */
+static int notify_fd = -EBADF;
+static pid_t agent_pid;
+static char last_status[1024]; /* last STATUS= from the agent */
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+
+        ck_assert_msg(f != NULL, "fopen %s: %m", path);
+        ck_assert_int_ge(fputs(text, f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_conf(const char *extra_agent, const char *extra) {
+        char text[4096];
+
+        (void)snprintf(
+                text, sizeof(text), "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n%s\n%s",
+                socket_path, tmp, extra_agent ? extra_agent : "", extra ? extra : "");
+        write_file(conf_path, text);
+}
+
+static void write_dropin(const char *name, const char *text) {
+        char path[600];
+
+        (void)snprintf(path, sizeof(path), "%s/%s", dropin_dir, name);
+        write_file(path, text);
+}
+
+static int64_t left_ms(int64_t deadline) {
+        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
+        return l < 0 ? 0 : l;
+}
+
+/* Reads notifications until one has the line want; bounded. Remembers STATUS=. */
+static void wait_notify(const char *want) {
+        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
+
+        for (;;) {
+                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
+                char buf[4096];
+                bool found = false;
+                ssize_t n;
+                int k;
+
+                k = poll(&p, 1, (int)left_ms(deadline));
+                ck_assert_msg(k > 0, "no '%s' from poolagentd within %d ms", want, WAIT_MS);
+                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                if (n < 0 && errno == EAGAIN)
+                        continue;
+                ck_assert_int_gt(n, 0);
+                buf[n] = '\0';
+                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
+                        end = strchr(line, '\n');
+                        if (end)
+                                *end = '\0';
+                        if (strncmp(line, "STATUS=", 7) == 0)
+                                (void)snprintf(last_status, sizeof(last_status), "%s", line + 7);
+                        if (streq(line, want))
+                                found = true;
+                }
+                if (found)
+                        return;
+        }
+}
+
+static pid_t spawn_agent(const char *log) {
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                char notify[600];
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+                /* Never outlive a test that failed before its teardown. */
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
+                        _exit(127);
+                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir",
+                      dropin_dir, (char *)NULL);
+                _exit(127);
+        }
+        return pid;
+}
+
+/* Runs poolctl (as nobody with the given group setup when setpriv_groups is not NULL) and returns
+ * its exit status with stdout and stderr. */
+static int
+poolctl(const char *setpriv_regid,
+        const char *setpriv_groups,
+        const char *const *args,
+        char **ret_out,
+        char **ret_err) {
+        int out[2], err[2];
+        char *bufs[2];
+        size_t lens[2] = {0, 0};
+        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
+        int status;
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const char *argv[32];
+                size_t n = 0;
+                char regid[64], groups[128];
+
+                if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(127);
+                if (setpriv_regid) {
+                        (void)snprintf(regid, sizeof(regid), "--regid=%s", setpriv_regid);
+                        argv[n++] = "setpriv";
+                        argv[n++] = "--reuid=65534";
+                        argv[n++] = regid;
+                        if (setpriv_groups) {
+                                (void)snprintf(
+                                        groups, sizeof(groups), "--groups=%s", setpriv_groups);
+                                argv[n++] = groups;
+                        } else
+                                argv[n++] = "--clear-groups";
+                }
+                argv[n++] = poolctl_path;
+                argv[n++] = "--socket";
+                argv[n++] = socket_path;
+                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                execvp(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        (void)close(out[1]);
+        (void)close(err[1]);
+        bufs[0] = calloc(1, OUTPUT_MAX + 1);
+        bufs[1] = calloc(1, OUTPUT_MAX + 1);
+        ck_assert(bufs[0] && bufs[1]);
+        for (int open_fds = 2; open_fds > 0;) {
+                struct pollfd p[2] = {
+                        {.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}};
+                int k = poll(p, 2, (int)left_ms(deadline));
+                ck_assert_msg(k > 0, "poolctl did not finish within %d ms", WAIT_MS);
+                for (int i = 0; i < 2; i++) {
+                        ssize_t n;
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+                                continue;
+                        n = read(p[i].fd, bufs[i] + lens[i], OUTPUT_MAX - lens[i]);
+                        if (n <= 0) {
+                                (void)close(i == 0 ? out[0] : err[0]);
+                                if (i == 0)
+                                        out[0] = -1;
+                                else
+                                        err[0] = -1;
+                                open_fds--;
+                        } else
+                                lens[i] += (size_t)n;
+                }
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        if (ret_out)
+                *ret_out = bufs[0];
+        else
+                free(bufs[0]);
+        if (ret_err)
+                *ret_err = bufs[1];
+        else
+                free(bufs[1]);
+        return WEXITSTATUS(status);
+}
+
+/* poolctl --json status as root, parsed. */
+static json_object *status_json(void) {
+        _cleanup_free_ char *out = NULL;
+        json_object *o, *result;
+
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"--json", "status", NULL}, &out, NULL),
+                0);
+        o = json_tokener_parse(out);
+        ck_assert_msg(o != NULL, "not JSON: %s", out);
+        ck_assert(json_object_get_boolean(json_object_object_get(o, "ok")));
+        ck_assert(json_object_object_get_ex(o, "result", &result));
+        json_object_get(result);
+        json_object_put(o);
+        return result;
+}
+
+static const char *jstr(json_object *o, const char *path1, const char *path2) {
+        json_object *v = json_object_object_get(o, path1);
+        if (path2)
+                v = json_object_object_get(v, path2);
+        return v ? json_object_get_string(v) : NULL;
+}
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+static void setup(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        tmp = strdup("/tmp/test-agent-control-XXXXXX");
+        ck_assert_ptr_nonnull(tmp);
+        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        ck_assert_int_eq(chmod(tmp, 0755), 0);
+        (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
+        (void)snprintf(dropin_dir, sizeof(dropin_dir), "%s/conf.d", tmp);
+        (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
+        (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
+        ck_assert_int_eq(mkdir(dropin_dir, 0755), 0);
+        write_conf(NULL, NULL);
+
+        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(notify_fd, 0);
+        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
+        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+        agent_pid = spawn_agent(log_path);
+        wait_notify("READY=1");
+}
+
+static void teardown(void) {
+        char cmd[600];
+        int status;
+
+        if (agent_pid > 0) {
+                ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+                wait_notify("STOPPING=1");
+                ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
+                        (void)system(cmd);
+                }
+                ck_assert_msg(
+                        WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                        "poolagentd exited with status 0x%x", status);
+                /* A clean stop removes the socket. */
+                ck_assert_int_eq(access(socket_path, F_OK), -1);
+        }
+        notify_fd = safe_close(notify_fd);
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+        ck_assert_int_eq(system(cmd), 0);
+        free(tmp);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+START_TEST(test_status_human_and_json) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *s;
+
+        ck_assert_msg(strstr(last_status, "Running"), "STATUS=%s", last_status);
+
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"status", NULL}, &out, &err), 0);
+        ck_assert_msg(strstr(out, "poolagentd " PROJECT_VERSION ": running"), "%s", out);
+        ck_assert_msg(strstr(out, conf_path), "%s", out);
+        ck_assert_msg(strstr(out, "You: UID 0, admin"), "%s", out);
+        ck_assert_msg(strstr(out, "Workspace: none configured"), "%s", out);
+        ck_assert_str_eq(err, "");
+
+        s = status_json();
+        ck_assert_str_eq(jstr(s, "state", NULL), "running");
+        ck_assert_int_eq(json_object_get_int64(json_object_object_get(s, "pid")), agent_pid);
+        ck_assert_str_eq(
+                json_object_get_string(json_object_array_get_idx(
+                        json_object_object_get(json_object_object_get(s, "config"), "files"), 0)),
+                conf_path);
+        ck_assert_str_eq(jstr(s, "control", "socket"), socket_path);
+        ck_assert_str_eq(jstr(s, "config", "log_level"), "info");
+        ck_assert(json_object_get_boolean(
+                json_object_object_get(json_object_object_get(s, "peer"), "admin")));
+        json_object_put(s);
+
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"version", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "poolagentd " PROJECT_VERSION), "%s", out);
+}
+END_TEST
+
+START_TEST(test_usage_and_unreachable) {
+        char *err = NULL;
+        char missing[600];
+
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"frobnicate", NULL}, NULL, &err), 2);
+        ck_assert_ptr_nonnull(strstr(err, "unknown command"));
+        free(err);
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"--bogus", "status", NULL}, NULL, NULL),
+                2);
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){NULL}, NULL, NULL), 2);
+
+        /* --socket given twice: the later one, a path where nobody listens, wins. */
+        (void)snprintf(missing, sizeof(missing), "%s/nothing.sock", tmp);
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"--socket", missing, "status", NULL},
+                        NULL, &err),
+                3);
+        ck_assert_msg(strstr(err, "cannot reach poolagentd"), "%s", err);
+        free(err);
+}
+END_TEST
+
+START_TEST(test_reload_sighup_changed_value) {
+        json_object *s, *pending;
+
+        write_conf("LogLevel=debug\n", NULL);
+        write_dropin(
+                "50-admins.conf",
+                "[Agent]\nAdminGroup=nogroup\n[Workspace]\nStatTimeout=2s\nMountPoint=/srv/elsewhere\n");
+        ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+        wait_notify("RELOADING=1");
+        wait_notify("READY=1");
+
+        s = status_json();
+        ck_assert_str_eq(jstr(s, "config", "log_level"), "debug");
+        ck_assert_str_eq(jstr(s, "control", "admin_group"), "nogroup");
+        ck_assert(json_object_get_boolean(
+                json_object_object_get(json_object_object_get(s, "last_reload"), "ok")));
+        pending = json_object_object_get(json_object_object_get(s, "config"), "restart_pending");
+        ck_assert_int_eq(json_object_array_length(pending), 1);
+        ck_assert_str_eq(
+                json_object_get_string(json_object_array_get_idx(pending, 0)),
+                "Workspace.MountPoint");
+        ck_assert_int_eq(
+                json_object_array_length(
+                        json_object_object_get(json_object_object_get(s, "config"), "files")),
+                2);
+        json_object_put(s);
+        ck_assert_msg(strstr(last_status, "restart needed"), "STATUS=%s", last_status);
+}
+END_TEST
+
+START_TEST(test_reload_broken_file_keeps_old) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *s;
+
+        write_dropin("50-broken.conf", "[Agent]\nLogLevel=debug\n[Workspace]\nMountpoint=/x\n");
+        ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+        wait_notify("RELOADING=1");
+        wait_notify("READY=1");
+        ck_assert_msg(strstr(last_status, "last reload FAILED"), "STATUS=%s", last_status);
+
+        s = status_json();
+        ck_assert_str_eq(jstr(s, "config", "log_level"), "info"); /* the old configuration */
+        ck_assert(!json_object_get_boolean(
+                json_object_object_get(json_object_object_get(s, "last_reload"), "ok")));
+        ck_assert_msg(
+                strstr(jstr(s, "last_reload", "error"),
+                       "conf.d/50-broken.conf:4: unknown key 'Mountpoint' in [Workspace] (did you mean 'MountPoint'?)"),
+                "%s", jstr(s, "last_reload", "error"));
+        json_object_put(s);
+
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"status", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "Reload: FAILED"), "%s", out);
+        ck_assert_msg(strstr(out, "50-broken.conf:4"), "%s", out);
+
+        /* The reload command reports the same error and exits 1. */
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"reload", NULL}, NULL, &err), 1);
+        ck_assert_msg(strstr(err, "50-broken.conf:4: unknown key 'Mountpoint'"), "%s", err);
+
+        /* Fixed: the reload command applies it and lists the change. */
+        free(out);
+        out = NULL;
+        write_dropin("50-broken.conf", "[Agent]\nLogLevel=debug\n");
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"reload", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "1 setting changed"), "%s", out);
+        ck_assert_msg(strstr(out, "Agent.LogLevel"), "%s", out);
+        s = status_json();
+        ck_assert_str_eq(jstr(s, "config", "log_level"), "debug");
+        json_object_put(s);
+}
+END_TEST
+
+START_TEST(test_unprivileged_peer) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *o;
+
+        if (geteuid() != 0)
+                return; /* setpriv needs root; the rest of the suite still runs */
+
+        ck_assert_msg(
+                poolctl("65534", NULL, (const char *const[]){"status", NULL}, &out, &err) == 0,
+                "%s", err);
+        free(err);
+        err = NULL;
+        ck_assert_msg(strstr(out, "You: UID 65534, read-only"), "%s", out);
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"--json", "status", NULL}, &out, NULL),
+                0);
+        o = json_tokener_parse(out);
+        ck_assert_ptr_nonnull(o);
+        ck_assert(!json_object_get_boolean(json_object_object_get(
+                json_object_object_get(json_object_object_get(o, "result"), "peer"), "admin")));
+        json_object_put(o);
+
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"reload", NULL}, NULL, &err), 4);
+        ck_assert_msg(strstr(err, "permission denied"), "%s", err);
+        free(err);
+        err = NULL;
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"--json", "reload", NULL}, &out, NULL),
+                4);
+        ck_assert_msg(strstr(out, "\"errno\":\"EPERM\""), "%s", out);
+
+        /* AdminGroup= by primary group, and by supplementary group (SO_PEERGROUPS). */
+        write_conf("AdminGroup=nogroup\n", NULL);
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"reload", NULL}, NULL, NULL), 0);
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"reload", NULL}, NULL, &err), 0);
+        ck_assert_int_eq(
+                poolctl("100", "65534", (const char *const[]){"reload", NULL}, NULL, NULL), 0);
+        ck_assert_int_eq(
+                poolctl("100", "100", (const char *const[]){"reload", NULL}, NULL, NULL), 4);
+}
+END_TEST
+
+static void set_path(struct sockaddr_un *sa, const char *path) {
+        ck_assert_uint_lt(strlen(path), sizeof(sa->sun_path));
+        memcpy(sa->sun_path, path, strlen(path) + 1);
+}
+
+static int connect_raw(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        set_path(&sa, socket_path);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* Sends one message and returns the reply's "error" (or "ok" on success); bounded. */
+static char *exchange(int fd, const void *msg, size_t len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char buf[65536];
+        json_object *o;
+        char *ret;
+        ssize_t n;
+
+        ck_assert_int_eq(send(fd, msg, len, MSG_NOSIGNAL), (ssize_t)len);
+        ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+        o = json_tokener_parse(buf);
+        ck_assert_msg(o != NULL, "reply not JSON: %s", buf);
+        ret =
+                strdup(json_object_get_boolean(json_object_object_get(o, "ok"))
+                               ? "ok"
+                               : json_object_get_string(json_object_object_get(o, "error")));
+        json_object_put(o);
+        return ret;
+}
+
+#define EXPECT_REPLY(fd, msg, len, want)                                                           \
+        do {                                                                                       \
+                char *_r = exchange(fd, msg, len);                                                 \
+                ck_assert_msg(strstr(_r, want), "reply '%s', want '%s'", _r, want);                \
+                free(_r);                                                                          \
+        } while (0)
+
+START_TEST(test_garbage_and_floods) {
+        _cleanup_close_ int fd = connect_raw();
+        static char big[8192], deep[4096];
+        int fds[40];
+        unsigned refused = 0;
+        int r;
+
+        EXPECT_REPLY(fd, "not json", 8, "not a JSON object");
+        EXPECT_REPLY(fd, "{\"command\":\"status\"", 19, "not a JSON object");
+        EXPECT_REPLY(fd, "[1,2,3]", 7, "not a JSON object");
+        EXPECT_REPLY(fd, "{\"command\":5}", 13, "no \"command\"");
+        EXPECT_REPLY(fd, "{\"command\":\"nope\"}", 18, "unknown command");
+        EXPECT_REPLY(fd, "{\"command\":\"status\"} trailing", 29, "not a JSON object");
+        EXPECT_REPLY(fd, "\0\0\0\0", 4, "not a JSON object");
+        memset(big, ' ', sizeof(big));
+        EXPECT_REPLY(fd, big, sizeof(big), "request too large");
+        memset(deep, '[', sizeof(deep));
+        EXPECT_REPLY(fd, deep, sizeof(deep), "not a JSON object");
+        EXPECT_REPLY(fd, "{\"command\":\"status\"}", 20, "ok");
+
+        /* More connections than the cap: the extra ones are told so; the agent goes on. */
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = connect_raw();
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++) {
+                struct pollfd p = {.fd = fds[i], .events = POLLIN};
+                char buf[4096];
+                ssize_t n;
+
+                /* A refused connection may already be closed: its reply is still queued. */
+                (void)send(fds[i], "{\"command\":\"version\"}", 21, MSG_NOSIGNAL);
+                ck_assert_int_eq(poll(&p, 1, WAIT_MS), 1);
+                n = recv(fds[i], buf, sizeof(buf) - 1, 0);
+                ck_assert_int_gt(n, 0);
+                buf[n] = '\0';
+                if (strstr(buf, "too many connections"))
+                        refused++;
+                else
+                        ck_assert_msg(strstr(buf, "\"ok\":true"), "%s", buf);
+        }
+        ck_assert_uint_ge(refused, 1);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                (void)close(fds[i]);
+
+        /* A client that sends and never reads does not stall anyone else. */
+        for (int i = 0; i < 100000; i++) {
+                r = (int)send(fd, "{\"command\":\"status\"}", 20, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (r < 0)
+                        break;
+        }
+        ck_assert_int_eq(r, -1);
+        ck_assert_int_eq(errno, EAGAIN);
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"status", NULL}, NULL, NULL), 0);
+
+        /* A stream socket cannot even connect (wrong type). */
+        {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                _cleanup_close_ int sfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                set_path(&sa, socket_path);
+                ck_assert_int_eq(connect(sfd, (struct sockaddr *)&sa, sizeof(sa)), -1);
+        }
+        ck_assert_int_eq(kill(agent_pid, 0), 0);
+}
+END_TEST
+
+START_TEST(test_second_agent_refuses) {
+        char log2[600];
+        int status;
+        pid_t pid;
+        _cleanup_free_ char *text = NULL;
+        FILE *f;
+
+        (void)snprintf(log2, sizeof(log2), "%s/agent2.log", tmp);
+        pid = spawn_agent(log2);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        text = calloc(1, 4096);
+        f = fopen(log2, "re");
+        ck_assert_ptr_nonnull(f);
+        (void)fread(text, 1, 4095, f);
+        (void)fclose(f);
+        ck_assert_msg(strstr(text, "another poolagentd is running"), "%s", text);
+        /* The first one still answers. */
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"version", NULL}, NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_invalid_config_refuses_to_start) {
+        char log2[600], conf2[600], cmd[1400];
+        int status;
+        pid_t pid;
+
+        /* A separate configuration, so the running agent is not involved. */
+        (void)snprintf(log2, sizeof(log2), "%s/agent3.log", tmp);
+        (void)snprintf(conf2, sizeof(conf2), "%s/bad.conf", tmp);
+        write_file(conf2, "[Agent]\nLogLevel=chatty\n");
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd = open(log2, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                        _exit(127);
+                execl(poolagentd_path, poolagentd_path, "-c", conf2, "-d", "", (char *)NULL);
+                _exit(127);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        (void)snprintf(
+                cmd, sizeof(cmd),
+                "grep -q \"bad.conf:2: invalid value 'chatty' for key 'LogLevel' in \\[Agent\\]\" '%s'",
+                log2);
+        ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+int main(int argc, char *argv[]) {
+        Suite *s = suite_create("agent-control");
+        TCase *tc = tcase_create("agent");
+        SRunner *sr;
+        int failed;
+
+        if (argc != 3) {
+                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL\n", argv[0]);
+                return EXIT_FAILURE;
+        }
+        poolagentd_path = argv[1];
+        poolctl_path = argv[2];
+        (void)signal(SIGPIPE, SIG_IGN);
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_status_human_and_json);
+        tcase_add_test(tc, test_usage_and_unreachable);
+        tcase_add_test(tc, test_reload_sighup_changed_value);
+        tcase_add_test(tc, test_reload_broken_file_keeps_old);
+        tcase_add_test(tc, test_unprivileged_peer);
+        tcase_add_test(tc, test_garbage_and_floods);
+        tcase_add_test(tc, test_second_agent_refuses);
+        tcase_add_test(tc, test_invalid_config_refuses_to_start);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
