@@ -19,7 +19,7 @@
 
 #include "users.h"
 
-#define USER_LINK_RETRIES 3U /* observe/plan/apply rounds when something changes under us */
+#define USER_LINK_RETRIES 4U /* observe/plan/apply rounds when something changes under us */
 
 static const char *const user_link_state_table[_USER_LINK_STATE_MAX] = {
         [USER_LINK_OK] = "ok",           [USER_LINK_CREATED] = "created",
@@ -619,8 +619,6 @@ static void child_user_phase(
                         return;
                 }
                 user_link_plan(&o, &plan);
-                if (plan.state == USER_LINK_OK && changed)
-                        plan.state = USER_LINK_CREATED;
                 r = act(opts, &plan, share_fd, walk_fd, missing, target);
                 if (r < 0) {
                         if (error_is_race(r))
@@ -631,12 +629,13 @@ static void child_user_phase(
                                 strerror(-r));
                         return;
                 }
-                if (plan.mkdir_share_dir || plan.mkdir_notebooks || plan.symlink)
-                        changed = true;
-                if (plan.state == USER_LINK_CREATED) {
+                if (plan.mkdir_share_dir || plan.mkdir_notebooks || plan.symlink) {
                         /* Look again: report what is there now, not what we meant to make. */
+                        changed = true;
                         continue;
                 }
+                if (plan.state == USER_LINK_OK && changed)
+                        plan.state = USER_LINK_CREATED;
                 (void)result_set(res, plan.state, 0, "%s", plan.reason);
                 return;
         }
