@@ -1,0 +1,949 @@
+/* SPDX-License-Identifier: MIT */
+#include "http-client.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <systemd/sd-event.h>
+
+#include "loop-queue.h"
+#include "macro.h"
+
+typedef enum BodyKind {
+        BODY_NONE,
+        BODY_MEMORY,
+        BODY_FD,
+} BodyKind;
+
+typedef enum SinkKind {
+        SINK_MEMORY,
+        SINK_FD,
+        SINK_CALLBACK,
+} SinkKind;
+
+typedef struct HttpSocket {
+        struct HttpSocket *prev, *next;
+        HttpClient *client;
+        sd_event_source *source;
+        curl_socket_t fd;
+} HttpSocket;
+
+struct HttpRequest {
+        /* What the caller built. */
+        char *method;
+        char *url;
+        HttpHeader headers[HTTP_REQUEST_HEADERS_MAX];
+        size_t n_headers;
+        BodyKind body_kind;
+        void *body_data;
+        int body_fd;
+        uint64_t body_offset;
+        uint64_t body_size;
+        SinkKind sink_kind;
+        uint64_t sink_max;
+        int sink_fd;
+        uint64_t sink_offset;
+        HttpDataFn data_fn;
+        void *data_userdata;
+        uint64_t timeout_ms, connect_timeout_ms;
+        uint32_t low_speed_bytes, low_speed_s;
+        bool no_proxy;
+        HttpDoneFn done_fn;
+        void *done_userdata;
+
+        /* Runtime, loop thread only. */
+        HttpClient *client;
+        uint64_t id;
+        struct HttpRequest *prev, *next; /* in the client's queue or active list */
+        CURL *easy;
+        struct curl_slist *slist;
+        uint64_t body_pos;
+        HttpHeader resp_headers[HTTP_RESPONSE_HEADERS_MAX];
+        size_t n_resp_headers;
+        size_t resp_header_bytes;
+        bool sink_decided, sink_to_buffer;
+        char *buf;
+        size_t buf_size, buf_alloc;
+        uint64_t received;
+        int local_error; /* first error of ours (cap, pread/pwrite, callback) */
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct RequestList {
+        HttpRequest *head, *tail;
+        size_t n;
+} RequestList;
+
+struct HttpClient {
+        sd_event *event;
+        CURLM *multi;
+        sd_event_source *timer;
+        LoopQueue *inbox;
+        HttpSocket *sockets;
+        RequestList queue;  /* waiting for a slot */
+        RequestList active; /* in the multi handle */
+        unsigned max_in_flight;
+        unsigned max_queued;
+        char *user_agent;
+        _Atomic uint64_t next_id;
+        bool freeing;
+};
+
+typedef struct CancelItem {
+        HttpClient *client;
+        uint64_t id;
+} CancelItem;
+
+static void list_append(RequestList *l, HttpRequest *r) {
+        r->prev = l->tail;
+        r->next = NULL;
+        if (l->tail)
+                l->tail->next = r;
+        else
+                l->head = r;
+        l->tail = r;
+        l->n++;
+}
+
+static void list_remove(RequestList *l, HttpRequest *r) {
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                l->head = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        else
+                l->tail = r->prev;
+        r->prev = r->next = NULL;
+        l->n--;
+}
+
+static HttpRequest *list_find(const RequestList *l, uint64_t id) {
+        for (HttpRequest *r = l->head; r; r = r->next)
+                if (r->id == id)
+                        return r;
+        return NULL;
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+int http_curl_code_to_errno(int curl_code) {
+        switch ((CURLcode)curl_code) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+        case CURLE_BAD_FUNCTION_ARGUMENT:
+                return -EINVAL;
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_RESOLVE_HOST:
+                return -EHOSTUNREACH;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+                return -ECONNRESET;
+        case CURLE_PARTIAL_FILE:
+                return -ECONNABORTED; /* body shorter than Content-Length */
+        case CURLE_WEIRD_SERVER_REPLY:
+                return -EPROTO;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CACERT_BADFILE:
+                return -EKEYREJECTED;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_TOO_MANY_REDIRECTS:
+                return -ELOOP;
+        case CURLE_FILESIZE_EXCEEDED:
+                return -EFBIG;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
+        default:
+                return -EIO;
+        }
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+static void headers_clear(HttpHeader *h, size_t *n) {
+        for (size_t i = 0; i < *n; i++) {
+                free(h[i].name);
+                free(h[i].value);
+        }
+        *n = 0;
+}
+
+int http_request_new(const char *method, const char *url, HttpRequest **ret) {
+        HttpRequest *r;
+
+        assert(method);
+        assert(url);
+        assert(ret);
+        r = calloc(1, sizeof(HttpRequest));
+        if (!r)
+                return -ENOMEM;
+        r->body_fd = r->sink_fd = -EBADF;
+        r->sink_kind = SINK_MEMORY;
+        r->sink_max = HTTP_BODY_DEFAULT_MAX;
+        r->method = strdup(method);
+        r->url = strdup(url);
+        if (!r->method || !r->url) {
+                (void)http_request_free(r);
+                return -ENOMEM;
+        }
+        *ret = r;
+        return 0;
+}
+
+HttpRequest *http_request_free(HttpRequest *r) {
+        if (!r)
+                return NULL;
+        assert(!r->easy);
+        free(r->method);
+        free(r->url);
+        headers_clear(r->headers, &r->n_headers);
+        headers_clear(r->resp_headers, &r->n_resp_headers);
+        free(r->body_data);
+        curl_slist_free_all(r->slist);
+        free(r->buf);
+        free(r);
+        return NULL;
+}
+
+static bool header_text_ok(const char *s, bool name) {
+        for (; *s; s++)
+                if (*s == '\r' || *s == '\n' || (name && (*s == ':' || *s == ' ')))
+                        return false;
+        return true;
+}
+
+int http_request_add_header(HttpRequest *r, const char *name, const char *value) {
+        char *n, *v;
+
+        assert(r);
+        if (isempty(name) || !value || !header_text_ok(name, true) || !header_text_ok(value, false))
+                return -EINVAL;
+        if (r->n_headers >= HTTP_REQUEST_HEADERS_MAX)
+                return -E2BIG;
+        n = strdup(name);
+        v = strdup(value);
+        if (!n || !v) {
+                free(n);
+                free(v);
+                return -ENOMEM;
+        }
+        r->headers[r->n_headers++] = (HttpHeader){.name = n, .value = v};
+        return 0;
+}
+
+const char *http_request_get_header(const HttpRequest *r, const char *name) {
+        for (size_t i = 0; i < r->n_headers; i++)
+                if (strcaseeq(r->headers[i].name, name))
+                        return r->headers[i].value;
+        return NULL;
+}
+
+int http_request_foreach_header(
+        const HttpRequest *r,
+        int (*cb)(void *cbdata, const char *name, const char *value),
+        void *cbdata) {
+        for (size_t i = 0; i < r->n_headers; i++) {
+                int k = cb(cbdata, r->headers[i].name, r->headers[i].value);
+                if (k != 0)
+                        return k;
+        }
+        return 0;
+}
+
+const char *http_request_method(const HttpRequest *r) {
+        return r->method;
+}
+
+const char *http_request_url(const HttpRequest *r) {
+        return r->url;
+}
+
+static int request_set_content_length(HttpRequest *r, uint64_t size) {
+        char len[32];
+
+        for (size_t i = 0; i < r->n_headers; i++)
+                if (strcaseeq(r->headers[i].name, "Content-Length")) {
+                        char *v;
+                        (void)snprintf(len, sizeof(len), "%llu", (unsigned long long)size);
+                        v = strdup(len);
+                        if (!v)
+                                return -ENOMEM;
+                        free(r->headers[i].value);
+                        r->headers[i].value = v;
+                        return 0;
+                }
+        (void)snprintf(len, sizeof(len), "%llu", (unsigned long long)size);
+        return http_request_add_header(r, "Content-Length", len);
+}
+
+int http_request_set_body(HttpRequest *r, const void *data, size_t size) {
+        void *copy = NULL;
+        int k;
+
+        if (size > 0) {
+                copy = malloc(size);
+                if (!copy)
+                        return -ENOMEM;
+                memcpy(copy, data, size);
+        }
+        k = request_set_content_length(r, size);
+        if (k < 0) {
+                free(copy);
+                return k;
+        }
+        free(r->body_data);
+        r->body_data = copy;
+        r->body_kind = BODY_MEMORY;
+        r->body_size = size;
+        return 0;
+}
+
+int http_request_set_body_fd(HttpRequest *r, int fd, uint64_t offset, uint64_t size) {
+        int k;
+
+        if (fd < 0)
+                return -EBADF;
+        k = request_set_content_length(r, size);
+        if (k < 0)
+                return k;
+        free(r->body_data);
+        r->body_data = NULL;
+        r->body_kind = BODY_FD;
+        r->body_fd = fd;
+        r->body_offset = offset;
+        r->body_size = size;
+        return 0;
+}
+
+void http_request_set_sink_memory(HttpRequest *r, size_t max) {
+        r->sink_kind = SINK_MEMORY;
+        r->sink_max = max;
+}
+
+void http_request_set_sink_fd(HttpRequest *r, int fd, uint64_t offset, uint64_t max) {
+        r->sink_kind = SINK_FD;
+        r->sink_fd = fd;
+        r->sink_offset = offset;
+        r->sink_max = max;
+}
+
+void http_request_set_sink_callback(HttpRequest *r, HttpDataFn fn, void *userdata, uint64_t max) {
+        r->sink_kind = SINK_CALLBACK;
+        r->data_fn = fn;
+        r->data_userdata = userdata;
+        r->sink_max = max;
+}
+
+void http_request_set_timeouts(
+        HttpRequest *r,
+        uint64_t total_ms,
+        uint64_t connect_ms,
+        uint32_t low_speed_bytes,
+        uint32_t low_speed_s) {
+        r->timeout_ms = total_ms;
+        r->connect_timeout_ms = connect_ms;
+        r->low_speed_bytes = low_speed_bytes;
+        r->low_speed_s = low_speed_s;
+}
+
+void http_request_set_no_proxy(HttpRequest *r, bool no_proxy) {
+        r->no_proxy = no_proxy;
+}
+
+void http_request_set_callback(HttpRequest *r, HttpDoneFn fn, void *userdata) {
+        r->done_fn = fn;
+        r->done_userdata = userdata;
+}
+
+const char *http_result_header(const HttpResult *res, const char *name) {
+        for (size_t i = 0; i < res->n_headers; i++)
+                if (strcaseeq(res->headers[i].name, name))
+                        return res->headers[i].value;
+        return NULL;
+}
+
+/* ---- curl callbacks (all on the loop thread, inside curl_multi_socket_action) ---------- */
+
+static void request_fail_local(HttpRequest *r, int error) {
+        if (r->local_error == 0)
+                r->local_error = error;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t n = size * nmemb, len = n;
+        const char *colon, *v, *end;
+        char *name, *value;
+
+        if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+                /* A new response (after 100 Continue or an interim one): start over. */
+                headers_clear(r->resp_headers, &r->n_resp_headers);
+                r->resp_header_bytes = 0;
+        }
+        r->resp_header_bytes += n;
+        if (r->resp_header_bytes > HTTP_RESPONSE_HEADER_BYTES_MAX) {
+                request_fail_local(r, -E2BIG);
+                return 0;
+        }
+        while (len > 0 && (ptr[len - 1] == '\n' || ptr[len - 1] == '\r'))
+                len--;
+        colon = memchr(ptr, ':', len);
+        if (!colon || colon == ptr || (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0))
+                return n;
+        if (r->n_resp_headers >= HTTP_RESPONSE_HEADERS_MAX) {
+                request_fail_local(r, -E2BIG);
+                return 0;
+        }
+        v = colon + 1;
+        end = ptr + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+        while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+        name = strndup(ptr, (size_t)(colon - ptr));
+        value = strndup(v, (size_t)(end - v));
+        if (!name || !value) {
+                free(name);
+                free(value);
+                request_fail_local(r, -ENOMEM);
+                return 0;
+        }
+        r->resp_headers[r->n_resp_headers++] = (HttpHeader){.name = name, .value = value};
+        return n;
+}
+
+static int buffer_append(HttpRequest *r, const char *p, size_t n, size_t max) {
+        if (r->buf_size + n > max)
+                return -E2BIG;
+        if (r->buf_size + n + 1 > r->buf_alloc) {
+                size_t want = MAX(r->buf_alloc * 2, r->buf_size + n + 1);
+                char *nb;
+                want = MIN(want, max + 1);
+                nb = realloc(r->buf, want);
+                if (!nb)
+                        return -ENOMEM;
+                r->buf = nb;
+                r->buf_alloc = want;
+        }
+        memcpy(r->buf + r->buf_size, p, n);
+        r->buf_size += n;
+        r->buf[r->buf_size] = '\0';
+        return 0;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t offset) {
+        while (n > 0) {
+                ssize_t k = pwrite(fd, p, n, (off_t)offset);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return NEG_ERRNO();
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t)k;
+                offset += (uint64_t)k;
+        }
+        return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t n = size * nmemb;
+        int k;
+
+        if (!r->sink_decided) {
+                long status = 0;
+                (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+                r->sink_decided = true;
+                r->sink_to_buffer = r->sink_kind == SINK_MEMORY || status < 200 || status > 299;
+        }
+        if (r->sink_to_buffer) {
+                size_t max = r->sink_kind == SINK_MEMORY && r->sink_max < SIZE_MAX
+                                     ? (size_t)r->sink_max
+                                     : HTTP_ERROR_BODY_MAX;
+                if (r->sink_kind != SINK_MEMORY)
+                        max = HTTP_ERROR_BODY_MAX;
+                k = buffer_append(r, ptr, n, max);
+        } else if (r->received + n > r->sink_max)
+                k = -E2BIG;
+        else if (r->sink_kind == SINK_FD)
+                k = pwrite_all(r->sink_fd, ptr, n, r->sink_offset + r->received);
+        else
+                k = r->data_fn(ptr, n, r->data_userdata);
+        if (k < 0) {
+                request_fail_local(r, k);
+                return 0;
+        }
+        r->received += n;
+        return n;
+}
+
+static size_t on_read(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t want = MIN(size * nmemb, r->body_size - r->body_pos);
+        ssize_t k;
+
+        if (want == 0)
+                return 0;
+        if (r->body_kind == BODY_MEMORY) {
+                memcpy(ptr, (const char *)r->body_data + r->body_pos, want);
+                r->body_pos += want;
+                return want;
+        }
+        do
+                k = pread(r->body_fd, ptr, want, (off_t)(r->body_offset + r->body_pos));
+        while (k < 0 && errno == EINTR);
+        if (k <= 0) {
+                request_fail_local(r, k < 0 ? NEG_ERRNO() : -EIO); /* short file */
+                return CURL_READFUNC_ABORT;
+        }
+        r->body_pos += (uint64_t)k;
+        return (size_t)k;
+}
+
+static int on_seek(void *userdata, curl_off_t offset, int origin) {
+        HttpRequest *r = userdata;
+
+        /* curl rewinds to resend a body on a reused connection that turned out dead. */
+        if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > r->body_size)
+                return CURL_SEEKFUNC_CANTSEEK;
+        r->body_pos = (uint64_t)offset;
+        return CURL_SEEKFUNC_OK;
+}
+
+/* ---- completion ------------------------------------------------------------------------ */
+
+static void request_complete(HttpRequest *r, int error, int curl_code) {
+        HttpClient *c = r->client;
+        HttpResult res = {
+                .id = r->id,
+                .error = error,
+                .curl_code = curl_code,
+                .headers = r->resp_headers,
+                .n_headers = r->n_resp_headers,
+                .body = r->buf ? r->buf : "",
+                .body_size = r->buf_size,
+                .bytes_received = r->received,
+                .bytes_sent = r->body_pos,
+        };
+
+        if (r->easy) {
+                (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+                if (c && c->multi)
+                        (void)curl_multi_remove_handle(c->multi, r->easy);
+                curl_easy_cleanup(r->easy);
+                r->easy = NULL;
+        }
+        if (error != 0 && res.status == 0)
+                res.n_headers = 0;
+        r->done_fn(&res, r->done_userdata);
+        (void)http_request_free(r);
+}
+
+static int request_start(HttpClient *c, HttpRequest *r) {
+        CURL *e;
+        bool has_ct = false;
+
+        e = curl_easy_init();
+        if (!e)
+                return -ENOMEM;
+        r->easy = e;
+        for (size_t i = 0; i < r->n_headers; i++) {
+                _cleanup_free_ char *line = NULL;
+                struct curl_slist *l;
+                if (strcaseeq(r->headers[i].name, "Content-Type"))
+                        has_ct = true;
+                /* "Name;" sends an empty value; "Name:" would remove the header. */
+                if (asprintf(
+                            &line, isempty(r->headers[i].value) ? "%s;" : "%s: %s",
+                            r->headers[i].name, r->headers[i].value) < 0)
+                        return -ENOMEM;
+                l = curl_slist_append(r->slist, line);
+                if (!l)
+                        return -ENOMEM;
+                r->slist = l;
+        }
+        /* Nothing curl adds on its own may change what was signed, nor stall on 100-continue. */
+        {
+                const char *extra[] = {"Expect:", "Accept:", has_ct ? NULL : "Content-Type:"};
+                for (size_t i = 0; i < ELEMENTSOF(extra); i++) {
+                        struct curl_slist *l;
+                        if (!extra[i])
+                                continue;
+                        l = curl_slist_append(r->slist, extra[i]);
+                        if (!l)
+                                return -ENOMEM;
+                        r->slist = l;
+                }
+        }
+
+        (void)curl_easy_setopt(e, CURLOPT_URL, r->url);
+        (void)curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+        (void)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        (void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+        (void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->slist);
+        (void)curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+        (void)curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        (void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        (void)curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        (void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+        (void)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        (void)curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+        (void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+        (void)curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+        if (r->timeout_ms > 0)
+                (void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)MIN(r->timeout_ms, LONG_MAX));
+        if (r->connect_timeout_ms > 0)
+                (void)curl_easy_setopt(
+                        e, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(r->connect_timeout_ms, LONG_MAX));
+        if (r->low_speed_bytes > 0 && r->low_speed_s > 0) {
+                (void)curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)r->low_speed_bytes);
+                (void)curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)r->low_speed_s);
+        }
+        if (r->no_proxy)
+                (void)curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+
+        if (streq(r->method, "HEAD"))
+                (void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        else if (streq(r->method, "GET"))
+                (void)curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        else if (streq(r->method, "PUT") || streq(r->method, "POST")) {
+                /* Always with a body, even an empty one, so that Content-Length: 0 goes out. */
+                if (r->body_kind == BODY_NONE && !http_request_get_header(r, "Content-Length")) {
+                        int k = request_set_content_length(r, 0);
+                        if (k < 0)
+                                return k;
+                }
+                (void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+                (void)curl_easy_setopt(e, CURLOPT_READDATA, r);
+                (void)curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+                (void)curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+                if (streq(r->method, "PUT")) {
+                        (void)curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+                        (void)curl_easy_setopt(
+                                e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_size);
+                } else {
+                        (void)curl_easy_setopt(e, CURLOPT_POST, 1L);
+                        (void)curl_easy_setopt(
+                                e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_size);
+                }
+        } else
+                (void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+
+        if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+                return -ENOMEM;
+        list_append(&c->active, r);
+        return 0;
+}
+
+static void client_pump(HttpClient *c) {
+        while (!c->freeing && c->queue.head && c->active.n < c->max_in_flight) {
+                HttpRequest *r = c->queue.head;
+                int k;
+
+                list_remove(&c->queue, r);
+                k = request_start(c, r);
+                if (k < 0) {
+                        if (r->easy) {
+                                curl_easy_cleanup(r->easy);
+                                r->easy = NULL;
+                        }
+                        request_complete(r, k, 0);
+                }
+        }
+}
+
+static void client_check_done(HttpClient *c) {
+        CURLMsg *m;
+        int left;
+
+        while ((m = curl_multi_info_read(c->multi, &left))) {
+                HttpRequest *r = NULL;
+                int error;
+
+                if (m->msg != CURLMSG_DONE)
+                        continue;
+                (void)curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+                assert(r);
+                list_remove(&c->active, r);
+                error = r->local_error != 0 ? r->local_error
+                                            : http_curl_code_to_errno((int)m->data.result);
+                request_complete(r, error, (int)m->data.result);
+        }
+        client_pump(c);
+}
+
+/* ---- sd-event bridge ------------------------------------------------------------------- */
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        HttpSocket *sock = userdata;
+        HttpClient *c = sock->client;
+        int flags = 0, running;
+
+        if (revents & EPOLLIN)
+                flags |= CURL_CSELECT_IN;
+        if (revents & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+        if (revents & (EPOLLERR | EPOLLHUP))
+                flags |= CURL_CSELECT_ERR;
+        /* sock may be freed inside: do not touch it afterwards. */
+        (void)curl_multi_socket_action(c->multi, fd, flags, &running);
+        client_check_done(c);
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        HttpClient *c = userdata;
+        int running;
+
+        (void)curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        client_check_done(c);
+        return 0;
+}
+
+static void socket_free(HttpClient *c, HttpSocket *sock) {
+        if (sock->prev)
+                sock->prev->next = sock->next;
+        else
+                c->sockets = sock->next;
+        if (sock->next)
+                sock->next->prev = sock->prev;
+        sock->source = sd_event_source_disable_unref(sock->source);
+        free(sock);
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
+        HttpClient *c = userp;
+        HttpSocket *sock = socketp;
+        uint32_t events = 0;
+        int k;
+
+        if (what == CURL_POLL_REMOVE) {
+                if (sock) {
+                        (void)curl_multi_assign(c->multi, fd, NULL);
+                        socket_free(c, sock);
+                }
+                return 0;
+        }
+        if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+                events |= EPOLLIN;
+        if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+                events |= EPOLLOUT;
+        if (sock) {
+                k = sd_event_source_set_io_events(sock->source, events);
+                return k < 0 ? -1 : 0;
+        }
+        sock = calloc(1, sizeof(HttpSocket));
+        if (!sock)
+                return -1;
+        sock->client = c;
+        sock->fd = fd;
+        k = sd_event_add_io(c->event, &sock->source, fd, events, on_io, sock);
+        if (k < 0) {
+                free(sock);
+                return -1;
+        }
+        (void)sd_event_source_set_description(sock->source, "http-socket");
+        sock->next = c->sockets;
+        if (c->sockets)
+                c->sockets->prev = sock;
+        c->sockets = sock;
+        (void)curl_multi_assign(c->multi, fd, sock);
+        return 0;
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp) {
+        HttpClient *c = userp;
+        uint64_t now;
+        int k;
+
+        if (timeout_ms < 0)
+                return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        k = sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        if (k < 0)
+                return -1;
+        k = sd_event_source_set_time(c->timer, now + (uint64_t)timeout_ms * 1000);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        return k < 0 ? -1 : 0;
+}
+
+/* ---- inbox (thread-safe entry points) -------------------------------------------------- */
+
+static void on_inbox_submit(void *userdata, bool cancelled) {
+        HttpRequest *r = userdata;
+        HttpClient *c = r->client;
+
+        if (cancelled || c->freeing) {
+                request_complete(r, -ECANCELED, 0);
+                return;
+        }
+        if (c->queue.n >= c->max_queued) {
+                request_complete(r, -EAGAIN, 0);
+                return;
+        }
+        list_append(&c->queue, r);
+        client_pump(c);
+}
+
+static void on_inbox_cancel(void *userdata, bool cancelled) {
+        CancelItem *item = userdata;
+        HttpClient *c = item->client;
+        HttpRequest *r;
+
+        if (!cancelled) {
+                if ((r = list_find(&c->queue, item->id))) {
+                        list_remove(&c->queue, r);
+                        request_complete(r, -ECANCELED, 0);
+                } else if ((r = list_find(&c->active, item->id))) {
+                        list_remove(&c->active, r);
+                        request_complete(r, -ECANCELED, 0);
+                        client_pump(c);
+                }
+        }
+        free(item);
+}
+
+int http_client_submit(HttpClient *c, HttpRequest *r, uint64_t *ret_id) {
+        uint64_t id;
+        int k;
+
+        assert(c);
+        assert(r);
+        if (!r->done_fn)
+                return -EINVAL;
+        id = atomic_fetch_add(&c->next_id, 1) + 1;
+        r->client = c;
+        r->id = id;
+        k = loop_queue_post(c->inbox, on_inbox_submit, r);
+        if (k < 0) {
+                r->client = NULL;
+                r->id = 0;
+                return k;
+        }
+        /* r may be gone already: only the id is ours now. */
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}
+
+int http_client_cancel(HttpClient *c, uint64_t id) {
+        CancelItem *item;
+        int k;
+
+        assert(c);
+        item = malloc(sizeof(CancelItem));
+        if (!item)
+                return -ENOMEM;
+        *item = (CancelItem){.client = c, .id = id};
+        k = loop_queue_post(c->inbox, on_inbox_cancel, item);
+        if (k < 0)
+                free(item);
+        return k;
+}
+
+size_t http_client_in_flight(const HttpClient *c) {
+        return c->active.n;
+}
+
+size_t http_client_queued(const HttpClient *c) {
+        return c->queue.n;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+int http_client_new(sd_event *event, const HttpClientConfig *config, HttpClient **ret) {
+        HttpClientConfig cfg = config ? *config : (HttpClientConfig){0};
+        HttpClient *c;
+        int k;
+
+        assert(event);
+        assert(ret);
+        c = calloc(1, sizeof(HttpClient));
+        if (!c)
+                return -ENOMEM;
+        c->event = sd_event_ref(event);
+        c->max_in_flight = cfg.max_in_flight > 0 ? cfg.max_in_flight : 16;
+        c->max_queued = cfg.max_queued > 0 ? cfg.max_queued : 4096;
+        c->user_agent = strdup(cfg.user_agent ? cfg.user_agent : "poolagent/" PROJECT_VERSION);
+        c->multi = curl_multi_init();
+        if (!c->user_agent || !c->multi) {
+                k = -ENOMEM;
+                goto fail;
+        }
+        (void)curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+        (void)curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+        (void)curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+        (void)curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+        (void)curl_multi_setopt(
+                c->multi, CURLMOPT_MAXCONNECTS, cfg.max_connects > 0 ? cfg.max_connects : 32L);
+        (void)curl_multi_setopt(
+                c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                cfg.max_host_connections > 0 ? cfg.max_host_connections : 16L);
+        k = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, 0, 1000, on_timer, c);
+        if (k < 0)
+                goto fail;
+        (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(c->timer, "http-timer");
+        /* Room for everything that may be queued plus as many cancellations. */
+        k = loop_queue_new(c->event, (size_t)c->max_queued * 2 + 64, &c->inbox);
+        if (k < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+fail:
+        (void)http_client_free(c);
+        return k;
+}
+
+HttpClient *http_client_free(HttpClient *c) {
+        if (!c)
+                return NULL;
+        c->freeing = true;
+        c->inbox = loop_queue_free(c->inbox); /* pending submits complete with -ECANCELED */
+        while (c->active.head) {
+                HttpRequest *r = c->active.head;
+                list_remove(&c->active, r);
+                request_complete(r, -ECANCELED, 0);
+        }
+        while (c->queue.head) {
+                HttpRequest *r = c->queue.head;
+                list_remove(&c->queue, r);
+                request_complete(r, -ECANCELED, 0);
+        }
+        if (c->multi)
+                (void)curl_multi_cleanup(c->multi); /* may still call on_curl_socket(REMOVE) */
+        c->multi = NULL;
+        while (c->sockets)
+                socket_free(c, c->sockets);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        c->event = sd_event_unref(c->event);
+        free(c->user_agent);
+        free(c);
+        return NULL;
+}

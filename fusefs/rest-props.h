@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Properties of a share, directory or file as the File REST API reports them in response headers,
+ * parsed strictly (a present but malformed header is an error, -EBADMSG, never a guess), and the
+ * SMB attribute set. Pure. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define REST_ETAG_MAX 128
+#define REST_REQUEST_ID_MAX 128
+#define REST_METADATA_MAX 64                   /* x-ms-meta-* pairs kept */
+#define REST_METADATA_BYTES_MAX 8192           /* the service's limit for all metadata */
+#define REST_FILE_SIZE_MAX (UINT64_C(4) << 40) /* 4 TiB */
+
+typedef enum RestAttribute {
+        REST_ATTR_READ_ONLY = 1u << 0,
+        REST_ATTR_HIDDEN = 1u << 1,
+        REST_ATTR_SYSTEM = 1u << 2,
+        REST_ATTR_NONE = 1u << 3,
+        REST_ATTR_DIRECTORY = 1u << 4,
+        REST_ATTR_ARCHIVE = 1u << 5,
+        REST_ATTR_TEMPORARY = 1u << 6,
+        REST_ATTR_OFFLINE = 1u << 7,
+        REST_ATTR_NOT_CONTENT_INDEXED = 1u << 8,
+        REST_ATTR_NO_SCRUB_DATA = 1u << 9,
+} RestAttribute;
+
+/* "ReadOnly | Archive" (case-insensitive, spaces allowed) to a mask; -EBADMSG for unknown names. */
+int rest_attributes_parse(const char *s, uint32_t *ret);
+/* The mask as the service spells it ("ReadOnly|Archive"; "None" for 0). Returns buf. */
+char *rest_attributes_format(uint32_t mask, char *buf, size_t size);
+
+typedef struct RestMetadata {
+        char *name; /* without "x-ms-meta-", lower-case as received */
+        char *value;
+} RestMetadata;
+
+typedef struct RestProperties {
+        char etag[REST_ETAG_MAX]; /* with its quotes, as sent; "" when absent */
+        char request_id[REST_REQUEST_ID_MAX];
+        int64_t last_modified_ns; /* 0 when absent */
+        bool has_content_length;
+        uint64_t content_length; /* file size (x-ms-content-length wins for range lists) */
+        bool has_range_total;
+        uint64_t range_total; /* from Content-Range "bytes S-E/TOTAL" or "bytes * /TOTAL" */
+        bool has_file_id, has_parent_id;
+        uint64_t file_id, parent_id;
+        int64_t creation_ns, last_write_ns, change_ns; /* 0 when absent */
+        bool has_attributes;
+        uint32_t attributes;
+        bool is_directory; /* x-ms-type: Directory, or the Directory attribute */
+        bool leased;       /* x-ms-lease-state: leased */
+        char *lease_id;    /* x-ms-lease-id from lease operations */
+        bool has_share_quota;
+        uint64_t share_quota_gib;
+        RestMetadata metadata[REST_METADATA_MAX];
+        size_t n_metadata;
+} RestProperties;
+
+void rest_properties_done(RestProperties *p);
+/* Value of x-ms-meta-NAME (case-insensitive) or NULL. */
+const char *rest_properties_metadata(const RestProperties *p, const char *name);
+
+/* Fills p (zeroed first) from response headers. get(userdata, name) returns the first value of
+ * a header, case-insensitively, or NULL; foreach lists all of them (for x-ms-meta-*).
+ * -EBADMSG for a malformed value, -E2BIG for more metadata than the caps. */
+int rest_properties_parse(
+        RestProperties *p,
+        const char *(*get)(void *userdata, const char *name),
+        int (*foreach)(
+                void *userdata,
+                int (*cb)(void *cbdata, const char *name, const char *value),
+                void *cbdata),
+        void *userdata);
+
+/* Strict decimal: digits only, no sign, no overflow; -EBADMSG otherwise. */
+int rest_parse_u64(const char *s, uint64_t *ret);
