@@ -191,13 +191,17 @@ int manager_status_json(Manager *m, json_object *o) {
                         json_object_new_boolean(m->admin_gid != (gid_t)-1), false);
         }
 
-        /* Configured values; the workspace and user modules add their live state here. */
+        /* Configured values (for restart-only keys, those in use); the workspace and user
+         * modules add their live state here. */
         r |= json_add(o, "workspace", ws, false);
         if (ws) {
-                r |= json_add(ws, "source", json_string_or_null(c->source), true);
-                r |= json_add(ws, "mount_point", json_object_new_string(c->mount_point), false);
+                r |= json_add(ws, "source", json_string_or_null(m->config_start->source), true);
                 r |= json_add(
-                        ws, "cache_directory", json_object_new_string(c->cache_directory), false);
+                        ws, "mount_point", json_object_new_string(m->config_start->mount_point),
+                        false);
+                r |= json_add(
+                        ws, "cache_directory",
+                        json_object_new_string(m->config_start->cache_directory), false);
         }
         r |= json_add(o, "users", users, false);
         if (users) {
@@ -221,7 +225,7 @@ int manager_status_line(Manager *m, char **ret) {
         if (asprintf(
                     &s, "%s%s; config from %u file%s%s%s",
                     m->state == MANAGER_RUNNING ? "Running" : manager_state_to_string(m->state),
-                    m->config->source ? "" : ", no workspace configured", n_files,
+                    m->config_start->source ? "" : ", no workspace configured", n_files,
                     n_files == 1 ? "" : "s",
                     m->last_reload_failed ? "; last reload FAILED, old configuration in use" : "",
                     m->restart_pending && m->restart_pending[0]
@@ -244,7 +248,7 @@ static void manager_notify_status(Manager *m, const char *extra) {
 
 typedef struct ReloadChanges {
         json_object *changed;
-        char ***restart_pending;
+        char **restart_pending;
         int r;
 } ReloadChanges;
 
@@ -253,8 +257,6 @@ manager_on_config_change(const char *section, const char *key, bool needs_restar
         ReloadChanges *ch = userdata;
         _cleanup_free_ char *name = NULL;
         json_object *o;
-        size_t n = 0;
-        char **l;
 
         if (asprintf(&name, "%s.%s", section, key) < 0) {
                 ch->r = -ENOMEM;
@@ -273,27 +275,36 @@ manager_on_config_change(const char *section, const char *key, bool needs_restar
                         ch->r = -ENOMEM;
                 }
         }
+}
+
+/* Collects the restart-only keys that differ from the configuration the agent started with. */
+static void
+manager_on_restart_key(const char *section, const char *key, bool needs_restart, void *userdata) {
+        ReloadChanges *ch = userdata;
+        size_t n = 0;
+        char **l;
+
         if (!needs_restart)
                 return;
-        for (l = *ch->restart_pending; l && *l; l++) {
-                if (streq(*l, name))
-                        return;
+        while (ch->restart_pending && ch->restart_pending[n])
                 n++;
-        }
-        l = realloc(*ch->restart_pending, (n + 2) * sizeof(char *));
+        l = realloc(ch->restart_pending, (n + 2) * sizeof(char *));
         if (!l) {
                 ch->r = -ENOMEM;
                 return;
         }
-        l[n] = TAKE_PTR(name);
+        ch->restart_pending = l;
         l[n + 1] = NULL;
-        *ch->restart_pending = l;
+        if (asprintf(&l[n], "%s.%s", section, key) < 0) {
+                l[n] = NULL;
+                ch->r = -ENOMEM;
+        }
 }
 
 int manager_reload(Manager *m, json_object *report) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_free_ char *error = NULL;
-        ReloadChanges ch = {.restart_pending = &m->restart_pending};
+        ReloadChanges ch = {};
         int r;
 
         m->state = MANAGER_RELOADING;
@@ -329,7 +340,11 @@ int manager_reload(Manager *m, json_object *report) {
                         ch.changed = NULL;
         }
         (void)config_diff(m->config, c, manager_on_config_change, &ch);
-        config_free(m->config);
+        (void)config_diff(m->config_start, c, manager_on_restart_key, &ch);
+        strv_free(m->restart_pending);
+        m->restart_pending = TAKE_PTR(ch.restart_pending);
+        if (m->config != m->config_start)
+                config_free(m->config);
         m->config = TAKE_PTR(c);
         m->config_loaded_realtime_usec = m->last_reload_realtime_usec;
         m->last_reload_failed = false;
@@ -443,7 +458,7 @@ int manager_new(const ManagerConfigSource *source, Config *config, Manager **ret
         m->config_path_required = source->path_required;
         if ((source->path && !m->config_path) || (source->dropin_dir && !m->config_dropin_dir))
                 return -ENOMEM;
-        m->config = TAKE_PTR(c);
+        m->config = m->config_start = TAKE_PTR(c);
         r = sd_event_default(&m->event);
         if (r < 0)
                 return r;
@@ -507,6 +522,8 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         control_server_free(m->control);
         sd_event_unref(m->event);
+        if (m->config_start != m->config)
+                config_free(m->config_start);
         config_free(m->config);
         free(m->config_path);
         free(m->config_dropin_dir);

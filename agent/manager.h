@@ -43,7 +43,8 @@ typedef struct Manager {
         char *config_path;
         bool config_path_required;
         char *config_dropin_dir;
-        Config *config;
+        Config *config;       /* in use */
+        Config *config_start; /* at start (may be config): restart-only keys keep these values */
         uint64_t config_loaded_realtime_usec;
         gid_t admin_gid; /* resolved AdminGroup=, (gid_t)-1 if none */
 
@@ -52,7 +53,7 @@ typedef struct Manager {
         bool last_reload_failed;
         char *last_reload_error; /* NULL when it succeeded */
         uint64_t last_reload_realtime_usec;
-        char **restart_pending; /* "Section.Key" changed by a reload, needs a restart */
+        char **restart_pending; /* "Section.Key" that differ from config_start: restart to apply */
 
         ControlServer *control;
 } Manager;

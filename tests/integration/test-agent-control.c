@@ -368,8 +368,19 @@ START_TEST(test_reload_sighup_changed_value) {
                 json_object_array_length(
                         json_object_object_get(json_object_object_get(s, "config"), "files")),
                 2);
+        ck_assert_str_eq(jstr(s, "workspace", "mount_point"), "/srv/workspace"); /* still in use */
         json_object_put(s);
         ck_assert_msg(strstr(last_status, "restart needed"), "STATUS=%s", last_status);
+
+        /* Back to the value in use: no restart needed any more. */
+        write_dropin("50-admins.conf", "[Agent]\nAdminGroup=nogroup\n");
+        ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
+        wait_notify("RELOADING=1");
+        wait_notify("READY=1");
+        s = status_json();
+        pending = json_object_object_get(json_object_object_get(s, "config"), "restart_pending");
+        ck_assert_int_eq(json_object_array_length(pending), 0);
+        json_object_put(s);
 }
 END_TEST
 
