@@ -22,7 +22,15 @@
  *   - Nothing is ever clobbered: a file, directory or other link where the link belongs, or a
  *     symlink where a directory belongs, is reported as a conflict and left alone.
  *
- * Idempotent: a second run with nothing changed reports USER_LINK_OK and changes nothing. */
+ * Idempotent: a second run with nothing changed reports USER_LINK_OK and changes nothing.
+ *
+ * Limits, in writing:
+ *   - user_link_apply() forks; the child calls snprintf/strerror, so the caller must be
+ *     single-threaded (poolagentd's sd-event loop is). It blocks the caller for up to the timeout.
+ *   - Two users whose names differ only by case are caught on one VM (users.h). Across VMs with
+ *     different user databases, <mount>/Users/<name> may already exist under another case; it is
+ *     then used only if the share reports it owned by this user (or by root, i.e. made by us).
+ *   - The share must support chown; if it refuses, the user is reported as USER_LINK_ERROR. */
 
 #include <stdbool.h>
 #include <stddef.h>
