@@ -2,6 +2,7 @@
 #include "user-links.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -19,7 +20,10 @@
 
 #include "users.h"
 
-#define USER_LINK_RETRIES 4U /* observe/plan/apply rounds when something changes under us */
+#define USER_LINK_RETRIES 4U
+#define USER_LINK_SCAN_MAX                                                                         \
+        1000000U /* entries read in Users/ when checking case */ /* observe/plan/apply rounds when \
+                                                                    something changes under us */
 
 static const char *const user_link_state_table[_USER_LINK_STATE_MAX] = {
         [USER_LINK_OK] = "ok",           [USER_LINK_CREATED] = "created",
@@ -365,18 +369,51 @@ static int home_open(const UserEntry *e, int *ret_fd, ChildResult *res) {
 
 /* Opens name in dirfd as a directory without following a link, creating it with mode if missing.
  * Returns the fd, or -errno (-ELOOP/-ENOTDIR: something else is there). */
-static int open_or_make_dir(int dirfd, const char *name, mode_t mode, int flags) {
+static int
+open_or_make_dir(int dirfd, const char *name, mode_t mode, int flags, bool *ret_created) {
         int fd;
 
+        if (ret_created)
+                *ret_created = false;
         fd = openat(dirfd, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0)
                 return fd;
         if (errno != ENOENT)
                 return -errno;
-        if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
-                return -errno;
+        if (mkdirat(dirfd, name, mode) < 0) {
+                if (errno != EEXIST)
+                        return -errno;
+        } else if (ret_created)
+                *ret_created = true;
         fd = openat(dirfd, name, flags | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         return fd >= 0 ? fd : -errno;
+}
+
+/* Looks in Users/ for an entry equal to name ignoring case but not byte-equal: on the share that
+ * entry and name are one folder, which may belong to a user of that name on another VM. Returns 1
+ * and copies it into ret, 0 if none, -errno. */
+static int users_dir_case_variant(int users_fd, const char *name, char *ret, size_t size) {
+        struct dirent *de;
+        unsigned seen = 0;
+        DIR *d;
+        int fd, r = 0;
+
+        fd = openat(users_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return -errno;
+        }
+        while ((de = readdir(d)) && seen++ < USER_LINK_SCAN_MAX)
+                if (strcaseeq(de->d_name, name) && !streq(de->d_name, name)) {
+                        (void)snprintf(ret, size, "%s", de->d_name);
+                        r = 1;
+                        break;
+                }
+        closedir(d);
+        return r;
 }
 
 /* Root phase: <mount>/Users/<user>, owned by the user. Returns 0 with *ret_fd, 1 with res filled
@@ -384,14 +421,17 @@ static int open_or_make_dir(int dirfd, const char *name, mode_t mode, int flags)
 static int
 share_user_dir_open(const UserLinkOptions *o, const UserEntry *e, int *ret_fd, ChildResult *res) {
         _cleanup_close_ int mfd = -EBADF, ufd = -EBADF, dfd = -EBADF;
+        char variant[NAME_MAX + 1];
+        bool created = false;
         struct stat st;
+        int r;
 
         mfd = open(o->mount_point, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (mfd < 0)
                 return result_set(
                         res, USER_LINK_ERROR, -errno, "cannot open the mount point %s: %s",
                         o->mount_point, strerror(errno));
-        ufd = open_or_make_dir(mfd, USER_LINK_SHARE_USERS, 0755, O_PATH);
+        ufd = open_or_make_dir(mfd, USER_LINK_SHARE_USERS, 0755, O_PATH, NULL);
         if (ufd < 0)
                 return result_set(
                         res,
@@ -400,7 +440,7 @@ share_user_dir_open(const UserLinkOptions *o, const UserEntry *e, int *ret_fd, C
                         "%s/" USER_LINK_SHARE_USERS " on the share is not usable: %s",
                         o->mount_point, strerror(-ufd));
         /* O_RDONLY, not O_PATH: fchown() and fchmod() need a real descriptor. */
-        dfd = open_or_make_dir(ufd, e->name, o->directory_mode, O_RDONLY);
+        dfd = open_or_make_dir(ufd, e->name, o->directory_mode, O_RDONLY, &created);
         if (dfd == -ELOOP || dfd == -ENOTDIR)
                 return result_set(
                         res, USER_LINK_CONFLICT, 0,
@@ -418,7 +458,23 @@ share_user_dir_open(const UserLinkOptions *o, const UserEntry *e, int *ret_fd, C
                         res, USER_LINK_ERROR, -errno,
                         "cannot stat " USER_LINK_SHARE_USERS "/%s: %s", e->name, strerror(errno));
         if (st.st_uid == 0 && e->uid != 0) {
-                /* Only root can make an entry in Users/, so a root-owned folder is ours. */
+                /* Only root can make an entry in Users/, so a root-owned folder is ours, unless
+                 * it is another user's under another case (made on a VM that knows that user). */
+                r = users_dir_case_variant(ufd, e->name, variant, sizeof(variant));
+                if (r < 0)
+                        return result_set(
+                                res, USER_LINK_ERROR, r,
+                                "cannot read " USER_LINK_SHARE_USERS "/ on the share: %s",
+                                strerror(-r));
+                if (r > 0) {
+                        if (created)
+                                (void)unlinkat(ufd, e->name, AT_REMOVEDIR);
+                        return result_set(
+                                res, USER_LINK_CONFLICT, 0,
+                                "the share already has the folder " USER_LINK_SHARE_USERS
+                                "/%s, which is the same folder on the case-insensitive share; left alone",
+                                variant);
+                }
                 if (fchown(dfd, e->uid, e->gid) < 0 || fchmod(dfd, o->directory_mode) < 0)
                         return result_set(
                                 res, USER_LINK_ERROR, -errno,

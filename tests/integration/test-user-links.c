@@ -532,10 +532,17 @@ START_TEST(test_odd_names) {
                 {"carol", 2014, true},
                 {"con", 2015, true},
                 {"dot.", 2016, true},
+                {"zoe", 2017, true},
         };
+        char zoe_before[SNAPSHOT_MAX], zoe_after[SNAPSHOT_MAX];
         Pass p = {};
 
         setup_users(users, ELEMENTSOF(users));
+        /* Another VM's user ZOE already has a folder: on the case-insensitive share it is zoe's. */
+        ck_assert_int_eq(mkdir(SHARE "/Users", 0755), 0);
+        ck_assert_int_eq(mkdir(SHARE "/Users/ZOE", 0700), 0);
+        write_file(SHARE "/Users/ZOE/theirs", "ZOE's\n");
+        snapshot(SHARE "/Users/ZOE", zoe_before, sizeof(zoe_before));
         run_pass(&p, NULL);
         assert_state(&p, "first.last", USER_LINK_CREATED);
         assert_link_ok("first.last", 2010);
@@ -553,6 +560,13 @@ START_TEST(test_odd_names) {
         assert_state(&p, "con", USER_LINK_REFUSED);
         ck_assert_int_eq(access(SHARE "/Users/con", F_OK), -1);
         assert_state(&p, "dot.", USER_LINK_REFUSED);
+        assert_state(&p, "zoe", USER_LINK_CONFLICT);
+        ck_assert_ptr_nonnull(strstr(report(&p, "zoe")->detail, "Users/ZOE"));
+        /* On this case-sensitive scratch "zoe" could be made; it must not be left behind. */
+        ck_assert_int_eq(access(SHARE "/Users/zoe", F_OK), -1);
+        ck_assert_int_eq(access(HOMES "/zoe/notebooks", F_OK), -1);
+        snapshot(SHARE "/Users/ZOE", zoe_after, sizeof(zoe_after));
+        ck_assert_str_eq(zoe_before, zoe_after);
         pass_done(&p);
 }
 END_TEST
