@@ -1,0 +1,944 @@
+/* SPDX-License-Identifier: MIT */
+/* The File REST client, the HTTP client under it and the managed identity client, on a real
+ * sd-event loop against the real azfiles-emu over loopback (and a tiny libmicrohttpd server for
+ * malformed replies): every operation, errors to errno, paging, ranges through files, retries
+ * under injected faults (and no retry of non-idempotent ops), cancellation, timeouts, submission
+ * from other threads, Shared Key, SAS and bearer auth. No timing is asserted. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <systemd/sd-event.h>
+
+#include "base64-util.h"
+#include "emu-harness.h"
+#include "http-client.h"
+#include "imds-client.h"
+#include "macro.h"
+#include "rest-client.h"
+#include "rest-error.h"
+#include "sas.h"
+#include "time-util.h"
+
+#define GUARD_USEC (60ULL * 1000000ULL) /* a hung loop fails the test instead of CI */
+
+static EmuInstance *emu;
+static sd_event *ev;
+static HttpClient *http;
+static ImdsClient *imds;
+static RestClient *rc;
+static uint8_t *key;
+static size_t key_size;
+
+typedef struct Done {
+        bool done;
+        int error;
+        long status;
+        unsigned attempts;
+        char code[128];
+        char etag[REST_ETAG_MAX];
+        char mode[32];
+        char lease_id[64];
+        bool has_content_length;
+        uint64_t content_length;
+        uint64_t file_id;
+        bool is_directory;
+        bool has_quota;
+        uint64_t quota;
+        uint64_t usage;
+        uint64_t bytes;
+        bool eof;
+        RestListPage *page;
+} Done;
+
+static void on_done(RestResult *r, void *userdata) {
+        Done *d = userdata;
+        const char *m;
+
+        ck_assert(!d->done); /* exactly once */
+        d->done = true;
+        d->error = r->error;
+        d->status = r->status;
+        d->attempts = r->attempts;
+        snprintf(d->code, sizeof(d->code), "%s", r->error_code ? r->error_code : "");
+        snprintf(d->etag, sizeof(d->etag), "%s", r->props->etag);
+        m = rest_properties_metadata(r->props, "mode");
+        snprintf(d->mode, sizeof(d->mode), "%s", m ? m : "");
+        snprintf(d->lease_id, sizeof(d->lease_id), "%s", r->props->lease_id ?: "");
+        d->has_content_length = r->props->has_content_length;
+        d->content_length = r->props->content_length;
+        d->file_id = r->props->file_id;
+        d->is_directory = r->props->is_directory;
+        d->has_quota = r->props->has_share_quota;
+        d->quota = r->props->share_quota_gib;
+        d->usage = r->share_usage_bytes;
+        d->bytes = r->bytes;
+        d->eof = r->eof;
+        d->page = TAKE_PTR(r->page);
+}
+
+static int on_guard(sd_event_source *s, uint64_t usec, void *userdata) {
+        ck_abort_msg("event loop guard expired: a request never completed");
+        return 0;
+}
+
+static void run_until(const bool *flag) {
+        sd_event_source *guard = NULL;
+        ck_assert_int_ge(
+                sd_event_add_time_relative(
+                        ev, &guard, CLOCK_MONOTONIC, GUARD_USEC, 0, on_guard, NULL),
+                0);
+        while (!*flag)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        sd_event_source_disable_unref(guard);
+}
+
+static Done run_op_on(RestClient *client, const RestOp *op) {
+        Done d = {0};
+        ck_assert_int_eq(rest_client_submit(client, op, on_done, &d, NULL), 0);
+        run_until(&d.done);
+        return d;
+}
+
+static Done run_op(const RestOp *op) {
+        return run_op_on(rc, op);
+}
+
+static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_attempts) {
+        RestClient *c = NULL;
+        RestClientConfig cfg = {
+                .endpoint = emu->files_url,
+                .account = EMU_TEST_ACCOUNT,
+                .share = "share",
+                .auth = auth,
+                .key = key,
+                .key_size = key_size,
+                .sas_token = sas,
+                .imds = imds,
+                .max_attempts = max_attempts,
+                .retry_base_ms = 5,
+                .retry_max_delay_ms = 50,
+                .retry_budget_ms = 30000,
+        };
+        ck_assert_int_eq(rest_client_new(ev, http, &cfg, &c), 0);
+        return c;
+}
+
+static void set_faults(const char *spec) {
+        EmuHttpResult res;
+        char body[512];
+        const char *const h[] = {"Content-Type: application/json", NULL};
+        snprintf(body, sizeof(body), "{\"spec\":\"%s\"}", spec);
+        ck_assert_int_eq(
+                emu_http(
+                        emu, "PUT", "imds:/__emu/faults", h, body, strlen(body), EMU_AUTH_MODE_NONE,
+                        &res),
+                0);
+        ck_assert_msg(res.status == 200, "faults %s: %ld %s", spec, res.status, res.body);
+        emu_http_result_clear(&res);
+}
+
+static void setup(void) {
+        EmuHttpResult res;
+        ImdsClientConfig icfg = {0};
+        HttpClientConfig hcfg = {.max_in_flight = 4};
+
+        ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
+        ck_assert_int_eq(
+                emu_http(
+                        emu, "PUT", "/share?restype=share", NULL, NULL, 0, EMU_AUTH_MODE_SHARED_KEY,
+                        &res),
+                0);
+        ck_assert_int_eq(res.status, 201);
+        emu_http_result_clear(&res);
+        ck_assert_int_eq(base64_decode(EMU_TEST_KEY, &key, &key_size), 0);
+        ck_assert_int_ge(sd_event_new(&ev), 0);
+        ck_assert_int_eq(http_client_new(ev, &hcfg, &http), 0);
+        icfg.endpoint = emu->imds_url;
+        ck_assert_int_eq(imds_client_new(ev, http, &icfg, &imds), 0);
+        rc = make_client(REST_AUTH_SHARED_KEY, NULL, 0);
+}
+
+static void teardown(void) {
+        rc = rest_client_free(rc);
+        imds = imds_client_free(imds);
+        http = http_client_free(http);
+        ev = sd_event_unref(ev);
+        free(key);
+        key = NULL;
+        if (emu)
+                ck_assert_int_eq(emu_instance_stop(emu), 0);
+        emu = emu_instance_free(emu);
+}
+
+static void create_file(const char *path, uint64_t size) {
+        RestOp op = {.type = REST_OP_CREATE_FILE, .path = path, .size = size};
+        Done d = run_op(&op);
+        ck_assert_msg(d.error == 0, "create %s: %d %s", path, d.error, d.code);
+}
+
+static int tmpfile_with(size_t size, unsigned seed) {
+        char tmpl[] = "/tmp/rest-test.XXXXXX";
+        int fd = mkostemp(tmpl, O_CLOEXEC);
+        uint8_t *buf = malloc(size);
+        ck_assert_int_ge(fd, 0);
+        (void)unlink(tmpl);
+        for (size_t i = 0; i < size; i++)
+                buf[i] = (uint8_t)((i * 131 + seed) ^ (i >> 9));
+        ck_assert_int_eq(pwrite(fd, buf, size, 0), (ssize_t)size);
+        free(buf);
+        return fd;
+}
+
+static bool fd_ranges_equal(int a, uint64_t aoff, int b, uint64_t boff, size_t n) {
+        uint8_t *x = malloc(n), *y = malloc(n);
+        bool eq = pread(a, x, n, (off_t)aoff) == (ssize_t)n &&
+                  pread(b, y, n, (off_t)boff) == (ssize_t)n && memcmp(x, y, n) == 0;
+        free(x);
+        free(y);
+        return eq;
+}
+
+/* ---- operations ------------------------------------------------------------------------- */
+
+START_TEST(test_share_and_directories) {
+        Done d;
+
+        d = run_op(&(RestOp){.type = REST_OP_GET_SHARE_PROPERTIES, .path = ""});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert(d.has_quota);
+        ck_assert_uint_eq(d.quota, 5120);
+
+        d = run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "dir a"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_str_ne(d.etag, "");
+        d = run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "DIR A"});
+        ck_assert_int_eq(d.error, -EEXIST);
+        ck_assert_str_eq(d.code, "ResourceAlreadyExists");
+        d = run_op(&(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "dir a"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert(d.is_directory);
+        d = run_op(&(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "nope"});
+        ck_assert_int_eq(d.error, -ENOENT); /* HEAD: code from the header only */
+        d = run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "nope/sub"});
+        ck_assert_int_eq(d.error, -ENOENT);
+        ck_assert_str_eq(d.code, "ParentNotFound");
+
+        create_file("dir a/f \xC3\xBC#1%[x].txt", 1000);
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_DIRECTORY, .path = "dir a"});
+        ck_assert_int_eq(d.error, -ENOTEMPTY);
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_FILE_PROPERTIES, .path = "dir a/f \xC3\xBC#1%[x].txt"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.content_length, 1000);
+        ck_assert(!d.is_directory);
+        d = run_op(&(RestOp){.type = REST_OP_GET_SHARE_STATS, .path = ""});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.usage, 1000);
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_FILE, .path = "dir a/f \xC3\xBC#1%[x].txt"});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_FILE, .path = "dir a/f \xC3\xBC#1%[x].txt"});
+        ck_assert_int_eq(d.error, -ENOENT);
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_DIRECTORY, .path = "dir a"});
+        ck_assert_int_eq(d.error, 0);
+}
+END_TEST
+
+START_TEST(test_list_paging) {
+        static const char *const names[] = {"b", "A", "c d", "E", "f\xC3\xA9", "g", "H"};
+        char seen[16][32];
+        size_t n_seen = 0, pages = 0;
+        char *marker = NULL;
+
+        ck_assert_int_eq(run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "d"}).error, 0);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                char p[64];
+                snprintf(p, sizeof(p), "d/%s", names[i]);
+                if (i == 3)
+                        ck_assert_int_eq(
+                                run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = p})
+                                        .error,
+                                0);
+                else
+                        create_file(p, i);
+        }
+        do {
+                Done d = run_op(&(RestOp){
+                        .type = REST_OP_LIST_DIRECTORY,
+                        .path = "d",
+                        .marker = marker,
+                        .max_results = 3});
+                ck_assert_int_eq(d.error, 0);
+                ck_assert_ptr_nonnull(d.page);
+                ck_assert_uint_le(d.page->n_entries, 3);
+                ck_assert(d.page->has_directory_id);
+                for (size_t i = 0; i < d.page->n_entries; i++) {
+                        const RestListEntry *e = &d.page->entries[i];
+                        ck_assert_uint_lt(n_seen, 16);
+                        snprintf(seen[n_seen++], 32, "%s", e->name);
+                        ck_assert(e->has_file_id);
+                        ck_assert_ptr_nonnull(e->etag);
+                        ck_assert(e->has_attributes);
+                        ck_assert_int_ne(e->last_write_ns, 0);
+                        ck_assert(e->is_directory == streq(e->name, "E"));
+                }
+                free(marker);
+                marker = d.page->next_marker ? strdup(d.page->next_marker) : NULL;
+                rest_list_page_free(d.page);
+                pages++;
+        } while (marker);
+        ck_assert_uint_eq(n_seen, ELEMENTSOF(names));
+        ck_assert_uint_ge(pages, 3);
+        /* One list, files and directories together, case-insensitive order. */
+        ck_assert_str_eq(seen[0], "A");
+        ck_assert_str_eq(seen[1], "b");
+        ck_assert_str_eq(seen[2], "c d");
+        ck_assert_str_eq(seen[3], "E");
+        ck_assert_str_eq(seen[6], "H");
+
+        /* The root directory lists too. */
+        Done d = run_op(&(RestOp){.type = REST_OP_LIST_DIRECTORY, .path = ""});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.page->n_entries, 1);
+        ck_assert_ptr_null(d.page->next_marker);
+        rest_list_page_free(d.page);
+}
+END_TEST
+
+START_TEST(test_ranges_through_files) {
+        const size_t piece = REST_PUT_RANGE_MAX;
+        int src = tmpfile_with(piece + 4096, 7), dst = tmpfile_with(16, 0);
+        static const char small[] = "hello, share";
+        Done d;
+
+        create_file("big", 3 * (uint64_t)piece);
+        /* Put Range from a cache file at an offset, and from memory. */
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE,
+                .path = "big",
+                .offset = piece,
+                .length = piece,
+                .fd = src,
+                .fd_offset = 4096});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE,
+                .path = "big",
+                .offset = 10,
+                .length = sizeof(small) - 1,
+                .fd = -1,
+                .data = small});
+        ck_assert_int_eq(d.error, 0);
+
+        /* Get Range into a cache file at another offset. */
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE,
+                .path = "big",
+                .offset = piece,
+                .length = piece,
+                .fd = dst,
+                .fd_offset = 100});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.bytes, piece);
+        ck_assert(fd_ranges_equal(src, 4096, dst, 100, piece));
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE, .path = "big", .offset = 0, .length = 64, .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        {
+                char buf[64];
+                ck_assert_int_eq(pread(dst, buf, 64, 0), 64);
+                ck_assert_int_eq(memcmp(buf + 10, small, sizeof(small) - 1), 0);
+                ck_assert_int_eq(buf[0], 0); /* sparse: unwritten reads as zeros */
+        }
+        /* Clipped at EOF, then at/after EOF: 0 bytes, not an error. */
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE,
+                .path = "big",
+                .offset = 3 * (uint64_t)piece - 5,
+                .length = 100,
+                .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.bytes, 5);
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE,
+                .path = "big",
+                .offset = 3 * (uint64_t)piece,
+                .length = 100,
+                .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert(d.eof);
+        ck_assert_uint_eq(d.bytes, 0);
+        create_file("empty", 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE, .path = "empty", .offset = 0, .length = 1, .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert(d.eof);
+
+        /* Clear, then past the end (must resize first). */
+        d = run_op(&(RestOp){
+                .type = REST_OP_CLEAR_RANGE, .path = "big", .offset = piece, .length = piece});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_GET_RANGE,
+                .path = "big",
+                .offset = piece,
+                .length = 4096,
+                .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        {
+                uint8_t buf[4096], zero[4096] = {0};
+                ck_assert_int_eq(pread(dst, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+                ck_assert_int_eq(memcmp(buf, zero, sizeof(buf)), 0);
+        }
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE,
+                .path = "empty",
+                .offset = 0,
+                .length = 4,
+                .fd = -1,
+                .data = "abcd"});
+        ck_assert_int_lt(d.error, 0);
+        ck_assert_int_eq(d.status, 416);
+
+        /* Refused before any I/O. */
+        ck_assert_int_eq(
+                rest_client_submit(
+                        rc,
+                        &(RestOp){
+                                .type = REST_OP_PUT_RANGE,
+                                .path = "big",
+                                .length = piece + 1,
+                                .fd = src},
+                        on_done, &d, NULL),
+                -EINVAL);
+        ck_assert_int_eq(
+                rest_client_submit(
+                        rc,
+                        &(RestOp){
+                                .type = REST_OP_GET_RANGE,
+                                .path = "a/../b",
+                                .length = 1,
+                                .fd = dst},
+                        on_done, &d, NULL),
+                -EINVAL);
+        close(src);
+        close(dst);
+}
+END_TEST
+
+START_TEST(test_properties_metadata_rename_lease) {
+        const RestMetadata meta[] = {
+                {(char *)"mode", (char *)"0755"}, {(char *)"uid", (char *)"1000"}};
+        char lease[64];
+        Done d;
+        uint64_t id;
+
+        create_file("x", 10);
+        d = run_op(&(RestOp){
+                .type = REST_OP_SET_METADATA,
+                .path = "x",
+                .metadata = meta,
+                .n_metadata = ELEMENTSOF(meta)});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_SET_FILE_PROPERTIES,
+                .path = "x",
+                .set_size = true,
+                .size = 12345,
+                .smb = {.last_write_ns = INT64_C(1600000000123456700)}});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "x"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.content_length, 12345);
+        ck_assert_str_eq(d.mode, "0755");
+        id = d.file_id;
+
+        /* Rename keeps the file id; onto an existing file only with replace. */
+        create_file("y", 1);
+        d = run_op(&(RestOp){.type = REST_OP_RENAME, .path = "y", .source_path = "x"});
+        ck_assert_int_eq(d.error, -EEXIST);
+        d = run_op(&(RestOp){
+                .type = REST_OP_RENAME,
+                .path = "y",
+                .source_path = "x",
+                .replace_if_exists = true});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "y"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.file_id, id);
+        ck_assert_uint_eq(d.content_length, 12345);
+        d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "x"});
+        ck_assert_int_eq(d.error, -ENOENT);
+        /* Directories rename too. */
+        ck_assert_int_eq(
+                run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "d1"}).error, 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_RENAME, .path = "d2", .source_path = "d1", .is_directory = true});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_int_eq(
+                run_op(&(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "d2"}).error, 0);
+
+        /* Leases: writes need the id. */
+        d = run_op(
+                &(RestOp){.type = REST_OP_LEASE, .path = "y", .lease_action = REST_LEASE_ACQUIRE});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_str_ne(d.lease_id, "");
+        snprintf(lease, sizeof(lease), "%s", d.lease_id);
+        d = run_op(
+                &(RestOp){.type = REST_OP_LEASE, .path = "y", .lease_action = REST_LEASE_ACQUIRE});
+        ck_assert_int_eq(d.error, -EBUSY);
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE, .path = "y", .length = 2, .fd = -1, .data = "hi"});
+        ck_assert_int_eq(d.error, -EBUSY);
+        ck_assert_str_eq(d.code, "LeaseIdMissing");
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE,
+                .path = "y",
+                .length = 2,
+                .fd = -1,
+                .data = "hi",
+                .lease_id = lease});
+        ck_assert_int_eq(d.error, 0);
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_FILE, .path = "y"});
+        ck_assert_int_eq(d.error, -EBUSY);
+        d = run_op(&(RestOp){
+                .type = REST_OP_LEASE,
+                .path = "y",
+                .lease_action = REST_LEASE_RELEASE,
+                .lease_id = lease});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_int_eq(run_op(&(RestOp){.type = REST_OP_DELETE_FILE, .path = "y"}).error, 0);
+}
+END_TEST
+
+/* ---- retries ------------------------------------------------------------------------------- */
+
+START_TEST(test_retry_busy_and_reset) {
+        static const char hundred[] =
+                "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                "0123456789abcdefghijklmnopqr";
+        int dst = tmpfile_with(16, 0);
+        Done d;
+
+        create_file("f", 100);
+        set_faults("op=GetFileProperties:503,count=2,retry-after=0");
+        d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 3);
+
+        ck_assert_int_eq(
+                run_op(&(RestOp){
+                               .type = REST_OP_PUT_RANGE,
+                               .path = "f",
+                               .length = 100,
+                               .fd = -1,
+                               .data = hundred})
+                        .error,
+                0);
+        /* A reset on a reused connection is retried by curl itself (a fresh connect), or
+         * by us: either way the read succeeds. */
+        set_faults("op=GetFile:reset,count=1");
+        d = run_op(&(RestOp){.type = REST_OP_GET_RANGE, .path = "f", .length = 100, .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_le(d.attempts, 2);
+        ck_assert_uint_eq(d.bytes, 100);
+        /* Half a body, then the connection closes: retried, and the file range is whole. */
+        set_faults("op=GetFile:truncate,count=1");
+        d = run_op(&(RestOp){.type = REST_OP_GET_RANGE, .path = "f", .length = 100, .fd = dst});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 2);
+        ck_assert_uint_eq(d.bytes, 100);
+        {
+                char buf[100];
+                ck_assert_int_eq(pread(dst, buf, 100, 0), 100);
+                ck_assert_int_eq(memcmp(buf, hundred, 100), 0);
+        }
+
+        /* Always failing: bounded by max_attempts, then a clear errno. */
+        set_faults("op=GetFileProperties:500");
+        d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+        ck_assert_int_eq(d.status, 500);
+        ck_assert_int_eq(d.error, rest_error_to_errno(500, d.code)); /* -EIO or -ETIMEDOUT */
+        ck_assert_int_lt(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 6);
+        set_faults("");
+        close(dst);
+}
+END_TEST
+
+START_TEST(test_no_blind_retry_of_non_idempotent) {
+        Done d;
+
+        /* 500: the directory may have been created: not retried. */
+        set_faults("op=CreateDirectory:500,count=1");
+        d = run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "d"});
+        ck_assert_int_eq(d.status, 500);
+        ck_assert_int_lt(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 1);
+        /* 503 ServerBusy: throttled before execution: retried. */
+        set_faults("op=CreateDirectory:503,count=1,retry-after=0");
+        d = run_op(&(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "d"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 2);
+        /* Nor is a rename that failed with 500 (the source may already be gone). */
+        create_file("a", 1);
+        set_faults("op=RenameFile:500,count=1");
+        d = run_op(&(RestOp){.type = REST_OP_RENAME, .path = "b", .source_path = "a"});
+        ck_assert_int_eq(d.status, 500);
+        ck_assert_int_lt(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 1);
+        /* Deleting: a 404 on a retry after an unclear failure is the asked-for end state. */
+        set_faults("op=DeleteFile:500,count=1");
+        d = run_op(&(RestOp){.type = REST_OP_DELETE_FILE, .path = "a"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.attempts, 2);
+        set_faults("");
+}
+END_TEST
+
+/* ---- cancellation, timeouts, threads --------------------------------------------------------- */
+
+START_TEST(test_cancel_and_timeout) {
+        RestClient *fast;
+        uint64_t id;
+        Done d = {0};
+
+        create_file("f", 1);
+        set_faults("op=GetFileProperties:latency=5s");
+        ck_assert_int_eq(
+                rest_client_submit(
+                        rc, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"}, on_done,
+                        &d, &id),
+                0);
+        ck_assert_int_eq(rest_client_cancel(rc, id), 0);
+        run_until(&d.done);
+        ck_assert_int_eq(d.error, -ECANCELED);
+
+        /* A per-attempt timeout far below the injected latency, one try. */
+        {
+                RestClientConfig cfg = {
+                        .endpoint = emu->files_url,
+                        .account = EMU_TEST_ACCOUNT,
+                        .share = "share",
+                        .key = key,
+                        .key_size = key_size,
+                        .meta_timeout_ms = 100,
+                        .max_attempts = 1};
+                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &fast), 0);
+        }
+        d = run_op_on(fast, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+        ck_assert_int_eq(d.error, -ETIMEDOUT);
+        /* Freeing with calls in flight completes them with -ECANCELED. */
+        d = (Done){0};
+        ck_assert_int_eq(
+                rest_client_submit(
+                        fast, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"}, on_done,
+                        &d, NULL),
+                0);
+        ck_assert_int_ge(sd_event_run(ev, 0), 0);
+        fast = rest_client_free(fast);
+        ck_assert(d.done);
+        ck_assert_int_eq(d.error, -ECANCELED);
+        set_faults("");
+}
+END_TEST
+
+#define THREADS 4
+#define PER_THREAD 25
+
+typedef struct ThreadCtx {
+        Done done[PER_THREAD];
+        int submitted;
+} ThreadCtx;
+
+static void *submitter(void *arg) {
+        ThreadCtx *t = arg;
+        for (int i = 0; i < PER_THREAD; i++)
+                if (rest_client_submit(
+                            rc, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"},
+                            on_done, &t->done[i], NULL) == 0)
+                        t->submitted++;
+        return NULL;
+}
+
+static bool all_done(ThreadCtx *t) {
+        for (int k = 0; k < THREADS; k++)
+                for (int i = 0; i < PER_THREAD; i++)
+                        if (!t[k].done[i].done)
+                                return false;
+        return true;
+}
+
+START_TEST(test_submit_from_threads) {
+        static ThreadCtx ctx[THREADS];
+        pthread_t th[THREADS];
+        bool flag = false;
+
+        memset(ctx, 0, sizeof(ctx));
+        create_file("f", 77);
+        for (int k = 0; k < THREADS; k++)
+                ck_assert_int_eq(pthread_create(&th[k], NULL, submitter, &ctx[k]), 0);
+        for (int k = 0; k < THREADS; k++)
+                ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+        while (!flag) {
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+                ck_assert_uint_le(http_client_in_flight(http), 4); /* max_in_flight */
+                flag = all_done(ctx);
+        }
+        for (int k = 0; k < THREADS; k++) {
+                ck_assert_int_eq(ctx[k].submitted, PER_THREAD);
+                for (int i = 0; i < PER_THREAD; i++) {
+                        ck_assert_int_eq(ctx[k].done[i].error, 0);
+                        ck_assert_uint_eq(ctx[k].done[i].content_length, 77);
+                }
+        }
+}
+END_TEST
+
+/* ---- auth ---------------------------------------------------------------------------------- */
+
+START_TEST(test_sas) {
+        char se[SAS_TIME_MAX];
+        SasToken t = {
+                .kind = SAS_SERVICE,
+                .version = (char *)EMU_TEST_VERSION,
+                .resource = (char *)"s",
+                .permissions = (char *)"rcwdl",
+                .expiry = sas_format_time(se, now_realtime_ns() + 3600 * NSEC_PER_SEC)};
+        char *q = NULL;
+        RestClient *c;
+        Done d;
+
+        ck_assert_int_eq(sas_generate(&t, EMU_TEST_ACCOUNT, "share", key, key_size, &q), 0);
+        c = make_client(REST_AUTH_SAS, q, 0);
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "s d"}).error, 0);
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_CREATE_FILE, .path = "s d/f", .size = 3})
+                        .error,
+                0);
+        d = run_op_on(c, &(RestOp){.type = REST_OP_LIST_DIRECTORY, .path = "s d"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(d.page->n_entries, 1);
+        rest_list_page_free(d.page);
+        d = run_op_on(
+                c, &(RestOp){.type = REST_OP_RENAME, .path = "s d/g", .source_path = "s d/f"});
+        ck_assert_int_eq(d.error, 0);
+        rest_client_free(c);
+        free(q);
+
+        /* A wrong signature is an auth error. */
+        c = make_client(
+                REST_AUTH_SAS, "sv=2025-05-05&sr=s&sp=r&se=2099-01-01T00:00:00Z&sig=AAAA", 0);
+        d = run_op_on(c, &(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "s d"});
+        ck_assert_int_eq(d.error, -EACCES);
+        rest_client_free(c);
+}
+END_TEST
+
+static void on_token(int error, const char *token, void *userdata) {
+        int *r = userdata;
+        *r = error == 0 && token && *token ? 1 : error;
+}
+
+START_TEST(test_bearer_from_imds) {
+        RestClient *c = make_client(REST_AUTH_BEARER, NULL, 0);
+        const char *tok = NULL;
+        int a = 0, b = 0;
+        Done d;
+
+        ck_assert_int_eq(imds_client_peek_token(imds, &tok), -ENOKEY);
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "m"}).error, 0);
+        d = run_op_on(c, &(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "m"});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_int_eq(imds_client_peek_token(imds, &tok), 0);
+        /* Cached: waiters are served without a fetch, and never from inside the call. */
+        ck_assert_int_eq(imds_client_get_token(imds, on_token, &a), 0);
+        ck_assert_int_eq(imds_client_get_token(imds, on_token, &b), 0);
+        ck_assert_int_eq(a, 0);
+        while (a == 0 || b == 0)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        ck_assert_int_eq(a, 1);
+        ck_assert_int_eq(b, 1);
+        rest_client_free(c);
+}
+END_TEST
+
+START_TEST(test_imds_retry_and_refusal) {
+        ImdsClient *ic;
+        ImdsClientConfig cfg = {.endpoint = emu->imds_url, .retry_base_ms = 5};
+        int a = 0;
+
+        set_faults("op=ImdsToken:503,count=2,retry-after=0");
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &ic), 0);
+        ck_assert_int_eq(imds_client_get_token(ic, on_token, &a), 0);
+        while (a == 0)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        ck_assert_int_eq(a, 1);
+        imds_client_free(ic);
+        set_faults("");
+
+        /* An unknown user-assigned identity: refused, not retried forever. */
+        cfg.client_id = "00000000-0000-0000-0000-000000000000";
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &ic), 0);
+        a = 0;
+        ck_assert_int_eq(imds_client_get_token(ic, on_token, &a), 0);
+        while (a == 0)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        ck_assert_int_eq(a, -EACCES);
+        imds_client_free(ic);
+}
+END_TEST
+
+/* ---- malformed replies from a server that is not the emulator ------------------------------- */
+
+static const char *canned_status_headers; /* "status|Header: v|Header: v" */
+static const char *canned_body;
+
+static enum MHD_Result
+canned(void *cls,
+       struct MHD_Connection *conn,
+       const char *url,
+       const char *method,
+       const char *version,
+       const char *upload_data,
+       size_t *upload_size,
+       void **con_cls) {
+        struct MHD_Response *resp;
+        char buf[1024], *save = NULL, *tok;
+        unsigned status;
+        enum MHD_Result r;
+
+        if (*upload_size > 0) {
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        resp = MHD_create_response_from_buffer(
+                strlen(canned_body), (void *)canned_body, MHD_RESPMEM_PERSISTENT);
+        snprintf(buf, sizeof(buf), "%s", canned_status_headers);
+        tok = strtok_r(buf, "|", &save);
+        status = (unsigned)strtoul(tok, NULL, 10);
+        while ((tok = strtok_r(NULL, "|", &save))) {
+                char *colon = strchr(tok, ':');
+                *colon = '\0';
+                MHD_add_response_header(resp, tok, colon + 2);
+        }
+        r = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+START_TEST(test_malformed_replies) {
+        static const struct {
+                RestOpType type;
+                const char *status_headers;
+                const char *body;
+                int error;
+        } cases[] = {
+                {REST_OP_LIST_DIRECTORY, "200", "garbage <<<", -EBADMSG},
+                {REST_OP_LIST_DIRECTORY, "200", "<EnumerationResults><Entries><File>", -EBADMSG},
+                {REST_OP_LIST_DIRECTORY, "200", "<Other/>", -EBADMSG},
+                {REST_OP_GET_SHARE_STATS, "200", "{\"json\":1}", -EBADMSG},
+                {REST_OP_GET_FILE_PROPERTIES, "200", "", -EBADMSG}, /* no ETag */
+                {REST_OP_GET_FILE_PROPERTIES, "200|ETag: \"1\"|x-ms-file-id: -3", "", -EBADMSG},
+                {REST_OP_GET_FILE_PROPERTIES,
+                 "200|ETag: \"1\"|x-ms-content-length: 99999999999999999999999", "", -EBADMSG},
+                {REST_OP_CREATE_FILE, "201|ETag: \"1\"|x-ms-file-creation-time: soon", "",
+                 -EBADMSG},
+                {REST_OP_GET_RANGE, "200|ETag: \"1\"", "whole", -EBADMSG},
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 5-9/100", "01234",
+                 -EBADMSG},
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-63/100", "0123456789",
+                 -EBADMSG},
+                {REST_OP_LEASE, "201|ETag: \"1\"", "", -EBADMSG}, /* no lease id */
+                {REST_OP_DELETE_FILE, "404", "<html>not xml</html>", -ENOENT},
+                {REST_OP_DELETE_FILE, "409|x-ms-error-code: DirectoryNotEmpty",
+                 "\xEF\xBB\xBF<Error><Code>Other", -ENOTEMPTY},
+                {REST_OP_DELETE_FILE, "302|Location: http://elsewhere/", "", -EPROTO},
+                {REST_OP_DELETE_FILE, "999", "", -EPROTO},
+        };
+        struct MHD_Daemon *d;
+        RestClient *c;
+        uint16_t port;
+        char url[128];
+        int dst = tmpfile_with(16, 0);
+
+        d = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, canned, NULL, MHD_OPTION_END);
+        ck_assert_ptr_nonnull(d);
+        port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/acct", port);
+        {
+                RestClientConfig cfg = {
+                        .endpoint = url,
+                        .account = "acct",
+                        .share = "share",
+                        .key = key,
+                        .key_size = key_size,
+                        .max_attempts = 1};
+                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &c), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Done r;
+                canned_status_headers = cases[i].status_headers;
+                canned_body = cases[i].body;
+                r = run_op_on(
+                        c, &(RestOp){
+                                   .type = cases[i].type,
+                                   .path = "f",
+                                   .length = 10,
+                                   .fd = dst,
+                                   .lease_action = REST_LEASE_ACQUIRE});
+                ck_assert_msg(
+                        r.error == cases[i].error, "case %zu (%s): %d, want %d", i,
+                        cases[i].status_headers, r.error, cases[i].error);
+                rest_list_page_free(r.page);
+        }
+        rest_client_free(c);
+        MHD_stop_daemon(d);
+        close(dst);
+}
+END_TEST
+
+int main(void) {
+        Suite *s = suite_create("rest-client");
+        TCase *ops = tcase_create("operations"), *retry = tcase_create("retries"),
+              *flow = tcase_create("flow"), *auth = tcase_create("auth"),
+              *bad = tcase_create("malformed");
+        SRunner *sr;
+        int failed;
+
+        curl_global_init(CURL_GLOBAL_ALL);
+        TCase *all[] = {ops, retry, flow, auth, bad};
+        for (size_t i = 0; i < ELEMENTSOF(all); i++) {
+                tcase_add_checked_fixture(all[i], setup, teardown);
+                tcase_set_timeout(all[i], 120);
+                suite_add_tcase(s, all[i]);
+        }
+        tcase_add_test(ops, test_share_and_directories);
+        tcase_add_test(ops, test_list_paging);
+        tcase_add_test(ops, test_ranges_through_files);
+        tcase_add_test(ops, test_properties_metadata_rename_lease);
+        tcase_add_test(retry, test_retry_busy_and_reset);
+        tcase_add_test(retry, test_no_blind_retry_of_non_idempotent);
+        tcase_add_test(flow, test_cancel_and_timeout);
+        tcase_add_test(flow, test_submit_from_threads);
+        tcase_add_test(auth, test_sas);
+        tcase_add_test(auth, test_bearer_from_imds);
+        tcase_add_test(auth, test_imds_retry_and_refusal);
+        tcase_add_test(bad, test_malformed_replies);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        curl_global_cleanup();
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
