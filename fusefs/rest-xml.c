@@ -113,6 +113,7 @@ struct RestListParser {
         XmlState x;
         RestListPage *page;
         RestListEntry cur;
+        size_t n_alloc; /* entries allocated in page */
         bool in_entry;
         bool seen_root;
         bool finished;
@@ -229,12 +230,16 @@ static void list_on_end(XmlState *x, const char *name) {
                         xml_fail(x, -EBADMSG);
                         return;
                 }
-                n = reallocarray(page->entries, page->n_entries + 1, sizeof(RestListEntry));
-                if (!n) {
-                        xml_fail(x, -ENOMEM);
-                        return;
+                if (page->n_entries == p->n_alloc) {
+                        size_t want = MAX(p->n_alloc * 2, (size_t)64);
+                        n = reallocarray(page->entries, want, sizeof(RestListEntry));
+                        if (!n) {
+                                xml_fail(x, -ENOMEM);
+                                return;
+                        }
+                        page->entries = n;
+                        p->n_alloc = want;
                 }
-                page->entries = n;
                 page->entries[page->n_entries++] = p->cur;
                 p->cur = (RestListEntry){0};
                 p->in_entry = false;
