@@ -39,6 +39,11 @@ int files_parse_meta(EmuRequest *req, char ***ret);
  * 2021-06-08 (and from 2019-02-02) they are required on create and set properties. */
 int files_parse_smb(FilesCtx *c, bool for_create, bool is_dir, EmuSmbProps *ret, char **ret_key);
 
+/* Finishes a write that changed an entry: on r < 0 the store error, else ETag/Last-Modified,
+ * x-ms-request-server-encrypted, the SMB properties when smb, an empty reply with status; clears
+ * *e. */
+void files_reply_changed(FilesCtx *c, int r, EmuEntry *e, unsigned status, bool smb);
+
 /* Response headers. */
 void files_header_etag(EmuRequest *req, const EmuEntry *e);
 void files_header_smb(FilesCtx *c, const EmuEntry *e);

@@ -154,15 +154,7 @@ static void handle_create(FilesCtx *c) {
         a.meta = meta;
         a.lease_id = lease_id_header(req);
         r = emu_store_create(c->store, c->share, c->path, c->n, false, &a, &e);
-        if (r < 0) {
-                (void)files_reply_store_error(c, r);
-                return;
-        }
-        files_header_etag(req, &e);
-        (void)emu_reply_header(req, "x-ms-request-server-encrypted", "true");
-        files_header_smb(c, &e);
-        (void)emu_reply_empty(req, 201);
-        emu_entry_clear(&e);
+        files_reply_changed(c, r, &e, 201, true);
 }
 
 static const char *range_header(EmuRequest *req, const char **ret_name) {
@@ -262,15 +254,7 @@ static void handle_set_properties(FilesCtx *c) {
         a.content = &content;
         a.lease_id = lease_id_header(req);
         r = emu_store_set(c->store, c->share, c->path, c->n, false, &a, &e);
-        if (r < 0) {
-                (void)files_reply_store_error(c, r);
-                return;
-        }
-        files_header_etag(req, &e);
-        (void)emu_reply_header(req, "x-ms-request-server-encrypted", "true");
-        files_header_smb(c, &e);
-        (void)emu_reply_empty(req, 200);
-        emu_entry_clear(&e);
+        files_reply_changed(c, r, &e, 200, true);
 }
 
 static void handle_set_metadata(FilesCtx *c) {
@@ -283,14 +267,7 @@ static void handle_set_metadata(FilesCtx *c) {
                 return;
         r = emu_store_set_meta(
                 c->store, c->share, c->path, c->n, false, meta, lease_id_header(req), &e);
-        if (r < 0) {
-                (void)files_reply_store_error(c, r);
-                return;
-        }
-        files_header_etag(req, &e);
-        (void)emu_reply_header(req, "x-ms-request-server-encrypted", "true");
-        (void)emu_reply_empty(req, 200);
-        emu_entry_clear(&e);
+        files_reply_changed(c, r, &e, 200, false);
 }
 
 static void handle_delete(FilesCtx *c) {

@@ -691,15 +691,7 @@ static void handle_rename(FilesCtx *c, bool is_dir) {
         if (!is_dir)
                 a.content_type = emu_request_header(req, "x-ms-content-type");
         r = emu_store_rename(c->store, c->share, src, n_src, c->path, c->n, is_dir, &a, &e);
-        if (r < 0) {
-                (void)files_reply_store_error(c, r);
-                return;
-        }
-        files_header_etag(req, &e);
-        (void)emu_reply_header(req, "x-ms-request-server-encrypted", "true");
-        files_header_smb(c, &e);
-        (void)emu_reply_empty(req, 200);
-        emu_entry_clear(&e);
+        files_reply_changed(c, r, &e, 200, true);
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -814,4 +806,17 @@ void emu_files_handle(EmuRequest *req) {
         default:
                 files_handle_file(&c);
         }
+}
+
+void files_reply_changed(FilesCtx *c, int r, EmuEntry *e, unsigned status, bool smb) {
+        if (r < 0) {
+                (void)files_reply_store_error(c, r);
+                return;
+        }
+        files_header_etag(c->req, e);
+        (void)emu_reply_header(c->req, "x-ms-request-server-encrypted", "true");
+        if (smb)
+                files_header_smb(c, e);
+        (void)emu_reply_empty(c->req, status);
+        emu_entry_clear(e);
 }
