@@ -20,6 +20,7 @@
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
+#include "workspace-monitor.h"
 
 #define GROUP_BUFFER_MAX (1024U * 1024U)
 
@@ -100,6 +101,11 @@ static void manager_apply_config(Manager *m) {
         m->admin_gid = manager_resolve_admin_group(m->config->admin_group);
         if (m->control)
                 control_server_set_admin_gid(m->control, m->admin_gid);
+        if (m->workspace) { /* new bounds, and a fresh check on each reload */
+                workspace_monitor_set_timing(
+                        m->workspace, m->config->stat_timeout_usec, m->config->check_interval_usec);
+                (void)workspace_monitor_check_now(m->workspace);
+        }
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
@@ -202,6 +208,8 @@ int manager_status_json(Manager *m, json_object *o) {
                 r |= json_add(
                         ws, "cache_directory",
                         json_object_new_string(m->config_start->cache_directory), false);
+                if (m->workspace)
+                        r |= workspace_monitor_status_json(m->workspace, ws);
         }
         r |= json_add(o, "users", users, false);
         if (users) {
@@ -216,6 +224,19 @@ int manager_status_json(Manager *m, json_object *o) {
         return r < 0 ? -ENOMEM : 0;
 }
 
+static const char *manager_workspace_summary(WorkspaceMonitor *w) {
+        static const char *const summary[_WORKSPACE_STATE_MAX] = {
+                [WORKSPACE_UNKNOWN] = ", workspace not checked yet",
+                [WORKSPACE_OK] = ", workspace ok",
+                [WORKSPACE_NOT_MOUNTED] = ", workspace NOT MOUNTED",
+                [WORKSPACE_WRONG_TYPE] = ", workspace WRONG MOUNT",
+                [WORKSPACE_HUNG] = ", workspace HUNG",
+                [WORKSPACE_ERROR] = ", workspace check FAILED",
+        };
+
+        return summary[workspace_monitor_state(w)];
+}
+
 int manager_status_line(Manager *m, char **ret) {
         unsigned n_files = 0;
         char *s;
@@ -223,9 +244,10 @@ int manager_status_line(Manager *m, char **ret) {
         for (char **f = m->config->files; f && *f; f++)
                 n_files++;
         if (asprintf(
-                    &s, "%s%s; config from %u file%s%s%s",
+                    &s, "%s%s%s; config from %u file%s%s%s",
                     m->state == MANAGER_RUNNING ? "Running" : manager_state_to_string(m->state),
-                    m->config_start->source ? "" : ", no workspace configured", n_files,
+                    m->config_start->source ? "" : ", no workspace configured",
+                    m->workspace ? manager_workspace_summary(m->workspace) : "", n_files,
                     n_files == 1 ? "" : "s",
                     m->last_reload_failed ? "; last reload FAILED, old configuration in use" : "",
                     m->restart_pending && m->restart_pending[0]
@@ -242,6 +264,10 @@ static void manager_notify_status(Manager *m, const char *extra) {
         if (manager_status_line(m, &line) < 0)
                 return;
         (void)sd_notifyf(false, "%s%sSTATUS=%s", extra ? extra : "", extra ? "\n" : "", line);
+}
+
+static void manager_on_workspace_change(WorkspaceMonitor *w, WorkspaceState state, void *userdata) {
+        manager_notify_status(userdata, NULL);
 }
 
 /* ---- reload --------------------------------------------------------------------------------- */
@@ -499,6 +525,15 @@ int manager_start(Manager *m) {
                         r == -EADDRINUSE ? " (another poolagentd is running)" : "");
         control_server_set_admin_gid(m->control, m->admin_gid);
 
+        if (m->config_start->source) {
+                r = workspace_monitor_new(
+                        m->event, m->config_start->mount_point, WORKSPACE_FS_TYPE,
+                        m->config->stat_timeout_usec, m->config->check_interval_usec,
+                        manager_on_workspace_change, m, &m->workspace);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the workspace check: %m");
+        }
+
         m->state = MANAGER_RUNNING;
         (void)log_struct(
                 LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STARTED, NULL}),
@@ -521,6 +556,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         control_server_free(m->control);
+        workspace_monitor_free(m->workspace);
         sd_event_unref(m->event);
         if (m->config_start != m->config)
                 config_free(m->config_start);

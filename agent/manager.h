@@ -16,6 +16,7 @@ typedef struct sd_event sd_event;
 typedef struct json_object json_object;
 typedef struct Config Config;
 typedef struct ControlServer ControlServer;
+typedef struct WorkspaceMonitor WorkspaceMonitor;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -56,6 +57,7 @@ typedef struct Manager {
         char **restart_pending; /* "Section.Key" that differ from config_start: restart to apply */
 
         ControlServer *control;
+        WorkspaceMonitor *workspace; /* NULL when no workspace is configured (Source=) */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

@@ -237,10 +237,16 @@ static void print_status(json_object *r) {
                                : " (group not found: root only)");
         else
                 printf("     Admins: root only\n");
-        if (get_str(ws, "source"))
+        if (get_str(ws, "source")) {
                 printf("  Workspace: %s at %s\n             cache %s\n", get_str(ws, "source"),
                        get_str(ws, "mount_point") ?: "?", get_str(ws, "cache_directory") ?: "?");
-        else
+                if (get_str(ws, "state")) {
+                        format_time(
+                                t1, sizeof(t1), json_object_get_uint64(get(ws, "last_check_usec")));
+                        printf("      Mount: %s: %s\n             checked %s\n",
+                               get_str(ws, "state"), get_str(ws, "detail") ?: "", t1);
+                }
+        } else
                 printf("  Workspace: none configured ([Workspace] Source=)\n");
         printf("      Users: UID %s%s%s, deny: ", get_str(users, "uid_range") ?: "?",
                get_str(users, "group") ? " and group " : "", get_str(users, "group") ?: "");

@@ -1,0 +1,519 @@
+/* SPDX-License-Identifier: MIT */
+/* The workspace check of the real poolagentd against real FUSE mounts of hang-fs
+ * (tests/tools/hang-fs.c) at the configured MountPoint=, driven with the real poolctl: a mount
+ * that answers is "ok"; a hung one (its getattr/statfs never answered) turns "hung" within a bound
+ * while every poolctl status still answers promptly, with one probe process at most; when the
+ * hung filesystem goes away the state recovers and no probe process is left; a mount of another
+ * type is "wrong-type", one that fails is "error", none is "not-mounted". argv[1] is poolagentd,
+ * argv[2] poolctl, argv[3] hang-fs.
+ *
+ * Runs in a private mount namespace (a mount never leaks to the machine) and unmounts what it
+ * mounted anyway, lazily, even when a check failed. Needs root and /dev/fuse (else exit 77). No
+ * sleeps: every wait is on the real condition, with a deadline; time limits are generous upper
+ * bounds, never exact timings. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "time-util.h"
+
+#define WAIT_MS 20000
+#define POOLCTL_PROMPT_MS                                                                          \
+        5000                 /* every poolctl status must answer within this, hung mount or not    \
+                              */
+#define HUNG_WITHIN_MS 15000 /* StatTimeout=500ms, CheckInterval=1s: generous */
+#define OUTPUT_MAX (256 * 1024)
+
+static const char *poolagentd_path;
+static const char *poolctl_path;
+static const char *hang_fs_path;
+
+static char *tmp;
+static char conf_path[512];
+static char socket_path[512];
+static char log_path[512];
+static char mnt[512]; /* the workspace mount point */
+static int notify_fd = -EBADF;
+static pid_t agent_pid;
+static pid_t fs_pid;
+static char last_status[1024];
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static int64_t left_ms(int64_t deadline) {
+        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
+        return l < 0 ? 0 : l;
+}
+
+static int64_t deadline_in_ms(int64_t ms) {
+        return now_monotonic_ns() + ms * 1000000;
+}
+
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+
+        ck_assert_msg(f != NULL, "fopen %s: %m", path);
+        ck_assert_int_ge(fputs(text, f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Reads notifications until a line is want (exact_line) or the latest STATUS= contains want
+ * (perhaps one that came with an earlier message); bounded. */
+static void wait_status_contains(const char *want, bool exact_line) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+
+        if (!exact_line && strstr(last_status, want))
+                return;
+
+        for (;;) {
+                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
+                char buf[4096];
+                bool found = false;
+                ssize_t n;
+                int k;
+
+                k = poll(&p, 1, (int)left_ms(deadline));
+                ck_assert_msg(
+                        k > 0, "no '%s' from poolagentd within %d ms (last STATUS=%s)", want,
+                        WAIT_MS, last_status);
+                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                if (n < 0 && errno == EAGAIN)
+                        continue;
+                ck_assert_int_gt(n, 0);
+                buf[n] = '\0';
+                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
+                        end = strchr(line, '\n');
+                        if (end)
+                                *end = '\0';
+                        if (strncmp(line, "STATUS=", 7) == 0)
+                                (void)snprintf(last_status, sizeof(last_status), "%s", line + 7);
+                        if (exact_line ? streq(line, want)
+                                       : strncmp(line, "STATUS=", 7) == 0 && strstr(line, want))
+                                found = true;
+                }
+                if (found)
+                        return;
+        }
+}
+
+static bool is_mounted(const char *path) {
+        char line[4096], needle[600];
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+        bool found = false;
+
+        ck_assert_ptr_nonnull(f);
+        (void)snprintf(needle, sizeof(needle), " %s ", path); /* no spaces in our paths */
+        while (fgets(line, sizeof(line), f))
+                if (strstr(line, needle))
+                        found = true;
+        (void)fclose(f);
+        return found;
+}
+
+/* Starts hang-fs at mnt and waits for its "ready". */
+static void fs_start(const char *mode, const char *options) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+        char mode_arg[64], buf[64];
+        size_t len = 0;
+        int out[2];
+
+        ck_assert_int_eq(fs_pid, 0);
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        fs_pid = fork();
+        ck_assert_int_ge(fs_pid, 0);
+        if (fs_pid == 0) {
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (dup2(out[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                (void)snprintf(mode_arg, sizeof(mode_arg), "--mode=%s", mode);
+                if (options)
+                        execl(hang_fs_path, hang_fs_path, mode_arg, "-o", options, mnt,
+                              (char *)NULL);
+                else
+                        execl(hang_fs_path, hang_fs_path, mode_arg, mnt, (char *)NULL);
+                _exit(127);
+        }
+        (void)close(out[1]);
+        while (!memmem(buf, len, "ready\n", 6)) {
+                struct pollfd p = {.fd = out[0], .events = POLLIN};
+                ssize_t n;
+
+                ck_assert_msg(poll(&p, 1, (int)left_ms(deadline)) > 0, "hang-fs not ready");
+                n = read(out[0], buf + len, sizeof(buf) - len);
+                ck_assert_msg(n > 0, "hang-fs --mode=%s exited before it was ready", mode);
+                len += (size_t)n;
+                ck_assert_uint_lt(len, sizeof(buf));
+        }
+        (void)close(out[0]);
+        ck_assert(is_mounted(mnt));
+}
+
+/* Stops hang-fs (it answers what it held and unmounts) and makes sure nothing stays mounted. */
+static void fs_stop(void) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+        int status;
+
+        if (fs_pid > 0) {
+                int pidfd = (int)syscall(SYS_pidfd_open, fs_pid, 0);
+                struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+                (void)kill(fs_pid, SIGTERM);
+                /* Wait for its exit (the pidfd turns readable), bounded. */
+                if (pidfd < 0 || poll(&p, 1, (int)left_ms(deadline)) <= 0)
+                        (void)kill(fs_pid, SIGKILL); /* aborts the FUSE connection */
+                (void)safe_close(pidfd);
+                (void)waitpid(fs_pid, &status, 0);
+                fs_pid = 0;
+        }
+        while (is_mounted(mnt))
+                if (umount2(mnt, MNT_DETACH) < 0)
+                        break;
+}
+
+/* Runs poolctl with args; returns its exit status and stdout; *ret_ms: how long it took. */
+static int poolctl(const char *const *args, char **ret_out, int64_t *ret_ms) {
+        int64_t start = now_monotonic_ns(), deadline = deadline_in_ms(WAIT_MS);
+        char *buf = calloc(1, OUTPUT_MAX + 1);
+        size_t len = 0;
+        int out[2], status;
+        pid_t pid;
+
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const char *argv[16];
+                size_t n = 0;
+
+                if (dup2(out[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                argv[n++] = poolctl_path;
+                argv[n++] = "--socket";
+                argv[n++] = socket_path;
+                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        (void)close(out[1]);
+        for (;;) {
+                struct pollfd p = {.fd = out[0], .events = POLLIN};
+                ssize_t n;
+
+                ck_assert_msg(poll(&p, 1, (int)left_ms(deadline)) > 0, "poolctl hangs");
+                n = read(out[0], buf + len, OUTPUT_MAX - len);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        (void)close(out[0]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        if (ret_ms)
+                *ret_ms = (now_monotonic_ns() - start) / 1000000;
+        *ret_out = buf;
+        return WEXITSTATUS(status);
+}
+
+/* poolctl --json status: the "workspace" object; asserts that it answered promptly. */
+static json_object *workspace_status(void) {
+        _cleanup_free_ char *out = NULL;
+        json_object *o, *ws;
+        int64_t ms;
+
+        ck_assert_int_eq(poolctl((const char *const[]){"--json", "status", NULL}, &out, &ms), 0);
+        ck_assert_msg(ms < POOLCTL_PROMPT_MS, "poolctl status took %lld ms", (long long)ms);
+        o = json_tokener_parse(out);
+        ck_assert_msg(o != NULL, "not JSON: %s", out);
+        ws = json_object_object_get(json_object_object_get(o, "result"), "workspace");
+        ck_assert_ptr_nonnull(ws);
+        json_object_get(ws);
+        json_object_put(o);
+        return ws;
+}
+
+static const char *jstr(json_object *o, const char *key) {
+        json_object *v = json_object_object_get(o, key);
+        return v ? json_object_get_string(v) : NULL;
+}
+
+/* Polls poolctl status until the workspace state is want (and detail contains detail_part, if
+ * given); returns that workspace object. */
+static json_object *wait_state(const char *want, const char *detail_part, int64_t within_ms) {
+        int64_t deadline = deadline_in_ms(within_ms);
+
+        for (;;) {
+                json_object *ws = workspace_status();
+
+                if (streq(jstr(ws, "state"), want) &&
+                    (!detail_part || strstr(jstr(ws, "detail"), detail_part)))
+                        return ws;
+                ck_assert_msg(
+                        left_ms(deadline) > 0, "workspace still %s (%s), not %s after %lld ms",
+                        jstr(ws, "state"), jstr(ws, "detail"), want, (long long)within_ms);
+                json_object_put(ws);
+        }
+}
+
+/* Processes whose parent is pid (from /proc). */
+static unsigned children_of(pid_t pid) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        unsigned n = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d))) {
+                char path[300], buf[1024], *p;
+                ssize_t k;
+                int fd, ppid;
+
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                (void)snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                k = read(fd, buf, sizeof(buf) - 1);
+                (void)close(fd);
+                if (k <= 0)
+                        continue;
+                buf[k] = '\0';
+                p = strrchr(buf, ')'); /* "PID (comm) S PPID ..." */
+                if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == pid)
+                        n++;
+        }
+        (void)closedir(d);
+        return n;
+}
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+static void setup(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char text[2048], path[600];
+
+        /* A probe the agent left behind (stuck when it stopped) comes to us: teardown reaps it. */
+        ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        tmp = strdup("/tmp/test-agent-workspace-XXXXXX");
+        ck_assert_ptr_nonnull(tmp);
+        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
+        (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
+        (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
+        (void)snprintf(mnt, sizeof(mnt), "%s/workspace", tmp);
+        ck_assert_int_eq(mkdir(mnt, 0755), 0);
+        (void)snprintf(path, sizeof(path), "%s/credentials", tmp);
+        write_file(path, "[storage]\naccount_key=unused\n");
+        (void)snprintf(
+                text, sizeof(text),
+                "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
+                "[Workspace]\nSource=http://127.0.0.1:1/account/share\nCredentials=%s\n"
+                "MountPoint=%s\nCacheDirectory=%s/cache\nStatTimeout=500ms\nCheckInterval=1s\n",
+                socket_path, tmp, path, mnt, tmp);
+        write_file(conf_path, text);
+
+        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(notify_fd, 0);
+        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
+        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+}
+
+static void agent_start(void) {
+        agent_pid = fork();
+        ck_assert_int_ge(agent_pid, 0);
+        if (agent_pid == 0) {
+                char notify[600];
+                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
+                        _exit(127);
+                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
+                      (char *)NULL);
+                _exit(127);
+        }
+        wait_status_contains("READY=1", true);
+}
+
+static void agent_stop(void) {
+        char cmd[600];
+        int status;
+
+        if (agent_pid <= 0)
+                return;
+        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
+        agent_pid = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
+                (void)system(cmd);
+        }
+        ck_assert_msg(
+                WIFEXITED(status) && WEXITSTATUS(status) == 0, "poolagentd exited with status 0x%x",
+                status);
+}
+
+static void teardown(void) {
+        char cmd[600];
+
+        /* The mount first: the agent's probe may be waiting on it. */
+        fs_stop();
+        agent_stop();
+        notify_fd = safe_close(notify_fd);
+        ck_assert(!is_mounted(mnt));
+        /* Nothing the agent started is left waiting: with the filesystem gone every probe ends
+         * (bounded by the test timeout). */
+        while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+                ;
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+        ck_assert_int_eq(system(cmd), 0);
+        free(tmp);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+START_TEST(test_ok_then_hung_then_recovered) {
+        _cleanup_free_ char *out = NULL;
+        json_object *ws;
+        int64_t start;
+
+        fs_start("ok", "subtype=azfilesfs,fsname=hang-fs");
+        agent_start();
+
+        ws = wait_state("ok", NULL, WAIT_MS);
+        ck_assert_str_eq(jstr(ws, "path"), mnt);
+        ck_assert_str_eq(jstr(ws, "expected_type"), "fuse.azfilesfs");
+        ck_assert_ptr_nonnull(json_object_object_get(ws, "latency_ms"));
+        ck_assert_int_gt(json_object_get_int64(json_object_object_get(ws, "last_check_usec")), 0);
+        json_object_put(ws);
+        ck_assert_int_eq(poolctl((const char *const[]){"status", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "Mount: ok: mounted (fuse.azfilesfs)"), "%s", out);
+        wait_status_contains("workspace ok", false);
+
+        /* The filesystem goes away cleanly. */
+        fs_stop();
+        json_object_put(wait_state("not-mounted", NULL, WAIT_MS));
+        wait_status_contains("workspace NOT MOUNTED", false);
+
+        /* A filesystem that never answers: hung within the bound, the agent answering all along. */
+        start = now_monotonic_ns();
+        fs_start("hang", "subtype=azfilesfs,fsname=hang-fs");
+        ws = wait_state("hung", NULL, HUNG_WITHIN_MS);
+        ck_assert_int_ge(json_object_get_int64(json_object_object_get(ws, "latency_ms")), 400);
+        json_object_put(ws);
+        ck_assert_int_lt((now_monotonic_ns() - start) / 1000000, HUNG_WITHIN_MS);
+        wait_status_contains("workspace HUNG", false);
+
+        /* Later checks see the killed probe still stuck and start no other: one child at most. */
+        ws = wait_state("hung", "still waiting in the kernel", WAIT_MS);
+        ck_assert_ptr_nonnull(json_object_object_get(ws, "probe_pid"));
+        json_object_put(ws);
+        for (int i = 0; i < 3; i++) {
+                json_object_put(wait_state("hung", "still waiting in the kernel", WAIT_MS));
+                ck_assert_uint_le(children_of(agent_pid), 1);
+        }
+
+        /* The hung filesystem goes away: the stuck probe ends and is reaped, the state recovers. */
+        fs_stop();
+        json_object_put(wait_state("not-mounted", NULL, WAIT_MS));
+        for (int64_t deadline = deadline_in_ms(WAIT_MS); children_of(agent_pid) > 0;) {
+                ck_assert_msg(left_ms(deadline) > 0, "the agent still has a child");
+                json_object_put(workspace_status()); /* poll the real condition */
+        }
+        ws = workspace_status();
+        ck_assert_ptr_null(json_object_object_get(ws, "probe_pid"));
+        json_object_put(ws);
+
+        /* And comes back. */
+        fs_start("ok", "subtype=azfilesfs,fsname=hang-fs");
+        json_object_put(wait_state("ok", NULL, WAIT_MS));
+        ck_assert_uint_eq(children_of(agent_pid), 0);
+}
+END_TEST
+
+START_TEST(test_hung_at_start_and_stop_while_hung) {
+        json_object *ws;
+
+        fs_start("hang", "subtype=azfilesfs,fsname=hang-fs");
+        agent_start();
+        ws = wait_state("hung", NULL, HUNG_WITHIN_MS);
+        json_object_put(ws);
+        /* The agent stops promptly even with its probe stuck in the kernel (teardown checks the
+         * exit status; the probe ends when hang-fs is gone). */
+        agent_stop();
+}
+END_TEST
+
+START_TEST(test_wrong_type_and_error) {
+        fs_start("ok", NULL); /* type fuse.hang-fs */
+        agent_start();
+        json_object_put(wait_state("wrong-type", "a fuse.hang-fs mount", WAIT_MS));
+        wait_status_contains("workspace WRONG MOUNT", false);
+        fs_stop();
+        json_object_put(wait_state("not-mounted", NULL, WAIT_MS));
+
+        fs_start("eio", "subtype=azfilesfs,fsname=hang-fs");
+        json_object_put(wait_state("error", "Input/output error", WAIT_MS));
+        wait_status_contains("workspace check FAILED", false);
+}
+END_TEST
+
+int main(int argc, char *argv[]) {
+        Suite *s;
+        TCase *tc;
+        SRunner *sr;
+        int failed;
+
+        if (argc < 4) {
+                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL HANG-FS\n", argv[0]);
+                return EXIT_FAILURE;
+        }
+        poolagentd_path = argv[1];
+        poolctl_path = argv[2];
+        hang_fs_path = argv[3];
+        if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) < 0) {
+                fprintf(stderr, "needs root and /dev/fuse, skipping\n");
+                return 77;
+        }
+        /* Mounts made here never reach the machine, whatever happens. */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                fprintf(stderr, "cannot make a private mount namespace (%m), skipping\n");
+                return 77;
+        }
+
+        s = suite_create("agent-workspace");
+        tc = tcase_create("workspace");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_ok_then_hung_then_recovered);
+        tcase_add_test(tc, test_hung_at_start_and_stop_while_hung);
+        tcase_add_test(tc, test_wrong_type_and_error);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
