@@ -499,6 +499,7 @@ typedef struct ConfItem {
 
 static const ConfRange stat_timeout_range = {100 * 1000, 600 * USEC_PER_SEC};
 static const ConfRange check_interval_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
+static const ConfRange resync_interval_range = {10 * USEC_PER_SEC, 86400 * USEC_PER_SEC};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
@@ -523,6 +524,7 @@ static const ConfItem conf_table[] = {
         {"Users",     "NotebooksDirectory", conf_parse_relative_path, offsetof(Config, notebooks_directory), STRING,                      NULL,                  false},
         {"Users",     "LinkName",           conf_parse_filename,      offsetof(Config, link_name),           STRING,                      NULL,                  false},
         {"Users",     "UserDirectoryMode",  conf_parse_mode,          offsetof(Config, user_directory_mode), SCALAR(user_directory_mode), NULL,                  false},
+        {"Users",     "ResyncInterval",     conf_parse_duration,      offsetof(Config, resync_interval_usec), SCALAR(resync_interval_usec), &resync_interval_range, false},
 };
 /* clang-format on */
 
@@ -570,6 +572,7 @@ int config_new(Config **ret) {
         c->check_interval_usec = 30 * USEC_PER_SEC;
         c->uid_range = (UidRange){.min = 1000, .max = 59999};
         c->user_directory_mode = 0700;
+        c->resync_interval_usec = 600 * USEC_PER_SEC;
         c->state_directory = strdup("/var/lib/poolagent");
         c->control_socket = strdup("/run/poolagent/control.sock");
         c->mount_point = strdup("/srv/workspace");

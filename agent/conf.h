@@ -49,6 +49,7 @@ typedef struct Config {
         char *notebooks_directory; /* relative to $HOME, no "..", e.g. "notebooks" */
         char *link_name;           /* one path component inside it, e.g. "remote" */
         mode_t user_directory_mode;
+        uint64_t resync_interval_usec; /* a links pass at least this often */
 
         /* Where the values came from: the files read (NULL-terminated), and per table entry the
          * "FILE:LINE" that set it last (NULL: default). */

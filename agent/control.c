@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "control.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,8 @@ struct ControlServer {
         gid_t admin_gid;
         ControlConnection *connections; /* doubly linked */
         unsigned n_connections;
+        ControlConnection *dispatching; /* while a handler runs */
+        ControlDeferred *deferring;     /* made by control_server_defer() in that handler */
 };
 
 struct ControlConnection {
@@ -48,6 +51,11 @@ struct ControlConnection {
         int n_groups;
         char *pending; /* reply waiting for EPOLLOUT */
         size_t pending_len;
+        ControlDeferred *deferred; /* a handler answers later; both point at each other */
+};
+
+struct ControlDeferred {
+        ControlConnection *connection; /* NULL once the client went away or timed out */
 };
 
 static ControlConnection *control_connection_free(ControlConnection *c) {
@@ -62,6 +70,8 @@ static ControlConnection *control_connection_free(ControlConnection *c) {
                         c->next->prev = c->prev;
                 c->server->n_connections--;
         }
+        if (c->deferred)
+                c->deferred->connection = NULL;
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->timer_source);
         safe_close(c->fd);
@@ -196,11 +206,29 @@ static int control_connection_reply(ControlConnection *c, json_object *reply) {
         return control_connection_flush(c);
 }
 
-static json_object *control_dispatch(ControlConnection *c, const char *buf, size_t len) {
+static json_object *control_ok_reply(json_object *result) {
+        json_object *reply = json_object_new_object();
+
+        if (!result)
+                result = json_object_new_object();
+        if (!reply || !result ||
+            json_object_object_add(reply, "ok", json_object_new_boolean(true)) < 0 ||
+            json_object_object_add(reply, "result", result) < 0) {
+                json_object_put(result);
+                json_object_put(reply);
+                return NULL;
+        }
+        return reply;
+}
+
+/* Returns the reply, or NULL with *reterr_deferred set when a handler answers later (NULL
+ * without it: out of memory). */
+static json_object *
+control_dispatch(ControlConnection *c, const char *buf, size_t len, bool *reterr_deferred) {
         ControlServer *s = c->server;
         _cleanup_free_ char *message = NULL;
         json_tokener *tok;
-        json_object *request, *cmd, *reply, *result;
+        json_object *request, *cmd, *result;
         const ControlCommand *command = NULL;
         const char *name;
         int r;
@@ -250,20 +278,27 @@ static json_object *control_dispatch(ControlConnection *c, const char *buf, size
                 json_object_put(request);
                 return NULL;
         }
+        s->dispatching = c;
+        s->deferring = NULL;
         r = command->handler(s->userdata, &c->peer, request, result, &message);
+        s->dispatching = NULL;
         json_object_put(request);
+        if (r == CONTROL_REPLY_DEFERRED && s->deferring) {
+                json_object_put(result);
+                c->deferred = TAKE_PTR(s->deferring);
+                *reterr_deferred = true;
+                return NULL;
+        }
+        if (s->deferring) { /* deferred, then failed: the handle stays the handler's, detached */
+                s->deferring->connection = NULL;
+                s->deferring = NULL;
+        }
+        assert(r != CONTROL_REPLY_DEFERRED); /* a handler bug: deferred without a handle */
         if (r < 0) {
                 json_object_put(result);
                 return control_error_reply(r, message);
         }
-        reply = json_object_new_object();
-        if (!reply || json_object_object_add(reply, "ok", json_object_new_boolean(true)) < 0 ||
-            json_object_object_add(reply, "result", result) < 0) {
-                json_object_put(result);
-                json_object_put(reply);
-                return NULL;
-        }
-        return reply;
+        return control_ok_reply(result);
 }
 
 static int
@@ -277,6 +312,11 @@ control_connection_on_io(sd_event_source *source, int fd, uint32_t revents, void
                 r = control_connection_flush(c);
                 if (r < 0)
                         control_connection_free(c);
+                return 0;
+        }
+        if (c->deferred) {
+                /* Only EPOLLHUP/EPOLLERR arrive while a reply is deferred: the client left. */
+                control_connection_free(c);
                 return 0;
         }
         if (!(revents & EPOLLIN)) {
@@ -296,8 +336,15 @@ control_connection_on_io(sd_event_source *source, int fd, uint32_t revents, void
         }
         if ((size_t)n > CONTROL_REQUEST_MAX)
                 r = control_connection_reply(c, control_error_reply(-E2BIG, "request too large"));
-        else
-                r = control_connection_reply(c, control_dispatch(c, buf, (size_t)n));
+        else {
+                bool deferred = false;
+                json_object *reply = control_dispatch(c, buf, (size_t)n, &deferred);
+
+                if (deferred)
+                        r = sd_event_source_set_io_events(c->io_source, 0);
+                else
+                        r = control_connection_reply(c, reply);
+        }
         if (r < 0)
                 control_connection_free(c);
         return 0;
@@ -306,6 +353,15 @@ control_connection_on_io(sd_event_source *source, int fd, uint32_t revents, void
 static int control_connection_on_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
         ControlConnection *c = userdata;
 
+        if (c->deferred) {
+                c->deferred->connection = NULL;
+                c->deferred = NULL;
+                if (control_connection_reply(
+                            c, control_error_reply(
+                                       -ETIMEDOUT, "timed out waiting for the result")) < 0)
+                        control_connection_free(c);
+                return 0;
+        }
         log_debug(
                 "Closing idle control connection from UID %u (PID %d)", (unsigned)c->peer.uid,
                 (int)c->peer.pid);
@@ -478,6 +534,61 @@ ControlServer *control_server_free(ControlServer *s) {
         free(s->path);
         sd_event_unref(s->event);
         free(s);
+        return NULL;
+}
+
+int control_server_defer(ControlServer *s, uint64_t timeout_usec, ControlDeferred **ret) {
+        ControlConnection *c = s->dispatching;
+        ControlDeferred *d;
+        uint64_t now;
+        int r;
+
+        if (!c || s->deferring)
+                return -EINVAL;
+        r = sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        r = sd_event_source_set_time(c->timer_source, now + timeout_usec);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        d->connection = c;
+        s->deferring = d;
+        *ret = d;
+        return 0;
+}
+
+void control_deferred_reply(ControlDeferred *d, int r, json_object *result, const char *message) {
+        ControlConnection *c;
+
+        if (!d) {
+                json_object_put(result);
+                return;
+        }
+        c = d->connection;
+        free(d);
+        if (!c) {
+                json_object_put(result);
+                return;
+        }
+        c->deferred = NULL;
+        if (r < 0) {
+                json_object_put(result);
+                r = control_connection_reply(c, control_error_reply(r, message));
+        } else
+                r = control_connection_reply(c, control_ok_reply(result));
+        if (r < 0)
+                control_connection_free(c);
+}
+
+ControlDeferred *control_deferred_free(ControlDeferred *d) {
+        control_deferred_reply(d, -ECANCELED, NULL, NULL);
         return NULL;
 }
 

@@ -29,6 +29,7 @@
 typedef struct sd_event sd_event;
 typedef struct json_object json_object;
 typedef struct ControlServer ControlServer;
+typedef struct ControlDeferred ControlDeferred;
 
 typedef struct ControlPeer {
         pid_t pid;
@@ -53,6 +54,20 @@ typedef struct ControlCommand {
         ControlHandler handler;
         bool requires_admin;
 } ControlCommand;
+
+/* A handler that cannot answer at once (it waits for work done off the loop) calls
+ * control_server_defer() and returns CONTROL_REPLY_DEFERRED; it then owns the returned handle and
+ * must hand it to control_deferred_reply() (or control_deferred_free()) later. Meanwhile nothing
+ * more is read from that connection. If the reply is not given within timeout_usec, the client gets
+ * an ETIMEDOUT error and a later control_deferred_reply() only frees the handle; the same if the
+ * client went away. Only valid inside a handler, once per request. */
+#define CONTROL_REPLY_DEFERRED 1
+int control_server_defer(ControlServer *s, uint64_t timeout_usec, ControlDeferred **ret);
+/* Sends {"ok": true, "result": result} (r >= 0; result taken over, NULL: empty) or the error r
+ * with message (may be NULL), if the client is still there; frees d. NULL-safe. */
+void control_deferred_reply(ControlDeferred *d, int r, json_object *result, const char *message);
+/* Drops d without a reply (the client gets ECANCELED). NULL-safe; returns NULL. */
+ControlDeferred *control_deferred_free(ControlDeferred *d);
 
 /* Binds path (removing a stale socket there; -EADDRINUSE if another process answers on it) and
  * starts accepting on event. commands is an array of n entries that must outlive the server. */

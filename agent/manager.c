@@ -17,6 +17,7 @@
 
 #include "conf.h"
 #include "control.h"
+#include "links-manager.h"
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
@@ -106,6 +107,8 @@ static void manager_apply_config(Manager *m) {
                         m->workspace, m->config->stat_timeout_usec, m->config->check_interval_usec);
                 (void)workspace_monitor_check_now(m->workspace);
         }
+        if (m->links)
+                links_manager_configure(m->links, m->config, m->config_start->mount_point);
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
@@ -220,6 +223,8 @@ int manager_status_json(Manager *m, json_object *o) {
                         users, "notebooks_directory",
                         json_object_new_string(c->notebooks_directory), false);
                 r |= json_add(users, "link_name", json_object_new_string(c->link_name), false);
+                if (m->links)
+                        r |= links_manager_status_json(m->links, users);
         }
         return r < 0 ? -ENOMEM : 0;
 }
@@ -267,7 +272,11 @@ static void manager_notify_status(Manager *m, const char *extra) {
 }
 
 static void manager_on_workspace_change(WorkspaceMonitor *w, WorkspaceState state, void *userdata) {
-        manager_notify_status(userdata, NULL);
+        Manager *m = userdata;
+
+        if (m->links) /* links are made only on a healthy share */
+                links_manager_set_share_ready(m->links, state == WORKSPACE_OK);
+        manager_notify_status(m, NULL);
 }
 
 /* ---- reload --------------------------------------------------------------------------------- */
@@ -440,11 +449,24 @@ static int manager_on_reload(
         return r;
 }
 
+static int manager_on_links(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+
+        return links_manager_on_control(
+                m->links, m->control, peer, request, result, reterr_message);
+}
+
 /* Later subsystems add their rows here (health, drain, flush, jobs, submit, cancel, links). */
 static const ControlCommand manager_commands[] = {
         {"status", manager_on_status, false},
         {"version", manager_on_version, false},
         {"reload", manager_on_reload, true},
+        {"links", manager_on_links, false}, /* "sync" checks admin itself */
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -486,6 +508,9 @@ int manager_new(const ManagerConfigSource *source, Config *config, Manager **ret
                 return -ENOMEM;
         m->config = m->config_start = TAKE_PTR(c);
         r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        r = links_manager_new(m->event, &m->links);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(m);
@@ -534,6 +559,13 @@ int manager_start(Manager *m) {
                         return log_error_errno(r, "Failed to set up the workspace check: %m");
         }
 
+        /* Without a workspace, MountPoint= is a plain directory and always ready. */
+        links_manager_set_share_ready(
+                m->links, !m->workspace || workspace_monitor_state(m->workspace) == WORKSPACE_OK);
+        r = links_manager_start(m->links);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up user links: %m");
+
         m->state = MANAGER_RUNNING;
         (void)log_struct(
                 LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STARTED, NULL}),
@@ -555,6 +587,7 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        links_manager_free(m->links); /* answers its waiting clients first */
         control_server_free(m->control);
         workspace_monitor_free(m->workspace);
         sd_event_unref(m->event);

@@ -17,6 +17,7 @@ typedef struct json_object json_object;
 typedef struct Config Config;
 typedef struct ControlServer ControlServer;
 typedef struct WorkspaceMonitor WorkspaceMonitor;
+typedef struct LinksManager LinksManager;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -58,6 +59,7 @@ typedef struct Manager {
 
         ControlServer *control;
         WorkspaceMonitor *workspace; /* NULL when no workspace is configured (Source=) */
+        LinksManager *links;         /* per-user notebook links */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

@@ -36,6 +36,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
 
 static const char *arg_socket = DEFAULT_SOCKET;
 static bool arg_json = false;
+static bool arg_sync = false;
 static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 static void help(void) {
@@ -44,9 +45,13 @@ static void help(void) {
                "Commands:\n"
                "  status                  show the agent's state and configuration\n"
                "  version                 show the versions of poolctl and the agent\n"
-               "  reload                  reload the agent's configuration (root or admin group)\n\n"
+               "  reload                  reload the agent's configuration (root or admin group)\n"
+               "  links                   show the notebooks link of each user (others: your own)\n"
+               "  links --sync            check and repair every user's link now and show the\n"
+               "                          result (root or admin group)\n\n"
                "Options:\n"
                "      --json              print the agent's reply as JSON\n"
+               "      --sync              with links: run a pass and wait for it\n"
                "  -s, --socket=PATH       control socket (default $POOLAGENT_CONTROL_SOCKET or\n"
                "                          " DEFAULT_SOCKET ")\n"
                "  -t, --timeout=SECONDS   how long to wait for the agent (default 30)\n"
@@ -68,14 +73,13 @@ static int64_t remaining_ms(int64_t deadline_ns) {
         return left <= 0 ? 0 : (left + 999999) / 1000000;
 }
 
-/* Sends {"command": name} and returns the parsed reply. On failure prints why and returns the
- * exit code to use. */
-static int call(const char *name, json_object **ret) {
+/* Sends the request and returns the parsed reply. On failure prints why and returns the exit code
+ * to use. */
+static int call(const char *request, int64_t extra_wait_ms, json_object **ret) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
-        int64_t deadline = now_monotonic_ns() + (int64_t)arg_timeout_ms * 1000000;
-        char request[256];
+        int64_t deadline = now_monotonic_ns() + ((int64_t)arg_timeout_ms + extra_wait_ms) * 1000000;
         json_object *reply;
         ssize_t n;
 
@@ -89,7 +93,6 @@ static int call(const char *name, json_object **ret) {
                 fprintf(stderr, "poolctl: cannot reach poolagentd at %s: %m\n", arg_socket);
                 return EXIT_UNREACHABLE;
         }
-        (void)snprintf(request, sizeof(request), "{\"command\":\"%s\"}", name);
         if (send(fd, request, strlen(request), MSG_NOSIGNAL) < 0) {
                 fprintf(stderr, "poolctl: cannot send to poolagentd: %m\n");
                 return EXIT_UNREACHABLE;
@@ -253,11 +256,93 @@ static void print_status(json_object *r) {
         print_list(get(users, "deny"), " ", "nobody");
         printf("\n             link ~/%s/%s\n", get_str(users, "notebooks_directory") ?: "?",
                get_str(users, "link_name") ?: "?");
+        if (get(users, "links")) {
+                json_object *l = get(users, "links"), *c = get(l, "counts"),
+                            *last = get(l, "last_pass");
+                printf("      Links: %" PRId64 " users: %" PRId64 " ok, %" PRId64
+                       " pending, %" PRId64 " conflict, %" PRId64 " refused, %" PRId64 " error\n",
+                       json_object_get_int64(get(l, "users")),
+                       json_object_get_int64(get(c, "ok")) +
+                               json_object_get_int64(get(c, "created")),
+                       json_object_get_int64(get(c, "pending")),
+                       json_object_get_int64(get(c, "conflict")),
+                       json_object_get_int64(get(c, "refused")),
+                       json_object_get_int64(get(c, "error")));
+                format_time(t1, sizeof(t1), json_object_get_uint64(get(last, "finished_usec")));
+                printf("             last pass %s%s%s; sessions: %s\n", last ? t1 : "not yet",
+                       json_object_get_boolean(get(l, "running")) ? ", one running" : "",
+                       json_object_get_boolean(get(l, "share_ready"))
+                               ? ""
+                               : ", waiting for the workspace",
+                       get_str(l, "sessions") ?: "?");
+        }
         if (peer)
                 printf("        You: UID %" PRId64 ", %s\n",
                        json_object_get_int64(get(peer, "uid")),
                        json_object_get_boolean(get(peer, "admin")) ? "admin (may change state)"
                                                                    : "read-only");
+}
+
+static void print_links(json_object *r) {
+        static const char *const states[] = {"ok",       "created", "pending",
+                                             "conflict", "refused", "error"};
+        json_object *users = get(r, "users"), *pass = get(r, "pass"), *counts = get(r, "counts");
+        size_t n = users && json_object_is_type(users, json_type_array)
+                           ? json_object_array_length(users)
+                           : 0;
+        int w_user = 4, w_state = 5, w_link = 4;
+        char t[64];
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *u = json_object_array_get_idx(users, i);
+                w_user = MAX(w_user, (int)strlen(get_str(u, "user") ?: "?"));
+                w_state = MAX(w_state, (int)strlen(get_str(u, "state") ?: "?"));
+                w_link = MAX(w_link, (int)strlen(get_str(u, "link") ?: "-"));
+        }
+        w_user = MIN(w_user, 32);
+        w_link = MIN(w_link, 60);
+        if (n > 0) {
+                printf("%-*s  %-*s  %-*s  %s\n", w_user, "USER", w_state, "STATE", w_link, "LINK",
+                       "DETAIL");
+                for (size_t i = 0; i < n; i++) {
+                        json_object *u = json_object_array_get_idx(users, i);
+                        printf("%-*s  %-*s  %-*s  %s\n", w_user, get_str(u, "user") ?: "?", w_state,
+                               get_str(u, "state") ?: "?", w_link, get_str(u, "link") ?: "-",
+                               get_str(u, "detail") ?: "");
+                }
+        } else if (json_object_get_boolean(get(r, "all_users")))
+                printf("No eligible users.\n");
+        else
+                printf("You have no notebooks link entry (not an eligible user, or no pass has run yet).\n");
+        if (json_object_get_int64(get(r, "omitted")) > 0)
+                printf("(%" PRId64 " more users with links in place not shown; see --json)\n",
+                       json_object_get_int64(get(r, "omitted")));
+        if (counts) {
+                bool first = true;
+                printf("\n");
+                for (size_t i = 0; i < ELEMENTSOF(states); i++) {
+                        int64_t k = json_object_get_int64(get(counts, states[i]));
+                        if (k > 0) {
+                                printf("%s%" PRId64 " %s", first ? "" : ", ", k, states[i]);
+                                first = false;
+                        }
+                }
+                if (first)
+                        printf("no users");
+                printf("\n");
+        }
+        if (!pass || !json_object_is_type(pass, json_type_object)) {
+                printf("No links pass has finished yet%s.\n",
+                       json_object_get_boolean(get(r, "running")) ? " (one is running)" : "");
+                return;
+        }
+        format_time(t, sizeof(t), json_object_get_uint64(get(pass, "finished_usec")));
+        printf("Last pass: %s (%s)", t, get_str(pass, "trigger") ?: "?");
+        if (json_object_get_boolean(get(pass, "complete")))
+                printf(", complete");
+        else
+                printf(", INCOMPLETE: %s", get_str(pass, "error") ?: "unknown error");
+        printf("%s\n", json_object_get_boolean(get(r, "running")) ? "; another is running" : "");
 }
 
 static void print_reload(json_object *r) {
@@ -284,12 +369,27 @@ static void print_reload(json_object *r) {
 
 /* ---- commands ------------------------------------------------------------------------------- */
 
+/* A --sync pass that did not finish: the reply is shown, but it is no success. */
+static bool sync_incomplete(json_object *result) {
+        return arg_sync && !json_object_get_boolean(get(get(result, "pass"), "complete"));
+}
+
 static int verb(const char *name) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         json_object *result;
+        char request[256];
         int r;
 
-        r = call(name, &reply);
+        if (arg_sync)
+                /* The agent answers within timeout_ms (an error if the pass takes longer);
+                 * poolctl waits a little more for that answer. */
+                (void)snprintf(
+                        request, sizeof(request),
+                        "{\"command\":\"%s\",\"sync\":true,\"timeout_ms\":%d}", name,
+                        arg_timeout_ms);
+        else
+                (void)snprintf(request, sizeof(request), "{\"command\":\"%s\"}", name);
+        r = call(request, arg_sync ? 2000 : 0, &reply);
         if (r != EXIT_OK)
                 return r;
         if (arg_json)
@@ -303,9 +403,9 @@ static int verb(const char *name) {
                 }
                 return report_error(reply);
         }
-        if (arg_json)
-                return EXIT_OK;
         result = get(reply, "result");
+        if (arg_json)
+                return sync_incomplete(result) ? EXIT_FAILED : EXIT_OK;
         if (streq(name, "status"))
                 print_status(result);
         else if (streq(name, "version"))
@@ -313,16 +413,16 @@ static int verb(const char *name) {
                        get_str(result, "version") ?: "?");
         else if (streq(name, "reload"))
                 print_reload(result);
-        return EXIT_OK;
+        else if (streq(name, "links"))
+                print_links(result);
+        return sync_incomplete(result) ? EXIT_FAILED : EXIT_OK;
 }
 
 static int parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"socket", required_argument, NULL, 's'},
-                {"timeout", required_argument, NULL, 't'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+                {"json", no_argument, NULL, 'j'},         {"sync", no_argument, NULL, 'S'},
+                {"socket", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+                {"help", no_argument, NULL, 'h'},         {},
         };
         const char *env = getenv("POOLAGENT_CONTROL_SOCKET");
         char *end;
@@ -335,6 +435,9 @@ static int parse_argv(int argc, char *argv[]) {
                 switch (c) {
                 case 'j':
                         arg_json = true;
+                        break;
+                case 'S':
+                        arg_sync = true;
                         break;
                 case 's':
                         arg_socket = optarg;
@@ -360,7 +463,7 @@ static int parse_argv(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
-        static const char *const verbs[] = {"status", "version", "reload"};
+        static const char *const verbs[] = {"status", "version", "reload", "links"};
         int r;
 
         r = parse_argv(argc, argv);
@@ -372,6 +475,10 @@ int main(int argc, char *argv[]) {
         }
         if (optind + 1 < argc) {
                 die_usage("unexpected argument", argv[optind + 1]);
+                return EXIT_USAGE;
+        }
+        if (arg_sync && !streq(argv[optind], "links")) {
+                die_usage("--sync only applies to links", NULL);
                 return EXIT_USAGE;
         }
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)

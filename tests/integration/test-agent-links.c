@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: MIT */
+/* The real poolagentd making per-user links, driven with the real poolctl, inside a private mount
+ * namespace (as test-user-links.c: tmpfs over /tmp and /root, a fake /etc with passwd, group and
+ * nsswitch.conf; the fixture refuses to go on unless /etc and /root are its own mounts). The agent
+ * gets MountPoint=/tmp/share, homes under /tmp/home, UIDRange=2000-2999 and ResyncInterval=1h, so
+ * that no periodic pass happens during a test: every link comes from the start pass, a requested
+ * pass or the inotify watch. argv[1] is poolagentd, argv[2] poolctl. No sleeps: every wait is on
+ * the real condition (notifications, inotify, process exit), bounded by
+ * WAIT_MS or check's timeout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <json-c/json.h>
+
+#include "macro.h"
+#include "time-util.h"
+
+#define WAIT_MS 30000
+#define OUTPUT_MAX (256 * 1024)
+#define SHARE "/tmp/share"
+#define HOMES "/tmp/home"
+#define SOCKET "/tmp/run/control.sock"
+#define CONF "/tmp/poolagent.conf"
+#define LOG "/tmp/agent.log"
+#define PASSWD "/tmp/fake-etc/passwd"
+
+typedef struct TestUser {
+        const char *name;
+        uid_t uid;
+        bool make_home;
+} TestUser;
+
+static const char *poolagentd_path;
+static const char *poolctl_path;
+static int notify_fd = -EBADF;
+static pid_t agent_pid;
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static int64_t left_ms(int64_t deadline) {
+        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
+        return l < 0 ? 0 : l;
+}
+
+static void write_file(const char *path, const char *text) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t n = strlen(text);
+
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+        ck_assert_int_eq(close(fd), 0);
+}
+
+static void copy_file(const char *from, const char *to) {
+        char buf[65536];
+        int in = open(from, O_RDONLY | O_CLOEXEC), out;
+        ssize_t n;
+
+        if (in < 0)
+                return; /* nothing to copy */
+        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(out, 0);
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                ck_assert_int_eq(write(out, buf, (size_t)n), n);
+        ck_assert_int_eq(n, 0);
+        (void)close(in);
+        ck_assert_int_eq(close(out), 0);
+}
+
+static bool on_private_tmpfs(const char *path) {
+        struct statfs sfs;
+        char marker[256];
+
+        (void)snprintf(marker, sizeof(marker), "%s/marker", path);
+        return statfs(path, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC &&
+               (streq(path, "/tmp") || access(marker, F_OK) == 0);
+}
+
+static void mount_tmpfs(const char *where, const char *opts) {
+        ck_assert_msg(
+                mount("poolagent-test", where, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0,
+                "mount tmpfs on %s: %m", where);
+}
+
+/* The passwd text for users (own group each, gid == uid). */
+static void passwd_text(const TestUser *users, size_t n, char *passwd, size_t size) {
+        (void)snprintf(
+                passwd, size,
+                "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n");
+        for (size_t i = 0; i < n; i++) {
+                size_t l = strlen(passwd);
+                (void)snprintf(
+                        passwd + l, size - l, "%s:x:%u:%u::" HOMES "/%s:/bin/sh\n", users[i].name,
+                        (unsigned)users[i].uid, (unsigned)users[i].uid, users[i].name);
+        }
+}
+
+static void make_home(const char *name, uid_t uid) {
+        char path[256];
+
+        (void)snprintf(path, sizeof(path), HOMES "/%s", name);
+        ck_assert_msg(mkdir(path, 0700) == 0, "mkdir %s: %m", path);
+        ck_assert_int_eq(chown(path, uid, uid), 0);
+        ck_assert_int_eq(chmod(path, 0755), 0);
+}
+
+/* Writes the fake passwd and group for users (only in the fake /etc) and makes their homes. */
+static void set_users(const TestUser *users, size_t n, bool make_homes) {
+        char passwd[8192], group[8192] = "root:x:0:\nnogroup:x:65534:\n";
+
+        ck_assert(on_private_tmpfs("/etc"));
+        passwd_text(users, n, passwd, sizeof(passwd));
+        for (size_t i = 0; i < n; i++) {
+                size_t l = strlen(group);
+                (void)snprintf(
+                        group + l, sizeof(group) - l, "%s:x:%u:\n", users[i].name,
+                        (unsigned)users[i].uid);
+        }
+        write_file(PASSWD, passwd);
+        write_file("/tmp/fake-etc/group", group);
+        for (size_t i = 0; make_homes && i < n; i++) {
+                char path[256];
+                (void)snprintf(path, sizeof(path), HOMES "/%s", users[i].name);
+                if (users[i].make_home && access(path, F_OK) < 0)
+                        make_home(users[i].name, users[i].uid);
+        }
+}
+
+/* Waits (inotify, bounded) until path exists, watching the deepest existing ancestor. */
+static void wait_for_path(const char *path) {
+        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
+        _cleanup_close_ int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+
+        ck_assert_int_ge(fd, 0);
+        for (;;) {
+                char dir[512], buf[4096];
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                char *slash;
+                int k;
+
+                /* Watch every existing ancestor (idempotent), then look. */
+                (void)snprintf(dir, sizeof(dir), "%s", path);
+                while ((slash = strrchr(dir, '/')) && slash != dir) {
+                        *slash = '\0';
+                        if (access(dir, F_OK) == 0)
+                                (void)inotify_add_watch(
+                                        fd, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR);
+                }
+                if (faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                        return;
+                k = poll(&p, 1, (int)left_ms(deadline));
+                ck_assert_msg(k > 0, "%s did not appear within %d ms", path, WAIT_MS);
+                while (read(fd, buf, sizeof(buf)) > 0)
+                        ;
+        }
+}
+
+static void assert_link(const char *name) {
+        char path[256], target[256], expected[256];
+        ssize_t l;
+
+        (void)snprintf(path, sizeof(path), HOMES "/%s/notebooks/remote", name);
+        (void)snprintf(expected, sizeof(expected), SHARE "/Users/%s/notebooks", name);
+        l = readlink(path, target, sizeof(target) - 1);
+        ck_assert_msg(l > 0, "readlink %s: %m", path);
+        target[l] = '\0';
+        ck_assert_str_eq(target, expected);
+}
+
+static void wait_notify(const char *want) {
+        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
+
+        for (;;) {
+                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
+                char buf[4096];
+                ssize_t n;
+                int k;
+
+                k = poll(&p, 1, (int)left_ms(deadline));
+                ck_assert_msg(k > 0, "no '%s' from poolagentd within %d ms", want, WAIT_MS);
+                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                if (n < 0 && errno == EAGAIN)
+                        continue;
+                ck_assert_int_gt(n, 0);
+                buf[n] = '\0';
+                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
+                        end = strchr(line, '\n');
+                        if (end)
+                                *end = '\0';
+                        if (streq(line, want))
+                                return;
+                }
+        }
+}
+
+/* Starts poolctl (as uid when uid != 0, through setpriv) with stdout/stderr to pipes. */
+static pid_t poolctl_spawn(uid_t uid, const char *const *args, int *ret_out, int *ret_err) {
+        int out[2], err[2];
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const char *argv[32];
+                char reuid[64], regid[64];
+                size_t n = 0;
+
+                if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(127);
+                if (uid != 0) {
+                        (void)snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)uid);
+                        (void)snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)uid);
+                        argv[n++] = "setpriv";
+                        argv[n++] = reuid;
+                        argv[n++] = regid;
+                        argv[n++] = "--clear-groups";
+                }
+                argv[n++] = poolctl_path;
+                argv[n++] = "--socket";
+                argv[n++] = SOCKET;
+                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                execvp(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        (void)close(out[1]);
+        (void)close(err[1]);
+        *ret_out = out[0];
+        *ret_err = err[0];
+        return pid;
+}
+
+/* Collects a spawned poolctl's output and exit status (bounded). */
+static int poolctl_finish(pid_t pid, int out, int err, char **ret_out, char **ret_err) {
+        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
+        int fds[2] = {out, err};
+        char *bufs[2];
+        size_t lens[2] = {0, 0};
+        int status;
+
+        bufs[0] = calloc(1, OUTPUT_MAX + 1);
+        bufs[1] = calloc(1, OUTPUT_MAX + 1);
+        ck_assert(bufs[0] && bufs[1]);
+        for (int open_fds = 2; open_fds > 0;) {
+                struct pollfd p[2] = {
+                        {.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
+                int k = poll(p, 2, (int)left_ms(deadline));
+                ck_assert_msg(k > 0, "poolctl did not finish within %d ms", WAIT_MS);
+                for (int i = 0; i < 2; i++) {
+                        ssize_t n;
+                        if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+                                continue;
+                        n = read(fds[i], bufs[i] + lens[i], OUTPUT_MAX - lens[i]);
+                        if (n <= 0) {
+                                fds[i] = safe_close(fds[i]);
+                                open_fds--;
+                        } else
+                                lens[i] += (size_t)n;
+                }
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        if (ret_out)
+                *ret_out = bufs[0];
+        else
+                free(bufs[0]);
+        if (ret_err)
+                *ret_err = bufs[1];
+        else
+                free(bufs[1]);
+        return WEXITSTATUS(status);
+}
+
+static int poolctl(uid_t uid, const char *const *args, char **ret_out, char **ret_err) {
+        int out, err;
+        pid_t pid = poolctl_spawn(uid, args, &out, &err);
+
+        return poolctl_finish(pid, out, err, ret_out, ret_err);
+}
+
+/* poolctl --json ARGS as uid, expected to succeed; returns "result". */
+static json_object *poolctl_json(uid_t uid, const char *verb, bool sync) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *o, *result;
+        int r;
+
+        r =
+                poolctl(uid,
+                        sync ? (const char *const[]){"--json", verb, "--sync", NULL}
+                             : (const char *const[]){"--json", verb, NULL},
+                        &out, &err);
+        ck_assert_msg(r == 0, "poolctl --json %s: exit %d: %s%s", verb, r, out, err);
+        o = json_tokener_parse(out);
+        ck_assert_msg(o != NULL, "not JSON: %s", out);
+        ck_assert(json_object_object_get_ex(o, "result", &result));
+        json_object_get(result);
+        json_object_put(o);
+        return result;
+}
+
+static json_object *find_user(json_object *links, const char *name) {
+        json_object *users = json_object_object_get(links, "users");
+
+        for (size_t i = 0; i < json_object_array_length(users); i++) {
+                json_object *u = json_object_array_get_idx(users, i);
+                if (streq(json_object_get_string(json_object_object_get(u, "user")), name))
+                        return u;
+        }
+        return NULL;
+}
+
+static const char *user_state(json_object *links, const char *name) {
+        json_object *u = find_user(links, name);
+
+        ck_assert_msg(u != NULL, "no entry for %s", name);
+        return json_object_get_string(json_object_object_get(u, "state"));
+}
+
+static void start_agent(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        pid_t pid;
+
+        write_file(
+                CONF, "[Agent]\nControlSocket=" SOCKET "\nStateDirectory=/tmp/state\n"
+                      "[Workspace]\nMountPoint=" SHARE "\n"
+                      "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n");
+        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(notify_fd, 0);
+        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/notify");
+        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd = open(LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+                    setenv("NOTIFY_SOCKET", "/tmp/notify", 1) < 0)
+                        _exit(127);
+                execl(poolagentd_path, poolagentd_path, "--config", CONF, "--config-dir", "",
+                      (char *)NULL);
+                _exit(127);
+        }
+        agent_pid = pid;
+        wait_notify("READY=1");
+}
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+static void setup(void) {
+        ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %m");
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        mount_tmpfs("/tmp", "mode=0755");
+        mount_tmpfs("/root", "mode=0700");
+        ck_assert_int_eq(mkdir("/tmp/fake-etc", 0755), 0);
+        write_file("/tmp/fake-etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\n");
+        write_file(PASSWD, "root:x:0:0:root:/root:/bin/sh\n");
+        write_file("/tmp/fake-etc/group", "root:x:0:\n");
+        write_file("/tmp/fake-etc/marker", "fake etc\n");
+        copy_file("/etc/ld.so.cache", "/tmp/fake-etc/ld.so.cache"); /* the programs we run */
+        ck_assert_int_eq(mount("/tmp/fake-etc", "/etc", NULL, MS_BIND, NULL), 0);
+        write_file("/root/marker", "fake root\n");
+        ck_assert(on_private_tmpfs("/tmp"));
+        ck_assert(on_private_tmpfs("/root"));
+        ck_assert(on_private_tmpfs("/etc"));
+        ck_assert_int_eq(access("/etc/marker", F_OK), 0);
+        ck_assert_int_eq(access("/root/marker", F_OK), 0);
+
+        ck_assert_int_eq(mkdir(HOMES, 0755), 0);
+        ck_assert_int_eq(mkdir(SHARE, 0755), 0);
+        agent_pid = 0;
+}
+
+static void teardown(void) {
+        int status;
+
+        if (agent_pid > 0) {
+                ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+                ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        (void)system("cat " LOG " >&2");
+                ck_assert_msg(
+                        WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                        "poolagentd exited with status 0x%x", status);
+        }
+        notify_fd = safe_close(notify_fd);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+START_TEST(test_start_later_user_and_own_entry) {
+        static const TestUser users[] = {{"alice", 2001, true}, {"bob", 2002, true}};
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *links;
+
+        set_users(users, 1, true);
+        start_agent();
+
+        /* The start pass makes alice's link. */
+        wait_for_path(HOMES "/alice/notebooks/remote");
+        assert_link("alice");
+
+        /* bob is added later: a requested pass makes his link before poolctl returns. */
+        set_users(users, 2, true);
+        ck_assert_int_eq(poolctl(0, (const char *const[]){"links", "--sync", NULL}, &out, &err), 0);
+        ck_assert_msg(
+                strstr(out, "USER") && strstr(out, "bob") && strstr(out, "created"), "%s", out);
+        ck_assert_msg(strstr(out, "(request), complete"), "%s", out);
+        assert_link("bob");
+        links = poolctl_json(0, "links", false);
+        ck_assert_str_eq(user_state(links, "alice"), "ok");
+        ck_assert_str_eq(user_state(links, "bob"), "created");
+        ck_assert(json_object_get_boolean(json_object_object_get(links, "all_users")));
+        json_object_put(links);
+
+        /* bob sees only his own entry, and may not start a pass. */
+        links = poolctl_json(2002, "links", false);
+        ck_assert_uint_eq(json_object_array_length(json_object_object_get(links, "users")), 1);
+        ck_assert_str_eq(user_state(links, "bob"), "created");
+        ck_assert(!json_object_get_boolean(json_object_object_get(links, "all_users")));
+        ck_assert_ptr_null(json_object_object_get(links, "counts"));
+        json_object_put(links);
+        free(out);
+        free(err);
+        out = err = NULL;
+        ck_assert_int_eq(poolctl(2002, (const char *const[]){"links", NULL}, &out, &err), 0);
+        ck_assert_msg(strstr(out, "bob") && !strstr(out, "alice"), "%s", out);
+        free(out);
+        free(err);
+        out = err = NULL;
+        ck_assert_int_eq(
+                poolctl(2002, (const char *const[]){"links", "--sync", NULL}, &out, &err), 4);
+        ck_assert_msg(strstr(err, "permission denied"), "%s", err);
+
+        /* Status carries the links summary; there is no system bus here. */
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(poolctl(0, (const char *const[]){"status", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "Links: 2 users: 2 ok"), "%s", out);
+        ck_assert_msg(strstr(out, "sessions: no system bus"), "%s", out);
+}
+END_TEST
+
+START_TEST(test_pending_home_appears) {
+        static const TestUser users[] = {{"alice", 2001, true}, {"dave", 2004, false}};
+        json_object *links, *status;
+
+        set_users(users, 2, true);
+        start_agent();
+        links = poolctl_json(0, "links", true);
+        ck_assert_str_eq(user_state(links, "alice"), "ok"); /* made by the start pass */
+        ck_assert_str_eq(user_state(links, "dave"), "pending");
+        json_object_put(links);
+        status = poolctl_json(0, "status", false);
+        ck_assert_str_eq(
+                json_object_get_string(json_object_array_get_idx(
+                        json_object_object_get(
+                                json_object_object_get(
+                                        json_object_object_get(status, "users"), "links"),
+                                "watched_directories"),
+                        0)),
+                HOMES);
+        json_object_put(status);
+
+        /* The home appears (as useradd makes it: root's first, then chowned); the watch on
+         * /tmp/home starts a pass (ResyncInterval=1h does not). */
+        make_home("dave", 2004);
+        wait_for_path(HOMES "/dave/notebooks/remote");
+        assert_link("dave");
+}
+END_TEST
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static bool can_unshare(void) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return false;
+        if (pid == 0)
+                _exit(unshare(CLONE_NEWNS) == 0 &&
+                                      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
+                              ? 0
+                              : 1);
+        return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+int main(int argc, char *argv[]) {
+        Suite *s = suite_create("agent-links");
+        TCase *tc = tcase_create("links");
+        SRunner *sr;
+        int failed;
+
+        if (argc != 3) {
+                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL\n", argv[0]);
+                return EXIT_FAILURE;
+        }
+        poolagentd_path = argv[1];
+        poolctl_path = argv[2];
+        if (geteuid() != 0) {
+                fprintf(stderr, "not root, skipping\n");
+                return 77;
+        }
+        if (!can_unshare()) {
+                fprintf(stderr, "cannot unshare the mount namespace, skipping\n");
+                return 77;
+        }
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_start_later_user_and_own_entry);
+        tcase_add_test(tc, test_pending_home_appears);
+        suite_add_tcase(s, tc);
+
+        sr = srunner_create(s);
+        /* The fixture changes mounts: each test must be its own process. */
+        srunner_set_fork_status(sr, CK_FORK);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
