@@ -226,6 +226,7 @@ struct WorkspaceMonitor {
         bool probe_killed;               /* timed out and sent SIGKILL */
 
         WorkspaceState state;
+        int error; /* the errno (positive) behind WORKSPACE_ERROR, 0 otherwise */
         char detail[WORKSPACE_DETAIL_MAX];
         uint64_t last_check_usec; /* realtime, 0: never */
         int64_t latency_ms;       /* of the last probe, -1: none */
@@ -251,6 +252,7 @@ static void workspace_monitor_set(WorkspaceMonitor *w, WorkspaceState state, int
         int level;
 
         w->last_check_usec = realtime_usec();
+        w->error = state == WORKSPACE_ERROR ? error : 0;
         if (state == prev)
                 return;
         w->state = state;
@@ -569,6 +571,10 @@ WorkspaceMonitor *workspace_monitor_free(WorkspaceMonitor *w) {
 
 WorkspaceState workspace_monitor_state(const WorkspaceMonitor *w) {
         return w->state;
+}
+
+int workspace_monitor_error(const WorkspaceMonitor *w) {
+        return w->error;
 }
 
 const char *workspace_monitor_detail(const WorkspaceMonitor *w) {

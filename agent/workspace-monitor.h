@@ -102,6 +102,9 @@ void workspace_monitor_set_timing(
 int workspace_monitor_check_now(WorkspaceMonitor *w);
 
 WorkspaceState workspace_monitor_state(const WorkspaceMonitor *w);
+/* The errno (positive) behind WORKSPACE_ERROR (e.g. ENOTCONN: the FUSE daemon is gone), 0 in
+ * every other state. */
+int workspace_monitor_error(const WorkspaceMonitor *w);
 /* A short human explanation of the state (borrowed; valid until the next check). */
 const char *workspace_monitor_detail(const WorkspaceMonitor *w);
 /* Adds path, state, detail, last_check_usec (0: never), latency_ms (null: no probe finished) and
