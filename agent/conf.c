@@ -499,6 +499,7 @@ typedef struct ConfItem {
 
 static const ConfRange stat_timeout_range = {100 * 1000, 600 * USEC_PER_SEC};
 static const ConfRange check_interval_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
+static const ConfRange recover_after_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
 static const ConfRange resync_interval_range = {10 * USEC_PER_SEC, 86400 * USEC_PER_SEC};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
@@ -518,6 +519,7 @@ static const ConfItem conf_table[] = {
         {"Workspace", "MountOptions",       conf_parse_string,        offsetof(Config, mount_options),       STRING,                      NULL,                  true},
         {"Workspace", "StatTimeout",        conf_parse_duration,      offsetof(Config, stat_timeout_usec),   SCALAR(stat_timeout_usec),   &stat_timeout_range,   false},
         {"Workspace", "CheckInterval",      conf_parse_duration,      offsetof(Config, check_interval_usec), SCALAR(check_interval_usec), &check_interval_range, false},
+        {"Workspace", "RecoverAfter",       conf_parse_duration,      offsetof(Config, recover_after_usec),  SCALAR(recover_after_usec),  &recover_after_range,  true},
         {"Users",     "UIDRange",           conf_parse_uid_range,     offsetof(Config, uid_range),           SCALAR(uid_range),           NULL,                  false},
         {"Users",     "Group",              conf_parse_group_name,    offsetof(Config, group),               STRING,                      NULL,                  false},
         {"Users",     "Deny",               conf_parse_user_list,     offsetof(Config, deny),                STRV,                        NULL,                  false},
@@ -570,6 +572,7 @@ int config_new(Config **ret) {
         c->log_level = LOG_INFO;
         c->stat_timeout_usec = 5 * USEC_PER_SEC;
         c->check_interval_usec = 30 * USEC_PER_SEC;
+        c->recover_after_usec = 120 * USEC_PER_SEC;
         c->uid_range = (UidRange){.min = 1000, .max = 59999};
         c->user_directory_mode = 0700;
         c->resync_interval_usec = 600 * USEC_PER_SEC;

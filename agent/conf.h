@@ -41,6 +41,7 @@ typedef struct Config {
         char *mount_options;   /* comma-separated, NULL if none */
         uint64_t stat_timeout_usec;
         uint64_t check_interval_usec;
+        uint64_t recover_after_usec; /* a hung mount is ended and mounted again after this */
 
         /* [Users] */
         UidRange uid_range;        /* inclusive */

@@ -22,6 +22,7 @@
 #include "message-ids.h"
 #include "time-util.h"
 #include "workspace-monitor.h"
+#include "workspace-mount.h"
 
 #define GROUP_BUFFER_MAX (1024U * 1024U)
 
@@ -213,6 +214,8 @@ int manager_status_json(Manager *m, json_object *o) {
                         json_object_new_string(m->config_start->cache_directory), false);
                 if (m->workspace)
                         r |= workspace_monitor_status_json(m->workspace, ws);
+                if (m->workspace_mount)
+                        r |= workspace_mount_status_json(m->workspace_mount, ws);
         }
         r |= json_add(o, "users", users, false);
         if (users) {
@@ -276,7 +279,16 @@ static void manager_on_workspace_change(WorkspaceMonitor *w, WorkspaceState stat
 
         if (m->links) /* links are made only on a healthy share */
                 links_manager_set_share_ready(m->links, state == WORKSPACE_OK);
+        if (m->workspace_mount)
+                workspace_mount_on_state(m->workspace_mount, state, workspace_monitor_error(w));
         manager_notify_status(m, NULL);
+}
+
+static void manager_on_workspace_recheck(void *userdata) {
+        Manager *m = userdata;
+
+        if (m->workspace)
+                (void)workspace_monitor_check_now(m->workspace);
 }
 
 /* ---- reload --------------------------------------------------------------------------------- */
@@ -551,6 +563,20 @@ int manager_start(Manager *m) {
         control_server_set_admin_gid(m->control, m->admin_gid);
 
         if (m->config_start->source) {
+                const WorkspaceMountConfig mc = {
+                        .source = m->config_start->source,
+                        .mount_point = m->config_start->mount_point,
+                        .credentials = m->config_start->credentials,
+                        .cache_directory = m->config_start->cache_directory,
+                        .mount_options = m->config_start->mount_options,
+                        .recover_after_usec = m->config_start->recover_after_usec,
+                };
+
+                /* Before the monitor: its first result (at once) may already ask for a mount. */
+                r = workspace_mount_new(m->event, &mc, &m->workspace_mount);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the workspace mount: %m");
+                workspace_mount_set_recheck(m->workspace_mount, manager_on_workspace_recheck, m);
                 r = workspace_monitor_new(
                         m->event, m->config_start->mount_point, WORKSPACE_FS_TYPE,
                         m->config->stat_timeout_usec, m->config->check_interval_usec,
@@ -590,6 +616,7 @@ Manager *manager_free(Manager *m) {
         links_manager_free(m->links); /* answers its waiting clients first */
         control_server_free(m->control);
         workspace_monitor_free(m->workspace);
+        workspace_mount_free(m->workspace_mount);
         sd_event_unref(m->event);
         if (m->config_start != m->config)
                 config_free(m->config_start);

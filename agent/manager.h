@@ -17,6 +17,7 @@ typedef struct json_object json_object;
 typedef struct Config Config;
 typedef struct ControlServer ControlServer;
 typedef struct WorkspaceMonitor WorkspaceMonitor;
+typedef struct WorkspaceMount WorkspaceMount;
 typedef struct LinksManager LinksManager;
 
 typedef enum ManagerState {
@@ -58,8 +59,9 @@ typedef struct Manager {
         char **restart_pending; /* "Section.Key" that differ from config_start: restart to apply */
 
         ControlServer *control;
-        WorkspaceMonitor *workspace; /* NULL when no workspace is configured (Source=) */
-        LinksManager *links;         /* per-user notebook links */
+        WorkspaceMonitor *workspace;     /* NULL when no workspace is configured (Source=) */
+        WorkspaceMount *workspace_mount; /* mounts and recovers it; NULL with workspace */
+        LinksManager *links;             /* per-user notebook links */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

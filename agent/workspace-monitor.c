@@ -109,6 +109,7 @@ int mountinfo_parse_line(char *line, MountInfoEntry *ret) {
             unescape_octal(fstype) < 0 || unescape_octal(source) < 0)
                 return -EINVAL;
         *ret = (MountInfoEntry){
+                .dev = field[2],
                 .root = field[3],
                 .mount_point = field[4],
                 .fstype = fstype,
@@ -118,7 +119,12 @@ int mountinfo_parse_line(char *line, MountInfoEntry *ret) {
 }
 
 int mountinfo_find(const char *text, size_t size, const char *path, char **ret_fstype) {
-        _cleanup_free_ char *line = NULL, *found = NULL;
+        return mountinfo_find_dev(text, size, path, ret_fstype, NULL);
+}
+
+int mountinfo_find_dev(
+        const char *text, size_t size, const char *path, char **ret_fstype, char **ret_dev) {
+        _cleanup_free_ char *line = NULL, *found = NULL, *found_dev = NULL;
         const char *p = text, *end = text + size;
         bool mounted = false;
 
@@ -135,8 +141,10 @@ int mountinfo_find(const char *text, size_t size, const char *path, char **ret_f
                         line[len] = '\0';
                         if (mountinfo_parse_line(line, &e) >= 0 && streq(e.mount_point, path)) {
                                 free(found);
+                                free(found_dev);
                                 found = strdup(e.fstype);
-                                if (!found)
+                                found_dev = strdup(e.dev);
+                                if (!found || !found_dev)
                                         return -ENOMEM;
                                 mounted = true;
                         }
@@ -146,10 +154,12 @@ int mountinfo_find(const char *text, size_t size, const char *path, char **ret_f
         if (!mounted)
                 return 0;
         *ret_fstype = TAKE_PTR(found);
+        if (ret_dev)
+                *ret_dev = TAKE_PTR(found_dev);
         return 1;
 }
 
-static int mountinfo_read(char **ret, size_t *ret_size) {
+int mountinfo_read(char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
         size_t size = 0, allocated = 0;

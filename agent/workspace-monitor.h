@@ -55,6 +55,7 @@ WorkspaceState workspace_state_from_string(const char *s);
  * mountinfo_parse_line() modifies in place (fields NUL-terminated, octal escapes such as \040
  * decoded). Valid as long as that buffer. */
 typedef struct MountInfoEntry {
+        const char *dev; /* "MAJOR:MINOR" */
         const char *root;
         const char *mount_point;
         const char *fstype;
@@ -68,6 +69,12 @@ int mountinfo_parse_line(char *line, MountInfoEntry *ret);
  * Returns 1 and the file system type (malloc'ed) in *ret_fstype if path is a mount point, 0 if
  * not, -ENOMEM. Malformed and overlong lines are skipped. */
 int mountinfo_find(const char *text, size_t size, const char *path, char **ret_fstype);
+/* The same, and the mount's "MAJOR:MINOR" (malloc'ed) in *ret_dev (may be NULL). */
+int mountinfo_find_dev(
+        const char *text, size_t size, const char *path, char **ret_fstype, char **ret_dev);
+/* Reads /proc/self/mountinfo (never waits on a filesystem), at most WORKSPACE_MOUNTINFO_MAX
+ * bytes (-E2BIG beyond). */
+int mountinfo_read(char **ret, size_t *ret_size);
 
 /* What a check means: mounted (from mountinfo) with fstype; then whether the probe timed out, or
  * its result (0 or -errno). The probe only counts when mounted with the expected type. */

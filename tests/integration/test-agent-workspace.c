@@ -56,6 +56,7 @@ static int notify_fd = -EBADF;
 static pid_t agent_pid;
 static pid_t fs_pid;
 static char last_status[1024];
+static char agent_env_path[700]; /* "PATH=..." for the agent, "" to inherit */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -348,7 +349,8 @@ static void agent_start(void) {
 
                 (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
                 (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0 ||
+                    (agent_env_path[0] && putenv(agent_env_path) != 0))
                         _exit(127);
                 execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
                       (char *)NULL);
@@ -484,6 +486,158 @@ START_TEST(test_wrong_type_and_error) {
 }
 END_TEST
 
+/* ---- the agent mounts the workspace itself (no systemd here) ----------------------------------
+ */
+
+/* Installs tmp/bin/azfilesfs, which the agent runs (no systemd here): a stand-in for
+ * the driver that mounts hang-fs in the mode named in tmp/mode, in the background, and returns
+ * once it is mounted (as a daemonizing FUSE driver does). It records its arguments and the PID
+ * of the hang-fs it started. The agent gets that directory first in PATH, and RecoverAfter=2s. */
+static void install_driver_stand_in(void) {
+        char path[600], text[4096];
+
+        (void)snprintf(path, sizeof(path), "%s/bin", tmp);
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        (void)snprintf(path, sizeof(path), "%s/bin/azfilesfs", tmp);
+        (void)snprintf(
+                text, sizeof(text),
+                "#!/bin/sh\n"
+                "# azfilesfs SOURCE MOUNTPOINT -o OPTIONS\n"
+                "echo \"$*\" >>'%1$s/args'\n"
+                "rm -f '%1$s/fs.fifo' && mkfifo '%1$s/fs.fifo' || exit 1\n"
+                "'%2$s' --mode=\"$(cat '%1$s/mode')\" -o subtype=azfilesfs,fsname=hang-fs \"$2\" "
+                ">'%1$s/fs.fifo' </dev/null 2>>'%1$s/fs.err' &\n"
+                "echo $! >'%1$s/fs.pid'\n"
+                "read -r line <'%1$s/fs.fifo'\n" /* hang-fs says "ready" once mounted, or exits */
+                "[ \"$line\" = ready ]\n",
+                tmp, hang_fs_path);
+        write_file(path, text);
+        ck_assert_int_eq(chmod(path, 0755), 0);
+        (void)snprintf(
+                agent_env_path, sizeof(agent_env_path), "PATH=%s/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                tmp);
+        (void)snprintf(path, sizeof(path), "%s/mode", tmp);
+        write_file(path, "ok\n");
+        {
+                FILE *f = fopen(conf_path, "ae");
+
+                ck_assert_ptr_nonnull(f);
+                ck_assert_int_gt(fprintf(f, "RecoverAfter=2s\n"), 0);
+                ck_assert_int_eq(fclose(f), 0);
+        }
+}
+
+static void set_stand_in_mode(const char *mode) {
+        char path[600], text[32];
+
+        (void)snprintf(path, sizeof(path), "%s/mode", tmp);
+        (void)snprintf(text, sizeof(text), "%s\n", mode);
+        write_file(path, text);
+}
+
+/* The PID of the hang-fs the stand-in started last. */
+static pid_t stand_in_fs_pid(void) {
+        char path[600];
+        FILE *f;
+        int pid = 0;
+
+        (void)snprintf(path, sizeof(path), "%s/fs.pid", tmp);
+        f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+        (void)fclose(f);
+        return (pid_t)pid;
+}
+
+static int64_t mount_recoveries(json_object *ws) {
+        json_object *m = json_object_object_get(ws, "mount");
+
+        ck_assert_ptr_nonnull(m);
+        return json_object_get_int64(json_object_object_get(m, "recoveries"));
+}
+
+/* Waits for state "ok" with at least n recoveries; returns that workspace object. */
+static json_object *wait_ok_after_recoveries(int64_t n) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+
+        for (;;) {
+                json_object *ws = workspace_status();
+
+                if (streq(jstr(ws, "state"), "ok") && mount_recoveries(ws) >= n)
+                        return ws;
+                ck_assert_msg(
+                        left_ms(deadline) > 0,
+                        "workspace %s (%s) after %lld recoveries, want ok "
+                        "after %lld",
+                        jstr(ws, "state"), jstr(ws, "detail"), (long long)mount_recoveries(ws),
+                        (long long)n);
+                json_object_put(ws);
+        }
+}
+
+START_TEST(test_agent_mounts_and_recovers) {
+        json_object *ws, *m;
+        pid_t first, second, third;
+        char path[600], line[1024];
+        const char *unit;
+        FILE *f;
+
+        install_driver_stand_in();
+        ck_assert(!is_mounted(mnt));
+        agent_start();
+
+        /* Not mounted at start: the agent mounts it (runs azfilesfs: no systemd here), with the
+         * credentials and cache directory of its configuration. */
+        ws = wait_state("ok", NULL, WAIT_MS);
+        m = json_object_object_get(ws, "mount");
+        ck_assert_ptr_nonnull(m);
+        ck_assert_str_eq(jstr(m, "mode"), "direct");
+        unit = jstr(m, "unit");
+        ck_assert_msg(
+                strlen(unit) > 16 && streq(unit + strlen(unit) - 16, "-workspace.mount") &&
+                        strstr(unit, "\\x2d"),
+                "unit %s", unit); /* "tmp-test\x2dagent\x2dworkspace\x2dXXXXXX-workspace.mount" */
+        ck_assert_int_eq(mount_recoveries(ws), 0);
+        json_object_put(ws);
+        (void)snprintf(path, sizeof(path), "%s/args", tmp);
+        f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+        (void)fclose(f);
+        ck_assert_msg(strstr(line, "http://127.0.0.1:1/account/share"), "%s", line);
+        ck_assert_msg(strstr(line, "credentials="), "%s", line);
+        ck_assert_msg(strstr(line, "cache_dir="), "%s", line);
+        first = stand_in_fs_pid();
+
+        /* The FUSE daemon dies (kill -9): the mount is dead (ENOTCONN); the agent unmounts it and
+         * mounts again at once. */
+        ck_assert_int_eq(kill(first, SIGKILL), 0);
+        json_object_put(wait_ok_after_recoveries(1));
+        second = stand_in_fs_pid();
+        ck_assert_int_ne(second, first);
+
+        /* The next daemon hangs: hung within the bound; after RecoverAfter=2s the agent ends the
+         * connection (which also frees its own stuck probe) and mounts again. */
+        set_stand_in_mode("hang");
+        ck_assert_int_eq(kill(second, SIGKILL), 0);
+        json_object_put(wait_state("hung", NULL, HUNG_WITHIN_MS));
+        set_stand_in_mode("ok");
+        json_object_put(wait_ok_after_recoveries(3));
+        third = stand_in_fs_pid();
+        ck_assert_int_ne(third, second);
+        for (int64_t deadline = deadline_in_ms(WAIT_MS); children_of(agent_pid) > 0;) {
+                ck_assert_msg(left_ms(deadline) > 0, "the agent still has a child");
+                json_object_put(workspace_status()); /* poll the real condition */
+        }
+
+        /* The agent leaves the mount in place when it stops; the stand-in's hang-fs (ours now:
+         * we are the subreaper) unmounts on SIGTERM. */
+        agent_stop();
+        ck_assert_int_eq(kill(third, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(third, NULL, 0), third);
+}
+END_TEST
+
 int main(int argc, char *argv[]) {
         Suite *s;
         TCase *tc;
@@ -514,6 +668,7 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_ok_then_hung_then_recovered);
         tcase_add_test(tc, test_hung_at_start_and_stop_while_hung);
         tcase_add_test(tc, test_wrong_type_and_error);
+        tcase_add_test(tc, test_agent_mounts_and_recovers);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
