@@ -34,8 +34,6 @@
  * takes the stripe mutex of the inode (stripes[ino % N]); stripes are only taken under the read
  * lock, so the write lock excludes them all. Lock order: ns_lock, then one stripe. File data is
  * read and written outside both: the handler gets an fd. */
-#include "emu-store.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,50 +52,8 @@
 #include <openssl/evp.h>
 
 #include "emu-names.h"
+#include "emu-store-internal.h"
 #include "time-util.h"
-
-#define XATTR_PROPS "user.emu"
-#define XATTR_META "user.emu.meta"
-#define XATTR_RANGES "user.emu.ranges"
-#define XATTR_SHARE "user.emu.share"
-#define XATTR_SHARE_META "user.emu.share-meta"
-#define XATTR_NEXT_ID "user.emu.next-id"
-#define XATTR_VALUE_MAX 65536
-#define PROPS_MAGIC UINT32_C(0x31554d45) /* "EMU1" */
-#define SHARE_MAGIC UINT32_C(0x31485345) /* "ESH1" */
-#define DISK_NAME_MAX 200
-#define N_STRIPES 64
-#define RANGES_MAX 128
-#define RANGES_OVERFLOW UINT64_MAX
-#define FILE_ID_BASE (UINT64_C(1) << 63)
-#define FILETIME_EPOCH_TICKS UINT64_C(116444736000000000)
-/* The service's ETags are FILETIME ticks offset so that they print as "0x8D...". */
-#define ETAG_OFFSET UINT64_C(0x0700000000000000)
-
-#define PERMISSION_KEY_FILE "8598604137816897901*16137673612980802019"
-#define PERMISSION_KEY_DIR "13199961128260716138*16137673612980802019"
-
-struct EmuStore {
-        int data_fd;
-        int shares_fd;
-        int trash_fd;
-        pthread_rwlock_t ns_lock;
-        pthread_mutex_t stripes[N_STRIPES];
-        _Atomic uint64_t last_etag;
-        uint64_t next_id; /* protected by ns_lock (write) */
-        _Atomic uint64_t trash_counter;
-};
-
-typedef struct DiskProps {
-        uint32_t magic;
-        uint32_t attributes;
-        uint64_t id;
-        int64_t creation_ns, last_write_ns, change_ns, last_modified_ns;
-        uint64_t etag;
-        uint32_t lease_state;
-        uint32_t is_dir;
-        char lease_id[EMU_LEASE_ID_MAX];
-} DiskProps;
 
 typedef struct DiskShare {
         uint32_t magic;
@@ -106,648 +62,6 @@ typedef struct DiskShare {
         int64_t last_modified_ns;
         uint64_t etag;
 } DiskShare;
-
-/* ---- small helpers ------------------------------------------------------------------------ */
-
-static void strv_free(char **v) {
-        for (size_t i = 0; v && v[i]; i++)
-                free(v[i]);
-        free(v);
-}
-
-static size_t strv_length(char *const *v) {
-        size_t n = 0;
-        while (v && v[n])
-                n++;
-        return n;
-}
-
-static int strv_copy(char *const *v, char ***ret) {
-        size_t n = strv_length(v);
-        char **c = calloc(n + 1, sizeof(char *));
-        if (!c)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                c[i] = strdup(v[i]);
-                if (!c[i]) {
-                        strv_free(c);
-                        return -ENOMEM;
-                }
-        }
-        *ret = c;
-        return 0;
-}
-
-static void content_clear(EmuContent *c) {
-        free(c->type);
-        free(c->encoding);
-        free(c->language);
-        free(c->cache_control);
-        free(c->disposition);
-        free(c->md5);
-        *c = (EmuContent){};
-}
-
-void emu_entry_clear(EmuEntry *e) {
-        if (!e)
-                return;
-        free(e->name);
-        free(e->permission_key);
-        content_clear(&e->content);
-        strv_free(e->meta);
-        *e = (EmuEntry){};
-}
-
-void emu_share_info_clear(EmuShareInfo *i) {
-        if (!i)
-                return;
-        strv_free(i->meta);
-        *i = (EmuShareInfo){};
-}
-
-void emu_list_page_clear(EmuListPage *p) {
-        if (!p)
-                return;
-        emu_entry_clear(&p->dir);
-        for (size_t i = 0; i < p->n_items; i++)
-                emu_entry_clear(&p->items[i]);
-        free(p->items);
-        free(p->next_marker);
-        *p = (EmuListPage){};
-}
-
-uint64_t emu_store_new_etag(EmuStore *s) {
-        uint64_t now = (uint64_t)now_realtime_ns() / 100 + FILETIME_EPOCH_TICKS + ETAG_OFFSET;
-        uint64_t last = atomic_load(&s->last_etag), next;
-
-        do
-                next = MAX(now, last + 1);
-        while (!atomic_compare_exchange_weak(&s->last_etag, &last, next));
-        return next;
-}
-
-static pthread_mutex_t *stripe_of(EmuStore *s, const struct stat *st) {
-        return &s->stripes[st->st_ino % N_STRIPES];
-}
-
-/* ---- attributes --------------------------------------------------------------------------- */
-
-static const char *const attr_names[] = {
-        "ReadOnly",    "Hidden",    "System",  "Directory",
-        "Archive",     "Temporary", "Offline", "NotContentIndexed",
-        "NoScrubData",
-};
-
-int emu_attributes_parse(const char *s, uint32_t *ret) {
-        uint32_t a = 0;
-        const char *p = s;
-
-        for (;;) {
-                size_t len;
-                bool found = false;
-
-                p += strspn(p, " ");
-                len = strcspn(p, "|");
-                while (len > 0 && p[len - 1] == ' ')
-                        len--;
-                if (len == 4 && strncasecmp(p, "None", 4) == 0)
-                        found = true;
-                for (size_t i = 0; !found && i < ELEMENTSOF(attr_names); i++)
-                        if (strlen(attr_names[i]) == len &&
-                            strncasecmp(p, attr_names[i], len) == 0) {
-                                a |= 1u << i;
-                                found = true;
-                        }
-                if (!found)
-                        return -EINVAL;
-                p = strchr(p, '|');
-                if (!p)
-                        break;
-                p++;
-        }
-        *ret = a;
-        return 0;
-}
-
-char *emu_attributes_format(char buf[static EMU_ATTRIBUTES_MAX], uint32_t attributes) {
-        size_t o = 0;
-
-        buf[0] = '\0';
-        for (size_t i = 0; i < ELEMENTSOF(attr_names); i++)
-                if (attributes & (1u << i)) {
-                        int k = snprintf(
-                                buf + o, EMU_ATTRIBUTES_MAX - o, "%s%s", o > 0 ? " | " : "",
-                                attr_names[i]);
-                        if (k > 0)
-                                o = MIN(o + (size_t)k, (size_t)EMU_ATTRIBUTES_MAX - 1);
-                }
-        if (o == 0)
-                (void)snprintf(buf, EMU_ATTRIBUTES_MAX, "None");
-        return buf;
-}
-
-/* ---- on-disk names ------------------------------------------------------------------------ */
-
-static int disk_name(const char *name, char ret[static NAME_MAX + 1]) {
-        _cleanup_free_ char *folded = NULL;
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned md_len = 0;
-        int r;
-
-        r = emu_name_fold(name, &folded);
-        if (r < 0)
-                return r;
-        if (strlen(folded) <= DISK_NAME_MAX && folded[0] != '#') {
-                (void)snprintf(ret, NAME_MAX + 1, "%s", folded);
-                return 0;
-        }
-        if (!EVP_Digest(folded, strlen(folded), md, &md_len, EVP_sha256(), NULL))
-                return -EIO;
-        ret[0] = '#';
-        for (unsigned i = 0; i < md_len && 1 + 2 * i + 2 < NAME_MAX; i++)
-                (void)snprintf(ret + 1 + 2 * i, 3, "%02x", md[i]);
-        return 0;
-}
-
-/* ---- properties in xattrs ------------------------------------------------------------------ */
-
-static int xattr_get(int fd, const char *name, char **ret, size_t *ret_size) {
-        _cleanup_free_ char *buf = malloc(XATTR_VALUE_MAX + 1);
-        ssize_t n;
-
-        if (!buf)
-                return -ENOMEM;
-        n = fgetxattr(fd, name, buf, XATTR_VALUE_MAX);
-        if (n < 0)
-                return errno == ENODATA ? -ENODATA : NEG_ERRNO();
-        buf[n] = '\0';
-        *ret = TAKE_PTR(buf);
-        *ret_size = (size_t)n;
-        return 0;
-}
-
-static int xattr_set(int fd, const char *name, const void *value, size_t size) {
-        if (fsetxattr(fd, name, value, size, 0) < 0)
-                return (errno == ENOSPC || errno == E2BIG || errno == ERANGE) ? -E2BIG
-                                                                              : NEG_ERRNO();
-        return 0;
-}
-
-static int strdup_or_null(const char *s, char **ret) {
-        if (isempty(s)) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = strdup(s);
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int props_read(int fd, EmuEntry *e) {
-        _cleanup_free_ char *buf = NULL;
-        char **strings[] = {
-                &e->name,
-                &e->permission_key,
-                &e->content.type,
-                &e->content.encoding,
-                &e->content.language,
-                &e->content.cache_control,
-                &e->content.disposition,
-                &e->content.md5,
-        };
-        DiskProps dp;
-        size_t size, o;
-        int r;
-
-        r = xattr_get(fd, XATTR_PROPS, &buf, &size);
-        if (r == -ENODATA)
-                return -ENOENT; /* not one of ours */
-        if (r < 0)
-                return r;
-        if (size < sizeof(dp))
-                return -EBADMSG;
-        memcpy(&dp, buf, sizeof(dp));
-        if (dp.magic != PROPS_MAGIC)
-                return -EBADMSG;
-        e->is_dir = dp.is_dir;
-        e->id = dp.id;
-        e->attributes = dp.attributes;
-        e->creation_ns = dp.creation_ns;
-        e->last_write_ns = dp.last_write_ns;
-        e->change_ns = dp.change_ns;
-        e->last_modified_ns = dp.last_modified_ns;
-        e->etag = dp.etag;
-        e->lease_state = (EmuLeaseState)dp.lease_state;
-        memcpy(e->lease_id, dp.lease_id, sizeof(e->lease_id));
-        e->lease_id[EMU_LEASE_ID_MAX - 1] = '\0';
-        o = sizeof(dp);
-        for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-                free(*strings[i]);
-                *strings[i] = NULL;
-                if (o >= size)
-                        continue;
-                r = strdup_or_null(buf + o, strings[i]);
-                if (r < 0)
-                        return r;
-                o += strlen(buf + o) + 1;
-        }
-        if (!e->name && !(e->name = strdup("")))
-                return -ENOMEM;
-        return 0;
-}
-
-static int props_write(int fd, const EmuEntry *e) {
-        const char *strings[] = {
-                e->name,
-                e->permission_key,
-                e->content.type,
-                e->content.encoding,
-                e->content.language,
-                e->content.cache_control,
-                e->content.disposition,
-                e->content.md5,
-        };
-        DiskProps dp = {
-                .magic = PROPS_MAGIC,
-                .attributes = e->attributes,
-                .id = e->id,
-                .creation_ns = e->creation_ns,
-                .last_write_ns = e->last_write_ns,
-                .change_ns = e->change_ns,
-                .last_modified_ns = e->last_modified_ns,
-                .etag = e->etag,
-                .lease_state = e->lease_state,
-                .is_dir = e->is_dir,
-        };
-        _cleanup_free_ char *buf = NULL;
-        size_t size = sizeof(dp), o;
-
-        memcpy(dp.lease_id, e->lease_id, sizeof(dp.lease_id));
-        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
-                size += strlen(strings[i] ? strings[i] : "") + 1;
-        if (size > XATTR_VALUE_MAX)
-                return -E2BIG;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        memcpy(buf, &dp, sizeof(dp));
-        o = sizeof(dp);
-        for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-                size_t l = strlen(strings[i] ? strings[i] : "") + 1;
-                memcpy(buf + o, strings[i] ? strings[i] : "", l);
-                o += l;
-        }
-        return xattr_set(fd, XATTR_PROPS, buf, size);
-}
-
-static int meta_read(int fd, const char *xname, EmuMeta *ret) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size, n = 0, o;
-        char **v;
-        int r;
-
-        r = xattr_get(fd, xname, &buf, &size);
-        if (r == -ENODATA || (r >= 0 && size == 0)) {
-                *ret = NULL;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        for (o = 0; o < size; o += strlen(buf + o) + 1)
-                n++;
-        v = calloc(n + 2, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        n = 0;
-        for (o = 0; o < size; o += strlen(buf + o) + 1) {
-                v[n] = strdup(buf + o);
-                if (!v[n]) {
-                        strv_free(v);
-                        return -ENOMEM;
-                }
-                n++;
-        }
-        if (n % 2 == 1) {
-                free(v[n - 1]);
-                v[n - 1] = NULL;
-        }
-        *ret = v;
-        return 0;
-}
-
-static int meta_write(int fd, const char *xname, char *const *meta) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, o = 0;
-
-        if (!meta || !meta[0]) {
-                if (fremovexattr(fd, xname) < 0 && errno != ENODATA)
-                        return NEG_ERRNO();
-                return 0;
-        }
-        for (size_t i = 0; meta[i]; i++)
-                size += strlen(meta[i]) + 1;
-        if (size > XATTR_VALUE_MAX)
-                return -E2BIG;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        for (size_t i = 0; meta[i]; i++) {
-                size_t l = strlen(meta[i]) + 1;
-                memcpy(buf + o, meta[i], l);
-                o += l;
-        }
-        return xattr_set(fd, xname, buf, size);
-}
-
-/* ---- written ranges ------------------------------------------------------------------------ */
-
-typedef struct Ranges {
-        EmuRange *r;
-        size_t n;
-        bool overflow;
-} Ranges;
-
-static int ranges_read(int fd, Ranges *ret) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size;
-        int r;
-
-        *ret = (Ranges){};
-        r = xattr_get(fd, XATTR_RANGES, &buf, &size);
-        if (r == -ENODATA)
-                return 0;
-        if (r < 0)
-                return r;
-        if (size == sizeof(uint64_t)) {
-                ret->overflow = true;
-                return 0;
-        }
-        if (size % sizeof(EmuRange) != 0)
-                return -EBADMSG;
-        ret->n = size / sizeof(EmuRange);
-        ret->r = malloc(MAX(size, sizeof(EmuRange)) + 2 * sizeof(EmuRange));
-        if (!ret->r)
-                return -ENOMEM;
-        memcpy(ret->r, buf, size);
-        return 0;
-}
-
-static int ranges_write(int fd, const Ranges *rs) {
-        uint64_t marker = RANGES_OVERFLOW;
-
-        if (rs->overflow || rs->n > RANGES_MAX)
-                return xattr_set(fd, XATTR_RANGES, &marker, sizeof(marker));
-        if (rs->n == 0) {
-                if (fremovexattr(fd, XATTR_RANGES) < 0 && errno != ENODATA)
-                        return NEG_ERRNO();
-                return 0;
-        }
-        return xattr_set(fd, XATTR_RANGES, rs->r, rs->n * sizeof(EmuRange));
-}
-
-/* Removes [start, end] from the list (may split one range into two). */
-static int ranges_sub(Ranges *rs, uint64_t start, uint64_t end) {
-        EmuRange *out;
-        size_t o = 0;
-
-        if (rs->overflow)
-                return 0;
-        out = malloc((rs->n + 2) * sizeof(EmuRange));
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < rs->n; i++) {
-                EmuRange c = rs->r[i];
-                if (c.end < start || c.start > end) {
-                        out[o++] = c;
-                        continue;
-                }
-                if (c.start < start)
-                        out[o++] = (EmuRange){c.start, start - 1};
-                if (c.end > end)
-                        out[o++] = (EmuRange){end + 1, c.end};
-        }
-        free(rs->r);
-        rs->r = out;
-        rs->n = o;
-        return 0;
-}
-
-/* Adds [start, end], merging overlapping and adjacent ranges; keeps the list sorted. */
-static int ranges_add(Ranges *rs, uint64_t start, uint64_t end) {
-        EmuRange *out;
-        size_t o = 0;
-        bool placed = false;
-
-        if (rs->overflow)
-                return 0;
-        out = malloc((rs->n + 1) * sizeof(EmuRange));
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < rs->n; i++) {
-                EmuRange c = rs->r[i];
-                if (c.end + 1 < start) {
-                        out[o++] = c;
-                        continue;
-                }
-                if (end != UINT64_MAX && c.start > end + 1) {
-                        if (!placed) {
-                                out[o++] = (EmuRange){start, end};
-                                placed = true;
-                        }
-                        out[o++] = c;
-                        continue;
-                }
-                start = MIN(start, c.start);
-                end = MAX(end, c.end);
-        }
-        if (!placed)
-                out[o++] = (EmuRange){start, end};
-        free(rs->r);
-        rs->r = out;
-        rs->n = o;
-        if (rs->n > RANGES_MAX)
-                rs->overflow = true;
-        return 0;
-}
-
-/* ---- path resolution ---------------------------------------------------------------------- */
-
-typedef struct Loc {
-        int share_fd;
-        int parent_fd; /* == share_fd when the parent is the root */
-        uint64_t parent_id;
-        bool root; /* the path names the share's root directory */
-        char disk[NAME_MAX + 1];
-} Loc;
-
-static void loc_done(Loc *l) {
-        if (l->parent_fd != l->share_fd)
-                (void)safe_close(l->parent_fd);
-        (void)safe_close(l->share_fd);
-        l->share_fd = l->parent_fd = -EBADF;
-}
-
-static int open_share(EmuStore *s, const char *share) {
-        int fd;
-
-        if (emu_share_name_validate(share) < 0)
-                return -ENOMEDIUM;
-        fd = openat(s->shares_fd, share, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? -ENOMEDIUM : NEG_ERRNO();
-        return fd;
-}
-
-static int locate(EmuStore *s, const char *share, char *const *path, size_t n, Loc *ret) {
-        Loc l = {.share_fd = -EBADF, .parent_fd = -EBADF};
-        int r;
-
-        r = open_share(s, share);
-        if (r < 0)
-                return r;
-        l.share_fd = l.parent_fd = r;
-        l.root = n == 0;
-        for (size_t i = 0; i + 1 < n; i++) {
-                char name[NAME_MAX + 1];
-                int fd;
-
-                r = disk_name(path[i], name);
-                if (r < 0)
-                        goto fail;
-                fd = openat(l.parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0) {
-                        r = (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) ? -ESRCH
-                                                                                    : NEG_ERRNO();
-                        goto fail;
-                }
-                if (l.parent_fd != l.share_fd)
-                        (void)safe_close(l.parent_fd);
-                l.parent_fd = fd;
-        }
-        if (n >= 2) {
-                EmuEntry pe = {};
-                r = props_read(l.parent_fd, &pe);
-                l.parent_id = pe.id;
-                emu_entry_clear(&pe);
-                if (r < 0)
-                        goto fail;
-        }
-        if (n >= 1) {
-                r = disk_name(path[n - 1], l.disk);
-                if (r < 0)
-                        goto fail;
-        }
-        *ret = l;
-        return 0;
-fail:
-        loc_done(&l);
-        return r;
-}
-
-/* Opens the entry at l. flags: O_RDONLY or O_RDWR. */
-static int loc_open(const Loc *l, int flags) {
-        int fd;
-
-        if (l->root)
-                fd = openat(l->share_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        else
-                fd = openat(l->parent_fd, l->disk, flags | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-                if (errno == ENOENT || errno == ELOOP)
-                        return -ENOENT;
-                return NEG_ERRNO();
-        }
-        return fd;
-}
-
-/* Loads properties (and metadata) of an open entry and checks its type. */
-static int entry_load(int fd, uint64_t parent_id, bool with_meta, EmuEntry *ret) {
-        EmuEntry e = {};
-        struct stat st;
-        int r;
-
-        if (fstat(fd, &st) < 0)
-                return NEG_ERRNO();
-        r = props_read(fd, &e);
-        if (r >= 0 && with_meta)
-                r = meta_read(fd, XATTR_META, &e.meta);
-        if (r < 0) {
-                emu_entry_clear(&e);
-                return r;
-        }
-        e.is_dir = S_ISDIR(st.st_mode);
-        e.size = e.is_dir ? 0 : (uint64_t)st.st_size;
-        e.parent_id = parent_id;
-        *ret = e;
-        return 0;
-}
-
-static int check_type(const EmuEntry *e, bool want_dir) {
-        if (want_dir && !e->is_dir)
-                return -ENOTDIR;
-        if (!want_dir && e->is_dir)
-                return -EISDIR;
-        return 0;
-}
-
-static int lease_check(const EmuEntry *e, const char *lease_id) {
-        if (e->lease_state == EMU_LEASE_LEASED) {
-                if (!lease_id)
-                        return -ENOLCK;
-                if (strcasecmp(lease_id, e->lease_id) != 0)
-                        return -EPERM;
-                return 0;
-        }
-        return lease_id ? -ENOLINK : 0;
-}
-
-static int64_t pick_time(int64_t want, int64_t current, int64_t now) {
-        if (want == EMU_TIME_NOW)
-                return now;
-        if (want == EMU_TIME_PRESERVE)
-                return current;
-        return want;
-}
-
-static int apply_smb(EmuEntry *e, const EmuSmbProps *smb, int64_t now, bool change_default_now) {
-        if (smb->attributes_set) {
-                uint32_t a = smb->attributes & ~(uint32_t)EMU_ATTR_DIRECTORY;
-                if (e->is_dir)
-                        a |= EMU_ATTR_DIRECTORY;
-                else if (a == 0)
-                        a = EMU_ATTR_ARCHIVE;
-                e->attributes = a;
-        }
-        e->creation_ns = pick_time(smb->creation_ns, e->creation_ns, now);
-        e->last_write_ns = pick_time(smb->last_write_ns, e->last_write_ns, now);
-        if (smb->change_ns == EMU_TIME_PRESERVE && change_default_now)
-                e->change_ns = now;
-        else
-                e->change_ns = pick_time(smb->change_ns, e->change_ns, now);
-        if (smb->permission_key) {
-                char *k = strdup(smb->permission_key);
-                if (!k)
-                        return -ENOMEM;
-                free(e->permission_key);
-                e->permission_key = k;
-        }
-        return 0;
-}
-
-static int content_copy(const EmuContent *src, EmuContent *dst) {
-        const char *from[] = {src->type,          src->encoding,    src->language,
-                              src->cache_control, src->disposition, src->md5};
-        char **to[] = {&dst->type,          &dst->encoding,    &dst->language,
-                       &dst->cache_control, &dst->disposition, &dst->md5};
-        int r;
-
-        content_clear(dst);
-        for (size_t i = 0; i < ELEMENTSOF(from); i++) {
-                r = strdup_or_null(from[i], to[i]);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
 
 /* ---- store lifecycle ---------------------------------------------------------------------- */
 
@@ -835,7 +149,7 @@ int emu_store_open(const char *data_dir, const char *account, EmuStore **ret) {
         if (n < 0 && errno != ENODATA)
                 return NEG_ERRNO(); /* e.g. EOPNOTSUPP: the file system has no user xattrs */
         s->next_id = n == sizeof(id) ? id : 0;
-        r = xattr_set(s->shares_fd, XATTR_NEXT_ID, &s->next_id, sizeof(s->next_id));
+        r = store_xattr_set(s->shares_fd, XATTR_NEXT_ID, &s->next_id, sizeof(s->next_id));
         if (r < 0)
                 return r;
         atomic_store(&s->last_etag, 0);
@@ -859,17 +173,13 @@ EmuStore *emu_store_free(EmuStore *s) {
 /* Under ns_lock (write). */
 static int alloc_id(EmuStore *s, uint64_t *ret) {
         uint64_t next = s->next_id + 1;
-        int r = xattr_set(s->shares_fd, XATTR_NEXT_ID, &next, sizeof(next));
+        int r = store_xattr_set(s->shares_fd, XATTR_NEXT_ID, &next, sizeof(next));
         if (r < 0)
                 return r;
         s->next_id = next;
         *ret = FILE_ID_BASE | next;
         return 0;
 }
-
-#define RDLOCK(s) (void)pthread_rwlock_rdlock(&(s)->ns_lock)
-#define WRLOCK(s) (void)pthread_rwlock_wrlock(&(s)->ns_lock)
-#define UNLOCK(s) (void)pthread_rwlock_unlock(&(s)->ns_lock)
 
 /* ---- shares ------------------------------------------------------------------------------- */
 
@@ -886,7 +196,7 @@ static int share_read(int fd, EmuShareInfo *ret) {
                 .last_modified_ns = ds.last_modified_ns,
                 .etag = ds.etag,
         };
-        return meta_read(fd, XATTR_SHARE_META, &ret->meta);
+        return store_meta_read(fd, XATTR_SHARE_META, &ret->meta);
 }
 
 static int share_write(int fd, const EmuShareInfo *i) {
@@ -896,7 +206,7 @@ static int share_write(int fd, const EmuShareInfo *i) {
                 .last_modified_ns = i->last_modified_ns,
                 .etag = i->etag,
         };
-        return xattr_set(fd, XATTR_SHARE, &ds, sizeof(ds));
+        return store_xattr_set(fd, XATTR_SHARE, &ds, sizeof(ds));
 }
 
 int emu_store_share_create(EmuStore *s, const char *share, uint64_t quota_gib, char *const *meta) {
@@ -929,9 +239,9 @@ int emu_store_share_create(EmuStore *s, const char *share, uint64_t quota_gib, c
         if (r >= 0)
                 r = share_write(fd, &info);
         if (r >= 0)
-                r = meta_write(fd, XATTR_SHARE_META, meta);
+                r = store_meta_write(fd, XATTR_SHARE_META, meta);
         if (r >= 0)
-                r = props_write(fd, &root);
+                r = store_props_write(fd, &root);
         if (r < 0)
                 (void)unlinkat(s->shares_fd, share, AT_REMOVEDIR);
         UNLOCK(s);
@@ -943,7 +253,7 @@ int emu_store_share_get(EmuStore *s, const char *share, EmuShareInfo *ret) {
         int fd, r;
 
         RDLOCK(s);
-        fd = open_share(s, share);
+        fd = store_open_share(s, share);
         r = fd < 0 ? fd : share_read(fd, ret);
         UNLOCK(s);
         (void)safe_close(fd);
@@ -956,7 +266,7 @@ int emu_store_share_set(
         int fd, r;
 
         WRLOCK(s);
-        fd = open_share(s, share);
+        fd = store_open_share(s, share);
         r = fd < 0 ? fd : share_read(fd, &info);
         if (r >= 0) {
                 if (quota_gib > 0)
@@ -966,11 +276,11 @@ int emu_store_share_set(
                 r = share_write(fd, &info);
         }
         if (r >= 0 && meta) {
-                r = meta_write(fd, XATTR_SHARE_META, meta);
-                strv_free(info.meta);
+                r = store_meta_write(fd, XATTR_SHARE_META, meta);
+                store_strv_free(info.meta);
                 info.meta = NULL;
                 if (r >= 0)
-                        r = strv_copy(meta, &info.meta);
+                        r = store_strv_copy(meta, &info.meta);
         }
         UNLOCK(s);
         (void)safe_close(fd);
@@ -1015,7 +325,7 @@ int emu_store_share_usage(EmuStore *s, const char *share, uint64_t *ret_bytes) {
         int fd, r;
 
         RDLOCK(s);
-        fd = open_share(s, share);
+        fd = store_open_share(s, share);
         r = fd < 0 ? fd : usage_walk(fd, &total, 0);
         UNLOCK(s);
         if (r < 0)
@@ -1063,10 +373,10 @@ int emu_store_create(
         if (n == 0)
                 return -EEXIST;
         WRLOCK(s);
-        r = locate(s, share, path, n, &l);
+        r = store_locate(s, share, path, n, &l);
         if (r < 0)
                 goto out;
-        fd = loc_open(&l, is_dir ? O_RDONLY : O_RDWR);
+        fd = store_loc_open(&l, is_dir ? O_RDONLY : O_RDWR);
         if (fd >= 0 || fd == -EISDIR) {
                 /* The name is taken (in any case spelling). Directories conflict; files are
                  * replaced, keeping their id. */
@@ -1074,14 +384,14 @@ int emu_store_create(
                         r = -EEXIST;
                         goto out;
                 }
-                r = entry_load(fd, l.parent_id, false, &e);
+                r = store_entry_load(fd, l.parent_id, false, &e);
                 if (r < 0)
                         goto out;
                 if (e.is_dir) {
                         r = -EEXIST;
                         goto out;
                 }
-                r = lease_check(&e, args->lease_id);
+                r = store_lease_check(&e, args->lease_id);
                 if (r < 0)
                         goto out;
                 if (ftruncate(fd, 0) < 0) {
@@ -1094,7 +404,7 @@ int emu_store_create(
                 }
                 free(e.permission_key);
                 e.permission_key = NULL;
-                content_clear(&e.content);
+                store_content_clear(&e.content);
                 e.attributes = 0;
         } else if (fd != -ENOENT) {
                 r = fd;
@@ -1147,7 +457,7 @@ int emu_store_create(
                         smb.last_write_ns = EMU_TIME_NOW;
                 if (smb.change_ns == EMU_TIME_PRESERVE)
                         smb.change_ns = EMU_TIME_NOW;
-                r = apply_smb(&e, &smb, now, false);
+                r = store_apply_smb(&e, &smb, now, false);
                 if (r < 0)
                         goto out;
         }
@@ -1159,22 +469,22 @@ int emu_store_create(
                 }
         }
         if (!is_dir && args->content) {
-                r = content_copy(args->content, &e.content);
+                r = store_content_copy(args->content, &e.content);
                 if (r < 0)
                         goto out;
         }
         e.last_modified_ns = now;
         e.etag = emu_store_new_etag(s);
-        r = props_write(fd, &e);
+        r = store_props_write(fd, &e);
         if (r >= 0)
-                r = meta_write(fd, XATTR_META, args->meta);
+                r = store_meta_write(fd, XATTR_META, args->meta);
         if (r >= 0 && args->meta)
-                r = strv_copy(args->meta, &e.meta);
+                r = store_strv_copy(args->meta, &e.meta);
 out:
         if (r < 0 && created)
                 (void)unlinkat(l.parent_fd, l.disk, is_dir ? AT_REMOVEDIR : 0);
         if (l.share_fd >= 0)
-                loc_done(&l);
+                store_loc_done(&l);
         UNLOCK(s);
         if (r < 0) {
                 emu_entry_clear(&e);
@@ -1191,18 +501,18 @@ int emu_store_get(
         int fd, r;
 
         RDLOCK(s);
-        r = locate(s, share, path, n, &l);
+        r = store_locate(s, share, path, n, &l);
         if (r < 0) {
                 UNLOCK(s);
                 return r;
         }
-        fd = loc_open(&l, O_RDONLY);
-        r = fd < 0 ? fd : entry_load(fd, l.parent_id, true, &e);
-        loc_done(&l);
+        fd = store_loc_open(&l, O_RDONLY);
+        r = fd < 0 ? fd : store_entry_load(fd, l.parent_id, true, &e);
+        store_loc_done(&l);
         UNLOCK(s);
         (void)safe_close(fd);
         if (r >= 0)
-                r = check_type(&e, want_dir);
+                r = store_check_type(&e, want_dir);
         if (r < 0) {
                 emu_entry_clear(&e);
                 return r;
@@ -1232,12 +542,12 @@ modify(EmuStore *s,
         int r;
 
         RDLOCK(s);
-        r = locate(s, share, path, n, &l);
+        r = store_locate(s, share, path, n, &l);
         if (r < 0) {
                 UNLOCK(s);
                 return r;
         }
-        fd = loc_open(&l, want_dir ? O_RDONLY : open_flags);
+        fd = store_loc_open(&l, want_dir ? O_RDONLY : open_flags);
         if (fd == -EISDIR)
                 r = want_dir ? -EIO : -EISDIR;
         else if (fd < 0)
@@ -1245,11 +555,11 @@ modify(EmuStore *s,
         else if (fstat(fd, &st) < 0)
                 r = NEG_ERRNO();
         if (r >= 0) {
-                pthread_mutex_t *m = stripe_of(s, &st);
+                pthread_mutex_t *m = store_stripe_of(s, &st);
                 (void)pthread_mutex_lock(m);
-                r = entry_load(fd, l.parent_id, true, &e);
+                r = store_entry_load(fd, l.parent_id, true, &e);
                 if (r >= 0)
-                        r = check_type(&e, want_dir);
+                        r = store_check_type(&e, want_dir);
                 if (r >= 0)
                         r = fn(s, fd, &e, userdata);
                 if (r >= 0 && !e.is_dir) {
@@ -1258,7 +568,7 @@ modify(EmuStore *s,
                 }
                 (void)pthread_mutex_unlock(m);
         }
-        loc_done(&l);
+        store_loc_done(&l);
         UNLOCK(s);
         if (r < 0) {
                 emu_entry_clear(&e);
@@ -1274,7 +584,7 @@ static int set_fn(EmuStore *s, int fd, EmuEntry *e, const void *userdata) {
         int r;
 
         if (!e->is_dir) {
-                r = lease_check(e, a->lease_id);
+                r = store_lease_check(e, a->lease_id);
                 if (r < 0)
                         return r;
         }
@@ -1282,26 +592,26 @@ static int set_fn(EmuStore *s, int fd, EmuEntry *e, const void *userdata) {
                 Ranges rs;
                 if (ftruncate(fd, (off_t)*a->size) < 0)
                         return NEG_ERRNO();
-                r = ranges_read(fd, &rs);
+                r = store_ranges_read(fd, &rs);
                 if (r >= 0 && *a->size < UINT64_MAX)
-                        r = ranges_sub(&rs, *a->size, UINT64_MAX);
+                        r = store_ranges_sub(&rs, *a->size, UINT64_MAX);
                 if (r >= 0)
-                        r = ranges_write(fd, &rs);
+                        r = store_ranges_write(fd, &rs);
                 free(rs.r);
                 if (r < 0)
                         return r;
         }
-        r = apply_smb(e, &a->smb, now, true);
+        r = store_apply_smb(e, &a->smb, now, true);
         if (r < 0)
                 return r;
         if (!e->is_dir && a->content) {
-                r = content_copy(a->content, &e->content);
+                r = store_content_copy(a->content, &e->content);
                 if (r < 0)
                         return r;
         }
         e->last_modified_ns = now;
         e->etag = emu_store_new_etag(s);
-        return props_write(fd, e);
+        return store_props_write(fd, e);
 }
 
 int emu_store_set(
@@ -1325,23 +635,23 @@ static int meta_fn(EmuStore *s, int fd, EmuEntry *e, const void *userdata) {
         int r;
 
         if (!e->is_dir) {
-                r = lease_check(e, a->lease_id);
+                r = store_lease_check(e, a->lease_id);
                 if (r < 0)
                         return r;
         }
-        r = meta_write(fd, XATTR_META, a->meta);
+        r = store_meta_write(fd, XATTR_META, a->meta);
         if (r < 0)
                 return r;
-        strv_free(e->meta);
+        store_strv_free(e->meta);
         e->meta = NULL;
         if (a->meta) {
-                r = strv_copy(a->meta, &e->meta);
+                r = store_strv_copy(a->meta, &e->meta);
                 if (r < 0)
                         return r;
         }
         e->last_modified_ns = now_realtime_ns();
         e->etag = emu_store_new_etag(s);
-        return props_write(fd, e);
+        return store_props_write(fd, e);
 }
 
 int emu_store_set_meta(
@@ -1415,7 +725,7 @@ static int lease_fn(EmuStore *s, int fd, EmuEntry *e, const void *userdata) {
                 break;
         }
         /* Lease operations change neither the ETag nor Last-Modified. */
-        return props_write(fd, e);
+        return store_props_write(fd, e);
 }
 
 int emu_store_lease(
@@ -1445,21 +755,21 @@ int emu_store_delete(
         if (n == 0)
                 return -EPERM;
         WRLOCK(s);
-        r = locate(s, share, path, n, &l);
+        r = store_locate(s, share, path, n, &l);
         if (r < 0) {
                 UNLOCK(s);
                 return r;
         }
-        fd = loc_open(&l, O_RDONLY);
-        r = fd < 0 ? fd : entry_load(fd, l.parent_id, false, &e);
+        fd = store_loc_open(&l, O_RDONLY);
+        r = fd < 0 ? fd : store_entry_load(fd, l.parent_id, false, &e);
         (void)safe_close(fd);
         if (r >= 0)
-                r = check_type(&e, want_dir);
+                r = store_check_type(&e, want_dir);
         if (r >= 0 && !want_dir)
-                r = lease_check(&e, lease_id);
+                r = store_lease_check(&e, lease_id);
         if (r >= 0 && unlinkat(l.parent_fd, l.disk, want_dir ? AT_REMOVEDIR : 0) < 0)
                 r = errno == ENOTEMPTY || errno == EEXIST ? -ENOTEMPTY : NEG_ERRNO();
-        loc_done(&l);
+        store_loc_done(&l);
         UNLOCK(s);
         emu_entry_clear(&e);
         return r;
@@ -1487,28 +797,28 @@ int emu_store_rename(
         if (n_src == 0 || n_dst == 0)
                 return -EINVAL;
         WRLOCK(s);
-        r = locate(s, share, src, n_src, &ls);
+        r = store_locate(s, share, src, n_src, &ls);
         if (r < 0) {
                 /* A missing parent of the source is a missing source. */
                 if (r == -ESRCH)
                         r = -ENOENT;
                 goto out;
         }
-        fd = loc_open(&ls, O_RDONLY);
-        r = fd < 0 ? fd : entry_load(fd, ls.parent_id, true, &e);
+        fd = store_loc_open(&ls, O_RDONLY);
+        r = fd < 0 ? fd : store_entry_load(fd, ls.parent_id, true, &e);
         if (r >= 0)
-                r = check_type(&e, is_dir);
+                r = store_check_type(&e, is_dir);
         if (r >= 0 && !is_dir)
-                r = lease_check(&e, args->source_lease_id);
+                r = store_lease_check(&e, args->source_lease_id);
         if (r >= 0 && fstat(fd, &st_src) < 0)
                 r = NEG_ERRNO();
         if (r < 0)
                 goto out;
 
-        r = locate(s, share, dst, n_dst, &ld);
+        r = store_locate(s, share, dst, n_dst, &ld);
         if (r < 0)
                 goto out;
-        dfd = loc_open(&ld, O_RDONLY);
+        dfd = store_loc_open(&ld, O_RDONLY);
         if (dfd >= 0) {
                 if (fstat(dfd, &st_dst) < 0) {
                         r = NEG_ERRNO();
@@ -1516,7 +826,7 @@ int emu_store_rename(
                 }
                 same = st_dst.st_ino == st_src.st_ino && st_dst.st_dev == st_src.st_dev;
                 if (!same) {
-                        r = entry_load(dfd, ld.parent_id, false, &d);
+                        r = store_entry_load(dfd, ld.parent_id, false, &d);
                         if (r < 0)
                                 goto out;
                         if (d.is_dir || !args->replace_if_exists) {
@@ -1527,7 +837,7 @@ int emu_store_rename(
                                 r = -EROFS;
                                 goto out;
                         }
-                        r = lease_check(&d, args->destination_lease_id);
+                        r = store_lease_check(&d, args->destination_lease_id);
                         if (r < 0)
                                 goto out;
                         /* A directory cannot rename(2) over a file; remove the file first. */
@@ -1553,7 +863,7 @@ int emu_store_rename(
                 goto out;
         }
         e.parent_id = ld.parent_id;
-        r = apply_smb(&e, &args->smb, now, true);
+        r = store_apply_smb(&e, &args->smb, now, true);
         if (r < 0)
                 goto out;
         if (!is_dir && args->content_type) {
@@ -1565,23 +875,23 @@ int emu_store_rename(
                 }
         }
         if (args->meta) {
-                r = meta_write(fd, XATTR_META, args->meta);
+                r = store_meta_write(fd, XATTR_META, args->meta);
                 if (r < 0)
                         goto out;
-                strv_free(e.meta);
+                store_strv_free(e.meta);
                 e.meta = NULL;
-                r = strv_copy(args->meta, &e.meta);
+                r = store_strv_copy(args->meta, &e.meta);
                 if (r < 0)
                         goto out;
         }
         e.last_modified_ns = now;
         e.etag = emu_store_new_etag(s);
-        r = props_write(fd, &e);
+        r = store_props_write(fd, &e);
 out:
         if (ls.share_fd >= 0)
-                loc_done(&ls);
+                store_loc_done(&ls);
         if (ld.share_fd >= 0)
-                loc_done(&ld);
+                store_loc_done(&ld);
         UNLOCK(s);
         emu_entry_clear(&d);
         if (r < 0) {
@@ -1589,403 +899,5 @@ out:
                 return r;
         }
         *ret = e;
-        return 0;
-}
-
-/* ---- file data ---------------------------------------------------------------------------- */
-
-int emu_store_write(
-        EmuStore *s,
-        const char *share,
-        char *const *path,
-        size_t n,
-        uint64_t offset,
-        const void *data,
-        uint64_t len,
-        const char *lease_id,
-        int64_t last_write_ns,
-        EmuEntry *ret) {
-        Loc l;
-        EmuEntry e = {};
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        pthread_mutex_t *m = NULL;
-        Ranges rs = {};
-        int r = 0;
-
-        if (len == 0)
-                return -ERANGE;
-        RDLOCK(s);
-        r = locate(s, share, path, n, &l);
-        if (r < 0) {
-                UNLOCK(s);
-                return r;
-        }
-        fd = loc_open(&l, O_RDWR);
-        if (fd < 0)
-                r = fd;
-        else if (fstat(fd, &st) < 0)
-                r = NEG_ERRNO();
-        if (r >= 0) {
-                m = stripe_of(s, &st);
-                (void)pthread_mutex_lock(m);
-                r = entry_load(fd, l.parent_id, false, &e);
-                if (r >= 0)
-                        r = check_type(&e, false);
-                if (r >= 0)
-                        r = lease_check(&e, lease_id);
-                if (r >= 0 && (offset >= e.size || len > e.size - offset))
-                        r = -ERANGE;
-                (void)pthread_mutex_unlock(m);
-        }
-        loc_done(&l);
-        UNLOCK(s);
-        if (r < 0)
-                goto fail;
-
-        /* The data itself, outside every lock. */
-        if (data) {
-                const char *p = data;
-                uint64_t done = 0;
-                while (done < len) {
-                        ssize_t k =
-                                pwrite(fd, p + done, (size_t)(len - done), (off_t)(offset + done));
-                        if (k < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                r = NEG_ERRNO();
-                                goto fail;
-                        }
-                        done += (uint64_t)k;
-                }
-        } else if (
-                fallocate(
-                        fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) <
-                0) {
-                r = NEG_ERRNO();
-                goto fail;
-        }
-
-        RDLOCK(s);
-        (void)pthread_mutex_lock(m);
-        r = props_read(fd, &e);
-        if (r >= 0)
-                r = ranges_read(fd, &rs);
-        if (r >= 0)
-                r = data ? ranges_add(&rs, offset, offset + len - 1)
-                         : ranges_sub(&rs, offset, offset + len - 1);
-        if (r >= 0)
-                r = ranges_write(fd, &rs);
-        if (r >= 0) {
-                int64_t now = now_realtime_ns();
-                e.last_write_ns = pick_time(last_write_ns, e.last_write_ns, now);
-                e.change_ns = now;
-                e.last_modified_ns = now;
-                e.etag = emu_store_new_etag(s);
-                r = props_write(fd, &e);
-        }
-        if (r >= 0 && fstat(fd, &st) >= 0)
-                e.size = (uint64_t)st.st_size;
-        (void)pthread_mutex_unlock(m);
-        UNLOCK(s);
-        free(rs.r);
-        if (r < 0)
-                goto fail;
-        *ret = e;
-        return 0;
-fail:
-        emu_entry_clear(&e);
-        return r;
-}
-
-int emu_store_open_file(
-        EmuStore *s, const char *share, char *const *path, size_t n, EmuEntry *ret, int *ret_fd) {
-        Loc l;
-        EmuEntry e = {};
-        _cleanup_close_ int fd = -EBADF;
-        int r;
-
-        RDLOCK(s);
-        r = locate(s, share, path, n, &l);
-        if (r < 0) {
-                UNLOCK(s);
-                return r;
-        }
-        fd = loc_open(&l, O_RDONLY);
-        r = fd < 0 ? fd : entry_load(fd, l.parent_id, true, &e);
-        loc_done(&l);
-        UNLOCK(s);
-        if (r >= 0)
-                r = check_type(&e, false);
-        if (r < 0) {
-                emu_entry_clear(&e);
-                return r;
-        }
-        *ret = e;
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-static int ranges_from_holes(int fd, uint64_t size, Ranges *rs) {
-        off_t pos = 0;
-
-        rs->overflow = false;
-        rs->n = 0;
-        while ((uint64_t)pos < size) {
-                off_t data = lseek(fd, pos, SEEK_DATA), hole;
-                EmuRange *nr;
-                if (data < 0)
-                        return errno == ENXIO ? 0 : NEG_ERRNO();
-                hole = lseek(fd, data, SEEK_HOLE);
-                if (hole < 0)
-                        return NEG_ERRNO();
-                hole = MIN(hole, (off_t)size);
-                nr = realloc(rs->r, (rs->n + 1) * sizeof(EmuRange));
-                if (!nr)
-                        return -ENOMEM;
-                rs->r = nr;
-                rs->r[rs->n++] = (EmuRange){(uint64_t)data, (uint64_t)hole - 1};
-                pos = hole;
-        }
-        return 0;
-}
-
-int emu_store_ranges(
-        EmuStore *s,
-        const char *share,
-        char *const *path,
-        size_t n,
-        uint64_t start,
-        uint64_t end,
-        EmuEntry *ret,
-        EmuRange **ret_ranges,
-        size_t *ret_n) {
-        EmuEntry e = {};
-        _cleanup_close_ int fd = -EBADF;
-        Ranges rs = {};
-        EmuRange *out = NULL;
-        size_t o = 0;
-        struct stat st;
-        int r;
-
-        r = emu_store_open_file(s, share, path, n, &e, &fd);
-        if (r < 0)
-                return r;
-        if (fstat(fd, &st) < 0) {
-                r = NEG_ERRNO();
-                goto fail;
-        }
-        RDLOCK(s);
-        (void)pthread_mutex_lock(stripe_of(s, &st));
-        r = ranges_read(fd, &rs);
-        (void)pthread_mutex_unlock(stripe_of(s, &st));
-        UNLOCK(s);
-        if (r >= 0 && rs.overflow)
-                r = ranges_from_holes(fd, e.size, &rs);
-        if (r < 0)
-                goto fail;
-        if (e.size == 0 || start >= e.size)
-                rs.n = 0; /* nothing to report */
-        else
-                end = MIN(end, e.size - 1);
-        out = calloc(rs.n + 1, sizeof(EmuRange));
-        if (!out) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        for (size_t i = 0; i < rs.n && start <= end; i++) {
-                EmuRange c = rs.r[i];
-                if (c.end < start || c.start > end)
-                        continue;
-                out[o++] = (EmuRange){MAX(c.start, start), MIN(c.end, end)};
-        }
-        free(rs.r);
-        *ret = e;
-        *ret_ranges = out;
-        *ret_n = o;
-        return 0;
-fail:
-        free(rs.r);
-        free(out);
-        emu_entry_clear(&e);
-        return r;
-}
-
-/* ---- listing ------------------------------------------------------------------------------ */
-
-typedef struct ListKey {
-        char *key; /* folded name */
-        char disk[NAME_MAX + 1];
-} ListKey;
-
-static int list_key_cmp(const void *a, const void *b) {
-        return strcmp(((const ListKey *)a)->key, ((const ListKey *)b)->key);
-}
-
-static int marker_decode(const char *marker, char **ret) {
-        size_t len = strlen(marker);
-        char *out;
-
-        if (len < 2 || len % 2 != 0 || strncmp(marker, "2!", 2) != 0)
-                return -EBADMSG;
-        out = malloc(len / 2 + 1);
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 2, o = 0; i < len; i += 2, o++) {
-                unsigned v;
-                if (sscanf(marker + i, "%2x", &v) != 1 || !strchr("0123456789abcdef", marker[i]) ||
-                    !strchr("0123456789abcdef", marker[i + 1]) || v == 0) {
-                        free(out);
-                        return -EBADMSG;
-                }
-                out[o] = (char)v;
-        }
-        out[len / 2 - 1] = '\0';
-        *ret = out;
-        return 0;
-}
-
-static int marker_encode(const char *key, char **ret) {
-        size_t len = strlen(key);
-        char *out = malloc(2 + len * 2 + 1);
-
-        if (!out)
-                return -ENOMEM;
-        memcpy(out, "2!", 2);
-        for (size_t i = 0; i < len; i++)
-                (void)snprintf(out + 2 + 2 * i, 3, "%02x", (unsigned char)key[i]);
-        out[2 + len * 2] = '\0';
-        *ret = out;
-        return 0;
-}
-
-int emu_store_list(
-        EmuStore *s,
-        const char *share,
-        char *const *path,
-        size_t n,
-        const char *prefix,
-        const char *marker,
-        size_t max,
-        EmuListPage *ret) {
-        _cleanup_free_ char *fprefix = NULL, *fmarker = NULL;
-        EmuListPage page = {};
-        ListKey *keys = NULL;
-        size_t n_keys = 0, alloc = 0, first;
-        DIR *d = NULL;
-        Loc l;
-        int fd = -EBADF, r;
-        struct dirent *de;
-
-        if (prefix) {
-                r = emu_name_fold(prefix, &fprefix);
-                if (r < 0)
-                        return r;
-        }
-        if (marker) {
-                r = marker_decode(marker, &fmarker);
-                if (r < 0)
-                        return r;
-        }
-        RDLOCK(s);
-        r = locate(s, share, path, n, &l);
-        if (r < 0) {
-                UNLOCK(s);
-                return r;
-        }
-        fd = loc_open(&l, O_RDONLY);
-        r = fd < 0 ? fd : entry_load(fd, l.parent_id, false, &page.dir);
-        if (r >= 0)
-                r = check_type(&page.dir, true);
-        if (r < 0)
-                goto out;
-        d = fdopendir(fd);
-        if (!d) {
-                r = NEG_ERRNO();
-                goto out;
-        }
-        fd = -EBADF;
-        while ((de = readdir(d))) {
-                ListKey k = {};
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                (void)snprintf(k.disk, sizeof(k.disk), "%s", de->d_name);
-                if (de->d_name[0] == '#') {
-                        EmuEntry tmp = {};
-                        int efd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                        if (efd < 0)
-                                continue;
-                        r = props_read(efd, &tmp);
-                        (void)safe_close(efd);
-                        if (r >= 0)
-                                r = emu_name_fold(tmp.name, &k.key);
-                        emu_entry_clear(&tmp);
-                        if (r == -ENOMEM)
-                                goto out;
-                        if (r < 0)
-                                continue;
-                } else {
-                        k.key = strdup(de->d_name);
-                        if (!k.key) {
-                                r = -ENOMEM;
-                                goto out;
-                        }
-                }
-                if ((fprefix && strncmp(k.key, fprefix, strlen(fprefix)) != 0) ||
-                    (fmarker && strcmp(k.key, fmarker) < 0)) {
-                        free(k.key);
-                        continue;
-                }
-                if (n_keys == alloc) {
-                        size_t na = MAX(alloc * 2, (size_t)64);
-                        ListKey *nk = realloc(keys, na * sizeof(ListKey));
-                        if (!nk) {
-                                free(k.key);
-                                r = -ENOMEM;
-                                goto out;
-                        }
-                        keys = nk;
-                        alloc = na;
-                }
-                keys[n_keys++] = k;
-        }
-        qsort(keys, n_keys, sizeof(ListKey), list_key_cmp);
-        page.items = calloc(MIN(n_keys, max) + 1, sizeof(EmuEntry));
-        if (!page.items) {
-                r = -ENOMEM;
-                goto out;
-        }
-        r = 0;
-        for (first = 0; first < n_keys && page.n_items < max; first++) {
-                int efd = openat(dirfd(d), keys[first].disk, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-                if (efd < 0)
-                        continue;
-                r = entry_load(efd, page.dir.id, false, &page.items[page.n_items]);
-                (void)safe_close(efd);
-                if (r == -ENOMEM)
-                        goto out;
-                if (r >= 0)
-                        page.n_items++;
-                r = 0;
-        }
-        if (first < n_keys) {
-                r = marker_encode(keys[first].key, &page.next_marker);
-                if (r < 0)
-                        goto out;
-        }
-out:
-        if (d)
-                (void)closedir(d);
-        (void)safe_close(fd);
-        loc_done(&l);
-        UNLOCK(s);
-        for (size_t i = 0; i < n_keys; i++)
-                free(keys[i].key);
-        free(keys);
-        if (r < 0) {
-                emu_list_page_clear(&page);
-                return r;
-        }
-        *ret = page;
         return 0;
 }
