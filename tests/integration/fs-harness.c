@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -278,6 +279,8 @@ int fs_mount_start(FsMount *m) {
                 const char *argv[] = {bin, source, m->mountpoint, "-f", "-o", opts, NULL};
                 int log = open(m->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                 int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                /* Never outlive the test (a failed check exits without teardown). */
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (log < 0 || null < 0 || dup2(null, STDIN_FILENO) < 0 ||
                     dup2(log, STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0)
                         _exit(127);
@@ -1137,6 +1140,65 @@ void fs_pattern_fill(uint64_t seed, uint64_t offset, void *buf, size_t len) {
                 skip = 0;
                 word++;
         }
+}
+
+int fs_write_pattern(const char *path, uint64_t seed, uint64_t size, size_t chunk) {
+        _cleanup_free_ uint8_t *buf = malloc(chunk);
+        uint64_t off = 0;
+        int fd, r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        while (off < size) {
+                size_t n = (size_t)MIN((uint64_t)chunk, size - off);
+                ssize_t w;
+                fs_pattern_fill(seed, off, buf, n);
+                w = write(fd, buf, n);
+                if (w < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (w == 0) {
+                        r = -EIO;
+                        break;
+                }
+                off += (uint64_t)w;
+        }
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
+int fs_check_pattern(const char *path, uint64_t seed, uint64_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ uint8_t *got = malloc(COMPARE_CHUNK), *want = malloc(COMPARE_CHUNK);
+        uint64_t off = 0;
+        struct stat st;
+
+        if (fd < 0)
+                return -errno;
+        if (!got || !want)
+                return -ENOMEM;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_size != size)
+                return -EBADMSG;
+        while (off < size) {
+                size_t n = (size_t)MIN((uint64_t)COMPARE_CHUNK, size - off);
+                ssize_t k = pread(fd, got, n, (off_t)off);
+                if (k < 0)
+                        return -errno;
+                if ((size_t)k != n)
+                        return -EBADMSG;
+                fs_pattern_fill(seed, off, want, n);
+                if (memcmp(got, want, n) != 0)
+                        return -EBADMSG;
+                off += n;
+        }
+        return 0;
 }
 
 int fs_file_sha256(const char *path, uint8_t ret[32]) {

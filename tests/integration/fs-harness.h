@@ -111,6 +111,11 @@ int fs_emu_set_faults(EmuInstance *e, const char *spec);
 /* Writes len bytes of the deterministic pattern of (seed, offset) into buf: the same bytes for
  * the same seed and absolute offset, so big files need no reference copy. */
 void fs_pattern_fill(uint64_t seed, uint64_t offset, void *buf, size_t len);
+/* Creates (or truncates) path and writes size bytes of the pattern of seed, chunk bytes per
+ * write(), then closes it. The -errno of the first call that failed (open, write, close). */
+int fs_write_pattern(const char *path, uint64_t seed, uint64_t size, size_t chunk);
+/* 0 when path holds exactly size bytes of the pattern of seed, -EBADMSG when not, -errno. */
+int fs_check_pattern(const char *path, uint64_t seed, uint64_t size);
 /* SHA-256 of a local file. */
 int fs_file_sha256(const char *path, uint8_t ret[32]);
 /* rm -rf of a local tree (never follows links, stays on one filesystem). */

@@ -759,6 +759,11 @@ static int finish(Model *m) {
         r = checkpoint(m, "end");
         if (r < 0 || !mnt)
                 return r;
+        if (m->cfg->before_flush) {
+                r = m->cfg->before_flush(m->cfg->userdata);
+                if (r < 0)
+                        return fail(m, "before_flush hook: %s", strerror(-r));
+        }
         logop(m, "flush");
         r = fs_flush(mnt, 120);
         if (r < 0)
@@ -788,6 +793,8 @@ int fs_model_run(const FsModelConfig *cfg, char **reterr_msg) {
                 r = -ENOMEM;
         for (m.op = 1; r == 0 && m.op <= cfg->ops; m.op++) {
                 scan(&m);
+                if (cfg->on_op && (r = cfg->on_op(cfg->userdata, m.op)) < 0)
+                        break;
                 r = one_op(&m);
                 if (r == 0 && cfg->checkpoint_every && m.op % cfg->checkpoint_every == 0)
                         r = checkpoint(&m, "periodic");

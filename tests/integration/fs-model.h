@@ -36,6 +36,12 @@ typedef struct FsModelConfig {
         FsMount *mount;            /* NULL: root is a plain directory (harness self-test) */
         const char *root;          /* the tree under test (the mount point, or a stand-in) */
         const char *ref;           /* the local reference directory (empty at the start) */
+        /* Optional hooks (may be NULL): on_op runs before each op (e.g. to change the emulator's
+         * faults), before_flush before the final flush (e.g. to stop them). A negative return
+         * ends the run with that error. */
+        int (*on_op)(void *userdata, unsigned op);
+        int (*before_flush)(void *userdata);
+        void *userdata;
 } FsModelConfig;
 
 /* Runs cfg->ops operations. 0 when every result matched, -EBADMSG with *reterr_msg (caller

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/* Loss tests of azfilesfs ($AZFILESFS) against a real azfiles-emu: every path that could lose a
+ * byte, tried.
+ *
+ *   faults_workload  the model workload (fs-model.h) while the emulator injects 503s (with 503
+ *                    storms and latency spikes at intervals) on every operation, and 500s,
+ *                    connection resets and truncated bodies on the operations that are safe to
+ *                    repeat; after the faults stop and a flush, the share (over REST) is
+ *                    byte-identical to the local reference. Once in the default mode, once
+ *                    with writeback=async.
+ *   kill_unsynced    writeback=async, uploads held back (every Put Range answers 503), files
+ *                    written, closed, one still open, part of an already uploaded file
+ *                    overwritten; dirty_bytes > 0; kill -9 of azfilesfs; a remount with the
+ *                    same cache_dir and a flush put every byte on the share.
+ *   enospc           cache_dir on a 32 MiB tmpfs, uploads held back: the writer gets ENOSPC
+ *                    (not a hang, not another errno) and every file that was closed before is
+ *                    on the share after the faults stop and a flush.
+ *   restart_mid_flush  64 MiB dirty, slow uploads, a flush running; azfilesfs is killed while
+ *                    the flush is half done; remount, flush: every byte on the share.
+ *
+ *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
+ *
+ * Runs in a private mount namespace per test; needs root and /dev/fuse (else 77); fails when
+ * $AZFILESFS is missing. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "fs-harness.h"
+#include "fs-model.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define SHARE "loss"
+#define FLUSH_S 120
+/* Faults on everything: 503s (the request was not processed, so any operation may be repeated)
+ * and latency. On the operations that are safe to repeat also 500s, resets and truncated
+ * bodies. */
+#define FAULTS_BASE                                                                                \
+        "503=0.03,latency=0ms~3ms,retry-after=0,seed=11;"                                          \
+        "op=PutRange+GetFile+GetFileProperties+ListDirectoriesAndFiles+SetFileProperties:"         \
+        "500=0.02,reset=0.02,truncate=0.01"
+#define HOLD_UPLOADS "op=PutRange:503,retry-after=0"
+
+static EmuInstance *emu;
+static FsMount *mnt;
+static char ref[64];
+
+static void setup(void) {
+        umask(022);
+        ck_assert_int_eq(fs_harness_enter_namespace(), 0);
+        ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
+        ck_assert_int_eq(fs_share_create(emu, SHARE), 0);
+        (void)snprintf(ref, sizeof(ref), "/tmp/fs-loss-ref.XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(ref));
+}
+
+static void teardown(void) {
+        mnt = fs_mount_free(mnt);
+        emu = emu_instance_free(emu);
+        fs_rm_rf(ref);
+}
+
+static void dump_log(void) {
+        _cleanup_free_ char *tail = mnt ? fs_mount_log_tail(mnt, 4000) : NULL;
+        if (tail)
+                fprintf(stderr, "--- azfilesfs log (tail) ---\n%s\n", tail);
+}
+
+#define CHECK_OK(expr, what)                                                                       \
+        do {                                                                                       \
+                int _r = (expr);                                                                   \
+                if (_r < 0)                                                                        \
+                        dump_log();                                                                \
+                ck_assert_msg(_r >= 0, "%s: %s", what, strerror(-_r));                             \
+        } while (0)
+
+static void mount_with(const char *cache_dir, const char *options) {
+        int r = fs_mount_new(emu, SHARE, cache_dir, options, &mnt);
+        ck_assert_msg(r == 0, "mount: %s", strerror(-r));
+}
+
+static void flush_and_compare(void) {
+        _cleanup_free_ char *msg = NULL;
+        uint64_t dirty = UINT64_MAX;
+        int r;
+
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        ck_assert_msg(dirty == 0, "dirty_bytes %" PRIu64 " after a flush", dirty);
+        r = fs_share_compare(emu, SHARE, "", ref, &msg);
+        if (r < 0)
+                dump_log();
+        ck_assert_msg(r == 0, "share vs reference: %s", msg ? msg : strerror(-r));
+        r = fs_tree_compare(mnt->mountpoint, ref, 0, &msg);
+        ck_assert_msg(r == 0, "mount vs reference: %s", msg ? msg : strerror(-r));
+}
+
+static char *refp(const char *name) {
+        char *p;
+        ck_assert_int_ge(asprintf(&p, "%s/%s", ref, name), 0);
+        return p;
+}
+
+/* Writes the same pattern file on the mount and in the reference. */
+static int write_both(const char *name, uint64_t seed, uint64_t size) {
+        _cleanup_free_ char *m = fs_mount_path(mnt, name), *r = refp(name);
+        int k = fs_write_pattern(m, seed, size, 65536);
+        if (k < 0)
+                return k;
+        return fs_write_pattern(r, seed, size, 65536);
+}
+
+/* ---- faults during a long random workload ---------------------------------------------------- */
+
+static int storms(void *userdata, unsigned op) {
+        (void)userdata;
+        /* Every 150 ops a storm: the next 8 requests all answer 503; every 150 ops, offset by
+         * 75, a latency spike on the next 5 requests. */
+        if (op % 150 == 0)
+                return fs_emu_set_faults(emu, FAULTS_BASE ";503,count=8,retry-after=0");
+        if (op % 150 == 75)
+                return fs_emu_set_faults(emu, FAULTS_BASE ";latency=200ms,count=5");
+        return 0;
+}
+
+static int faults_off(void *userdata) {
+        (void)userdata;
+        return fs_emu_set_faults(emu, "");
+}
+
+static void faults_workload(const char *options, uint64_t seed) {
+        _cleanup_free_ char *msg = NULL;
+        const char *ops_s = getenv("FS_LOSS_OPS");
+        FsModelConfig cfg = {
+                .seed = seed,
+                .ops = ops_s ? (unsigned)strtoul(ops_s, NULL, 10) : 500,
+                .case_insensitive = true,
+                .checkpoint_every = 0,
+                .ref = ref,
+                .on_op = storms,
+                .before_flush = faults_off,
+        };
+        int r;
+
+        mount_with(NULL, options);
+        cfg.mount = mnt;
+        cfg.root = mnt->mountpoint;
+        CHECK_OK(fs_emu_set_faults(emu, FAULTS_BASE), "set faults");
+        r = fs_model_run(&cfg, &msg);
+        if (r < 0)
+                dump_log();
+        ck_assert_msg(r == 0, "%s", msg ? msg : strerror(-r));
+}
+
+START_TEST(test_faults_workload_default) {
+        faults_workload(NULL, 101);
+}
+END_TEST
+
+START_TEST(test_faults_workload_async) {
+        faults_workload("writeback=async", 102);
+}
+END_TEST
+
+/* ---- kill -9 with unsynced writes ------------------------------------------------------------ */
+
+START_TEST(test_kill_unsynced) {
+        _cleanup_free_ char *open_m = NULL, *open_r = NULL, *old_m = NULL, *old_r = NULL;
+        _cleanup_free_ char *dir_m = NULL, *dir_r = NULL;
+        uint8_t buf[65536];
+        uint64_t dirty = 0;
+        int fm, fr;
+
+        mount_with(NULL, "writeback=async");
+        /* One file on the share before the faults, then partly overwritten. */
+        CHECK_OK(write_both("old.bin", 1, 3 * 1024 * 1024 + 17), "write old.bin");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "first flush");
+
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+        dir_m = fs_mount_path(mnt, "dir one");
+        dir_r = refp("dir one");
+        ck_assert_int_eq(mkdir(dir_m, 0755), 0);
+        ck_assert_int_eq(mkdir(dir_r, 0755), 0);
+        for (unsigned i = 0; i < 12; i++) {
+                char name[64];
+                (void)snprintf(name, sizeof(name), "dir one/f-%u ü.bin", i);
+                CHECK_OK(write_both(name, 100 + i, (uint64_t)i * 97 * 1024 + i), name);
+        }
+        /* Overwrite 64 KiB in the middle of the uploaded file. */
+        fs_pattern_fill(7, 0, buf, sizeof(buf));
+        old_m = fs_mount_path(mnt, "old.bin");
+        old_r = refp("old.bin");
+        for (int k = 0; k < 2; k++) {
+                int fd = open(k ? old_r : old_m, O_WRONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(
+                        pwrite(fd, buf, sizeof(buf), 1024 * 1024 + 5), (ssize_t)sizeof(buf));
+                ck_assert_int_eq(close(fd), 0);
+        }
+        /* A file still open when the daemon dies. */
+        open_m = fs_mount_path(mnt, "open.bin");
+        open_r = refp("open.bin");
+        fm = open(open_m, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        fr = open(open_r, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fm, 0);
+        ck_assert_int_ge(fr, 0);
+        for (unsigned i = 0; i < 20; i++) {
+                fs_pattern_fill(9, (uint64_t)i * sizeof(buf), buf, sizeof(buf));
+                ck_assert_int_eq(write(fm, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+                ck_assert_int_eq(write(fr, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+        }
+        (void)close(fr);
+
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        ck_assert_msg(
+                dirty > 0, "nothing dirty with every Put Range failing: the case was not "
+                           "exercised (or dirty_bytes is wrong)");
+        fprintf(stderr, "kill -9 with %" PRIu64 " dirty bytes\n", dirty);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        (void)close(fm); /* ENOTCONN on the dead mount: it was detached */
+
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* ---- a full cache disk ----------------------------------------------------------------------- */
+
+START_TEST(test_enospc) {
+        _cleanup_free_ char *cache = NULL;
+        char name[32];
+
+        unsigned done = 0;
+        int r = 0;
+
+        ck_assert_int_ge(asprintf(&cache, "%s.cache", ref), 0);
+        ck_assert_int_eq(mkdir(cache, 0700), 0);
+        ck_assert_msg(mount("tmpfs", cache, "tmpfs", 0, "size=32m,mode=0700") == 0, "tmpfs: %m");
+        mount_with(cache, "writeback=async");
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+
+        /* 1 MiB files until the cache is full; 64 MiB at most. */
+        for (done = 0; done < 64; done++) {
+                _cleanup_free_ char *m = NULL, *rp = NULL;
+                (void)snprintf(name, sizeof(name), "f%03u.bin", done);
+                m = fs_mount_path(mnt, name);
+                rp = refp(name);
+                r = fs_write_pattern(m, 1000 + done, 1024 * 1024, 65536);
+                if (r < 0) {
+                        /* The file that hit ENOSPC is not in the reference: away with it. */
+                        (void)unlink(m);
+                        break;
+                }
+                CHECK_OK(fs_write_pattern(rp, 1000 + done, 1024 * 1024, 65536), "ref");
+        }
+        ck_assert_msg(
+                r == -ENOSPC, "after %u MiB into a 32 MiB cache: %s (want ENOSPC)", done,
+                r < 0 ? strerror(-r) : "no error");
+        fprintf(stderr, "ENOSPC after %u complete files\n", done);
+
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        mnt = fs_mount_free(mnt);
+        ck_assert_int_eq(umount2(cache, MNT_DETACH), 0);
+        (void)rmdir(cache);
+}
+END_TEST
+
+/* ---- restart in the middle of a flush -------------------------------------------------------- */
+
+typedef struct FlushThread {
+        FsMount *m;
+        int result;
+} FlushThread;
+
+static void *flush_thread(void *p) {
+        FlushThread *t = p;
+        t->result = fs_flush(t->m, FLUSH_S);
+        return NULL;
+}
+
+START_TEST(test_restart_mid_flush) {
+        FlushThread t = {};
+        pthread_t th;
+        uint64_t dirty0 = 0, dirty = 0, puts = 0;
+        int64_t deadline;
+
+        mount_with(NULL, "writeback=async");
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+        for (unsigned i = 0; i < 16; i++) {
+                char name[32];
+                (void)snprintf(name, sizeof(name), "big-%02u.bin", i);
+                CHECK_OK(write_both(name, 500 + i, 4 * 1024 * 1024 - 1000 + i * 100), name);
+        }
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty0), "dirty_bytes");
+        ck_assert_msg(dirty0 > 0, "nothing dirty with uploads held back");
+        /* Slow uploads, then a flush; kill once it has made progress but is not done. */
+        CHECK_OK(fs_emu_set_faults(emu, "op=PutRange:latency=150ms"), "slow uploads");
+        CHECK_OK(fs_emu_counter(emu, "PutRange", true, &puts), "counters");
+        t.m = mnt;
+        ck_assert_int_eq(pthread_create(&th, NULL, flush_thread, &t), 0);
+        deadline = now_monotonic_ns() + 60 * NSEC_PER_SEC;
+        for (;;) {
+                struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
+                CHECK_OK(fs_emu_counter(emu, "PutRange", false, &puts), "counters");
+                if (puts >= 3)
+                        break;
+                ck_assert_msg(now_monotonic_ns() < deadline, "the flush uploads nothing");
+                (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
+        }
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes mid-flush");
+        fprintf(stderr, "killing mid-flush: %" PRIu64 " of %" PRIu64 " bytes still dirty\n", dirty,
+                dirty0);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        fprintf(stderr, "the interrupted flush returned %s\n", strerror(-t.result));
+
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+int main(void) {
+        Suite *s = suite_create("fs-loss");
+        TCase *tc = tcase_create("loss");
+        SRunner *sr;
+        int failed, pre = fs_harness_preflight();
+
+        if (pre != 0)
+                return pre;
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_faults_workload_default);
+        tcase_add_test(tc, test_faults_workload_async);
+        tcase_add_test(tc, test_kill_unsynced);
+        tcase_add_test(tc, test_enospc);
+        tcase_add_test(tc, test_restart_mid_flush);
+        tcase_set_timeout(tc, 600);
+        suite_add_tcase(s, tc);
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
