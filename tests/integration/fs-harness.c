@@ -62,6 +62,18 @@ int fs_harness_preflight(void) {
         return 0;
 }
 
+unsigned long fs_env_ulong(const char *name, unsigned long def) {
+        const char *v = getenv(name);
+        char *end;
+        unsigned long r;
+
+        if (isempty(v))
+                return def;
+        errno = 0;
+        r = strtoul(v, &end, 10);
+        return errno == 0 && *end == '\0' ? r : def;
+}
+
 int fs_harness_enter_namespace(void) {
         if (unshare(CLONE_NEWNS) < 0)
                 return -errno;

@@ -27,6 +27,8 @@
  * message on stderr) when $AZFILESFS is unset or not executable, 0 when all is there. A test
  * whose driver is missing must fail, never pass silently. */
 int fs_harness_preflight(void);
+/* A decimal environment knob; def when unset or not a number. */
+unsigned long fs_env_ulong(const char *name, unsigned long def);
 /* unshare(CLONE_NEWNS) and make / private (recursive). -errno. */
 int fs_harness_enter_namespace(void);
 

@@ -140,10 +140,9 @@ static int faults_off(void *userdata) {
 
 static void faults_workload(const char *options, uint64_t seed) {
         _cleanup_free_ char *msg = NULL;
-        const char *ops_s = getenv("FS_LOSS_OPS");
         FsModelConfig cfg = {
                 .seed = seed,
-                .ops = ops_s ? (unsigned)strtoul(ops_s, NULL, 10) : 500,
+                .ops = (unsigned)fs_env_ulong("FS_LOSS_OPS", 500),
                 .case_insensitive = true,
                 .checkpoint_every = 0,
                 .ref = ref,

@@ -30,20 +30,6 @@
 #include "fs-model.h"
 #include "macro.h"
 
-static unsigned long env_ulong(const char *name, unsigned long def) {
-        const char *v = getenv(name);
-        char *end;
-        unsigned long r;
-
-        if (isempty(v))
-                return def;
-        errno = 0;
-        r = strtoul(v, &end, 10);
-        if (errno != 0 || *end != '\0')
-                return def;
-        return r;
-}
-
 static bool standin(void) {
         const char *v = getenv("FS_MODEL_STANDIN");
         return v && streq(v, "1");
@@ -112,8 +98,9 @@ static int run_seed(EmuInstance *emu, uint64_t seed, unsigned ops, char **reterr
 
 START_TEST(test_model) {
         _cleanup_(emu_instance_freep) EmuInstance *emu = NULL;
-        unsigned long seeds = env_ulong("FS_MODEL_SEEDS", 3), only = env_ulong("FS_MODEL_SEED", 0);
-        unsigned ops = (unsigned)env_ulong("FS_MODEL_OPS", 1500);
+        unsigned long seeds = fs_env_ulong("FS_MODEL_SEEDS", 3),
+                      only = fs_env_ulong("FS_MODEL_SEED", 0);
+        unsigned ops = (unsigned)fs_env_ulong("FS_MODEL_OPS", 1500);
         unsigned failed = 0;
 
         umask(022);

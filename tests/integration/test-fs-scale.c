@@ -42,18 +42,6 @@ static EmuInstance *emu;
 static FsMount *mnt, *mnt_b;
 static char ref[64];
 
-static unsigned long env_ulong(const char *name, unsigned long def) {
-        const char *v = getenv(name);
-        char *end;
-        unsigned long r;
-
-        if (isempty(v))
-                return def;
-        errno = 0;
-        r = strtoul(v, &end, 10);
-        return errno == 0 && *end == '\0' ? r : def;
-}
-
 static void setup(void) {
         umask(022);
         ck_assert_int_eq(fs_harness_enter_namespace(), 0);
@@ -107,7 +95,7 @@ static void hex(const uint8_t d[32], char out[65]) {
 /* ---- one big file ---------------------------------------------------------------------------- */
 
 START_TEST(test_big_file) {
-        uint64_t size = (uint64_t)env_ulong("FS_SCALE_BIG_MIB", 256) * MIB;
+        uint64_t size = (uint64_t)fs_env_ulong("FS_SCALE_BIG_MIB", 256) * MIB;
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *buf = malloc(MIB);
         uint8_t want[32], got[32], share[32];
@@ -148,7 +136,7 @@ END_TEST
 /* ---- 10,000 small files ---------------------------------------------------------------------- */
 
 START_TEST(test_many_files) {
-        unsigned long files = env_ulong("FS_SCALE_FILES", 10000);
+        unsigned long files = fs_env_ulong("FS_SCALE_FILES", 10000);
         _cleanup_free_ char *msg = NULL;
         uint64_t dirty = UINT64_MAX;
         int r;
