@@ -1,0 +1,1562 @@
+/* SPDX-License-Identifier: MIT */
+/* The data path: one cache file per share file under the per-mount cache directory, filled in
+ * FS_PIECE_SIZE pieces by range GETs; writes land in the cache file and mark pieces dirty; a
+ * dirty record ("sidecar", <id>.dirty) is written and fsynced before a write that dirties a new
+ * piece is acknowledged, so a restarted mount finds and uploads what a crash left behind. */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "fs-internal.h"
+#include "log.h"
+#include "strbuf.h"
+#include "url-util.h"
+
+#define P ((uint64_t)FS_PIECE_SIZE)
+#define READAHEAD_PIECES 4
+#define TICK_USEC (250 * UINT64_C(1000))
+#define SIDECAR_MAX (4u * 1024u * 1024u)
+#define XATTR_DIRTY "user.azfilesfs.dirty_bytes"
+#define XATTR_STATS "user.azfilesfs.stats"
+#define XATTR_FLUSH "user.azfilesfs.flush"
+
+static int64_t realtime_ns(void) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
+}
+
+static Fs *fs_of(fuse_req_t req) {
+        return fuse_req_userdata(req);
+}
+
+/* ---- pieces ---- */
+
+static int pieces_grow_locked(Inode *i, uint64_t size) {
+        size_t n = (size_t)((size + P - 1) / P);
+        uint8_t *p;
+
+        if (n <= i->n_pieces)
+                return 0;
+        p = realloc(i->pieces, n);
+        if (!p)
+                return -ENOMEM;
+        memset(p + i->n_pieces, 0, n - i->n_pieces);
+        i->pieces = p;
+        i->n_pieces = n;
+        return 0;
+}
+
+/* Changes piece k's flags and keeps the counters (dirty and cached pieces) right. */
+static void piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear) {
+        uint8_t old = i->pieces[k], new = (uint8_t)((old | set) & ~clear);
+        bool was_dirty = old & (PIECE_DIRTY | PIECE_UPLOADING),
+             is_dirty = new &(PIECE_DIRTY | PIECE_UPLOADING);
+
+        if (was_dirty != is_dirty) {
+                if (is_dirty) {
+                        fs->dirty_pieces++;
+                        if (i->n_dirty++ == 0)
+                                i->dirty_since_ns = fs_now();
+                } else {
+                        fs->dirty_pieces--;
+                        i->n_dirty--;
+                }
+        }
+        if ((old & PIECE_PRESENT) != (new &PIECE_PRESENT)) {
+                if (new &PIECE_PRESENT)
+                        fs->cache_pieces++;
+                else
+                        fs->cache_pieces--;
+        }
+        i->pieces[k] = new;
+}
+
+bool fs_inode_is_dirty(const Inode *i) {
+        return i->n_dirty > 0 || i->size_dirty;
+}
+
+/* ---- cache directory and files ---- */
+
+static void data_name(uint64_t id, const char *suffix, char buf[static 64]) {
+        (void)snprintf(buf, 64, "%016" PRIx64 "%s", id, suffix);
+}
+
+int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
+        _cleanup_close_ int top = -EBADF, dfd = -EBADF, lfd = -EBADF;
+        uint64_t h = fs_path_hash(fs->o->endpoint) ^ (fs_path_hash(fs->o->share) * 31) ^
+                     (fs_path_hash(fs->o->subdir) * 131);
+        char name[256];
+        int r;
+
+        if (mkdir(fs->o->cache_dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                if (asprintf(
+                            reterr_msg, "Cannot create cache directory %s: %s", fs->o->cache_dir,
+                            strerror(-r)) < 0)
+                        *reterr_msg = NULL;
+                return r;
+        }
+        top = open(fs->o->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (top < 0) {
+                r = -errno;
+                if (asprintf(
+                            reterr_msg, "Cannot open cache directory %s: %s", fs->o->cache_dir,
+                            strerror(-r)) < 0)
+                        *reterr_msg = NULL;
+                return r;
+        }
+        (void)snprintf(
+                name, sizeof(name), "%.64s-%.64s-%016" PRIx64, fs->o->account, fs->o->share, h);
+        if (mkdirat(top, name, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        dfd = openat(top, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return -errno;
+        lfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lfd < 0)
+                return -errno;
+        if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (asprintf(
+                            reterr_msg,
+                            "Cache directory %s/%s is in use by another mount of this share",
+                            fs->o->cache_dir, name) < 0)
+                        *reterr_msg = NULL;
+                return r == -EWOULDBLOCK ? -EBUSY : r;
+        }
+        if (asprintf(&fs->cache_path, "%s/%s", fs->o->cache_dir, name) < 0)
+                return -ENOMEM;
+        /* The lock lives as long as the process: the fd is intentionally kept open. */
+        (void)TAKE_FD(lfd);
+        fs->cache_dir_fd = TAKE_FD(dfd);
+        return 0;
+}
+
+int fs_cache_attach_locked(Fs *fs, Inode *i) {
+        char name[64];
+        int fd;
+
+        if (i->cache_fd >= 0)
+                return 0;
+        i->cache_id = fs->next_cache_id++;
+        data_name(i->cache_id, ".data", name);
+        fd = openat(
+                fs->cache_dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        i->cache_fd = fd;
+        i->state_prev = NULL;
+        i->state_next = fs->state_list;
+        if (fs->state_list)
+                fs->state_list->state_prev = i;
+        fs->state_list = i;
+        i->last_used_ns = fs_now();
+        return 0;
+}
+
+void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag) {
+        assert(!fs_inode_is_dirty(i));
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (!(i->pieces[k] & PIECE_FETCHING))
+                        piece_set_locked(fs, i, k, 0, PIECE_PRESENT);
+        if (ftruncate(i->cache_fd, 0) < 0 || ftruncate(i->cache_fd, (off_t)remote_size) < 0)
+                log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
+        (void)pieces_grow_locked(i, remote_size);
+        i->size = remote_size;
+        i->remote_size = remote_size;
+        i->fetch_limit = remote_size;
+        i->size_dirty = false;
+        (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag ? etag : "");
+}
+
+static void sidecar_remove_locked(Fs *fs, Inode *i) {
+        char name[64];
+        if (!i->sidecar_exists)
+                return;
+        data_name(i->cache_id, ".dirty", name);
+        if (unlinkat(fs->cache_dir_fd, name, 0) < 0 && errno != ENOENT)
+                log_warning_errno(
+                        -errno, "Cannot remove dirty record %s/%s, ignoring: %m", fs->cache_path,
+                        name);
+        i->sidecar_exists = false;
+}
+
+void fs_cache_drop_locked(Fs *fs, Inode *i) {
+        char name[64];
+
+        if (i->cache_fd < 0)
+                return;
+        for (size_t k = 0; k < i->n_pieces; k++)
+                piece_set_locked(fs, i, k, 0, PIECE_PRESENT | PIECE_DIRTY | PIECE_UPLOADING);
+        sidecar_remove_locked(fs, i);
+        i->cache_fd = safe_close(i->cache_fd);
+        data_name(i->cache_id, ".data", name);
+        (void)unlinkat(fs->cache_dir_fd, name, 0);
+        free(i->pieces);
+        i->pieces = NULL;
+        i->n_pieces = 0;
+        i->cache_etag[0] = '\0';
+        if (i->state_prev)
+                i->state_prev->state_next = i->state_next;
+        else
+                fs->state_list = i->state_next;
+        if (i->state_next)
+                i->state_next->state_prev = i->state_prev;
+        i->state_prev = i->state_next = NULL;
+}
+
+static bool inode_busy_locked(const Inode *i) {
+        if (i->open_count > 0 || fs_inode_is_dirty(i) || i->uploading || i->waiters)
+                return true;
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_FETCHING)
+                        return true;
+        return false;
+}
+
+void fs_cache_evict_locked(Fs *fs) {
+        while (fs->cache_pieces * P > fs->o->cache_size) {
+                Inode *victim = NULL;
+                for (Inode *i = fs->state_list; i; i = i->state_next) {
+                        if (inode_busy_locked(i))
+                                continue;
+                        if (!victim || i->last_used_ns < victim->last_used_ns)
+                                victim = i;
+                }
+                if (!victim)
+                        return;
+                fs_cache_drop_locked(fs, victim);
+        }
+}
+
+/* ---- dirty records ---- */
+
+void fs_sidecar_update_locked(Fs *fs, Inode *i) {
+        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+        _cleanup_free_ char *enc = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char name[64], tmp[64];
+        const char *sep = "";
+        int r;
+
+        r = url_percent_encode(i->path, true, &enc);
+        if (r < 0)
+                goto fail;
+        r = strbuf_appendf(
+                &b,
+                "azfilesfs-dirty 1\npath %s\nremote_size %" PRIu64 "\nfetch_limit %" PRIu64
+                "\nsize_dirty %d\netag %s\npieces ",
+                enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
+                i->cache_etag[0] ? i->cache_etag : "-");
+        for (size_t k = 0; r >= 0 && k < i->n_pieces; k++)
+                if (i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) {
+                        r = strbuf_appendf(&b, "%s%zu", sep, k);
+                        sep = ",";
+                }
+        if (r >= 0)
+                r = strbuf_append(&b, "\n");
+        if (r < 0)
+                goto fail;
+        data_name(i->cache_id, ".dirty", name);
+        data_name(i->cache_id, ".dirty.tmp", tmp);
+        fd = openat(
+                fs->cache_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        for (size_t done = 0; done < b.len;) {
+                ssize_t k = write(fd, b.data + done, b.len - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                done += (size_t)k;
+        }
+        /* The data the record points at must be on disk before the record says it is dirty. */
+        if (fdatasync(i->cache_fd) < 0 || fdatasync(fd) < 0 ||
+            renameat(fs->cache_dir_fd, tmp, fs->cache_dir_fd, name) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        i->sidecar_exists = true;
+        return;
+fail:
+        log_warning_errno(
+                r, "Cannot write dirty record for /%s in %s (a crash now would lose it): %m",
+                i->path, fs->cache_path);
+}
+
+void fs_discard_dirty_locked(Fs *fs, Inode *i) {
+        if (i->cache_fd < 0)
+                return;
+        for (size_t k = 0; k < i->n_pieces; k++)
+                piece_set_locked(fs, i, k, 0, PIECE_DIRTY);
+        i->size_dirty = false;
+        sidecar_remove_locked(fs, i);
+}
+
+int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
+        int r;
+
+        if (ftruncate(i->cache_fd, (off_t)size) < 0)
+                return -errno;
+        r = pieces_grow_locked(i, size);
+        if (r < 0)
+                return r;
+        for (size_t k = (size_t)((size + P - 1) / P); k < i->n_pieces; k++)
+                piece_set_locked(fs, i, k, 0, PIECE_DIRTY | PIECE_PRESENT);
+        i->fetch_limit = MIN(i->fetch_limit, size);
+        i->size = size;
+        i->size_dirty = true;
+        i->mtime_ns = i->ctime_ns = realtime_ns();
+        if (i->dirty_since_ns == 0 || i->n_dirty == 0)
+                i->dirty_since_ns = fs_now();
+        fs_sidecar_update_locked(fs, i);
+        return 0;
+}
+
+/* ---- reads and writes ---- */
+
+typedef struct FetchCall {
+        Fs *fs;
+        uint64_t ino;
+        size_t piece;
+        uint64_t start, len;
+} FetchCall;
+
+static void fetch_done(RestResult *r, void *userdata);
+
+/* Pieces of [off, off+len) that are not yet usable; submits Get Range for missing ones. For a
+ * write, a piece the write covers entirely needs no fetch. */
+static int
+pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, bool fetch) {
+        int need = 0;
+
+        if (len == 0)
+                return 0;
+        if (pieces_grow_locked(i, off + len) < 0)
+                return -ENOMEM;
+        for (size_t k = (size_t)(off / P); k <= (size_t)((off + len - 1) / P); k++) {
+                uint64_t start = (uint64_t)k * P, end = MIN(start + P, i->fetch_limit);
+                uint8_t f = i->pieces[k];
+                FetchCall *c;
+
+                if (f & PIECE_PRESENT)
+                        continue;
+                if (f & PIECE_FETCHING) {
+                        need++;
+                        continue;
+                }
+                if (start >= i->fetch_limit || (write && off <= start && off + len >= end)) {
+                        piece_set_locked(fs, i, k, PIECE_PRESENT, 0);
+                        continue;
+                }
+                need++;
+                if (!fetch)
+                        continue;
+                c = malloc(sizeof(*c));
+                if (!c)
+                        return -ENOMEM;
+                *c = (FetchCall){
+                        .fs = fs, .ino = i->ino, .piece = k, .start = start, .len = end - start};
+                RestOp op = {
+                        .type = REST_OP_GET_RANGE,
+                        .path = i->path,
+                        .offset = start,
+                        .length = end - start,
+                        .fd = i->cache_fd,
+                        .fd_offset = start};
+                int r = rest_client_submit(fs->rest, &op, fetch_done, c, NULL);
+                if (r < 0) {
+                        free(c);
+                        return r;
+                }
+                piece_set_locked(fs, i, k, PIECE_FETCHING, 0);
+                i->refs++;
+        }
+        return need;
+}
+
+static void reply_read(fuse_req_t req, int fd, uint64_t off, uint64_t len) {
+        struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
+        buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+        buf.buf[0].fd = fd;
+        buf.buf[0].pos = (off_t)off;
+        (void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void waiter_free(FsWaiter *w) {
+        if (!w)
+                return;
+        free(w->data);
+        free(w);
+}
+
+/* Writes buf into the cache file and marks it dirty. No lock held; the pieces are ready. */
+static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, uint64_t off) {
+        size_t done = 0;
+        bool new_piece = false;
+        int fd, err = 0;
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        fd = i ? i->cache_fd : -EBADF;
+        fs_unlock(fs);
+        if (fd < 0)
+                return -EBADF;
+        while (done < size) {
+                ssize_t k = pwrite(fd, buf + done, size - done, (off_t)(off + done));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        err = -errno;
+                        break;
+                }
+                done += (size_t)k;
+        }
+        if (done == 0)
+                return err ? err : -EIO;
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (i && i->cache_fd >= 0 && pieces_grow_locked(i, off + done) >= 0) {
+                for (size_t k = (size_t)(off / P); k <= (size_t)((off + done - 1) / P); k++) {
+                        if (!(i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)))
+                                new_piece = true;
+                        piece_set_locked(fs, i, k, PIECE_DIRTY | PIECE_PRESENT, 0);
+                }
+                if (off + done > i->size) {
+                        i->size = off + done;
+                }
+                i->mtime_ns = i->ctime_ns = realtime_ns();
+                i->last_used_ns = fs_now();
+                if (new_piece || !i->sidecar_exists)
+                        fs_sidecar_update_locked(fs, i);
+        }
+        fs_unlock(fs);
+        return (ssize_t)done;
+}
+
+static bool over_cap_locked(Fs *fs) {
+        return fs->dirty_pieces * P > fs->o->max_dirty;
+}
+
+/* Tries a write now; when it must wait (pieces to fetch, too much dirty data), queues it (copying
+ * the data unless w already holds it). */
+static void write_try(
+        Fs *fs,
+        fuse_req_t req,
+        uint64_t ino,
+        const char *buf,
+        size_t size,
+        uint64_t off,
+        FsWaiter *w) {
+        Inode *i;
+        int need;
+        ssize_t n;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (!i || i->cache_fd < 0) {
+                fs_unlock(fs);
+                waiter_free(w);
+                fuse_reply_err(req, EBADF);
+                return;
+        }
+        need = over_cap_locked(fs) ? 1 : pieces_need_locked(fs, i, off, size, true, true);
+        if (need > 0) {
+                if (!w && (w = calloc(1, sizeof(*w))) && !(w->data = malloc(size ? size : 1))) {
+                        free(w);
+                        w = NULL;
+                }
+                if (!w) {
+                        fs_unlock(fs);
+                        fuse_reply_err(req, ENOMEM);
+                        return;
+                }
+                if (w->data != buf && buf)
+                        memcpy(w->data, buf, size);
+                *w = (FsWaiter){
+                        .kind = FS_WAIT_WRITE,
+                        .req = req,
+                        .ino = ino,
+                        .off = off,
+                        .len = size,
+                        .data = w->data};
+                if (over_cap_locked(fs)) {
+                        w->next = fs->cap_waiters;
+                        fs->cap_waiters = w;
+                        fs_upload_all_locked(fs);
+                } else {
+                        w->next = i->waiters;
+                        i->waiters = w;
+                }
+                fs_unlock(fs);
+                return;
+        }
+        fs_unlock(fs);
+        if (need < 0) {
+                waiter_free(w);
+                fuse_reply_err(req, -need);
+                return;
+        }
+        n = write_commit(fs, ino, buf, size, off);
+        waiter_free(w);
+        if (n < 0)
+                fuse_reply_err(req, (int)-n);
+        else
+                fuse_reply_write(req, (size_t)n);
+}
+
+void fs_op_write(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *buf,
+        size_t size,
+        off_t off,
+        struct fuse_file_info *fi) {
+        write_try(fs_of(req), req, ino, buf, size, (uint64_t)off, NULL);
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        uint64_t len;
+        Inode *i;
+        FsWaiter *w;
+        int need, fd;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (!i || i->cache_fd < 0) {
+                fs_unlock(fs);
+                fuse_reply_err(req, EBADF);
+                return;
+        }
+        if ((uint64_t)off >= i->size) {
+                fs_unlock(fs);
+                fuse_reply_buf(req, NULL, 0);
+                return;
+        }
+        len = MIN((uint64_t)size, i->size - (uint64_t)off);
+        need = pieces_need_locked(fs, i, (uint64_t)off, len, false, true);
+        /* Sequential: fetch the next pieces ahead of the reader. */
+        if (need >= 0 && (uint64_t)off == i->next_seq_off && (uint64_t)off + len < i->fetch_limit) {
+                uint64_t ra = MIN(READAHEAD_PIECES * P, i->fetch_limit - (uint64_t)off - len);
+                (void)pieces_need_locked(fs, i, (uint64_t)off + len, ra, false, true);
+        }
+        i->next_seq_off = (uint64_t)off + len;
+        i->last_used_ns = fs_now();
+        fd = i->cache_fd;
+        if (need > 0) {
+                w = calloc(1, sizeof(*w));
+                if (w) {
+                        *w = (FsWaiter){
+                                .kind = FS_WAIT_READ,
+                                .req = req,
+                                .ino = ino,
+                                .off = (uint64_t)off,
+                                .len = len};
+                        w->next = i->waiters;
+                        i->waiters = w;
+                }
+                fs_unlock(fs);
+                if (!w)
+                        fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        fs_unlock(fs);
+        if (need < 0)
+                fuse_reply_err(req, -need);
+        else
+                reply_read(req, fd, (uint64_t)off, len);
+}
+
+static bool overlaps(const FsWaiter *w, uint64_t start, uint64_t len) {
+        return w->off < start + len && start < w->off + MAX(w->len, 1);
+}
+
+static void run_ready_waiters(Fs *fs, FsWaiter *ready) {
+        while (ready) {
+                FsWaiter *w = ready;
+                ready = w->next;
+                w->next = NULL;
+                if (w->kind == FS_WAIT_READ) {
+                        int fd;
+                        Inode *i;
+                        fs_lock(fs);
+                        i = inode_table_get(fs->inodes, w->ino);
+                        fd = i ? i->cache_fd : -EBADF;
+                        fs_unlock(fs);
+                        if (fd < 0)
+                                fuse_reply_err(w->req, EBADF);
+                        else
+                                reply_read(w->req, fd, w->off, w->len);
+                        waiter_free(w);
+                } else
+                        write_try(fs, w->req, w->ino, w->data, w->len, w->off, w);
+        }
+}
+
+static void fetch_done(RestResult *r, void *userdata) {
+        FetchCall *c = userdata;
+        Fs *fs = c->fs;
+        FsWaiter *ready = NULL, *failed = NULL, **p;
+        Inode *i;
+        int err = r->error;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, c->ino);
+        fs_note_result_locked(fs, r, "Get Range", i ? i->path : "?", 0);
+        if (!i) {
+                fs_unlock(fs);
+                free(c);
+                return;
+        }
+        if (c->piece < i->n_pieces) {
+                piece_set_locked(fs, i, c->piece, err == 0 ? PIECE_PRESENT : 0, PIECE_FETCHING);
+                /* Truncated while the range was in flight: what lies past the new end is gone. */
+                if (err == 0 && c->start + c->len > i->fetch_limit) {
+                        uint64_t from = MAX(c->start, i->fetch_limit);
+                        (void)fallocate(
+                                i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)from, (off_t)(c->start + c->len - from));
+                        if (ftruncate(i->cache_fd, (off_t)i->size) < 0)
+                                err = -errno;
+                }
+        }
+        if (err < 0)
+                log_warning_errno(
+                        err, "Get Range of /%s at %" PRIu64 " failed (request id %s): %m", i->path,
+                        c->start, r->request_id ? r->request_id : "-");
+        for (p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                int need = 0;
+                if (w->kind == FS_WAIT_FLUSH) {
+                        p = &w->next;
+                        continue;
+                }
+                if (err < 0 && overlaps(w, c->start, P))
+                        need = err;
+                else
+                        need = pieces_need_locked(
+                                fs, i, w->off, w->len, w->kind == FS_WAIT_WRITE, true);
+                if (need > 0) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                if (need < 0) {
+                        w->off = (uint64_t)-need; /* the errno, for the reply below */
+                        w->next = failed;
+                        failed = w;
+                } else {
+                        w->next = ready;
+                        ready = w;
+                }
+        }
+        fs_cache_evict_locked(fs);
+        fs_inode_unref_locked(fs, i);
+        fs_unlock(fs);
+        free(c);
+        while (failed) {
+                FsWaiter *w = failed;
+                failed = w->next;
+                fuse_reply_err(w->req, (int)w->off);
+                waiter_free(w);
+        }
+        run_ready_waiters(fs, ready);
+}
+
+/* ---- uploads ---- */
+
+enum {
+        UPLOAD_SIZE,
+        UPLOAD_CREATE,
+        UPLOAD_RANGE,
+        UPLOAD_PROPS,
+};
+
+typedef struct UploadCall {
+        Fs *fs;
+        uint64_t ino;
+        int phase;
+        char *path;
+} UploadCall;
+
+static void upload_done(RestResult *r, void *userdata);
+
+static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
+        UploadCall *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c || !(c->path = strdup(i->path))) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fs = fs;
+        c->ino = i->ino;
+        c->phase = phase;
+        op->path = c->path;
+        r = rest_client_submit(fs->rest, op, upload_done, c, NULL);
+        if (r < 0) {
+                free(c->path);
+                free(c);
+                return r;
+        }
+        i->upload_pending++;
+        return 0;
+}
+
+static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies);
+static void upload_done_reply(Fs *fs, Inode *i, FsWaiter *replies);
+
+/* Submits the round's Put Ranges; the number submitted, or the first error. */
+static int upload_ranges_locked(Fs *fs, Inode *i) {
+        int r, n = 0;
+
+        for (size_t k = 0; k < i->n_pieces; k++) {
+                uint64_t start = (uint64_t)k * P;
+                if (!(i->pieces[k] & PIECE_UPLOADING))
+                        continue;
+                if (start >= i->upload_size) {
+                        piece_set_locked(fs, i, k, 0, PIECE_UPLOADING);
+                        continue;
+                }
+                RestOp op = {
+                        .type = REST_OP_PUT_RANGE,
+                        .offset = start,
+                        .length = MIN(P, i->upload_size - start),
+                        .fd = i->cache_fd,
+                        .fd_offset = start};
+                r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (n == 0) {
+                /* Only the size changed: learn the new ETag. */
+                RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
+                r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
+typedef struct FinishLater {
+        Fs *fs;
+        uint64_t ino;
+} FinishLater;
+
+static void upload_finish_later(void *userdata, bool cancelled) {
+        FinishLater *f = userdata;
+        Fs *fs = f->fs;
+        FsWaiter *replies = NULL;
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, f->ino);
+        if (i && i->uploading && i->upload_pending == 0)
+                upload_finish_locked(fs, i, &replies);
+        fs_unlock(fs);
+        upload_done_reply(fs, NULL, replies);
+        free(f);
+}
+
+/* Nothing could be submitted: the round ends on the I/O thread, where replies can be made. */
+static void upload_fail_locked(Fs *fs, Inode *i, int error) {
+        FinishLater *f;
+
+        if (!i->upload_error)
+                i->upload_error = error;
+        if (i->upload_pending > 0)
+                return;
+        f = malloc(sizeof(*f));
+        if (f) {
+                *f = (FinishLater){.fs = fs, .ino = i->ino};
+                if (fs_post(fs, upload_finish_later, f) >= 0)
+                        return;
+                free(f);
+        }
+        /* Not even that: drop the round; the data stays dirty, the tick retries. */
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_UPLOADING)
+                        piece_set_locked(fs, i, k, PIECE_DIRTY, PIECE_UPLOADING);
+        i->uploading = false;
+        fs->uploads_in_flight--;
+}
+
+void fs_upload_start_locked(Fs *fs, Inode *i) {
+        int r;
+
+        if (i->cache_fd < 0 || i->is_dir)
+                return;
+        if (i->uploading) {
+                i->upload_again = true;
+                return;
+        }
+        if (!fs_inode_is_dirty(i))
+                return;
+        i->uploading = true;
+        i->upload_again = false;
+        i->upload_error = 0;
+        i->upload_pending = 0;
+        i->upload_size = i->size;
+        i->upload_etag[0] = '\0';
+        fs->uploads_in_flight++;
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_DIRTY)
+                        piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
+        if (i->size_dirty || i->size != i->remote_size) {
+                RestOp op = {
+                        .type = REST_OP_SET_FILE_PROPERTIES,
+                        .set_size = true,
+                        .size = i->upload_size};
+                i->size_dirty = false;
+                r = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
+        } else
+                r = upload_ranges_locked(fs, i);
+        if (r < 0)
+                upload_fail_locked(fs, i, r);
+}
+
+void fs_upload_all_locked(Fs *fs) {
+        for (Inode *i = fs->state_list; i; i = i->state_next)
+                if (fs_inode_is_dirty(i))
+                        fs_upload_start_locked(fs, i);
+}
+
+static bool any_dirty_locked(Fs *fs) {
+        for (Inode *i = fs->state_list; i; i = i->state_next)
+                if (fs_inode_is_dirty(i) || i->uploading)
+                        return true;
+        return false;
+}
+
+/* Moves the flush-all waiters that are done to *done: all of them when nothing is dirty (their
+ * error 0), those that saw an upload fail since they started (error EIO). */
+static void flush_all_check_locked(Fs *fs, FsFlushAll **done) {
+        bool dirty = any_dirty_locked(fs);
+
+        for (FsFlushAll **p = &fs->flush_all; *p;) {
+                FsFlushAll *f = *p;
+                if (dirty && fs->upload_failures == f->failures_at_start) {
+                        p = &f->next;
+                        continue;
+                }
+                *p = f->next;
+                f->error = dirty ? -EIO : 0;
+                f->next = *done;
+                *done = f;
+        }
+}
+
+static void reply_flush_all(FsFlushAll *list, int error) {
+        while (list) {
+                FsFlushAll *f = list;
+                list = f->next;
+                f->timer = sd_event_source_disable_unref(f->timer);
+                fuse_reply_err(f->req, -(error ? error : f->error));
+                free(f);
+        }
+}
+
+static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
+        int err = i->upload_error;
+        bool moved;
+
+        i->uploading = false;
+        fs->uploads_in_flight--;
+        if (err == -ENOENT && i->unlinked)
+                err = 0; /* deleted meanwhile: nothing left to upload */
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_UPLOADING)
+                        piece_set_locked(
+                                fs, i, k, (err < 0 && !i->unlinked) ? PIECE_DIRTY : 0,
+                                PIECE_UPLOADING);
+        moved = err == -ENOENT; /* renamed while uploading: go again under the new path */
+        if (err < 0 && !i->unlinked) {
+                i->size_dirty = true;
+                i->dirty_since_ns = fs_now();
+                if (!moved) {
+                        fs->last_upload_error = err;
+                        fs->upload_failures++;
+                        log_error_errno(
+                                err,
+                                "Upload of /%s failed; the data stays in the cache (%s) and is retried: %m",
+                                i->path, fs->cache_path);
+                }
+                fs_sidecar_update_locked(fs, i);
+        } else if (err == 0) {
+                i->remote_size = i->upload_size;
+                if (i->upload_etag[0])
+                        (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", i->upload_etag);
+                fs->last_upload_error = 0;
+                if (!fs_inode_is_dirty(i))
+                        sidecar_remove_locked(fs, i);
+        }
+        fs->upload_generation++;
+        (void)pthread_cond_broadcast(&fs->cond);
+
+        bool waiters = false;
+        for (FsWaiter *w = i->waiters; w; w = w->next)
+                if (w->kind == FS_WAIT_FLUSH)
+                        waiters = true;
+        if ((err == 0 || moved) && fs_inode_is_dirty(i) && !i->unlinked &&
+            (waiters || fs->flush_all || !fs->o->writeback_async || i->upload_again || moved)) {
+                fs_upload_start_locked(fs, i);
+                if (i->uploading)
+                        return;
+        }
+        for (FsWaiter **p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                if (w->kind != FS_WAIT_FLUSH) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                w->off = (uint64_t)(err == -ENOENT ? EIO : -err);
+                w->next = *replies;
+                *replies = w;
+        }
+}
+
+static void upload_done_reply(Fs *fs, Inode *unused, FsWaiter *replies) {
+        while (replies) {
+                FsWaiter *w = replies;
+                replies = w->next;
+                fuse_reply_err(w->req, (int)w->off);
+                waiter_free(w);
+        }
+}
+
+static void upload_done(RestResult *r, void *userdata) {
+        UploadCall *c = userdata;
+        Fs *fs = c->fs;
+        FsWaiter *replies = NULL, *cap = NULL;
+        FsFlushAll *flushed = NULL;
+        int cap_err = 0;
+        Inode *i;
+
+        fs_lock(fs);
+        fs_note_result_locked(
+                fs, r,
+                c->phase == UPLOAD_RANGE   ? "Put Range"
+                : c->phase == UPLOAD_PROPS ? "Get File Properties"
+                                           : "Set File Properties",
+                c->path, 0);
+        i = inode_table_get(fs->inodes, c->ino);
+        if (i && i->uploading) {
+                i->upload_pending--;
+                if (r->error < 0 && c->phase == UPLOAD_SIZE && r->error == -ENOENT &&
+                    !i->unlinked && streq(c->path, i->path)) {
+                        /* Gone from the share (recovered data of a file deleted elsewhere, or a
+                         * file removed behind our back): create it again, then write. */
+                        RestOp op = {
+                                .type = REST_OP_CREATE_FILE,
+                                .set_size = true,
+                                .size = i->upload_size};
+                        if (upload_submit_locked(fs, i, UPLOAD_CREATE, &op) < 0)
+                                i->upload_error = -ENOMEM;
+                } else if (r->error < 0) {
+                        if (!i->upload_error)
+                                i->upload_error = r->error;
+                } else if (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_CREATE) {
+                        int k = upload_ranges_locked(fs, i);
+                        if (k < 0 && !i->upload_error)
+                                i->upload_error = k;
+                } else if (c->phase == UPLOAD_PROPS) {
+                        (void)snprintf(
+                                i->upload_etag, sizeof(i->upload_etag), "%s", r->props->etag);
+                        (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
+                }
+                if (i->upload_pending == 0) {
+                        if (i->upload_error == 0 && c->phase == UPLOAD_RANGE) {
+                                RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
+                                if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op) >= 0)
+                                        goto out;
+                        }
+                        upload_finish_locked(fs, i, &replies);
+                }
+        }
+out:
+        if (fs->flush_all)
+                flush_all_check_locked(fs, &flushed);
+        if (fs->cap_waiters && (!over_cap_locked(fs) || fs->last_upload_error < 0)) {
+                cap = fs->cap_waiters;
+                fs->cap_waiters = NULL;
+                cap_err = over_cap_locked(fs) ? fs->last_upload_error : 0;
+        }
+        if (i)
+                fs_cache_evict_locked(fs);
+        fs_unlock(fs);
+        free(c->path);
+        free(c);
+        upload_done_reply(fs, NULL, replies);
+        reply_flush_all(flushed, 0);
+        while (cap) {
+                FsWaiter *w = cap;
+                cap = w->next;
+                w->next = NULL;
+                if (cap_err < 0) {
+                        fuse_reply_err(w->req, -cap_err);
+                        waiter_free(w);
+                } else
+                        write_try(fs, w->req, w->ino, w->data, w->len, w->off, w);
+        }
+}
+
+/* ---- flush, fsync, release ---- */
+
+static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
+        Fs *fs = fs_of(req);
+        FsWaiter *w;
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (!i || (!fs_inode_is_dirty(i) && !i->uploading)) {
+                fs_unlock(fs);
+                fuse_reply_err(req, 0);
+                return;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                fs_unlock(fs);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        *w = (FsWaiter){.kind = FS_WAIT_FLUSH, .req = req, .ino = ino, .next = i->waiters};
+        i->waiters = w;
+        fs_upload_start_locked(fs, i);
+        if (!i->uploading) {
+                /* Could not even submit: answer now, the data stays dirty. */
+                i->waiters = w->next;
+                fs_unlock(fs);
+                free(w);
+                fuse_reply_err(req, EIO);
+                return;
+        }
+        fs_unlock(fs);
+}
+
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        if (fs->o->writeback_async) {
+                fuse_reply_err(req, 0); /* uploaded within async_delay by the tick */
+                return;
+        }
+        sync_upload(req, ino);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+        sync_upload(req, ino);
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (i) {
+                assert(i->open_count > 0);
+                i->open_count--;
+                i->last_used_ns = fs_now();
+                fs_inode_unref_locked(fs, i);
+                fs_cache_evict_locked(fs);
+        }
+        fs_unlock(fs);
+        fuse_reply_err(req, 0);
+}
+
+/* ---- background tick: async write-back, retries of failed uploads, eviction ---- */
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Fs *fs = userdata;
+        int64_t now = fs_now(), delay = (int64_t)fs->o->async_delay_ms * INT64_C(1000000);
+
+        fs_lock(fs);
+        for (Inode *i = fs->state_list; i; i = i->state_next) {
+                if (!fs_inode_is_dirty(i) || i->uploading)
+                        continue;
+                if (!fs->o->writeback_async && i->open_count > 0)
+                        continue;
+                /* Retries of failed uploads back off to at least 5 s. */
+                if (now - i->dirty_since_ns <
+                    (fs->o->writeback_async ? delay : MAX(delay, 5 * INT64_C(1000000000))))
+                        continue;
+                fs_upload_start_locked(fs, i);
+        }
+        fs_cache_evict_locked(fs);
+        fs_unlock(fs);
+        (void)sd_event_source_set_time_relative(s, TICK_USEC);
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+void fs_tick_start(Fs *fs) {
+        int r = sd_event_add_time_relative(
+                fs->event, &fs->tick, CLOCK_MONOTONIC, TICK_USEC, 50 * 1000, on_tick, fs);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Cannot start the write-back timer (background uploads off): %m");
+}
+
+/* ---- the flush interface ---- */
+
+uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files) {
+        uint64_t bytes = 0;
+        unsigned files = 0;
+
+        for (Inode *i = fs->state_list; i; i = i->state_next) {
+                if (!fs_inode_is_dirty(i) && !i->uploading)
+                        continue;
+                files++;
+                for (size_t k = 0; k < i->n_pieces; k++) {
+                        uint64_t start = (uint64_t)k * P;
+                        if ((i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) && start < i->size)
+                                bytes += MIN(P, i->size - start);
+                }
+        }
+        if (ret_files)
+                *ret_files = files;
+        return bytes;
+}
+
+int fs_flush_wait(Fs *fs, uint64_t timeout_ms) {
+        struct timespec ts;
+        int r = 0;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(timeout_ms / 1000);
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        fs_lock(fs);
+        uint64_t failures = fs->upload_failures;
+        fs_upload_all_locked(fs);
+        while (any_dirty_locked(fs)) {
+                if (fs->upload_failures != failures) {
+                        r = fs->last_upload_error < 0 ? fs->last_upload_error : -EIO;
+                        break;
+                }
+                if (pthread_cond_timedwait(&fs->cond, &fs->lock, &ts) == ETIMEDOUT) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        fs_unlock(fs);
+        return r;
+}
+
+static uint64_t cache_bytes_locked(Fs *fs) {
+        uint64_t bytes = 0;
+        for (Inode *i = fs->state_list; i; i = i->state_next)
+                for (size_t k = 0; k < i->n_pieces; k++) {
+                        uint64_t start = (uint64_t)k * P;
+                        if ((i->pieces[k] & PIECE_PRESENT) && start < i->size)
+                                bytes += MIN(P, i->size - start);
+                }
+        return bytes;
+}
+
+static char *stats_json_locked(Fs *fs) {
+        unsigned files;
+        uint64_t dirty = fs_dirty_bytes_locked(fs, &files);
+        json_object *o = json_object_new_object();
+        char *s;
+
+        if (!o)
+                return NULL;
+        (void)json_object_object_add(o, "dirty_bytes", json_object_new_int64((int64_t)dirty));
+        (void)json_object_object_add(o, "dirty_files", json_object_new_int64(files));
+        (void)json_object_object_add(
+                o, "cache_bytes", json_object_new_int64((int64_t)cache_bytes_locked(fs)));
+        (void)json_object_object_add(
+                o, "requests_total", json_object_new_int64((int64_t)fs->requests_total));
+        (void)json_object_object_add(
+                o, "requests_failed", json_object_new_int64((int64_t)fs->requests_failed));
+        (void)json_object_object_add(
+                o, "uploads_in_flight", json_object_new_int64(fs->uploads_in_flight));
+        (void)json_object_object_add(
+                o, "last_error", fs->last_error ? json_object_new_string(fs->last_error) : NULL);
+        (void)json_object_object_add(
+                o, "last_error_path",
+                fs->last_error_path ? json_object_new_string(fs->last_error_path) : NULL);
+        (void)json_object_object_add(
+                o, "last_request_id",
+                fs->last_request_id ? json_object_new_string(fs->last_request_id) : NULL);
+        (void)json_object_object_add(
+                o, "backend_reachable", json_object_new_boolean(!fs->backend_down));
+        (void)json_object_object_add(
+                o, "writeback", json_object_new_string(fs->o->writeback_async ? "async" : "sync"));
+        s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+        return s;
+}
+
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+        Fs *fs = fs_of(req);
+        _cleanup_free_ char *v = NULL;
+        size_t len;
+
+        if (ino != FS_ROOT_INO) {
+                fuse_reply_err(req, ENODATA);
+                return;
+        }
+        fs_lock(fs);
+        if (streq(name, XATTR_DIRTY)) {
+                if (asprintf(&v, "%" PRIu64, fs_dirty_bytes_locked(fs, NULL)) < 0)
+                        v = NULL;
+        } else if (streq(name, XATTR_STATS))
+                v = stats_json_locked(fs);
+        else if (streq(name, XATTR_FLUSH))
+                v = strdup(""); /* write-only: reads as empty, so that getfattr -d works */
+        else {
+                fs_unlock(fs);
+                fuse_reply_err(req, ENODATA);
+                return;
+        }
+        fs_unlock(fs);
+        if (!v) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        len = strlen(v);
+        if (size == 0)
+                fuse_reply_xattr(req, len);
+        else if (size < len)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, v, len);
+}
+
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+        static const char names[] = XATTR_DIRTY "\0" XATTR_STATS "\0" XATTR_FLUSH "\0";
+        size_t len = ino == FS_ROOT_INO ? sizeof(names) - 1 : 0;
+
+        if (size == 0)
+                fuse_reply_xattr(req, len);
+        else if (size < len)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, names, len);
+}
+
+typedef struct FlushAllStart {
+        Fs *fs;
+        FsFlushAll *f;
+        uint64_t timeout_ms;
+} FlushAllStart;
+
+static int flush_all_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        FlushAllStart *st = userdata;
+        Fs *fs = st->fs;
+        bool found = false;
+
+        fs_lock(fs);
+        for (FsFlushAll **p = &fs->flush_all; *p; p = &(*p)->next)
+                if (*p == st->f) {
+                        *p = st->f->next;
+                        found = true;
+                        break;
+                }
+        fs_unlock(fs);
+        if (found) {
+                st->f->next = NULL;
+                reply_flush_all(st->f, -ETIMEDOUT);
+        }
+        return 0;
+}
+
+static void flush_all_start(void *userdata, bool cancelled) {
+        FlushAllStart *st = userdata;
+        Fs *fs = st->fs;
+        FsFlushAll *f = st->f, *done = NULL;
+        int r;
+
+        if (cancelled) {
+                fuse_reply_err(f->req, ECANCELED);
+                free(f);
+                free(st);
+                return;
+        }
+        r = sd_event_add_time_relative(
+                fs->event, &f->timer, CLOCK_MONOTONIC, st->timeout_ms * 1000, 0, flush_all_timer,
+                st);
+        if (r < 0) {
+                fuse_reply_err(f->req, -r);
+                free(f);
+                free(st);
+                return;
+        }
+        (void)sd_event_source_set_destroy_callback(f->timer, free);
+        fs_lock(fs);
+        f->failures_at_start = fs->upload_failures;
+        f->next = fs->flush_all;
+        fs->flush_all = f;
+        fs_upload_all_locked(fs);
+        flush_all_check_locked(fs, &done);
+        fs_unlock(fs);
+        reply_flush_all(done, 0);
+}
+
+void fs_op_setxattr(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *name,
+        const char *value,
+        size_t size,
+        int flags) {
+        Fs *fs = fs_of(req);
+        char buf[32];
+        char *end;
+        double secs;
+        FlushAllStart *st;
+        FsFlushAll *f;
+
+        if (ino != FS_ROOT_INO || strncmp(name, "user.azfilesfs.", 15) != 0) {
+                fuse_reply_err(req, ENOTSUP);
+                return;
+        }
+        if (!streq(name, XATTR_FLUSH)) {
+                fuse_reply_err(req, EPERM);
+                return;
+        }
+        if (size == 0 || size >= sizeof(buf)) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        memcpy(buf, value, size);
+        buf[size] = '\0';
+        errno = 0;
+        secs = strtod(buf, &end);
+        while (*end == '\n' || *end == ' ')
+                end++;
+        if (errno != 0 || end == buf || *end != '\0' || !(secs >= 0) || secs > 86400) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        st = calloc(1, sizeof(*st));
+        f = calloc(1, sizeof(*f));
+        if (!st || !f) {
+                free(st);
+                free(f);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        f->req = req;
+        st->fs = fs;
+        st->f = f;
+        st->timeout_ms = (uint64_t)(secs * 1000);
+        if (fs_post(fs, flush_all_start, st) < 0) {
+                free(st);
+                free(f);
+                fuse_reply_err(req, EAGAIN);
+        }
+}
+
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+        fuse_reply_err(
+                req,
+                ino == FS_ROOT_INO && strncmp(name, "user.azfilesfs.", 15) == 0 ? EPERM : ENOTSUP);
+}
+
+/* ---- recovery ---- */
+
+static int sidecar_parse(
+        const char *text,
+        char **ret_path,
+        uint64_t *remote_size,
+        uint64_t *fetch_limit,
+        char etag[static REST_ETAG_MAX],
+        char **ret_pieces) {
+        _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
+        char *p, *line;
+        bool magic = false;
+
+        if (!copy)
+                return -ENOMEM;
+        p = copy;
+        etag[0] = '\0';
+        while ((line = strsep(&p, "\n"))) {
+                char *v = strchr(line, ' ');
+                if (!v)
+                        continue;
+                *v++ = '\0';
+                if (streq(line, "azfilesfs-dirty"))
+                        magic = streq(v, "1");
+                else if (streq(line, "path")) {
+                        free(path);
+                        if (url_percent_decode(v, strlen(v), &path) < 0)
+                                return -EBADMSG;
+                } else if (streq(line, "remote_size"))
+                        *remote_size = strtoull(v, NULL, 10);
+                else if (streq(line, "fetch_limit"))
+                        *fetch_limit = strtoull(v, NULL, 10);
+                else if (streq(line, "etag"))
+                        (void)snprintf(etag, REST_ETAG_MAX, "%s", streq(v, "-") ? "" : v);
+                else if (streq(line, "pieces")) {
+                        free(pieces);
+                        pieces = strdup(v);
+                }
+        }
+        if (!magic || isempty(path) || !pieces)
+                return -EBADMSG;
+        *ret_path = TAKE_PTR(path);
+        *ret_pieces = TAKE_PTR(pieces);
+        return 0;
+}
+
+static int recover_one(Fs *fs, uint64_t id) {
+        char name[64], text[65536];
+        _cleanup_close_ int sfd = -EBADF;
+        _cleanup_free_ char *path = NULL, *pieces = NULL;
+        char etag[REST_ETAG_MAX];
+        uint64_t remote_size = 0, fetch_limit = 0;
+        struct stat st;
+        ssize_t n;
+        Inode *i;
+        int fd, r;
+
+        data_name(id, ".dirty", name);
+        sfd = openat(fs->cache_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (sfd < 0)
+                return -errno;
+        n = read(sfd, text, sizeof(text) - 1);
+        if (n < 0)
+                return -errno;
+        text[n] = '\0';
+        r = sidecar_parse(text, &path, &remote_size, &fetch_limit, etag, &pieces);
+        if (r < 0)
+                return r;
+        data_name(id, ".data", name);
+        fd = openat(fs->cache_dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        fs_lock(fs);
+        i = inode_table_find(fs->inodes, path);
+        if (!i)
+                r = inode_table_add(fs->inodes, path, false, &i);
+        if (r >= 0 && (i->is_dir || i->cache_fd >= 0))
+                r = -EEXIST;
+        if (r < 0) {
+                fs_unlock(fs);
+                safe_close(fd);
+                return r;
+        }
+        i->perm = fs->o->file_mode;
+        i->cache_fd = fd;
+        i->cache_id = id;
+        i->state_next = fs->state_list;
+        if (fs->state_list)
+                fs->state_list->state_prev = i;
+        fs->state_list = i;
+        i->size = (uint64_t)st.st_size;
+        i->remote_size = remote_size;
+        i->fetch_limit = MIN(fetch_limit, i->size);
+        i->size_dirty = true;
+        i->sidecar_exists = true;
+        i->mtime_ns = i->ctime_ns =
+                (int64_t)st.st_mtim.tv_sec * INT64_C(1000000000) + st.st_mtim.tv_nsec;
+        (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag);
+        r = pieces_grow_locked(i, i->size);
+        for (char *p = pieces, *tok; r >= 0 && (tok = strsep(&p, ","));) {
+                unsigned long long k;
+                char *end;
+                if (!*tok)
+                        continue;
+                k = strtoull(tok, &end, 10);
+                if (*end || k >= i->n_pieces)
+                        continue;
+                piece_set_locked(fs, i, (size_t)k, PIECE_DIRTY | PIECE_PRESENT, 0);
+        }
+        /* Pieces not marked dirty are not known to be in the cache file: fetched again when read.
+         */
+        log_notice(
+                "Found data of /%s not yet on the share (left by an earlier run); uploading it",
+                path);
+        fs_upload_start_locked(fs, i);
+        fs_unlock(fs);
+        return r < 0 ? r : 1;
+}
+
+int fs_recover(Fs *fs) {
+        _cleanup_close_ int dfd = -EBADF;
+        DIR *d;
+        struct dirent *de;
+        uint64_t max_id = 0;
+        int r, n = 0;
+
+        dfd = fcntl(fs->cache_dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return -errno;
+        d = fdopendir(dfd);
+        if (!d)
+                return -errno;
+        TAKE_FD(dfd);
+        /* First pass: highest id, stale temporaries. */
+        while ((de = readdir(d))) {
+                char *end;
+                uint64_t id = strtoull(de->d_name, &end, 16);
+                if (end == de->d_name)
+                        continue;
+                if (id > max_id)
+                        max_id = id;
+                if (streq(end, ".dirty.tmp"))
+                        (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
+        }
+        fs->next_cache_id = max_id + 1;
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                char *end, name[64];
+                uint64_t id = strtoull(de->d_name, &end, 16);
+                if (end == de->d_name)
+                        continue;
+                if (streq(end, ".data")) {
+                        /* Clean cache of an earlier run: not reused. */
+                        data_name(id, ".dirty", name);
+                        if (faccessat(fs->cache_dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                                (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
+                        continue;
+                }
+                if (!streq(end, ".dirty"))
+                        continue;
+                r = recover_one(fs, id);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "Cannot recover %s/%s, leaving it there: %m", fs->cache_path,
+                                de->d_name);
+                else
+                        n++;
+        }
+        closedir(d);
+        if (n == 0)
+                return 0;
+        return fs_flush_wait(fs, fs->o->retry_budget_ms + 5000);
+}

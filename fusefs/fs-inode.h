@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The inode table: inode number to Inode, and share path (case-insensitively, as the share
+ * compares names) to Inode. Pure data structure; no locking of its own: the caller (fs.c) holds
+ * Fs.lock around every call. Never logs. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "rest-props.h"
+
+#define FS_ROOT_INO UINT64_C(1)
+
+typedef struct FsWaiter FsWaiter;
+typedef struct Inode Inode;
+
+/* Piece flags (one byte per FS_PIECE_SIZE piece of the file). */
+enum {
+        PIECE_PRESENT = 1u << 0,   /* the cache file holds this piece's data */
+        PIECE_FETCHING = 1u << 1,  /* a Get Range for it is in flight */
+        PIECE_DIRTY = 1u << 2,     /* written locally, not yet uploaded */
+        PIECE_UPLOADING = 1u << 3, /* a Put Range of it is in flight */
+};
+
+/* Lock order: Fs.lock is the only lock; every field below is protected by it. */
+struct Inode {
+        uint64_t ino;
+        char *path;       /* share-relative, as the share spells it */
+        uint64_t nlookup; /* references the kernel holds (lookup, create, readdirplus) */
+        unsigned refs;    /* our own: open handles, calls in flight, dirty state */
+        bool is_dir;
+        bool unlinked;
+
+        /* Attributes. */
+        mode_t perm; /* from x-ms-meta-mode, else the mount's default */
+        uint64_t size;
+        int64_t mtime_ns, ctime_ns, btime_ns;
+        int64_t attr_until_ns; /* monotonic; attributes fresh until then */
+        char etag[REST_ETAG_MAX];
+
+        /* Local cache, when cache_fd >= 0. */
+        int cache_fd;
+        uint64_t cache_id;
+        char cache_etag[REST_ETAG_MAX]; /* the share's ETag the cached pieces belong to */
+        uint64_t fetch_limit;           /* [0, fetch_limit) may still need fetching */
+        uint64_t remote_size;           /* size on the share, as we last knew it */
+        uint8_t *pieces;
+        size_t n_pieces;
+        uint64_t n_dirty; /* pieces DIRTY or UPLOADING */
+        int64_t dirty_since_ns;
+        bool size_dirty;     /* the share's size differs from size */
+        bool sidecar_exists; /* the dirty record is on disk */
+        unsigned open_count;
+        int64_t last_used_ns;
+        uint64_t next_seq_off; /* for readahead */
+        FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */
+
+        /* Upload (loop thread). */
+        bool uploading;
+        bool upload_again;
+        unsigned upload_pending;
+        int upload_error;
+        uint64_t upload_size;
+        char upload_etag[REST_ETAG_MAX];
+        void *async_timer; /* sd_event_source */
+
+        Inode *next_by_ino, *next_by_path;
+        Inode *state_prev, *state_next; /* list of inodes with a cache file */
+};
+
+typedef struct InodeTable InodeTable;
+
+int inode_table_new(InodeTable **ret);
+/* Frees the table and every inode still in it. */
+InodeTable *inode_table_free(InodeTable *t);
+Inode *inode_table_get(InodeTable *t, uint64_t ino);
+Inode *inode_table_find(InodeTable *t, const char *path);
+/* Allocates an inode for path with the next number (or FS_ROOT_INO for the first). */
+int inode_table_add(InodeTable *t, const char *path, bool is_dir, Inode **ret);
+void inode_table_remove(InodeTable *t, Inode *i);
+/* Unhashes i from the path index: it was deleted or replaced on the share. */
+void inode_table_detach(InodeTable *t, Inode *i);
+/* Changes i's path (and those of everything below it when it is a directory). An inode already
+ * at new_path is unhashed from the path index first and returned in *ret_displaced (or NULL). */
+int inode_table_rename(InodeTable *t, Inode *i, const char *new_path, Inode **ret_displaced);
+size_t inode_table_size(const InodeTable *t);
+void inode_free(Inode *i);
+
+/* Pure helpers. */
+uint64_t fs_path_hash(const char *path);
+/* "a/b" + "c" = "a/b/c"; "" + "c" = "c". */
+int fs_path_join(const char *dir, const char *name, char **ret);
+/* Whether path is below (or equal to, with or_equal) prefix, case-insensitively. */
+bool fs_path_has_prefix(const char *path, const char *prefix, bool or_equal);

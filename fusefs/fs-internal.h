@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Shared between fs.c (metadata operations, the FUSE glue) and fs-data.c (cache files, reads,
+ * writes, uploads, dirty records, the flush interface). Not an interface for anyone else. */
+
+#define FUSE_USE_VERSION 312
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fs-inode.h"
+#include "fs-options.h"
+#include "rest-client.h"
+
+typedef struct sd_event sd_event;
+typedef struct sd_event_source sd_event_source;
+typedef struct HttpClient HttpClient;
+typedef struct ImdsClient ImdsClient;
+typedef struct LoopQueue LoopQueue;
+
+typedef enum FsWaitKind {
+        FS_WAIT_READ,
+        FS_WAIT_WRITE,
+        FS_WAIT_FLUSH, /* flush/fsync: replied when the inode is clean or the upload failed */
+        _FS_WAIT_KIND_MAX,
+        _FS_WAIT_KIND_INVALID = -EINVAL,
+} FsWaitKind;
+
+struct FsWaiter {
+        FsWaiter *next;
+        FsWaitKind kind;
+        fuse_req_t req;
+        uint64_t ino;
+        uint64_t off;
+        uint64_t len;
+        char *data; /* WRITE: a copy of the caller's bytes */
+};
+
+/* A setxattr user.azfilesfs.flush waiting for every dirty byte to reach the share. */
+typedef struct FsFlushAll {
+        struct FsFlushAll *next;
+        fuse_req_t req;
+        sd_event_source *timer;
+        uint64_t failures_at_start; /* Fs.upload_failures when it started */
+        int error;
+} FsFlushAll;
+
+typedef struct Fs {
+        const FsOptions *o;
+        const FsCredentials *cred;
+        sd_event *event;
+        HttpClient *http;
+        ImdsClient *imds;
+        RestClient *rest;
+        LoopQueue *queue; /* closures for the I/O thread (timers) */
+        pthread_t thread;
+        bool thread_started;
+        struct fuse_session *se;
+        int cache_dir_fd; /* the per-mount cache directory, locked */
+        char *cache_path;
+        uid_t owner_uid; /* fallback owner */
+        gid_t owner_gid;
+        int64_t mount_time_ns;
+        sd_event_source *tick;
+
+        /* Lock order: lock is the only lock (inode table, every Inode, everything below). */
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* broadcast when an upload or sync call finishes */
+        InodeTable *inodes;  /* protected by lock */
+        Inode *state_list;   /* inodes with a cache file; protected by lock */
+        uint64_t next_cache_id;
+        uint64_t dirty_pieces; /* pieces DIRTY or UPLOADING, for max_dirty */
+        uint64_t cache_pieces; /* pieces PRESENT, for cache_size */
+        FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
+        FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
+        unsigned uploads_in_flight;
+        uint64_t requests_total, requests_failed;
+        char *last_error, *last_error_path, *last_request_id;
+        int last_upload_error;      /* the last upload round that failed, 0 after a success */
+        uint64_t upload_generation; /* bumped when an upload round ends */
+        uint64_t upload_failures;   /* upload rounds that failed */
+        bool backend_down;
+        uint64_t quota_gib;
+        uint64_t usage_bytes;
+        int64_t stats_until_ns;
+} Fs;
+
+/* fs.c */
+void fs_lock(Fs *fs);
+void fs_unlock(Fs *fs);
+int64_t fs_now(void);
+/* Records a finished REST call in the counters and, for failures other than quiet_errno, in
+ * last_error and the journal (path and request id). Lock held. */
+void fs_note_result_locked(
+        Fs *fs, const RestResult *r, const char *what, const char *path, int quiet_errno);
+void fs_inode_unref_locked(Fs *fs, Inode *i);
+void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st);
+bool fs_inode_is_authoritative(const Inode *i);
+int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata);
+
+/* fs-data.c */
+int fs_cache_open_dir(Fs *fs, char **reterr_msg);
+int fs_cache_attach_locked(Fs *fs, Inode *i);
+void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag);
+void fs_cache_drop_locked(Fs *fs, Inode *i);
+void fs_cache_evict_locked(Fs *fs);
+bool fs_inode_is_dirty(const Inode *i);
+void fs_discard_dirty_locked(Fs *fs, Inode *i);
+int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);
+void fs_sidecar_update_locked(Fs *fs, Inode *i);
+void fs_upload_start_locked(Fs *fs, Inode *i);
+void fs_upload_all_locked(Fs *fs);
+int fs_recover(Fs *fs);
+uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);
+int fs_flush_wait(Fs *fs, uint64_t timeout_ms);
+void fs_tick_start(Fs *fs);
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_write(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *buf,
+        size_t size,
+        off_t off,
+        struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_setxattr(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *name,
+        const char *value,
+        size_t size,
+        int flags);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);

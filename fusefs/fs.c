@@ -1,0 +1,1760 @@
+/* SPDX-License-Identifier: MIT */
+#include "fs.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "fs-internal.h"
+#include "fs-message-ids.h"
+#include "http-client.h"
+#include "imds-client.h"
+#include "log.h"
+#include "loop-queue.h"
+
+#define FS_NAME_MAX 255
+#define FS_DIR_ENTRIES_MAX (4u * 1024u * 1024u)
+#define FS_STATS_TTL_NS (60 * INT64_C(1000000000))
+#define FS_USER_CACHE_SIZE 64
+#define FS_USER_CACHE_TTL_NS (30 * INT64_C(1000000000))
+
+static Fs *fs_of(fuse_req_t req) {
+        return fuse_req_userdata(req);
+}
+
+void fs_lock(Fs *fs) {
+        (void)pthread_mutex_lock(&fs->lock);
+}
+
+void fs_unlock(Fs *fs) {
+        (void)pthread_mutex_unlock(&fs->lock);
+}
+
+int64_t fs_now(void) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
+}
+
+static int64_t realtime_ns(void) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
+}
+
+static void set_string(char **dst, const char *s) {
+        char *c = s ? strdup(s) : NULL;
+        free(*dst);
+        *dst = c;
+}
+
+static bool is_transport_error(const RestResult *r) {
+        return r->status == 0 && r->error != 0 && r->error != -ECANCELED && r->error != -EINVAL &&
+               r->error != -ENOMEM && r->error != -EAGAIN;
+}
+
+void fs_note_result_locked(
+        Fs *fs, const RestResult *r, const char *what, const char *path, int quiet_errno) {
+        char status[32];
+        fs->requests_total += r->attempts > 0 ? r->attempts : 1;
+        if (r->request_id)
+                set_string(&fs->last_request_id, r->request_id);
+        if (r->error == 0) {
+                if (fs->backend_down) {
+                        fs->backend_down = false;
+                        log_struct(
+                                LOG_NOTICE, 0,
+                                ((const char *[]){AZFILESFS_MESSAGE_BACKEND_REACHABLE, NULL}),
+                                "Share %s/%s reachable again", fs->o->endpoint, fs->o->share);
+                }
+                return;
+        }
+        fs->requests_failed++;
+        if (r->error == quiet_errno || r->error == -ECANCELED)
+                return;
+        {
+                _cleanup_free_ char *msg = NULL;
+                if (asprintf(
+                            &msg, "%s %s: %s%s%s (HTTP %ld)", what, path, strerror(-r->error),
+                            r->error_code ? ", " : "", r->error_code ? r->error_code : "",
+                            r->status) < 0)
+                        msg = NULL;
+                set_string(&fs->last_error, msg);
+                set_string(&fs->last_error_path, path);
+        }
+        if (is_transport_error(r) && !fs->backend_down) {
+                fs->backend_down = true;
+                log_struct(
+                        LOG_ERR, r->error,
+                        ((const char *[]){AZFILESFS_MESSAGE_BACKEND_UNREACHABLE, NULL}),
+                        "Share %s/%s unreachable (%s of /%s): %m", fs->o->endpoint, fs->o->share,
+                        what, path);
+        }
+        (void)snprintf(status, sizeof(status), "AZFILESFS_HTTP_STATUS=%ld", r->status);
+        {
+                _cleanup_free_ char *fpath = NULL, *freq = NULL;
+                if (asprintf(&fpath, "AZFILESFS_PATH=/%s", path) < 0)
+                        fpath = NULL;
+                if (asprintf(
+                            &freq, "AZFILESFS_REQUEST_ID=%s", r->request_id ? r->request_id : "-") <
+                    0)
+                        freq = NULL;
+                log_struct(
+                        LOG_WARNING, r->error,
+                        ((const char *[]){
+                                status, fpath ? fpath : "AZFILESFS_PATH=?",
+                                freq ? freq : "AZFILESFS_REQUEST_ID=?", NULL}),
+                        "%s of /%s failed after %u attempt(s): %m (HTTP %ld%s%s, request id %s)",
+                        what, path, r->attempts, r->status, r->error_code ? " " : "",
+                        r->error_code ? r->error_code : "", r->request_id ? r->request_id : "-");
+        }
+}
+
+int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata) {
+        return loop_queue_post(fs->queue, fn, userdata);
+}
+
+/* ---- ownership ---- */
+
+typedef struct UserEntry {
+        char name[64];
+        bool exists;
+        uid_t uid;
+        gid_t gid;
+        int64_t until_ns;
+} UserEntry;
+
+static UserEntry user_cache[FS_USER_CACHE_SIZE]; /* protected by Fs.lock */
+
+static const UserEntry *user_lookup_locked(const char *name, size_t len) {
+        int64_t now = fs_now();
+        UserEntry *slot = &user_cache[0];
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+
+        if (len == 0 || len >= sizeof(slot->name))
+                return NULL;
+        for (size_t k = 0; k < ELEMENTSOF(user_cache); k++) {
+                UserEntry *e = &user_cache[k];
+                if (e->until_ns > now && strlen(e->name) == len && strncmp(e->name, name, len) == 0)
+                        return e->exists ? e : NULL;
+                if (e->until_ns < slot->until_ns)
+                        slot = e;
+        }
+        memcpy(slot->name, name, len);
+        slot->name[len] = '\0';
+        slot->until_ns = now + FS_USER_CACHE_TTL_NS;
+        slot->exists = getpwnam_r(slot->name, &pw, buf, sizeof(buf), &res) == 0 && res;
+        if (slot->exists) {
+                slot->uid = pw.pw_uid;
+                slot->gid = pw.pw_gid;
+        }
+        return slot->exists ? slot : NULL;
+}
+
+/* Owner and permission mask of a share path: <root>/<users_dir>/<name>/... belongs to <name>. */
+static void owner_of_locked(Fs *fs, const char *path, uid_t *uid, gid_t *gid, mode_t *mask) {
+        const char *rel = path;
+        size_t ul;
+
+        *uid = fs->o->uid;
+        *gid = fs->o->gid;
+        *mask = 07777;
+        if (!isempty(fs->o->subdir)) {
+                if (!fs_path_has_prefix(path, fs->o->subdir, false))
+                        return;
+                rel = path + strlen(fs->o->subdir) + 1;
+        }
+        if (isempty(fs->o->users_dir) || !fs_path_has_prefix(rel, fs->o->users_dir, false))
+                return;
+        rel += strlen(fs->o->users_dir) + 1;
+        ul = strcspn(rel, "/");
+        const UserEntry *u = user_lookup_locked(rel, ul);
+        if (!u)
+                return;
+        *uid = u->uid;
+        *gid = u->gid;
+        *mask = fs->o->users_mode | S_ISVTX;
+}
+
+void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st) {
+        uid_t uid;
+        gid_t gid;
+        mode_t mask;
+
+        *st = (struct stat){};
+        owner_of_locked(fs, i->path, &uid, &gid, &mask);
+        st->st_ino = i->ino;
+        st->st_mode = (i->is_dir ? S_IFDIR : S_IFREG) | (i->perm & mask);
+        st->st_nlink = i->is_dir ? 2 : 1;
+        st->st_uid = uid;
+        st->st_gid = gid;
+        st->st_size = i->is_dir ? 4096 : (off_t)i->size;
+        st->st_blksize = 4096;
+        st->st_blocks = (st->st_size + 511) / 512;
+        st->st_mtim.tv_sec = i->mtime_ns / INT64_C(1000000000);
+        st->st_mtim.tv_nsec = i->mtime_ns % INT64_C(1000000000);
+        st->st_atim = st->st_mtim;
+        st->st_ctim.tv_sec = i->ctime_ns / INT64_C(1000000000);
+        st->st_ctim.tv_nsec = i->ctime_ns % INT64_C(1000000000);
+}
+
+bool fs_inode_is_authoritative(const Inode *i) {
+        return i->cache_fd >= 0 && (i->open_count > 0 || fs_inode_is_dirty(i) || i->uploading);
+}
+
+static mode_t perm_from_props(Fs *fs, const RestProperties *p, bool is_dir) {
+        const char *m = rest_properties_metadata(p, "mode");
+        char *end;
+        unsigned long v;
+
+        if (m) {
+                errno = 0;
+                v = strtoul(m, &end, 8);
+                if (errno == 0 && *end == '\0' && end != m && v <= 07777)
+                        return (mode_t)v;
+        }
+        return is_dir ? fs->o->dir_mode : fs->o->file_mode;
+}
+
+static void apply_props_locked(Fs *fs, Inode *i, const RestProperties *p) {
+        if (fs_inode_is_authoritative(i))
+                return;
+        i->is_dir = p->is_directory || i->is_dir;
+        if (!i->is_dir && p->has_content_length)
+                i->size = p->content_length;
+        i->mtime_ns = p->last_write_ns ? p->last_write_ns : p->last_modified_ns;
+        i->ctime_ns = p->change_ns ? p->change_ns : i->mtime_ns;
+        i->btime_ns = p->creation_ns;
+        i->perm = perm_from_props(fs, p, i->is_dir);
+        (void)snprintf(i->etag, sizeof(i->etag), "%s", p->etag);
+        i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
+}
+
+static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
+        if (fs_inode_is_authoritative(i))
+                return;
+        if (i->is_dir != e->is_directory)
+                i->perm = e->is_directory ? fs->o->dir_mode : fs->o->file_mode;
+        i->is_dir = e->is_directory;
+        if (!i->is_dir && e->has_content_length)
+                i->size = e->content_length;
+        if (e->last_write_ns || e->last_modified_ns)
+                i->mtime_ns = e->last_write_ns ? e->last_write_ns : e->last_modified_ns;
+        i->ctime_ns = e->change_ns ? e->change_ns : i->mtime_ns;
+        i->btime_ns = e->creation_ns;
+        if (e->etag)
+                (void)snprintf(i->etag, sizeof(i->etag), "%s", e->etag);
+        i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
+}
+
+static Inode *get_inode_locked(Fs *fs, fuse_ino_t ino) {
+        return inode_table_get(fs->inodes, ino);
+}
+
+static void maybe_free_locked(Fs *fs, Inode *i) {
+        if (i->nlookup > 0 || i->refs > 0 || i->ino == FS_ROOT_INO || i->uploading ||
+            fs_inode_is_dirty(i))
+                return;
+        if (i->cache_fd >= 0)
+                fs_cache_drop_locked(fs, i);
+        inode_table_remove(fs->inodes, i);
+        inode_free(i);
+}
+
+void fs_inode_unref_locked(Fs *fs, Inode *i) {
+        assert(i->refs > 0);
+        i->refs--;
+        maybe_free_locked(fs, i);
+}
+
+/* The inode for path, made when missing. A different kind at the same path replaces it. */
+static int inode_for_path_locked(Fs *fs, const char *path, bool is_dir, Inode **ret) {
+        Inode *i = inode_table_find(fs->inodes, path);
+        int r;
+
+        if (i && i->is_dir != is_dir && i->ino != FS_ROOT_INO) {
+                inode_table_detach(fs->inodes, i);
+                i = NULL;
+        }
+        if (!i) {
+                r = inode_table_add(fs->inodes, path, is_dir, &i);
+                if (r < 0)
+                        return r;
+                i->perm = is_dir ? fs->o->dir_mode : fs->o->file_mode;
+        }
+        *ret = i;
+        return 0;
+}
+
+static void fill_entry_locked(Fs *fs, Inode *i, struct fuse_entry_param *e) {
+        *e = (struct fuse_entry_param){
+                .ino = i->ino,
+                .generation = 1,
+                .attr_timeout = fs->o->attr_timeout,
+                .entry_timeout = i->is_dir ? fs->o->dir_timeout : fs->o->entry_timeout,
+        };
+        fs_fill_stat_locked(fs, i, &e->attr);
+        i->nlookup++;
+}
+
+static int child_path_locked(Fs *fs, fuse_ino_t parent, const char *name, char **ret) {
+        Inode *p = get_inode_locked(fs, parent);
+        if (!p)
+                return -ESTALE;
+        if (!p->is_dir)
+                return -ENOTDIR;
+        if (strlen(name) > FS_NAME_MAX)
+                return -ENAMETOOLONG;
+        if (streq(name, ".") || streq(name, "..") || strchr(name, '/'))
+                return -EINVAL;
+        return fs_path_join(p->path, name, ret);
+}
+
+/* ---- generic call context ---- */
+
+typedef struct Call {
+        Fs *fs;
+        fuse_req_t req;
+        uint64_t ino;
+        char *path;
+        char *path2;
+        int step;
+        int flags;
+        bool is_dir;
+        struct stat attr;
+        int to_set;
+        mode_t mode;
+} Call;
+
+static Call *call_new(Fs *fs, fuse_req_t req, uint64_t ino, char *path) {
+        Call *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        c->fs = fs;
+        c->req = req;
+        c->ino = ino;
+        c->path = path;
+        return c;
+}
+
+static void call_free(Call *c) {
+        if (!c)
+                return;
+        free(c->path);
+        free(c->path2);
+        free(c);
+}
+
+static void submit_or_fail(Call *c, const RestOp *op, RestDoneFn cb) {
+        int r = rest_client_submit(c->fs->rest, op, cb, c, NULL);
+        if (r < 0) {
+                fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
+                call_free(c);
+        }
+}
+
+/* ---- init/destroy ---- */
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
+        Fs *fs = userdata;
+        if (conn->capable & FUSE_CAP_READDIRPLUS)
+                conn->want |= FUSE_CAP_READDIRPLUS;
+        conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+        conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+        conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+        conn->max_write = 1024 * 1024;
+        conn->max_readahead = 1024 * 1024;
+        (void)fs;
+}
+
+/* ---- lookup ---- */
+
+static void lookup_dir_done(RestResult *r, void *userdata);
+
+static void reply_entry_from(Call *c, const RestResult *r, bool is_dir) {
+        Fs *fs = c->fs;
+        struct fuse_entry_param e;
+        Inode *i;
+        int k;
+
+        fs_lock(fs);
+        k = inode_for_path_locked(fs, c->path, is_dir, &i);
+        if (k >= 0) {
+                apply_props_locked(fs, i, r->props);
+                fill_entry_locked(fs, i, &e);
+        }
+        fs_unlock(fs);
+        if (k < 0)
+                fuse_reply_err(c->req, -k);
+        else
+                fuse_reply_entry(c->req, &e);
+        call_free(c);
+}
+
+static void reply_negative(Call *c) {
+        struct fuse_entry_param e = {.ino = 0, .entry_timeout = c->fs->o->entry_timeout};
+        Fs *fs = c->fs;
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_find(fs->inodes, c->path);
+        if (i && !fs_inode_is_authoritative(i))
+                inode_table_detach(fs->inodes, i);
+        fs_unlock(fs);
+        fuse_reply_entry(c->req, &e);
+        call_free(c);
+}
+
+static void lookup_file_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        RestOp op = {.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = c->path};
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get File Properties", c->path, -ENOENT);
+        fs_unlock(fs);
+        if (r->error == 0 && !r->props->is_directory)
+                return reply_entry_from(c, r, false);
+        if (r->error != 0 && r->error != -ENOENT && r->error != -EISDIR && r->error != -ENOTDIR) {
+                fuse_reply_err(c->req, -r->error);
+                return call_free(c);
+        }
+        submit_or_fail(c, &op, lookup_dir_done);
+}
+
+static void lookup_dir_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get Directory Properties", c->path, -ENOENT);
+        fs_unlock(fs);
+        if (r->error == 0)
+                return reply_entry_from(c, r, true);
+        if (r->error == -ENOENT || r->error == -ENOTDIR)
+                return reply_negative(c);
+        fuse_reply_err(c->req, -r->error);
+        call_free(c);
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+        Fs *fs = fs_of(req);
+        _cleanup_free_ char *path = NULL;
+        struct fuse_entry_param e;
+        bool known_dir = false;
+        Inode *i;
+        Call *c;
+        int r;
+
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &path);
+        if (r >= 0 && (i = inode_table_find(fs->inodes, path))) {
+                if (fs_inode_is_authoritative(i) || i->attr_until_ns > fs_now()) {
+                        fill_entry_locked(fs, i, &e);
+                        fs_unlock(fs);
+                        fuse_reply_entry(req, &e);
+                        return;
+                }
+                known_dir = i->is_dir;
+        }
+        fs_unlock(fs);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        c = call_new(fs, req, parent, TAKE_PTR(path));
+        if (!c) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        RestOp op = {
+                .type = known_dir ? REST_OP_GET_DIRECTORY_PROPERTIES : REST_OP_GET_FILE_PROPERTIES,
+                .path = c->path};
+        submit_or_fail(c, &op, known_dir ? lookup_dir_done : lookup_file_done);
+}
+
+static void fs_op_forget_one(Fs *fs, fuse_ino_t ino, uint64_t n) {
+        Inode *i = get_inode_locked(fs, ino);
+        if (!i)
+                return;
+        assert(i->nlookup >= n);
+        i->nlookup -= n;
+        maybe_free_locked(fs, i);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+        Fs *fs = fs_of(req);
+        fs_lock(fs);
+        fs_op_forget_one(fs, ino, nlookup);
+        fs_unlock(fs);
+        fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+        Fs *fs = fs_of(req);
+        fs_lock(fs);
+        for (size_t k = 0; k < count; k++)
+                fs_op_forget_one(fs, forgets[k].ino, forgets[k].nlookup);
+        fs_unlock(fs);
+        fuse_reply_none(req);
+}
+
+/* ---- getattr ---- */
+
+static void getattr_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        struct stat st;
+        Inode *i;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get Properties", c->path, -ENOENT);
+        i = get_inode_locked(fs, c->ino);
+        if (!i)
+                err = -ESTALE;
+        else if (err == 0) {
+                apply_props_locked(fs, i, r->props);
+                fs_fill_stat_locked(fs, i, &st);
+        } else if (err == -ENOENT && !fs_inode_is_authoritative(i))
+                inode_table_detach(fs->inodes, i);
+        fs_unlock(fs);
+        if (err < 0)
+                fuse_reply_err(c->req, -err);
+        else
+                fuse_reply_attr(c->req, &st, fs->o->attr_timeout);
+        call_free(c);
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        struct stat st;
+        Inode *i;
+        Call *c;
+        char *path;
+        bool is_dir;
+
+        fs_lock(fs);
+        i = get_inode_locked(fs, ino);
+        if (!i) {
+                fs_unlock(fs);
+                fuse_reply_err(req, ESTALE);
+                return;
+        }
+        if (i->ino == FS_ROOT_INO || i->unlinked || fs_inode_is_authoritative(i) ||
+            i->attr_until_ns > fs_now()) {
+                fs_fill_stat_locked(fs, i, &st);
+                fs_unlock(fs);
+                fuse_reply_attr(req, &st, fs->o->attr_timeout);
+                return;
+        }
+        path = strdup(i->path);
+        is_dir = i->is_dir;
+        fs_unlock(fs);
+        c = path ? call_new(fs, req, ino, path) : NULL;
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        RestOp op = {
+                .type = is_dir ? REST_OP_GET_DIRECTORY_PROPERTIES : REST_OP_GET_FILE_PROPERTIES,
+                .path = c->path};
+        submit_or_fail(c, &op, getattr_done);
+}
+
+/* ---- setattr: size, then mode, then times; each a call, the reply after the last ---- */
+
+enum {
+        SETATTR_STEP_SIZE,
+        SETATTR_STEP_MODE,
+        SETATTR_STEP_TIMES,
+        SETATTR_STEP_DONE,
+};
+
+static void setattr_next(Call *c);
+
+static void setattr_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        Inode *i;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Set Properties", c->path, 0);
+        i = get_inode_locked(fs, c->ino);
+        if (r->error == 0 && i) {
+                if (c->step == SETATTR_STEP_SIZE && !fs_inode_is_authoritative(i)) {
+                        i->size = (uint64_t)c->attr.st_size;
+                        if (i->cache_fd >= 0)
+                                fs_cache_reset_locked(fs, i, i->size, r->props->etag);
+                } else if (c->step == SETATTR_STEP_MODE)
+                        i->perm = c->attr.st_mode & 07777;
+                if (r->props->etag[0])
+                        (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
+                if (r->props->last_write_ns)
+                        i->mtime_ns = r->props->last_write_ns;
+                i->ctime_ns = realtime_ns();
+        }
+        fs_unlock(fs);
+        if (r->error < 0) {
+                fuse_reply_err(c->req, -r->error);
+                return call_free(c);
+        }
+        c->step++;
+        setattr_next(c);
+}
+
+static void setattr_next(Call *c) {
+        Fs *fs = c->fs;
+        struct stat st;
+        RestOp op = {.path = c->path};
+        Inode *i;
+        int r = 0;
+
+        for (; c->step < SETATTR_STEP_DONE; c->step++) {
+                fs_lock(fs);
+                i = get_inode_locked(fs, c->ino);
+                if (!i) {
+                        fs_unlock(fs);
+                        r = -ESTALE;
+                        break;
+                }
+                free(c->path);
+                c->path = strdup(i->path);
+                if (!c->path) {
+                        fs_unlock(fs);
+                        r = -ENOMEM;
+                        break;
+                }
+                op.path = c->path;
+                if (c->step == SETATTR_STEP_SIZE && (c->to_set & FUSE_SET_ATTR_SIZE)) {
+                        if (i->is_dir) {
+                                fs_unlock(fs);
+                                r = -EISDIR;
+                                break;
+                        }
+                        if (fs_inode_is_authoritative(i)) {
+                                /* Open or dirty: the cache holds the truth; uploaded with the data.
+                                 */
+                                r = fs_truncate_local_locked(fs, i, (uint64_t)c->attr.st_size);
+                                fs_unlock(fs);
+                                if (r < 0)
+                                        break;
+                                continue;
+                        }
+                        fs_unlock(fs);
+                        op.type = REST_OP_SET_FILE_PROPERTIES;
+                        op.set_size = true;
+                        op.size = (uint64_t)c->attr.st_size;
+                        return submit_or_fail(c, &op, setattr_done);
+                }
+                if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) {
+                        char mode[16];
+                        RestMetadata md = {.name = (char *)"mode", .value = mode};
+                        (void)snprintf(
+                                mode, sizeof(mode), "%04o", (unsigned)(c->attr.st_mode & 07777));
+                        op.type = REST_OP_SET_METADATA;
+                        op.is_directory = i->is_dir;
+                        op.metadata = &md;
+                        op.n_metadata = 1;
+                        fs_unlock(fs);
+                        return submit_or_fail(c, &op, setattr_done);
+                }
+                if (c->step == SETATTR_STEP_TIMES &&
+                    (c->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+                        int64_t t =
+                                (c->to_set & FUSE_SET_ATTR_MTIME_NOW)
+                                        ? realtime_ns()
+                                        : (int64_t)c->attr.st_mtim.tv_sec * INT64_C(1000000000) +
+                                                  c->attr.st_mtim.tv_nsec;
+                        i->mtime_ns = t;
+                        if (i->is_dir || fs_inode_is_dirty(i)) {
+                                /* Directories: kept in memory only (see SEMANTICS.md); dirty files:
+                                 * the upload sets the share's time. */
+                                fs_unlock(fs);
+                                continue;
+                        }
+                        fs_unlock(fs);
+                        op.type = REST_OP_SET_FILE_PROPERTIES;
+                        op.smb.last_write_ns = t;
+                        return submit_or_fail(c, &op, setattr_done);
+                }
+                fs_unlock(fs);
+        }
+        if (r < 0) {
+                fuse_reply_err(c->req, -r);
+                return call_free(c);
+        }
+        fs_lock(fs);
+        i = get_inode_locked(fs, c->ino);
+        if (i)
+                fs_fill_stat_locked(fs, i, &st);
+        fs_unlock(fs);
+        if (!i)
+                fuse_reply_err(c->req, ESTALE);
+        else
+                fuse_reply_attr(c->req, &st, fs->o->attr_timeout);
+        call_free(c);
+}
+
+static void fs_op_setattr(
+        fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        struct stat cur;
+        Inode *i;
+        Call *c;
+
+        fs_lock(fs);
+        i = get_inode_locked(fs, ino);
+        if (i)
+                fs_fill_stat_locked(fs, i, &cur);
+        fs_unlock(fs);
+        if (!i) {
+                fuse_reply_err(req, ESTALE);
+                return;
+        }
+        /* The share has no owners: only a no-op chown is accepted. */
+        if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid) ||
+            ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)) {
+                fuse_reply_err(req, EPERM);
+                return;
+        }
+        if ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID | S_ISVTX)) &&
+            (attr->st_mode & 07777) != (cur.st_mode & 07777)) {
+                attr->st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
+        }
+        c = call_new(fs, req, ino, NULL);
+        if (!c) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->attr = *attr;
+        c->to_set = to_set;
+        setattr_next(c);
+}
+
+/* ---- mkdir, create ---- */
+
+static void make_metadata(mode_t mode, char buf[static 16], RestMetadata *md) {
+        (void)snprintf(buf, 16, "%04o", (unsigned)(mode & 07777));
+        *md = (RestMetadata){.name = (char *)"mode", .value = buf};
+}
+
+static void mkdir_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        struct fuse_entry_param e;
+        Inode *i = NULL;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Create Directory", c->path, -EEXIST);
+        if (err == 0)
+                err = inode_for_path_locked(fs, c->path, true, &i);
+        if (err == 0) {
+                apply_props_locked(fs, i, r->props);
+                i->perm = c->mode & 07777;
+                if (!i->mtime_ns)
+                        i->mtime_ns = i->ctime_ns = realtime_ns();
+                fill_entry_locked(fs, i, &e);
+        }
+        fs_unlock(fs);
+        if (err < 0)
+                fuse_reply_err(c->req, -err);
+        else
+                fuse_reply_entry(c->req, &e);
+        call_free(c);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+        Fs *fs = fs_of(req);
+        char *path = NULL;
+        char buf[16];
+        RestMetadata md;
+        Call *c;
+        int r;
+
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &path);
+        fs_unlock(fs);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        c = call_new(fs, req, parent, path);
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->mode = mode & ~fuse_req_ctx(req)->umask;
+        make_metadata(c->mode, buf, &md);
+        RestOp op = {
+                .type = REST_OP_CREATE_DIRECTORY,
+                .path = c->path,
+                .metadata = &md,
+                .n_metadata = 1};
+        submit_or_fail(c, &op, mkdir_done);
+}
+
+static void create_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        struct fuse_entry_param e;
+        struct fuse_file_info fi = {.flags = c->flags};
+        Inode *i = NULL, *old;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Create File", c->path, 0);
+        if (err == 0) {
+                old = inode_table_find(fs->inodes, c->path);
+                if (old) {
+                        /* Create File replaced what was there: a new file. */
+                        fs_discard_dirty_locked(fs, old);
+                        inode_table_detach(fs->inodes, old);
+                }
+                err = inode_for_path_locked(fs, c->path, false, &i);
+        }
+        if (err == 0)
+                err = fs_cache_attach_locked(fs, i);
+        if (err == 0) {
+                apply_props_locked(fs, i, r->props);
+                i->perm = c->mode & 07777;
+                i->size = 0;
+                if (!i->mtime_ns)
+                        i->mtime_ns = i->ctime_ns = realtime_ns();
+                fs_cache_reset_locked(fs, i, 0, r->props->etag);
+                i->open_count++;
+                i->refs++;
+                fill_entry_locked(fs, i, &e);
+                fi.fh = i->ino;
+        }
+        fs_unlock(fs);
+        if (err < 0)
+                fuse_reply_err(c->req, -err);
+        else if (fuse_reply_create(c->req, &e, &fi) < 0) {
+                /* The open was interrupted: the kernel will not release it. */
+                fs_lock(fs);
+                i = get_inode_locked(fs, e.ino);
+                if (i) {
+                        i->open_count--;
+                        fs_inode_unref_locked(fs, i);
+                }
+                fs_unlock(fs);
+        }
+        call_free(c);
+}
+
+static void fs_op_create(
+        fuse_req_t req,
+        fuse_ino_t parent,
+        const char *name,
+        mode_t mode,
+        struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        char *path = NULL;
+        char buf[16];
+        RestMetadata md;
+        Call *c;
+        int r;
+
+        if (!S_ISREG(mode)) {
+                fuse_reply_err(req, EPERM);
+                return;
+        }
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &path);
+        fs_unlock(fs);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        c = call_new(fs, req, parent, path);
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->mode = mode & ~fuse_req_ctx(req)->umask;
+        c->flags = fi->flags;
+        make_metadata(c->mode, buf, &md);
+        RestOp op = {
+                .type = REST_OP_CREATE_FILE,
+                .path = c->path,
+                .set_size = true,
+                .size = 0,
+                .metadata = &md,
+                .n_metadata = 1};
+        submit_or_fail(c, &op, create_done);
+}
+
+/* ---- unlink, rmdir ---- */
+
+static void remove_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        Inode *i;
+
+        fs_lock(fs);
+        fs_note_result_locked(
+                fs, r, c->is_dir ? "Delete Directory" : "Delete File", c->path, -ENOENT);
+        if (r->error == 0 || r->error == -ENOENT) {
+                i = inode_table_find(fs->inodes, c->path);
+                if (i) {
+                        fs_discard_dirty_locked(fs, i);
+                        inode_table_detach(fs->inodes, i);
+                }
+        }
+        fs_unlock(fs);
+        fuse_reply_err(c->req, -r->error);
+        call_free(c);
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
+        Fs *fs = fs_of(req);
+        char *path = NULL;
+        Inode *i;
+        Call *c;
+        int r;
+
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &path);
+        if (r >= 0 && (i = inode_table_find(fs->inodes, path)) && i->is_dir != is_dir)
+                r = is_dir ? -ENOTDIR : -EISDIR;
+        fs_unlock(fs);
+        if (r < 0) {
+                free(path);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        c = call_new(fs, req, parent, path);
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->is_dir = is_dir;
+        RestOp op = {.type = is_dir ? REST_OP_DELETE_DIRECTORY : REST_OP_DELETE_FILE, .path = path};
+        submit_or_fail(c, &op, remove_done);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+        remove_entry(req, parent, name, false);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+        remove_entry(req, parent, name, true);
+}
+
+/* ---- rename ---- */
+
+static void rename_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        Inode *i, *displaced = NULL;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Rename", c->path2, -EEXIST);
+        if (err == 0 && (i = inode_table_find(fs->inodes, c->path2))) {
+                err = inode_table_rename(fs->inodes, i, c->path, &displaced);
+                if (displaced)
+                        fs_discard_dirty_locked(fs, displaced);
+                if (err == 0 && fs_inode_is_dirty(i))
+                        fs_sidecar_update_locked(fs, i);
+                i->ctime_ns = realtime_ns();
+        } else if (err == 0 && (displaced = inode_table_find(fs->inodes, c->path))) {
+                fs_discard_dirty_locked(fs, displaced);
+                inode_table_detach(fs->inodes, displaced);
+        }
+        fs_unlock(fs);
+        fuse_reply_err(c->req, -err);
+        call_free(c);
+}
+
+static void fs_op_rename(
+        fuse_req_t req,
+        fuse_ino_t parent,
+        const char *name,
+        fuse_ino_t newparent,
+        const char *newname,
+        unsigned int flags) {
+        Fs *fs = fs_of(req);
+        char *from = NULL, *to = NULL;
+        Inode *src = NULL, *dst = NULL;
+        bool is_dir = false;
+        Call *c;
+        int r;
+
+        if (flags & ~(unsigned)RENAME_NOREPLACE) {
+                fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+                return;
+        }
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &from);
+        if (r >= 0)
+                r = child_path_locked(fs, newparent, newname, &to);
+        if (r >= 0) {
+                src = inode_table_find(fs->inodes, from);
+                dst = inode_table_find(fs->inodes, to);
+                is_dir = src && src->is_dir;
+                if (src && dst && src != dst && dst->is_dir && !src->is_dir)
+                        r = -EISDIR;
+                else if (src && dst && src != dst && !dst->is_dir && src->is_dir)
+                        r = -ENOTDIR;
+                else if (src && src->is_dir && fs_path_has_prefix(to, from, false))
+                        r = -EINVAL;
+        }
+        fs_unlock(fs);
+        if (r >= 0 && streq(from, to)) {
+                free(from);
+                free(to);
+                fuse_reply_err(req, 0);
+                return;
+        }
+        if (r < 0) {
+                free(from);
+                free(to);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        c = call_new(fs, req, newparent, to);
+        if (!c) {
+                free(from);
+                free(to);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->path2 = from;
+        RestOp op = {
+                .type = REST_OP_RENAME,
+                .path = to,
+                .source_path = from,
+                .is_directory = is_dir,
+                .replace_if_exists =
+                        !(flags & RENAME_NOREPLACE) && strcasecmp(from, to) != 0 && !is_dir};
+        submit_or_fail(c, &op, rename_done);
+}
+
+/* ---- unsupported ---- */
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+        fuse_reply_err(req, EPERM); /* no hard links on the share */
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+        fuse_reply_err(req, EPERM); /* no faithful representation over REST */
+}
+
+static void
+fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+        fuse_reply_err(req, EPERM); /* device nodes, FIFOs and sockets cannot be stored */
+}
+
+/* ---- open ---- */
+
+static void open_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        struct fuse_file_info fi = {.flags = c->flags};
+        Inode *i;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get File Properties", c->path, -ENOENT);
+        i = get_inode_locked(fs, c->ino);
+        if (!i)
+                err = -ESTALE;
+        if (err == -ENOENT && !fs_inode_is_authoritative(i))
+                inode_table_detach(fs->inodes, i);
+        if (err == 0 && r->props->is_directory)
+                err = -EISDIR;
+        if (err == 0 && !fs_inode_is_authoritative(i)) {
+                apply_props_locked(fs, i, r->props);
+                err = fs_cache_attach_locked(fs, i);
+                if (err == 0) {
+                        if (i->cache_etag[0] && streq(i->cache_etag, r->props->etag) &&
+                            i->remote_size == i->size)
+                                fi.keep_cache = 1;
+                        else
+                                fs_cache_reset_locked(fs, i, i->size, r->props->etag);
+                }
+        } else if (err == 0)
+                fi.keep_cache = 1;
+        if (err == 0) {
+                i->open_count++;
+                i->refs++;
+                i->last_used_ns = fs_now();
+                fi.fh = i->ino;
+        }
+        fs_unlock(fs);
+        if (err < 0)
+                fuse_reply_err(c->req, -err);
+        else if (fuse_reply_open(c->req, &fi) < 0) {
+                fs_lock(fs);
+                if ((i = get_inode_locked(fs, c->ino))) {
+                        i->open_count--;
+                        fs_inode_unref_locked(fs, i);
+                }
+                fs_unlock(fs);
+        }
+        call_free(c);
+}
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        Inode *i;
+        char *path;
+        Call *c;
+
+        fs_lock(fs);
+        i = get_inode_locked(fs, ino);
+        if (!i || i->is_dir) {
+                fs_unlock(fs);
+                fuse_reply_err(req, i ? EISDIR : ESTALE);
+                return;
+        }
+        if (fs_inode_is_authoritative(i) || i->unlinked) {
+                /* Open here already (or dirty): the local copy is newer than the share's. */
+                if (i->cache_fd < 0) {
+                        fs_unlock(fs);
+                        fuse_reply_err(req, ESTALE);
+                        return;
+                }
+                i->open_count++;
+                i->refs++;
+                fi->fh = i->ino;
+                fi->keep_cache = 1;
+                fs_unlock(fs);
+                if (fuse_reply_open(req, fi) < 0) {
+                        fs_lock(fs);
+                        i->open_count--;
+                        fs_inode_unref_locked(fs, i);
+                        fs_unlock(fs);
+                }
+                return;
+        }
+        path = strdup(i->path);
+        fs_unlock(fs);
+        c = path ? call_new(fs, req, ino, path) : NULL;
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        c->flags = fi->flags;
+        RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES, .path = c->path};
+        submit_or_fail(c, &op, open_done);
+}
+
+/* ---- directories ---- */
+
+typedef struct DirEntry {
+        char *name;
+        bool is_dir;
+        RestListEntry e; /* name/etag/permission_key moved out; numbers kept */
+} DirEntry;
+
+typedef struct DirHandle {
+        Fs *fs;
+        uint64_t ino;
+        char *path;
+        DirEntry *entries;
+        size_t n, alloc;
+        bool listed;
+        bool listing;
+        int error;
+        /* The one readdir waiting for the listing (the kernel serializes readdir per file). */
+        fuse_req_t req;
+        size_t size;
+        off_t off;
+        bool plus;
+} DirHandle;
+
+static void dir_handle_clear(DirHandle *d) {
+        for (size_t k = 0; k < d->n; k++) {
+                free(d->entries[k].name);
+                free(d->entries[k].e.etag);
+        }
+        free(d->entries);
+        d->entries = NULL;
+        d->n = d->alloc = 0;
+}
+
+static void dir_serve(DirHandle *d, fuse_req_t req, size_t size, off_t off, bool plus) {
+        Fs *fs = d->fs;
+        _cleanup_free_ char *buf = NULL;
+        size_t used = 0;
+        off_t k;
+
+        if (d->error < 0) {
+                int e = d->error;
+                d->error = 0;
+                d->listed = false;
+                fuse_reply_err(req, -e);
+                return;
+        }
+        buf = malloc(size);
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        fs_lock(fs);
+        for (k = off; k < (off_t)d->n + 2; k++) {
+                struct stat st = {};
+                const char *name;
+                size_t need;
+
+                if (k < 2) {
+                        name = k == 0 ? "." : "..";
+                        st.st_ino = k == 0 ? d->ino : FS_ROOT_INO;
+                        st.st_mode = S_IFDIR;
+                        if (plus) {
+                                struct fuse_entry_param e = {.attr = st};
+                                need = fuse_add_direntry_plus(
+                                        req, buf + used, size - used, name, &e, k + 1);
+                        } else
+                                need = fuse_add_direntry(
+                                        req, buf + used, size - used, name, &st, k + 1);
+                } else {
+                        DirEntry *de = &d->entries[k - 2];
+                        _cleanup_free_ char *path = NULL;
+                        Inode *i = NULL;
+
+                        name = de->name;
+                        if (fs_path_join(d->path, name, &path) < 0 ||
+                            inode_for_path_locked(fs, path, de->is_dir, &i) < 0) {
+                                if (used == 0) {
+                                        fs_unlock(fs);
+                                        fuse_reply_err(req, ENOMEM);
+                                        return;
+                                }
+                                break;
+                        }
+                        apply_list_entry_locked(fs, i, &de->e);
+                        if (plus) {
+                                struct fuse_entry_param e;
+                                fill_entry_locked(fs, i, &e);
+                                need = fuse_add_direntry_plus(
+                                        req, buf + used, size - used, name, &e, k + 1);
+                                if (need > size - used)
+                                        i->nlookup--;
+                        } else {
+                                fs_fill_stat_locked(fs, i, &st);
+                                need = fuse_add_direntry(
+                                        req, buf + used, size - used, name, &st, k + 1);
+                        }
+                        if (need > size - used) {
+                                maybe_free_locked(fs, i);
+                                break;
+                        }
+                        if (!plus)
+                                maybe_free_locked(fs, i);
+                }
+                if (need > size - used)
+                        break;
+                used += need;
+        }
+        fs_unlock(fs);
+        fuse_reply_buf(req, buf, used);
+}
+
+static void list_page_done(RestResult *r, void *userdata) {
+        DirHandle *d = userdata;
+        Fs *fs = d->fs;
+        RestListPage *page = r->page;
+        fuse_req_t req;
+        int err = r->error;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "List Directory", d->path, 0);
+        fs_unlock(fs);
+        if (err == 0 && page) {
+                for (size_t k = 0; k < page->n_entries && err == 0; k++) {
+                        RestListEntry *e = &page->entries[k];
+                        if (d->n >= FS_DIR_ENTRIES_MAX) {
+                                err = -E2BIG;
+                                break;
+                        }
+                        if (d->n == d->alloc) {
+                                size_t na = d->alloc ? d->alloc * 2 : 256;
+                                DirEntry *ne = realloc(d->entries, na * sizeof(*ne));
+                                if (!ne) {
+                                        err = -ENOMEM;
+                                        break;
+                                }
+                                d->entries = ne;
+                                d->alloc = na;
+                        }
+                        d->entries[d->n] =
+                                (DirEntry){.name = e->name, .is_dir = e->is_directory, .e = *e};
+                        d->entries[d->n].e.name = NULL;
+                        d->entries[d->n].e.permission_key = NULL;
+                        free(e->permission_key);
+                        e->name = NULL;
+                        e->etag = NULL;
+                        e->permission_key = NULL;
+                        d->n++;
+                }
+                if (err == 0 && page->next_marker) {
+                        RestOp op = {
+                                .type = REST_OP_LIST_DIRECTORY,
+                                .path = d->path,
+                                .marker = page->next_marker,
+                                .max_results = REST_LIST_ENTRIES_MAX};
+                        err = rest_client_submit(fs->rest, &op, list_page_done, d, NULL);
+                        if (err == 0)
+                                return;
+                }
+        }
+        d->listing = false;
+        if (err < 0) {
+                dir_handle_clear(d);
+                d->error = err;
+        } else
+                d->listed = true;
+        req = d->req;
+        d->req = NULL;
+        if (req)
+                dir_serve(d, req, d->size, d->off, d->plus);
+}
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        Fs *fs = fs_of(req);
+        DirHandle *d;
+        Inode *i;
+
+        d = calloc(1, sizeof(*d));
+        if (!d) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        int err = 0;
+
+        fs_lock(fs);
+        i = get_inode_locked(fs, ino);
+        if (!i)
+                err = ESTALE;
+        else if (!i->is_dir)
+                err = ENOTDIR;
+        else if (!(d->path = strdup(i->path)))
+                err = ENOMEM;
+        fs_unlock(fs);
+        if (err) {
+                free(d);
+                fuse_reply_err(req, err);
+                return;
+        }
+        d->fs = fs;
+        d->ino = ino;
+        fi->fh = (uint64_t)(uintptr_t)d;
+        fi->cache_readdir = 0;
+        if (fuse_reply_open(req, fi) < 0) {
+                free(d->path);
+                free(d);
+        }
+}
+
+static void
+readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus) {
+        DirHandle *d = (DirHandle *)(uintptr_t)fi->fh;
+        int r;
+
+        if (off == 0 && d->listed) {
+                dir_handle_clear(d);
+                d->listed = false;
+        }
+        if (d->listed || d->error < 0) {
+                dir_serve(d, req, size, off, plus);
+                return;
+        }
+        d->req = req;
+        d->size = size;
+        d->off = off;
+        d->plus = plus;
+        if (d->listing)
+                return;
+        d->listing = true;
+        RestOp op = {
+                .type = REST_OP_LIST_DIRECTORY,
+                .path = d->path,
+                .max_results = REST_LIST_ENTRIES_MAX};
+        r = rest_client_submit(d->fs->rest, &op, list_page_done, d, NULL);
+        if (r < 0) {
+                d->listing = false;
+                d->req = NULL;
+                fuse_reply_err(req, -r);
+        }
+}
+
+static void
+fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+        readdir_common(req, size, off, fi, false);
+}
+
+static void fs_op_readdirplus(
+        fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+        readdir_common(req, size, off, fi, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+        DirHandle *d = (DirHandle *)(uintptr_t)fi->fh;
+        /* The kernel never releases a handle with a readdir in flight. */
+        dir_handle_clear(d);
+        free(d->path);
+        free(d);
+        fuse_reply_err(req, 0);
+}
+
+static void
+fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+        fuse_reply_err(req, 0); /* directory changes are made on the share synchronously */
+}
+
+/* ---- statfs ---- */
+
+static void reply_statfs(Fs *fs, fuse_req_t req) {
+        struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_namemax = FS_NAME_MAX};
+        uint64_t total, used;
+
+        fs_lock(fs);
+        total = fs->quota_gib ? fs->quota_gib << 30 : UINT64_C(5) << 40;
+        used = fs->usage_bytes;
+        fs_unlock(fs);
+        sv.f_blocks = total / 4096;
+        sv.f_bfree = sv.f_bavail = used >= total ? 0 : (total - used) / 4096;
+        sv.f_files = UINT32_MAX;
+        sv.f_ffree = sv.f_favail = UINT32_MAX / 2;
+        fuse_reply_statfs(req, &sv);
+}
+
+typedef struct StatfsCall {
+        Fs *fs;
+        fuse_req_t req;
+        int pending;
+        int error;
+} StatfsCall;
+
+static void statfs_done(RestResult *r, void *userdata) {
+        StatfsCall *c = userdata;
+        Fs *fs = c->fs;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get Share Stats", "", 0);
+        if (r->error == 0 && r->type == REST_OP_GET_SHARE_STATS)
+                fs->usage_bytes = r->share_usage_bytes;
+        if (r->error == 0 && r->type == REST_OP_GET_SHARE_PROPERTIES && r->props->has_share_quota)
+                fs->quota_gib = r->props->share_quota_gib;
+        if (r->error == 0)
+                fs->stats_until_ns = fs_now() + FS_STATS_TTL_NS;
+        else if (!c->error)
+                c->error = r->error;
+        fs_unlock(fs);
+        if (--c->pending > 0)
+                return;
+        /* A share that cannot be reached still answers statfs with the last figures. */
+        reply_statfs(fs, c->req);
+        free(c);
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino) {
+        Fs *fs = fs_of(req);
+        StatfsCall *c;
+        bool fresh;
+        int r;
+
+        fs_lock(fs);
+        fresh = fs->stats_until_ns > fs_now();
+        fs_unlock(fs);
+        if (fresh || !(c = calloc(1, sizeof(*c)))) {
+                reply_statfs(fs, req);
+                return;
+        }
+        c->fs = fs;
+        c->req = req;
+        c->pending = 2;
+        RestOp op = {.type = REST_OP_GET_SHARE_STATS, .path = ""};
+        r = rest_client_submit(fs->rest, &op, statfs_done, c, NULL);
+        if (r < 0) {
+                free(c);
+                reply_statfs(fs, req);
+                return;
+        }
+        op.type = REST_OP_GET_SHARE_PROPERTIES;
+        if (rest_client_submit(fs->rest, &op, statfs_done, c, NULL) < 0)
+                c->pending--; /* the first call's callback has not run yet: it cannot run inline */
+}
+
+static void fs_op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+        fuse_reply_err(req, 0); /* default_permissions does the checks */
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+        .init = fs_op_init,
+        .lookup = fs_op_lookup,
+        .forget = fs_op_forget,
+        .forget_multi = fs_op_forget_multi,
+        .getattr = fs_op_getattr,
+        .setattr = fs_op_setattr,
+        .mkdir = fs_op_mkdir,
+        .mknod = fs_op_mknod,
+        .symlink = fs_op_symlink,
+        .link = fs_op_link,
+        .unlink = fs_op_unlink,
+        .rmdir = fs_op_rmdir,
+        .rename = fs_op_rename,
+        .create = fs_op_create,
+        .open = fs_op_open,
+        .read = fs_op_read,
+        .write = fs_op_write,
+        .flush = fs_op_flush,
+        .fsync = fs_op_fsync,
+        .release = fs_op_release,
+        .opendir = fs_op_opendir,
+        .readdir = fs_op_readdir,
+        .readdirplus = fs_op_readdirplus,
+        .releasedir = fs_op_releasedir,
+        .fsyncdir = fs_op_fsyncdir,
+        .statfs = fs_op_statfs,
+        .access = fs_op_access,
+        .getxattr = fs_op_getxattr,
+        .setxattr = fs_op_setxattr,
+        .listxattr = fs_op_listxattr,
+        .removexattr = fs_op_removexattr,
+};
+
+const struct fuse_lowlevel_ops *fs_fuse_ops(void) {
+        return &fs_ops;
+}
+
+/* ---- lifecycle ---- */
+
+int fs_new(const FsOptions *o, const FsCredentials *cred, Fs **ret) {
+        _cleanup_(fs_freep) Fs *fs = NULL;
+        HttpClientConfig hcfg = {
+                .max_in_flight = o->max_requests,
+                .max_host_connections = o->max_requests,
+                .max_connects = o->max_requests * 2,
+                .user_agent = "azfilesfs/" PROJECT_VERSION,
+        };
+        Inode *root;
+        int r;
+
+        fs = calloc(1, sizeof(*fs));
+        if (!fs)
+                return -ENOMEM;
+        fs->o = o;
+        fs->cred = cred;
+        fs->cache_dir_fd = -EBADF;
+        fs->mount_time_ns = realtime_ns();
+        (void)pthread_mutex_init(&fs->lock, NULL);
+        {
+                pthread_condattr_t ca;
+                (void)pthread_condattr_init(&ca);
+                (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                (void)pthread_cond_init(&fs->cond, &ca);
+                (void)pthread_condattr_destroy(&ca);
+        }
+        r = inode_table_new(&fs->inodes);
+        if (r < 0)
+                return r;
+        r = inode_table_add(fs->inodes, o->subdir, true, &root);
+        if (r < 0)
+                return r;
+        root->perm = o->dir_mode;
+        root->mtime_ns = root->ctime_ns = fs->mount_time_ns;
+        root->nlookup = 1;
+
+        r = sd_event_new(&fs->event);
+        if (r < 0)
+                return r;
+        r = loop_queue_new(fs->event, 65536, &fs->queue);
+        if (r < 0)
+                return r;
+        r = http_client_new(fs->event, &hcfg, &fs->http);
+        if (r < 0)
+                return r;
+        if (cred->auth == REST_AUTH_BEARER) {
+                ImdsClientConfig icfg = {.endpoint = o->imds, .client_id = cred->client_id};
+                r = imds_client_new(fs->event, fs->http, &icfg, &fs->imds);
+                if (r < 0)
+                        return r;
+        }
+        RestClientConfig rcfg = {
+                .endpoint = o->endpoint,
+                .account = o->account,
+                .share = o->share,
+                .auth = cred->auth,
+                .key = cred->key,
+                .key_size = cred->key_size,
+                .sas_token = cred->sas_token,
+                .imds = fs->imds,
+                .retry_budget_ms = o->retry_budget_ms,
+                .meta_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(30000)),
+                .data_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(120000)),
+                .connect_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(10000)),
+                .retry_base_ms = MIN(o->retry_budget_ms / 20, UINT64_C(400)),
+                .retry_max_delay_ms = MIN(o->retry_budget_ms / 4, UINT64_C(20000)),
+        };
+        r = rest_client_new(fs->event, fs->http, &rcfg, &fs->rest);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(fs);
+        return 0;
+}
+
+static void on_quit(void *userdata, bool cancelled) {
+        Fs *fs = userdata;
+        (void)sd_event_exit(fs->event, 0);
+}
+
+static void stop_thread(Fs *fs) {
+        if (!fs->thread_started)
+                return;
+        if (fs_post(fs, on_quit, fs) < 0)
+                abort(); /* cannot stop the loop: nothing sane left to do */
+        (void)pthread_join(fs->thread, NULL);
+        fs->thread_started = false;
+}
+
+Fs *fs_free(Fs *fs) {
+        if (!fs)
+                return NULL;
+        stop_thread(fs);
+        fs->tick = sd_event_source_disable_unref(fs->tick);
+        fs->rest = rest_client_free(fs->rest);
+        fs->imds = imds_client_free(fs->imds);
+        fs->http = http_client_free(fs->http);
+        fs->queue = loop_queue_free(fs->queue);
+        for (Inode *i = fs->state_list; i; i = i->state_next)
+                i->cache_fd = safe_close(i->cache_fd);
+        fs->inodes = inode_table_free(fs->inodes);
+        fs->event = sd_event_unref(fs->event);
+        fs->cache_dir_fd = safe_close(fs->cache_dir_fd);
+        free(fs->cache_path);
+        free(fs->last_error);
+        free(fs->last_error_path);
+        free(fs->last_request_id);
+        (void)pthread_mutex_destroy(&fs->lock);
+        (void)pthread_cond_destroy(&fs->cond);
+        free(fs);
+        return NULL;
+}
+
+static void *loop_thread(void *userdata) {
+        Fs *fs = userdata;
+        int r = sd_event_loop(fs->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+        return NULL;
+}
+
+typedef struct SyncCall {
+        Fs *fs;
+        bool done;
+        int error;
+        bool has_quota;
+        uint64_t quota_gib;
+        char code[64];
+} SyncCall;
+
+static void sync_done(RestResult *r, void *userdata) {
+        SyncCall *s = userdata;
+        Fs *fs = s->fs;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Get Share Properties", "", 0);
+        s->error = r->error;
+        s->has_quota = r->props && r->props->has_share_quota;
+        s->quota_gib = s->has_quota ? r->props->share_quota_gib : 0;
+        (void)snprintf(s->code, sizeof(s->code), "%s", r->error_code ? r->error_code : "");
+        s->done = true;
+        (void)pthread_cond_broadcast(&fs->cond);
+        fs_unlock(fs);
+}
+
+static void tick_start_cb(void *userdata, bool cancelled) {
+        if (!cancelled)
+                fs_tick_start(userdata);
+}
+
+int fs_start(Fs *fs, char **reterr_msg) {
+        SyncCall s = {.fs = fs};
+        RestOp op = {.type = REST_OP_GET_SHARE_PROPERTIES, .path = ""};
+        int r;
+
+        r = fs_cache_open_dir(fs, reterr_msg);
+        if (r < 0)
+                return r;
+        r = pthread_create(&fs->thread, NULL, loop_thread, fs);
+        if (r != 0)
+                return -r;
+        fs->thread_started = true;
+        r = fs_post(fs, tick_start_cb, fs);
+        if (r < 0)
+                return r;
+
+        r = rest_client_submit(fs->rest, &op, sync_done, &s, NULL);
+        if (r < 0)
+                return r;
+        fs_lock(fs);
+        while (!s.done)
+                (void)pthread_cond_wait(&fs->cond, &fs->lock); /* bounded by the retry budget */
+        if (s.has_quota)
+                fs->quota_gib = s.quota_gib;
+        fs_unlock(fs);
+        if (s.error == -EACCES || s.error == -ENOENT || s.error == -EINVAL || s.error == -EPERM) {
+                if (asprintf(
+                            reterr_msg, "Share %s/%s refused access: %s%s%s", fs->o->endpoint,
+                            fs->o->share, strerror(-s.error), s.code[0] ? " " : "", s.code) < 0)
+                        *reterr_msg = NULL;
+                return s.error;
+        }
+        if (s.error < 0)
+                log_warning_errno(
+                        s.error,
+                        "Share %s/%s not reachable now (%m); mounting anyway, operations fail until it is",
+                        fs->o->endpoint, fs->o->share);
+        r = fs_recover(fs);
+        if (r < 0)
+                log_warning_errno(
+                        r,
+                        "Could not upload all data left dirty by an earlier run (%m); it stays in %s and is retried",
+                        fs->cache_path);
+        return 0;
+}
+
+uint64_t fs_stop(Fs *fs) {
+        uint64_t left;
+        unsigned files;
+        int r;
+
+        r = fs_flush_wait(fs, fs->o->retry_budget_ms + 5000);
+        if (r < 0)
+                log_warning_errno(
+                        r,
+                        "Unmounting with data not yet on the share (%m); it stays in %s and is uploaded by the next mount",
+                        fs->cache_path);
+        fs_lock(fs);
+        left = fs_dirty_bytes_locked(fs, &files);
+        fs_unlock(fs);
+        stop_thread(fs);
+        return left;
+}
+
+void fs_set_session(Fs *fs, struct fuse_session *se) {
+        fs->se = se;
+}
