@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "conf.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -306,6 +307,13 @@ int conf_parse_path_or_empty(
         return conf_parse_path(value, ret, arg, reterr_reason);
 }
 
+int conf_parse_disk_path(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        if (streq(value, "/"))
+                return set_string(ret, value);
+        return conf_parse_path_or_empty(value, ret, arg, reterr_reason);
+}
+
 int conf_parse_relative_path(
         const char *value, void *ret, const void *arg, const char **reterr_reason) {
         if (value[0] == '\0' || value[0] == '/' || strlen(value) >= PATH_MAX ||
@@ -381,8 +389,14 @@ static void strv_free(char **l) {
         free(l);
 }
 
-int conf_parse_user_list(
-        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+/* A list of words separated by seps, each accepted by valid(). */
+static int parse_word_list(
+        const char *value,
+        const char *seps,
+        bool (*valid)(const char *word),
+        const char *what,
+        void *ret,
+        const char **reterr_reason) {
         _cleanup_free_ char *copy = strdup(value);
         char **list, *state = NULL, *word;
         size_t n = 0;
@@ -392,9 +406,9 @@ int conf_parse_user_list(
         list = calloc(CONF_LIST_MAX + 1, sizeof(char *));
         if (!list)
                 return -ENOMEM;
-        for (word = strtok_r(copy, " \t,", &state); word; word = strtok_r(NULL, " \t,", &state)) {
-                if (!conf_valid_user_name(word)) {
-                        *reterr_reason = "expected user names separated by spaces";
+        for (word = strtok_r(copy, seps, &state); word; word = strtok_r(NULL, seps, &state)) {
+                if (!valid(word)) {
+                        *reterr_reason = what;
                         strv_free(list);
                         return -EINVAL;
                 }
@@ -413,6 +427,13 @@ int conf_parse_user_list(
         strv_free(*(char ***)ret);
         *(char ***)ret = list;
         return 0;
+}
+
+int conf_parse_user_list(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        return parse_word_list(
+                value, " \t,", conf_valid_user_name, "expected user names separated by spaces", ret,
+                reterr_reason);
 }
 
 int conf_parse_uid_range(
@@ -478,6 +499,76 @@ int conf_parse_mode(const char *value, void *ret, const void *arg, const char **
         return 0;
 }
 
+int conf_parse_listen_address(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        _cleanup_free_ char *host = NULL;
+        const char *colon, *port;
+        unsigned char addr[16];
+        uint64_t p;
+
+        if (value[0] == '\0')
+                return set_string(ret, NULL);
+        *reterr_reason =
+                "expected HOST:PORT with an IPv4 address or [IPv6] address, such as 0.0.0.0:8470 or [::1]:8470";
+        colon = strrchr(value, ':');
+        if (!colon || colon == value)
+                return -EINVAL;
+        port = colon + 1;
+        if (parse_u64(port, strlen(port), &p) < 0 || p > 65535)
+                return -EINVAL;
+        if (value[0] == '[') {
+                if (colon[-1] != ']')
+                        return -EINVAL;
+                host = strndup(value + 1, (size_t)(colon - value - 2));
+                if (!host)
+                        return -ENOMEM;
+                if (inet_pton(AF_INET6, host, addr) != 1)
+                        return -EINVAL;
+        } else {
+                host = strndup(value, (size_t)(colon - value));
+                if (!host)
+                        return -ENOMEM;
+                if (inet_pton(AF_INET, host, addr) != 1)
+                        return -EINVAL;
+        }
+        return set_string(ret, value);
+}
+
+int conf_parse_percent(const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        size_t n = strlen(value);
+        uint64_t v;
+
+        if (n > 0 && value[n - 1] == '%')
+                n--;
+        if (parse_u64(value, n, &v) < 0 || v > 100) {
+                *reterr_reason = "expected a percentage from 0% to 100%";
+                return -EINVAL;
+        }
+        *(uint64_t *)ret = v;
+        return 0;
+}
+
+static bool valid_unit_name(const char *s) {
+        const char *dot = strrchr(s, '.');
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 255 || !dot || dot == s || dot[1] == '\0')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!(isascii((unsigned char)s[i]) &&
+                      (isalnum((unsigned char)s[i]) || strchr(":-_.\\@", s[i]))))
+                        return false;
+        return true;
+}
+
+int conf_parse_unit_list(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        return parse_word_list(
+                value, " \t", valid_unit_name,
+                "expected systemd unit names such as ssh.service, separated by spaces", ret,
+                reterr_reason);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 typedef enum ConfKind {
@@ -501,6 +592,9 @@ static const ConfRange stat_timeout_range = {100 * 1000, 600 * USEC_PER_SEC};
 static const ConfRange check_interval_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
 static const ConfRange recover_after_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
 static const ConfRange resync_interval_range = {10 * USEC_PER_SEC, 86400 * USEC_PER_SEC};
+static const ConfRange health_interval_range = {100 * 1000, 86400 * USEC_PER_SEC};
+static const ConfRange hysteresis_range = {1, 100};
+static const ConfRange top_consumers_range = {0, 100};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
@@ -527,6 +621,23 @@ static const ConfItem conf_table[] = {
         {"Users",     "LinkName",           conf_parse_filename,      offsetof(Config, link_name),           STRING,                      NULL,                  false},
         {"Users",     "UserDirectoryMode",  conf_parse_mode,          offsetof(Config, user_directory_mode), SCALAR(user_directory_mode), NULL,                  false},
         {"Users",     "ResyncInterval",     conf_parse_duration,      offsetof(Config, resync_interval_usec), SCALAR(resync_interval_usec), &resync_interval_range, false},
+        {"Health",    "ListenAddress",      conf_parse_listen_address, offsetof(Config, listen_address),     STRING,                      NULL,                  true},
+        {"Health",    "CheckInterval",      conf_parse_duration,      offsetof(Config, health_interval_usec), SCALAR(health_interval_usec), &health_interval_range, false},
+        {"Health",    "UnhealthyAfter",     conf_parse_uint,          offsetof(Config, unhealthy_after),     SCALAR(unhealthy_after),     &hysteresis_range,     false},
+        {"Health",    "HealthyAfter",       conf_parse_uint,          offsetof(Config, healthy_after),       SCALAR(healthy_after),       &hysteresis_range,     false},
+        {"Health",    "RootPath",           conf_parse_disk_path,     offsetof(Config, root_path),           STRING,                      NULL,                  false},
+        {"Health",    "RootMinFree",        conf_parse_size,          offsetof(Config, root_min_free),       SCALAR(root_min_free),       NULL,                  false},
+        {"Health",    "RootWarnFree",       conf_parse_size,          offsetof(Config, root_warn_free),      SCALAR(root_warn_free),      NULL,                  false},
+        {"Health",    "TmpPath",            conf_parse_disk_path,     offsetof(Config, tmp_path),            STRING,                      NULL,                  false},
+        {"Health",    "TmpMinFree",         conf_parse_size,          offsetof(Config, tmp_min_free),        SCALAR(tmp_min_free),        NULL,                  false},
+        {"Health",    "TmpWarnFree",        conf_parse_size,          offsetof(Config, tmp_warn_free),       SCALAR(tmp_warn_free),       NULL,                  false},
+        {"Health",    "ScratchPath",        conf_parse_disk_path,     offsetof(Config, scratch_path),        STRING,                      NULL,                  false},
+        {"Health",    "ScratchMinFree",     conf_parse_size,          offsetof(Config, scratch_min_free),    SCALAR(scratch_min_free),    NULL,                  false},
+        {"Health",    "ScratchWarnFree",    conf_parse_size,          offsetof(Config, scratch_warn_free),   SCALAR(scratch_warn_free),   NULL,                  false},
+        {"Health",    "MinFreeInodes",      conf_parse_percent,       offsetof(Config, min_free_inodes_percent), SCALAR(min_free_inodes_percent), NULL,      false},
+        {"Health",    "WarnFreeInodes",     conf_parse_percent,       offsetof(Config, warn_free_inodes_percent), SCALAR(warn_free_inodes_percent), NULL,    false},
+        {"Health",    "TopConsumers",       conf_parse_uint,          offsetof(Config, top_consumers),       SCALAR(top_consumers),       &top_consumers_range,  false},
+        {"Health",    "RequiredUnits",      conf_parse_unit_list,     offsetof(Config, required_units),      STRV,                        NULL,                  false},
 };
 /* clang-format on */
 
@@ -576,6 +687,23 @@ int config_new(Config **ret) {
         c->uid_range = (UidRange){.min = 1000, .max = 59999};
         c->user_directory_mode = 0700;
         c->resync_interval_usec = 600 * USEC_PER_SEC;
+        c->health_interval_usec = 30 * USEC_PER_SEC;
+        c->unhealthy_after = 2;
+        c->healthy_after = 3;
+        c->root_min_free = UINT64_C(5) << 30;
+        c->root_warn_free = UINT64_C(10) << 30;
+        c->tmp_min_free = UINT64_C(1) << 30;
+        c->tmp_warn_free = UINT64_C(2) << 30;
+        c->scratch_min_free = UINT64_C(2) << 30;
+        c->scratch_warn_free = UINT64_C(5) << 30;
+        c->min_free_inodes_percent = 5;
+        c->warn_free_inodes_percent = 10;
+        c->top_consumers = 10;
+        c->listen_address = strdup("0.0.0.0:8470");
+        c->root_path = strdup("/");
+        c->tmp_path = strdup("/tmp");
+        c->scratch_path = strdup("/mnt");
+        c->required_units = calloc(1, sizeof(char *));
         c->state_directory = strdup("/var/lib/poolagent");
         c->control_socket = strdup("/run/poolagent/control.sock");
         c->mount_point = strdup("/srv/workspace");
@@ -587,7 +715,8 @@ int config_new(Config **ret) {
         c->origins = calloc(CONF_TABLE_N, sizeof(char *));
         if (!c->origins || !c->state_directory || !c->control_socket || !c->mount_point ||
             !c->cache_directory || !c->notebooks_directory || !c->link_name || !c->deny ||
-            !c->files)
+            !c->files || !c->listen_address || !c->root_path || !c->tmp_path || !c->scratch_path ||
+            !c->required_units)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -796,6 +925,28 @@ static bool path_is_below_or_equal(const char *path, const char *dir) {
 }
 
 static void config_verify_collect(const Config *c, ConfErrors *e) {
+        static const struct {
+                const char *key;
+                size_t min, warn;
+        } thresholds[] = {
+                {"Root", offsetof(Config, root_min_free), offsetof(Config, root_warn_free)},
+                {"Tmp", offsetof(Config, tmp_min_free), offsetof(Config, tmp_warn_free)},
+                {"Scratch", offsetof(Config, scratch_min_free),
+                 offsetof(Config, scratch_warn_free)},
+                {"", offsetof(Config, min_free_inodes_percent),
+                 offsetof(Config, warn_free_inodes_percent)},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(thresholds); i++) {
+                uint64_t min = *(const uint64_t *)((const uint8_t *)c + thresholds[i].min);
+                uint64_t warn = *(const uint64_t *)((const uint8_t *)c + thresholds[i].warn);
+                if (warn < min)
+                        conf_errors_add(
+                                e, "%s: [Health] %sWarnFree%s= is below %sMinFree%s=",
+                                origin_of(c, thresholds[i].warn), thresholds[i].key,
+                                thresholds[i].key[0] ? "" : "Inodes", thresholds[i].key,
+                                thresholds[i].key[0] ? "" : "Inodes");
+        }
         if (c->source && !c->credentials)
                 conf_errors_add(
                         e,

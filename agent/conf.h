@@ -52,6 +52,25 @@ typedef struct Config {
         mode_t user_directory_mode;
         uint64_t resync_interval_usec; /* a links pass at least this often */
 
+        /* [Health] */
+        char *listen_address; /* "HOST:PORT" of the HTTP endpoint (port 0: any), NULL: none */
+        uint64_t health_interval_usec;
+        uint64_t unhealthy_after; /* consecutive bad cycles before a check is reported bad */
+        uint64_t healthy_after;   /* consecutive good cycles before it is reported good again */
+        char *root_path;          /* disks checked; NULL: that one is not checked */
+        uint64_t root_min_free;   /* bytes: below is unhealthy */
+        uint64_t root_warn_free;  /* bytes: below is a warning (>= min) */
+        char *tmp_path;
+        uint64_t tmp_min_free;
+        uint64_t tmp_warn_free;
+        char *scratch_path;
+        uint64_t scratch_min_free;
+        uint64_t scratch_warn_free;
+        uint64_t min_free_inodes_percent;  /* 0-100: below is unhealthy */
+        uint64_t warn_free_inodes_percent; /* 0-100: below is a warning (>= min) */
+        uint64_t top_consumers;            /* largest directories reported for a low disk, 0: off */
+        char **required_units;             /* systemd units that must be active, never NULL */
+
         /* Where the values came from: the files read (NULL-terminated), and per table entry the
          * "FILE:LINE" that set it last (NULL: default). */
         char **files;
@@ -91,6 +110,9 @@ int conf_parse_path(
 /* The same, but an empty value unsets the key (NULL). */
 int conf_parse_path_or_empty(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* The same, and "/" too (a disk to check). */
+int conf_parse_disk_path(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_relative_path(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_filename(
@@ -107,6 +129,15 @@ int conf_parse_group_name(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_log_level(
         const char *value, void *ret /* int */, const void *arg, const char **reterr_reason);
+/* "HOST:PORT" (IPv4 or [IPv6], port 0-65535); empty: NULL. */
+int conf_parse_listen_address(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* "5%" or "5": a whole percentage 0-100. */
+int conf_parse_percent(
+        const char *value, void *ret /* uint64_t */, const void *arg, const char **reterr_reason);
+/* systemd unit names ("ssh.service jupyterhub.service") separated by spaces. */
+int conf_parse_unit_list(
+        const char *value, void *ret /* char** */, const void *arg, const char **reterr_reason);
 int conf_parse_mode(
         const char *value, void *ret /* mode_t */, const void *arg, const char **reterr_reason);
 
