@@ -569,6 +569,55 @@ int conf_parse_unit_list(
                 reterr_reason);
 }
 
+int conf_parse_endpoint(const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        const char *host = NULL, *slash;
+
+        if (value[0] == '\0')
+                return set_string(ret, NULL);
+        if (strncmp(value, "https://", 8) == 0)
+                host = value + 8;
+        else if (strncmp(value, "http://", 7) == 0)
+                host = value + 7;
+        slash = host ? strchr(host, '/') : NULL;
+        if (!host || host[0] == '\0' || host[0] == '/' || (slash && slash[1] != '\0') ||
+            strpbrk(value, " \t\"<>\\^`{|}?#@") || has_control_chars(value) ||
+            strlen(value) > 256) {
+                *reterr_reason = "expected http://HOST[:PORT] such as http://169.254.169.254";
+                return -EINVAL;
+        }
+        if (slash) { /* drop the trailing "/": paths are appended to it */
+                _cleanup_free_ char *copy = strndup(value, (size_t)(slash - value));
+                if (!copy)
+                        return -ENOMEM;
+                return set_string(ret, copy);
+        }
+        return set_string(ret, value);
+}
+
+int conf_parse_expected_gpus(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        static const ConfRange range = {0, CONF_GPUS_MAX};
+        uint64_t v;
+        int r;
+
+        if (strcaseeq(value, "auto")) {
+                *(int *)ret = CONF_EXPECTED_GPUS_AUTO;
+                return 0;
+        }
+        if (strcaseeq(value, "none")) {
+                *(int *)ret = 0;
+                return 0;
+        }
+        r = conf_parse_uint(value, &v, &range, reterr_reason);
+        if (r < 0) {
+                if (r == -EINVAL)
+                        *reterr_reason = "expected a number of GPUs (0-64), auto or none";
+                return r;
+        }
+        *(int *)ret = (int)v;
+        return 0;
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 typedef enum ConfKind {
@@ -595,6 +644,8 @@ static const ConfRange resync_interval_range = {10 * USEC_PER_SEC, 86400 * USEC_
 static const ConfRange health_interval_range = {100 * 1000, 86400 * USEC_PER_SEC};
 static const ConfRange hysteresis_range = {1, 100};
 static const ConfRange top_consumers_range = {0, 100};
+static const ConfRange gpu_interval_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
+static const ConfRange gpu_timeout_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
@@ -606,6 +657,7 @@ static const ConfItem conf_table[] = {
         {"Agent",     "StateDirectory",     conf_parse_path,          offsetof(Config, state_directory),     STRING,                      NULL,                  true},
         {"Agent",     "ControlSocket",      conf_parse_path,          offsetof(Config, control_socket),      STRING,                      NULL,                  true},
         {"Agent",     "AdminGroup",         conf_parse_group_name,    offsetof(Config, admin_group),         STRING,                      NULL,                  false},
+        {"Agent",     "MetadataEndpoint",   conf_parse_endpoint,      offsetof(Config, metadata_endpoint),   STRING,                      NULL,                  true},
         {"Workspace", "Source",             conf_parse_url,           offsetof(Config, source),              STRING,                      NULL,                  true},
         {"Workspace", "MountPoint",         conf_parse_path,          offsetof(Config, mount_point),         STRING,                      NULL,                  true},
         {"Workspace", "Credentials",        conf_parse_path_or_empty, offsetof(Config, credentials),         STRING,                      NULL,                  true},
@@ -638,6 +690,10 @@ static const ConfItem conf_table[] = {
         {"Health",    "WarnFreeInodes",     conf_parse_percent,       offsetof(Config, warn_free_inodes_percent), SCALAR(warn_free_inodes_percent), NULL,    false},
         {"Health",    "TopConsumers",       conf_parse_uint,          offsetof(Config, top_consumers),       SCALAR(top_consumers),       &top_consumers_range,  false},
         {"Health",    "RequiredUnits",      conf_parse_unit_list,     offsetof(Config, required_units),      STRV,                        NULL,                  false},
+        {"Health",    "ExpectedGPUs",       conf_parse_expected_gpus, offsetof(Config, expected_gpus),       SCALAR(expected_gpus),       NULL,                  false},
+        {"Health",    "GPUCheckInterval",   conf_parse_duration,      offsetof(Config, gpu_check_interval_usec), SCALAR(gpu_check_interval_usec), &gpu_interval_range, false},
+        {"Health",    "GPUTimeout",         conf_parse_duration,      offsetof(Config, gpu_timeout_usec),    SCALAR(gpu_timeout_usec),    &gpu_timeout_range,    false},
+        {"Health",    "NVMLLibrary",        conf_parse_path_or_empty, offsetof(Config, nvml_library),        STRING,                      NULL,                  true},
 };
 /* clang-format on */
 
@@ -699,6 +755,10 @@ int config_new(Config **ret) {
         c->min_free_inodes_percent = 5;
         c->warn_free_inodes_percent = 10;
         c->top_consumers = 10;
+        c->expected_gpus = CONF_EXPECTED_GPUS_AUTO;
+        c->gpu_check_interval_usec = 60 * USEC_PER_SEC;
+        c->gpu_timeout_usec = 30 * USEC_PER_SEC;
+        c->metadata_endpoint = strdup("http://169.254.169.254");
         c->listen_address = strdup("0.0.0.0:8470");
         c->root_path = strdup("/");
         c->tmp_path = strdup("/tmp");
@@ -716,7 +776,7 @@ int config_new(Config **ret) {
         if (!c->origins || !c->state_directory || !c->control_socket || !c->mount_point ||
             !c->cache_directory || !c->notebooks_directory || !c->link_name || !c->deny ||
             !c->files || !c->listen_address || !c->root_path || !c->tmp_path || !c->scratch_path ||
-            !c->required_units)
+            !c->required_units || !c->metadata_endpoint)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;

@@ -21,6 +21,8 @@
 #define CONF_LIST_MAX 256U           /* entries in a string list */
 #define CONF_ERRORS_MAX 32U          /* error lines reported per load */
 #define USEC_PER_SEC UINT64_C(1000000)
+#define CONF_GPUS_MAX 64             /* ExpectedGPUs= at most */
+#define CONF_EXPECTED_GPUS_AUTO (-1) /* ExpectedGPUs=auto: from the VM size */
 
 typedef struct UidRange {
         uid_t min, max; /* min <= max */
@@ -28,10 +30,11 @@ typedef struct UidRange {
 
 typedef struct Config {
         /* [Agent] */
-        int log_level;         /* LOG_DEBUG..LOG_EMERG */
-        char *state_directory; /* absolute path */
-        char *control_socket;  /* absolute path */
-        char *admin_group;     /* group name, NULL: only root is admin */
+        int log_level;           /* LOG_DEBUG..LOG_EMERG */
+        char *state_directory;   /* absolute path */
+        char *control_socket;    /* absolute path */
+        char *admin_group;       /* group name, NULL: only root is admin */
+        char *metadata_endpoint; /* Instance Metadata Service, "http://HOST[:PORT]"; NULL: none */
 
         /* [Workspace] */
         char *source;          /* http(s) URL of the share, NULL: no workspace configured */
@@ -70,6 +73,10 @@ typedef struct Config {
         uint64_t warn_free_inodes_percent; /* 0-100: below is a warning (>= min) */
         uint64_t top_consumers;            /* largest directories reported for a low disk, 0: off */
         char **required_units;             /* systemd units that must be active, never NULL */
+        int expected_gpus;                 /* 0..CONF_GPUS_MAX, or CONF_EXPECTED_GPUS_AUTO */
+        uint64_t gpu_check_interval_usec;
+        uint64_t gpu_timeout_usec; /* bound of one NVML read */
+        char *nvml_library;        /* absolute path; NULL: libnvidia-ml.so.1 via ld.so */
 
         /* Where the values came from: the files read (NULL-terminated), and per table entry the
          * "FILE:LINE" that set it last (NULL: default). */
@@ -140,6 +147,12 @@ int conf_parse_unit_list(
         const char *value, void *ret /* char** */, const void *arg, const char **reterr_reason);
 int conf_parse_mode(
         const char *value, void *ret /* mode_t */, const void *arg, const char **reterr_reason);
+/* "http://HOST[:PORT]" (or https), nothing after the authority but an optional "/"; empty: NULL. */
+int conf_parse_endpoint(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* "auto", "none" (0) or a number of GPUs 0..CONF_GPUS_MAX. */
+int conf_parse_expected_gpus(
+        const char *value, void *ret /* int */, const void *arg, const char **reterr_reason);
 
 /* A user or group name as the agent accepts it: [A-Za-z0-9_][A-Za-z0-9_.-]*, optional trailing
  * '$', at most 32 characters, not all digits. */
