@@ -124,10 +124,14 @@ static int write_both(const char *name, uint64_t seed, uint64_t size) {
 
 static int storms(void *userdata, unsigned op) {
         (void)userdata;
-        /* Every 150 ops a storm: the next 8 requests all answer 503; every 150 ops, offset by
-         * 75, a latency spike on the next 5 requests. */
+        /* Every 150 ops a storm: the next requests all answer 503 (3, or 8 with known bugs:
+         * bug 3, the REST client gives up after 6 attempts, in well under a second with
+         * Retry-After: 0, although retry_budget is 90 s); every 150 ops, offset by 75, a latency
+         * spike on the next 5 requests. */
         if (op % 150 == 0)
-                return fs_emu_set_faults(emu, FAULTS_BASE ";503,count=8,retry-after=0");
+                return fs_emu_set_faults(
+                        emu, fs_test_known_bugs() ? FAULTS_BASE ";503,count=8,retry-after=0"
+                                                  : FAULTS_BASE ";503,count=3,retry-after=0");
         if (op % 150 == 75)
                 return fs_emu_set_faults(emu, FAULTS_BASE ";latency=200ms,count=5");
         return 0;
@@ -138,7 +142,7 @@ static int faults_off(void *userdata) {
         return fs_emu_set_faults(emu, "");
 }
 
-static void faults_workload(const char *options, uint64_t seed) {
+static void faults_workload(bool async, uint64_t seed) {
         _cleanup_free_ char *msg = NULL;
         FsModelConfig cfg = {
                 .seed = seed,
@@ -151,7 +155,7 @@ static void faults_workload(const char *options, uint64_t seed) {
         };
         int r;
 
-        mount_with(NULL, options);
+        mount_with(NULL, fs_model_mount_options(async));
         cfg.mount = mnt;
         cfg.root = mnt->mountpoint;
         CHECK_OK(fs_emu_set_faults(emu, FAULTS_BASE), "set faults");
@@ -162,12 +166,12 @@ static void faults_workload(const char *options, uint64_t seed) {
 }
 
 START_TEST(test_faults_workload_default) {
-        faults_workload(NULL, 101);
+        faults_workload(false, 101);
 }
 END_TEST
 
 START_TEST(test_faults_workload_async) {
-        faults_workload("writeback=async", 102);
+        faults_workload(true, 102);
 }
 END_TEST
 
@@ -313,14 +317,20 @@ START_TEST(test_restart_mid_flush) {
         ck_assert_int_eq(pthread_create(&th, NULL, flush_thread, &t), 0);
         deadline = now_monotonic_ns() + 60 * NSEC_PER_SEC;
         for (;;) {
+                /* Half done: some bytes are on the share, some are not. */
                 struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
-                CHECK_OK(fs_emu_counter(emu, "PutRange", false, &puts), "counters");
-                if (puts >= 3)
+                CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes mid-flush");
+                if (dirty < dirty0)
                         break;
                 ck_assert_msg(now_monotonic_ns() < deadline, "the flush uploads nothing");
                 (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
         }
-        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes mid-flush");
+        CHECK_OK(fs_emu_counter(emu, "PutRange", false, &puts), "counters");
+        ck_assert_msg(
+                dirty > 0,
+                "the flush ended before the kill could interrupt it (%" PRIu64
+                " Put Ranges): make it slower",
+                puts);
         fprintf(stderr, "killing mid-flush: %" PRIu64 " of %" PRIu64 " bytes still dirty\n", dirty,
                 dirty0);
         ck_assert_int_eq(fs_mount_kill(mnt), 0);

@@ -47,7 +47,9 @@ static int run_seed(EmuInstance *emu, uint64_t seed, unsigned ops, char **reterr
                 .case_insensitive = !standin() && !getenv("FS_MODEL_CASE_SENSITIVE"),
                 .remount_every = 400,
                 .checkpoint_every = 250,
-                .compare_exec_bit = true,
+                /* Bug 2: after a remount, a listing (readdirplus) reports the default mode of a
+                 * file whose x-ms-meta-mode says 0755 (fs-model.h). */
+                .compare_exec_bit = fs_test_known_bugs(),
                 .ref = ref,
         };
         int r;
@@ -67,7 +69,7 @@ static int run_seed(EmuInstance *emu, uint64_t seed, unsigned ops, char **reterr
                         fs_rm_rf(ref);
                         return r;
                 }
-                r = fs_mount_new(emu, share, NULL, async ? "writeback=async" : NULL, &mnt);
+                r = fs_mount_new(emu, share, NULL, fs_model_mount_options(async), &mnt);
                 if (r < 0) {
                         fs_rm_rf(ref);
                         (void)asprintf(reterr_msg, "mount failed: %s", strerror(-r));
