@@ -314,6 +314,16 @@ int conf_parse_disk_path(
         return conf_parse_path_or_empty(value, ret, arg, reterr_reason);
 }
 
+int conf_parse_command(const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        if (value[0] == '\0')
+                return set_string(ret, NULL);
+        if (has_control_chars(value) || strlen(value) > 4096) {
+                *reterr_reason = "expected a command line without control characters";
+                return -EINVAL;
+        }
+        return set_string(ret, value);
+}
+
 int conf_parse_relative_path(
         const char *value, void *ret, const void *arg, const char **reterr_reason) {
         if (value[0] == '\0' || value[0] == '/' || strlen(value) >= PATH_MAX ||
@@ -647,6 +657,10 @@ static const ConfRange top_consumers_range = {0, 100};
 static const ConfRange gpu_interval_range = {USEC_PER_SEC, 86400 * USEC_PER_SEC};
 static const ConfRange gpu_timeout_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
 
+static const ConfRange drain_poll_range = {100 * 1000, 60 * USEC_PER_SEC};
+static const ConfRange drain_flush_range = {USEC_PER_SEC, 3600 * USEC_PER_SEC};
+static const ConfRange drain_stop_flush_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
+
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
 #define STRV CONF_KIND_STRV, sizeof(char **)
@@ -694,6 +708,18 @@ static const ConfItem conf_table[] = {
         {"Health",    "GPUCheckInterval",   conf_parse_duration,      offsetof(Config, gpu_check_interval_usec), SCALAR(gpu_check_interval_usec), &gpu_interval_range, false},
         {"Health",    "GPUTimeout",         conf_parse_duration,      offsetof(Config, gpu_timeout_usec),    SCALAR(gpu_timeout_usec),    &gpu_timeout_range,    false},
         {"Health",    "NVMLLibrary",        conf_parse_path_or_empty, offsetof(Config, nvml_library),        STRING,                      NULL,                  true},
+        {"Drain",     "ScheduledEvents",   conf_parse_bool,           offsetof(Config, drain_scheduled_events), SCALAR(drain_scheduled_events), NULL,                  true},
+        {"Drain",     "VMName",            conf_parse_string,         offsetof(Config, drain_vm_name), STRING,                       NULL,                  true},
+        {"Drain",     "PollInterval",      conf_parse_duration,       offsetof(Config, drain_poll_interval_usec), SCALAR(drain_poll_interval_usec), &drain_poll_range,     true},
+        {"Drain",     "FlushBudget",       conf_parse_duration,       offsetof(Config, drain_flush_budget_usec), SCALAR(drain_flush_budget_usec), &drain_flush_range,    true},
+        {"Drain",     "FlushTimeout",      conf_parse_duration,       offsetof(Config, drain_flush_timeout_usec), SCALAR(drain_flush_timeout_usec), &drain_flush_range,    true},
+        {"Drain",     "StopFlushTimeout",  conf_parse_duration,       offsetof(Config, drain_stop_flush_timeout_usec), SCALAR(drain_stop_flush_timeout_usec), &drain_stop_flush_range, true},
+        {"Drain",     "NoLoginFile",       conf_parse_path,           offsetof(Config, drain_nologin_file), STRING,                       NULL,                  true},
+        {"Drain",     "NotifyUsers",       conf_parse_bool,           offsetof(Config, drain_notify_users), SCALAR(drain_notify_users),   NULL,                  true},
+        {"Drain",     "ShutdownInhibitor", conf_parse_bool,           offsetof(Config, drain_shutdown_inhibitor), SCALAR(drain_shutdown_inhibitor), NULL,                  true},
+        {"Drain",     "ExecStart",         conf_parse_command,        offsetof(Config, drain_exec_start), STRING,                       NULL,                  true},
+        {"Drain",     "ExecStop",          conf_parse_command,        offsetof(Config, drain_exec_stop), STRING,                       NULL,                  true},
+        {"Drain",     "HookTimeout",       conf_parse_duration,       offsetof(Config, drain_hook_timeout_usec), SCALAR(drain_hook_timeout_usec), &drain_flush_range,    true},
 };
 /* clang-format on */
 
@@ -764,6 +790,15 @@ int config_new(Config **ret) {
         c->tmp_path = strdup("/tmp");
         c->scratch_path = strdup("/mnt");
         c->required_units = calloc(1, sizeof(char *));
+        c->drain_scheduled_events = true;
+        c->drain_poll_interval_usec = USEC_PER_SEC;
+        c->drain_flush_budget_usec = 10 * USEC_PER_SEC;
+        c->drain_flush_timeout_usec = 120 * USEC_PER_SEC;
+        c->drain_stop_flush_timeout_usec = 20 * USEC_PER_SEC;
+        c->drain_notify_users = true;
+        c->drain_shutdown_inhibitor = true;
+        c->drain_hook_timeout_usec = 60 * USEC_PER_SEC;
+        c->drain_nologin_file = strdup("/run/nologin");
         c->state_directory = strdup("/var/lib/poolagent");
         c->control_socket = strdup("/run/poolagent/control.sock");
         c->mount_point = strdup("/srv/workspace");
@@ -773,10 +808,10 @@ int config_new(Config **ret) {
         c->deny = calloc(1, sizeof(char *));
         c->files = calloc(1, sizeof(char *));
         c->origins = calloc(CONF_TABLE_N, sizeof(char *));
-        if (!c->origins || !c->state_directory || !c->control_socket || !c->mount_point ||
-            !c->cache_directory || !c->notebooks_directory || !c->link_name || !c->deny ||
-            !c->files || !c->listen_address || !c->root_path || !c->tmp_path || !c->scratch_path ||
-            !c->required_units || !c->metadata_endpoint)
+        if (!c->origins || !c->drain_nologin_file || !c->state_directory || !c->control_socket ||
+            !c->mount_point || !c->cache_directory || !c->notebooks_directory || !c->link_name ||
+            !c->deny || !c->files || !c->listen_address || !c->root_path || !c->tmp_path ||
+            !c->scratch_path || !c->required_units || !c->metadata_endpoint)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;

@@ -78,6 +78,20 @@ typedef struct Config {
         uint64_t gpu_timeout_usec; /* bound of one NVML read */
         char *nvml_library;        /* absolute path; NULL: libnvidia-ml.so.1 via ld.so */
 
+        /* [Drain] */
+        bool drain_scheduled_events;            /* poll [Agent] MetadataEndpoint= for events */
+        char *drain_vm_name;                    /* NULL: the instance metadata's compute.name */
+        uint64_t drain_poll_interval_usec;      /* between polls while the service answers */
+        uint64_t drain_flush_budget_usec;       /* jobs get until NotBefore minus this */
+        uint64_t drain_flush_timeout_usec;      /* a flush without an event deadline */
+        uint64_t drain_stop_flush_timeout_usec; /* the final flush when the agent stops */
+        char *drain_nologin_file;               /* absolute path */
+        bool drain_notify_users;                /* message to logged-in users' terminals */
+        bool drain_shutdown_inhibitor;          /* logind delay lock on shutdown */
+        char *drain_exec_start;                 /* /bin/sh -c command, NULL if unset */
+        char *drain_exec_stop;                  /* the same */
+        uint64_t drain_hook_timeout_usec;
+
         /* Where the values came from: the files read (NULL-terminated), and per table entry the
          * "FILE:LINE" that set it last (NULL: default). */
         char **files;
@@ -119,6 +133,9 @@ int conf_parse_path_or_empty(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 /* The same, and "/" too (a disk to check). */
 int conf_parse_disk_path(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* A shell command line: printable, no control characters; empty unsets the key (NULL). */
+int conf_parse_command(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 int conf_parse_relative_path(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
