@@ -7,8 +7,10 @@
  * pass or the inotify watch. argv[1] is poolagentd, argv[2] poolctl. No sleeps: every wait is on
  * the real condition (notifications, inotify, process exit), bounded by
  * WAIT_MS or check's timeout. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/magic.h>
 #include <poll.h>
 #include <sched.h>
@@ -30,6 +32,8 @@
 #include <check.h>
 #include <json-c/json.h>
 
+#include "emu-harness.h"
+#include "fs-harness.h"
 #include "macro.h"
 #include "time-util.h"
 
@@ -50,6 +54,7 @@ typedef struct TestUser {
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
+static const char *azfilesfs_path; /* argv[3]: the real driver, for the share test */
 static int notify_fd = -EBADF;
 static pid_t agent_pid;
 
@@ -337,14 +342,20 @@ static const char *user_state(json_object *links, const char *name) {
         return json_object_get_string(json_object_object_get(u, "state"));
 }
 
-static void start_agent(void) {
+/* Starts the agent with MountPoint=SHARE plus workspace (more [Workspace] keys, may be NULL), and
+ * path_env ("PATH=...", may be NULL) in its environment. */
+static void start_agent_with(const char *workspace, const char *path_env) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char conf[4096];
         pid_t pid;
 
-        write_file(
-                CONF, "[Agent]\nControlSocket=" SOCKET "\nStateDirectory=/tmp/state\n"
-                      "[Workspace]\nMountPoint=" SHARE "\n"
-                      "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n");
+        (void)snprintf(
+                conf, sizeof(conf),
+                "[Agent]\nControlSocket=" SOCKET "\nStateDirectory=/tmp/state\n"
+                "[Workspace]\nMountPoint=" SHARE "\n%s"
+                "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n",
+                workspace ? workspace : "");
+        write_file(CONF, conf);
         notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(notify_fd, 0);
         (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/notify");
@@ -357,7 +368,8 @@ static void start_agent(void) {
 
                 (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 ||
-                    setenv("NOTIFY_SOCKET", "/tmp/notify", 1) < 0)
+                    setenv("NOTIFY_SOCKET", "/tmp/notify", 1) < 0 ||
+                    (path_env && putenv((char *)path_env) != 0))
                         _exit(127);
                 execl(poolagentd_path, poolagentd_path, "--config", CONF, "--config-dir", "",
                       (char *)NULL);
@@ -365,6 +377,10 @@ static void start_agent(void) {
         }
         agent_pid = pid;
         wait_notify("READY=1");
+}
+
+static void start_agent(void) {
+        start_agent_with(NULL, NULL);
 }
 
 /* ---- fixture -------------------------------------------------------------------------------- */
@@ -492,6 +508,138 @@ START_TEST(test_pending_home_appears) {
 }
 END_TEST
 
+/* ---- the real share -----------------------------------------------------------------------------
+ */
+
+/* A child of ours whose command is comm, or 0. */
+static pid_t child_named(const char *comm) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        int found = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d))) {
+                char path[300], buf[1024], *p, *q;
+                int ppid;
+                FILE *f;
+
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                (void)snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                p = fgets(buf, sizeof(buf), f);
+                (void)fclose(f);
+                /* "PID (comm) S PPID ..." */
+                if (!p || !(p = strchr(buf, '(')) || !(q = strrchr(buf, ')')))
+                        continue;
+                *q = '\0';
+                if (sscanf(q + 1, " %*c %d", &ppid) == 1 && ppid == getpid() &&
+                    streq(p + 1, comm) && sscanf(de->d_name, "%d", &found) == 1)
+                        break;
+                found = 0;
+        }
+        (void)closedir(d);
+        return found;
+}
+
+/* Runs fn(arg) in a child with the user's identity; returns its exit status. */
+static int as_user(uid_t uid, int (*fn)(const void *arg), const void *arg) {
+        int status;
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+                    setresuid(uid, uid, uid) < 0)
+                        _exit(126);
+                _exit(fn(arg));
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int write_notebook(const void *arg) {
+        const char *text = arg;
+        int fd =
+                open(HOMES "/alice/notebooks/remote/analysis.ipynb",
+                     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t len = strlen(text);
+
+        if (fd < 0 || write(fd, text, len) != (ssize_t)len)
+                return 1;
+        return close(fd) == 0 ? 0 : 2; /* close() returns once the bytes are on the share */
+}
+
+static int read_other_user(const void *arg) {
+        /* bob may not read alice's folder (users_mode=0700 under Users/). */
+        return open(SHARE "/Users/alice/notebooks/analysis.ipynb", O_RDONLY | O_CLOEXEC) < 0 &&
+                               errno == EACCES
+                       ? 0
+                       : 1;
+}
+
+/* The README's promise end to end, without systemd: the agent mounts the team share with the real
+ * azfilesfs (it runs the driver itself when systemd is not init) from azfiles-emu, makes alice's
+ * folder and link, alice saves a notebook through her link as herself, and its bytes are on the
+ * share when close() returns. */
+START_TEST(test_real_share) {
+        static const TestUser users[] = {{"alice", 2001, true}, {"bob", 2002, true}};
+        static const char notebook[] = "{\"cells\": [], \"nbformat\": 4}\n";
+        _cleanup_(emu_instance_freep) EmuInstance *emu = NULL;
+        _cleanup_free_ char *data = NULL, *dir = NULL;
+        char workspace[2048], path_env[1024], cred[512];
+        struct stat st;
+        size_t size = 0;
+        int fd;
+
+        ck_assert_msg(azfilesfs_path != NULL, "no azfilesfs given (argv[3])");
+        ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); /* the driver daemonizes */
+        ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
+        ck_assert_int_eq(fs_share_create(emu, "team"), 0);
+        (void)snprintf(cred, sizeof(cred), "[storage]\naccount_key = %s\n", EMU_TEST_KEY);
+        fd = open("/tmp/storage.cred", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, cred, strlen(cred)), (ssize_t)strlen(cred));
+        ck_assert_int_eq(close(fd), 0);
+        (void)snprintf(
+                workspace, sizeof(workspace),
+                "Source=%s/team\nCredentials=/tmp/storage.cred\nCacheDirectory=/tmp/cache\n"
+                "CheckInterval=1s\n",
+                emu->files_url);
+        dir = strdup(azfilesfs_path);
+        ck_assert_ptr_nonnull(dir);
+        *strrchr(dir, '/') = '\0';
+        (void)snprintf(path_env, sizeof(path_env), "PATH=%s:/usr/sbin:/usr/bin:/sbin:/bin", dir);
+
+        set_users(users, 2, true);
+        start_agent_with(workspace, path_env);
+
+        /* The workspace comes up (mounted by the agent), then the links. */
+        wait_for_path(HOMES "/alice/notebooks/remote");
+        assert_link("alice");
+        ck_assert_int_eq(stat(SHARE "/Users/alice/notebooks", &st), 0);
+        ck_assert_uint_eq(st.st_uid, 2001);
+        ck_assert_int_eq(as_user(2001, write_notebook, notebook), 0);
+        ck_assert_int_eq(
+                fs_share_read(emu, "team", "Users/alice/notebooks/analysis.ipynb", &data, &size),
+                0);
+        ck_assert_uint_eq(size, strlen(notebook));
+        ck_assert(memcmp(data, notebook, size) == 0);
+        ck_assert_int_eq(as_user(2002, read_other_user, NULL), 0);
+
+        /* The agent leaves the mount when it stops; unmounting ends the driver. */
+        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(agent_pid, NULL, 0), agent_pid);
+        agent_pid = 0;
+        ck_assert_msg(umount2(SHARE, 0) == 0, "umount %s: %m", SHARE);
+        /* The driver (ours now: we are the subreaper) exits once unmounted, having flushed. */
+        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;)
+                ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+}
+END_TEST
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 static bool can_unshare(void) {
@@ -514,12 +662,13 @@ int main(int argc, char *argv[]) {
         SRunner *sr;
         int failed;
 
-        if (argc != 3) {
-                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL\n", argv[0]);
+        if (argc < 3 || argc > 4) {
+                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL [AZFILESFS]\n", argv[0]);
                 return EXIT_FAILURE;
         }
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
+        azfilesfs_path = argc > 3 ? argv[3] : NULL;
         if (geteuid() != 0) {
                 fprintf(stderr, "not root, skipping\n");
                 return 77;
@@ -533,6 +682,8 @@ int main(int argc, char *argv[]) {
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_start_later_user_and_own_entry);
         tcase_add_test(tc, test_pending_home_appears);
+        if (azfilesfs_path)
+                tcase_add_test(tc, test_real_share);
         suite_add_tcase(s, tc);
 
         sr = srunner_create(s);
