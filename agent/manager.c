@@ -17,6 +17,9 @@
 
 #include "conf.h"
 #include "control.h"
+#include "disk-check.h"
+#include "health-http.h"
+#include "health.h"
 #include "links-manager.h"
 #include "log.h"
 #include "message-ids.h"
@@ -97,6 +100,23 @@ static gid_t manager_resolve_admin_group(const char *name) {
         return result->gr_gid;
 }
 
+static void manager_disk_config(const Config *c, DiskCheckConfig *ret) {
+        *ret = (DiskCheckConfig){
+                .disks =
+                        {
+                                {"root", c->root_path, c->root_min_free, c->root_warn_free},
+                                {"tmp", c->tmp_path, c->tmp_min_free, c->tmp_warn_free},
+                                {"scratch", c->scratch_path, c->scratch_min_free,
+                                 c->scratch_warn_free},
+                        },
+                .n_disks = 3,
+                .min_free_inodes_percent = (unsigned)c->min_free_inodes_percent,
+                .warn_free_inodes_percent = (unsigned)c->warn_free_inodes_percent,
+                .top_consumers = (unsigned)c->top_consumers,
+                .interval_usec = c->health_interval_usec,
+        };
+}
+
 /* What can change without a restart. */
 static void manager_apply_config(Manager *m) {
         log_set_max_level(m->config->log_level);
@@ -110,6 +130,19 @@ static void manager_apply_config(Manager *m) {
         }
         if (m->links)
                 links_manager_configure(m->links, m->config, m->config_start->mount_point);
+        health_set_hysteresis(
+                m->health, (unsigned)m->config->unhealthy_after,
+                (unsigned)m->config->healthy_after);
+        if (m->disks) {
+                DiskCheckConfig dc;
+                int r;
+
+                manager_disk_config(m->config, &dc);
+                r = disk_check_configure(m->disks, &dc);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "Failed to apply the disk check settings, ignoring: %m");
+        }
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
@@ -137,6 +170,22 @@ static int json_add(json_object *o, const char *key, json_object *v, bool may_be
                 return -ENOMEM;
         }
         return 0;
+}
+
+/* The "health" object of status and of the health command. */
+static int manager_health_json(Manager *m, json_object *o) {
+        int r;
+
+        r = health_status_json(m->health, o);
+        if (r >= 0)
+                r = json_add(
+                        o, "http",
+                        m->health_http ? json_object_new_string(health_http_address(m->health_http))
+                                       : NULL,
+                        true);
+        if (r >= 0 && m->disks)
+                r = disk_check_status_json(m->disks, o);
+        return r;
 }
 
 int manager_status_json(Manager *m, json_object *o) {
@@ -229,6 +278,12 @@ int manager_status_json(Manager *m, json_object *o) {
                 if (m->links)
                         r |= links_manager_status_json(m->links, users);
         }
+        {
+                json_object *health = json_object_new_object();
+                r |= json_add(o, "health", health, false);
+                if (health)
+                        r |= manager_health_json(m, health);
+        }
         return r < 0 ? -ENOMEM : 0;
 }
 
@@ -252,11 +307,11 @@ int manager_status_line(Manager *m, char **ret) {
         for (char **f = m->config->files; f && *f; f++)
                 n_files++;
         if (asprintf(
-                    &s, "%s%s%s; config from %u file%s%s%s",
+                    &s, "%s%s%s; health: %s; config from %u file%s%s%s",
                     m->state == MANAGER_RUNNING ? "Running" : manager_state_to_string(m->state),
                     m->config_start->source ? "" : ", no workspace configured",
-                    m->workspace ? manager_workspace_summary(m->workspace) : "", n_files,
-                    n_files == 1 ? "" : "s",
+                    m->workspace ? manager_workspace_summary(m->workspace) : "",
+                    health_summary(m->health), n_files, n_files == 1 ? "" : "s",
                     m->last_reload_failed ? "; last reload FAILED, old configuration in use" : "",
                     m->restart_pending && m->restart_pending[0]
                             ? "; restart needed for new settings"
@@ -282,6 +337,10 @@ static void manager_on_workspace_change(WorkspaceMonitor *w, WorkspaceState stat
         if (m->workspace_mount)
                 workspace_mount_on_state(m->workspace_mount, state, workspace_monitor_error(w));
         manager_notify_status(m, NULL);
+}
+
+static void manager_on_health_change(Health *h, HealthVerdict overall, void *userdata) {
+        manager_notify_status(userdata, NULL);
 }
 
 static void manager_on_workspace_recheck(void *userdata) {
@@ -473,12 +532,22 @@ static int manager_on_links(
                 m->links, m->control, peer, request, result, reterr_message);
 }
 
+static int manager_on_health(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        return manager_health_json(userdata, result);
+}
+
 /* Later subsystems add their rows here (health, drain, flush, jobs, submit, cancel, links). */
 static const ControlCommand manager_commands[] = {
         {"status", manager_on_status, false},
         {"version", manager_on_version, false},
         {"reload", manager_on_reload, true},
         {"links", manager_on_links, false}, /* "sync" checks admin itself */
+        {"health", manager_on_health, false},
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -525,6 +594,10 @@ int manager_new(const ManagerConfigSource *source, Config *config, Manager **ret
         r = links_manager_new(m->event, &m->links);
         if (r < 0)
                 return r;
+        r = health_new(&m->health);
+        if (r < 0)
+                return r;
+        health_set_change_callback(m->health, manager_on_health_change, m);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -552,6 +625,25 @@ int manager_start(Manager *m) {
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %m");
+
+        /* After the signals are blocked: the HTTP thread inherits the mask. */
+        if (m->config_start->listen_address) {
+                /* Not fatal: the mount, the links and the drain matter more than the endpoint,
+                 * and a probe that gets no answer takes the VM out of rotation anyway. */
+                r = health_http_new(m->health, m->config_start->listen_address, &m->health_http);
+                if (r < 0)
+                        log_error_errno(
+                                r, "Failed to listen for HTTP on %s, running without /health: %m",
+                                m->config_start->listen_address);
+        }
+        {
+                DiskCheckConfig dc;
+
+                manager_disk_config(m->config, &dc);
+                r = disk_check_new(m->event, m->health, &dc, &m->disks);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the disk checks: %m");
+        }
 
         r = control_server_new(
                 m->event, m->config->control_socket, manager_commands, ELEMENTSOF(manager_commands),
@@ -613,10 +705,13 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        links_manager_free(m->links); /* answers its waiting clients first */
+        health_http_free(m->health_http); /* stops its thread before the state goes */
+        links_manager_free(m->links);     /* answers its waiting clients first */
         control_server_free(m->control);
         workspace_monitor_free(m->workspace);
         workspace_mount_free(m->workspace_mount);
+        disk_check_free(m->disks);
+        health_free(m->health); /* after every check source */
         sd_event_unref(m->event);
         if (m->config_start != m->config)
                 config_free(m->config_start);

@@ -19,6 +19,9 @@ typedef struct ControlServer ControlServer;
 typedef struct WorkspaceMonitor WorkspaceMonitor;
 typedef struct WorkspaceMount WorkspaceMount;
 typedef struct LinksManager LinksManager;
+typedef struct Health Health;
+typedef struct HealthHttp HealthHttp;
+typedef struct DiskCheck DiskCheck;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -62,6 +65,9 @@ typedef struct Manager {
         WorkspaceMonitor *workspace;     /* NULL when no workspace is configured (Source=) */
         WorkspaceMount *workspace_mount; /* mounts and recovers it; NULL with workspace */
         LinksManager *links;             /* per-user notebook links */
+        Health *health;                  /* the one health state; every check source feeds it */
+        HealthHttp *health_http; /* /health, /metrics, /status; NULL: ListenAddress= empty */
+        DiskCheck *disks;        /* health source "disk" */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

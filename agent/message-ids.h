@@ -20,3 +20,11 @@
 /* Per-user notebook links (links-manager.c): logged when a user's state changes. */
 #define POOLAGENT_MESSAGE_USER_LINK_CREATED "MESSAGE_ID=a1f6456e52a44e43870b97abf8ab0e6f"
 #define POOLAGENT_MESSAGE_USER_LINK_PROBLEM "MESSAGE_ID=178ab2c60a224a5680d35b6c1cd0a1d5"
+/* Health (health.c, disk-check.c): a check's reported verdict changed (bad: warning, unhealthy or
+ * unknown; ok), the VM became unhealthy or healthy for the load balancer, and the report of the
+ * largest consumers of a full disk. */
+#define POOLAGENT_MESSAGE_HEALTH_CHECK_FAILED "MESSAGE_ID=4e4d85e7436e409fb47b6174a91ef42e"
+#define POOLAGENT_MESSAGE_HEALTH_CHECK_OK "MESSAGE_ID=2aa78eab93d445739b9ce65ce77b1fe1"
+#define POOLAGENT_MESSAGE_HEALTH_UNHEALTHY "MESSAGE_ID=442b04c16a984ae59e3034c6ca577cdd"
+#define POOLAGENT_MESSAGE_HEALTH_HEALTHY "MESSAGE_ID=836e42a671f94fbea1a3e5afe9c26122"
+#define POOLAGENT_MESSAGE_DISK_CONSUMERS "MESSAGE_ID=0e964b98bae5488cbd33b4c847ec6052"

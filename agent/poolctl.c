@@ -48,7 +48,9 @@ static void help(void) {
                "  reload                  reload the agent's configuration (root or admin group)\n"
                "  links                   show the notebooks link of each user (others: your own)\n"
                "  links --sync            check and repair every user's link now and show the\n"
-               "                          result (root or admin group)\n\n"
+               "                          result (root or admin group)\n"
+               "  health                  show every health check; exit 0 if the VM is healthy,\n"
+               "                          1 if not (unhealthy or draining)\n\n"
                "Options:\n"
                "      --json              print the agent's reply as JSON\n"
                "      --sync              with links: run a pass and wait for it\n"
@@ -56,8 +58,9 @@ static void help(void) {
                "                          " DEFAULT_SOCKET ")\n"
                "  -t, --timeout=SECONDS   how long to wait for the agent (default 30)\n"
                "  -h, --help              show this help\n\n"
-               "Exit status: 0 success, 1 the agent reported an error, 2 usage error,\n"
-               "3 agent not reachable, 4 permission denied. See poolctl(1).\n");
+               "Exit status: 0 success, 1 the agent reported an error (health: the VM is not\n"
+               "healthy), 2 usage error, 3 agent not reachable, 4 permission denied.\n"
+               "See poolctl(1).\n");
 }
 
 static void die_usage(const char *message, const char *arg) {
@@ -276,11 +279,84 @@ static void print_status(json_object *r) {
                                : ", waiting for the workspace",
                        get_str(l, "sessions") ?: "?");
         }
+        if (get(r, "health"))
+                printf("     Health: %s%s%s\n", get_str(get(r, "health"), "summary") ?: "?",
+                       get_str(get(r, "health"), "http") ? ", HTTP on " : "",
+                       get_str(get(r, "health"), "http") ?: "");
         if (peer)
                 printf("        You: UID %" PRId64 ", %s\n",
                        json_object_get_int64(get(peer, "uid")),
                        json_object_get_boolean(get(peer, "admin")) ? "admin (may change state)"
                                                                    : "read-only");
+}
+
+static void format_value(char *buf, size_t size, json_object *v, const char *unit) {
+        static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+        double d = json_object_get_double(v);
+        size_t u = 0;
+
+        if (!v || json_object_is_type(v, json_type_null)) {
+                (void)snprintf(buf, size, "-");
+                return;
+        }
+        if (unit && streq(unit, "bytes")) {
+                while (d >= 1024.0 && u + 1 < ELEMENTSOF(units)) {
+                        d /= 1024.0;
+                        u++;
+                }
+                (void)snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", d, units[u]);
+        } else if (unit && streq(unit, "ratio"))
+                (void)snprintf(buf, size, "%.1f%%", d * 100.0);
+        else
+                (void)snprintf(buf, size, "%g%s%s", d, unit ? " " : "", unit ?: "");
+}
+
+static void print_health(json_object *r) {
+        json_object *checks = get(r, "checks"), *disks = get(r, "disks");
+        size_t n = checks && json_object_is_type(checks, json_type_array)
+                           ? json_object_array_length(checks)
+                           : 0;
+        int w_name = 5, w_subject = 7;
+
+        printf("Health: %s%s\n", get_str(r, "summary") ?: "?",
+               json_object_get_boolean(get(r, "draining")) ? " (draining)" : "");
+        if (get_str(r, "http"))
+                printf("  HTTP: http://%s/health\n", get_str(r, "http"));
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(checks, i);
+                w_name = MAX(w_name, (int)strlen(get_str(c, "name") ?: "?"));
+                w_subject = MAX(w_subject, (int)strlen(get_str(c, "subject") ?: ""));
+        }
+        w_subject = MIN(w_subject, 40);
+        if (n > 0)
+                printf("\n%-9s  %-*s  %-*s  %12s  %s\n", "VERDICT", w_name, "CHECK", w_subject,
+                       "SUBJECT", "VALUE", "DETAIL");
+        for (size_t i = 0; i < n; i++) {
+                json_object *c = json_object_array_get_idx(checks, i);
+                char value[64];
+
+                format_value(value, sizeof(value), get(c, "value"), get_str(c, "unit"));
+                printf("%-9s  %-*s  %-*s  %12s  %s\n", get_str(c, "verdict") ?: "?", w_name,
+                       get_str(c, "name") ?: "?", w_subject, get_str(c, "subject") ?: "", value,
+                       get_str(c, "message") ?: "");
+        }
+        for (size_t i = 0; disks && i < json_object_array_length(disks); i++) {
+                json_object *d = json_object_array_get_idx(disks, i), *l = get(d, "consumers");
+                size_t k = l ? json_object_array_length(l) : 0;
+
+                if (k == 0)
+                        continue;
+                printf("\nLargest directories on %s%s:\n", get_str(d, "path") ?: "?",
+                       json_object_get_boolean(get(d, "walk_complete")) ? ""
+                                                                        : " (incomplete walk)");
+                for (size_t j = 0; j < k; j++) {
+                        json_object *e = json_object_array_get_idx(l, j);
+                        char value[64];
+
+                        format_value(value, sizeof(value), get(e, "bytes"), "bytes");
+                        printf("  %12s  %s\n", value, get_str(e, "path") ?: "?");
+                }
+        }
 }
 
 static void print_links(json_object *r) {
@@ -404,6 +480,11 @@ static int verb(const char *name) {
                 return report_error(reply);
         }
         result = get(reply, "result");
+        if (streq(name, "health")) {
+                if (!arg_json)
+                        print_health(result);
+                return json_object_get_boolean(get(result, "healthy")) ? EXIT_OK : EXIT_FAILED;
+        }
         if (arg_json)
                 return sync_incomplete(result) ? EXIT_FAILED : EXIT_OK;
         if (streq(name, "status"))
@@ -463,7 +544,7 @@ static int parse_argv(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
-        static const char *const verbs[] = {"status", "version", "reload", "links"};
+        static const char *const verbs[] = {"status", "version", "reload", "links", "health"};
         int r;
 
         r = parse_argv(argc, argv);
