@@ -169,6 +169,7 @@ int fs_cache_attach_locked(Fs *fs, Inode *i) {
 
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag) {
         assert(!fs_inode_is_dirty(i));
+        i->cache_gen++; /* ranges still in flight belong to the old version */
         for (size_t k = 0; k < i->n_pieces; k++)
                 if (!(i->pieces[k] & PIECE_FETCHING))
                         piece_set_locked(fs, i, k, 0, PIECE_PRESENT);
@@ -336,6 +337,7 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
 typedef struct FetchCall {
         Fs *fs;
         uint64_t ino;
+        uint64_t gen;
         size_t piece;
         uint64_t start, len;
 } FetchCall;
@@ -374,7 +376,12 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
                 if (!c)
                         return -ENOMEM;
                 *c = (FetchCall){
-                        .fs = fs, .ino = i->ino, .piece = k, .start = start, .len = end - start};
+                        .fs = fs,
+                        .ino = i->ino,
+                        .gen = i->cache_gen,
+                        .piece = k,
+                        .start = start,
+                        .len = end - start};
                 RestOp op = {
                         .type = REST_OP_GET_RANGE,
                         .path = i->path,
@@ -629,9 +636,11 @@ static void fetch_done(RestResult *r, void *userdata) {
                 return;
         }
         if (c->piece < i->n_pieces) {
-                piece_set_locked(fs, i, c->piece, err == 0 ? PIECE_PRESENT : 0, PIECE_FETCHING);
+                bool current = c->gen == i->cache_gen;
+                piece_set_locked(
+                        fs, i, c->piece, err == 0 && current ? PIECE_PRESENT : 0, PIECE_FETCHING);
                 /* Truncated while the range was in flight: what lies past the new end is gone. */
-                if (err == 0 && c->start + c->len > i->fetch_limit) {
+                if (err == 0 && current && c->start + c->len > i->fetch_limit) {
                         uint64_t from = MAX(c->start, i->fetch_limit);
                         (void)fallocate(
                                 i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

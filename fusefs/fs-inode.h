@@ -38,12 +38,14 @@ struct Inode {
         mode_t perm; /* from x-ms-meta-mode, else the mount's default */
         uint64_t size;
         int64_t mtime_ns, ctime_ns, btime_ns;
-        int64_t attr_until_ns; /* monotonic; attributes fresh until then */
+        int64_t attr_until_ns;  /* monotonic; attributes fresh until then */
+        int64_t entry_until_ns; /* monotonic; the name trusted until then */
         char etag[REST_ETAG_MAX];
 
         /* Local cache, when cache_fd >= 0. */
         int cache_fd;
         uint64_t cache_id;
+        uint64_t cache_gen;             /* bumped when the cached version is dropped */
         char cache_etag[REST_ETAG_MAX]; /* the share's ETag the cached pieces belong to */
         uint64_t fetch_limit;           /* [0, fetch_limit) may still need fetching */
         uint64_t remote_size;           /* size on the share, as we last knew it */

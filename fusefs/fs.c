@@ -81,7 +81,11 @@ void fs_note_result_locked(
                 return;
         }
         fs->requests_failed++;
-        if (r->error == quiet_errno || r->error == -ECANCELED)
+        /* What POSIX callers expect to see (a name that exists or not, a directory not empty)
+         * is an answer, not a failure worth a warning. */
+        if (r->error == quiet_errno || r->error == -ECANCELED || r->error == -ENOENT ||
+            r->error == -EEXIST || r->error == -ENOTEMPTY || r->error == -ENOTDIR ||
+            r->error == -EISDIR || r->error == -ENAMETOOLONG)
                 return;
         {
                 _cleanup_free_ char *msg = NULL;
@@ -228,9 +232,14 @@ static mode_t perm_from_props(Fs *fs, const RestProperties *p, bool is_dir) {
         return is_dir ? fs->o->dir_mode : fs->o->file_mode;
 }
 
+static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p);
+
 static void apply_props_locked(Fs *fs, Inode *i, const RestProperties *p) {
-        if (fs_inode_is_authoritative(i))
-                return;
+        if (!fs_inode_is_authoritative(i))
+                apply_props_force_locked(fs, i, p);
+}
+
+static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p) {
         i->is_dir = p->is_directory || i->is_dir;
         if (!i->is_dir && p->has_content_length)
                 i->size = p->content_length;
@@ -240,6 +249,8 @@ static void apply_props_locked(Fs *fs, Inode *i, const RestProperties *p) {
         i->perm = perm_from_props(fs, p, i->is_dir);
         (void)snprintf(i->etag, sizeof(i->etag), "%s", p->etag);
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
+        i->entry_until_ns =
+                fs_now() + (int64_t)((i->is_dir ? fs->o->dir_timeout : fs->o->entry_timeout) * 1e9);
 }
 
 static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
@@ -257,6 +268,8 @@ static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
         if (e->etag)
                 (void)snprintf(i->etag, sizeof(i->etag), "%s", e->etag);
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
+        i->entry_until_ns =
+                fs_now() + (int64_t)((i->is_dir ? fs->o->dir_timeout : fs->o->entry_timeout) * 1e9);
 }
 
 static Inode *get_inode_locked(Fs *fs, fuse_ino_t ino) {
@@ -298,12 +311,17 @@ static int inode_for_path_locked(Fs *fs, const char *path, bool is_dir, Inode **
         return 0;
 }
 
+/* The kernel caches neither names nor attributes (timeouts 0): names are case-insensitive, and a
+ * cached dentry of one spelling would outlive a change made through another; attributes must be
+ * fresh at open (close-to-open). Lookups and getattr are answered from the inode table while
+ * entry_until_ns / attr_until_ns hold (entry_timeout, dir_timeout, attr_timeout), without a
+ * request to the share. */
 static void fill_entry_locked(Fs *fs, Inode *i, struct fuse_entry_param *e) {
         *e = (struct fuse_entry_param){
                 .ino = i->ino,
                 .generation = 1,
-                .attr_timeout = fs->o->attr_timeout,
-                .entry_timeout = i->is_dir ? fs->o->dir_timeout : fs->o->entry_timeout,
+                .attr_timeout = 0,
+                .entry_timeout = 0,
         };
         fs_fill_stat_locked(fs, i, &e->attr);
         i->nlookup++;
@@ -404,7 +422,7 @@ static void reply_entry_from(Call *c, const RestResult *r, bool is_dir) {
 }
 
 static void reply_negative(Call *c) {
-        struct fuse_entry_param e = {.ino = 0, .entry_timeout = c->fs->o->entry_timeout};
+        struct fuse_entry_param e = {.ino = 0, .entry_timeout = 0};
         Fs *fs = c->fs;
         Inode *i;
 
@@ -461,7 +479,7 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
         fs_lock(fs);
         r = child_path_locked(fs, parent, name, &path);
         if (r >= 0 && (i = inode_table_find(fs->inodes, path))) {
-                if (fs_inode_is_authoritative(i) || i->attr_until_ns > fs_now()) {
+                if (fs_inode_is_authoritative(i) || i->entry_until_ns > fs_now()) {
                         fill_entry_locked(fs, i, &e);
                         fs_unlock(fs);
                         fuse_reply_entry(req, &e);
@@ -534,7 +552,7 @@ static void getattr_done(RestResult *r, void *userdata) {
         if (err < 0)
                 fuse_reply_err(c->req, -err);
         else
-                fuse_reply_attr(c->req, &st, fs->o->attr_timeout);
+                fuse_reply_attr(c->req, &st, 0);
         call_free(c);
 }
 
@@ -557,7 +575,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
             i->attr_until_ns > fs_now()) {
                 fs_fill_stat_locked(fs, i, &st);
                 fs_unlock(fs);
-                fuse_reply_attr(req, &st, fs->o->attr_timeout);
+                fuse_reply_attr(req, &st, 0);
                 return;
         }
         path = strdup(i->path);
@@ -705,7 +723,7 @@ static void setattr_next(Call *c) {
         if (!i)
                 fuse_reply_err(c->req, ESTALE);
         else
-                fuse_reply_attr(c->req, &st, fs->o->attr_timeout);
+                fuse_reply_attr(c->req, &st, 0);
         call_free(c);
 }
 
@@ -752,6 +770,30 @@ static void make_metadata(mode_t mode, char buf[static 16], RestMetadata *md) {
         *md = (RestMetadata){.name = (char *)"mode", .value = buf};
 }
 
+/* A call for an entry to be made in parent: replies the error itself and returns NULL. */
+static Call *child_call_new(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+        Fs *fs = fs_of(req);
+        char *path = NULL;
+        Call *c;
+        int r;
+
+        fs_lock(fs);
+        r = child_path_locked(fs, parent, name, &path);
+        fs_unlock(fs);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return NULL;
+        }
+        c = call_new(fs, req, parent, path);
+        if (!c) {
+                free(path);
+                fuse_reply_err(req, ENOMEM);
+                return NULL;
+        }
+        c->mode = mode & ~fuse_req_ctx(req)->umask;
+        return c;
+}
+
 static void mkdir_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
@@ -779,27 +821,12 @@ static void mkdir_done(RestResult *r, void *userdata) {
 }
 
 static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
-        Fs *fs = fs_of(req);
-        char *path = NULL;
         char buf[16];
         RestMetadata md;
-        Call *c;
-        int r;
+        Call *c = child_call_new(req, parent, name, mode);
 
-        fs_lock(fs);
-        r = child_path_locked(fs, parent, name, &path);
-        fs_unlock(fs);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
+        if (!c)
                 return;
-        }
-        c = call_new(fs, req, parent, path);
-        if (!c) {
-                free(path);
-                fuse_reply_err(req, ENOMEM);
-                return;
-        }
-        c->mode = mode & ~fuse_req_ctx(req)->umask;
         make_metadata(c->mode, buf, &md);
         RestOp op = {
                 .type = REST_OP_CREATE_DIRECTORY,
@@ -864,31 +891,17 @@ static void fs_op_create(
         const char *name,
         mode_t mode,
         struct fuse_file_info *fi) {
-        Fs *fs = fs_of(req);
-        char *path = NULL;
         char buf[16];
         RestMetadata md;
         Call *c;
-        int r;
 
         if (!S_ISREG(mode)) {
                 fuse_reply_err(req, EPERM);
                 return;
         }
-        fs_lock(fs);
-        r = child_path_locked(fs, parent, name, &path);
-        fs_unlock(fs);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
+        c = child_call_new(req, parent, name, mode);
+        if (!c)
                 return;
-        }
-        c = call_new(fs, req, parent, path);
-        if (!c) {
-                free(path);
-                fuse_reply_err(req, ENOMEM);
-                return;
-        }
-        c->mode = mode & ~fuse_req_ctx(req)->umask;
         c->flags = fi->flags;
         make_metadata(c->mode, buf, &md);
         RestOp op = {
@@ -1082,8 +1095,9 @@ static void open_done(RestResult *r, void *userdata) {
                 inode_table_detach(fs->inodes, i);
         if (err == 0 && r->props->is_directory)
                 err = -EISDIR;
-        if (err == 0 && !fs_inode_is_authoritative(i)) {
-                apply_props_locked(fs, i, r->props);
+        if (err == 0 && !fs_inode_is_dirty(i) && !i->uploading) {
+                /* Close-to-open: the share's version wins unless we hold changes to it. */
+                apply_props_force_locked(fs, i, r->props);
                 err = fs_cache_attach_locked(fs, i);
                 if (err == 0) {
                         if (i->cache_etag[0] && streq(i->cache_etag, r->props->etag) &&
@@ -1127,9 +1141,10 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 fuse_reply_err(req, i ? EISDIR : ESTALE);
                 return;
         }
-        if (fs_inode_is_authoritative(i) || i->unlinked) {
-                /* Open here already (or dirty): the local copy is newer than the share's. */
-                if (i->cache_fd < 0) {
+        if (fs_inode_is_dirty(i) || i->uploading || i->unlinked) {
+                /* Changed here and not all on the share yet: the local copy is newer than the
+                 * share's. A name replaced or deleted on the share no longer leads here. */
+                if (i->cache_fd < 0 || !fs_inode_is_authoritative(i)) {
                         fs_unlock(fs);
                         fuse_reply_err(req, ESTALE);
                         return;

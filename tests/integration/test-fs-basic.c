@@ -1,0 +1,629 @@
+/* SPDX-License-Identifier: MIT */
+/* azfilesfs ($AZFILESFS) mounted against a real azfiles-emu, one TCase per behaviour promised in
+ * fusefs/SEMANTICS.md:
+ *
+ *   ops            create/write/read, stat, truncate (shrink and extend), utimens, mkdir, readdir,
+ *                  rename (also over a file), unlink, rmdir, statfs, and the errnos of the share
+ *                  (ENOENT, EEXIST, ENOTEMPTY, ENOTDIR); each result checked on the share over REST
+ *   unsupported    link, symlink, mknod, chown to another user, RENAME_EXCHANGE: EPERM / EINVAL
+ *   names          spaces and non-ASCII names, exactly as written, on the mount and the share
+ *   case           case-insensitive, case-preserving: another case opens the same file, O_EXCL
+ *                  with another case is EEXIST, the listing keeps the first spelling
+ *   remount        data, directories and chmod +x survive an unmount and a new mount
+ *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
+ *                  open on B, after B had the old content cached
+ *   flush          the flush xattrs (dirty_bytes, stats JSON, listxattr, flush), write-back mode
+ *   failures       share failing: close() reports the error and keeps the data dirty; the flush
+ *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
+ *                  uploads everything
+ *   crash          kill -9 with unsynced data, a new mount uploads it
+ *   cli            refused credentials files (mode, missing), unknown options, --help, --version
+ *
+ * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
+ * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "fs-harness.h"
+#include "macro.h"
+
+#define SHARE "basic"
+
+static EmuInstance *emu;
+static FsMount *mnt, *mnt_b;
+
+static void setup(void) {
+        umask(022);
+        ck_assert_int_eq(fs_harness_enter_namespace(), 0);
+        ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
+        ck_assert_int_eq(fs_share_create(emu, SHARE), 0);
+}
+
+static void teardown(void) {
+        mnt = fs_mount_free(mnt);
+        mnt_b = fs_mount_free(mnt_b);
+        emu = emu_instance_free(emu);
+}
+
+static void dump_log(FsMount *m) {
+        _cleanup_free_ char *tail = m ? fs_mount_log_tail(m, 4000) : NULL;
+        if (tail)
+                fprintf(stderr, "--- azfilesfs log (tail) ---\n%s\n", tail);
+}
+
+static FsMount *mount_with(const char *cache_dir, const char *options) {
+        FsMount *m = NULL;
+        int r = fs_mount_new(emu, SHARE, cache_dir, options, &m);
+        ck_assert_msg(r == 0, "mount: %s", strerror(-r));
+        return m;
+}
+
+static void remount(FsMount *m) {
+        int r = fs_mount_stop(m);
+        if (r != 0)
+                dump_log(m);
+        ck_assert_msg(r == 0, "unmount: %d", r);
+        r = fs_mount_start(m);
+        if (r != 0)
+                dump_log(m);
+        ck_assert_msg(r == 0, "remount: %s", strerror(-r));
+}
+
+static char *P(FsMount *m, const char *rel) {
+        char *p = fs_mount_path(m, rel);
+        ck_assert_ptr_nonnull(p);
+        return p;
+}
+
+static void write_file(const char *path, const char *data) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        ck_assert_int_eq(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+        ck_assert_msg(close(fd) == 0, "close %s: %m", path);
+}
+
+static char *read_file(const char *path) {
+        static char buf[65536];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        n = read(fd, buf, sizeof(buf) - 1);
+        ck_assert_msg(n >= 0, "read %s: %m", path);
+        buf[n] = '\0';
+        (void)close(fd);
+        return buf;
+}
+
+static void check_share(const char *rel, const char *want) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &size);
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        ck_assert_msg(
+                size == strlen(want) && memcmp(data, want, size) == 0, "share %s differs", rel);
+}
+
+static void check_share_absent(const char *rel) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        ck_assert_int_eq(fs_share_read(emu, SHARE, rel, &data, &size), -ENOENT);
+}
+
+static int errno_of(int r) {
+        return r < 0 ? errno : 0;
+}
+
+static bool dir_has(const char *dir, const char *name) {
+        _cleanup_free_ char *cmd = NULL;
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        bool found = false;
+
+        ck_assert_msg(d, "opendir %s: %m", dir);
+        while ((de = readdir(d)))
+                if (streq(de->d_name, name))
+                        found = true;
+        closedir(d);
+        return found;
+}
+
+static unsigned dir_count(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        unsigned n = 0;
+
+        ck_assert_msg(d, "opendir %s: %m", dir);
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+START_TEST(test_ops) {
+        _cleanup_free_ char *f = NULL, *g = NULL, *d = NULL, *dd = NULL, *df = NULL, *root = NULL;
+        struct timespec times[2] = {
+                {.tv_sec = 1000000000, .tv_nsec = 0}, {.tv_sec = 1500000000, .tv_nsec = 0}};
+        struct statvfs sv;
+        struct stat st;
+
+        mnt = mount_with(NULL, NULL);
+        root = P(mnt, "");
+        f = P(mnt, "f.txt");
+        g = P(mnt, "g.txt");
+        d = P(mnt, "dir");
+        dd = P(mnt, "dir/sub");
+        df = P(mnt, "dir/inner.txt");
+
+        write_file(f, "hello world");
+        ck_assert_str_eq(read_file(f), "hello world");
+        check_share("f.txt", "hello world");
+        ck_assert_int_eq(stat(f, &st), 0);
+        ck_assert(S_ISREG(st.st_mode));
+        ck_assert_int_eq(st.st_size, 11);
+
+        /* truncate: shrink, extend (zeros) */
+        ck_assert_int_eq(truncate(f, 5), 0);
+        check_share("f.txt", "hello");
+        ck_assert_int_eq(truncate(f, 8), 0);
+        ck_assert_int_eq(stat(f, &st), 0);
+        ck_assert_int_eq(st.st_size, 8);
+        ck_assert(memcmp(read_file(f), "hello\0\0\0", 8) == 0);
+
+        /* utimens: mtime kept on the share */
+        ck_assert_int_eq(utimensat(AT_FDCWD, f, times, 0), 0);
+        ck_assert_int_eq(stat(f, &st), 0);
+        ck_assert_int_eq(st.st_mtim.tv_sec, 1500000000);
+
+        /* mkdir, EEXIST, readdir */
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        ck_assert_int_eq(errno_of(mkdir(d, 0755)), EEXIST);
+        ck_assert_int_eq(mkdir(dd, 0755), 0);
+        write_file(df, "inner");
+        ck_assert(dir_has(root, "f.txt"));
+        ck_assert(dir_has(root, "dir"));
+        ck_assert(dir_has(d, "sub"));
+        ck_assert(dir_has(d, "inner.txt"));
+        ck_assert_int_eq(dir_count(d), 2);
+        ck_assert_int_eq(stat(d, &st), 0);
+        ck_assert(S_ISDIR(st.st_mode));
+
+        /* rmdir of a non-empty directory, unlink of a directory, rmdir of a file */
+        ck_assert_int_eq(errno_of(rmdir(d)), ENOTEMPTY);
+        ck_assert_int_eq(errno_of(unlink(d)), EISDIR);
+        ck_assert_int_eq(errno_of(rmdir(f)), ENOTDIR);
+
+        /* rename: plain, over an existing file (replaced atomically), directory */
+        write_file(g, "gee");
+        ck_assert_int_eq(rename(g, P(mnt, "g2.txt")), 0);
+        check_share_absent("g.txt");
+        check_share("g2.txt", "gee");
+        ck_assert_int_eq(rename(P(mnt, "g2.txt"), f), 0);
+        ck_assert_str_eq(read_file(f), "gee");
+        check_share("f.txt", "gee");
+        check_share_absent("g2.txt");
+        ck_assert_int_eq(rename(d, P(mnt, "dir2")), 0);
+        ck_assert_str_eq(read_file(P(mnt, "dir2/inner.txt")), "inner");
+        check_share("dir2/inner.txt", "inner");
+        ck_assert_int_eq(errno_of(stat(d, &st)), ENOENT);
+
+        /* unlink, ENOENT */
+        ck_assert_int_eq(unlink(P(mnt, "dir2/inner.txt")), 0);
+        check_share_absent("dir2/inner.txt");
+        ck_assert_int_eq(errno_of(unlink(P(mnt, "dir2/inner.txt"))), ENOENT);
+        ck_assert_int_eq(errno_of(open(P(mnt, "nope"), O_RDONLY | O_CLOEXEC)), ENOENT);
+        ck_assert_int_eq(rmdir(P(mnt, "dir2/sub")), 0);
+        ck_assert_int_eq(rmdir(P(mnt, "dir2")), 0);
+        ck_assert_int_eq(errno_of(stat(P(mnt, "dir2"), &st)), ENOENT);
+
+        /* statfs: the share's quota */
+        ck_assert_int_eq(statvfs(root, &sv), 0);
+        ck_assert_uint_gt(sv.f_blocks, 0);
+        ck_assert_uint_le(sv.f_bfree, sv.f_blocks);
+
+        /* a file bigger than one 4 MiB piece, written and read in odd sizes */
+        {
+                _cleanup_free_ char *big = P(mnt, "big.bin");
+                ck_assert_int_eq(fs_write_pattern(big, 7, 9 * 1024 * 1024 + 123, 100000), 0);
+                ck_assert_int_eq(fs_check_pattern(big, 7, 9 * 1024 * 1024 + 123), 0);
+                remount(mnt);
+                ck_assert_int_eq(fs_check_pattern(big, 7, 9 * 1024 * 1024 + 123), 0);
+        }
+}
+END_TEST
+
+START_TEST(test_unsupported) {
+        _cleanup_free_ char *f = NULL, *g = NULL;
+        struct stat st;
+
+        mnt = mount_with(NULL, NULL);
+        f = P(mnt, "f");
+        g = P(mnt, "g");
+        write_file(f, "x");
+        write_file(g, "y");
+        ck_assert_int_eq(errno_of(link(f, P(mnt, "hard"))), EPERM);
+        ck_assert_int_eq(errno_of(symlink("f", P(mnt, "sym"))), EPERM);
+        ck_assert_int_eq(errno_of(mkfifo(P(mnt, "fifo"), 0644)), EPERM);
+        ck_assert_int_eq(errno_of(mknod(P(mnt, "dev"), S_IFCHR | 0644, makedev(1, 3))), EPERM);
+        ck_assert_int_eq(errno_of(chown(f, 12345, 12345)), EPERM);
+        ck_assert_int_eq(stat(f, &st), 0);
+        ck_assert_int_eq(chown(f, st.st_uid, st.st_gid), 0); /* no change: fine */
+        ck_assert_int_eq(
+                errno_of((int)syscall(SYS_renameat2, AT_FDCWD, f, AT_FDCWD, g, RENAME_EXCHANGE)),
+                EINVAL);
+        ck_assert_int_eq(errno_of(setxattr(f, "user.x", "1", 1, 0)), ENOTSUP);
+        ck_assert_str_eq(read_file(f), "x");
+        ck_assert_str_eq(read_file(g), "y");
+}
+END_TEST
+
+START_TEST(test_names) {
+        static const char *const names[] = {"with space.txt",  " leading",   "trailing ",
+                                            "Ünïcødé-名前.md", "emoji-😀.py", "ß-straße",
+                                            "a.b.c",           "x%41y",      "semi;colon&amp"};
+        _cleanup_free_ char *root = NULL;
+
+        mnt = mount_with(NULL, NULL);
+        root = P(mnt, "");
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                _cleanup_free_ char *p = P(mnt, names[k]);
+                write_file(p, names[k]);
+        }
+        ck_assert_int_eq(mkdir(P(mnt, "dir with spaces é"), 0755), 0);
+        write_file(P(mnt, "dir with spaces é/日本語 file"), "jp");
+        remount(mnt);
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                _cleanup_free_ char *p = P(mnt, names[k]);
+                ck_assert_msg(dir_has(root, names[k]), "%s not listed", names[k]);
+                ck_assert_str_eq(read_file(p), names[k]);
+                check_share(names[k], names[k]);
+        }
+        ck_assert_str_eq(read_file(P(mnt, "dir with spaces é/日本語 file")), "jp");
+        check_share("dir with spaces é/日本語 file", "jp");
+        ck_assert_int_eq(dir_count(root), ELEMENTSOF(names) + 1);
+}
+END_TEST
+
+START_TEST(test_case) {
+        _cleanup_free_ char *root = NULL;
+        struct stat a, b;
+
+        mnt = mount_with(NULL, NULL);
+        root = P(mnt, "");
+        write_file(P(mnt, "Notebook.ipynb"), "v1");
+        /* Another case reaches the same file. */
+        ck_assert_str_eq(read_file(P(mnt, "notebook.IPYNB")), "v1");
+        ck_assert_int_eq(stat(P(mnt, "Notebook.ipynb"), &a), 0);
+        ck_assert_int_eq(stat(P(mnt, "NOTEBOOK.ipynb"), &b), 0);
+        ck_assert_int_eq(a.st_ino, b.st_ino);
+        /* O_EXCL under another case: it exists. */
+        ck_assert_int_eq(
+                errno_of(open(
+                        P(mnt, "NOTEBOOK.IPYNB"), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)),
+                EEXIST);
+        /* Writing through another case changes the one file; the first spelling stays. */
+        write_file(P(mnt, "NOTEBOOK.IPYNB"), "v2");
+        ck_assert_str_eq(read_file(P(mnt, "Notebook.ipynb")), "v2");
+        ck_assert_int_eq(dir_count(root), 1);
+        remount(mnt);
+        ck_assert(dir_has(root, "Notebook.ipynb"));
+        ck_assert_int_eq(dir_count(root), 1);
+        check_share("Notebook.ipynb", "v2");
+        /* mkdir of a case variant of an existing directory */
+        ck_assert_int_eq(mkdir(P(mnt, "Data"), 0755), 0);
+        ck_assert_int_eq(errno_of(mkdir(P(mnt, "DATA"), 0755)), EEXIST);
+}
+END_TEST
+
+START_TEST(test_remount) {
+        _cleanup_free_ char *s = NULL;
+        struct stat st;
+
+        mnt = mount_with(NULL, NULL);
+        s = P(mnt, "run.sh");
+        ck_assert_int_eq(mkdir(P(mnt, "Users"), 0755), 0);
+        ck_assert_int_eq(mkdir(P(mnt, "proj"), 0755), 0);
+        write_file(s, "#!/bin/sh\necho ok\n");
+        ck_assert_int_eq(chmod(s, 0755), 0);
+        write_file(P(mnt, "proj/data.csv"), "a,b\n1,2\n");
+        ck_assert_int_eq(chmod(P(mnt, "proj"), 0750), 0);
+        remount(mnt);
+        ck_assert_int_eq(stat(s, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0755);
+        ck_assert_int_eq(access(s, X_OK), 0);
+        ck_assert_int_eq(stat(P(mnt, "proj"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0750);
+        ck_assert_str_eq(read_file(P(mnt, "proj/data.csv")), "a,b\n1,2\n");
+        ck_assert_str_eq(read_file(s), "#!/bin/sh\necho ok\n");
+        /* Users/<name>: owned by that local user (root exists everywhere), private */
+        ck_assert_int_eq(mkdir(P(mnt, "Users/root"), 0755), 0);
+        write_file(P(mnt, "Users/root/nb.ipynb"), "{}");
+        ck_assert_int_eq(stat(P(mnt, "Users/root/nb.ipynb"), &st), 0);
+        ck_assert_int_eq(st.st_uid, 0);
+        ck_assert_int_eq(st.st_mode & 0077, 0);
+        ck_assert_int_eq(stat(P(mnt, "Users/root"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 0077, 0);
+}
+END_TEST
+
+START_TEST(test_close_to_open) {
+        _cleanup_free_ char *fa = NULL, *fb = NULL;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        fa = P(mnt, "shared.txt");
+        fb = P(mnt_b, "shared.txt");
+        write_file(fa, "version one");
+        ck_assert_str_eq(read_file(fb), "version one");
+        /* B keeps it open while A changes it: B sees the new content only at its next open. */
+        fd = open(fb, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        write_file(fa, "version two, longer");
+        ck_assert_str_eq(read_file(fb), "version two, longer");
+        (void)close(fd);
+        /* The other way round, and a file created on B found on A. */
+        write_file(fb, "from b");
+        ck_assert_str_eq(read_file(fa), "from b");
+        write_file(P(mnt_b, "new-on-b"), "nb");
+        ck_assert_str_eq(read_file(P(mnt, "new-on-b")), "nb");
+        /* Deleted on A: B's next open fails. */
+        ck_assert_int_eq(unlink(fa), 0);
+        ck_assert_int_eq(errno_of(open(fb, O_RDONLY | O_CLOEXEC)), ENOENT);
+}
+END_TEST
+
+static uint64_t dirty(FsMount *m) {
+        uint64_t v = UINT64_MAX;
+        int r = fs_dirty_bytes(m, &v);
+        ck_assert_msg(r == 0, "dirty_bytes: %s", strerror(-r));
+        return v;
+}
+
+START_TEST(test_flush) {
+        _cleanup_free_ char *root = NULL, *json = NULL;
+        char names[512];
+        ssize_t n;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        root = P(mnt, "");
+        ck_assert_uint_eq(dirty(mnt), 0);
+        write_file(P(mnt, "a.txt"), "aaaa");
+        write_file(P(mnt, "b.txt"), "bbbbbbbb");
+        /* async: close returned, nothing uploaded yet */
+        ck_assert_uint_eq(dirty(mnt), 12);
+        check_share("a.txt", "");
+        ck_assert_int_eq(fs_stats(mnt, &json), 0);
+        for (const char *k =
+                     "dirty_bytes\0dirty_files\0cache_bytes\0requests_total\0requests_failed\0"
+                     "uploads_in_flight\0last_error\0last_error_path\0last_request_id\0";
+             *k; k += strlen(k) + 1)
+                ck_assert_msg(strstr(json, k), "stats lacks %s: %s", k, json);
+        ck_assert_msg(strstr(json, "\"dirty_bytes\":12"), "%s", json);
+        ck_assert_msg(strstr(json, "\"dirty_files\":2"), "%s", json);
+        n = listxattr(root, names, sizeof(names));
+        ck_assert_int_gt(n, 0);
+        ck_assert(memmem(names, (size_t)n, "user.azfilesfs.dirty_bytes", 27));
+        ck_assert(memmem(names, (size_t)n, "user.azfilesfs.stats", 21));
+        ck_assert(memmem(names, (size_t)n, "user.azfilesfs.flush", 21));
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("a.txt", "aaaa");
+        check_share("b.txt", "bbbbbbbb");
+        /* fsync is a durability point in async mode too */
+        {
+                int fd = open(P(mnt, "c.txt"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(write(fd, "cc", 2), 2);
+                ck_assert_int_eq(fsync(fd), 0);
+                check_share("c.txt", "cc");
+                ck_assert_int_eq(close(fd), 0);
+        }
+        /* bad values */
+        ck_assert_int_eq(errno_of(setxattr(root, "user.azfilesfs.flush", "soon", 4, 0)), EINVAL);
+        ck_assert_int_eq(errno_of(setxattr(root, "user.azfilesfs.stats", "1", 1, 0)), EPERM);
+        ck_assert_int_eq(fs_flush(mnt, 0), 0); /* nothing dirty: at once */
+}
+END_TEST
+
+START_TEST(test_failures) {
+        _cleanup_free_ char *f = NULL, *json = NULL;
+        int fd;
+
+        mnt = mount_with(NULL, "retry_budget=3");
+        f = P(mnt, "f.txt");
+        write_file(f, "before");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=write:503"), 0);
+        /* sync mode: close() reports that the data is not on the share, and keeps it */
+        fd = open(f, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "after!", 6), 6);
+        ck_assert_int_eq(errno_of(close(fd)), EIO);
+        ck_assert_uint_eq(dirty(mnt), 6);
+        ck_assert_str_eq(read_file(f), "after!"); /* still served from the cache */
+        ck_assert_int_eq(fs_stats(mnt, &json), 0);
+        ck_assert_msg(strstr(json, "\"last_error\":\""), "%s", json);
+        ck_assert_msg(strstr(json, "\"last_error_path\":\"f.txt\""), "%s", json);
+        /* the flush gives up within its bound */
+        ck_assert_int_lt(fs_flush(mnt, 1), 0);
+        ck_assert_uint_eq(dirty(mnt), 6);
+        check_share("f.txt", "before");
+        /* share back: flush uploads it */
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("f.txt", "after!");
+}
+END_TEST
+
+START_TEST(test_crash) {
+        char cache[] = "/tmp/fs-basic-cache.XXXXXX";
+
+        ck_assert_ptr_nonnull(mkdtemp(cache));
+        mnt = mount_with(cache, "writeback=async,async_delay=3600");
+        write_file(P(mnt, "unsynced.txt"), "not yet on the share");
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "big.bin"), 3, 6 * 1024 * 1024, 65536), 0);
+        ck_assert_uint_gt(dirty(mnt), 0);
+        check_share("unsynced.txt", "");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        mnt = fs_mount_free(mnt);
+        mnt = mount_with(cache, NULL);
+        /* the new mount uploaded it before serving */
+        check_share("unsynced.txt", "not yet on the share");
+        ck_assert_str_eq(read_file(P(mnt, "unsynced.txt")), "not yet on the share");
+        ck_assert_int_eq(fs_check_pattern(P(mnt, "big.bin"), 3, 6 * 1024 * 1024), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        mnt = fs_mount_free(mnt);
+        fs_rm_rf(cache);
+}
+END_TEST
+
+/* Runs the driver with args and returns its exit status; its output in *ret_out. */
+static int run_cli(const char *const *args, char **ret_out) {
+        _cleanup_free_ char *cmd = NULL, *out = NULL;
+        const char *bin = getenv("AZFILESFS");
+        size_t len = 0, alloc = 0;
+        char buf[4096];
+        FILE *p;
+        int status;
+
+        ck_assert_int_ge(asprintf(&cmd, "%s", bin), 0);
+        for (size_t k = 0; args[k]; k++) {
+                char *c = NULL;
+                ck_assert_int_ge(asprintf(&c, "%s '%s'", cmd, args[k]), 0);
+                free(cmd);
+                cmd = c;
+        }
+        {
+                char *c = NULL;
+                ck_assert_int_ge(asprintf(&c, "%s 2>&1 </dev/null", cmd), 0);
+                free(cmd);
+                cmd = c;
+        }
+        p = popen(cmd, "re");
+        ck_assert_ptr_nonnull(p);
+        while (fgets(buf, sizeof(buf), p)) {
+                size_t l = strlen(buf);
+                if (len + l + 1 > alloc) {
+                        alloc = (len + l + 1) * 2;
+                        out = realloc(out, alloc);
+                        ck_assert_ptr_nonnull(out);
+                }
+                memcpy(out + len, buf, l + 1);
+                len += l;
+        }
+        status = pclose(p);
+        *ret_out = out ? TAKE_PTR(out) : strdup("");
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+START_TEST(test_cli) {
+        char dir[] = "/tmp/fs-basic-cli.XXXXXX";
+        _cleanup_free_ char *src = NULL, *cred = NULL, *mp = NULL, *opt = NULL, *out = NULL;
+        FILE *f;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_int_ge(asprintf(&src, "%s/%s", emu->files_url, SHARE), 0);
+        ck_assert_int_ge(asprintf(&cred, "%s/cred", dir), 0);
+        ck_assert_int_ge(asprintf(&mp, "%s/mnt", dir), 0);
+        ck_assert_int_eq(mkdir(mp, 0755), 0);
+        f = fopen(cred, "we");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "[storage]\naccount_key = %s\n", EMU_TEST_KEY);
+        fclose(f);
+        ck_assert_int_eq(chmod(cred, 0644), 0);
+        ck_assert_int_ge(asprintf(&opt, "credentials=%s,cache_dir=%s/cache", cred, dir), 0);
+
+        /* readable by others: refused, naming the file; the key never printed */
+        ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);
+        ck_assert_msg(strstr(out, cred), "%s", out);
+        ck_assert_msg(!strstr(out, EMU_TEST_KEY), "%s", out);
+        free(out);
+        /* two credentials at once */
+        ck_assert_int_eq(chmod(cred, 0600), 0);
+        f = fopen(cred, "ae");
+        fprintf(f, "sas_token = sv=2025-05-05&sig=x\n");
+        fclose(f);
+        ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);
+        ck_assert_msg(strstr(out, "exactly one"), "%s", out);
+        free(out);
+        /* missing file */
+        ck_assert_int_eq(unlink(cred), 0);
+        ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);
+        ck_assert_msg(strstr(out, cred), "%s", out);
+        free(out);
+        /* unknown option, bad source, bad value */
+        ck_assert_int_eq(
+                run_cli((const char *[]){src, mp, "-o", "credentials=/x,colour=blue", NULL}, &out),
+                1);
+        ck_assert_msg(strstr(out, "colour"), "%s", out);
+        free(out);
+        ck_assert_int_eq(
+                run_cli((const char *[]){"ftp://x/y", mp, "-o", "credentials=/x", NULL}, &out), 1);
+        free(out);
+        ck_assert_int_eq(
+                run_cli((const char *[]){src, mp, "-o", "credentials=/x,file_mode=999", NULL},
+                        &out),
+                1);
+        ck_assert_msg(strstr(out, "file_mode"), "%s", out);
+        free(out);
+        ck_assert_int_eq(run_cli((const char *[]){"--help", NULL}, &out), 0);
+        ck_assert_msg(strstr(out, "user.azfilesfs.flush"), "%s", out);
+        free(out);
+        ck_assert_int_eq(run_cli((const char *[]){"--version", NULL}, &out), 0);
+        ck_assert_msg(strstr(out, "azfilesfs"), "%s", out);
+        free(out);
+        out = NULL;
+        /* nothing got mounted */
+        ck_assert_int_eq(dir_count(mp), 0);
+        fs_rm_rf(dir);
+}
+END_TEST
+
+int main(void) {
+        Suite *s = suite_create("fs-basic");
+        SRunner *sr;
+        int failed, pre = fs_harness_preflight();
+        struct {
+                const char *name;
+                const TTest *test;
+        } cases[] = {
+                {"ops", test_ops},         {"unsupported", test_unsupported},
+                {"names", test_names},     {"case", test_case},
+                {"remount", test_remount}, {"close_to_open", test_close_to_open},
+                {"flush", test_flush},     {"failures", test_failures},
+                {"crash", test_crash},     {"cli", test_cli},
+        };
+
+        if (pre != 0)
+                return pre;
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                TCase *tc = tcase_create(cases[k].name);
+                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_add_test(tc, cases[k].test);
+                tcase_set_timeout(tc, 120);
+                suite_add_tcase(s, tc);
+        }
+        sr = srunner_create(s);
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? 0 : 1;
+}
