@@ -252,6 +252,18 @@ static void print_status(json_object *r) {
                         printf("      Mount: %s: %s\n             checked %s\n",
                                get_str(ws, "state"), get_str(ws, "detail") ?: "", t1);
                 }
+                if (get(ws, "mount")) {
+                        json_object *mo = get(ws, "mount");
+                        const char *mode = get_str(mo, "mode"), *last = get_str(mo, "last_result");
+                        bool by_systemd = mode && streq(mode, "systemd");
+
+                        printf("             mounted by %s %s, %s; %" PRId64 " recoveries%s%s\n",
+                               by_systemd ? "systemd unit" : "the agent running",
+                               by_systemd ? get_str(mo, "unit") : "azfilesfs",
+                               get_str(mo, "action") ?: "?",
+                               json_object_get_int64(get(mo, "recoveries")), last ? ", last: " : "",
+                               last ?: "");
+                }
         } else
                 printf("  Workspace: none configured ([Workspace] Source=)\n");
         printf("      Users: UID %s%s%s, deny: ", get_str(users, "uid_range") ?: "?",

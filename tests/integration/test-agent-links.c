@@ -409,6 +409,8 @@ static void setup(void) {
         agent_pid = 0;
 }
 
+static pid_t child_named(const char *comm);
+
 static void teardown(void) {
         int status;
 
@@ -420,6 +422,12 @@ static void teardown(void) {
                 ck_assert_msg(
                         WIFEXITED(status) && WEXITSTATUS(status) == 0,
                         "poolagentd exited with status 0x%x", status);
+        }
+        /* A driver the agent started (test_real_share) never outlives a test, failed or not. */
+        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;) {
+                (void)umount2(SHARE, MNT_DETACH);
+                (void)kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
         }
         notify_fd = safe_close(notify_fd);
 }
