@@ -35,7 +35,8 @@ struct Inode {
         bool unlinked;
 
         /* Attributes. */
-        mode_t perm; /* from x-ms-meta-mode, else the mount's default */
+        mode_t perm;     /* from x-ms-meta-mode, else the mount's default */
+        bool perm_known; /* perm came from the file's own properties (or we set it) */
         uint64_t size;
         int64_t mtime_ns, ctime_ns, btime_ns;
         int64_t attr_until_ns;  /* monotonic; attributes fresh until then */

@@ -247,6 +247,7 @@ static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p) 
         i->ctime_ns = p->change_ns ? p->change_ns : i->mtime_ns;
         i->btime_ns = p->creation_ns;
         i->perm = perm_from_props(fs, p, i->is_dir);
+        i->perm_known = true;
         (void)snprintf(i->etag, sizeof(i->etag), "%s", p->etag);
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
         i->entry_until_ns =
@@ -571,8 +572,10 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
                 fuse_reply_err(req, ESTALE);
                 return;
         }
+        /* A listing does not carry the mode (x-ms-meta-mode): an inode known from one alone
+         * asks the share once. */
         if (i->ino == FS_ROOT_INO || i->unlinked || fs_inode_is_authoritative(i) ||
-            i->attr_until_ns > fs_now()) {
+            (i->attr_until_ns > fs_now() && i->perm_known)) {
                 fs_fill_stat_locked(fs, i, &st);
                 fs_unlock(fs);
                 fuse_reply_attr(req, &st, 0);
@@ -617,8 +620,10 @@ static void setattr_done(RestResult *r, void *userdata) {
                         i->size = (uint64_t)c->attr.st_size;
                         if (i->cache_fd >= 0)
                                 fs_cache_reset_locked(fs, i, i->size, r->props->etag);
-                } else if (c->step == SETATTR_STEP_MODE)
+                } else if (c->step == SETATTR_STEP_MODE) {
                         i->perm = c->attr.st_mode & 07777;
+                        i->perm_known = true;
+                }
                 if (r->props->etag[0])
                         (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
                 if (r->props->last_write_ns)
@@ -808,6 +813,7 @@ static void mkdir_done(RestResult *r, void *userdata) {
         if (err == 0) {
                 apply_props_locked(fs, i, r->props);
                 i->perm = c->mode & 07777;
+                i->perm_known = true;
                 if (!i->mtime_ns)
                         i->mtime_ns = i->ctime_ns = realtime_ns();
                 fill_entry_locked(fs, i, &e);
@@ -860,6 +866,7 @@ static void create_done(RestResult *r, void *userdata) {
         if (err == 0) {
                 apply_props_locked(fs, i, r->props);
                 i->perm = c->mode & 07777;
+                i->perm_known = true;
                 i->size = 0;
                 if (!i->mtime_ns)
                         i->mtime_ns = i->ctime_ns = realtime_ns();

@@ -46,6 +46,9 @@
 #define SHARE "basic"
 
 static EmuInstance *emu;
+/* Paths handed out by P() live until the test's teardown. */
+static char *paths[512];
+static size_t n_paths;
 static FsMount *mnt, *mnt_b;
 
 static void setup(void) {
@@ -56,6 +59,8 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+        while (n_paths > 0)
+                free(paths[--n_paths]);
         mnt = fs_mount_free(mnt);
         mnt_b = fs_mount_free(mnt_b);
         emu = emu_instance_free(emu);
@@ -85,9 +90,11 @@ static void remount(FsMount *m) {
         ck_assert_msg(r == 0, "remount: %s", strerror(-r));
 }
 
-static char *P(FsMount *m, const char *rel) {
+static const char *P(FsMount *m, const char *rel) {
         char *p = fs_mount_path(m, rel);
         ck_assert_ptr_nonnull(p);
+        ck_assert_uint_lt(n_paths, ELEMENTSOF(paths));
+        paths[n_paths++] = p;
         return p;
 }
 
@@ -131,7 +138,6 @@ static int errno_of(int r) {
 }
 
 static bool dir_has(const char *dir, const char *name) {
-        _cleanup_free_ char *cmd = NULL;
         DIR *d = opendir(dir);
         struct dirent *de;
         bool found = false;
@@ -158,7 +164,7 @@ static unsigned dir_count(const char *dir) {
 }
 
 START_TEST(test_ops) {
-        _cleanup_free_ char *f = NULL, *g = NULL, *d = NULL, *dd = NULL, *df = NULL, *root = NULL;
+        const char *f, *g, *d, *dd, *df, *root;
         struct timespec times[2] = {
                 {.tv_sec = 1000000000, .tv_nsec = 0}, {.tv_sec = 1500000000, .tv_nsec = 0}};
         struct statvfs sv;
@@ -240,7 +246,7 @@ START_TEST(test_ops) {
 
         /* a file bigger than one 4 MiB piece, written and read in odd sizes */
         {
-                _cleanup_free_ char *big = P(mnt, "big.bin");
+                const char *big = P(mnt, "big.bin");
                 ck_assert_int_eq(fs_write_pattern(big, 7, 9 * 1024 * 1024 + 123, 100000), 0);
                 ck_assert_int_eq(fs_check_pattern(big, 7, 9 * 1024 * 1024 + 123), 0);
                 remount(mnt);
@@ -250,7 +256,7 @@ START_TEST(test_ops) {
 END_TEST
 
 START_TEST(test_unsupported) {
-        _cleanup_free_ char *f = NULL, *g = NULL;
+        const char *f, *g;
         struct stat st;
 
         mnt = mount_with(NULL, NULL);
@@ -278,19 +284,19 @@ START_TEST(test_names) {
         static const char *const names[] = {"with space.txt",  " leading",   "trailing ",
                                             "Ünïcødé-名前.md", "emoji-😀.py", "ß-straße",
                                             "a.b.c",           "x%41y",      "semi;colon&amp"};
-        _cleanup_free_ char *root = NULL;
+        const char *root;
 
         mnt = mount_with(NULL, NULL);
         root = P(mnt, "");
         for (size_t k = 0; k < ELEMENTSOF(names); k++) {
-                _cleanup_free_ char *p = P(mnt, names[k]);
+                const char *p = P(mnt, names[k]);
                 write_file(p, names[k]);
         }
         ck_assert_int_eq(mkdir(P(mnt, "dir with spaces é"), 0755), 0);
         write_file(P(mnt, "dir with spaces é/日本語 file"), "jp");
         remount(mnt);
         for (size_t k = 0; k < ELEMENTSOF(names); k++) {
-                _cleanup_free_ char *p = P(mnt, names[k]);
+                const char *p = P(mnt, names[k]);
                 ck_assert_msg(dir_has(root, names[k]), "%s not listed", names[k]);
                 ck_assert_str_eq(read_file(p), names[k]);
                 check_share(names[k], names[k]);
@@ -302,7 +308,7 @@ START_TEST(test_names) {
 END_TEST
 
 START_TEST(test_case) {
-        _cleanup_free_ char *root = NULL;
+        const char *root;
         struct stat a, b;
 
         mnt = mount_with(NULL, NULL);
@@ -333,7 +339,7 @@ START_TEST(test_case) {
 END_TEST
 
 START_TEST(test_remount) {
-        _cleanup_free_ char *s = NULL;
+        const char *s;
         struct stat st;
 
         mnt = mount_with(NULL, NULL);
@@ -345,6 +351,9 @@ START_TEST(test_remount) {
         write_file(P(mnt, "proj/data.csv"), "a,b\n1,2\n");
         ck_assert_int_eq(chmod(P(mnt, "proj"), 0750), 0);
         remount(mnt);
+        /* a listing first (readdirplus) must not stand in for the stored mode */
+        ck_assert(dir_has(P(mnt, ""), "run.sh"));
+        ck_assert(dir_has(P(mnt, ""), "proj"));
         ck_assert_int_eq(stat(s, &st), 0);
         ck_assert_int_eq(st.st_mode & 07777, 0755);
         ck_assert_int_eq(access(s, X_OK), 0);
@@ -364,7 +373,7 @@ START_TEST(test_remount) {
 END_TEST
 
 START_TEST(test_close_to_open) {
-        _cleanup_free_ char *fa = NULL, *fb = NULL;
+        const char *fa, *fb;
         int fd;
 
         mnt = mount_with(NULL, NULL);
@@ -398,7 +407,8 @@ static uint64_t dirty(FsMount *m) {
 }
 
 START_TEST(test_flush) {
-        _cleanup_free_ char *root = NULL, *json = NULL;
+        _cleanup_free_ char *json = NULL;
+        const char *root;
         char names[512];
         ssize_t n;
 
@@ -444,7 +454,8 @@ START_TEST(test_flush) {
 END_TEST
 
 START_TEST(test_failures) {
-        _cleanup_free_ char *f = NULL, *json = NULL;
+        _cleanup_free_ char *json = NULL;
+        const char *f;
         int fd;
 
         mnt = mount_with(NULL, "retry_budget=3");
