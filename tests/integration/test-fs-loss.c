@@ -345,21 +345,30 @@ START_TEST(test_restart_mid_flush) {
 END_TEST
 
 int main(void) {
+        const struct {
+                const char *name;
+                const TTest *test;
+        } tests[] = {
+                {"faults_workload_default", test_faults_workload_default},
+                {"faults_workload_async", test_faults_workload_async},
+                {"kill_unsynced", test_kill_unsynced},
+                {"enospc", test_enospc},
+                {"restart_mid_flush", test_restart_mid_flush},
+        };
         Suite *s = suite_create("fs-loss");
-        TCase *tc = tcase_create("loss");
         SRunner *sr;
         int failed, pre = fs_harness_preflight();
 
         if (pre != 0)
                 return pre;
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, test_faults_workload_default);
-        tcase_add_test(tc, test_faults_workload_async);
-        tcase_add_test(tc, test_kill_unsynced);
-        tcase_add_test(tc, test_enospc);
-        tcase_add_test(tc, test_restart_mid_flush);
-        tcase_set_timeout(tc, 600);
-        suite_add_tcase(s, tc);
+        /* One case per test: CK_RUN_CASE=name runs one. */
+        for (size_t i = 0; i < ELEMENTSOF(tests); i++) {
+                TCase *tc = tcase_create(tests[i].name);
+                tcase_add_checked_fixture(tc, setup, teardown);
+                tcase_add_test(tc, tests[i].test);
+                tcase_set_timeout(tc, 600);
+                suite_add_tcase(s, tc);
+        }
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
