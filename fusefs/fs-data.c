@@ -821,9 +821,15 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                 i->upload_again = true;
                 return;
         }
+        if (i->unlinked) {
+                /* Deleted or replaced on the share: its name may belong to another file now. */
+                fs_discard_dirty_locked(fs, i);
+                return;
+        }
         if (!fs_inode_is_dirty(i))
                 return;
         i->uploading = true;
+        i->upload_path_gen = i->path_gen;
         i->upload_again = false;
         i->upload_error = 0;
         i->upload_pending = 0;
@@ -900,7 +906,8 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                         piece_set_locked(
                                 fs, i, k, (err < 0 && !i->unlinked) ? PIECE_DIRTY : 0,
                                 PIECE_UPLOADING);
-        moved = err == -ENOENT; /* renamed while uploading: go again under the new path */
+        /* Renamed while uploading: go again under the new path. */
+        moved = err == -ENOENT && i->upload_path_gen != i->path_gen;
         if (err < 0 && !i->unlinked) {
                 i->size_dirty = true;
                 i->dirty_since_ns = fs_now();
@@ -1056,11 +1063,13 @@ static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
         i->waiters = w;
         fs_upload_start_locked(fs, i);
         if (!i->uploading) {
-                /* Could not even submit: answer now, the data stays dirty. */
+                /* Nothing to do after all (a deleted file's data is dropped), or not even the
+                 * submission worked (the data stays dirty): answer now. */
+                int err = fs_inode_is_dirty(i) ? EIO : 0;
                 i->waiters = w->next;
                 fs_unlock(fs);
                 free(w);
-                fuse_reply_err(req, EIO);
+                fuse_reply_err(req, err);
                 return;
         }
         fs_unlock(fs);

@@ -216,6 +216,7 @@ int inode_table_rename(InodeTable *t, Inode *i, const char *new_path, Inode **re
                 unlink_path(t, i);
         free(i->path);
         i->path = np;
+        i->path_gen++;
         i->unlinked = false;
         link_path(t, i);
 
@@ -232,6 +233,7 @@ int inode_table_rename(InodeTable *t, Inode *i, const char *new_path, Inode **re
                                 unlink_path(t, c);
                                 free(c->path);
                                 c->path = p;
+                                c->path_gen++;
                                 link_path(t, c);
                         }
         }

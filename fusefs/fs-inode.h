@@ -33,6 +33,7 @@ struct Inode {
         unsigned refs;    /* our own: open handles, calls in flight, dirty state */
         bool is_dir;
         bool unlinked;
+        unsigned path_gen; /* bumped by every rename */
 
         /* Attributes. */
         mode_t perm;     /* from x-ms-meta-mode, else the mount's default */
@@ -63,6 +64,7 @@ struct Inode {
 
         /* Upload (loop thread). */
         bool uploading;
+        unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;
         unsigned upload_pending;
         int upload_error;

@@ -239,6 +239,21 @@ START_TEST(test_ops) {
         ck_assert_int_eq(rmdir(P(mnt, "dir2")), 0);
         ck_assert_int_eq(errno_of(stat(P(mnt, "dir2"), &st)), ENOENT);
 
+        /* writes through a descriptor of a deleted file never reach a new file of that name */
+        {
+                const char *u = P(mnt, "unlinked.txt");
+                int fd;
+                write_file(u, "old");
+                fd = open(u, O_WRONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(unlink(u), 0);
+                write_file(u, "new file");
+                ck_assert_int_eq(pwrite(fd, "XXXXXXXX", 8, 0), 8);
+                ck_assert_int_eq(close(fd), 0);
+                check_share("unlinked.txt", "new file");
+                ck_assert_str_eq(read_file(u), "new file");
+        }
+
         /* statfs: the share's quota */
         ck_assert_int_eq(statvfs(root, &sv), 0);
         ck_assert_uint_gt(sv.f_blocks, 0);
