@@ -1,6 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include "emu-imds.h"
-
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -15,21 +13,8 @@
 #include <json-c/json.h>
 
 #include "emu-auth.h"
+#include "emu-imds-internal.h"
 #include "time-util.h"
-
-#define IMDS_EVENTS_MAX 256
-#define IMDS_APPROVALS_MAX 1024
-#define IMDS_IDENTITIES_MAX 16
-#define IMDS_RESOURCES_MAX 64
-#define IMDS_STRING_MAX 1024
-#define IMDS_JSON_DEPTH 32
-#define IMDS_DEFAULT_STARTED_SECONDS 10
-#define IMDS_DEFAULT_TOKEN_LIFETIME 86399
-#define IMDS_TOKEN_LIFETIME_MAX (7 * 86400)
-#define IMDS_NOT_BEFORE_SKEW 300
-
-#define CT_JSON "application/json; charset=utf-8"
-#define CT_TEXT "text/plain; charset=utf-8"
 
 /* ---- versions ---------------------------------------------------------------------------- */
 
@@ -45,101 +30,10 @@ static const char *const instance_versions[] = {
 static const char *const events_versions[] = {
         "2017-03-01", "2017-08-01", "2017-11-01", "2019-01-01", "2019-08-01", "2020-07-01",
 };
-#define EVENTS_VERSION_EVENT_SOURCE "2019-08-01"
-#define EVENTS_VERSION_DURATION "2020-07-01"
-#define EVENTS_VERSION_NEWEST "2020-07-01"
-#define IDENTITY_VERSION_OLDEST "2018-02-01"
-
-/* ---- state ------------------------------------------------------------------------------- */
-
-typedef enum ImdsEventStatus {
-        EVENT_SCHEDULED,
-        EVENT_STARTED,
-        EVENT_GONE,
-} ImdsEventStatus;
-
-typedef struct ImdsEvent {
-        char id[64];
-        const char *type; /* static string */
-        json_object *resources;
-        char *description;
-        const char *source; /* static string */
-        int64_t duration_s;
-        int64_t not_before_ns;
-        int64_t started_ns;
-        int64_t started_seconds;
-        ImdsEventStatus status;
-} ImdsEvent;
-
-typedef struct ImdsApproval {
-        char id[64];
-        const char *type; /* NULL: no such event when first approved */
-        const char *status_when_approved;
-        unsigned count;
-        int64_t first_ns;
-        int64_t last_ns;
-} ImdsApproval;
-
-typedef struct ImdsIdentity {
-        char *client_id;
-        char *object_id;
-        char *msi_res_id;
-        bool system;
-} ImdsIdentity;
-
-/* String fields of the VM's identity, in the compute section's names. */
-static const struct {
-        const char *name;
-        const char *initial;
-} instance_fields[] = {
-        {"azEnvironment", "AzurePublicCloud"},
-        {"computerName", "emu-pool000000"},
-        {"evictionPolicy", ""},
-        {"location", "westeurope"},
-        {"macAddress", "000D3A5F1C2B"},
-        {"name", "emu-pool_0"},
-        {"offer", "ubuntu-2204"},
-        {"osType", "Linux"},
-        {"placementGroupId", "5e1bd4a5-3f3c-4b8e-9d2a-4f7b0f0c6a11"},
-        {"platformFaultDomain", "0"},
-        {"platformUpdateDomain", "0"},
-        {"priority", "Regular"},
-        {"privateIpAddress", "10.0.0.4"},
-        {"publisher", "microsoft-dsvm"},
-        {"resourceGroupName", "emu-rg"},
-        {"resourceId", ""}, /* "" = derived from the others */
-        {"sku", "2204"},
-        {"subscriptionId", "8f5c1b7e-2d4a-4c3b-9e6f-1a2b3c4d5e6f"},
-        {"version", "latest"},
-        {"vmId", "2b7f1c9e-6a0d-4e5b-8c3f-9d1e2f3a4b5c"},
-        {"vmScaleSetName", "emu-pool"},
-        {"vmSize", "Standard_D4s_v5"},
-        {"zone", "1"},
-};
-#define N_FIELDS ELEMENTSOF(instance_fields)
-
-typedef struct ImdsConfig {
-        char *fields[N_FIELDS];
-        json_object *tags; /* object of strings */
-        ImdsIdentity identities[IMDS_IDENTITIES_MAX];
-        size_t n_identities;
-        int64_t token_lifetime_s;
-} ImdsConfig;
-
-struct EmuImds {
-        Emulator *emu;
-        pthread_mutex_t lock;
-        ImdsConfig config;                          /* protected by lock */
-        ImdsEvent events[IMDS_EVENTS_MAX];          /* protected by lock */
-        size_t n_events;                            /* protected by lock */
-        ImdsApproval approvals[IMDS_APPROVALS_MAX]; /* protected by lock */
-        size_t n_approvals;                         /* protected by lock */
-        uint64_t incarnation;                       /* protected by lock */
-};
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-_printf_(2, 3) static int set_err(char **reterr, const char *format, ...) {
+_printf_(2, 3) int imds_set_err(char **reterr, const char *format, ...) {
         va_list ap;
 
         if (!reterr)
@@ -151,13 +45,7 @@ _printf_(2, 3) static int set_err(char **reterr, const char *format, ...) {
         return -EINVAL;
 }
 
-static void json_object_putp(json_object **o) {
-        if (*o)
-                (void)json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
-
-static int add_string(json_object *o, const char *key, const char *value) {
+int imds_add_string(json_object *o, const char *key, const char *value) {
         json_object *s = json_object_new_string(value ? value : "");
         if (!s)
                 return -ENOMEM;
@@ -167,17 +55,17 @@ static int add_string(json_object *o, const char *key, const char *value) {
 static int add_int64_string(json_object *o, const char *key, int64_t value) {
         char buf[32];
         (void)snprintf(buf, sizeof(buf), "%" PRId64, value);
-        return add_string(o, key, buf);
+        return imds_add_string(o, key, buf);
 }
 
-static void lock(EmuImds *imds) {
+void imds_lock(EmuImds *imds) {
         (void)pthread_mutex_lock(&imds->lock);
 }
-static void unlock(EmuImds *imds) {
+void imds_unlock(EmuImds *imds) {
         (void)pthread_mutex_unlock(&imds->lock);
 }
 
-static void make_guid(char buf[static 64], bool upper) {
+void imds_make_guid(char buf[static 64], bool upper) {
         uint8_t b[16];
 
         if (getrandom(b, sizeof(b), 0) != sizeof(b)) {
@@ -209,9 +97,9 @@ int emu_request_json(const EmuRequest *r, json_object **ret, char **reterr) {
         size_t end;
 
         if (r->body_size == 0)
-                return set_err(reterr, "empty body, expected JSON");
+                return imds_set_err(reterr, "empty body, expected JSON");
         if (r->body_size > INT32_MAX)
-                return set_err(reterr, "body too large");
+                return imds_set_err(reterr, "body too large");
         tok = json_tokener_new_ex(IMDS_JSON_DEPTH);
         if (!tok)
                 return -ENOMEM;
@@ -219,7 +107,7 @@ int emu_request_json(const EmuRequest *r, json_object **ret, char **reterr) {
         if (!o) {
                 enum json_tokener_error e = json_tokener_get_error(tok);
                 json_tokener_free(tok);
-                return set_err(
+                return imds_set_err(
                         reterr, "invalid JSON: %s",
                         e == json_tokener_continue ? "unexpected end of input"
                                                    : json_tokener_error_desc(e));
@@ -229,7 +117,8 @@ int emu_request_json(const EmuRequest *r, json_object **ret, char **reterr) {
         for (; end < r->body_size; end++)
                 if (!strchr(" \t\r\n", r->body[end])) {
                         (void)json_object_put(o);
-                        return set_err(reterr, "invalid JSON: trailing data at offset %zu", end);
+                        return imds_set_err(
+                                reterr, "invalid JSON: trailing data at offset %zu", end);
                 }
         *ret = o;
         return 0;
@@ -287,7 +176,7 @@ static int field_index(const char *name) {
         return -1;
 }
 
-static const char *cfg(const ImdsConfig *c, const char *name) {
+const char *imds_cfg(const ImdsConfig *c, const char *name) {
         int i = field_index(name);
         assert(i >= 0);
         return c->fields[i];
@@ -300,13 +189,14 @@ identity_from_json(json_object *o, const ImdsConfig *c, ImdsIdentity *ret, char 
         int r;
 
         if (!json_object_is_type(o, json_type_object))
-                return set_err(reterr, "identities[]: each entry must be an object");
+                return imds_set_err(reterr, "identities[]: each entry must be an object");
         json_object_object_foreach(o, key, val) {
                 char **field = NULL;
 
                 if (streq(key, "system")) {
                         if (!json_object_is_type(val, json_type_boolean))
-                                return set_err(reterr, "identities[]: 'system' must be a boolean");
+                                return imds_set_err(
+                                        reterr, "identities[]: 'system' must be a boolean");
                         id.system = json_object_get_boolean(val);
                         continue;
                 }
@@ -317,11 +207,11 @@ identity_from_json(json_object *o, const ImdsConfig *c, ImdsIdentity *ret, char 
                 else if (streq(key, "msi_res_id"))
                         field = &id.msi_res_id;
                 else
-                        return set_err(reterr, "identities[]: unknown key '%s'", key);
+                        return imds_set_err(reterr, "identities[]: unknown key '%s'", key);
                 if (!json_object_is_type(val, json_type_string) ||
                     json_object_get_string_len(val) == 0 ||
                     json_object_get_string_len(val) > IMDS_STRING_MAX)
-                        return set_err(
+                        return imds_set_err(
                                 reterr, "identities[]: '%s' must be a non-empty string", key);
                 free(*field);
                 *field = strdup(json_object_get_string(val));
@@ -329,12 +219,12 @@ identity_from_json(json_object *o, const ImdsConfig *c, ImdsIdentity *ret, char 
                         return -ENOMEM;
         }
         if (!id.client_id) {
-                make_guid(guid, false);
+                imds_make_guid(guid, false);
                 if (!(id.client_id = strdup(guid)))
                         return -ENOMEM;
         }
         if (!id.object_id) {
-                make_guid(guid, false);
+                imds_make_guid(guid, false);
                 if (!(id.object_id = strdup(guid)))
                         return -ENOMEM;
         }
@@ -344,14 +234,14 @@ identity_from_json(json_object *o, const ImdsConfig *c, ImdsIdentity *ret, char 
                                 &id.msi_res_id,
                                 "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/"
                                 "virtualMachines/%s",
-                                cfg(c, "subscriptionId"), cfg(c, "resourceGroupName"),
-                                cfg(c, "name"));
+                                imds_cfg(c, "subscriptionId"), imds_cfg(c, "resourceGroupName"),
+                                imds_cfg(c, "name"));
                 else
                         r = asprintf(
                                 &id.msi_res_id,
                                 "/subscriptions/%s/resourcegroups/%s/providers/"
                                 "Microsoft.ManagedIdentity/userAssignedIdentities/id-%s",
-                                cfg(c, "subscriptionId"), cfg(c, "resourceGroupName"),
+                                imds_cfg(c, "subscriptionId"), imds_cfg(c, "resourceGroupName"),
                                 id.client_id);
                 if (r < 0) {
                         id.msi_res_id = NULL;
@@ -376,7 +266,7 @@ static int config_apply(ImdsConfig *c, json_object *patch, char **reterr) {
         int r;
 
         if (!json_object_is_type(patch, json_type_object))
-                return set_err(reterr, "body must be a JSON object");
+                return imds_set_err(reterr, "body must be a JSON object");
         json_object_object_foreach(patch, key, val) {
                 int i = field_index(key);
 
@@ -384,29 +274,29 @@ static int config_apply(ImdsConfig *c, json_object *patch, char **reterr) {
                         const char *s;
                         if (!json_object_is_type(val, json_type_string) ||
                             json_object_get_string_len(val) > IMDS_STRING_MAX)
-                                return set_err(reterr, "'%s' must be a string", key);
+                                return imds_set_err(reterr, "'%s' must be a string", key);
                         s = json_object_get_string(val);
                         if (streq(key, "priority") && !one_of(s, priorities))
-                                return set_err(
+                                return imds_set_err(
                                         reterr, "'priority' must be Regular, Spot or Low, not '%s'",
                                         s);
                         if (streq(key, "osType") && !one_of(s, os_types))
-                                return set_err(
+                                return imds_set_err(
                                         reterr, "'osType' must be Linux or Windows, not '%s'", s);
                         if (streq(key, "name") && isempty(s))
-                                return set_err(reterr, "'name' must not be empty");
+                                return imds_set_err(reterr, "'name' must not be empty");
                         free(c->fields[i]);
                         if (!(c->fields[i] = strdup(s)))
                                 return -ENOMEM;
                 } else if (streq(key, "tags")) {
                         json_object *copy = NULL;
                         if (!json_object_is_type(val, json_type_object))
-                                return set_err(reterr, "'tags' must be an object of strings");
+                                return imds_set_err(reterr, "'tags' must be an object of strings");
                         json_object_object_foreach(val, tk, tv) {
                                 if (!json_object_is_type(tv, json_type_string) ||
                                     strpbrk(tk, ":;") ||
                                     json_object_get_string_len(tv) > IMDS_STRING_MAX)
-                                        return set_err(
+                                        return imds_set_err(
                                                 reterr,
                                                 "tag '%s': names are strings without ':' or ';', "
                                                 "values strings",
@@ -419,10 +309,11 @@ static int config_apply(ImdsConfig *c, json_object *patch, char **reterr) {
                 } else if (streq(key, "tokenLifetimeSeconds")) {
                         int64_t v;
                         if (!json_object_is_type(val, json_type_int))
-                                return set_err(reterr, "'tokenLifetimeSeconds' must be an integer");
+                                return imds_set_err(
+                                        reterr, "'tokenLifetimeSeconds' must be an integer");
                         v = json_object_get_int64(val);
                         if (v < 1 || v > IMDS_TOKEN_LIFETIME_MAX)
-                                return set_err(
+                                return imds_set_err(
                                         reterr, "'tokenLifetimeSeconds' must be 1..%d",
                                         IMDS_TOKEN_LIFETIME_MAX);
                         c->token_lifetime_s = v;
@@ -431,17 +322,17 @@ static int config_apply(ImdsConfig *c, json_object *patch, char **reterr) {
                         size_t n, n_system = 0;
 
                         if (!json_object_is_type(val, json_type_array))
-                                return set_err(reterr, "'identities' must be an array");
+                                return imds_set_err(reterr, "'identities' must be an array");
                         n = json_object_array_length(val);
                         if (n > IMDS_IDENTITIES_MAX)
-                                return set_err(
+                                return imds_set_err(
                                         reterr, "'identities': at most %d", IMDS_IDENTITIES_MAX);
                         for (size_t k = 0; k < n; k++) {
                                 r = identity_from_json(
                                         json_object_array_get_idx(val, k), c, &ids[k], reterr);
                                 if (r >= 0 && ids[k].system && ++n_system > 1) {
                                         identity_clear(&ids[k]);
-                                        r = set_err(
+                                        r = imds_set_err(
                                                 reterr,
                                                 "'identities': at most one system-assigned");
                                 }
@@ -456,7 +347,7 @@ static int config_apply(ImdsConfig *c, json_object *patch, char **reterr) {
                         memcpy(c->identities, ids, n * sizeof(ImdsIdentity));
                         c->n_identities = n;
                 } else
-                        return set_err(reterr, "unknown key '%s'", key);
+                        return imds_set_err(reterr, "unknown key '%s'", key);
         }
         return 0;
 }
@@ -483,8 +374,8 @@ oom:
 }
 
 static char *derived_resource_id(const ImdsConfig *c) {
-        const char *rid = cfg(c, "resourceId"), *name = cfg(c, "name"),
-                   *vmss = cfg(c, "vmScaleSetName"), *underscore;
+        const char *rid = imds_cfg(c, "resourceId"), *name = imds_cfg(c, "name"),
+                   *vmss = imds_cfg(c, "vmScaleSetName"), *underscore;
         char *s = NULL;
 
         if (!isempty(rid))
@@ -497,7 +388,7 @@ static char *derived_resource_id(const ImdsConfig *c) {
                             &s,
                             "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/"
                             "virtualMachineScaleSets/%s/virtualMachines/%s",
-                            cfg(c, "subscriptionId"), cfg(c, "resourceGroupName"), vmss,
+                            imds_cfg(c, "subscriptionId"), imds_cfg(c, "resourceGroupName"), vmss,
                             underscore + 1) < 0)
                         return NULL;
                 return s;
@@ -505,7 +396,7 @@ static char *derived_resource_id(const ImdsConfig *c) {
         if (asprintf(
                     &s,
                     "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/virtualMachines/%s",
-                    cfg(c, "subscriptionId"), cfg(c, "resourceGroupName"), name) < 0)
+                    imds_cfg(c, "subscriptionId"), imds_cfg(c, "resourceGroupName"), name) < 0)
                 return NULL;
         return s;
 }
@@ -515,14 +406,14 @@ static char *derived_resource_id(const ImdsConfig *c) {
 static json_object *obj_of(const char *const *kv) {
         json_object *o = json_object_new_object();
         for (; o && kv[0]; kv += 2)
-                if (add_string(o, kv[0], kv[1]) < 0) {
+                if (imds_add_string(o, kv[0], kv[1]) < 0) {
                         (void)json_object_put(o);
                         return NULL;
                 }
         return o;
 }
 
-static int add_obj(json_object *parent, const char *key, json_object *child) {
+int imds_add_obj(json_object *parent, const char *key, json_object *child) {
         if (!child)
                 return -ENOMEM;
         if (json_type_array == json_object_get_type(parent))
@@ -530,7 +421,7 @@ static int add_obj(json_object *parent, const char *key, json_object *child) {
         return json_object_object_add(parent, key, child) < 0 ? -ENOMEM : 0;
 }
 
-/* Builds the full document under the lock (the caller holds it). */
+/* Builds the full document under the imds_lock (the caller holds it). */
 static json_object *instance_document(const ImdsConfig *c) {
         _cleanup_json_ json_object *doc = json_object_new_object();
         _cleanup_free_ char *rid = derived_resource_id(c), *tags = NULL;
@@ -558,230 +449,102 @@ static json_object *instance_document(const ImdsConfig *c) {
         tags = tbuf;
 
         compute = json_object_new_object();
-        r |= add_obj(doc, "compute", compute);
+        r |= imds_add_obj(doc, "compute", compute);
         if (r < 0)
                 return NULL;
-        r |= add_string(compute, "azEnvironment", cfg(c, "azEnvironment"));
-        r |=
-                add_obj(compute, "additionalCapabilities",
-                        obj_of((const char *const[]){"hibernationEnabled", "false", NULL}));
-        r |= add_string(compute, "evictionPolicy", cfg(c, "evictionPolicy"));
-        r |= add_string(compute, "isHostCompatibilityLayerVm", "false");
-        r |= add_string(compute, "licenseType", "");
-        r |= add_string(compute, "location", cfg(c, "location"));
-        r |= add_string(compute, "name", cfg(c, "name"));
-        r |= add_string(compute, "offer", cfg(c, "offer"));
-        r |= add_obj(
+        r |= imds_add_string(compute, "azEnvironment", imds_cfg(c, "azEnvironment"));
+        r |= imds_add_obj(
+                compute, "additionalCapabilities",
+                obj_of((const char *const[]){"hibernationEnabled", "false", NULL}));
+        r |= imds_add_string(compute, "evictionPolicy", imds_cfg(c, "evictionPolicy"));
+        r |= imds_add_string(compute, "isHostCompatibilityLayerVm", "false");
+        r |= imds_add_string(compute, "licenseType", "");
+        r |= imds_add_string(compute, "location", imds_cfg(c, "location"));
+        r |= imds_add_string(compute, "name", imds_cfg(c, "name"));
+        r |= imds_add_string(compute, "offer", imds_cfg(c, "offer"));
+        r |= imds_add_obj(
                 compute, "osProfile",
                 obj_of((const char *const[]){
-                        "adminUsername", "azureuser", "computerName", cfg(c, "computerName"),
+                        "adminUsername", "azureuser", "computerName", imds_cfg(c, "computerName"),
                         "disablePasswordAuthentication", "true", NULL}));
-        r |= add_string(compute, "osType", cfg(c, "osType"));
-        r |= add_string(compute, "placementGroupId", cfg(c, "placementGroupId"));
-        r |= add_obj(
+        r |= imds_add_string(compute, "osType", imds_cfg(c, "osType"));
+        r |= imds_add_string(compute, "placementGroupId", imds_cfg(c, "placementGroupId"));
+        r |= imds_add_obj(
                 compute, "plan",
                 obj_of((const char *const[]){"name", "", "product", "", "publisher", "", NULL}));
-        r |= add_string(compute, "platformFaultDomain", cfg(c, "platformFaultDomain"));
-        r |= add_string(compute, "platformUpdateDomain", cfg(c, "platformUpdateDomain"));
-        r |= add_string(compute, "priority", cfg(c, "priority"));
-        r |= add_string(compute, "provider", "Microsoft.Compute");
-        r |= add_obj(compute, "publicKeys", json_object_new_array());
-        r |= add_string(compute, "publisher", cfg(c, "publisher"));
-        r |= add_string(compute, "resourceGroupName", cfg(c, "resourceGroupName"));
-        r |= add_string(compute, "resourceId", rid);
-        r |=
-                add_obj(compute, "securityProfile",
-                        obj_of((const char *const[]){
-                                "secureBootEnabled", "false", "virtualTpmEnabled", "false", NULL}));
-        r |= add_string(compute, "sku", cfg(c, "sku"));
-        r |= add_string(compute, "subscriptionId", cfg(c, "subscriptionId"));
-        r |= add_string(compute, "tags", tags);
+        r |= imds_add_string(compute, "platformFaultDomain", imds_cfg(c, "platformFaultDomain"));
+        r |= imds_add_string(compute, "platformUpdateDomain", imds_cfg(c, "platformUpdateDomain"));
+        r |= imds_add_string(compute, "priority", imds_cfg(c, "priority"));
+        r |= imds_add_string(compute, "provider", "Microsoft.Compute");
+        r |= imds_add_obj(compute, "publicKeys", json_object_new_array());
+        r |= imds_add_string(compute, "publisher", imds_cfg(c, "publisher"));
+        r |= imds_add_string(compute, "resourceGroupName", imds_cfg(c, "resourceGroupName"));
+        r |= imds_add_string(compute, "resourceId", rid);
+        r |= imds_add_obj(
+                compute, "securityProfile",
+                obj_of((const char *const[]){
+                        "secureBootEnabled", "false", "virtualTpmEnabled", "false", NULL}));
+        r |= imds_add_string(compute, "sku", imds_cfg(c, "sku"));
+        r |= imds_add_string(compute, "subscriptionId", imds_cfg(c, "subscriptionId"));
+        r |= imds_add_string(compute, "tags", tags);
         tags_list = json_object_new_array();
-        r |= add_obj(compute, "tagsList", tags_list);
+        r |= imds_add_obj(compute, "tagsList", tags_list);
         if (r < 0)
                 return NULL;
         json_object_object_foreach(c->tags, k2, v2) {
-                r |=
-                        add_obj(tags_list, NULL,
-                                obj_of((const char *const[]){
-                                        "name", k2, "value", json_object_get_string(v2), NULL}));
+                r |= imds_add_obj(
+                        tags_list, NULL,
+                        obj_of((const char *const[]){
+                                "name", k2, "value", json_object_get_string(v2), NULL}));
         }
-        r |= add_string(compute, "userData", "");
-        r |= add_string(compute, "version", cfg(c, "version"));
-        r |= add_string(compute, "vmId", cfg(c, "vmId"));
-        r |= add_string(compute, "vmScaleSetName", cfg(c, "vmScaleSetName"));
-        r |= add_string(compute, "vmSize", cfg(c, "vmSize"));
-        r |= add_string(compute, "zone", cfg(c, "zone"));
+        r |= imds_add_string(compute, "userData", "");
+        r |= imds_add_string(compute, "version", imds_cfg(c, "version"));
+        r |= imds_add_string(compute, "vmId", imds_cfg(c, "vmId"));
+        r |= imds_add_string(compute, "vmScaleSetName", imds_cfg(c, "vmScaleSetName"));
+        r |= imds_add_string(compute, "vmSize", imds_cfg(c, "vmSize"));
+        r |= imds_add_string(compute, "zone", imds_cfg(c, "zone"));
 
         network = json_object_new_object();
-        r |= add_obj(doc, "network", network);
+        r |= imds_add_obj(doc, "network", network);
         if (r < 0)
                 return NULL;
         iface = json_object_new_array();
-        r |= add_obj(network, "interface", iface);
+        r |= imds_add_obj(network, "interface", iface);
         if (r < 0)
                 return NULL;
         iface0 = json_object_new_object();
-        r |= add_obj(iface, NULL, iface0);
+        r |= imds_add_obj(iface, NULL, iface0);
         if (r < 0)
                 return NULL;
         ipv4 = json_object_new_object();
-        r |= add_obj(iface0, "ipv4", ipv4);
+        r |= imds_add_obj(iface0, "ipv4", ipv4);
         if (r < 0)
                 return NULL;
         addr = json_object_new_array();
-        r |= add_obj(ipv4, "ipAddress", addr);
+        r |= imds_add_obj(ipv4, "ipAddress", addr);
         if (r < 0)
                 return NULL;
-        r |=
-                add_obj(addr, NULL,
-                        obj_of((const char *const[]){
-                                "privateIpAddress", cfg(c, "privateIpAddress"), "publicIpAddress",
-                                "", NULL}));
+        r |= imds_add_obj(
+                addr, NULL,
+                obj_of((const char *const[]){
+                        "privateIpAddress", imds_cfg(c, "privateIpAddress"), "publicIpAddress", "",
+                        NULL}));
         subnet = json_object_new_array();
-        r |= add_obj(ipv4, "subnet", subnet);
+        r |= imds_add_obj(ipv4, "subnet", subnet);
         if (r < 0)
                 return NULL;
-        r |=
-                add_obj(subnet, NULL,
-                        obj_of((const char *const[]){"address", "10.0.0.0", "prefix", "24", NULL}));
-        r |= add_obj(iface0, "ipv6", obj_of((const char *const[]){NULL}));
+        r |= imds_add_obj(
+                subnet, NULL,
+                obj_of((const char *const[]){"address", "10.0.0.0", "prefix", "24", NULL}));
+        r |= imds_add_obj(iface0, "ipv6", obj_of((const char *const[]){NULL}));
         if (r < 0)
                 return NULL;
-        r |= add_obj(json_object_object_get(iface0, "ipv6"), "ipAddress", json_object_new_array());
-        r |= add_string(iface0, "macAddress", cfg(c, "macAddress"));
+        r |= imds_add_obj(
+                json_object_object_get(iface0, "ipv6"), "ipAddress", json_object_new_array());
+        r |= imds_add_string(iface0, "macAddress", imds_cfg(c, "macAddress"));
         if (r < 0)
                 return NULL;
         return TAKE_PTR(doc);
-}
-
-/* ---- scheduled events -------------------------------------------------------------------- */
-
-static const char *const event_types[] = {
-        "Freeze", "Reboot", "Redeploy", "Preempt", "Terminate", NULL,
-};
-
-static int64_t default_notice_s(const char *type) {
-        /* The minimum notice the documentation gives per type. */
-        if (streq(type, "Preempt"))
-                return 30;
-        if (streq(type, "Redeploy"))
-                return 600;
-        if (streq(type, "Terminate"))
-                return 300;
-        return 900; /* Freeze, Reboot */
-}
-
-static const char *default_description(const char *type) {
-        if (streq(type, "Preempt"))
-                return "Virtual machine is being evicted from Azure Spot.";
-        if (streq(type, "Terminate"))
-                return "Virtual machine is going to be deleted as requested by authorized user.";
-        if (streq(type, "Reboot"))
-                return "Virtual machine is going to be restarted as requested by authorized user.";
-        if (streq(type, "Redeploy"))
-                return "Virtual machine is going to be redeployed as requested by authorized user.";
-        return "Host server is undergoing maintenance.";
-}
-
-static const char *status_string(ImdsEventStatus s) {
-        return s == EVENT_SCHEDULED ? "Scheduled" : s == EVENT_STARTED ? "Started" : "Completed";
-}
-
-static void event_clear(ImdsEvent *e) {
-        if (e->resources)
-                (void)json_object_put(e->resources);
-        free(e->description);
-        *e = (ImdsEvent){0};
-}
-
-/* Platform side: starts events whose time has come, retires started ones. Lock held. */
-static void events_tick(EmuImds *imds, int64_t now) {
-        bool changed = false;
-        size_t j = 0;
-
-        for (size_t i = 0; i < imds->n_events; i++) {
-                ImdsEvent *e = &imds->events[i];
-                if (e->status == EVENT_SCHEDULED && e->not_before_ns <= now) {
-                        e->status = EVENT_STARTED;
-                        e->started_ns = now;
-                        changed = true;
-                }
-                if (e->status == EVENT_STARTED &&
-                    now >= e->started_ns + e->started_seconds * NSEC_PER_SEC) {
-                        e->status = EVENT_GONE;
-                        changed = true;
-                }
-        }
-        /* Compact: gone events are no longer needed (approvals are kept apart). */
-        for (size_t i = 0; i < imds->n_events; i++) {
-                if (imds->events[i].status == EVENT_GONE) {
-                        event_clear(&imds->events[i]);
-                        continue;
-                }
-                if (i != j) {
-                        imds->events[j] = imds->events[i];
-                        imds->events[i] = (ImdsEvent){0};
-                }
-                j++;
-        }
-        imds->n_events = j;
-        if (changed)
-                imds->incarnation++;
-}
-
-static json_object *event_json(const ImdsEvent *e, const char *version) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-        json_object *res = NULL;
-        char nb[RFC1123_MAX];
-        int r = 0;
-
-        if (!o || json_object_deep_copy(e->resources, &res, NULL) < 0)
-                return NULL;
-        r |= add_string(o, "EventId", e->id);
-        r |= add_string(o, "EventStatus", status_string(e->status));
-        r |= add_string(o, "EventType", e->type);
-        r |= add_string(o, "ResourceType", "VirtualMachine");
-        r |= add_obj(o, "Resources", res);
-        r |= add_string(
-                o, "NotBefore",
-                e->status == EVENT_SCHEDULED ? format_rfc1123(nb, e->not_before_ns) : "");
-        r |= add_string(o, "Description", e->description);
-        if (strcmp(version, EVENTS_VERSION_EVENT_SOURCE) >= 0)
-                r |= add_string(o, "EventSource", e->source);
-        if (strcmp(version, EVENTS_VERSION_DURATION) >= 0)
-                r |= add_obj(o, "DurationInSeconds", json_object_new_int64(e->duration_s));
-        return r < 0 ? NULL : TAKE_PTR(o);
-}
-
-/* Lock held. */
-static json_object *events_document(EmuImds *imds, const char *version) {
-        _cleanup_json_ json_object *doc = json_object_new_object();
-        json_object *list = json_object_new_array();
-        int r = 0;
-
-        if (!doc || !list) {
-                if (list)
-                        (void)json_object_put(list);
-                return NULL;
-        }
-        r |= add_obj(doc, "DocumentIncarnation", json_object_new_int64((int64_t)imds->incarnation));
-        r |= add_obj(doc, "Events", list);
-        for (size_t i = 0; r >= 0 && i < imds->n_events; i++)
-                r |= add_obj(list, NULL, event_json(&imds->events[i], version));
-        return r < 0 ? NULL : TAKE_PTR(doc);
-}
-
-static ImdsApproval *approval_find_or_add(EmuImds *imds, const char *id) {
-        for (size_t i = 0; i < imds->n_approvals; i++)
-                if (streq(imds->approvals[i].id, id))
-                        return &imds->approvals[i];
-        if (imds->n_approvals >= IMDS_APPROVALS_MAX || strlen(id) >= sizeof(imds->approvals[0].id))
-                return NULL;
-        ImdsApproval *a = &imds->approvals[imds->n_approvals++];
-        *a = (ImdsApproval){0};
-        memcpy(a->id, id, strlen(id) + 1);
-        return a;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -811,7 +574,7 @@ EmuImds *emu_imds_free(EmuImds *imds) {
         if (!imds)
                 return NULL;
         for (size_t i = 0; i < imds->n_events; i++)
-                event_clear(&imds->events[i]);
+                imds_event_clear(&imds->events[i]);
         config_clear(&imds->config);
         (void)pthread_mutex_destroy(&imds->lock);
         free(imds);
@@ -857,9 +620,9 @@ EmuOp emu_imds_classify(const EmuRequest *req) {
         }
 }
 
-static void reply_error(EmuRequest *req, unsigned status, const char *error) {
+void imds_reply_error(EmuRequest *req, unsigned status, const char *error) {
         _cleanup_json_ json_object *o = json_object_new_object();
-        if (!o || add_string(o, "error", error) < 0) {
+        if (!o || imds_add_string(o, "error", error) < 0) {
                 (void)emu_reply_empty(req, 500);
                 return;
         }
@@ -870,8 +633,8 @@ static void reply_error(EmuRequest *req, unsigned status, const char *error) {
 static void
 reply_oauth_error(EmuRequest *req, unsigned status, const char *error, const char *desc) {
         _cleanup_json_ json_object *o = json_object_new_object();
-        if (!o || add_string(o, "error", error) < 0 ||
-            add_string(o, "error_description", desc) < 0) {
+        if (!o || imds_add_string(o, "error", error) < 0 ||
+            imds_add_string(o, "error_description", desc) < 0) {
                 (void)emu_reply_empty(req, 500);
                 return;
         }
@@ -899,15 +662,15 @@ static void reply_bad_version(
                 (void)emu_reply_empty(req, 500);
                 return;
         }
-        r |= add_string(
+        r |= imds_add_string(
                 o, "error",
                 missing ? "Bad request. api-version was not specified in the request. For more "
                           "information refer to aka.ms/azureimds"
                         : "Bad request. api-version is invalid or was not specified in the "
                           "request. For more information refer to aka.ms/azureimds");
         for (size_t i = 0; i < 3 && i < n; i++)
-                r |= add_obj(newest, NULL, json_object_new_string(versions[n - 1 - i]));
-        r |= add_obj(o, "newest-versions", newest);
+                r |= imds_add_obj(newest, NULL, json_object_new_string(versions[n - 1 - i]));
+        r |= imds_add_obj(o, "newest-versions", newest);
         if (r < 0) {
                 (void)emu_reply_empty(req, 500);
                 return;
@@ -932,16 +695,16 @@ static void handle_instance(EmuRequest *req, EmuImds *imds) {
         bool text;
 
         if (format && !streq(format, "json") && !streq(format, "text")) {
-                reply_error(
+                imds_reply_error(
                         req, 400,
                         "Bad request. Unsupported format; use format=json or format=text");
                 return;
         }
         text = format && streq(format, "text");
 
-        lock(imds);
+        imds_lock(imds);
         doc = instance_document(&imds->config);
-        unlock(imds);
+        imds_unlock(imds);
         if (!doc) {
                 (void)emu_reply_empty(req, 500);
                 return;
@@ -965,7 +728,7 @@ static void handle_instance(EmuRequest *req, EmuImds *imds) {
                                 next = json_object_array_get_idx(node, idx);
                 }
                 if (!next) {
-                        reply_error(req, 404, "Not found");
+                        imds_reply_error(req, 404, "Not found");
                         return;
                 }
                 node = next;
@@ -974,7 +737,7 @@ static void handle_instance(EmuRequest *req, EmuImds *imds) {
         if (json_object_is_type(node, json_type_object) ||
             json_object_is_type(node, json_type_array)) {
                 if (text) {
-                        reply_error(
+                        imds_reply_error(
                                 req, 400,
                                 "Bad request. format=text is only supported for leaf nodes");
                         return;
@@ -983,7 +746,7 @@ static void handle_instance(EmuRequest *req, EmuImds *imds) {
                 return;
         }
         if (!text) {
-                reply_error(
+                imds_reply_error(
                         req, 400,
                         "Bad request. Querying a leaf node requires the parameter format=text");
                 return;
@@ -991,88 +754,6 @@ static void handle_instance(EmuRequest *req, EmuImds *imds) {
         (void)emu_reply_body(
                 req, 200, CT_TEXT, json_object_get_string(node),
                 (size_t)json_object_get_string_len(node));
-}
-
-static void handle_events_get(EmuRequest *req, EmuImds *imds, const char *version) {
-        _cleanup_json_ json_object *doc = NULL;
-
-        lock(imds);
-        events_tick(imds, now_realtime_ns());
-        doc = events_document(imds, version);
-        unlock(imds);
-        if (!doc) {
-                (void)emu_reply_empty(req, 500);
-                return;
-        }
-        (void)emu_reply_json(req, 200, doc);
-}
-
-static void handle_events_post(EmuRequest *req, EmuImds *imds) {
-        _cleanup_json_ json_object *body = NULL;
-        _cleanup_free_ char *err = NULL, *msg = NULL;
-        json_object *starts;
-        size_t n;
-        int64_t now;
-        bool changed = false;
-
-        if (emu_request_json(req, &body, &err) < 0)
-                goto bad;
-        if (!json_object_is_type(body, json_type_object) ||
-            !json_object_object_get_ex(body, "StartRequests", &starts) ||
-            !json_object_is_type(starts, json_type_array)) {
-                err = strdup("expected {\"StartRequests\": [{\"EventId\": \"...\"}]}");
-                goto bad;
-        }
-        n = json_object_array_length(starts);
-        for (size_t i = 0; i < n; i++) {
-                json_object *item = json_object_array_get_idx(starts, i), *id;
-                if (!json_object_is_type(item, json_type_object) ||
-                    !json_object_object_get_ex(item, "EventId", &id) ||
-                    !json_object_is_type(id, json_type_string) ||
-                    json_object_get_string_len(id) == 0 || json_object_get_string_len(id) >= 64) {
-                        if (asprintf(&err, "StartRequests[%zu] needs an \"EventId\" string", i) < 0)
-                                err = NULL;
-                        goto bad;
-                }
-        }
-
-        lock(imds);
-        now = now_realtime_ns();
-        events_tick(imds, now);
-        for (size_t i = 0; i < n; i++) {
-                json_object *id = NULL;
-                ImdsEvent *e = NULL;
-                ImdsApproval *a;
-
-                (void)json_object_object_get_ex(
-                        json_object_array_get_idx(starts, i), "EventId", &id);
-                for (size_t k = 0; k < imds->n_events; k++)
-                        if (strcaseeq(imds->events[k].id, json_object_get_string(id)))
-                                e = &imds->events[k];
-                a = approval_find_or_add(imds, e ? e->id : json_object_get_string(id));
-                if (a) {
-                        if (a->count++ == 0) {
-                                a->first_ns = now;
-                                a->type = e ? e->type : NULL;
-                                a->status_when_approved = e ? status_string(e->status) : NULL;
-                        }
-                        a->last_ns = now;
-                }
-                if (e && e->status == EVENT_SCHEDULED) {
-                        e->status = EVENT_STARTED;
-                        e->started_ns = now;
-                        changed = true;
-                }
-        }
-        if (changed)
-                imds->incarnation++;
-        unlock(imds);
-        (void)emu_reply_empty(req, 200);
-        return;
-bad:
-        if (asprintf(&msg, "Bad request. %s", err ? err : "invalid body") < 0)
-                msg = NULL;
-        reply_error(req, 400, msg ? msg : "Bad request.");
 }
 
 static void handle_token(EmuRequest *req, EmuImds *imds) {
@@ -1103,7 +784,7 @@ static void handle_token(EmuRequest *req, EmuImds *imds) {
                 return;
         }
 
-        lock(imds);
+        imds_lock(imds);
         for (size_t i = 0; i < imds->config.n_identities; i++) {
                 const ImdsIdentity *c = &imds->config.identities[i];
                 if ((client_id && strcaseeq(c->client_id, client_id)) ||
@@ -1119,7 +800,7 @@ static void handle_token(EmuRequest *req, EmuImds *imds) {
                 chosen_client = strdup(id->client_id);
         }
         lifetime = imds->config.token_lifetime_s;
-        unlock(imds);
+        imds_unlock(imds);
 
         if (!id) {
                 reply_oauth_error(req, 400, "invalid_request", "Identity not found");
@@ -1140,13 +821,14 @@ static void handle_token(EmuRequest *req, EmuImds *imds) {
                 return;
         }
         o = json_object_new_object();
-        if (!o || add_string(o, "access_token", token) < 0 ||
-            add_string(o, "client_id", chosen_client) < 0 ||
+        if (!o || imds_add_string(o, "access_token", token) < 0 ||
+            imds_add_string(o, "client_id", chosen_client) < 0 ||
             add_int64_string(o, "expires_in", lifetime) < 0 ||
             add_int64_string(o, "expires_on", now_s + lifetime) < 0 ||
             add_int64_string(o, "ext_expires_in", lifetime) < 0 ||
             add_int64_string(o, "not_before", now_s - IMDS_NOT_BEFORE_SKEW) < 0 ||
-            add_string(o, "resource", resource) < 0 || add_string(o, "token_type", "Bearer") < 0) {
+            imds_add_string(o, "resource", resource) < 0 ||
+            imds_add_string(o, "token_type", "Bearer") < 0) {
                 (void)emu_reply_empty(req, 500);
                 return;
         }
@@ -1160,7 +842,7 @@ void emu_imds_handle(EmuRequest *req) {
         bool oauth = route == ROUTE_TOKEN;
 
         if (route == ROUTE_NONE || !imds) {
-                reply_error(req, 404, "Not found");
+                imds_reply_error(req, 404, "Not found");
                 return;
         }
         metadata = emu_request_header(req, "Metadata");
@@ -1170,7 +852,7 @@ void emu_imds_handle(EmuRequest *req) {
                                 req, 400, "invalid_request",
                                 "Required metadata header not specified");
                 else
-                        reply_error(
+                        imds_reply_error(
                                 req, 400, "Bad request. Required metadata header not specified");
                 return;
         }
@@ -1180,14 +862,14 @@ void emu_imds_handle(EmuRequest *req) {
                                 req, 400, "invalid_request",
                                 "Requests with an X-Forwarded-For header are not allowed");
                 else
-                        reply_error(
+                        imds_reply_error(
                                 req, 400,
                                 "Bad request. Requests with an X-Forwarded-For header are not "
                                 "allowed");
                 return;
         }
         if (req->op < 0) {
-                reply_error(req, 405, "Method not allowed");
+                imds_reply_error(req, 405, "Method not allowed");
                 return;
         }
 
@@ -1212,9 +894,9 @@ void emu_imds_handle(EmuRequest *req) {
                         return;
                 }
                 if (req->op == EMU_OP_IMDS_APPROVE_EVENTS)
-                        handle_events_post(req, imds);
+                        imds_handle_events_post(req, imds);
                 else
-                        handle_events_get(req, imds, version);
+                        imds_handle_events_get(req, imds, version);
                 return;
         case ROUTE_TOKEN:
                 if (!version || !version_known(
@@ -1228,7 +910,7 @@ void emu_imds_handle(EmuRequest *req) {
                 handle_token(req, imds);
                 return;
         default:
-                reply_error(req, 404, "Not found");
+                imds_reply_error(req, 404, "Not found");
                 return;
         }
 }
@@ -1239,7 +921,7 @@ int emu_imds_set_instance(EmuImds *imds, json_object *patch, char **reterr) {
         ImdsConfig next;
         int r;
 
-        lock(imds);
+        imds_lock(imds);
         r = config_copy(&imds->config, &next);
         if (r >= 0) {
                 r = config_apply(&next, patch, reterr);
@@ -1249,7 +931,7 @@ int emu_imds_set_instance(EmuImds *imds, json_object *patch, char **reterr) {
                 } else
                         config_clear(&next);
         }
-        unlock(imds);
+        imds_unlock(imds);
         return r;
 }
 
@@ -1260,253 +942,25 @@ json_object *emu_imds_get_instance(EmuImds *imds) {
 
         if (!o)
                 return NULL;
-        lock(imds);
+        imds_lock(imds);
         for (size_t i = 0; i < N_FIELDS; i++)
-                r |= add_string(o, instance_fields[i].name, imds->config.fields[i]);
+                r |= imds_add_string(o, instance_fields[i].name, imds->config.fields[i]);
         if (json_object_deep_copy(imds->config.tags, &tags, NULL) < 0)
                 r = -ENOMEM;
-        r |= add_obj(o, "tags", tags);
+        r |= imds_add_obj(o, "tags", tags);
         ids = json_object_new_array();
-        r |= add_obj(o, "identities", ids);
+        r |= imds_add_obj(o, "identities", ids);
         for (size_t i = 0; r >= 0 && i < imds->config.n_identities; i++) {
                 const ImdsIdentity *id = &imds->config.identities[i];
                 json_object *e = obj_of((const char *const[]){
                         "client_id", id->client_id, "object_id", id->object_id, "msi_res_id",
                         id->msi_res_id, NULL});
-                r |= add_obj(ids, NULL, e);
+                r |= imds_add_obj(ids, NULL, e);
                 if (e)
-                        r |= add_obj(e, "system", json_object_new_boolean(id->system));
+                        r |= imds_add_obj(e, "system", json_object_new_boolean(id->system));
         }
-        r |= add_obj(
+        r |= imds_add_obj(
                 o, "tokenLifetimeSeconds", json_object_new_int64(imds->config.token_lifetime_s));
-        unlock(imds);
-        return r < 0 ? NULL : TAKE_PTR(o);
-}
-
-int emu_imds_add_event(EmuImds *imds, json_object *spec, json_object **ret, char **reterr) {
-        ImdsEvent e = {.duration_s = -1, .started_seconds = IMDS_DEFAULT_STARTED_SECONDS};
-        _cleanup_json_ json_object *out = NULL;
-        bool has_nb = false, has_nb_epoch = false;
-        int64_t nb_rel = 0, nb_abs = 0, now;
-        const char *description = NULL, *id = NULL;
-        json_object *resources = NULL;
-        int r = -EINVAL;
-
-        if (!json_object_is_type(spec, json_type_object))
-                return set_err(reterr, "body must be a JSON object");
-        json_object_object_foreach(spec, key, val) {
-                bool is_str = json_object_is_type(val, json_type_string);
-                bool is_int = json_object_is_type(val, json_type_int);
-                const char *s = is_str ? json_object_get_string(val) : NULL;
-
-                if (streq(key, "type")) {
-                        for (size_t i = 0; s && event_types[i]; i++)
-                                if (strcaseeq(s, event_types[i]))
-                                        e.type = event_types[i];
-                        if (!e.type)
-                                return set_err(
-                                        reterr,
-                                        "'type' must be one of Freeze, Reboot, Redeploy, Preempt, "
-                                        "Terminate");
-                } else if (streq(key, "resources")) {
-                        size_t n;
-                        if (!json_object_is_type(val, json_type_array))
-                                return set_err(reterr, "'resources' must be an array of names");
-                        n = json_object_array_length(val);
-                        if (n > IMDS_RESOURCES_MAX)
-                                return set_err(
-                                        reterr, "'resources': at most %d", IMDS_RESOURCES_MAX);
-                        for (size_t i = 0; i < n; i++) {
-                                json_object *v = json_object_array_get_idx(val, i);
-                                if (!json_object_is_type(v, json_type_string) ||
-                                    json_object_get_string_len(v) == 0 ||
-                                    json_object_get_string_len(v) > IMDS_STRING_MAX)
-                                        return set_err(
-                                                reterr, "'resources'[%zu] must be a non-empty name",
-                                                i);
-                        }
-                        resources = val;
-                } else if (streq(key, "not_before")) {
-                        if (!is_int || json_object_get_int64(val) < 0 ||
-                            json_object_get_int64(val) > 366 * 86400)
-                                return set_err(
-                                        reterr,
-                                        "'not_before' must be seconds from now (0..31622400)");
-                        nb_rel = json_object_get_int64(val);
-                        has_nb = true;
-                } else if (streq(key, "not_before_epoch")) {
-                        if (!is_int || json_object_get_int64(val) < 0 ||
-                            json_object_get_int64(val) > INT64_C(253402300799))
-                                return set_err(
-                                        reterr,
-                                        "'not_before_epoch' must be seconds since the epoch");
-                        nb_abs = json_object_get_int64(val);
-                        has_nb_epoch = true;
-                } else if (streq(key, "description")) {
-                        if (!is_str || json_object_get_string_len(val) > IMDS_STRING_MAX)
-                                return set_err(reterr, "'description' must be a string");
-                        description = s;
-                } else if (streq(key, "source")) {
-                        if (s && strcaseeq(s, "Platform"))
-                                e.source = "Platform";
-                        else if (s && strcaseeq(s, "User"))
-                                e.source = "User";
-                        else
-                                return set_err(reterr, "'source' must be Platform or User");
-                } else if (streq(key, "duration")) {
-                        if (!is_int || json_object_get_int64(val) < -1 ||
-                            json_object_get_int64(val) > 86400 * 30)
-                                return set_err(
-                                        reterr, "'duration' must be -1 or seconds (<= 30 days)");
-                        e.duration_s = json_object_get_int64(val);
-                } else if (streq(key, "started_seconds")) {
-                        if (!is_int || json_object_get_int64(val) < 0 ||
-                            json_object_get_int64(val) > 86400)
-                                return set_err(
-                                        reterr, "'started_seconds' must be 0..86400 seconds");
-                        e.started_seconds = json_object_get_int64(val);
-                } else if (streq(key, "id")) {
-                        if (!is_str || json_object_get_string_len(val) == 0 ||
-                            json_object_get_string_len(val) >= (int)sizeof(e.id))
-                                return set_err(reterr, "'id' must be a non-empty string (< 64)");
-                        id = s;
-                } else
-                        return set_err(reterr, "unknown key '%s'", key);
-        }
-        if (!e.type)
-                return set_err(reterr, "'type' is required");
-        if (has_nb && has_nb_epoch)
-                return set_err(reterr, "give 'not_before' or 'not_before_epoch', not both");
-        if (!e.source)
-                e.source = "Platform";
-        if (!(e.description = strdup(description ? description : default_description(e.type))))
-                return -ENOMEM;
-        if (id)
-                memcpy(e.id, id, strlen(id) + 1);
-        else
-                make_guid(e.id, true);
-
-        lock(imds);
-        now = now_realtime_ns();
-        events_tick(imds, now);
-        for (size_t i = 0; i < imds->n_events; i++)
-                if (strcaseeq(imds->events[i].id, e.id)) {
-                        r = set_err(reterr, "an event with id '%s' exists", e.id);
-                        goto fail;
-                }
-        if (imds->n_events >= IMDS_EVENTS_MAX) {
-                r = set_err(reterr, "too many events (at most %d)", IMDS_EVENTS_MAX);
-                goto fail;
-        }
-        if (resources) {
-                if (json_object_deep_copy(resources, &e.resources, NULL) < 0) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        } else {
-                e.resources = json_object_new_array();
-                if (!e.resources ||
-                    add_obj(e.resources, NULL, json_object_new_string(cfg(&imds->config, "name"))) <
-                            0) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
-        e.not_before_ns = has_nb_epoch ? nb_abs * NSEC_PER_SEC
-                          : has_nb     ? now + nb_rel * NSEC_PER_SEC
-                                       : now + default_notice_s(e.type) * NSEC_PER_SEC;
-        /* RFC 1123 has whole seconds: what clients see is what is compared. */
-        e.not_before_ns -= e.not_before_ns % NSEC_PER_SEC;
-        e.status = EVENT_SCHEDULED;
-        imds->events[imds->n_events++] = e;
-        imds->incarnation++;
-        out = event_json(&imds->events[imds->n_events - 1], EVENTS_VERSION_NEWEST);
-        /* An event already due starts at once, as the platform would (and may be gone). */
-        events_tick(imds, now);
-        for (size_t i = 0; out && i < imds->n_events; i++)
-                if (streq(imds->events[i].id, e.id)) {
-                        (void)json_object_put(out);
-                        out = event_json(&imds->events[i], EVENTS_VERSION_NEWEST);
-                        e.id[0] = '\0';
-                        break;
-                }
-        if (out && e.id[0] != '\0')
-                r = add_string(out, "EventStatus", "Completed");
-        else
-                r = out ? 0 : -ENOMEM;
-        if (r >= 0)
-                r =
-                        add_obj(out, "DocumentIncarnation",
-                                json_object_new_int64((int64_t)imds->incarnation));
-        unlock(imds);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(out);
-        return 0;
-fail:
-        unlock(imds);
-        event_clear(&e);
-        return r;
-}
-
-unsigned emu_imds_clear_events(EmuImds *imds) {
-        unsigned n;
-
-        lock(imds);
-        events_tick(imds, now_realtime_ns());
-        n = (unsigned)imds->n_events;
-        for (size_t i = 0; i < imds->n_events; i++)
-                event_clear(&imds->events[i]);
-        imds->n_events = 0;
-        if (n > 0)
-                imds->incarnation++;
-        unlock(imds);
-        return n;
-}
-
-json_object *emu_imds_get_events(EmuImds *imds) {
-        json_object *doc;
-
-        lock(imds);
-        events_tick(imds, now_realtime_ns());
-        doc = events_document(imds, EVENTS_VERSION_NEWEST);
-        unlock(imds);
-        return doc;
-}
-
-json_object *emu_imds_get_approvals(EmuImds *imds) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-        json_object *list = json_object_new_array();
-        char first[ISO8601_MAX], last[ISO8601_MAX];
-        int r = 0;
-
-        if (!o || !list) {
-                if (list)
-                        (void)json_object_put(list);
-                return NULL;
-        }
-        r |= add_obj(o, "Approvals", list);
-        lock(imds);
-        for (size_t i = 0; r >= 0 && i < imds->n_approvals; i++) {
-                const ImdsApproval *a = &imds->approvals[i];
-                json_object *e = json_object_new_object();
-                r |= add_obj(list, NULL, e);
-                if (r < 0)
-                        break;
-                r |= add_string(e, "EventId", a->id);
-                if (a->type)
-                        r |= add_string(e, "EventType", a->type);
-                else if (json_object_object_add(e, "EventType", NULL) < 0) /* JSON null */
-                        r = -ENOMEM;
-                r |= add_obj(e, "Count", json_object_new_int64(a->count));
-                r |= add_string(e, "FirstApproved", format_iso8601(first, a->first_ns));
-                r |= add_string(e, "LastApproved", format_iso8601(last, a->last_ns));
-                r |= add_obj(e, "FirstApprovedMs", json_object_new_int64(a->first_ns / 1000000));
-                r |= add_obj(e, "LastApprovedMs", json_object_new_int64(a->last_ns / 1000000));
-                r |= add_string(
-                        e, "StatusWhenApproved",
-                        a->status_when_approved ? a->status_when_approved : "Unknown");
-        }
-        unlock(imds);
+        imds_unlock(imds);
         return r < 0 ? NULL : TAKE_PTR(o);
 }
