@@ -164,6 +164,7 @@ int health_http_new(Health *health, const char *address, HealthHttp **ret) {
                 MHD_USE_AUTO_INTERNAL_THREAD | (ipv6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
                 health_http_on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)HEALTH_HTTP_CONNECTIONS_MAX,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HEALTH_HTTP_PER_IP_MAX,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HEALTH_HTTP_TIMEOUT_SEC,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEALTH_HTTP_CONNECTION_MEMORY,
                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 256U, MHD_OPTION_END);

@@ -18,13 +18,16 @@
  * the health state publishes (health_snapshot_acquire()), never the state itself, so the agent's
  * loop never waits on a client and a client never waits on the loop.
  *
- * Caps: HEALTH_HTTP_CONNECTIONS_MAX connections (more are refused at accept), each closed after
+ * Caps: HEALTH_HTTP_CONNECTIONS_MAX connections, HEALTH_HTTP_PER_IP_MAX from one address (so
+ * one client holding connections open cannot lock the load balancer's probe out; more are closed
+ * at accept), each closed after
  * HEALTH_HTTP_TIMEOUT_SEC without progress (slowloris), HEALTH_HTTP_CONNECTION_MEMORY bytes of
  * request memory per connection (a longer request line or header gets 431/413 and is closed). */
 
 #include "macro.h"
 
 #define HEALTH_HTTP_CONNECTIONS_MAX 512U
+#define HEALTH_HTTP_PER_IP_MAX 128U
 #define HEALTH_HTTP_TIMEOUT_SEC 10U
 #define HEALTH_HTTP_CONNECTION_MEMORY (16U * 1024U)
 #define HEALTH_HTTP_ADDRESS_MAX 64U

@@ -381,6 +381,7 @@ int health_status_json(const Health *h, json_object *o) {
                 r |= json_put(
                         j, "raw_verdict",
                         json_object_new_string(health_verdict_to_string(c->verdict)), false);
+                r |= json_put(j, "streak", json_object_new_int64(e->streak), false);
                 r |= json_put(j, "since_usec", json_object_new_uint64(e->since_usec), false);
                 r |= json_put(j, "message", json_object_new_string(c->message), false);
         }

@@ -127,8 +127,8 @@ const HealthEntry *health_get_entry(const Health *h, size_t i);
 const char *health_summary(const Health *h);
 
 /* Adds "verdict", "healthy", "draining", "checks" (array of objects: source, name, subject,
- * signal, value, unit, threshold_warning, threshold_unhealthy, verdict, raw_verdict, since_usec,
- * message) to o. */
+ * signal, value, unit, threshold_warning, threshold_unhealthy, verdict, raw_verdict, streak,
+ * since_usec, message) to o. */
 int health_status_json(const Health *h, json_object *o);
 
 /* ---- snapshot (any thread) ------------------------------------------------------------------ */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
+#include "workspace-health.h"
 #include "workspace-monitor.h"
 #include "workspace-mount.h"
 
@@ -675,6 +676,11 @@ int manager_start(Manager *m) {
                         manager_on_workspace_change, m, &m->workspace);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up the workspace check: %m");
+                r = workspace_health_new(
+                        m->health, m->workspace, m->config_start->mount_point,
+                        &m->workspace_health);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to report the workspace's health: %m");
         }
 
         /* Without a workspace, MountPoint= is a plain directory and always ready. */
@@ -708,6 +714,7 @@ Manager *manager_free(Manager *m) {
         health_http_free(m->health_http); /* stops its thread before the state goes */
         links_manager_free(m->links);     /* answers its waiting clients first */
         control_server_free(m->control);
+        workspace_health_free(m->workspace_health); /* before the monitor it listens to */
         workspace_monitor_free(m->workspace);
         workspace_mount_free(m->workspace_mount);
         disk_check_free(m->disks);

@@ -22,6 +22,7 @@ typedef struct LinksManager LinksManager;
 typedef struct Health Health;
 typedef struct HealthHttp HealthHttp;
 typedef struct DiskCheck DiskCheck;
+typedef struct WorkspaceHealth WorkspaceHealth;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -68,6 +69,7 @@ typedef struct Manager {
         Health *health;                  /* the one health state; every check source feeds it */
         HealthHttp *health_http; /* /health, /metrics, /status; NULL: ListenAddress= empty */
         DiskCheck *disks;        /* health source "disk" */
+        WorkspaceHealth *workspace_health; /* health source "workspace"; NULL with workspace */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

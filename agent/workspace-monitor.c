@@ -13,6 +13,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,10 +211,14 @@ WorkspaceState workspace_classify(
 
 /* ---- the monitor ---------------------------------------------------------------------------- */
 
-/* What the probe process writes to its pipe: 0 or a positive errno for each call. */
+/* What the probe process writes to its pipe: 0 or a positive errno for each call, and the stats
+ * xattr. Less than PIPE_BUF, so one atomic write. */
 typedef struct ProbeResult {
         int statfs_errno;
         int stat_errno;
+        int xattr_errno;
+        unsigned stats_len;
+        char stats[WORKSPACE_STATS_MAX];
 } ProbeResult;
 
 struct WorkspaceMonitor {
@@ -224,6 +229,10 @@ struct WorkspaceMonitor {
         uint64_t interval_usec;
         WorkspaceChangeCallback cb;
         void *userdata;
+        WorkspaceResultCallback result_cb;
+        void *result_userdata;
+        int stats_error; /* 0: stats valid */
+        WorkspaceStats stats;
 
         sd_event_source *interval_source; /* the next periodic check */
 
@@ -263,6 +272,10 @@ static void workspace_monitor_set(WorkspaceMonitor *w, WorkspaceState state, int
 
         w->last_check_usec = realtime_usec();
         w->error = state == WORKSPACE_ERROR ? error : 0;
+        if (state != WORKSPACE_OK)
+                w->stats_error = -ESTALE;
+        if (w->result_cb)
+                w->result_cb(w, state, w->result_userdata);
         if (state == prev)
                 return;
         w->state = state;
@@ -368,6 +381,11 @@ workspace_monitor_on_probe_exit(sd_event_source *s, int fd, uint32_t revents, vo
         (void)snprintf(
                 w->detail, sizeof(w->detail), "mounted (%s), answers in %" PRId64 " ms",
                 w->expected_type, elapsed);
+        if (res.xattr_errno != 0)
+                w->stats_error = -res.xattr_errno;
+        else
+                w->stats_error = workspace_stats_parse(
+                        res.stats, MIN((size_t)res.stats_len, sizeof(res.stats)), &w->stats);
         workspace_monitor_set(w, WORKSPACE_OK, 0);
         return 0;
 }
@@ -386,6 +404,13 @@ _noreturn_ static void workspace_probe_run(const char *path, int fd, pid_t paren
                 res.statfs_errno = errno;
         else if (stat(path, &st) < 0)
                 res.stat_errno = errno;
+        else {
+                ssize_t n = getxattr(path, WORKSPACE_STATS_XATTR, res.stats, sizeof(res.stats));
+                if (n < 0)
+                        res.xattr_errno = errno;
+                else
+                        res.stats_len = (unsigned)n;
+        }
         (void)!write(fd, &res, sizeof(res));
         _exit(0);
 }
@@ -542,6 +567,7 @@ int workspace_monitor_new(
         w->event = event;
         w->probe_fd = -EBADF;
         w->latency_ms = -1;
+        w->stats_error = -ESTALE;
         w->timeout_usec = timeout_usec;
         w->interval_usec = interval_usec;
         w->cb = cb;
@@ -577,6 +603,54 @@ WorkspaceMonitor *workspace_monitor_free(WorkspaceMonitor *w) {
         free(w->expected_type);
         free(w);
         return NULL;
+}
+
+static int64_t json_int_field(json_object *o, const char *key) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -1;
+        return json_object_get_int64(v);
+}
+
+int workspace_stats_parse(const char *text, size_t size, WorkspaceStats *ret) {
+        json_tokener *tok = json_tokener_new_ex(4);
+        json_object *o, *v;
+
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, text, (int)size);
+        json_tokener_free(tok);
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return -EBADMSG;
+        }
+        *ret = (WorkspaceStats){
+                .dirty_bytes = json_int_field(o, "dirty_bytes"),
+                .dirty_files = json_int_field(o, "dirty_files"),
+                .cache_bytes = json_int_field(o, "cache_bytes"),
+                .requests_total = json_int_field(o, "requests_total"),
+                .requests_failed = json_int_field(o, "requests_failed"),
+        };
+        if (json_object_object_get_ex(o, "last_error", &v) &&
+            json_object_is_type(v, json_type_string))
+                (void)snprintf(
+                        ret->last_error, sizeof(ret->last_error), "%s", json_object_get_string(v));
+        json_object_put(o);
+        return 0;
+}
+
+void workspace_monitor_set_result_callback(
+        WorkspaceMonitor *w, WorkspaceResultCallback cb, void *userdata) {
+        w->result_cb = cb;
+        w->result_userdata = userdata;
+}
+
+int workspace_monitor_stats(const WorkspaceMonitor *w, WorkspaceStats *ret) {
+        if (w->stats_error < 0)
+                return w->stats_error;
+        *ret = w->stats;
+        return 0;
 }
 
 WorkspaceState workspace_monitor_state(const WorkspaceMonitor *w) {

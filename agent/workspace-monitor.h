@@ -85,6 +85,24 @@ WorkspaceState workspace_classify(
 
 /* Called after each change of state (not for repeated results). */
 typedef void (*WorkspaceChangeCallback)(WorkspaceMonitor *w, WorkspaceState state, void *userdata);
+/* Called after every check's result, repeated ones too (the health state counts cycles). */
+typedef void (*WorkspaceResultCallback)(WorkspaceMonitor *w, WorkspaceState state, void *userdata);
+
+/* azfilesfs's own figures, read in the same bounded probe with getxattr(MOUNTPOINT,
+ * "user.azfilesfs.stats") (one line of JSON, at most WORKSPACE_STATS_MAX bytes). */
+#define WORKSPACE_STATS_XATTR "user.azfilesfs.stats"
+#define WORKSPACE_STATS_MAX 3072U
+typedef struct WorkspaceStats {
+        int64_t dirty_bytes; /* -1: not in the reply */
+        int64_t dirty_files;
+        int64_t cache_bytes;
+        int64_t requests_total;
+        int64_t requests_failed;
+        char last_error[WORKSPACE_DETAIL_MAX]; /* "" if none */
+} WorkspaceStats;
+
+/* Parses the xattr's JSON; -EBADMSG if it is not a JSON object. Missing fields are -1. */
+int workspace_stats_parse(const char *text, size_t size, WorkspaceStats *ret);
 
 /* Checks path (copied) for a mount of type expected_type (copied) every interval_usec, each probe
  * bounded by timeout_usec. The first check runs at once. event is borrowed and must outlive the
@@ -107,6 +125,13 @@ void workspace_monitor_set_timing(
         WorkspaceMonitor *w, uint64_t timeout_usec, uint64_t interval_usec);
 /* Starts a check now unless one is running; the result arrives on the loop. */
 int workspace_monitor_check_now(WorkspaceMonitor *w);
+
+void workspace_monitor_set_result_callback(
+        WorkspaceMonitor *w, WorkspaceResultCallback cb, void *userdata);
+/* The figures of the last probe that answered: 0 and *ret, or -ENODATA (no such xattr: not an
+ * azfilesfs, or an older one), -EOPNOTSUPP, -EBADMSG (not JSON), another -errno of getxattr(),
+ * or -ESTALE (no probe has answered since the state last changed). */
+int workspace_monitor_stats(const WorkspaceMonitor *w, WorkspaceStats *ret);
 
 WorkspaceState workspace_monitor_state(const WorkspaceMonitor *w);
 /* The errno (positive) behind WORKSPACE_ERROR (e.g. ENOTCONN: the FUSE daemon is gone), 0 in

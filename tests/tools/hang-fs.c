@@ -10,13 +10,18 @@
  *                uninterruptible FUSE wait: not even SIGKILL ends it before the reply.
  *   --mode=eio   answers them with EIO
  *
- * Usage: hang-fs --mode=MODE [-o subtype=NAME,fsname=NAME] MOUNTPOINT
+ * With --stats=FILE, getxattr("user.azfilesfs.stats") on the root answers FILE's content (read
+ * anew each time, at most 3 KiB; no such file: ENODATA), as azfilesfs does with its figures; any
+ * other xattr is ENODATA.
+ *
+ * Usage: hang-fs --mode=MODE [--stats=FILE] [-o subtype=NAME,fsname=NAME] MOUNTPOINT
  * Runs in the foreground, single-threaded, and prints "ready" on stdout once mounted. Must run as
  * root or with fusermount3. Not installed. */
 
 #define FUSE_USE_VERSION 31
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +44,7 @@ typedef struct HangFs {
         HangFsMode mode;
         fuse_req_t held[HANG_FS_HELD_MAX]; /* requests held in hang mode (one thread: no lock) */
         size_t n_held;
+        const char *stats_file; /* NULL: no stats xattr */
 } HangFs;
 
 static HangFs hang_fs;
@@ -104,18 +110,48 @@ static void hang_fs_statfs(fuse_req_t req, fuse_ino_t ino) {
         (void)fuse_reply_statfs(req, &sv);
 }
 
+static void hang_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+        char buf[3072];
+        ssize_t n = -1;
+        int fd;
+
+        if (hang_fs_intercept(req))
+                return;
+        if (ino != FUSE_ROOT_ID || strcmp(name, "user.azfilesfs.stats") != 0 ||
+            !hang_fs.stats_file) {
+                (void)fuse_reply_err(req, ENODATA);
+                return;
+        }
+        fd = open(hang_fs.stats_file, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                n = read(fd, buf, sizeof(buf));
+                (void)close(fd);
+        }
+        if (n < 0)
+                (void)fuse_reply_err(req, ENODATA);
+        else if (size == 0)
+                (void)fuse_reply_xattr(req, (size_t)n);
+        else if (size < (size_t)n)
+                (void)fuse_reply_err(req, ERANGE);
+        else
+                (void)fuse_reply_buf(req, buf, (size_t)n);
+}
+
 static const struct fuse_lowlevel_ops hang_fs_ops = {
         .getattr = hang_fs_getattr,
+        .getxattr = hang_fs_getxattr,
         .lookup = hang_fs_lookup,
         .statfs = hang_fs_statfs,
 };
 
 typedef struct HangFsOptions {
         char *mode;
+        char *stats;
 } HangFsOptions;
 
 static const struct fuse_opt hang_fs_opts[] = {
         {"--mode=%s", offsetof(HangFsOptions, mode), 0},
+        {"--stats=%s", offsetof(HangFsOptions, stats), 0},
         FUSE_OPT_END,
 };
 
@@ -149,6 +185,7 @@ int main(int argc, char *argv[]) {
                         argv[0]);
                 goto out;
         }
+        hang_fs.stats_file = o.stats;
         se = fuse_session_new(&args, &hang_fs_ops, sizeof(hang_fs_ops), NULL);
         if (!se)
                 goto out;
@@ -175,6 +212,7 @@ out:
                 fuse_session_destroy(se);
         free(opts.mountpoint);
         free(o.mode);
+        free(o.stats);
         fuse_opt_free_args(&args);
         return r;
 }
