@@ -145,17 +145,10 @@ typedef struct nvmlEventData_st {
         X(nvmlDeviceGetTotalEccErrors, nvmlReturn_t,                                               \
           (nvmlDevice_t device, nvmlMemoryErrorType_t errorType, nvmlEccCounterType_t counterType, \
            unsigned long long *eccCounts))                                                         \
-        X(nvmlDeviceGetRetiredPagesPendingStatus, nvmlReturn_t,                                    \
-          (nvmlDevice_t device, nvmlEnableState_t * isPending))                                    \
-        X(nvmlDeviceGetRemappedRows, nvmlReturn_t,                                                 \
-          (nvmlDevice_t device, unsigned int *corrRows, unsigned int *uncRows,                     \
-           unsigned int *isPending, unsigned int *failureOccurred))                                \
         X(nvmlDeviceGetTemperature, nvmlReturn_t,                                                  \
           (nvmlDevice_t device, nvmlTemperatureSensors_t sensorType, unsigned int *temp))          \
         X(nvmlDeviceGetTemperatureThreshold, nvmlReturn_t,                                         \
           (nvmlDevice_t device, nvmlTemperatureThresholds_t thresholdType, unsigned int *temp))    \
-        X(nvmlDeviceGetCurrentClocksThrottleReasons, nvmlReturn_t,                                 \
-          (nvmlDevice_t device, unsigned long long *clocksThrottleReasons))                        \
         X(nvmlDeviceGetMemoryInfo, nvmlReturn_t, (nvmlDevice_t device, nvmlMemory_t * memory))     \
         X(nvmlEventSetCreate, nvmlReturn_t, (nvmlEventSet_t * set))                                \
         X(nvmlDeviceRegisterEvents, nvmlReturn_t,                                                  \
@@ -163,6 +156,21 @@ typedef struct nvmlEventData_st {
         X(nvmlEventSetWait_v2, nvmlReturn_t,                                                       \
           (nvmlEventSet_t set, nvmlEventData_t * data, unsigned int timeoutms))                    \
         X(nvmlEventSetFree, nvmlReturn_t, (nvmlEventSet_t set))
+
+/* Functions newer than some drivers still in use (row remapping came with R450) or on their way
+ * out (the throttle reasons were renamed clock event reasons in R535): a library without them is
+ * used all the same, and their readings count as NVML_ERROR_FUNCTION_NOT_FOUND, like a reading the
+ * GPU does not support. */
+#define NVML_OPTIONAL_FUNCTIONS(X)                                                                 \
+        X(nvmlDeviceGetRetiredPagesPendingStatus, nvmlReturn_t,                                    \
+          (nvmlDevice_t device, nvmlEnableState_t * isPending))                                    \
+        X(nvmlDeviceGetRemappedRows, nvmlReturn_t,                                                 \
+          (nvmlDevice_t device, unsigned int *corrRows, unsigned int *uncRows,                     \
+           unsigned int *isPending, unsigned int *failureOccurred))                                \
+        X(nvmlDeviceGetCurrentClocksThrottleReasons, nvmlReturn_t,                                 \
+          (nvmlDevice_t device, unsigned long long *clocksThrottleReasons))                        \
+        X(nvmlDeviceGetCurrentClocksEventReasons, nvmlReturn_t,                                    \
+          (nvmlDevice_t device, unsigned long long *clocksEventReasons))
 
 /* Our name of an NVML return code ("GPU_IS_LOST"), or NULL for a code nvml.h does not list. */
 const char *nvml_return_to_string(int r);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A fake libnvidia-ml.so.1 for the agent's GPU tests: exactly the NVML functions the agent calls
- * (NVML_FUNCTIONS in agent/gpu-nvml.h, which declares them with NVML's C ABI; the definitions
- * below are checked against those declarations by the compiler), with NVML's return codes and
+ * (NVML_FUNCTIONS in agent/gpu-nvml.h, which declares them with NVML's C ABI, and three of its
+ * NVML_OPTIONAL_FUNCTIONS; the definitions below are checked against those declarations by the
+ * compiler), with NVML's return codes and
  * units, driven by a scenario file named by $FAKE_NVML_SCENARIO (INI, read with inih):
  *
  *   [nvml]
@@ -48,6 +49,18 @@
 #define FAKE_DECLARE(name, ret, params) __attribute__((visibility("default"))) ret name params;
 NVML_FUNCTIONS(FAKE_DECLARE)
 #undef FAKE_DECLARE
+/* Of the optional ones, all but nvmlDeviceGetCurrentClocksEventReasons (the agent calls that
+ * only when nvmlDeviceGetCurrentClocksThrottleReasons is missing). */
+__attribute__((visibility("default"))) nvmlReturn_t
+nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEnableState_t *isPending);
+__attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetRemappedRows(
+        nvmlDevice_t device,
+        unsigned int *corrRows,
+        unsigned int *uncRows,
+        unsigned int *isPending,
+        unsigned int *failureOccurred);
+__attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(
+        nvmlDevice_t device, unsigned long long *clocksThrottleReasons);
 
 #define FAKE_GPUS 16U
 #define FAKE_XIDS 16U
