@@ -31,6 +31,10 @@ typedef struct FsModelConfig {
         bool case_insensitive;
         /* Unmount and remount at random points (about one in remount_every ops; 0: never). */
         unsigned remount_every;
+        /* Half the remounts are a kill -9 of the daemon instead of an unmount (after every
+         * handle is closed): for writeback=async, where closed files may be dirty in the cache
+         * only; the restarted mount must upload them and lose nothing. */
+        bool crash_remounts;
         unsigned checkpoint_every; /* whole-tree compare; 0: only at the end */
         bool compare_exec_bit;     /* compare the owner x bit (chmod must persist) */
         FsMount *mount;            /* NULL: root is a plain directory (harness self-test) */
