@@ -19,6 +19,9 @@ format=1
 # the built .debs finds every dependency without a network install).
 packages=(
         systemd systemd-sysv dbus libpam-systemd cloud-init fuse3 ca-certificates
+        # debootstrap does not resolve virtual packages: python3-cryptography (for cloud-init)
+        # needs python3-cffi-backend-api-*, which this provides.
+        python3-cffi-backend
         libsystemd0 libcurl4 libinih1 libfuse3-3 libjson-c5 libexpat1 libssl3 libmicrohttpd12
 )
 

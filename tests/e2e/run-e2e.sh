@@ -1,0 +1,432 @@
+#!/usr/bin/env bash
+# End-to-end test: the built .debs in a real Debian system booted with systemd-nspawn, configured
+# by Debian's real cloud-init from conf/cloud-init.yaml (a NoCloud seed; only the share's URL and
+# the credential are changed), with azfiles-emu on the host's loopback as the storage account.
+# Follows ../shared/e2e/RECIPE.md (flags, namespace guard, gotchas).
+#
+#   tests/e2e/run-e2e.sh
+#
+# Environment:
+#   E2E_DEBS=DIR       use the .debs in DIR (default: build them with packaging/build-deb.sh
+#                      into build-pkg/e2e-debs)
+#   E2E_CACHE_DIR=DIR  where the base root filesystem is cached (default /var/cache/poolagent-e2e)
+#   E2E_KEEP=1         keep the run directory (journal, logs) after the run
+#
+# What it does, in the order of the README's "Install" section:
+#   image     a bookworm minbase root filesystem with systemd and cloud-init (cached), overlaid
+#             per run; the poolagent and azfilesfs .debs installed into it with dpkg -i, as an
+#             image build does
+#   seed      conf/cloud-init.yaml as NoCloud user-data, share URL and credential changed
+#   boot      systemd-nspawn -b; then asserts, each with a deadline (no sleeps as synchronisation):
+#             cloud-init done without errors; poolagent.service active (READY=1 received);
+#             the workspace mounted; alice's ~/notebooks/remote, a notebook written through it as
+#             alice and its bytes on the emulator's share; [health] and [drain] (pending); the
+#             watchdog restarts a SIGSTOPped agent; systemctl poweroff ends the container, exit 0.
+# Everything it starts is stopped on any exit (trap): the container, the emulator (by PID), the
+# overlay mount, the cgroups, the run directory.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+top=$PWD
+
+t_start=$EPOCHREALTIME
+t_step=$t_start
+failed_step=
+usec() { # $EPOCHREALTIME or a saved copy of it, in microseconds
+        local t=${1:-$EPOCHREALTIME}
+        echo $((${t%.*} * 1000000 + 10#${t#*.}))
+}
+elapsed() { # seconds since $1 (a saved $EPOCHREALTIME), one decimal
+        local d=$(($(usec) - $(usec "$1")))
+        printf '%d.%d' $((d / 1000000)) $((d % 1000000 / 100000))
+}
+log() { printf 'e2e [%6ss] %s\n' "$(elapsed "$t_start")" "$*"; }
+fail() {
+        printf 'e2e FAIL: %s\n' "$*" >&2
+        exit 1
+}
+step() { # NAME: start a timed step
+        [ -n "${step_name:-}" ] && log "  ${step_name}: $(elapsed "$t_step") s"
+        step_name=$1
+        failed_step=$1
+        t_step=$EPOCHREALTIME
+        log "--- $1"
+}
+pending() { log "pending: $*"; }
+
+[ "$(id -u)" -eq 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
+[ -c /dev/fuse ] || fail "needs /dev/fuse"
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || true
+grep -qw overlay /proc/filesystems || fail "needs overlayfs"
+
+work=$(mktemp -d /var/tmp/poolagent-e2e.XXXXXX)
+root=$work/root
+name=pa-e2e-$$
+cg=poolagent-e2e-$$
+nspawn_pid=
+emu_pid=
+leader=
+
+# ---- cleanup --------------------------------------------------------------------------------
+
+cleanup() {
+        local rc=$? deadline
+        trap - EXIT INT TERM
+        set +e
+        if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+                # SIGTERM to nspawn powers the container off (SIGRTMIN+3 to its init).
+                kill -TERM "$nspawn_pid"
+                deadline=$((SECONDS + 30))
+                while kill -0 "$nspawn_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+                kill -0 "$nspawn_pid" 2>/dev/null && kill -KILL "$nspawn_pid"
+                wait "$nspawn_pid" 2>/dev/null
+        fi
+        if [ -n "$emu_pid" ] && kill -0 "$emu_pid" 2>/dev/null; then
+                kill -TERM "$emu_pid"
+                wait "$emu_pid" 2>/dev/null
+        fi
+        if [ $rc -ne 0 ] && [ -d "$root/var/log/journal" ]; then
+                echo "--- container journal (last 80 lines)"
+                journalctl -D "$root/var/log/journal" --no-pager -n 80 -o short-monotonic 2>/dev/null
+                echo "--- boot log (last 30 lines)"
+                tail -30 "$work/boot.log" 2>/dev/null
+                echo "--- emulator log (last 10 lines)"
+                tail -10 "$work/emu.err" 2>/dev/null
+        fi
+        if mountpoint -q "$root" 2>/dev/null; then
+                umount "$root" 2>/dev/null || umount -l "$root"
+        fi
+        for h in unified systemd; do
+                [ -d "/sys/fs/cgroup/$h/$cg" ] && find "/sys/fs/cgroup/$h/$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+        done
+        if [ "${E2E_KEEP:-0}" = 1 ] || mountpoint -q "$root" 2>/dev/null; then
+                echo "e2e: run directory kept: $work"
+        else
+                rm -rf "$work"
+        fi
+        if [ $rc -eq 0 ]; then
+                log "PASS (e2e stage $(elapsed "$t_start") s)"
+        else
+                log "FAIL in step '${failed_step}' (e2e stage $(elapsed "$t_start") s)"
+        fi
+        exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+# Runs "$@" inside the booted container. The guard (RECIPE gotcha 1): the leader must not share
+# our mount or PID namespace, or nsenter would act on the host.
+IN() {
+        [ -n "$leader" ] || fail "IN before the container's init was found"
+        [ "$(readlink "/proc/$leader/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] ||
+                fail "namespace guard: PID $leader shares the host's mount namespace"
+        [ "$(readlink "/proc/$leader/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] ||
+                fail "namespace guard: PID $leader shares the host's PID namespace"
+        timeout 120 nsenter -t "$leader" -m -u -i -n -p -C -r -w \
+                env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb LANG=C.UTF-8 "$@"
+}
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND (quietly) until it succeeds or the deadline.
+wait_for() {
+        local limit=$1 what=$2 deadline
+        shift 2
+        deadline=$(($(date +%s) + limit))
+        until "$@" >/dev/null 2>&1; do
+                [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within ${limit} s"
+                sleep 0.2
+        done
+}
+
+# Moves this (sub)shell into a dedicated cgroup (both hierarchies of this hybrid host), so that
+# nspawn's payload and supervisor cgroups are ours to remove, and execs "$@" there. Call it in a
+# subshell: ( in_cgroup_exec CMD ) or ( in_cgroup_exec CMD ) & (then $! is CMD's PID).
+in_cgroup_exec() {
+        mkdir -p "/sys/fs/cgroup/unified/$cg" "/sys/fs/cgroup/systemd/$cg"
+        echo "$BASHPID" >"/sys/fs/cgroup/unified/$cg/cgroup.procs"
+        echo "$BASHPID" >"/sys/fs/cgroup/systemd/$cg/cgroup.procs"
+        exec "$@"
+}
+
+unit_prop() { # UNIT PROPERTY
+        IN systemctl show -P "$2" "$1"
+}
+
+# ---- steps ------------------------------------------------------------------------------------
+
+step_packages() {
+        step "packages"
+        debs=${E2E_DEBS:-}
+        if [ -z "$debs" ]; then
+                debs=$top/build-pkg/e2e-debs
+                bash packaging/build-deb.sh "$debs" >"$work/build-deb.log" 2>&1 ||
+                        { tail -30 "$work/build-deb.log"; fail "packaging/build-deb.sh"; }
+        fi
+        debs=$(cd "$debs" && pwd)
+        ls "$debs"/poolagent_*.deb "$debs"/azfilesfs_*.deb >/dev/null || fail "no .debs in $debs"
+        # The emulator and the SAS helper for the host side.
+        meson setup build-pkg/e2e-host -Dtests=disabled >/dev/null 2>&1 ||
+                meson setup --reconfigure build-pkg/e2e-host -Dtests=disabled >/dev/null
+        meson compile -C build-pkg/e2e-host azfiles-emu azfiles-sas >/dev/null
+}
+
+step_image() {
+        step "image (cached rootfs, overlay, dpkg -i)"
+        local tarball lower
+        tarball=$(bash tests/e2e/build-rootfs.sh)
+        # The tarball unpacked once next to it, read-only lower layer of every run's overlay.
+        lower=${tarball%.tar.zst}.d
+        if [ ! -f "$lower/.complete" ]; then
+                rm -rf "$lower.tmp"
+                mkdir -p "$lower.tmp"
+                tar --zstd -C "$lower.tmp" -xf "$tarball"
+                touch "$lower.tmp/.complete"
+                rm -rf "$lower"
+                mv "$lower.tmp" "$lower"
+        fi
+        mkdir -p "$work/upper" "$work/ovl" "$root"
+        mount -t overlay overlay -o "lowerdir=$lower,upperdir=$work/upper,workdir=$work/ovl" "$root"
+        # Never the host's root (RECIPE gotcha 1).
+        [ "$(stat -c %d:%i "$root")" != "$(stat -c %d:%i /)" ] || fail "root is the host's /"
+        if [ ! -x "$root/lib/systemd/systemd" ] || [ ! -x "$root/usr/bin/cloud-init" ]; then
+                fail "bad base rootfs"
+        fi
+        echo "$name" >"$root/etc/hostname"
+        # A locale the image has (minbase generates none; cloud-init's locale module would try to
+        # set en_US.UTF-8, which it lacks, and fail).
+        echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
+
+        # As an image build does: the packages installed with dpkg -i, in a container that is not
+        # booted (no systemd running: the postinst enables the unit, starts nothing).
+        mkdir -p "$work/debs"
+        cp "$debs"/poolagent_*.deb "$debs"/azfilesfs_*.deb "$work/debs/"
+        (in_cgroup_exec systemd-nspawn -q -D "$root" --register=no --keep-unit --console=pipe \
+                --bind-ro="$work/debs:/mnt/debs" \
+                /bin/sh -c 'dpkg -i /mnt/debs/*.deb') >"$work/dpkg.log" 2>&1 </dev/null ||
+                { cat "$work/dpkg.log"; fail "dpkg -i in the image"; }
+        grep -q 'Setting up poolagent' "$work/dpkg.log" || { cat "$work/dpkg.log"; fail "poolagent not set up"; }
+        [ -L "$root/etc/systemd/system/multi-user.target.wants/poolagent.service" ] ||
+                fail "dpkg -i did not enable poolagent.service"
+}
+
+step_emulator() {
+        step "emulator on the host's loopback"
+        key=$(head -c 64 /dev/urandom | base64 -w0)
+        build-pkg/e2e-host/tests/emulator/azfiles-emu --listen 127.0.0.1:0 --imds 127.0.0.1:0 \
+                --data "$work/emu" --account e2eaccount --key "$key" >"$work/emu.out" 2>"$work/emu.err" &
+        emu_pid=$!
+        wait_for 20 "azfiles-emu ready" grep -q ready "$work/emu.out"
+        emu_url=$(sed -n 's/.*file=\([^ ]*\).*/\1/p' "$work/emu.out")
+        emu_imds=$(sed -n 's/.*imds=\([^ ]*\).*/\1/p' "$work/emu.out")
+        sas=$(build-pkg/e2e-host/tests/tools/azfiles-sas --account-sas --account e2eaccount --key "$key" \
+                --permissions rwdlc --expiry-minutes 120 --protocol https,http)
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$emu_url/team?restype=share&$sas" \
+                -H 'x-ms-version: 2025-05-05' -H 'Content-Length: 0')
+        [ "$code" = 201 ] || fail "create share: HTTP $code"
+        log "emulator: $emu_url (imds $emu_imds), share 'team'"
+}
+
+step_seed() {
+        step "cloud-init seed (conf/cloud-init.yaml; URL and credential changed)"
+        local seed=$root/var/lib/cloud/seed/nocloud
+        mkdir -p "$seed" "$root/etc/cloud/cloud.cfg.d"
+        python3 tests/e2e/adapt-cloud-init.py conf/cloud-init.yaml "$emu_url/team" "$sas" \
+                ${mount_pending:+--no-source} >"$seed/user-data"
+        printf 'instance-id: %s\nlocal-hostname: %s\n' "$name" "$name" >"$seed/meta-data"
+        # The container's own settings, not the pool's: only the seed above, and no network
+        # configuration (the container shares the host's network namespace).
+        cat >"$root/etc/cloud/cloud.cfg.d/99-e2e.cfg" <<-'EOF'
+		datasource_list: [NoCloud, None]
+		network: {config: disabled}
+	EOF
+}
+
+step_boot() {
+        step "boot (systemd-nspawn -b)"
+        (in_cgroup_exec systemd-nspawn -D "$root" -M "$name" -b --register=no --keep-unit \
+                --console=read-only --bind=/dev/fuse) >"$work/boot.log" 2>&1 </dev/null &
+        nspawn_pid=$!
+        # $! is the subshell until it has exec'd nspawn (RECIPE gotcha 1: a wrapper's children
+        # are not the container's).
+        local deadline=$((SECONDS + 30)) c
+        until [ "$(cat "/proc/$nspawn_pid/comm" 2>/dev/null)" = systemd-nspawn ]; do
+                kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
+                [ $SECONDS -lt $deadline ] || fail "systemd-nspawn did not start within 30 s"
+                sleep 0.05
+        done
+        # The container's init is the child of nspawn named systemd (the guard in IN() checks it).
+        while [ -z "$leader" ]; do
+                for c in $(ps --ppid "$nspawn_pid" -o pid= 2>/dev/null); do
+                        [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && leader=$c
+                done
+                [ -n "$leader" ] && break
+                kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited"
+                if [ $SECONDS -ge $deadline ]; then
+                        ps -e -o pid,ppid,comm | awk -v p="$nspawn_pid" '$1 == p || $2 == p' >&2
+                        fail "no systemd in the container within 30 s"
+                fi
+                sleep 0.1
+        done
+        [ "$(readlink "/proc/$leader/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] ||
+                fail "namespace guard: container init $leader is in the host's mount namespace"
+        wait_for 120 "system running" is_running
+        log "system running (leader PID $leader)"
+}
+is_running() {
+        local s
+        s=$(IN systemctl is-system-running 2>/dev/null) || true
+        [ "$s" = running ] && return 0
+        if [ "$s" = degraded ]; then
+                IN systemctl --failed --no-legend >&2 || true
+                fail "system degraded"
+        fi
+        return 1
+}
+
+step_cloud_init() {
+        step "cloud-init finished without errors"
+        local out result
+        out=$(IN timeout 150 cloud-init status --wait --long 2>&1) || { echo "$out"; fail "cloud-init status"; }
+        printf '    %s\n' "${out//$'\n'/$'\n'    }"
+        grep -q '^status: done' <<<"$out" || fail "cloud-init not done"
+        result=$(IN cat /run/cloud-init/result.json)
+        python3 -c 'import json,sys
+r=json.loads(sys.argv[1])["v1"]
+print("    datasource:", r["datasource"])
+sys.exit(1 if r["errors"] else 0)' "$result" || fail "cloud-init reported errors: $result"
+        IN id alice >/dev/null || fail "cloud-init did not create alice"
+        IN test -f /etc/poolagent/poolagent.conf.d/50-pool.conf || fail "config not written"
+        [ "$(IN stat -c '%a %U' /etc/poolagent/storage.cred)" = "600 root" ] || fail "credential not 0600 root"
+}
+
+step_agent_ready() {
+        step "poolagent.service active (READY=1)"
+        wait_for 60 "poolagent.service active" agent_active
+        local status
+        status=$(unit_prop poolagent.service StatusText)
+        log "agent: MainPID $(unit_prop poolagent.service MainPID), status: $status"
+        IN poolctl status >"$work/poolctl-status.txt" 2>&1 || { cat "$work/poolctl-status.txt"; fail "poolctl status"; }
+        sed 's/^/    /' "$work/poolctl-status.txt"
+}
+agent_active() {
+        [ "$(unit_prop poolagent.service ActiveState)" = active ] &&
+                [ "$(unit_prop poolagent.service SubState)" = running ]
+}
+
+# ---- the workspace mount (azfilesfs) ----
+step_workspace_mount() {
+        step "workspace mounted (fuse.azfilesfs at /srv/workspace)"
+        if [ -n "$mount_pending" ]; then
+                pending "azfilesfs mount step ($mount_pending); /srv/workspace is a plain directory"
+                IN mkdir -p /srv/workspace
+                return 0
+        fi
+        wait_for 90 "workspace mounted" workspace_mounted
+        log "mounted: $(IN findmnt -n -o SOURCE,FSTYPE /srv/workspace)"
+}
+workspace_mounted() {
+        local m
+        m=$(IN findmnt -n -o FSTYPE /srv/workspace) || return 1
+        [ "$m" = fuse.azfilesfs ]
+}
+
+step_user_links() {
+        step "user links (~alice/notebooks/remote) and a notebook written as alice"
+        wait_for 90 "alice's link" IN test -L /home/alice/notebooks/remote
+        local target content got
+        target=$(IN readlink /home/alice/notebooks/remote)
+        [ "$target" = /srv/workspace/Users/alice/notebooks ] || fail "link points at $target"
+        content="{\"cells\": [], \"metadata\": {\"e2e\": \"$name\"}, \"nbformat\": 4}"
+        # shellcheck disable=SC2016 # $1 is expanded by the shell in the container
+        IN runuser -u alice -- sh -c 'printf "%s\n" "$1" >/home/alice/notebooks/remote/e2e.ipynb' sh "$content" ||
+                fail "alice could not write a notebook through the link"
+        [ "$(IN stat -c %U /srv/workspace/Users/alice/notebooks/e2e.ipynb)" = alice ] ||
+                fail "the notebook is not alice's"
+        if [ -z "$mount_pending" ]; then
+                # close() returned: the bytes are on the share (azfilesfs's contract).
+                got=$(curl -sf "$emu_url/team/Users/alice/notebooks/e2e.ipynb?$sas" -H 'x-ms-version: 2025-05-05') ||
+                        fail "the notebook is not on the emulator's share"
+                [ "$got" = "$content" ] || fail "the share holds other bytes: $got"
+                log "the notebook's bytes are on the share"
+        fi
+}
+
+# ---- health (/health over HTTP): not in the tree yet ----
+step_health() {
+        step "health"
+        # To come with the /health endpoint: GET /health healthy; fill the container's scratch
+        # (/mnt) past the threshold with fallocate; /health unhealthy and poolctl health exits
+        # non-zero; remove the file; healthy again. Each with wait_for and a deadline.
+        pending "/health endpoint (not in the tree yet)"
+}
+
+# ---- drain (scheduled events, inhibitor lock): not in the tree yet ----
+step_drain() {
+        step "drain"
+        # To come with the drain: inject a Terminate event through "$emu_imds/__emu/scheduledevents"
+        # (the agent's IMDS endpoint pointed at $emu_imds by a drop-in), write a notebook as alice
+        # just before, and assert from "$emu_imds/__emu/scheduledevents/approvals" that the event
+        # was approved only after the drain steps, with the notebook's bytes on the share; then
+        # systemd-inhibit --list shows the agent's delay lock and step_poweroff runs with a job.
+        pending "drain (not in the tree yet)"
+}
+
+step_watchdog() {
+        step "watchdog restarts a frozen agent (SIGSTOP)"
+        local old restarts
+        old=$(unit_prop poolagent.service MainPID)
+        restarts=$(unit_prop poolagent.service NRestarts)
+        IN systemctl kill -s SIGSTOP --kill-who=main poolagent.service
+        wait_for 90 "restart after the watchdog" agent_restarted "$old" "$restarts"
+        local j
+        j=$(IN journalctl -u poolagent.service -o cat --no-pager)
+        grep -q 'Watchdog timeout' <<<"$j" || fail "no watchdog timeout in the journal"
+        log "restarted by the watchdog: MainPID $old -> $(unit_prop poolagent.service MainPID)"
+        if [ -z "$mount_pending" ]; then
+                # The FUSE daemon belongs to the mount unit, not to the agent: the kill left it alone.
+                workspace_mounted || fail "the workspace mount did not survive the agent's restart"
+                IN runuser -u alice -- cat /home/alice/notebooks/remote/e2e.ipynb >/dev/null ||
+                        fail "the notebook is not readable after the agent's restart"
+        fi
+}
+agent_restarted() { # OLDPID OLDRESTARTS
+        local pid n
+        pid=$(unit_prop poolagent.service MainPID)
+        n=$(unit_prop poolagent.service NRestarts)
+        [ "$n" -gt "$2" ] && [ "$pid" != "$1" ] && [ "$pid" != 0 ] && agent_active
+}
+
+step_poweroff() {
+        step "systemctl poweroff: clean shutdown, nspawn exit 0"
+        IN systemctl poweroff
+        local deadline=$((SECONDS + 60)) rc=0
+        while kill -0 "$nspawn_pid" 2>/dev/null; do
+                [ $SECONDS -lt $deadline ] || fail "container still running 60 s after poweroff"
+                sleep 0.2
+        done
+        wait "$nspawn_pid" || rc=$?
+        nspawn_pid=
+        leader=
+        [ $rc -eq 0 ] || fail "systemd-nspawn exited $rc"
+        step "done"
+}
+
+# The mount step runs when the azfilesfs package holds the driver; E2E_MOUNT=0 skips it.
+mount_pending=
+step_packages
+if [ "${E2E_MOUNT:-1}" = 0 ]; then
+        mount_pending="E2E_MOUNT=0"
+fi
+step_image
+step_emulator
+step_seed
+step_boot
+step_cloud_init
+step_agent_ready
+step_workspace_mount
+step_user_links
+step_health
+step_drain
+step_watchdog
+step_poweroff
