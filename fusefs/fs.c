@@ -25,7 +25,8 @@
 
 #define FS_NAME_MAX 255
 #define FS_DIR_ENTRIES_MAX (4u * 1024u * 1024u)
-#define FS_STATS_TTL_NS (60 * INT64_C(1000000000))
+#define FS_STATS_TTL_NS                                                                            \
+        (120 * INT64_C(1000000000)) /* an idle mount polled by df: <= 1 request per minute */
 #define FS_USER_CACHE_SIZE 64
 #define FS_USER_CACHE_TTL_NS (30 * INT64_C(1000000000))
 
@@ -995,6 +996,10 @@ static void rename_done(RestResult *r, void *userdata) {
                         fs_discard_dirty_locked(fs, displaced);
                 if (err == 0 && fs_inode_is_dirty(i))
                         fs_sidecar_update_locked(fs, i);
+                /* Files below a renamed directory: their dirty records name the new path. */
+                for (Inode *x = fs->state_list; err == 0 && i->is_dir && x; x = x->state_next)
+                        if (fs_inode_is_dirty(x) && fs_path_has_prefix(x->path, i->path, false))
+                                fs_sidecar_update_locked(fs, x);
                 i->ctime_ns = realtime_ns();
         } else if (err == 0 && (displaced = inode_table_find(fs->inodes, c->path))) {
                 fs_discard_dirty_locked(fs, displaced);
@@ -1625,6 +1630,8 @@ int fs_new(const FsOptions *o, const FsCredentials *cred, Fs **ret) {
                 .sas_token = cred->sas_token,
                 .imds = fs->imds,
                 .retry_budget_ms = o->retry_budget_ms,
+                /* The time budget is the bound; a burst of 503s must not end it early. */
+                .max_attempts = 64,
                 .meta_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(30000)),
                 .data_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(120000)),
                 .connect_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(10000)),

@@ -506,6 +506,10 @@ START_TEST(test_crash) {
         mnt = mount_with(cache, "writeback=async,async_delay=3600");
         write_file(P(mnt, "unsynced.txt"), "not yet on the share");
         ck_assert_int_eq(fs_write_pattern(P(mnt, "big.bin"), 3, 6 * 1024 * 1024, 65536), 0);
+        /* a dirty file whose directory is renamed before the crash */
+        ck_assert_int_eq(mkdir(P(mnt, "d1"), 0755), 0);
+        write_file(P(mnt, "d1/in.txt"), "moved with its directory");
+        ck_assert_int_eq(rename(P(mnt, "d1"), P(mnt, "d2")), 0);
         ck_assert_uint_gt(dirty(mnt), 0);
         check_share("unsynced.txt", "");
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
@@ -513,6 +517,8 @@ START_TEST(test_crash) {
         mnt = mount_with(cache, NULL);
         /* the new mount uploaded it before serving */
         check_share("unsynced.txt", "not yet on the share");
+        check_share("d2/in.txt", "moved with its directory");
+        check_share_absent("d1/in.txt");
         ck_assert_str_eq(read_file(P(mnt, "unsynced.txt")), "not yet on the share");
         ck_assert_int_eq(fs_check_pattern(P(mnt, "big.bin"), 3, 6 * 1024 * 1024), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
