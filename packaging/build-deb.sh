@@ -15,6 +15,7 @@ top=$PWD
 out=${1:-$top/build-pkg/deb}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+rm -f "$out"/*.deb "$out"/*.buildinfo "$out"/*.changes "$out/lintian.txt"
 
 tmp=$(mktemp -d /tmp/poolagent-deb.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,7 +38,6 @@ start=$SECONDS
         echo "build-deb: dpkg-buildpackage failed (log: $out/build.log)" >&2
         exit 1
 }
-rm -f "$out"/*.deb "$out"/*.buildinfo "$out"/*.changes
 mv "$tmp"/*.deb "$tmp"/*.buildinfo "$tmp"/*.changes "$out/"
 echo "build-deb: built in $((SECONDS - start)) s:"
 (cd "$out" && ls -1 ./*.deb)

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 out=${1:-$PWD/build-pkg/rpm}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+rm -f "$out"/*.rpm "$out/rpmlint.txt"
 version=$(sed -n 's/^Version: *//p' packaging/rpm/poolagent.spec)
 
 tmp=$(mktemp -d /tmp/poolagent-rpm.XXXXXX)
@@ -34,7 +35,6 @@ rpmbuild -bb --nodeps --define "_topdir $tmp" packaging/rpm/poolagent.spec >"$ou
         echo "build-rpm: rpmbuild failed (log: $out/build.log)" >&2
         exit 1
 }
-rm -f "$out"/*.rpm
 find "$tmp/RPMS" -name '*.rpm' -exec mv {} "$out/" \;
 echo "build-rpm: built in $((SECONDS - start)) s:"
 (cd "$out" && ls -1 ./*.rpm)
