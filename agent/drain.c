@@ -4,22 +4,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
-#include <utmpx.h>
 
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "drain-child.h"
 #include "drain-state.h"
 #include "http-client.h"
 #include "log.h"
@@ -27,25 +23,6 @@
 #include "scheduled-events.h"
 #include "shutdown-inhibit.h"
 #include "time-util.h"
-
-/* ---- bounded children ------------------------------------------------------------------------ */
-
-typedef struct DrainChild DrainChild;
-/* status: waitpid() status (valid unless timed_out); output: what the child wrote to its pipe. */
-typedef void (*DrainChildFn)(Drain *d, int status, bool timed_out, const char *output);
-typedef void (*DrainChildRun)(Drain *d, const void *arg, int out_fd);
-
-struct DrainChild {
-        Drain *drain;
-        pid_t pid;
-        int out_fd;
-        sd_event_source *exit_source; /* pidfd; owns it */
-        sd_event_source *deadline;
-        DrainChildFn cb; /* NULL once called (timed out: the child is only reaped later) */
-        char out[DRAIN_CHILD_OUTPUT_MAX];
-        size_t n_out;
-        DrainChild *next;
-};
 
 typedef struct DrainFlushWaiter {
         DrainFlushFn cb;
@@ -86,311 +63,6 @@ struct Drain {
         DrainChild *flush_child;
         DrainFlushWaiter *flush_waiters;
 };
-
-static void drain_child_release(DrainChild *c) {
-        Drain *d = c->drain;
-
-        for (DrainChild **i = &d->children; *i; i = &(*i)->next)
-                if (*i == c) {
-                        *i = c->next;
-                        break;
-                }
-        if (d->step_child == c)
-                d->step_child = NULL;
-        if (d->flush_child == c)
-                d->flush_child = NULL;
-        sd_event_source_disable_unref(c->exit_source);
-        sd_event_source_disable_unref(c->deadline);
-        (void)safe_close(c->out_fd);
-        free(c);
-}
-
-static void drain_child_read(DrainChild *c) {
-        while (c->out_fd >= 0 && c->n_out < sizeof(c->out) - 1) {
-                ssize_t k = read(c->out_fd, c->out + c->n_out, sizeof(c->out) - 1 - c->n_out);
-                if (k <= 0)
-                        break;
-                c->n_out += (size_t)k;
-        }
-        c->out[c->n_out] = '\0';
-}
-
-static int drain_child_on_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        DrainChild *c = userdata;
-        DrainChildFn cb = c->cb;
-        int status = 0;
-        pid_t pid;
-
-        pid = waitpid(c->pid, &status, WNOHANG);
-        if (pid == 0)
-                return 0; /* not yet (spurious) */
-        drain_child_read(c);
-        c->cb = NULL;
-        if (cb)
-                cb(c->drain, status, false, c->out);
-        drain_child_release(c);
-        return 0;
-}
-
-static int drain_child_on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        DrainChild *c = userdata;
-        DrainChildFn cb = c->cb;
-
-        (void)kill(-c->pid, SIGKILL);
-        (void)kill(c->pid, SIGKILL);
-        c->cb = NULL;
-        c->deadline = sd_event_source_disable_unref(c->deadline);
-        drain_child_read(c);
-        /* The callback may start the next step; this child stays listed until it is reaped. */
-        if (c->drain->step_child == c)
-                c->drain->step_child = NULL;
-        if (c->drain->flush_child == c)
-                c->drain->flush_child = NULL;
-        if (cb)
-                cb(c->drain, 0, true, c->out);
-        return 0;
-}
-
-static int drain_child_spawn(
-        Drain *d,
-        uint64_t timeout_usec,
-        DrainChildRun run,
-        const void *arg,
-        DrainChildFn cb,
-        DrainChild **ret) {
-        _cleanup_close_ int pidfd = -EBADF;
-        DrainChild *c;
-        int p[2], r;
-        pid_t parent = getpid(), pid;
-
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-                free(c);
-                return NEG_ERRNO();
-        }
-        pid = fork();
-        if (pid < 0) {
-                r = NEG_ERRNO();
-                (void)safe_close(p[0]);
-                (void)safe_close(p[1]);
-                free(c);
-                return r;
-        }
-        if (pid == 0) {
-                sigset_t all;
-
-                (void)close(p[0]);
-                (void)sigfillset(&all);
-                (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
-                (void)setpgid(0, 0);
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (getppid() != parent)
-                        _exit(1);
-                run(d, arg, p[1]);
-                _exit(0);
-        }
-        (void)safe_close(p[1]);
-        c->drain = d;
-        c->pid = pid;
-        c->out_fd = p[0];
-        c->cb = cb;
-        c->next = d->children;
-        d->children = c;
-
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        r = pidfd < 0 ? NEG_ERRNO()
-                      : sd_event_add_io(
-                                d->event, &c->exit_source, pidfd, EPOLLIN, drain_child_on_exit, c);
-        if (r >= 0) {
-                (void)sd_event_source_set_io_fd_own(c->exit_source, true);
-                TAKE_FD(pidfd);
-                r = sd_event_add_time_relative(
-                        d->event, &c->deadline, CLOCK_MONOTONIC, timeout_usec, 10000,
-                        drain_child_on_deadline, c);
-        }
-        if (r < 0) {
-                (void)kill(-pid, SIGKILL);
-                (void)kill(pid, SIGKILL);
-                (void)waitpid(pid, NULL, 0); /* just forked: not stuck in a filesystem yet */
-                drain_child_release(c);
-                return r;
-        }
-        if (ret)
-                *ret = c;
-        return 0;
-}
-
-/* ---- child bodies (run after fork; only async-signal-safe-ish work, then _exit) ----------------
- */
-
-typedef struct FlushArgs {
-        const char *mount_point;
-        uint64_t seconds;
-} FlushArgs;
-
-static int64_t read_dirty(const char *path, int *reterr) {
-        char buf[32];
-        ssize_t n;
-        char *end;
-        long long v;
-
-        n = getxattr(path, DRAIN_DIRTY_XATTR, buf, sizeof(buf) - 1);
-        if (n < 0) {
-                *reterr = errno;
-                return -1;
-        }
-        buf[n] = '\0';
-        errno = 0;
-        v = strtoll(buf, &end, 10);
-        if (errno != 0 || end == buf || v < 0) {
-                *reterr = EBADMSG;
-                return -1;
-        }
-        *reterr = 0;
-        return v;
-}
-
-/* Writes "ERRNO BEFORE AFTER AZFILESFS\n". */
-static void flush_child_run(Drain *d, const void *arg, int fd) {
-        const FlushArgs *a = arg;
-        char secs[32], out[128];
-        int64_t before, after = -1;
-        int err = 0, e2 = 0, n;
-
-        before = read_dirty(a->mount_point, &err);
-        if (before < 0 && (err == ENODATA || err == ENOTSUP || err == EOPNOTSUPP)) {
-                n = snprintf(out, sizeof(out), "0 0 0 0\n");
-                (void)!write(fd, out, (size_t)n);
-                _exit(0);
-        }
-        (void)snprintf(secs, sizeof(secs), "%" PRIu64, a->seconds);
-        if (setxattr(a->mount_point, DRAIN_FLUSH_XATTR, secs, strlen(secs), 0) < 0)
-                err = errno;
-        else
-                err = 0;
-        after = read_dirty(a->mount_point, &e2);
-        if (err == 0 && e2 != 0)
-                err = e2;
-        n = snprintf(out, sizeof(out), "%d %" PRId64 " %" PRId64 " 1\n", err, before, after);
-        (void)!write(fd, out, (size_t)n);
-        _exit(0);
-}
-
-typedef struct HookArgs {
-        const char *command;
-        char env[4][192];
-} HookArgs;
-
-static void hook_child_run(Drain *d, const void *arg, int fd) {
-        const HookArgs *a = arg;
-        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-        if (null >= 0)
-                (void)dup2(null, STDIN_FILENO);
-        (void)dup2(STDERR_FILENO, STDOUT_FILENO);
-        for (size_t i = 0; i < ELEMENTSOF(a->env); i++)
-                if (a->env[i][0])
-                        (void)putenv((char *)a->env[i]);
-        execl("/bin/sh", "sh", "-c", a->command, (char *)NULL);
-        _exit(127);
-}
-
-static bool tty_line_ok(const char *line) {
-        const char *digits;
-
-        if (strncmp(line, "pts/", 4) == 0)
-                digits = line + 4;
-        else if (strncmp(line, "tty", 3) == 0)
-                digits = line + 3;
-        else
-                return false;
-        if (!*digits)
-                return false;
-        for (const char *p = digits; *p; p++)
-                if (!(*p >= '0' && *p <= '9') && !(*p >= 'A' && *p <= 'Z') &&
-                    !(*p >= 'a' && *p <= 'z'))
-                        return false;
-        return true;
-}
-
-/* Writes the message to the terminal of every logged-in user (utmp USER_PROCESS entries), each
- * opened O_NOCTTY|O_NONBLOCK without following links; a full terminal gets a short write. */
-static void notify_child_run(Drain *d, const void *arg, int fd) {
-        const char *message = arg;
-        struct utmpx *u;
-        unsigned n = 0, ok = 0;
-        char out[64];
-
-        setutxent();
-        while ((u = getutxent()) && n < DRAIN_NOTIFY_TTYS_MAX) {
-                char line[sizeof(u->ut_line) + 1], path[sizeof(line) + 8];
-                struct stat st;
-                int t;
-
-                if (u->ut_type != USER_PROCESS)
-                        continue;
-                memcpy(line, u->ut_line, sizeof(u->ut_line));
-                line[sizeof(u->ut_line)] = '\0';
-                if (!tty_line_ok(line))
-                        continue;
-                n++;
-                (void)snprintf(path, sizeof(path), "/dev/%s", line);
-                t = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-                if (t < 0)
-                        continue;
-                if (fstat(t, &st) == 0 && S_ISCHR(st.st_mode) &&
-                    write(t, message, strlen(message)) > 0)
-                        ok++;
-                (void)close(t);
-        }
-        endutxent();
-        (void)snprintf(out, sizeof(out), "%u %u\n", ok, n);
-        (void)!write(fd, out, strlen(out));
-        _exit(0);
-}
-
-typedef struct ReportArgs {
-        const char *mount_point;
-        const char *name; /* file name */
-        const char *text;
-} ReportArgs;
-
-/* mount/.poolagent/drain-reports/NAME, written atomically and fsync'ed (on azfilesfs, fsync
- * returns once the data is on the share); never follows links inside the share. */
-static void report_child_run(Drain *d, const void *arg, int fd) {
-        const ReportArgs *a = arg;
-        const char *parts[] = {".poolagent", "drain-reports"};
-        char tmp[300];
-        int dir, sub, f;
-        size_t n, off = 0;
-
-        dir = open(a->mount_point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        for (size_t i = 0; dir >= 0 && i < ELEMENTSOF(parts); i++) {
-                if (mkdirat(dir, parts[i], 0755) < 0 && errno != EEXIST)
-                        _exit(10);
-                sub = openat(dir, parts[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                (void)close(dir);
-                dir = sub;
-        }
-        if (dir < 0)
-                _exit(11);
-        (void)snprintf(tmp, sizeof(tmp), ".%s.tmp", a->name);
-        f = openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (f < 0)
-                _exit(12);
-        n = strlen(a->text);
-        while (off < n) {
-                ssize_t k = write(f, a->text + off, n - off);
-                if (k < 0)
-                        _exit(13);
-                off += (size_t)k;
-        }
-        if (fsync(f) < 0 || close(f) < 0 || renameat(dir, tmp, dir, a->name) < 0 || fsync(dir) < 0)
-                _exit(14);
-        _exit(0);
-}
 
 /* ---- state ----------------------------------------------------------------------------------- */
 
@@ -479,7 +151,11 @@ static int drain_step_retry_in(Drain *d, uint64_t usec) {
 }
 
 /* (b) block logins */
-static void drain_on_notify_done(Drain *d, int status, bool timed_out, const char *output) {
+static void drain_on_notify_done(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+
+        d->step_child = NULL;
         unsigned ok = 0, n = 0;
 
         if (timed_out || sscanf(output, "%u %u", &ok, &n) != 2)
@@ -530,8 +206,8 @@ static void drain_block_logins(Drain *d) {
                         d, DRAIN_RESULT_DONE,
                         "logins blocked (%s); users not told (NotifyUsers=no)", d->nologin_path);
         r = drain_child_spawn(
-                d, DRAIN_NOTIFY_TIMEOUT_USEC, notify_child_run, msg, drain_on_notify_done,
-                &d->step_child);
+                d->event, &d->children, DRAIN_NOTIFY_TIMEOUT_USEC, drain_notify_child_run, msg,
+                drain_on_notify_done, d, &d->step_child);
         if (r < 0)
                 drain_step_finish(
                         d, DRAIN_RESULT_DONE, "logins blocked (%s); cannot tell users: %s",
@@ -539,7 +215,11 @@ static void drain_block_logins(Drain *d) {
 }
 
 /* hooks */
-static void drain_on_hook_done(Drain *d, int status, bool timed_out, const char *output) {
+static void
+drain_on_hook_done(DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+
+        d->step_child = NULL;
         if (timed_out)
                 drain_step_finish(
                         d, DRAIN_RESULT_FAILED, "hook killed after %" PRIu64 " s",
@@ -555,7 +235,7 @@ static void drain_on_hook_done(Drain *d, int status, bool timed_out, const char 
 }
 
 static void drain_run_hook(Drain *d, const char *command) {
-        HookArgs a = {.command = command};
+        DrainHookArgs a = {.command = command};
         int r;
 
         if (!command)
@@ -572,25 +252,14 @@ static void drain_run_hook(Drain *d, const char *command) {
                 a.env[3], sizeof(a.env[3]), "POOLAGENT_NOT_BEFORE=%" PRIu64,
                 d->state.not_before_usec / 1000000U);
         r = drain_child_spawn(
-                d, d->hook_timeout_usec, hook_child_run, &a, drain_on_hook_done, &d->step_child);
+                d->event, &d->children, d->hook_timeout_usec, drain_hook_child_run, &a,
+                drain_on_hook_done, d, &d->step_child);
         if (r < 0)
                 drain_step_finish(
                         d, DRAIN_RESULT_FAILED, "cannot start the hook: %s", strerror(-r));
 }
 
 /* flush */
-static int
-drain_parse_flush(const char *output, int64_t *ret_before, int64_t *ret_after, bool *ret_fs) {
-        int err, fs;
-        long long before, after;
-
-        if (sscanf(output, "%d %lld %lld %d", &err, &before, &after, &fs) != 4)
-                return -EIO;
-        *ret_before = before;
-        *ret_after = after;
-        *ret_fs = fs != 0;
-        return err > 0 ? -err : 0;
-}
 
 static uint64_t drain_flush_deadline(Drain *d) {
         uint64_t started = d->state.steps[DRAIN_STEP_FLUSH].start_usec;
@@ -602,12 +271,16 @@ static uint64_t drain_flush_deadline(Drain *d) {
 
 static void drain_flush_attempt(Drain *d);
 
-static void drain_on_flush_done(Drain *d, int status, bool timed_out, const char *output) {
+static void
+drain_on_flush_done(DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+
+        d->step_child = NULL;
         int64_t before = -1, after = -1;
         bool fs = true;
         int r;
 
-        r = timed_out ? -ETIMEDOUT : drain_parse_flush(output, &before, &after, &fs);
+        r = timed_out ? -ETIMEDOUT : drain_flush_parse(output, &before, &after, &fs);
         if (r >= 0 && !fs) {
                 d->state.dirty_bytes = 0;
                 return drain_step_finish(
@@ -635,7 +308,7 @@ static void drain_on_flush_done(Drain *d, int status, bool timed_out, const char
 
 static void drain_flush_attempt(Drain *d) {
         uint64_t now = now_usec(), deadline = drain_flush_deadline(d), left;
-        FlushArgs a = {.mount_point = d->mount_point};
+        DrainFlushArgs a = {.mount_point = d->mount_point};
         int r;
 
         left = deadline > now ? deadline - now : 0;
@@ -643,7 +316,8 @@ static void drain_flush_attempt(Drain *d) {
         a.seconds = MAX(left / 1000000U - 1U, (uint64_t)1U);
         d->flush_attempts++;
         r = drain_child_spawn(
-                d, left + 1000000U, flush_child_run, &a, drain_on_flush_done, &d->step_child);
+                d->event, &d->children, left + 1000000U, drain_flush_child_run, &a,
+                drain_on_flush_done, d, &d->step_child);
         if (r < 0) {
                 d->flush_failed = true;
                 drain_step_finish(
@@ -682,7 +356,11 @@ static json_object *drain_report_json(Drain *d) {
         return o;
 }
 
-static void drain_on_report_done(Drain *d, int status, bool timed_out, const char *output) {
+static void drain_on_report_done(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+
+        d->step_child = NULL;
         if (timed_out)
                 drain_step_finish(
                         d, DRAIN_RESULT_FAILED, "writing the report to the share timed out");
@@ -698,7 +376,7 @@ static void drain_on_report_done(Drain *d, int status, bool timed_out, const cha
 static void drain_write_report(Drain *d) {
         json_object *o;
         _cleanup_free_ char *text = NULL, *name = NULL;
-        ReportArgs a;
+        DrainReportArgs a;
         int r;
 
         o = drain_report_json(d);
@@ -715,10 +393,10 @@ static void drain_write_report(Drain *d) {
                 return drain_step_finish(d, DRAIN_RESULT_FAILED, "out of memory");
         if (strchr(name, '/'))
                 return drain_step_finish(d, DRAIN_RESULT_FAILED, "unusable report name");
-        a = (ReportArgs){.mount_point = d->mount_point, .name = name, .text = text};
+        a = (DrainReportArgs){.mount_point = d->mount_point, .name = name, .text = text};
         r = drain_child_spawn(
-                d, DRAIN_REPORT_TIMEOUT_USEC, report_child_run, &a, drain_on_report_done,
-                &d->step_child);
+                d->event, &d->children, DRAIN_REPORT_TIMEOUT_USEC, drain_report_child_run, &a,
+                drain_on_report_done, d, &d->step_child);
         if (r < 0)
                 drain_step_finish(
                         d, DRAIN_RESULT_FAILED, "cannot start the writer: %s", strerror(-r));
@@ -997,12 +675,8 @@ int drain_start_manual(Drain *d) {
 }
 
 static void drain_stop_children(Drain *d) {
-        if (d->step_child) {
-                d->step_child->cb = NULL;
-                (void)kill(-d->step_child->pid, SIGKILL);
-                (void)kill(d->step_child->pid, SIGKILL);
-                d->step_child = NULL;
-        }
+        drain_child_abandon(d->step_child);
+        d->step_child = NULL;
         d->step_timer = sd_event_source_disable_unref(d->step_timer);
         if (d->approve_request) {
                 (void)http_client_cancel(d->http, d->approve_request);
@@ -1036,13 +710,17 @@ int drain_start_shutdown(Drain *d, void (*done)(void *userdata), void *userdata)
 
 /* ---- out-of-drain flushes -------------------------------------------------------------------- */
 
-static void drain_on_plain_flush(Drain *d, int status, bool timed_out, const char *output) {
+static void drain_on_plain_flush(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+
+        d->flush_child = NULL;
         int64_t before = -1, after = -1;
         bool fs = true;
         char note[160];
         int r;
 
-        r = timed_out ? -ETIMEDOUT : drain_parse_flush(output, &before, &after, &fs);
+        r = timed_out ? -ETIMEDOUT : drain_flush_parse(output, &before, &after, &fs);
         if (r >= 0 && !fs) {
                 after = 0;
                 (void)snprintf(
@@ -1069,7 +747,7 @@ static void drain_on_plain_flush(Drain *d, int status, bool timed_out, const cha
 
 int drain_flush(Drain *d, uint64_t timeout_usec, DrainFlushFn cb, void *userdata) {
         DrainFlushWaiter *w;
-        FlushArgs a = {.mount_point = d->mount_point};
+        DrainFlushArgs a = {.mount_point = d->mount_point};
         int r;
 
         w = calloc(1, sizeof(*w));
@@ -1080,8 +758,8 @@ int drain_flush(Drain *d, uint64_t timeout_usec, DrainFlushFn cb, void *userdata
         if (!d->flush_child) {
                 a.seconds = MAX(timeout_usec / 1000000U, (uint64_t)1U);
                 r = drain_child_spawn(
-                        d, timeout_usec + 1000000U, flush_child_run, &a, drain_on_plain_flush,
-                        &d->flush_child);
+                        d->event, &d->children, timeout_usec + 1000000U, drain_flush_child_run, &a,
+                        drain_on_plain_flush, d, &d->flush_child);
                 if (r < 0) {
                         free(w);
                         return r;
@@ -1161,14 +839,7 @@ Drain *drain_free(Drain *d) {
                 w->cb(-ECANCELED, -1, "the agent is stopping", w->userdata);
                 free(w);
         }
-        while (d->children) {
-                DrainChild *c = d->children;
-
-                (void)kill(-c->pid, SIGKILL);
-                (void)kill(c->pid, SIGKILL);
-                (void)waitpid(c->pid, NULL, WNOHANG);
-                drain_child_release(c);
-        }
+        drain_child_free_all(&d->children);
         sd_event_unref(d->event);
         free(d->state_directory);
         free(d->mount_point);

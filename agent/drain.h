@@ -34,14 +34,10 @@ typedef struct json_object json_object;
 typedef struct Drain Drain;
 typedef struct ScheduledEvent ScheduledEvent;
 
-#define DRAIN_FLUSH_XATTR "user.azfilesfs.flush"
-#define DRAIN_DIRTY_XATTR "user.azfilesfs.dirty_bytes"
 #define DRAIN_REPORT_DIR ".poolagent/drain-reports"
-#define DRAIN_CHILD_OUTPUT_MAX 512U
 #define DRAIN_RETRY_USEC (1000U * 1000U)
 #define DRAIN_APPROVE_ATTEMPTS 5U
 #define DRAIN_NOTIFY_TIMEOUT_USEC (5U * 1000U * 1000U)
-#define DRAIN_NOTIFY_TTYS_MAX 256U
 #define DRAIN_REPORT_TIMEOUT_USEC (10U * 1000U * 1000U)
 
 typedef struct DrainConfig {

@@ -10,16 +10,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +30,7 @@
 #include <json-c/json.h>
 
 #include "emu-harness.h"
+#include "fs-harness.h"
 #include "macro.h"
 #include "time-util.h"
 
@@ -36,6 +40,8 @@
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
+static const char *azfilesfs_path; /* argv[3], may be NULL: the Preempt test needs it */
+static char path_env[1024];        /* PATH= with the driver's directory, for the agent */
 
 static EmuInstance *emu;
 static char *tmp;
@@ -83,16 +89,18 @@ static char *read_file(const char *path) {
         return buf;
 }
 
+static char workspace_extra[2048]; /* more [Workspace] keys */
+
 static void write_conf(const char *drain_extra) {
         char text[8192];
 
         (void)snprintf(
                 text, sizeof(text),
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s\nMetadataEndpoint=%s\n"
-                "[Workspace]\nMountPoint=%s\n"
+                "[Workspace]\nMountPoint=%s\n%s"
                 "[Users]\nUIDRange=3999999000-3999999001\n"
                 "[Drain]\nNoLoginFile=%s\nNotifyUsers=no\nShutdownInhibitor=no\n%s\n",
-                socket_path, state_dir, emu->imds_url, mnt_path, nologin_path,
+                socket_path, state_dir, emu->imds_url, mnt_path, workspace_extra, nologin_path,
                 drain_extra ? drain_extra : "");
         write_file(conf_path, text, 0644);
 }
@@ -108,6 +116,8 @@ static pid_t spawn_agent(void) {
                 if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
                         _exit(127);
                 (void)unsetenv("NOTIFY_SOCKET");
+                if (path_env[0] && putenv(path_env) != 0)
+                        _exit(127);
                 execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir",
                       "/nonexistent", (char *)NULL);
                 _exit(127);
@@ -357,6 +367,8 @@ static void setup_with(const char *const *emu_args) {
         tmp = strdup("/tmp/test-agent-drain-XXXXXX");
         ck_assert_ptr_nonnull(tmp);
         ck_assert_ptr_nonnull(mkdtemp(tmp));
+        workspace_extra[0] = '\0';
+        path_env[0] = '\0';
         ck_assert_int_eq(chmod(tmp, 0755), 0);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
@@ -588,6 +600,129 @@ START_TEST(test_manual_drain_cancel_flush) {
 }
 END_TEST
 
+/* A child of ours whose command is comm, or 0. */
+static pid_t child_named(const char *comm) {
+        char path[64], buf[1024], *p, *q;
+        pid_t found = 0;
+        FILE *f;
+
+        (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", getpid(), getpid());
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        while (!found && fscanf(f, "%d", &found) == 1) {
+                FILE *c;
+
+                (void)snprintf(path, sizeof(path), "/proc/%d/stat", found);
+                c = fopen(path, "re");
+                p = c ? fgets(buf, sizeof(buf), c) : NULL;
+                if (c)
+                        (void)fclose(c);
+                if (!p || !(p = strchr(buf, '(')) || !(q = strrchr(buf, ')')))
+                        found = 0;
+                else {
+                        *q = '\0';
+                        if (strcmp(p + 1, comm) != 0)
+                                found = 0;
+                }
+        }
+        (void)fclose(f);
+        return found;
+}
+
+static int64_t dirty_bytes(void) {
+        char buf[32];
+        ssize_t n = getxattr(mnt_path, "user.azfilesfs.dirty_bytes", buf, sizeof(buf) - 1);
+
+        ck_assert_msg(n > 0, "getxattr dirty_bytes: %m");
+        buf[n] = '\0';
+        return strtoll(buf, NULL, 10);
+}
+
+/* Preempt with dirty data on the real azfilesfs (mounted by the agent from azfiles-emu, async
+ * write-back with a long delay so that closed files stay dirty): the drain flushes them, the
+ * approval comes after zero dirty bytes, and the bytes are on the share. */
+START_TEST(test_preempt_dirty_azfilesfs) {
+        _cleanup_free_ char *dir = NULL, *data = NULL;
+        char cred_path[600], cred[512], *buf;
+        size_t size = 0, n = 8U << 20;
+        json_object *d, *a;
+        int64_t deadline;
+        int fd;
+
+        if (!azfilesfs_path) {
+                fprintf(stderr, "no azfilesfs given (argv[3]): Preempt on a real mount not run\n");
+                return;
+        }
+        ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %m");
+        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+        ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); /* the driver daemonizes */
+        ck_assert_int_eq(fs_share_create(emu, "team"), 0);
+        (void)snprintf(cred_path, sizeof(cred_path), "%s/storage.cred", tmp);
+        (void)snprintf(cred, sizeof(cred), "[storage]\naccount_key = %s\n", EMU_TEST_KEY);
+        write_file(cred_path, cred, 0600);
+        (void)snprintf(
+                workspace_extra, sizeof(workspace_extra),
+                "Source=%s/team\nCredentials=%s\nCacheDirectory=%s/cache\nCheckInterval=1s\n"
+                "MountOptions=writeback=async,async_delay=600\n",
+                emu->files_url, cred_path, tmp);
+        dir = strdup(azfilesfs_path);
+        ck_assert_ptr_nonnull(dir);
+        *strrchr(dir, '/') = '\0';
+        (void)snprintf(path_env, sizeof(path_env), "PATH=%s:/usr/sbin:/usr/bin:/sbin:/bin", dir);
+        write_conf(NULL);
+        start_agent();
+
+        /* The agent mounts the share. */
+        deadline = deadline_after_ms(WAIT_MS);
+        for (;;) {
+                json_object *s = status_json();
+                const char *st =
+                        json_object_get_string(jget(jget(s, "workspace", NULL), "state", NULL));
+                bool ok = st && strcmp(st, "ok") == 0;
+
+                json_object_put(s);
+                if (ok)
+                        break;
+                ck_assert_msg(before(deadline), "the workspace never came up");
+                pause_ms(50);
+        }
+
+        /* 8 MiB written and closed, not yet on the share. */
+        buf = malloc(n);
+        ck_assert_ptr_nonnull(buf);
+        for (size_t i = 0; i < n; i++)
+                buf[i] = (char)(i * 7 + i / 4096);
+        (void)snprintf(cred_path, sizeof(cred_path), "%s/results.bin", mnt_path);
+        fd = open(cred_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_ge(dirty_bytes(), (int64_t)n);
+
+        inject("{\"type\":\"Preempt\",\"id\":\"preempt-dirty-1\"}");
+        a = wait_approval("preempt-dirty-1");
+        d = wait_drain_state("drained");
+        assert_drained_before_approval(d, a);
+        ck_assert_int_ge(json_object_get_int64(jget(d, "bytes_flushed", NULL)), (int64_t)n);
+        json_object_put(d);
+        json_object_put(a);
+        ck_assert_int_eq(dirty_bytes(), 0);
+        ck_assert_int_eq(fs_share_read(emu, "team", "results.bin", &data, &size), 0);
+        ck_assert_uint_eq(size, n);
+        ck_assert(memcmp(data, buf, n) == 0);
+        free(buf);
+
+        /* Stop the agent, unmount; the driver (ours: we are the subreaper) exits. */
+        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(agent_pid, NULL, 0), agent_pid);
+        agent_pid = 0;
+        ck_assert_msg(umount2(mnt_path, 0) == 0, "umount %s: %m", mnt_path);
+        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;)
+                ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("agent-drain");
         TCase *tc;
@@ -599,6 +734,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_other_vm_ignored);
         tcase_add_test(tc, test_restart_mid_drain);
         tcase_add_test(tc, test_manual_drain_cancel_flush);
+        tcase_add_test(tc, test_preempt_dirty_azfilesfs);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("faults");
@@ -619,6 +755,7 @@ int main(int argc, char **argv) {
         }
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
+        azfilesfs_path = argc > 3 ? argv[3] : NULL;
         sr = srunner_create(suite());
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
