@@ -37,6 +37,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
 static const char *arg_socket = DEFAULT_SOCKET;
 static bool arg_json = false;
 static bool arg_sync = false;
+static bool arg_cancel = false;
 static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
 
 static void help(void) {
@@ -46,6 +47,11 @@ static void help(void) {
                "  status                  show the agent's state and configuration\n"
                "  version                 show the versions of poolctl and the agent\n"
                "  reload                  reload the agent's configuration (root or admin group)\n"
+               "  drain                   drain this VM now: not healthy, no new logins, flush\n"
+               "                          the workspace (root or admin group)\n"
+               "  drain --cancel          end a drain: healthy again, logins allowed\n"
+               "  flush                   flush the workspace and print the dirty bytes left\n"
+               "                          (root or admin group)\n"
                "  links                   show the notebooks link of each user (others: your own)\n"
                "  links --sync            check and repair every user's link now and show the\n"
                "                          result (root or admin group)\n"
@@ -54,6 +60,7 @@ static void help(void) {
                "Options:\n"
                "      --json              print the agent's reply as JSON\n"
                "      --sync              with links: run a pass and wait for it\n"
+               "      --cancel            with drain: end the drain\n"
                "  -s, --socket=PATH       control socket (default $POOLAGENT_CONTROL_SOCKET or\n"
                "                          " DEFAULT_SOCKET ")\n"
                "  -t, --timeout=SECONDS   how long to wait for the agent (default 30)\n"
@@ -196,6 +203,44 @@ static void print_list(json_object *a, const char *sep, const char *none) {
                        json_object_get_string(json_object_array_get_idx(a, i)));
 }
 
+/* The drain's state and its steps with durations (status and drain). */
+static void print_drain_status(json_object *d) {
+        json_object *steps = get(d, "steps"), *se = get(d, "scheduled_events");
+        const char *state = get_str(d, "state");
+
+        if (!d)
+                return;
+        if (!state || streq(state, "idle"))
+                printf("      Drain: idle");
+        else
+                printf("      Drain: %s (%s%s%s), step %s%s", state, get_str(d, "source") ?: "?",
+                       get_str(d, "event_type") ? " " : "", get_str(d, "event_type") ?: "",
+                       get_str(d, "step") ?: "?",
+                       json_object_get_boolean(get(d, "draining")) ? ", VM reported not healthy"
+                                                                   : "");
+        if (se)
+                printf("; scheduled events from %s for %s: %" PRId64 " polls, %" PRId64
+                       " errors%s%s\n",
+                       get_str(se, "endpoint") ?: "?",
+                       get_str(se, "vm_name") ?: "(name not known yet)",
+                       json_object_get_int64(get(se, "polls")),
+                       json_object_get_int64(get(se, "errors")),
+                       get_str(se, "last_error") ? ", last: " : "",
+                       get_str(se, "last_error") ?: "");
+        else
+                printf("; scheduled events not polled\n");
+        for (size_t i = 0; steps && i < json_object_array_length(steps); i++) {
+                json_object *st = json_object_array_get_idx(steps, i);
+                const char *res = get_str(st, "result") ?: "?";
+
+                if (streq(res, "pending"))
+                        continue;
+                printf("             %-12s %-8s %6" PRId64 " ms  %s\n", get_str(st, "step") ?: "?",
+                       res, json_object_get_int64(get(st, "duration_ms")),
+                       get_str(st, "note") ?: "");
+        }
+}
+
 static void print_status(json_object *r) {
         json_object *conf = get(r, "config"), *reload = get(r, "last_reload"),
                     *control = get(r, "control"), *ws = get(r, "workspace"),
@@ -295,6 +340,7 @@ static void print_status(json_object *r) {
                 printf("     Health: %s%s%s\n", get_str(get(r, "health"), "summary") ?: "?",
                        get_str(get(r, "health"), "http") ? ", HTTP on " : "",
                        get_str(get(r, "health"), "http") ?: "");
+        print_drain_status(get(r, "drain"));
         if (peer)
                 printf("        You: UID %" PRId64 ", %s\n",
                        json_object_get_int64(get(peer, "uid")),
@@ -475,9 +521,13 @@ static int verb(const char *name) {
                         request, sizeof(request),
                         "{\"command\":\"%s\",\"sync\":true,\"timeout_ms\":%d}", name,
                         arg_timeout_ms);
+        else if (arg_cancel)
+                (void)snprintf(
+                        request, sizeof(request), "{\"command\":\"%s\",\"cancel\":true}", name);
         else
                 (void)snprintf(request, sizeof(request), "{\"command\":\"%s\"}", name);
-        r = call(request, arg_sync ? 2000 : 0, &reply);
+        /* A flush may take the agent's FlushTimeout= (default 2 minutes). */
+        r = call(request, arg_sync ? 2000 : streq(name, "flush") ? 3600 * 1000 : 0, &reply);
         if (r != EXIT_OK)
                 return r;
         if (arg_json)
@@ -506,6 +556,10 @@ static int verb(const char *name) {
                        get_str(result, "version") ?: "?");
         else if (streq(name, "reload"))
                 print_reload(result);
+        else if (streq(name, "drain"))
+                print_drain_status(get(result, "drain"));
+        else if (streq(name, "flush"))
+                printf("%s\n", get_str(result, "note") ?: "flushed");
         else if (streq(name, "links"))
                 print_links(result);
         return sync_incomplete(result) ? EXIT_FAILED : EXIT_OK;
@@ -513,9 +567,13 @@ static int verb(const char *name) {
 
 static int parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},         {"sync", no_argument, NULL, 'S'},
-                {"socket", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
-                {"help", no_argument, NULL, 'h'},         {},
+                {"json", no_argument, NULL, 'j'},
+                {"sync", no_argument, NULL, 'S'},
+                {"cancel", no_argument, NULL, 'C'},
+                {"socket", required_argument, NULL, 's'},
+                {"timeout", required_argument, NULL, 't'},
+                {"help", no_argument, NULL, 'h'},
+                {},
         };
         const char *env = getenv("POOLAGENT_CONTROL_SOCKET");
         char *end;
@@ -528,6 +586,9 @@ static int parse_argv(int argc, char *argv[]) {
                 switch (c) {
                 case 'j':
                         arg_json = true;
+                        break;
+                case 'C':
+                        arg_cancel = true;
                         break;
                 case 'S':
                         arg_sync = true;
@@ -556,7 +617,8 @@ static int parse_argv(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
-        static const char *const verbs[] = {"status", "version", "reload", "links", "health"};
+        static const char *const verbs[] = {"status", "version", "reload", "links",
+                                            "drain",  "flush",   "health"};
         int r;
 
         r = parse_argv(argc, argv);
@@ -572,6 +634,10 @@ int main(int argc, char *argv[]) {
         }
         if (arg_sync && !streq(argv[optind], "links")) {
                 die_usage("--sync only applies to links", NULL);
+                return EXIT_USAGE;
+        }
+        if (arg_cancel && !streq(argv[optind], "drain")) {
+                die_usage("--cancel only applies to drain", NULL);
                 return EXIT_USAGE;
         }
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
