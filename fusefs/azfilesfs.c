@@ -54,7 +54,7 @@ static int make_fuse_args(const FsOptions *o, struct fuse_args *args) {
         int r;
 
         r = asprintf(
-                &opts, "fsname=azfilesfs,subtype=azfilesfs,default_permissions%s%s%s",
+                &opts, "fsname=%s,subtype=azfilesfs,default_permissions%s%s%s", o->source,
                 geteuid() == 0 ? ",allow_other" : "", o->fuse_opts ? "," : "",
                 o->fuse_opts ? o->fuse_opts : "");
         if (r < 0)

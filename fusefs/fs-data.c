@@ -757,6 +757,7 @@ static int upload_ranges_locked(Fs *fs, Inode *i) {
                 if (r < 0)
                         return r;
                 n++;
+                i->upload_ranges++;
         }
         if (n == 0) {
                 /* Only the size changed: learn the new ETag. */
@@ -833,6 +834,7 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         i->upload_again = false;
         i->upload_error = 0;
         i->upload_pending = 0;
+        i->upload_ranges = 0;
         i->upload_size = i->size;
         i->upload_etag[0] = '\0';
         fs->uploads_in_flight++;
@@ -998,13 +1000,16 @@ static void upload_done(RestResult *r, void *userdata) {
                         int k = upload_ranges_locked(fs, i);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
-                } else if (c->phase == UPLOAD_PROPS) {
+                } else if (c->phase == UPLOAD_PROPS || c->phase == UPLOAD_RANGE) {
                         (void)snprintf(
                                 i->upload_etag, sizeof(i->upload_etag), "%s", r->props->etag);
                         (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
                 }
                 if (i->upload_pending == 0) {
-                        if (i->upload_error == 0 && c->phase == UPLOAD_RANGE) {
+                        /* One Put Range: its answer carries the file's final ETag. Several ran
+                         * in parallel: which answered last is not which the service ran last. */
+                        if (i->upload_error == 0 && c->phase == UPLOAD_RANGE &&
+                            i->upload_ranges > 1) {
                                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
                                 if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op) >= 0)
                                         goto out;

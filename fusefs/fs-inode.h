@@ -67,6 +67,7 @@ struct Inode {
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;
         unsigned upload_pending;
+        unsigned upload_ranges; /* Put Ranges of this round */
         int upload_error;
         uint64_t upload_size;
         char upload_etag[REST_ETAG_MAX];

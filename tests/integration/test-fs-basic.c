@@ -17,6 +17,8 @@
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything
  *   crash          kill -9 with unsynced data, a new mount uploads it
+ *   requests       ls -l of 200 entries: one List and no request per entry; a small file's cost
+ *   auth           the same share through a SAS token and a managed identity (IMDS token)
  *   cli            refused credentials files (mode, missing), unknown options, --help, --version
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
@@ -36,12 +38,15 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 
+#include "base64-util.h"
 #include "fs-harness.h"
 #include "macro.h"
+#include "sas.h"
 
 #define SHARE "basic"
 
@@ -267,6 +272,55 @@ START_TEST(test_ops) {
                 remount(mnt);
                 ck_assert_int_eq(fs_check_pattern(big, 7, 9 * 1024 * 1024 + 123), 0);
         }
+}
+END_TEST
+
+static uint64_t counter(const char *op) {
+        uint64_t v = 0;
+        ck_assert_int_eq(fs_emu_counter(emu, op, false, &v), 0);
+        return v;
+}
+
+/* Request counts the issue sets: one List per 5,000 entries for ls -l (no request per entry),
+ * and a small file written and closed in the default mode costs a bounded number of requests. */
+START_TEST(test_requests) {
+        const char *d;
+        uint64_t total;
+        struct stat st;
+        char name[64];
+
+        mnt = mount_with(NULL, NULL);
+        d = P(mnt, "many");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        for (unsigned k = 0; k < 200; k++) {
+                (void)snprintf(name, sizeof(name), "many/f%03u", k);
+                write_file(P(mnt, name), "x");
+        }
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &total), 0);
+        /* ls -l: readdir and a stat of every entry */
+        {
+                DIR *dir = opendir(d);
+                struct dirent *de;
+                unsigned n = 0;
+                ck_assert_ptr_nonnull(dir);
+                while ((de = readdir(dir))) {
+                        if (de->d_name[0] == '.')
+                                continue;
+                        ck_assert_int_eq(
+                                fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW), 0);
+                        n++;
+                }
+                closedir(dir);
+                ck_assert_uint_eq(n, 200);
+        }
+        ck_assert_uint_eq(counter("ListDirectoriesAndFiles"), 1);
+        ck_assert_uint_eq(counter("GetFileProperties"), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &total), 0);
+        ck_assert_uint_le(total, 3);
+        /* a new small file: lookup (file, then directory), create, size, one Put Range */
+        write_file(P(mnt, "many/new"), "small file");
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &total), 0);
+        ck_assert_uint_le(total, 5);
 }
 END_TEST
 
@@ -527,6 +581,55 @@ START_TEST(test_crash) {
 }
 END_TEST
 
+static void write_credentials(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(chmod(path, 0600), 0);
+}
+
+/* The same share through a SAS token and through a managed identity (token from the emulator's
+ * Instance Metadata Service). */
+START_TEST(test_auth) {
+        _cleanup_free_ uint8_t *key = NULL;
+        _cleanup_free_ char *query = NULL, *text = NULL, *opts = NULL;
+        char expiry[SAS_TIME_MAX];
+        size_t key_size = 0;
+        SasToken t = {
+                .kind = SAS_SERVICE,
+                .version = (char *)"2025-05-05",
+                .permissions = (char *)"rcwdl",
+                .protocol = (char *)"https,http",
+                .resource = (char *)"s",
+        };
+
+        mnt = mount_with(NULL, NULL);
+        write_file(P(mnt, "by-key.txt"), "key");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+
+        ck_assert_int_eq(base64_decode(EMU_TEST_KEY, &key, &key_size), 0);
+        t.expiry = sas_format_time(expiry, (int64_t)(time(NULL) + 3600) * INT64_C(1000000000));
+        ck_assert_int_eq(sas_generate(&t, EMU_TEST_ACCOUNT, SHARE, key, key_size, &query), 0);
+        ck_assert_int_ge(asprintf(&text, "[storage]\nsas_token = %s\n", query), 0);
+        write_credentials(mnt->credentials, text);
+        ck_assert_int_eq(fs_mount_start(mnt), 0);
+        ck_assert_str_eq(read_file(P(mnt, "by-key.txt")), "key");
+        write_file(P(mnt, "by-sas.txt"), "sas");
+        check_share("by-sas.txt", "sas");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+
+        write_credentials(mnt->credentials, "[storage]\nmanaged_identity = yes\n");
+        ck_assert_int_ge(asprintf(&opts, "imds=%s", emu->imds_url), 0);
+        free(mnt->options);
+        mnt->options = TAKE_PTR(opts);
+        ck_assert_int_eq(fs_mount_start(mnt), 0);
+        ck_assert_str_eq(read_file(P(mnt, "by-sas.txt")), "sas");
+        write_file(P(mnt, "by-identity.txt"), "mi");
+        check_share("by-identity.txt", "mi");
+}
+END_TEST
+
 /* Runs the driver with args and returns its exit status; its output in *ret_out. */
 static int run_cli(const char *const *args, char **ret_out) {
         _cleanup_free_ char *cmd = NULL, *out = NULL;
@@ -637,11 +740,12 @@ int main(void) {
                 const char *name;
                 const TTest *test;
         } cases[] = {
-                {"ops", test_ops},         {"unsupported", test_unsupported},
-                {"names", test_names},     {"case", test_case},
-                {"remount", test_remount}, {"close_to_open", test_close_to_open},
-                {"flush", test_flush},     {"failures", test_failures},
-                {"crash", test_crash},     {"cli", test_cli},
+                {"ops", test_ops},           {"unsupported", test_unsupported},
+                {"names", test_names},       {"case", test_case},
+                {"remount", test_remount},   {"close_to_open", test_close_to_open},
+                {"flush", test_flush},       {"failures", test_failures},
+                {"requests", test_requests}, {"crash", test_crash},
+                {"auth", test_auth},         {"cli", test_cli},
         };
 
         if (pre != 0)
