@@ -20,8 +20,10 @@
 #   boot      systemd-nspawn -b; then asserts, each with a deadline (no sleeps as synchronisation):
 #             cloud-init done without errors; poolagent.service active (READY=1 received);
 #             the workspace mounted; alice's ~/notebooks/remote, a notebook written through it as
-#             alice and its bytes on the emulator's share; [health] and [drain] (pending); the
-#             watchdog restarts a SIGSTOPped agent; systemctl poweroff ends the container, exit 0.
+#             alice and its bytes on the emulator's share; /health healthy, unhealthy with the
+#             scratch disk filled past its threshold, healthy again; [drain] (pending); the
+#             watchdog restarts a SIGSTOPped agent (the mount survives); systemctl poweroff ends
+#             the container, nspawn exits 0. systemd-analyze security is printed, not asserted.
 # Everything it starts is stopped on any exit (trap): the container, the emulator (by PID), the
 # overlay mount, the cgroups, the run directory.
 set -euo pipefail
@@ -195,6 +197,26 @@ step_image() {
         # A locale the image has (minbase generates none; cloud-init's locale module would try to
         # set en_US.UTF-8, which it lacks, and fail).
         echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
+        # The container's own health settings, not the pool's: it shares the host's network (so
+        # the endpoint takes a free loopback port, not 0.0.0.0:8470) and the host's disk for / and
+        # /tmp (so those thresholds are small); its scratch disk is a 256 MiB tmpfs (nspawn
+        # --tmpfs=/mnt) with thresholds the health step fills past; it has no GPU; checks every
+        # second so that the hysteresis (2 bad, 3 good) takes seconds.
+        health_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        mkdir -p "$root/etc/poolagent/poolagent.conf.d"
+        cat >"$root/etc/poolagent/poolagent.conf.d/90-e2e-container.conf" <<-EOF
+		# The e2e test container's own settings (tests/e2e/run-e2e.sh), not a pool's.
+		[Health]
+		ListenAddress=127.0.0.1:$health_port
+		CheckInterval=1s
+		RootMinFree=64M
+		RootWarnFree=128M
+		TmpMinFree=64M
+		TmpWarnFree=128M
+		ScratchMinFree=64M
+		ScratchWarnFree=96M
+		ExpectedGPUs=none
+	EOF
 
         # As an image build does: the packages installed with dpkg -i, in a container that is not
         # booted (no systemd running: the postinst enables the unit, starts nothing).
@@ -245,7 +267,8 @@ step_seed() {
 step_boot() {
         step "boot (systemd-nspawn -b)"
         (in_cgroup_exec systemd-nspawn -D "$root" -M "$name" -b --register=no --keep-unit \
-                --console=read-only --bind=/dev/fuse) >"$work/boot.log" 2>&1 </dev/null &
+                --console=read-only --bind=/dev/fuse --tmpfs=/mnt:mode=0755,size=256M) \
+                >"$work/boot.log" 2>&1 </dev/null &
         nspawn_pid=$!
         # $! is the subshell until it has exec'd nspawn (RECIPE gotcha 1: a wrapper's children
         # are not the container's).
@@ -314,6 +337,14 @@ agent_active() {
                 [ "$(unit_prop poolagent.service SubState)" = running ]
 }
 
+step_security() {
+        step "systemd-analyze security poolagent.service (reported, not asserted)"
+        IN systemd-analyze security --no-pager poolagent.service >"$work/security.txt" 2>&1 || true
+        mkdir -p "$top/build-pkg"
+        cp "$work/security.txt" "$top/build-pkg/e2e-security.txt"
+        log "$(grep 'Overall exposure level' "$work/security.txt" || echo 'no security report')"
+}
+
 # ---- the workspace mount (azfilesfs) ----
 step_workspace_mount() {
         step "workspace mounted (fuse.azfilesfs at /srv/workspace)"
@@ -352,13 +383,26 @@ step_user_links() {
         fi
 }
 
-# ---- health (/health over HTTP): not in the tree yet ----
+# ---- health: /health over HTTP and poolctl health ----
 step_health() {
-        step "health"
-        # To come with the /health endpoint: GET /health healthy; fill the container's scratch
-        # (/mnt) past the threshold with fallocate; /health unhealthy and poolctl health exits
-        # non-zero; remove the file; healthy again. Each with wait_for and a deadline.
-        pending "/health endpoint (not in the tree yet)"
+        step "health: /health healthy; scratch disk filled past the threshold: unhealthy; and back"
+        local url=http://127.0.0.1:$health_port/health
+        wait_for 60 "/health 200 (healthy)" http_status_is 200 "$url"
+        IN poolctl health >/dev/null || fail "poolctl health exits non-zero on a healthy VM"
+        # 256 MiB scratch, ScratchMinFree=64M: 200 MiB leaves about 56 MiB free.
+        IN fallocate -l 200M /mnt/e2e-fill || fail "fallocate on the scratch disk"
+        wait_for 60 "/health 503 (unhealthy) with the scratch disk full" http_status_is 503 "$url"
+        if IN poolctl health >"$work/health.txt" 2>&1; then
+                cat "$work/health.txt"
+                fail "poolctl health exits 0 on an unhealthy VM"
+        fi
+        log "unhealthy: $(head -3 "$work/health.txt" | tr '\n' ' ')"
+        IN rm -f /mnt/e2e-fill
+        wait_for 60 "/health 200 again after the scratch disk was freed" http_status_is 200 "$url"
+        IN poolctl health >/dev/null || fail "poolctl health exits non-zero after recovery"
+}
+http_status_is() { # CODE URL
+        [ "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$2")" = "$1" ]
 }
 
 # ---- drain (scheduled events, inhibitor lock): not in the tree yet ----
@@ -424,6 +468,7 @@ step_seed
 step_boot
 step_cloud_init
 step_agent_ready
+step_security
 step_workspace_mount
 step_user_links
 step_health
