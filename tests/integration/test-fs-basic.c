@@ -16,6 +16,7 @@
  *   failures       share failing: close() reports the error and keeps the data dirty; the flush
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything
+ *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
  *   crash          kill -9 with unsynced data, a new mount uploads it
  *   requests       ls -l of 200 entries: one List and no request per entry; a small file's cost
  *   auth           the same share through a SAS token and a managed identity (IMDS token)
@@ -553,6 +554,38 @@ START_TEST(test_failures) {
 }
 END_TEST
 
+static uint64_t stats_number(FsMount *m, const char *key) {
+        _cleanup_free_ char *json = NULL, *pat = NULL;
+        const char *p;
+        ck_assert_int_eq(fs_stats(m, &json), 0);
+        ck_assert_int_ge(asprintf(&pat, "\"%s\":", key), 0);
+        p = strstr(json, pat);
+        ck_assert_msg(p, "%s not in %s", key, json);
+        return strtoull(p + strlen(pat), NULL, 10);
+}
+
+/* The caps: writers wait for uploads beyond max_dirty (and fail, not hang, when uploads fail);
+ * clean data beyond cache_size is evicted, least recently used first. */
+START_TEST(test_caps) {
+        const uint64_t mib = 1024 * 1024;
+
+        mnt = mount_with(
+                NULL, "writeback=async,async_delay=3600,max_dirty=4M,cache_size=8M,retry_budget=3");
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "w1"), 1, 20 * mib, 1 * mib), 0);
+        ck_assert_uint_le(dirty(mnt), 8 * mib);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(fs_check_pattern(P(mnt, "w1"), 1, 20 * mib), 0);
+        /* eviction: after reading 20 MiB the clean cache is back under 8 MiB once closed */
+        ck_assert_uint_le(stats_number(mnt, "cache_bytes"), 8 * mib);
+        /* uploads failing: a writer over the cap gets an error within the bound */
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:503,retry-after=0"), 0);
+        ck_assert_int_lt(fs_write_pattern(P(mnt, "w2"), 2, 20 * mib, 1 * mib), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+}
+END_TEST
+
 START_TEST(test_crash) {
         char cache[] = "/tmp/fs-basic-cache.XXXXXX";
 
@@ -744,8 +777,9 @@ int main(void) {
                 {"names", test_names},       {"case", test_case},
                 {"remount", test_remount},   {"close_to_open", test_close_to_open},
                 {"flush", test_flush},       {"failures", test_failures},
-                {"requests", test_requests}, {"crash", test_crash},
-                {"auth", test_auth},         {"cli", test_cli},
+                {"requests", test_requests}, {"caps", test_caps},
+                {"crash", test_crash},       {"auth", test_auth},
+                {"cli", test_cli},
         };
 
         if (pre != 0)
