@@ -24,6 +24,7 @@
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
+#include "unit-check.h"
 #include "workspace-health.h"
 #include "workspace-monitor.h"
 #include "workspace-mount.h"
@@ -143,6 +144,12 @@ static void manager_apply_config(Manager *m) {
                 if (r < 0)
                         log_warning_errno(
                                 r, "Failed to apply the disk check settings, ignoring: %m");
+        }
+        if (m->units) {
+                int r = unit_check_configure(
+                        m->units, m->config->required_units, m->config->health_interval_usec);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to apply RequiredUnits=, ignoring: %m");
         }
 }
 
@@ -645,6 +652,11 @@ int manager_start(Manager *m) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up the disk checks: %m");
         }
+        r = unit_check_new(
+                m->event, m->health, m->config->required_units, m->config->health_interval_usec,
+                &m->units);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the unit checks: %m");
 
         r = control_server_new(
                 m->event, m->config->control_socket, manager_commands, ELEMENTSOF(manager_commands),
@@ -718,6 +730,7 @@ Manager *manager_free(Manager *m) {
         workspace_monitor_free(m->workspace);
         workspace_mount_free(m->workspace_mount);
         disk_check_free(m->disks);
+        unit_check_free(m->units);
         health_free(m->health); /* after every check source */
         sd_event_unref(m->event);
         if (m->config_start != m->config)

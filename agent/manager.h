@@ -23,6 +23,7 @@ typedef struct Health Health;
 typedef struct HealthHttp HealthHttp;
 typedef struct DiskCheck DiskCheck;
 typedef struct WorkspaceHealth WorkspaceHealth;
+typedef struct UnitCheck UnitCheck;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -70,6 +71,7 @@ typedef struct Manager {
         HealthHttp *health_http; /* /health, /metrics, /status; NULL: ListenAddress= empty */
         DiskCheck *disks;        /* health source "disk" */
         WorkspaceHealth *workspace_health; /* health source "workspace"; NULL with workspace */
+        UnitCheck *units;                  /* health source "units" (RequiredUnits=) */
 } Manager;
 
 /* Takes over config (NULL on failure too). */

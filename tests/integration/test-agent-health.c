@@ -6,7 +6,8 @@
  * a workspace mount that never answers (hang-fs) turns unhealthy while /health keeps answering;
  * azfilesfs's figures (the stats xattr, served by hang-fs --stats) show up in /metrics; the
  * endpoint survives garbage, slow and many connections without its memory growing; promtool
- * accepts /metrics. argv: poolagentd poolctl hang-fs.
+ * accepts /metrics; required units are read from a fake systemd (tests/tools/fake-systemd1) on a
+ * private dbus-daemon. argv: poolagentd poolctl hang-fs fake-systemd1.
  *
  * Runs in a private mount namespace (nothing is mounted on the machine) and needs root and
  * /dev/fuse (else 77). No sleeps: every wait is on the real condition with a deadline; no time is
@@ -43,7 +44,9 @@
 #define UNHEALTHY_AFTER 2
 #define HEALTHY_AFTER 3
 
-static const char *poolagentd_path, *poolctl_path, *hang_fs_path;
+static const char *poolagentd_path, *poolctl_path, *hang_fs_path, *fake_systemd1_path;
+static const char *health_extra = ""; /* more of the [Health] section */
+static pid_t bus_pid, fake_pid;
 
 static char *tmp;
 static char conf_path[512], socket_path[512], log_path[512], ws[512], stats_path[512];
@@ -301,9 +304,9 @@ static void agent_start(const char *workspace) {
                 "RootPath=%s\nRootMinFree=16M\nRootWarnFree=32M\n"
                 "TmpPath=%s\nTmpMinFree=8M\nTmpWarnFree=12M\n"
                 "ScratchPath=%s\nScratchMinFree=1M\nScratchWarnFree=2M\n"
-                "MinFreeInodes=5%%\nWarnFreeInodes=10%%\n",
+                "MinFreeInodes=5%%\nWarnFreeInodes=10%%\n%s",
                 socket_path, tmp, ws, tmp, workspace ? workspace : "", UNHEALTHY_AFTER,
-                HEALTHY_AFTER, disk_root, disk_tmp, disk_scratch);
+                HEALTHY_AFTER, disk_root, disk_tmp, disk_scratch, health_extra);
         write_file(conf_path, text);
 
         agent_pid = fork();
@@ -453,11 +456,22 @@ static void setup(void) {
         }
 }
 
+static void stop_child(pid_t *pid) {
+        if (*pid > 0) {
+                (void)kill(*pid, SIGTERM);
+                (void)waitpid(*pid, NULL, 0);
+                *pid = 0;
+        }
+}
+
 static void teardown(void) {
         char cmd[600];
 
         fs_stop();
         agent_stop();
+        stop_child(&fake_pid);
+        stop_child(&bus_pid);
+        health_extra = "";
         notify_fd = safe_close(notify_fd);
         while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;
@@ -757,6 +771,101 @@ START_TEST(test_http_hostile) {
 }
 END_TEST
 
+/* Starts argv with stdout on a pipe and returns once its first line contains want (bounded);
+ * *ret_line gets that line. */
+static pid_t
+start_and_wait_line(const char *const *argv, const char *want, char *ret_line, size_t size) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+        char buf[1024] = "";
+        size_t len = 0;
+        int out[2];
+        pid_t pid;
+
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (dup2(out[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        (void)close(out[1]);
+        while (!memchr(buf, '\n', len)) {
+                struct pollfd p = {.fd = out[0], .events = POLLIN};
+                ssize_t n;
+
+                ck_assert_msg(poll(&p, 1, left_ms(deadline)) > 0, "%s: no output", argv[0]);
+                n = read(out[0], buf + len, sizeof(buf) - 1 - len);
+                ck_assert_msg(n > 0, "%s exited", argv[0]);
+                len += (size_t)n;
+        }
+        (void)close(out[0]);
+        buf[strcspn(buf, "\n")] = '\0';
+        ck_assert_msg(strstr(buf, want), "%s said %s", argv[0], buf);
+        if (ret_line)
+                (void)snprintf(ret_line, size, "%s", buf);
+        return pid;
+}
+
+START_TEST(test_required_units) {
+        char path[1024], text[2048], address[600], units[512];
+
+        if (access("/usr/bin/dbus-daemon", X_OK) < 0) {
+                fprintf(stderr,
+                        "dbus-daemon (Debian package dbus) is missing: skipping the unit check test; CI installs it\n");
+                return;
+        }
+        /* A bus of our own standing for the system bus, and a fake systemd on it. */
+        (void)snprintf(path, sizeof(path), "%s/bus.conf", tmp);
+        (void)snprintf(
+                text, sizeof(text),
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" "
+                "\"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                "<busconfig><listen>unix:path=%s/bus</listen><auth>EXTERNAL</auth>"
+                "<policy context=\"default\"><allow user=\"*\"/><allow send_destination=\"*\"/>"
+                "<allow receive_sender=\"*\"/><allow own=\"*\"/>"
+                "</policy></busconfig>\n",
+                tmp);
+        write_file(path, text);
+        {
+                char config[1100];
+                const char *argv[] = {
+                        "/usr/bin/dbus-daemon", config, "--nofork", "--print-address=1", NULL};
+
+                (void)snprintf(config, sizeof(config), "--config-file=%s", path);
+                bus_pid = start_and_wait_line(argv, "unix:", address, sizeof(address));
+        }
+        ck_assert_int_eq(setenv("DBUS_SYSTEM_BUS_ADDRESS", address, 1), 0);
+        (void)snprintf(units, sizeof(units), "%s/units", tmp);
+        ck_assert_int_eq(mkdir(units, 0755), 0);
+        (void)snprintf(path, sizeof(path), "%s/ssh.service", units);
+        write_file(path, "active\n");
+        (void)snprintf(path, sizeof(path), "%s/jupyterhub.service", units);
+        write_file(path, "failed\n");
+        {
+                const char *argv[] = {fake_systemd1_path, units, NULL};
+                fake_pid = start_and_wait_line(argv, "ready", NULL, 0);
+        }
+
+        health_extra = "RequiredUnits=ssh.service jupyterhub.service\n";
+        agent_start(NULL);
+        json_object_put(wait_verdict("unit_active", "ssh.service", "ok"));
+        json_object_put(wait_verdict("unit_active", "jupyterhub.service", "unhealthy"));
+        expect_health(503, "Unhealthy");
+        write_file(path, "active\n");
+        json_object_put(wait_verdict("unit_active", "jupyterhub.service", "ok"));
+        expect_health(200, "Healthy");
+
+        /* systemd gone from the bus: unknown, not a fault. */
+        stop_child(&fake_pid);
+        json_object_put(wait_verdict("unit_active", "ssh.service", "unknown"));
+        expect_health(200, "Healthy");
+        ck_assert_int_eq(unsetenv("DBUS_SYSTEM_BUS_ADDRESS"), 0);
+}
+END_TEST
+
 START_TEST(test_promtool) {
         _cleanup_free_ char *metrics = NULL, *out = NULL;
         char path[600];
@@ -798,10 +907,11 @@ int main(int argc, char *argv[]) {
         SRunner *sr;
         int failed;
 
-        if (argc < 4) {
-                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL HANG-FS\n", argv[0]);
+        if (argc < 5) {
+                fprintf(stderr, "usage: %s POOLAGENTD POOLCTL HANG-FS FAKE-SYSTEMD1\n", argv[0]);
                 return EXIT_FAILURE;
         }
+        fake_systemd1_path = argv[4];
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
         hang_fs_path = argv[3];
@@ -821,6 +931,7 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_disks_flip_both_ways);
         tcase_add_test(tc, test_hung_workspace);
         tcase_add_test(tc, test_http_hostile);
+        tcase_add_test(tc, test_required_units);
         tcase_add_test(tc, test_promtool);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
