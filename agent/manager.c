@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "control.h"
 #include "disk-check.h"
+#include "drain.h"
 #include "health-http.h"
 #include "health.h"
 #include "links-manager.h"
@@ -274,6 +275,8 @@ int manager_status_json(Manager *m, json_object *o) {
                 if (m->workspace_mount)
                         r |= workspace_mount_status_json(m->workspace_mount, ws);
         }
+        if (m->drain)
+                r |= drain_status_json(m->drain, o);
         r |= json_add(o, "users", users, false);
         if (users) {
                 r |= json_add(users, "uid_range", json_object_new_string(range), false);
@@ -315,11 +318,12 @@ int manager_status_line(Manager *m, char **ret) {
         for (char **f = m->config->files; f && *f; f++)
                 n_files++;
         if (asprintf(
-                    &s, "%s%s%s; health: %s; config from %u file%s%s%s",
+                    &s, "%s%s%s%s; health: %s; config from %u file%s%s%s",
                     m->state == MANAGER_RUNNING ? "Running" : manager_state_to_string(m->state),
                     m->config_start->source ? "" : ", no workspace configured",
                     m->workspace ? manager_workspace_summary(m->workspace) : "",
-                    health_summary(m->health), n_files, n_files == 1 ? "" : "s",
+                    m->drain ? drain_status_summary(m->drain) : "", health_summary(m->health),
+                    n_files, n_files == 1 ? "" : "s",
                     m->last_reload_failed ? "; last reload FAILED, old configuration in use" : "",
                     m->restart_pending && m->restart_pending[0]
                             ? "; restart needed for new settings"
@@ -356,6 +360,45 @@ static void manager_on_workspace_recheck(void *userdata) {
 
         if (m->workspace)
                 (void)workspace_monitor_check_now(m->workspace);
+}
+
+static void manager_on_drain_health(bool draining, void *userdata) {
+        Manager *m = userdata;
+
+        m->draining = draining;
+        if (m->health)
+                health_set_draining(m->health, draining);
+        manager_notify_status(m, NULL);
+}
+
+static int manager_start_drain(Manager *m) {
+        const Config *c = m->config_start;
+        const DrainConfig dc = {
+                .state_directory = c->state_directory,
+                .mount_point = c->mount_point,
+                .nologin_path = c->drain_nologin_file,
+                .exec_start = c->drain_exec_start,
+                .exec_stop = c->drain_exec_stop,
+                .hook_timeout_usec = c->drain_hook_timeout_usec,
+                .flush_budget_usec = c->drain_flush_budget_usec,
+                .flush_timeout_usec = c->drain_flush_timeout_usec,
+                .notify_users = c->drain_notify_users,
+                .scheduled_events = c->drain_scheduled_events,
+                .metadata_endpoint = c->metadata_endpoint,
+                .vm_name = c->drain_vm_name,
+                .poll_interval_usec = c->drain_poll_interval_usec,
+                .shutdown_inhibitor = c->drain_shutdown_inhibitor,
+        };
+        int r;
+
+        r = drain_new(m->event, &dc, &m->drain);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the drain: %m");
+        drain_set_health_hook(m->drain, manager_on_drain_health, m);
+        r = drain_start(m->drain);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the drain: %m");
+        return 0;
 }
 
 /* ---- reload --------------------------------------------------------------------------------- */
@@ -549,12 +592,85 @@ static int manager_on_health(
         return manager_health_json(userdata, result);
 }
 
+static int manager_on_drain(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        json_object *v;
+        bool cancel;
+        int r;
+
+        if (!m->drain)
+                return -EOPNOTSUPP;
+        cancel = json_object_object_get_ex(request, "cancel", &v) && json_object_get_boolean(v);
+        log_notice(
+                "Drain %s requested over the control socket by UID %u (PID %d)",
+                cancel ? "cancel" : "start", (unsigned)peer->uid, (int)peer->pid);
+        r = cancel ? drain_cancel(m->drain) : drain_start_manual(m->drain);
+        if (r == -EALREADY)
+                *reterr_message = strdup("a drain is already running");
+        else if (r == -ENOENT)
+                *reterr_message = strdup("the VM is not drained");
+        if (r < 0)
+                return r;
+        manager_notify_status(m, NULL);
+        return drain_status_json(m->drain, result);
+}
+
+static void manager_on_flush_done(int r, int64_t dirty_bytes, const char *note, void *userdata) {
+        ControlDeferred *d = userdata;
+        json_object *o = json_object_new_object();
+
+        if (o && (json_add(o, "dirty_bytes", json_object_new_int64(dirty_bytes), false) < 0 ||
+                  json_add(o, "note", json_object_new_string(note), false) < 0)) {
+                json_object_put(o);
+                o = NULL;
+        }
+        if (r < 0) {
+                json_object_put(o);
+                o = NULL;
+        }
+        control_deferred_reply(d, r < 0 ? r : 0, o, note);
+}
+
+static int manager_on_flush(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        uint64_t timeout = m->config->drain_flush_timeout_usec;
+        ControlDeferred *d = NULL;
+        int r;
+
+        if (!m->drain)
+                return -EOPNOTSUPP;
+        log_info(
+                "Flush requested over the control socket by UID %u (PID %d)", (unsigned)peer->uid,
+                (int)peer->pid);
+        r = control_server_defer(m->control, timeout + 5 * USEC_PER_SEC, &d);
+        if (r < 0)
+                return r;
+        r = drain_flush(m->drain, timeout, manager_on_flush_done, d);
+        if (r < 0) {
+                control_deferred_free(d);
+                return r;
+        }
+        return CONTROL_REPLY_DEFERRED;
+}
+
 /* Later subsystems add their rows here (health, drain, flush, jobs, submit, cancel, links). */
 static const ControlCommand manager_commands[] = {
         {"status", manager_on_status, false},
         {"version", manager_on_version, false},
         {"reload", manager_on_reload, true},
         {"links", manager_on_links, false}, /* "sync" checks admin itself */
+        {"drain", manager_on_drain, true},
+        {"flush", manager_on_flush, true},
         {"health", manager_on_health, false},
 };
 
@@ -567,6 +683,13 @@ manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *u
         return 0;
 }
 
+static void manager_on_stop_flushed(int r, int64_t dirty_bytes, const char *note, void *userdata) {
+        Manager *m = userdata;
+
+        log_full_errno(r < 0 ? LOG_WARNING : LOG_INFO, r, "Final flush before stopping: %s", note);
+        (void)sd_event_exit(m->event, 0);
+}
+
 static int
 manager_on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
@@ -576,6 +699,17 @@ manager_on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void
                 LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STOPPING, NULL}),
                 "Received %s, stopping", strsignal((int)si->ssi_signo));
         (void)sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        /* A shutdown that bypasses logind still gets a final flush of a healthy workspace,
+         * bounded by StopFlushTimeout=; a second signal stops at once. */
+        if (!m->stop_flush_started && m->drain && m->workspace &&
+            workspace_monitor_state(m->workspace) == WORKSPACE_OK &&
+            drain_flush(
+                    m->drain, m->config->drain_stop_flush_timeout_usec, manager_on_stop_flushed,
+                    m) >= 0) {
+                m->stop_flush_started = true;
+                log_info("Flushing the workspace before stopping");
+                return 0;
+        }
         return sd_event_exit(m->event, 0);
 }
 
@@ -702,6 +836,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up user links: %m");
 
+        r = manager_start_drain(m);
+        if (r < 0)
+                return r;
+
         m->state = MANAGER_RUNNING;
         (void)log_struct(
                 LOG_INFO, 0, ((const char *[]){POOLAGENT_MESSAGE_STARTED, NULL}),
@@ -724,6 +862,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         health_http_free(m->health_http); /* stops its thread before the state goes */
+        drain_free(m->drain);             /* answers its waiting flush clients first */
         links_manager_free(m->links);     /* answers its waiting clients first */
         control_server_free(m->control);
         workspace_health_free(m->workspace_health); /* before the monitor it listens to */

@@ -19,6 +19,7 @@ typedef struct ControlServer ControlServer;
 typedef struct WorkspaceMonitor WorkspaceMonitor;
 typedef struct WorkspaceMount WorkspaceMount;
 typedef struct LinksManager LinksManager;
+typedef struct Drain Drain;
 typedef struct Health Health;
 typedef struct HealthHttp HealthHttp;
 typedef struct DiskCheck DiskCheck;
@@ -72,6 +73,9 @@ typedef struct Manager {
         DiskCheck *disks;        /* health source "disk" */
         WorkspaceHealth *workspace_health; /* health source "workspace"; NULL with workspace */
         UnitCheck *units;                  /* health source "units" (RequiredUnits=) */
+        Drain *drain;                      /* scheduled events, drain, flush, shutdown lock */
+        bool draining;                     /* the drain reported the VM not healthy */
+        bool stop_flush_started;           /* the final flush of the stop path is running */
 } Manager;
 
 /* Takes over config (NULL on failure too). */
