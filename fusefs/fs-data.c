@@ -245,62 +245,138 @@ void fs_cache_evict_locked(Fs *fs) {
 
 /* ---- dirty records ---- */
 
-void fs_sidecar_update_locked(Fs *fs, Inode *i) {
-        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+/* The record's text. Lock held. */
+static int sidecar_text_locked(const Inode *i, StrBuf *b) {
         _cleanup_free_ char *enc = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        char name[64], tmp[64];
         const char *sep = "";
         int r;
 
         r = url_percent_encode(i->path, true, &enc);
         if (r < 0)
-                goto fail;
+                return r;
         r = strbuf_appendf(
-                &b,
+                b,
                 "azfilesfs-dirty 1\npath %s\nremote_size %" PRIu64 "\nfetch_limit %" PRIu64
                 "\nsize_dirty %d\netag %s\npieces ",
                 enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
                 i->cache_etag[0] ? i->cache_etag : "-");
         for (size_t k = 0; r >= 0 && k < i->n_pieces; k++)
                 if (i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) {
-                        r = strbuf_appendf(&b, "%s%zu", sep, k);
+                        r = strbuf_appendf(b, "%s%zu", sep, k);
                         sep = ",";
                 }
         if (r >= 0)
-                r = strbuf_append(&b, "\n");
-        if (r < 0)
-                goto fail;
-        data_name(i->cache_id, ".dirty", name);
-        data_name(i->cache_id, ".dirty.tmp", tmp);
+                r = strbuf_append(b, "\n");
+        return r;
+}
+
+/* Writes text to a temporary record and syncs it and the cache file it describes: the slow
+ * part, done without Fs.lock on the write path. */
+static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf *b) {
+        _cleanup_close_ int fd = -EBADF;
+
         fd = openat(
                 fs->cache_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        for (size_t done = 0; done < b.len;) {
-                ssize_t k = write(fd, b.data + done, b.len - done);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < b->len;) {
+                ssize_t k = write(fd, b->data + done, b->len - done);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        r = -errno;
-                        goto fail;
+                        return -errno;
                 }
                 done += (size_t)k;
         }
         /* The data the record points at must be on disk before the record says it is dirty. */
-        if (fdatasync(i->cache_fd) < 0 || fdatasync(fd) < 0 ||
-            renameat(fs->cache_dir_fd, tmp, fs->cache_dir_fd, name) < 0) {
-                r = -errno;
-                goto fail;
+        if (fdatasync(data_fd) < 0 || fdatasync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Puts a synced temporary record in place unless a newer one already is, or the file is clean
+ * by now. Lock held. */
+static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, const char *tmp) {
+        char name[64];
+
+        if (seq <= i->sidecar_done_seq || !fs_inode_is_dirty(i)) {
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                return 0;
         }
+        data_name(i->cache_id, ".dirty", name);
+        if (renameat(fs->cache_dir_fd, tmp, fs->cache_dir_fd, name) < 0) {
+                int r = -errno;
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                return r;
+        }
+        i->sidecar_done_seq = seq;
         i->sidecar_exists = true;
-        return;
-fail:
+        return 0;
+}
+
+static void sidecar_tmp_name(const Inode *i, uint64_t seq, char buf[static 96]) {
+        (void)snprintf(buf, 96, "%016" PRIx64 ".dirty.%" PRIu64 ".tmp", i->cache_id, seq);
+}
+
+static void sidecar_fail(Fs *fs, const char *path, int r) {
         log_warning_errno(
-                r, "Cannot write dirty record for /%s in %s (a crash now would lose it): %m",
-                i->path, fs->cache_path);
+                r, "Cannot write dirty record for /%s in %s (a crash now would lose it): %m", path,
+                fs->cache_path);
+}
+
+void fs_sidecar_update_locked(Fs *fs, Inode *i) {
+        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+        uint64_t seq = ++i->sidecar_seq;
+        char tmp[96];
+        int r;
+
+        sidecar_tmp_name(i, seq, tmp);
+        r = sidecar_text_locked(i, &b);
+        if (r >= 0)
+                r = sidecar_write_tmp(fs, i->cache_fd, tmp, &b);
+        if (r >= 0)
+                r = sidecar_commit_locked(fs, i, seq, tmp);
+        if (r < 0) {
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                sidecar_fail(fs, i->path, r);
+        }
+}
+
+/* The same for the write path: Fs.lock only to take the text and to put the record in place. */
+static void sidecar_update(Fs *fs, uint64_t ino) {
+        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+        _cleanup_close_ int data_fd = -EBADF;
+        _cleanup_free_ char *path = NULL;
+        uint64_t seq;
+        char tmp[96];
+        Inode *i;
+        int r;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (!i || i->cache_fd < 0 || !fs_inode_is_dirty(i)) {
+                fs_unlock(fs);
+                return;
+        }
+        seq = ++i->sidecar_seq;
+        sidecar_tmp_name(i, seq, tmp);
+        r = sidecar_text_locked(i, &b);
+        path = strdup(i->path);
+        data_fd = fcntl(i->cache_fd, F_DUPFD_CLOEXEC, 3);
+        if (r >= 0 && data_fd < 0)
+                r = -errno;
+        fs_unlock(fs);
+        if (r >= 0)
+                r = sidecar_write_tmp(fs, data_fd, tmp, &b);
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (r >= 0 && i)
+                r = sidecar_commit_locked(fs, i, seq, tmp);
+        else
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+        fs_unlock(fs);
+        if (r < 0)
+                sidecar_fail(fs, path ? path : "?", r);
 }
 
 void fs_discard_dirty_locked(Fs *fs, Inode *i) {
@@ -453,10 +529,12 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 }
                 i->mtime_ns = i->ctime_ns = realtime_ns();
                 i->last_used_ns = fs_now();
-                if (new_piece || !i->sidecar_exists)
-                        fs_sidecar_update_locked(fs, i);
+                new_piece = new_piece || !i->sidecar_exists;
         }
         fs_unlock(fs);
+        /* Acknowledged only once the record of the new dirty piece is on disk. */
+        if (new_piece)
+                sidecar_update(fs, ino);
         return (ssize_t)done;
 }
 
@@ -1551,7 +1629,8 @@ int fs_recover(Fs *fs) {
                         continue;
                 if (id > max_id)
                         max_id = id;
-                if (streq(end, ".dirty.tmp"))
+                if (strncmp(end, ".dirty.", 7) == 0 && strlen(end) > 4 &&
+                    streq(end + strlen(end) - 4, ".tmp"))
                         (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
         }
         fs->next_cache_id = max_id + 1;

@@ -55,8 +55,10 @@ struct Inode {
         size_t n_pieces;
         uint64_t n_dirty; /* pieces DIRTY or UPLOADING */
         int64_t dirty_since_ns;
-        bool size_dirty;     /* the share's size differs from size */
-        bool sidecar_exists; /* the dirty record is on disk */
+        bool size_dirty;           /* the share's size differs from size */
+        bool sidecar_exists;       /* the dirty record is on disk */
+        uint64_t sidecar_seq;      /* records started */
+        uint64_t sidecar_done_seq; /* the one in place */
         unsigned open_count;
         int64_t last_used_ns;
         uint64_t next_seq_off; /* for readahead */
