@@ -319,6 +319,16 @@ static void agent_start(const char *workspace) {
                 (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
                 if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
                         _exit(127);
+                /* Under AddressSanitizer freed memory is held in a quarantine (256 MiB by
+                 * default) and counts in VmRSS: keep it small so that the memory bound of the
+                 * connection storm measures the agent, not the sanitizer. */
+                if (getenv("ASAN_OPTIONS")) {
+                        static char asan[1024];
+                        (void)snprintf(
+                                asan, sizeof(asan), "ASAN_OPTIONS=%s:quarantine_size_mb=1",
+                                getenv("ASAN_OPTIONS"));
+                        (void)putenv(asan);
+                }
                 execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
                       (char *)NULL);
                 _exit(127);
@@ -607,7 +617,9 @@ START_TEST(test_disks_flip_both_ways) {
         }
         json_object_put(wait_verdict("disk_free_inodes_ratio", disk_scratch, "ok"));
         expect_health(200, "Healthy");
-        ck_assert_int_eq(poolctl("health", true, &status) == 0, 1);
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(poolctl("health", true, &out), 0);
 }
 END_TEST
 
