@@ -60,6 +60,11 @@ static void set_string(char **dst, const char *s) {
         *dst = c;
 }
 
+/* The share did not answer (or only with 5xx): what we know locally may stand in for it. */
+static bool is_unreachable(const RestResult *r) {
+        return r->error < 0 && r->error != -ECANCELED && (r->status == 0 || r->status >= 500);
+}
+
 static bool is_transport_error(const RestResult *r) {
         return r->status == 0 && r->error != 0 && r->error != -ECANCELED && r->error != -EINVAL &&
                r->error != -ENOMEM && r->error != -EAGAIN;
@@ -437,6 +442,24 @@ static void reply_negative(Call *c) {
         call_free(c);
 }
 
+/* Share unreachable: a name we know stands; others fail with the error. */
+static void reply_known_or_fail(Call *c, int error) {
+        Fs *fs = c->fs;
+        struct fuse_entry_param e;
+        Inode *i;
+
+        fs_lock(fs);
+        i = inode_table_find(fs->inodes, c->path);
+        if (i)
+                fill_entry_locked(fs, i, &e);
+        fs_unlock(fs);
+        if (i)
+                fuse_reply_entry(c->req, &e);
+        else
+                fuse_reply_err(c->req, -error);
+        call_free(c);
+}
+
 static void lookup_file_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
@@ -447,6 +470,8 @@ static void lookup_file_done(RestResult *r, void *userdata) {
         fs_unlock(fs);
         if (r->error == 0 && !r->props->is_directory)
                 return reply_entry_from(c, r, false);
+        if (is_unreachable(r))
+                return reply_known_or_fail(c, r->error);
         if (r->error != 0 && r->error != -ENOENT && r->error != -EISDIR && r->error != -ENOTDIR) {
                 fuse_reply_err(c->req, -r->error);
                 return call_free(c);
@@ -463,6 +488,8 @@ static void lookup_dir_done(RestResult *r, void *userdata) {
         fs_unlock(fs);
         if (r->error == 0)
                 return reply_entry_from(c, r, true);
+        if (is_unreachable(r))
+                return reply_known_or_fail(c, r->error);
         if (r->error == -ENOENT || r->error == -ENOTDIR)
                 return reply_negative(c);
         fuse_reply_err(c->req, -r->error);
@@ -547,6 +574,9 @@ static void getattr_done(RestResult *r, void *userdata) {
                 err = -ESTALE;
         else if (err == 0) {
                 apply_props_locked(fs, i, r->props);
+                fs_fill_stat_locked(fs, i, &st);
+        } else if (is_unreachable(r)) {
+                err = 0; /* the last known attributes */
                 fs_fill_stat_locked(fs, i, &st);
         } else if (err == -ENOENT && !fs_inode_is_authoritative(i))
                 inode_table_detach(fs->inodes, i);
@@ -1105,9 +1135,13 @@ static void open_done(RestResult *r, void *userdata) {
                 err = -ESTALE;
         if (err == -ENOENT && !fs_inode_is_authoritative(i))
                 inode_table_detach(fs->inodes, i);
-        if (err == 0 && r->props->is_directory)
+        /* Share unreachable: a cached copy is served as it is (reads of cached data go on). */
+        bool offline = err < 0 && is_unreachable(r) && i && i->cache_fd >= 0 && i->cache_etag[0];
+        if (offline)
+                err = 0;
+        if (err == 0 && !offline && r->props->is_directory)
                 err = -EISDIR;
-        if (err == 0 && !fs_inode_is_dirty(i) && !i->uploading) {
+        if (err == 0 && !offline && !fs_inode_is_dirty(i) && !i->uploading) {
                 /* Close-to-open: the share's version wins unless we hold changes to it. */
                 apply_props_force_locked(fs, i, r->props);
                 err = fs_cache_attach_locked(fs, i);

@@ -17,6 +17,7 @@
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
+ *   offline        share gone: cached reads work, the rest fails within the bound, nothing hangs
  *   crash          kill -9 with unsynced data, a new mount uploads it
  *   requests       ls -l of 200 entries: one List and no request per entry; a small file's cost
  *   auth           the same share through a SAS token and a managed identity (IMDS token)
@@ -586,6 +587,31 @@ START_TEST(test_caps) {
 }
 END_TEST
 
+/* The share gone: cached data is still read, unknown names fail at once (no hang), writes land
+ * in the cache and close() says they are not on the share, the flush gives up within its bound. */
+START_TEST(test_offline) {
+        const char *f;
+        struct stat st;
+        int fd;
+
+        mnt = mount_with(NULL, "retry_budget=2");
+        f = P(mnt, "cached.txt");
+        write_file(f, "cached data");
+        ck_assert_str_eq(read_file(f), "cached data");
+        ck_assert_int_eq(emu_instance_stop(emu), 0);
+        ck_assert_str_eq(read_file(f), "cached data");
+        ck_assert_int_eq(stat(f, &st), 0);
+        ck_assert_int_ne(errno_of(stat(P(mnt, "unknown"), &st)), 0);
+        fd = open(f, O_WRONLY | O_APPEND | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, " more", 5), 5);
+        ck_assert_int_ne(errno_of(close(fd)), 0);
+        ck_assert_uint_gt(dirty(mnt), 0);
+        ck_assert_int_lt(fs_flush(mnt, 1), 0);
+        ck_assert_str_eq(read_file(f), "cached data more");
+}
+END_TEST
+
 START_TEST(test_crash) {
         char cache[] = "/tmp/fs-basic-cache.XXXXXX";
 
@@ -778,8 +804,8 @@ int main(void) {
                 {"remount", test_remount},   {"close_to_open", test_close_to_open},
                 {"flush", test_flush},       {"failures", test_failures},
                 {"requests", test_requests}, {"caps", test_caps},
-                {"crash", test_crash},       {"auth", test_auth},
-                {"cli", test_cli},
+                {"offline", test_offline},   {"crash", test_crash},
+                {"auth", test_auth},         {"cli", test_cli},
         };
 
         if (pre != 0)
