@@ -73,6 +73,16 @@ static enum MHD_Result health_http_on_request(
         size_t len;
         unsigned status = MHD_HTTP_OK;
 
+        /* Answer once the whole request is in (a body is read and dropped): an answer queued
+         * earlier makes libmicrohttpd close the connection instead of keeping it alive. */
+        if (!*con_cls) {
+                *con_cls = s;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
         if (!streq(method, MHD_HTTP_METHOD_GET) && !streq(method, MHD_HTTP_METHOD_HEAD))
                 return health_http_queue(
                         connection, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", not_allowed,

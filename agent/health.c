@@ -595,7 +595,7 @@ int health_set_checks(Health *h, const char *source, const HealthCheck *checks, 
                         e->reported = e->check.verdict;
                         e->streak = 1;
                         e->since_usec = now;
-                        if (e->reported != HEALTH_OK)
+                        if (e->reported == HEALTH_WARNING || e->reported == HEALTH_UNHEALTHY)
                                 health_log_check(e, HEALTH_UNKNOWN);
                         continue;
                 }
