@@ -1,0 +1,395 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Benchmark (not a test) of azfilesfs against azfiles-emu on this machine. Every figure is
+# printed with its ratio to a baseline measured in the same run (issue 3's targets in brackets):
+#   1. cold sequential read of a SIZE_MIB (1024) MiB file  vs  raw curl ranged GETs (8 parallel,
+#      4 MiB) into files on the disk that holds the cache            [>= 0.8]
+#   2. sequential write of the same size through close()  vs  raw curl Put Ranges (8 parallel,
+#      4 MiB), Create File included                                    [>= 0.8]
+#   3. warm (cached) re-read  vs  libfuse's example passthrough_ll (cache=always) over local disk,
+#      each read once before                                          [>= 0.8]
+#   4. tar x of FILES (10,000) small files with writeback=async  vs  tar x on passthrough_ll
+#      [<= 2x the time], then a flush and every file checked on the share over REST; in the
+#      default mode the requests per small file from the emulator's counters [<= 2]
+#   5. ls -l of a FILES-entry directory on a fresh mount: List requests [<= FILES/5000 + 2] and
+#      all other requests [0 per file]
+#   6. requests of an idle mount per minute over IDLE_SECONDS (120)   [<= 1]
+#   7. peak RSS (VmHWM) of azfilesfs during the copies                 [<= 64 MiB]
+# Without BUILD_DIR/fusefs/azfilesfs the baselines still run and the driver's figures read
+# "n/a (azfilesfs not built)".
+#
+#   tests/bench/bench-fs.sh BUILD_DIR
+#   SIZE_MIB=256 FILES=2000 IDLE_SECONDS=30 tests/bench/bench-fs.sh build
+#   TMP_PARENT=/mnt tests/bench/bench-fs.sh build   (where cache, data and baselines live)
+#
+# Needs root and /dev/fuse, curl, tar, gcc and libfuse3-dev (passthrough_ll is compiled from
+# /usr/share/doc/libfuse3-dev/examples at run time). It runs itself in a private mount namespace,
+# starts one emulator and its own mounts, stops only those (by PID) and removes only its own
+# temporary directory.
+set -euo pipefail
+
+if [ -z "${BENCH_FS_IN_NS:-}" ]; then
+        [ "$(id -u)" -eq 0 ] || { echo "bench-fs: needs root" >&2; exit 1; }
+        exec unshare -m --propagation private env BENCH_FS_IN_NS=1 "$0" "$@"
+fi
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:?usage: bench-fs.sh BUILD_DIR}
+case $build in /*) ;; *) build=$top/$build ;; esac
+emu=$build/tests/emulator/azfiles-emu
+sas_tool=$build/tests/tools/azfiles-sas
+fs=$build/fusefs/azfilesfs
+SIZE_MIB=${SIZE_MIB:-1024}
+FILES=${FILES:-10000}
+IDLE_SECONDS=${IDLE_SECONDS:-120}
+TMP_PARENT=${TMP_PARENT:-/tmp}
+CHUNK_MIB=4
+PARALLEL=8
+account=devstoreaccount1
+key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+version=2025-05-05
+examples=/usr/share/doc/libfuse3-dev/examples
+
+for f in "$emu" "$sas_tool"; do
+        [ -x "$f" ] || { echo "missing $f: build first (meson compile -C $build)" >&2; exit 1; }
+done
+for c in curl tar gcc pkg-config python3 fusermount3; do
+        command -v "$c" >/dev/null || { echo "bench-fs: $c is needed" >&2; exit 1; }
+done
+[ -e /dev/fuse ] || { echo "bench-fs: no /dev/fuse" >&2; exit 1; }
+have_fs=0
+[ -x "$fs" ] && have_fs=1
+
+tmp=$(mktemp -d "$TMP_PARENT/bench-fs.XXXXXX")
+emu_pid=
+mounts=()
+pids=()
+cleanup() {
+        local m p
+        for m in "${mounts[@]}"; do
+                fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        done
+        for p in "${pids[@]}"; do
+                kill -TERM "$p" 2>/dev/null || true
+                wait "$p" 2>/dev/null || true
+        done
+        if [ -n "$emu_pid" ]; then
+                kill -TERM "$emu_pid" 2>/dev/null || true
+                wait "$emu_pid" 2>/dev/null || true
+        fi
+        rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+now() { date +%s.%N; }
+mibs() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", m / (b - a) }'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y == 0) print "inf"; else printf "%.2f", x / y }'; }
+na="n/a (azfilesfs not built)"
+
+# ---- emulator, share, SAS ------------------------------------------------------------------------
+mkdir "$tmp/data" "$tmp/disk"
+"$emu" --listen 127.0.0.1:0 --imds 127.0.0.1:0 --data "$tmp/data" --account "$account" \
+        --key "$key" >"$tmp/ready" 2>"$tmp/emu.log" &
+emu_pid=$!
+for _ in $(seq 100); do # bounded wait (10 s) for the ready line
+        grep -q 'azfiles-emu ready:' "$tmp/ready" 2>/dev/null && break
+        kill -0 "$emu_pid" 2>/dev/null || { cat "$tmp/emu.log" >&2; exit 1; }
+        sleep 0.1
+done
+grep -q 'azfiles-emu ready:' "$tmp/ready" || { echo "emulator not ready after 10 s" >&2; exit 1; }
+base=$(sed -n 's/.*file=\([^ ]*\).*/\1/p' "$tmp/ready")
+imds=$(sed -n 's/.*imds=\([^ ]*\).*/\1/p' "$tmp/ready")
+sas=$("$sas_tool" --account-sas --account "$account" --key "$key" --permissions rwdlc \
+        --expiry-minutes 240 --version "$version")
+share=bench
+size=$((SIZE_MIB * 1048576))
+chunk=$((CHUNK_MIB * 1048576))
+n_chunks=$((SIZE_MIB / CHUNK_MIB))
+
+req() { # method url [curl args...]: prints the status
+        local m=$1 u=$2
+        shift 2
+        curl -sS -o /dev/null -w '%{http_code}' -X "$m" -H "x-ms-version: $version" "$@" "$u"
+}
+expect() { [ "$1" = "$2" ] || { echo "$3: HTTP $2, want $1" >&2; exit 1; }; }
+counters() { curl -sS "$imds/__emu/counters${1:-}"; }
+count_of() { # json op: requests of one operation ("" = all)
+        python3 -c 'import json, sys
+d = json.load(sys.stdin)
+op = sys.argv[1]
+print(d["requests"] if not op else d["counters"].get(op, {}).get("requests", 0))' "$1"
+}
+
+expect 201 "$(req PUT "$base/$share?restype=share&$sas" -H 'Content-Length: 0')" "Create Share"
+
+# ---- the credentials file and mounts ---------------------------------------------------------------
+printf '[storage]\naccount_key = %s\n' "$key" >"$tmp/credentials"
+chmod 0600 "$tmp/credentials"
+fs_pid=
+mount_fs() { # mountpoint cache_dir [extra options]: starts azfilesfs, waits (bounded) for the mount
+        local mnt=$1 cache=$2 extra=${3:-} opts
+        mkdir -p "$mnt" "$cache"
+        opts="credentials=$tmp/credentials,cache_dir=$cache${extra:+,$extra}"
+        "$fs" "$base/$share" "$mnt" -f -o "$opts" >>"$tmp/azfilesfs.log" 2>&1 &
+        fs_pid=$!
+        pids+=("$fs_pid")
+        mounts+=("$mnt")
+        for _ in $(seq 200); do
+                findmnt -n -t fuse.azfilesfs "$mnt" >/dev/null && return 0
+                kill -0 "$fs_pid" 2>/dev/null || { tail -20 "$tmp/azfilesfs.log" >&2; exit 1; }
+                sleep 0.1
+        done
+        echo "azfilesfs did not mount in 20 s" >&2
+        exit 1
+}
+unmount_fs() { # mountpoint pid: unmounts and waits for the daemon (bounded, 10 min)
+        fusermount3 -u "$1"
+        for _ in $(seq 6000); do
+                kill -0 "$2" 2>/dev/null || { wait "$2" 2>/dev/null || true; return 0; }
+                sleep 0.1
+        done
+        echo "azfilesfs did not exit after unmount" >&2
+        exit 1
+}
+flush_fs() { # mountpoint seconds
+        python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.azfilesfs.flush", sys.argv[2].encode())' "$1" "$2"
+}
+peak_rss=0
+note_rss() { # pid: remembers the highest VmHWM in KiB
+        local v
+        v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0)
+        [ "${v:-0}" -gt "$peak_rss" ] && peak_rss=$v
+        return 0
+}
+
+# passthrough_ll from libfuse's examples, over a directory on the same disk, with cache=always (it
+# keeps the page cache across opens, as azfilesfs does for unchanged files: the fair warm baseline).
+gcc -O2 -o "$tmp/passthrough_ll" "$examples/passthrough_ll.c" $(pkg-config --cflags --libs fuse3)
+pt_pid=
+mount_pt() { # mountpoint source
+        mkdir -p "$1" "$2"
+        "$tmp/passthrough_ll" -f -o "source=$2,cache=always" "$1" >>"$tmp/passthrough.log" 2>&1 &
+        pt_pid=$!
+        pids+=("$pt_pid")
+        mounts+=("$1")
+        for _ in $(seq 200); do
+                findmnt -n "$1" >/dev/null && return 0
+                sleep 0.1
+        done
+        echo "passthrough_ll did not mount" >&2
+        exit 1
+}
+
+echo "azfilesfs benchmark: $SIZE_MIB MiB file, $FILES small files, $(nproc) CPUs," \
+        "curl $(curl --version | awk 'NR == 1 { print $2 }'), temporary files under $TMP_PARENT"
+
+# ---- 2 (baseline). raw Put Ranges ------------------------------------------------------------------
+head -c "$chunk" /dev/urandom >"$tmp/chunk"
+for ((i = 0; i < n_chunks; i++)); do cat "$tmp/chunk"; done >"$tmp/disk/src.bin"
+file_url="$base/$share/raw.bin"
+for ((p = 0; p < PARALLEL; p++)); do
+        for ((i = p; i < n_chunks; i += PARALLEL)); do
+                s=$((i * chunk))
+                e=$((s + chunk - 1))
+                [ "$i" -gt "$p" ] && echo 'next'
+                echo "url = \"$file_url?comp=range&$sas\""
+                echo "upload-file = \"$tmp/chunk\""
+                echo 'header = "x-ms-write: update"'
+                echo "header = \"x-ms-range: bytes=$s-$e\""
+                echo "header = \"x-ms-version: $version\""
+                echo 'header = "Expect:"'
+                echo 'output = "/dev/null"'
+                echo 'write-out = "%{http_code}\n"'
+        done >"$tmp/put.$p.conf"
+        for ((i = p; i < n_chunks; i += PARALLEL)); do
+                s=$((i * chunk))
+                e=$((s + chunk - 1))
+                [ "$i" -gt "$p" ] && echo 'next'
+                echo "url = \"$file_url?$sas\""
+                echo "header = \"x-ms-range: bytes=$s-$e\""
+                echo "header = \"x-ms-version: $version\""
+                echo "output = \"$tmp/disk/dl/part.$i\""
+                echo 'write-out = "%{http_code}\n"'
+        done >"$tmp/get.$p.conf"
+done
+run_curl() { # kind want
+        local p ps=()
+        for ((p = 0; p < PARALLEL; p++)); do
+                curl -sS -K "$tmp/$1.$p.conf" >"$tmp/out.$1.$p" &
+                ps+=($!)
+        done
+        wait "${ps[@]}"
+        [ -z "$(cat "$tmp"/out."$1".* | awk -v w="$2" '$1 != w')" ] || { echo "$1: bad answers" >&2; exit 1; }
+}
+sync
+t0=$(now)
+expect 201 "$(req PUT "$file_url?$sas" -H 'x-ms-type: file' -H "x-ms-content-length: $size" \
+        -H 'Content-Length: 0')" "Create File"
+run_curl put 201
+t1=$(now)
+raw_put=$(mibs "$SIZE_MIB" "$t0" "$t1")
+
+# ---- 1 (baseline). raw ranged GETs into files on the cache's disk ---------------------------------
+mkdir "$tmp/disk/dl"
+t0=$(now)
+run_curl get 206
+t1=$(now)
+raw_get=$(mibs "$SIZE_MIB" "$t0" "$t1")
+rm -rf "$tmp/disk/dl"
+
+# ---- 3 (baseline). warm re-read through passthrough_ll ----------------------------------------------
+mount_pt "$tmp/pt" "$tmp/disk"
+cat "$tmp/pt/src.bin" >/dev/null # warm
+t0=$(now)
+cat "$tmp/pt/src.bin" >/dev/null
+t1=$(now)
+pt_read=$(mibs "$SIZE_MIB" "$t0" "$t1")
+
+# ---- 4 (baseline). tar x on passthrough_ll -----------------------------------------------------------
+mkdir -p "$tmp/tree"
+python3 - "$tmp/tree" "$FILES" <<'EOF'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+for i in range(n):
+    d = os.path.join(root, "src", "dir%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "file %05d.txt" % i), "wb") as f:
+        f.write(rnd.randbytes(rnd.randrange(0, 4096)))
+flat = os.path.join(root, "flat")
+os.makedirs(flat, exist_ok=True)
+for i in range(n):
+    with open(os.path.join(flat, "entry-%05d" % i), "wb") as f:
+        f.write(b"x" * (i % 100))
+EOF
+tar -C "$tmp/tree" -cf "$tmp/tree.tar" src
+tar -C "$tmp/tree" -cf "$tmp/flat.tar" flat
+mkdir "$tmp/disk/untar"
+sync
+t0=$(now)
+tar -C "$tmp/pt/untar" -xf "$tmp/tree.tar"
+t1=$(now)
+pt_tar=$(secs "$t0" "$t1")
+unmount_fs "$tmp/pt" "$pt_pid"
+
+# ---- the driver ------------------------------------------------------------------------------------
+fs_get=$na fs_put=$na fs_warm=$na fs_tar=$na tar_ok=$na per_file=$na lists=$na others=$na
+idle=$na rss=$na
+verify_share() { # local-dir share-dir: every file's bytes on the share over REST
+        python3 - "$base" "$share" "$sas" "$version" "$1" "$2" <<'EOF'
+import os, sys, urllib.parse, urllib.request, xml.etree.ElementTree as ET
+base, share, sas, ver, local, rel = sys.argv[1:]
+def get(url, hdrs={}):
+    r = urllib.request.Request(url, headers={"x-ms-version": ver, **hdrs})
+    with urllib.request.urlopen(r) as a:
+        return a.read()
+def listdir(rel):
+    names, marker = {}, ""
+    while True:
+        q = "restype=directory&comp=list&maxresults=5000" + ("&marker=" + urllib.parse.quote(marker) if marker else "")
+        x = ET.fromstring(get("%s/%s/%s?%s&%s" % (base, share, urllib.parse.quote(rel), q, sas)))
+        for e in x.iter():
+            if e.tag in ("File", "Directory"):
+                names[e.find("Name").text] = e.tag
+        marker = (x.findtext("NextMarker") or "")
+        if not marker:
+            return names
+bad = 0
+def walk(local, rel):
+    global bad
+    on_share = listdir(rel)
+    here = sorted(os.listdir(local))
+    if sorted(on_share) != here:
+        print("differs in %s: %d on the share, %d local" % (rel, len(on_share), len(here)))
+        bad += 1
+        return
+    for n in here:
+        p = os.path.join(local, n)
+        r = rel + "/" + n
+        if os.path.isdir(p):
+            walk(p, r)
+        else:
+            want = open(p, "rb").read()
+            got = get("%s/%s/%s?%s" % (base, share, urllib.parse.quote(r), sas)) if want else b""
+            if got != want:
+                print("bytes differ: " + r)
+                bad += 1
+walk(local, rel)
+sys.exit(1 if bad else 0)
+EOF
+}
+if [ "$have_fs" = 1 ]; then
+        # 2. sequential write through close, default mode.
+        mount_fs "$tmp/m1" "$tmp/disk/cache1"
+        sync
+        t0=$(now)
+        dd if="$tmp/disk/src.bin" of="$tmp/m1/big.bin" bs=4M status=none
+        t1=$(now)
+        fs_put=$(mibs "$SIZE_MIB" "$t0" "$t1")
+        note_rss "$fs_pid"
+        unmount_fs "$tmp/m1" "$fs_pid"
+        # 1. cold read on a fresh mount with an empty cache; 3. warm re-read.
+        mount_fs "$tmp/m2" "$tmp/disk/cache2"
+        t0=$(now)
+        cat "$tmp/m2/big.bin" >/dev/null
+        t1=$(now)
+        fs_get=$(mibs "$SIZE_MIB" "$t0" "$t1")
+        t0=$(now)
+        cat "$tmp/m2/big.bin" >/dev/null
+        t1=$(now)
+        fs_warm=$(mibs "$SIZE_MIB" "$t0" "$t1")
+        note_rss "$fs_pid"
+        cmp -s "$tmp/m2/big.bin" "$tmp/disk/src.bin" || { echo "big.bin differs" >&2; exit 1; }
+        unmount_fs "$tmp/m2" "$fs_pid"
+        # 4. tar x in writeback=async mode, flush, every file on the share.
+        mount_fs "$tmp/m3" "$tmp/disk/cache3" writeback=async
+        mkdir "$tmp/m3/async"
+        t0=$(now)
+        tar -C "$tmp/m3/async" -xf "$tmp/tree.tar"
+        t1=$(now)
+        fs_tar=$(secs "$t0" "$t1")
+        mkdir "$tmp/m3/listing"
+        tar -C "$tmp/m3/listing" -xf "$tmp/flat.tar"
+        flush_fs "$tmp/m3" 600
+        note_rss "$fs_pid"
+        if verify_share "$tmp/tree/src" async/src; then tar_ok="every file on the share"; else tar_ok="FILES MISSING OR WRONG"; fi
+        unmount_fs "$tmp/m3" "$fs_pid"
+        # 4b. default mode: requests per small file.
+        mount_fs "$tmp/m4" "$tmp/disk/cache4"
+        mkdir "$tmp/m4/default"
+        counters '?reset=1' >/dev/null
+        tar -C "$tmp/m4/default" -xf "$tmp/tree.tar"
+        total=$(counters | count_of "")
+        per_file=$(awk -v t="$total" -v n="$FILES" 'BEGIN { printf "%.2f", t / n }')
+        unmount_fs "$tmp/m4" "$fs_pid"
+        # 5. ls -l of a FILES-entry directory on a fresh mount.
+        mount_fs "$tmp/m5" "$tmp/disk/cache5"
+        counters '?reset=1' >/dev/null
+        ls -l "$tmp/m5/listing/flat" >/dev/null
+        c=$(counters)
+        lists=$(count_of ListDirectoriesAndFiles <<<"$c")
+        others=$(($(count_of "" <<<"$c") - lists))
+        # 6. idle.
+        counters '?reset=1' >/dev/null
+        sleep "$IDLE_SECONDS"
+        idle_n=$(counters | count_of "")
+        idle=$(awk -v n="$idle_n" -v s="$IDLE_SECONDS" 'BEGIN { printf "%.2f", n * 60 / s }')
+        note_rss "$fs_pid"
+        unmount_fs "$tmp/m5" "$fs_pid"
+        rss=$((peak_rss / 1024))
+fi
+
+r() { [ "$have_fs" = 1 ] && ratio "$1" "$2" || echo "n/a"; }
+echo "1. cold sequential read:  azfilesfs $fs_get MiB/s, raw curl GETs to disk $raw_get MiB/s," \
+        "ratio $(r "$fs_get" "$raw_get") (target >= 0.8)"
+echo "2. sequential write:      azfilesfs $fs_put MiB/s, raw curl Put Ranges $raw_put MiB/s," \
+        "ratio $(r "$fs_put" "$raw_put") (target >= 0.8)"
+echo "3. warm re-read:          azfilesfs $fs_warm MiB/s, passthrough_ll $pt_read MiB/s," \
+        "ratio $(r "$fs_warm" "$pt_read") (target >= 0.8)"
+echo "4. tar x $FILES files:     azfilesfs writeback=async $fs_tar s, passthrough_ll $pt_tar s," \
+        "ratio $(r "$fs_tar" "$pt_tar") (target <= 2); after flush: $tar_ok"
+echo "   default mode:          $per_file requests per small file (target <= 2)"
+echo "5. ls -l of $FILES entries: $lists List requests (target <= $((FILES / 5000 + 2))), $others other requests (target 0)"
+echo "6. idle mount:            $idle requests per minute over $IDLE_SECONDS s (target <= 1)"
+echo "7. peak RSS of azfilesfs: ${rss} MiB (target <= 64)"
