@@ -19,6 +19,7 @@
 #include "control.h"
 #include "disk-check.h"
 #include "drain.h"
+#include "gpu-check.h"
 #include "health-http.h"
 #include "health.h"
 #include "links-manager.h"
@@ -145,6 +146,12 @@ static void manager_apply_config(Manager *m) {
                 if (r < 0)
                         log_warning_errno(
                                 r, "Failed to apply the disk check settings, ignoring: %m");
+        }
+        if (m->gpu) {
+                gpu_monitor_set_config(
+                        m->gpu, m->config->expected_gpus, m->config->gpu_check_interval_usec,
+                        m->config->gpu_timeout_usec);
+                (void)gpu_monitor_check_now(m->gpu);
         }
         if (m->units) {
                 int r = unit_check_configure(
@@ -294,6 +301,12 @@ int manager_status_json(Manager *m, json_object *o) {
                 r |= json_add(o, "health", health, false);
                 if (health)
                         r |= manager_health_json(m, health);
+        }
+        {
+                json_object *gpu = json_object_new_object();
+                r |= json_add(o, "gpu", gpu, false);
+                if (gpu && m->gpu)
+                        r |= gpu_monitor_status_json(m->gpu, gpu);
         }
         return r < 0 ? -ENOMEM : 0;
 }
@@ -786,6 +799,20 @@ int manager_start(Manager *m) {
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up the disk checks: %m");
         }
+        {
+                const GpuMonitorConfig gc = {
+                        .library = m->config_start->nvml_library,
+                        .metadata_endpoint = m->config_start->metadata_endpoint,
+                        .expected = m->config->expected_gpus,
+                        .interval_usec = m->config->gpu_check_interval_usec,
+                        .timeout_usec = m->config->gpu_timeout_usec,
+                };
+
+                /* After the signals are blocked, like the HTTP thread (it blocks them anyway). */
+                r = gpu_monitor_new(m->event, m->health, &gc, NULL, NULL, &m->gpu);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the GPU check: %m");
+        }
         r = unit_check_new(
                 m->event, m->health, m->config->required_units, m->config->health_interval_usec,
                 &m->units);
@@ -869,6 +896,7 @@ Manager *manager_free(Manager *m) {
         workspace_monitor_free(m->workspace);
         workspace_mount_free(m->workspace_mount);
         disk_check_free(m->disks);
+        gpu_monitor_free(m->gpu);
         unit_check_free(m->units);
         health_free(m->health); /* after every check source */
         sd_event_unref(m->event);

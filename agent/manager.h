@@ -23,6 +23,7 @@ typedef struct Drain Drain;
 typedef struct Health Health;
 typedef struct HealthHttp HealthHttp;
 typedef struct DiskCheck DiskCheck;
+typedef struct GpuMonitor GpuMonitor;
 typedef struct WorkspaceHealth WorkspaceHealth;
 typedef struct UnitCheck UnitCheck;
 
@@ -71,6 +72,7 @@ typedef struct Manager {
         Health *health;                  /* the one health state; every check source feeds it */
         HealthHttp *health_http; /* /health, /metrics, /status; NULL: ListenAddress= empty */
         DiskCheck *disks;        /* health source "disk" */
+        GpuMonitor *gpu;         /* health source "gpu" (NVML in a worker thread) */
         WorkspaceHealth *workspace_health; /* health source "workspace"; NULL with workspace */
         UnitCheck *units;                  /* health source "units" (RequiredUnits=) */
         Drain *drain;                      /* scheduled events, drain, flush, shutdown lock */

@@ -41,7 +41,7 @@
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
-static const char *fake_nvml_path;
+static char *fake_nvml_path;
 
 static char *tmp;
 static char conf_path[512];
@@ -660,7 +660,12 @@ int main(int argc, char *argv[]) {
         }
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
-        fake_nvml_path = argv[3];
+        /* meson may pass it relative to the build directory; NVMLLibrary= is absolute. */
+        fake_nvml_path = realpath(argv[3], NULL);
+        if (!fake_nvml_path) {
+                fprintf(stderr, "%s: %m\n", argv[3]);
+                return EXIT_FAILURE;
+        }
 
         s = suite_create("agent-gpu");
         tc = tcase_create("gpu");
@@ -679,5 +684,6 @@ int main(int argc, char *argv[]) {
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
         srunner_free(sr);
+        free(fake_nvml_path);
         return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
