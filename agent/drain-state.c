@@ -11,6 +11,8 @@
 
 #include <json-c/json.h>
 
+#include "state-file.h"
+
 #define DRAIN_STATE_JSON_DEPTH 8
 
 static const char *const drain_step_table[_DRAIN_STEP_MAX] = {
@@ -394,72 +396,29 @@ int drain_state_format(const DrainState *s, char **ret) {
 /* ---- files ----------------------------------------------------------------------------------- */
 
 int drain_state_load(const char *dir, DrainState *ret, const char **reterr_reason) {
-        _cleanup_free_ char *path = NULL, *buf = NULL;
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
         size_t n = 0;
-        ssize_t k;
+        int r;
 
         *reterr_reason = NULL;
-        if (asprintf(&path, "%s/%s", dir, DRAIN_STATE_FILE) < 0)
-                return -ENOMEM;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0)
-                return NEG_ERRNO();
-        buf = malloc(DRAIN_STATE_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        while ((k = read(fd, buf + n, DRAIN_STATE_FILE_MAX + 1 - n)) > 0) {
-                n += (size_t)k;
-                if (n > DRAIN_STATE_FILE_MAX) {
-                        *reterr_reason = "file too large";
-                        return -EBADMSG;
-                }
+        r = state_file_read(dir, DRAIN_STATE_FILE, DRAIN_STATE_FILE_MAX, &buf, &n);
+        if (r == -EFBIG) {
+                *reterr_reason = "file too large";
+                return -EBADMSG;
         }
-        if (k < 0)
-                return NEG_ERRNO();
+        if (r < 0)
+                return r;
         return drain_state_parse(buf, n, ret, reterr_reason);
 }
 
 int drain_state_save(const char *dir, const DrainState *s) {
-        _cleanup_free_ char *text = NULL, *tmp = NULL, *path = NULL;
-        _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
-        size_t n, off = 0;
+        _cleanup_free_ char *text = NULL;
         int r;
 
         r = drain_state_format(s, &text);
         if (r < 0)
                 return r;
-        if (asprintf(&tmp, "%s/.%s.tmp", dir, DRAIN_STATE_FILE) < 0 ||
-            asprintf(&path, "%s/%s", dir, DRAIN_STATE_FILE) < 0)
-                return -ENOMEM;
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return NEG_ERRNO();
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                return NEG_ERRNO();
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
-                return NEG_ERRNO();
-        n = strlen(text);
-        while (off < n) {
-                ssize_t k = write(fd, text + off, n - off);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = NEG_ERRNO();
-                        (void)unlink(tmp);
-                        return r;
-                }
-                off += (size_t)k;
-        }
-        if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = NEG_ERRNO();
-                (void)unlink(tmp);
-                return r;
-        }
-        if (fsync(dfd) < 0)
-                return NEG_ERRNO();
-        return 0;
+        return state_file_write(dir, DRAIN_STATE_FILE, text);
 }
 
 void drain_read_boot_id(char buf[static DRAIN_BOOT_ID_MAX]) {
