@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "json-util.h"
 #include "state-file.h"
 
 #define DRAIN_STATE_JSON_DEPTH 8
@@ -212,7 +213,6 @@ static int parse_drain(json_object *d, DrainState *s, const char **reason) {
 
 int drain_state_parse(const char *json, size_t size, DrainState *ret, const char **reterr_reason) {
         _cleanup_(json_object_putp) json_object *root = NULL;
-        json_tokener *tok;
         json_object *v, *events;
         const char *str;
         DrainState s;
@@ -220,26 +220,7 @@ int drain_state_parse(const char *json, size_t size, DrainState *ret, const char
 
         drain_state_init(&s);
         *reterr_reason = "not a JSON object";
-        if (size > DRAIN_STATE_FILE_MAX || size > INT32_MAX || memchr(json, '\0', size)) {
-                *reterr_reason = "too large or not text";
-                return -EBADMSG;
-        }
-        tok = json_tokener_new_ex(DRAIN_STATE_JSON_DEPTH);
-        if (!tok)
-                return -ENOMEM;
-        root = json_tokener_parse_ex(tok, json, (int)size);
-        if (root && json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(root);
-                root = NULL;
-        }
-        if (root)
-                for (size_t i = json_tokener_get_parse_end(tok); i < size; i++)
-                        if (!strchr(" \t\r\n", json[i])) {
-                                json_object_put(root);
-                                root = NULL;
-                                break;
-                        }
-        json_tokener_free(tok);
+        root = json_parse_bounded(json, size, DRAIN_STATE_FILE_MAX, DRAIN_STATE_JSON_DEPTH);
         if (!root || !json_object_is_type(root, json_type_object))
                 return -EBADMSG;
         if (!json_object_object_get_ex(root, "version", &v) ||

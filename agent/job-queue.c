@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "json-util.h"
 #include "state-file.h"
 
 #define JOB_QUEUE_JSON_DEPTH 8
@@ -501,24 +502,12 @@ int job_queue_parse(
         const char **reterr_reason) {
         _cleanup_(json_object_putp) json_object *root = NULL;
         json_object *jobs, *v;
-        json_tokener *tok;
         const char *file_boot;
         bool same_boot;
         uint64_t next_id;
 
         *reterr_reason = "not a JSON object";
-        if (size > JOB_QUEUE_FILE_MAX || size > INT32_MAX || memchr(json, '\0', size))
-                return -EBADMSG;
-        tok = json_tokener_new_ex(JOB_QUEUE_JSON_DEPTH);
-        if (!tok)
-                return -ENOMEM;
-        root = json_tokener_parse_ex(tok, json, (int)size);
-        if (root && (json_tokener_get_error(tok) != json_tokener_success ||
-                     json_tokener_get_parse_end(tok) != size)) {
-                json_object_put(root);
-                root = NULL;
-        }
-        json_tokener_free(tok);
+        root = json_parse_bounded(json, size, JOB_QUEUE_FILE_MAX, JOB_QUEUE_JSON_DEPTH);
         if (!root || !json_object_is_type(root, json_type_object))
                 return -EBADMSG;
         *reterr_reason = "malformed queue";

@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 
 #include "http-client.h"
+#include "json-util.h"
 #include "log.h"
 #include "time-util.h"
 
@@ -41,31 +42,6 @@ ScheduledEventType scheduled_event_type_from_string(const char *s) {
 static void json_object_putp(json_object **o) {
         if (*o)
                 (void)json_object_put(*o);
-}
-
-/* One JSON value filling exactly [json, json + size) (whitespace around it allowed). */
-static json_object *json_parse_whole(const char *json, size_t size) {
-        json_tokener *tok;
-        json_object *root;
-
-        if (size > SCHEDULED_EVENTS_DOCUMENT_MAX || size > INT32_MAX || memchr(json, '\0', size))
-                return NULL;
-        tok = json_tokener_new_ex(SCHEDULED_EVENTS_JSON_DEPTH);
-        if (!tok)
-                return NULL;
-        root = json_tokener_parse_ex(tok, json, (int)size);
-        if (root && (json_tokener_get_error(tok) != json_tokener_success)) {
-                json_object_put(root);
-                root = NULL;
-        }
-        for (size_t i = root ? json_tokener_get_parse_end(tok) : size; i < size; i++)
-                if (!strchr(" \t\r\n", json[i])) {
-                        json_object_put(root);
-                        root = NULL;
-                        break;
-                }
-        json_tokener_free(tok);
-        return root;
 }
 
 static const char *json_get_string(json_object *o, const char *key) {
@@ -151,7 +127,8 @@ int scheduled_events_parse(
                 *reterr_reason = "document too large";
                 return -EBADMSG;
         }
-        root = json_parse_whole(json, size);
+        root = json_parse_bounded(
+                json, size, SCHEDULED_EVENTS_DOCUMENT_MAX, SCHEDULED_EVENTS_JSON_DEPTH);
         if (!root || !json_object_is_type(root, json_type_object)) {
                 *reterr_reason = "not a JSON object";
                 return -EBADMSG;
