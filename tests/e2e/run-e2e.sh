@@ -21,9 +21,12 @@
 #             cloud-init done without errors; poolagent.service active (READY=1 received);
 #             the workspace mounted; alice's ~/notebooks/remote, a notebook written through it as
 #             alice and its bytes on the emulator's share; /health healthy, unhealthy with the
-#             scratch disk filled past its threshold, healthy again; [drain] (pending); the
-#             watchdog restarts a SIGSTOPped agent (the mount survives); systemctl poweroff ends
-#             the container, nspawn exits 0. systemd-analyze security is printed, not asserted.
+#             scratch disk filled past its threshold, healthy again; the watchdog restarts a
+#             SIGSTOPped agent (the mount survives); a Terminate event injected into the
+#             emulator's metadata service is approved only after every drain step, with the
+#             notebook written just before it on the share, /health 503, logins blocked and the
+#             shutdown delay lock held; systemctl poweroff ends the container, nspawn exits 0.
+#             systemd-analyze security is printed, not asserted.
 # Everything it starts is stopped on any exit (trap): the container, the emulator (by PID), the
 # overlay mount, the cgroups, the run directory.
 set -euo pipefail
@@ -197,15 +200,20 @@ step_image() {
         # A locale the image has (minbase generates none; cloud-init's locale module would try to
         # set en_US.UTF-8, which it lacks, and fail).
         echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
-        # The container's own health settings, not the pool's: it shares the host's network (so
+        # The container's own settings, not the pool's: the metadata service is the emulator's
+        # (Azure's is 169.254.169.254). It shares the host's network (so
         # the endpoint takes a free loopback port, not 0.0.0.0:8470) and the host's disk for / and
         # /tmp (so those thresholds are small); its scratch disk is a 256 MiB tmpfs (nspawn
         # --tmpfs=/mnt) with thresholds the health step fills past; it has no GPU; checks every
-        # second so that the hysteresis (2 bad, 3 good) takes seconds.
+        # second or two (disks, workspace) so that the hysteresis (2 bad, 3 good) takes seconds.
         health_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         mkdir -p "$root/etc/poolagent/poolagent.conf.d"
         cat >"$root/etc/poolagent/poolagent.conf.d/90-e2e-container.conf" <<-EOF
 		# The e2e test container's own settings (tests/e2e/run-e2e.sh), not a pool's.
+		[Agent]
+		MetadataEndpoint=$emu_imds
+		[Workspace]
+		CheckInterval=2s
 		[Health]
 		ListenAddress=127.0.0.1:$health_port
 		CheckInterval=1s
@@ -405,15 +413,62 @@ http_status_is() { # CODE URL
         [ "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$2")" = "$1" ]
 }
 
-# ---- drain (scheduled events, inhibitor lock): not in the tree yet ----
+# ---- drain: a Terminate scheduled event, the shutdown delay lock ----
 step_drain() {
-        step "drain"
-        # To come with the drain: inject a Terminate event through "$emu_imds/__emu/scheduledevents"
-        # (the agent's IMDS endpoint pointed at $emu_imds by a drop-in), write a notebook as alice
-        # just before, and assert from "$emu_imds/__emu/scheduledevents/approvals" that the event
-        # was approved only after the drain steps, with the notebook's bytes on the share; then
-        # systemd-inhibit --list shows the agent's delay lock and step_poweroff runs with a job.
-        pending "drain (not in the tree yet)"
+        step "drain: Terminate event approved only after the drain; notebook written just before it on the share"
+        local content event_id approvals state got
+        content="{\"cells\": [], \"metadata\": {\"written\": \"just before the Terminate event\"}, \"nbformat\": 4}"
+        # shellcheck disable=SC2016 # $1 is expanded by the shell in the container
+        IN runuser -u alice -- sh -c 'printf "%s\n" "$1" >/home/alice/notebooks/remote/before-terminate.ipynb' sh "$content" ||
+                fail "alice could not write a notebook"
+        event_id=e2e-terminate-$$
+        curl -sf -X POST -H 'Content-Type: application/json' \
+                -d "{\"type\":\"Terminate\",\"id\":\"$event_id\",\"not_before\":300,\"description\":\"e2e scale-in\"}" \
+                "$emu_imds/__emu/scheduledevents" >/dev/null || fail "inject the Terminate event"
+        wait_for 90 "approval of the Terminate event" event_approved "$event_id"
+        approvals=$(curl -sf "$emu_imds/__emu/scheduledevents/approvals")
+        # The agent records each step; approve is the last one. Wait for the record to say done.
+        wait_for 30 "the drain recorded as done" drain_done
+        state=$(IN cat /var/lib/poolagent/drain-state.json)
+        python3 - "$state" "$approvals" "$event_id" <<-'PY' || fail "the drain's record does not show every step before the approval"
+		import json, sys
+		state, approvals, event_id = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+		d = state["drain"]
+		assert d["event_id"] == event_id, d["event_id"]
+		steps = [s for s in d["steps"]]
+		approve = [s for s in steps if s["step"] == "approve"][0]
+		before = [s for s in steps if s["step"] != "approve"]
+		assert approve["result"] == "done", approve
+		for s in before:
+		    assert s["result"] in ("done", "skipped"), s
+		    if s["result"] == "done":
+		        assert s["end_usec"] <= approve["start_usec"], (s, approve)
+		a = [a for a in approvals["Approvals"] if a["EventId"] == event_id][0]
+		print("    steps: " + ", ".join("%s %s" % (s["step"], s["result"]) for s in steps))
+		print("    approved: %s (status when approved: %s), %d bytes flushed" % (a["FirstApproved"], a["StatusWhenApproved"], d["bytes_flushed"]))
+	PY
+        got=$(curl -sf "$emu_url/team/Users/alice/notebooks/before-terminate.ipynb?$sas" -H 'x-ms-version: 2025-05-05') ||
+                fail "the notebook written before the event is not on the share"
+        [ "$got" = "$content" ] || fail "the share holds other bytes: $got"
+        http_status_is 503 "http://127.0.0.1:$health_port/health" || fail "a drained VM still reports healthy"
+        IN test -e /run/nologin || fail "a drained VM still allows logins (/run/nologin missing)"
+        log "drained: approved after every step, notebook on the share, /health 503, logins blocked"
+        # The shutdown delay lock that makes systemctl poweroff wait for the final flush.
+        local inhibitors
+        inhibitors=$(IN systemd-inhibit --list --no-pager)
+        grep -q 'poolagentd.*shutdown.*delay' <<<"$inhibitors" ||
+                { echo "$inhibitors"; fail "no shutdown delay lock held by poolagentd"; }
+}
+event_approved() { # EVENTID
+        local a
+        a=$(curl -sf "$emu_imds/__emu/scheduledevents/approvals") || return 1
+        python3 -c 'import json,sys
+sys.exit(0 if any(a["EventId"] == sys.argv[2] for a in json.loads(sys.argv[1])["Approvals"]) else 1)' "$a" "$1"
+}
+drain_done() {
+        local state
+        state=$(IN cat /var/lib/poolagent/drain-state.json) || return 1
+        python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["drain"]["done"] else 1)' "$state"
 }
 
 step_watchdog() {
@@ -453,6 +508,11 @@ step_poweroff() {
         nspawn_pid=
         leader=
         [ $rc -eq 0 ] || fail "systemd-nspawn exited $rc"
+        # What the agent did on the way down (its own messages, RECIPE gotcha 11), for the log.
+        local j
+        j=$(journalctl -D "$root/var/log/journal" -b -u poolagent.service -o cat --no-pager 2>/dev/null) || true
+        j=$(grep -E 'Shutdown drain|Drain \(.*(started|finished)|stopping' <<<"$j" | tail -4) || true
+        [ -n "$j" ] && printf '    %s\n' "${j//$'\n'/$'\n'    }"
         step "done"
 }
 
@@ -462,8 +522,8 @@ step_packages
 if [ "${E2E_MOUNT:-1}" = 0 ]; then
         mount_pending="E2E_MOUNT=0"
 fi
-step_image
 step_emulator
+step_image
 step_seed
 step_boot
 step_cloud_init
@@ -472,6 +532,6 @@ step_security
 step_workspace_mount
 step_user_links
 step_health
-step_drain
 step_watchdog
+step_drain
 step_poweroff
