@@ -593,6 +593,7 @@ unsigned gpu_evaluate(const GpuEvalInput *in, GpuCheck *checks, GpuVerdict *ret_
 /* ---- the worker thread ---------------------------------------------------------------------- */
 
 #define GPU_VM_SIZE_MAX 128U
+#define GPU_IMDS_TIMEOUT_MS UINT64_C(5000) /* one request to the metadata service at most */
 
 /* What the loop and the worker share. Lock order: just this one mutex. The worker holds a
  * reference while it runs, the monitor one while it lives; the last one frees. */
@@ -600,7 +601,9 @@ typedef struct GpuWorker {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         unsigned refs;                 /* protected by lock */
-        bool quit, request, busy;      /* protected by lock */
+        bool quit, request;            /* protected by lock */
+        bool busy;                     /* protected by lock; a request is being served */
+        bool reading;                  /* protected by lock; inside NVML (the bounded part) */
         bool want_vm_size;             /* protected by lock */
         uint64_t timeout_ms;           /* protected by lock */
         GpuSnapshot *result;           /* protected by lock; a finished read not yet taken */
@@ -718,7 +721,7 @@ static void *gpu_worker_run(void *userdata) {
                 if (w->quit)
                         break;
                 w->request = false;
-                w->busy = true;
+                w->busy = w->reading = true;
                 want_vm_size = w->want_vm_size;
                 timeout_ms = w->timeout_ms;
                 (void)pthread_mutex_unlock(&w->lock);
@@ -737,16 +740,23 @@ static void *gpu_worker_run(void *userdata) {
                                         detail ? detail : strerror(-r));
                         }
                 }
-                if (want_vm_size && w->endpoint)
-                        (void)gpu_imds_vm_size(
-                                w->endpoint, timeout_ms, vm_size, sizeof(vm_size), vm_err,
-                                sizeof(vm_err));
-
                 (void)pthread_mutex_lock(&w->lock);
                 if (snap) {
                         free(w->result);
                         w->result = snap;
                 }
+                w->reading = false;
+                (void)!write(w->efd, &one, sizeof(one));
+                (void)pthread_mutex_unlock(&w->lock);
+
+                /* After the reading is out: a slow metadata service never looks like NVML
+                 * hanging. It has its own, shorter bound. */
+                if (want_vm_size && w->endpoint)
+                        (void)gpu_imds_vm_size(
+                                w->endpoint, MIN(timeout_ms, GPU_IMDS_TIMEOUT_MS), vm_size,
+                                sizeof(vm_size), vm_err, sizeof(vm_err));
+
+                (void)pthread_mutex_lock(&w->lock);
                 if (vm_size[0])
                         (void)snprintf(w->vm_size, sizeof(w->vm_size), "%s", vm_size);
                 if (vm_err[0])
@@ -913,18 +923,23 @@ static void gpu_monitor_evaluate(GpuMonitor *m) {
 static int gpu_monitor_on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         GpuMonitor *m = userdata;
         GpuSnapshot *snap;
+        bool vm_size_changed;
         uint64_t v;
 
         (void)!read(fd, &v, sizeof(v));
         (void)pthread_mutex_lock(&m->worker->lock);
         snap = TAKE_PTR(m->worker->result);
+        vm_size_changed = !streq(m->vm_size, m->worker->vm_size);
         (void)snprintf(m->vm_size, sizeof(m->vm_size), "%s", m->worker->vm_size);
         (void)snprintf(m->vm_size_error, sizeof(m->vm_size_error), "%s", m->worker->vm_size_error);
         if (m->vm_size[0])
                 m->worker->want_vm_size = false;
         (void)pthread_mutex_unlock(&m->worker->lock);
-        if (!snap)
+        if (!snap) {
+                if (vm_size_changed && m->snapshot) /* the expected count is known now */
+                        gpu_monitor_evaluate(m);
                 return 0;
+        }
         for (unsigned i = 0; i < snap->n_gpus; i++) {
                 GpuReading *g = &snap->gpus[i];
                 if (g->uuid[0])
@@ -952,7 +967,7 @@ static int gpu_monitor_on_deadline(sd_event_source *s, uint64_t usec, void *user
 
         m->deadline = sd_event_source_disable_unref(m->deadline);
         (void)pthread_mutex_lock(&m->worker->lock);
-        busy = m->worker->busy || m->worker->request;
+        busy = m->worker->reading || m->worker->request;
         (void)pthread_mutex_unlock(&m->worker->lock);
         if (!busy)
                 return 0; /* the result is on its way */

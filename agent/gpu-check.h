@@ -28,7 +28,8 @@
  * run on the event loop: one worker thread per monitor makes them, at most one read at a time;
  * a read still running after the timeout makes gpu_nvml unhealthy and no second read starts until
  * it returns. The same thread asks the Instance Metadata Service for the VM size when
- * ExpectedGPUs=auto (bounded by the timeout as well). */
+ * ExpectedGPUs=auto, after the reading is out (bounded by 5 s or the timeout, whichever is less).
+ */
 
 #include <errno.h>
 #include <stdbool.h>
