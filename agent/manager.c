@@ -888,6 +888,10 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* Sources still report while they go (workspace_health_free() removes its checks): no
+         * callback into a manager that is half gone. */
+        if (m->health)
+                health_set_change_callback(m->health, NULL, NULL);
         health_http_free(m->health_http); /* stops its thread before the state goes */
         drain_free(m->drain);             /* answers its waiting flush clients first */
         links_manager_free(m->links);     /* answers its waiting clients first */

@@ -680,7 +680,9 @@ START_TEST(test_hung_workspace) {
 
                 ck_assert(status == 200 || status == 503);
                 r = health_result(NULL);
-                if (streq(jstr(find_check(r, "workspace_mount", ws), "verdict"), "unhealthy")) {
+                /* Unhealthy already while nothing was mounted: wait for the hung verdict. */
+                if (streq(jstr(find_check(r, "workspace_mount", ws), "verdict"), "unhealthy") &&
+                    streq(jstr(find_check(r, "workspace_mount", ws), "signal"), "hung")) {
                         ck_assert_msg(
                                 strstr(jstr(find_check(r, "workspace_mount", ws), "message"),
                                        "hung"),
@@ -688,8 +690,10 @@ START_TEST(test_hung_workspace) {
                         json_object_put(r);
                         break;
                 }
+                ck_assert_msg(
+                        left_ms(deadline) > 0, "hung workspace not unhealthy: %s",
+                        jstr(find_check(r, "workspace_mount", ws), "message"));
                 json_object_put(r);
-                ck_assert_msg(left_ms(deadline) > 0, "hung workspace not unhealthy");
         }
         expect_health(503, "Unhealthy");
         fs_stop();
@@ -736,6 +740,19 @@ START_TEST(test_http_hostile) {
                 (void)close(fd);
                 s = http_get("/health", NULL);
                 ck_assert_int_eq(s, 200);
+        }
+
+        /* Slowloris: half a request and then nothing; the agent closes it by itself (its
+         * per-connection timeout), well within our bound. */
+        {
+                int fd = http_connect();
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                char c;
+
+                ck_assert_int_eq(send(fd, "GET /health HTTP/1.1\r\nHo", 25, MSG_NOSIGNAL), 25);
+                ck_assert_msg(poll(&p, 1, WAIT_MS) > 0, "a stalled request was never closed");
+                ck_assert_int_le(recv(fd, &c, 1, 0), 0);
+                (void)close(fd);
         }
 
         rss_before = vm_rss_kib(agent_pid);
