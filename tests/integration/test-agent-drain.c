@@ -494,6 +494,29 @@ START_TEST(test_other_vm_ignored) {
 }
 END_TEST
 
+/* An event already Started when the agent first sees it (the platform did not wait) is drained
+ * without an approval; VMName= names this VM instead of the instance metadata. */
+START_TEST(test_started_event_and_vm_name) {
+        json_object *d;
+
+        write_conf("VMName=custom-vm-7");
+        start_agent();
+        inject("{\"type\":\"Reboot\",\"id\":\"started-1\",\"resources\":[\"CUSTOM-VM-7\"],"
+               "\"not_before_epoch\":1000,\"started_seconds\":600}");
+        d = wait_drain_state("drained");
+        ck_assert_str_eq(json_object_get_string(jget(d, "event_id", NULL)), "started-1");
+        ck_assert(json_object_get_boolean(jget(d, "event_started", NULL)));
+        ck_assert_str_eq(
+                json_object_get_string(jget(d, "scheduled_events", "vm_name")), "custom-vm-7");
+        ck_assert_str_eq(json_object_get_string(jget(step_of(d, "flush"), "result", NULL)), "done");
+        ck_assert_str_eq(
+                json_object_get_string(jget(step_of(d, "approve"), "result", NULL)), "skipped");
+        json_object_put(d);
+        wait_polls(2);
+        ck_assert_ptr_null(approval_of("started-1"));
+}
+END_TEST
+
 START_TEST(test_metadata_faults) {
         json_object *d, *a;
 
@@ -735,6 +758,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_restart_mid_drain);
         tcase_add_test(tc, test_manual_drain_cancel_flush);
         tcase_add_test(tc, test_preempt_dirty_azfilesfs);
+        tcase_add_test(tc, test_started_event_and_vm_name);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("faults");
