@@ -5,7 +5,7 @@
 #   tests/e2e/build-rootfs.sh            build if needed, print the tarball's path
 #
 # The cache key is a digest of the suite, the package list and this script's format version, so
-# a changed list builds a new tarball once; older tarballs are removed. Building takes 1-4 min
+# a changed list builds a new tarball once; older tarballs are removed. Building takes 1-12 min
 # (dpkg unpack and configure dominate), unpacking about 1-2 s.
 #
 # Environment: E2E_CACHE_DIR (default /var/cache/poolagent-e2e), E2E_MIRROR (default: the first
@@ -44,7 +44,7 @@ mkdir -p "$cache_dir"
 work=$(mktemp -d "$cache_dir/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 start=$SECONDS
-echo "build-rootfs: debootstrap $suite from $mirror (1-4 min)" >&2
+echo "build-rootfs: debootstrap $suite from $mirror (1-4 min on a quiet machine, 12 at load 11)" >&2
 include=$(
         IFS=,
         echo "${packages[*]}"
