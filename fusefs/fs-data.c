@@ -26,6 +26,11 @@
 
 #define P ((uint64_t)FS_PIECE_SIZE)
 #define READAHEAD_PIECES 4
+/* Uploads are admitted in rounds: at most UPLOAD_PIECES_MAX Put Ranges per file and round, and
+ * UPLOADS_MAX files at a time (the others queue), so that the calls in flight stay well under
+ * REST_CALLS_MAX whatever is dirty. */
+#define UPLOAD_PIECES_MAX 64
+#define UPLOADS_MAX 64
 #define TICK_USEC (250 * UINT64_C(1000))
 #define SIDECAR_MAX (4u * 1024u * 1024u)
 #define XATTR_DIRTY "user.azfilesfs.dirty_bytes"
@@ -907,6 +912,18 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         }
         if (!fs_inode_is_dirty(i))
                 return;
+        if (fs->uploads_in_flight >= UPLOADS_MAX) {
+                if (!i->upload_queued) {
+                        i->upload_queued = true;
+                        i->upload_queue_next = NULL;
+                        if (fs->upload_queue_tail)
+                                fs->upload_queue_tail->upload_queue_next = i;
+                        else
+                                fs->upload_queue = i;
+                        fs->upload_queue_tail = i;
+                }
+                return;
+        }
         i->uploading = true;
         i->upload_path_gen = i->path_gen;
         i->upload_again = false;
@@ -916,9 +933,15 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         i->upload_size = i->size;
         i->upload_etag[0] = '\0';
         fs->uploads_in_flight++;
-        for (size_t k = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_DIRTY)
+        i->upload_partial = false;
+        for (size_t k = 0, taken = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_DIRTY) {
+                        if (taken++ >= UPLOAD_PIECES_MAX) {
+                                i->upload_partial = true; /* the next round takes the rest */
+                                break;
+                        }
                         piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
+                }
         if (i->size_dirty || i->size != i->remote_size) {
                 RestOp op = {
                         .type = REST_OP_SET_FILE_PROPERTIES,
@@ -930,6 +953,19 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                 r = upload_ranges_locked(fs, i);
         if (r < 0)
                 upload_fail_locked(fs, i, r);
+}
+
+/* Starts queued uploads while there is room. */
+static void upload_kick_queue_locked(Fs *fs) {
+        while (fs->upload_queue && fs->uploads_in_flight < UPLOADS_MAX) {
+                Inode *i = fs->upload_queue;
+                fs->upload_queue = i->upload_queue_next;
+                if (!fs->upload_queue)
+                        fs->upload_queue_tail = NULL;
+                i->upload_queue_next = NULL;
+                i->upload_queued = false;
+                fs_upload_start_locked(fs, i);
+        }
 }
 
 void fs_upload_all_locked(Fs *fs) {
@@ -1016,11 +1052,13 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (w->kind == FS_WAIT_FLUSH)
                         waiters = true;
         if ((err == 0 || moved) && fs_inode_is_dirty(i) && !i->unlinked &&
-            (waiters || fs->flush_all || !fs->o->writeback_async || i->upload_again || moved)) {
+            (waiters || fs->flush_all || !fs->o->writeback_async || i->upload_again || moved ||
+             i->upload_partial)) {
                 fs_upload_start_locked(fs, i);
-                if (i->uploading)
+                if (i->uploading || i->upload_queued)
                         return;
         }
+        upload_kick_queue_locked(fs);
         for (FsWaiter **p = &i->waiters; *p;) {
                 FsWaiter *w = *p;
                 if (w->kind != FS_WAIT_FLUSH) {
@@ -1145,7 +1183,7 @@ static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
         *w = (FsWaiter){.kind = FS_WAIT_FLUSH, .req = req, .ino = ino, .next = i->waiters};
         i->waiters = w;
         fs_upload_start_locked(fs, i);
-        if (!i->uploading) {
+        if (!i->uploading && !i->upload_queued) {
                 /* Nothing to do after all (a deleted file's data is dropped), or not even the
                  * submission worked (the data stays dirty): answer now. */
                 int err = fs_inode_is_dirty(i) ? EIO : 0;

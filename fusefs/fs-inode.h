@@ -66,6 +66,9 @@ struct Inode {
 
         /* Upload (loop thread). */
         bool uploading;
+        bool upload_queued;  /* waiting for a free upload slot (Fs.upload_queue) */
+        bool upload_partial; /* this round left dirty pieces for the next */
+        Inode *upload_queue_next;
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;
         unsigned upload_pending;

@@ -79,6 +79,7 @@ typedef struct Fs {
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
         FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
         unsigned uploads_in_flight;
+        Inode *upload_queue, *upload_queue_tail; /* files waiting for an upload slot, FIFO */
         uint64_t requests_total, requests_failed;
         char *last_error, *last_error_path, *last_request_id;
         int last_upload_error;      /* the last upload round that failed, 0 after a success */

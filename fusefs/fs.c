@@ -285,7 +285,7 @@ static Inode *get_inode_locked(Fs *fs, fuse_ino_t ino) {
 
 static void maybe_free_locked(Fs *fs, Inode *i) {
         if (i->nlookup > 0 || i->refs > 0 || i->ino == FS_ROOT_INO || i->uploading ||
-            fs_inode_is_dirty(i))
+            i->upload_queued || fs_inode_is_dirty(i))
                 return;
         if (i->cache_fd >= 0)
                 fs_cache_drop_locked(fs, i);

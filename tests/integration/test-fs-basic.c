@@ -504,10 +504,19 @@ START_TEST(test_flush) {
         ck_assert(memmem(names, (size_t)n, "user.azfilesfs.dirty_bytes", 27));
         ck_assert(memmem(names, (size_t)n, "user.azfilesfs.stats", 21));
         ck_assert(memmem(names, (size_t)n, "user.azfilesfs.flush", 21));
+        /* more dirty files than uploads run at once: the rest queue */
+        ck_assert_int_eq(mkdir(P(mnt, "many"), 0755), 0);
+        for (unsigned k = 0; k < 150; k++) {
+                char name[64];
+                (void)snprintf(name, sizeof(name), "many/%u", k);
+                write_file(P(mnt, name), name);
+        }
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
         check_share("a.txt", "aaaa");
         check_share("b.txt", "bbbbbbbb");
+        check_share("many/0", "many/0");
+        check_share("many/149", "many/149");
         /* fsync is a durability point in async mode too */
         {
                 int fd = open(P(mnt, "c.txt"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
