@@ -500,7 +500,7 @@ static void gpu_evaluate_count(GpuCheckList *l, const GpuEvalInput *in) {
 
         if (s->count_ret != NVML_SUCCESS) {
                 c = gpu_check_add(
-                        l, "gpu_count", NULL,
+                        l, "gpu_devices", NULL,
                         in->expected > 0 ? GPU_VERDICT_UNHEALTHY : GPU_VERDICT_UNKNOWN);
                 gpu_check_message(c, "cannot count the GPUs: %s", ret_str(s->count_ret));
                 return;
@@ -510,7 +510,7 @@ static void gpu_evaluate_count(GpuCheckList *l, const GpuEvalInput *in) {
             : s->count < (unsigned)in->expected  ? GPU_VERDICT_UNHEALTHY
             : s->count > (unsigned)in->expected  ? GPU_VERDICT_WARNING
                                                  : GPU_VERDICT_OK;
-        c = gpu_check_add(l, "gpu_count", NULL, v);
+        c = gpu_check_add(l, "gpu_devices", NULL, v);
         gpu_check_value(c, s->count, "count");
         if (in->expected > 0)
                 gpu_check_threshold(c, in->expected, in->expected);
@@ -553,7 +553,7 @@ unsigned gpu_evaluate(const GpuEvalInput *in, GpuCheck *checks, GpuVerdict *ret_
                         for (unsigned i = 0; i < in->snapshot->n_gpus; i++)
                                 gpu_evaluate_one(&l, &in->snapshot->gpus[i], in);
                 } else if (in->expected > 0) {
-                        c = gpu_check_add(&l, "gpu_count", NULL, GPU_VERDICT_UNHEALTHY);
+                        c = gpu_check_add(&l, "gpu_devices", NULL, GPU_VERDICT_UNHEALTHY);
                         gpu_check_value(c, 0, "count");
                         gpu_check_threshold(c, in->expected, in->expected);
                         gpu_check_message(

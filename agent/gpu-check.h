@@ -7,8 +7,10 @@
  *
  *   gpu_nvml                     the library: missing, failing to initialise, or not answering
  *                                within the timeout (unhealthy when GPUs are expected)
- *   gpu_count                    GPUs found against ExpectedGPUs= (fewer: unhealthy, more: warning)
- *   gpu_lost                     a GPU answers NVML_ERROR_GPU_IS_LOST (fell off the bus): unhealthy
+ *   gpu_devices                  GPUs found against ExpectedGPUs= (fewer: unhealthy, more:
+ *                                warning)
+ *   gpu_lost                     a GPU answers NVML_ERROR_GPU_IS_LOST (fell off the bus):
+ *                                unhealthy
  *   gpu_ecc_uncorrected_volatile uncorrectable ECC errors since the driver loaded: > 0 unhealthy
  *   gpu_retired_pages_pending    pages waiting for retirement (needs a reboot): unhealthy
  *   gpu_row_remap_failure        a row remap failed: unhealthy

@@ -373,6 +373,28 @@ static long http_get(const char *path, char **ret_body) {
         return status;
 }
 
+/* promtool (Debian's prometheus) accepts the metrics; skipped without it (CI installs it). */
+static void expect_promtool_accepts(const char *metrics) {
+        char path[600], cmd[1400];
+        int status;
+
+        if (access("/usr/bin/promtool", X_OK) < 0) {
+                fprintf(stderr, "promtool is missing: skipping the /metrics lint\n");
+                return;
+        }
+        (void)snprintf(path, sizeof(path), "%s/metrics.txt", tmp);
+        write_file(path, metrics);
+        (void)snprintf(
+                cmd, sizeof(cmd), "/usr/bin/promtool check metrics < '%s' > '%s.lint' 2>&1", path,
+                path);
+        status = system(cmd);
+        if (status != 0) {
+                (void)snprintf(cmd, sizeof(cmd), "cat '%s.lint' >&2", path);
+                (void)system(cmd);
+        }
+        ck_assert_msg(status == 0, "promtool check metrics failed (status 0x%x)", status);
+}
+
 static void expect_gpu_identity(json_object *c, int index) {
         char uuid[64], pci[32];
 
@@ -427,7 +449,7 @@ START_TEST(test_healthy) {
         ck_assert_str_eq(jstr(gpu, "driver_version"), "550.54.15");
         ck_assert_str_eq(jstr(gpu, "library"), fake_nvml_path);
         expect_check(gpu, "gpu_nvml", -1, "ok");
-        expect_check(gpu, "gpu_count", -1, "ok");
+        expect_check(gpu, "gpu_devices", -1, "ok");
         for (int i = 0; i < 4; i++) {
                 expect_gpu_identity(expect_check(gpu, "gpu_lost", i, "ok"), i);
                 expect_check(gpu, "gpu_ecc_uncorrected_volatile", i, "ok");
@@ -446,7 +468,7 @@ START_TEST(test_healthy) {
                 wait_notify("health: healthy", false);
                 health = poolctl_health(&exit_status);
                 ck_assert_int_eq(exit_status, 0);
-                ck_assert_ptr_nonnull(find_health_check(health, "gpu_count", ""));
+                ck_assert_ptr_nonnull(find_health_check(health, "gpu_devices", ""));
                 ck_assert_str_eq(
                         jstr(find_health_check(
                                      health, "gpu_lost",
@@ -457,13 +479,14 @@ START_TEST(test_healthy) {
                 ck_assert_int_eq(http_get("/health", &body), 200);
                 free(body);
                 ck_assert_int_eq(http_get("/metrics", &body), 200);
-                ck_assert_ptr_nonnull(strstr(body, "poolagent_gpu_count{subject=\"\"} 4\n"));
+                ck_assert_ptr_nonnull(strstr(body, "poolagent_gpu_devices{subject=\"\"} 4\n"));
                 ck_assert_ptr_nonnull(strstr(
                         body,
                         "poolagent_gpu_temperature_celsius{subject=\"GPU 0 (GPU-fa4e0000-0000-4000-8000-000000000000, 00000000:01:00.0)\"} 40\n"));
                 ck_assert_ptr_nonnull(strstr(
                         body,
                         "poolagent_health_check_status{source=\"gpu\",check=\"gpu_xid\",subject=\"GPU 1 (GPU-fa4e0000-0000-4000-8000-000000000001, 00000000:02:00.0)\"} 0\n"));
+                expect_promtool_accepts(body);
         }
 }
 END_TEST
@@ -562,7 +585,7 @@ START_TEST(test_fewer_than_expected) {
         write_conf("ExpectedGPUs=4", NULL, NULL);
         agent_start();
         gpu = wait_gpu_state("unhealthy", 1);
-        c = expect_check(gpu, "gpu_count", -1, "unhealthy");
+        c = expect_check(gpu, "gpu_devices", -1, "unhealthy");
         ck_assert_int_eq(jint(c, "value"), 3);
         ck_assert_int_eq(jint(c, "threshold_unhealthy"), 4);
         ck_assert_ptr_nonnull(strstr(jstr(c, "message"), "3 GPUs found, 4 expected"));
@@ -585,7 +608,7 @@ START_TEST(test_nvml_missing) {
         gpu = wait_gpu_state("ok", 1);
         c = expect_check(gpu, "gpu_nvml", -1, "ok");
         ck_assert_str_eq(jstr(c, "signal"), "not_installed");
-        ck_assert_ptr_null(find_check(gpu, "gpu_count", -1));
+        ck_assert_ptr_null(find_check(gpu, "gpu_devices", -1));
         json_object_put(gpu);
 
         /* GPUs expected after a reload: the same missing library is now a fault. */
@@ -593,7 +616,7 @@ START_TEST(test_nvml_missing) {
         ck_assert_int_eq(poolctl((const char *const[]){"reload", NULL}, &out, NULL), 0);
         gpu = wait_gpu_state("unhealthy", 1);
         expect_check(gpu, "gpu_nvml", -1, "unhealthy");
-        c = expect_check(gpu, "gpu_count", -1, "unhealthy");
+        c = expect_check(gpu, "gpu_devices", -1, "unhealthy");
         ck_assert_int_eq(jint(c, "value"), 0);
         json_object_put(gpu);
 }
@@ -641,7 +664,7 @@ START_TEST(test_expected_from_vm_size) {
         gpu = wait_gpu_state("unhealthy", 1);
         ck_assert_int_eq(jint(gpu, "expected"), 4);
         ck_assert_str_eq(jstr(gpu, "vm_size"), "Standard_NC96ads_A100_v4");
-        c = expect_check(gpu, "gpu_count", -1, "unhealthy");
+        c = expect_check(gpu, "gpu_devices", -1, "unhealthy");
         ck_assert_ptr_nonnull(strstr(jstr(c, "message"), "Standard_NC96ads_A100_v4"));
         json_object_put(gpu);
         agent_stop();

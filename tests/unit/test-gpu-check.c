@@ -184,7 +184,7 @@ START_TEST(test_healthy) {
 
         ck_assert_int_eq(e->overall, GPU_VERDICT_OK);
         assert_check(e, "gpu_nvml", -1, GPU_VERDICT_OK);
-        assert_check(e, "gpu_count", -1, GPU_VERDICT_OK);
+        assert_check(e, "gpu_devices", -1, GPU_VERDICT_OK);
         c = find(e, "gpu_driver", -1);
         ck_assert_ptr_nonnull(c);
         ck_assert_ptr_nonnull(strstr(c->message, "550.54.15"));
@@ -222,14 +222,14 @@ START_TEST(test_count) {
         const GpuCheck *c;
 
         ck_assert_int_eq(fewer->overall, GPU_VERDICT_UNHEALTHY);
-        assert_check(fewer, "gpu_count", -1, GPU_VERDICT_UNHEALTHY);
-        c = find(fewer, "gpu_count", -1);
+        assert_check(fewer, "gpu_devices", -1, GPU_VERDICT_UNHEALTHY);
+        c = find(fewer, "gpu_devices", -1);
         ck_assert(c->has_value && c->value == 3 && c->threshold_unhealthy == 4);
         ck_assert_ptr_nonnull(strstr(c->message, "3 GPUs found, 4 expected"));
         ck_assert_int_eq(more->overall, GPU_VERDICT_WARNING);
-        assert_check(more, "gpu_count", -1, GPU_VERDICT_WARNING);
+        assert_check(more, "gpu_devices", -1, GPU_VERDICT_WARNING);
         ck_assert_int_eq(none->overall, GPU_VERDICT_OK);
-        assert_check(unknown, "gpu_count", -1, GPU_VERDICT_UNKNOWN);
+        assert_check(unknown, "gpu_devices", -1, GPU_VERDICT_UNKNOWN);
         ck_assert_int_eq(unknown->overall, GPU_VERDICT_OK); /* unknown alone does not count */
 }
 END_TEST
@@ -367,12 +367,12 @@ START_TEST(test_no_nvml) {
         ck_assert_int_eq(none->overall, GPU_VERDICT_OK);
         assert_check(none, "gpu_nvml", -1, GPU_VERDICT_OK);
         ck_assert_str_eq(find(none, "gpu_nvml", -1)->signal, "not_installed");
-        ck_assert_ptr_null(find(none, "gpu_count", -1));
+        ck_assert_ptr_null(find(none, "gpu_devices", -1));
 
         four = evaluate(s, 4, NULL, false);
         ck_assert_int_eq(four->overall, GPU_VERDICT_UNHEALTHY);
         assert_check(four, "gpu_nvml", -1, GPU_VERDICT_UNHEALTHY);
-        assert_check(four, "gpu_count", -1, GPU_VERDICT_UNHEALTHY);
+        assert_check(four, "gpu_devices", -1, GPU_VERDICT_UNHEALTHY);
 
         unknown = evaluate(s, GPU_EXPECTED_UNKNOWN, NULL, false);
         ck_assert_int_eq(unknown->overall, GPU_VERDICT_UNKNOWN);
