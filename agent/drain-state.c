@@ -367,7 +367,8 @@ int drain_state_format(const DrainState *s, char **ret) {
         }
         if (r < 0)
                 return -ENOMEM;
-        text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
+        text = strdup(json_object_to_json_string_ext(
+                root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         if (!text)
                 return -ENOMEM;
         *ret = text;

@@ -382,7 +382,8 @@ static void drain_write_report(Drain *d) {
         o = drain_report_json(d);
         if (!o)
                 return drain_step_finish(d, DRAIN_RESULT_FAILED, "out of memory");
-        text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+        text = strdup(json_object_to_json_string_ext(
+                o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
         if (!text || (d->state.event_id[0]
                               ? asprintf(&name, "%s-%s.json", drain_vm_name(d), d->state.event_id)
@@ -519,7 +520,8 @@ static void drain_finish(Drain *d) {
                         (void)json_object_object_add(
                                 o, "approval",
                                 json_object_new_string(drain_approval_to_string(e->approval)));
-                text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                text = strdup(json_object_to_json_string_ext(
+                        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         }
         (void)snprintf(

@@ -392,7 +392,8 @@ int job_queue_format(const JobQueue *q, char **ret) {
         }
         if (r < 0)
                 return -ENOMEM;
-        text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+        text = strdup(json_object_to_json_string_ext(
+                root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         if (!text)
                 return -ENOMEM;
         *ret = text;

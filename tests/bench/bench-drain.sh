@@ -63,6 +63,8 @@ MetadataEndpoint=$imds
 MountPoint=$tmp/mnt
 [Users]
 UIDRange=3999999000-3999999001
+[Health]
+ListenAddress=127.0.0.1:0
 [Drain]
 NoLoginFile=$tmp/nologin
 NotifyUsers=no

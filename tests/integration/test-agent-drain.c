@@ -98,7 +98,7 @@ static void write_conf(const char *drain_extra) {
                 text, sizeof(text),
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s\nMetadataEndpoint=%s\n"
                 "[Workspace]\nMountPoint=%s\n%s"
-                "[Users]\nUIDRange=3999999000-3999999001\n"
+                "[Users]\nUIDRange=3999999000-3999999001\n[Health]\nListenAddress=127.0.0.1:0\n"
                 "[Drain]\nNoLoginFile=%s\nNotifyUsers=no\nShutdownInhibitor=no\n%s\n",
                 socket_path, state_dir, emu->imds_url, mnt_path, workspace_extra, nologin_path,
                 drain_extra ? drain_extra : "");
