@@ -40,11 +40,14 @@ const char *gpu_verdict_to_string(GpuVerdict v) {
 
 /* ---- VM sizes ------------------------------------------------------------------------------- */
 
-/* NVIDIA GPUs per Azure VM size, from the size pages of learn.microsoft.com (azure/virtual-
- * machines/sizes/gpu-accelerated/): NC (K80, v2 P100, v3 V100, T4_v3, A100_v4, H100_v5, A10_v4),
- * ND (P40, v2 V100, A100_v4, H100_v5, H200_v5), NV (M60, v3 M60, A10_v5). A fractional A10
- * (NVads_A10_v5, NCads_A10_v4 below a whole GPU) shows up as one GPU in the VM. Sizes with AMD
- * GPUs (NVv4, ND MI300X) have no NVIDIA GPU and are not listed: they count as unknown. */
+/* NVIDIA GPUs per Azure VM size. Checked against the GPU counts listed in microsoft/aspire's
+ * src/Aspire.Hosting.Azure.Kubernetes/AksNodeVmSizes.cs (commit 5bd693a; NC A100 v4, NC A10 v4,
+ * NC H100 v5, ND A100 v4, ND H100 v5, NV A10 v5) and Hugging Face's Azure hardware page (NC T4
+ * v3); the older and rarer sizes (NC K80, NCv2, NCv3, ND P40, NDv2, NV M60, NVv3, NCC H100 v5,
+ * ND H200 v5) are from the Azure size pages (learn.microsoft.com, virtual-machines/sizes/gpu-
+ * accelerated) as remembered, not re-read. A fractional A10 (NVads_A10_v5, NCads_A10_v4 below a
+ * whole GPU) shows up as one GPU in the VM. Sizes with AMD GPUs (NVv4, ND MI300X) have no NVIDIA
+ * GPU and are not listed: they count as unknown. */
 static const struct {
         const char *size; /* without "Standard_" */
         int gpus;

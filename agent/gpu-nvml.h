@@ -7,11 +7,18 @@
  * The first half of this header is the subset of NVML's C ABI the agent calls, written from
  * NVIDIA's nvml.h (NVML_API_VERSION 12; the copy read was github.com/XuehaiPan/nvml-dev nvml.h,
  * "Copyright 1993-2023 NVIDIA Corporation", commit bc73f41) and the NVML API reference
- * (docs.nvidia.com/deploy/nvml-api/). Names, enum values, struct layouts and the versioned
- * symbol names (nvmlInit_v2, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
- * nvmlDeviceGetPciInfo_v3, nvmlEventSetWait_v2: what nvml.h maps the unversioned names to) are
- * the library's, so they keep nvml.h's spelling rather than ours. The fake library of the tests
- * (tests/tools/fake-nvml.c) implements exactly these declarations.
+ * (docs.nvidia.com/deploy/nvml-api/). Read in that nvml.h: nvmlReturn_t (0-28, 999), the enums
+ * below, nvmlPciInfo_t (v3 layout), nvmlMemory_t (bytes), nvmlEventData_t (eventData is the Xid,
+ * 999 when unknown), nvmlEventTypeXidCriticalError, the clock throttle reason bits, and which
+ * versioned symbols the unversioned names map to (nvmlInit_v2, nvmlDeviceGetCount_v2,
+ * nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetPciInfo_v3, nvmlEventSetWait_v2). The buffer sizes
+ * are nvml.h's constants as quoted by other copies of it. The prototypes follow the API reference
+ * (the event functions as its "Event Handling Methods" page lists them; nvmlEventSetWait returns
+ * NVML_ERROR_TIMEOUT when nothing arrived) and nvml.h; nvmlDeviceGetRemappedRows's four
+ * unsigned int outputs also as NVIDIA's Python binding (pynvml) calls it. Names keep nvml.h's
+ * spelling rather than ours. None of it could be compared with a real libnvidia-ml.so.1 here (no
+ * NVIDIA GPU). The fake library of the tests (tests/tools/fake-nvml/fake-nvml.c) implements
+ * exactly these declarations.
  *
  * The second half is our loader and one blocking read of everything the GPU check needs. NVML
  * calls may block for seconds on a sick GPU: call nvml_session_read() only from a worker thread
