@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "child-watch.h"
+#include "event-util.h"
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
@@ -421,18 +422,8 @@ static int disk_check_on_timer(sd_event_source *s, uint64_t usec, void *userdata
 }
 
 static int disk_check_arm(DiskCheck *d) {
-        int r;
-
-        if (!d->timer)
-                return sd_event_add_time_relative(
-                        d->event, &d->timer, CLOCK_MONOTONIC, d->interval_usec, 0,
-                        disk_check_on_timer, d);
-        r = sd_event_source_set_time_relative(d->timer, d->interval_usec);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(d->timer, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_warning_errno(r, "Failed to schedule the next disk check, ignoring: %m");
-        return r;
+        return event_arm_relative(
+                d->event, &d->timer, d->interval_usec, disk_check_on_timer, d, "disk check");
 }
 
 int disk_check_configure(DiskCheck *d, const DiskCheckConfig *config) {

@@ -8,6 +8,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "event-util.h"
 #include "log.h"
 
 typedef struct UnitCheck UnitCheck;
@@ -171,18 +172,8 @@ static int unit_check_on_timer(sd_event_source *s, uint64_t usec, void *userdata
 }
 
 static int unit_check_arm(UnitCheck *u) {
-        int r;
-
-        if (!u->timer)
-                return sd_event_add_time_relative(
-                        u->event, &u->timer, CLOCK_MONOTONIC, u->interval_usec, 0,
-                        unit_check_on_timer, u);
-        r = sd_event_source_set_time_relative(u->timer, u->interval_usec);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(u->timer, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_warning_errno(r, "Failed to schedule the next unit check, ignoring: %m");
-        return r;
+        return event_arm_relative(
+                u->event, &u->timer, u->interval_usec, unit_check_on_timer, u, "unit check");
 }
 
 static void unit_check_clear(UnitCheck *u) {

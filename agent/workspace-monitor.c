@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "event-util.h"
 #include "log.h"
 #include "message-ids.h"
 #include "time-util.h"
@@ -525,18 +526,9 @@ static int workspace_monitor_on_interval(sd_event_source *s, uint64_t usec, void
 }
 
 static int workspace_monitor_arm(WorkspaceMonitor *w) {
-        int r;
-
-        if (!w->interval_source)
-                return sd_event_add_time_relative(
-                        w->event, &w->interval_source, CLOCK_MONOTONIC, w->interval_usec, 0,
-                        workspace_monitor_on_interval, w);
-        r = sd_event_source_set_time_relative(w->interval_source, w->interval_usec);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(w->interval_source, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_warning_errno(r, "Failed to schedule the next workspace check, ignoring: %m");
-        return r;
+        return event_arm_relative(
+                w->event, &w->interval_source, w->interval_usec, workspace_monitor_on_interval, w,
+                "workspace check");
 }
 
 void workspace_monitor_set_timing(
