@@ -565,7 +565,7 @@ static int read_names(const char *path, Names *ret) {
         (void)closedir(d);
         if (r < 0)
                 names_done(ret);
-        else
+        else if (ret->n > 0)
                 qsort(ret->v, ret->n, sizeof(char *), cmp_str);
         return r;
 }
@@ -598,10 +598,12 @@ static int names_compare(const Names *a, const Names *b, const char *where, char
         return 0;
 }
 
-static int files_compare(const char *a, const char *b, char **reterr_msg) {
+/* size: the expected size, for the buffers (small files are the common case). */
+static int files_compare(const char *a, const char *b, uint64_t size, char **reterr_msg) {
         _cleanup_close_ int fa = open(a, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         _cleanup_close_ int fb = open(b, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_free_ char *ba = malloc(COMPARE_CHUNK), *bb = malloc(COMPARE_CHUNK);
+        size_t chunk = (size_t)MIN((uint64_t)COMPARE_CHUNK, size + 1);
+        _cleanup_free_ char *ba = malloc(chunk), *bb = malloc(chunk);
         uint64_t off = 0;
 
         if (fa < 0 || fb < 0)
@@ -609,8 +611,8 @@ static int files_compare(const char *a, const char *b, char **reterr_msg) {
         if (!ba || !bb)
                 return -ENOMEM;
         for (;;) {
-                ssize_t na = pread(fa, ba, COMPARE_CHUNK, (off_t)off);
-                ssize_t nb = pread(fb, bb, COMPARE_CHUNK, (off_t)off);
+                ssize_t na = pread(fa, ba, chunk, (off_t)off);
+                ssize_t nb = pread(fb, bb, chunk, (off_t)off);
                 if (na < 0 || nb < 0)
                         return differ(
                                 reterr_msg, "%s: read at %" PRIu64 ": %m", na < 0 ? a : b, off);
@@ -676,7 +678,7 @@ static int tree_compare_at(
                                 differ(reterr_msg, "%s: mode %o vs %o (owner x bit)", prel,
                                        sa.st_mode & 07777, sb.st_mode & 07777);
                 else
-                        r = files_compare(pa, pb, reterr_msg);
+                        r = files_compare(pa, pb, (uint64_t)sa.st_size, reterr_msg);
         }
         names_done(&na);
         names_done(&nb);
@@ -863,7 +865,8 @@ static int share_list(EmuInstance *e, const char *share, const char *rel, ListPa
                 if (isempty(p->marker))
                         break;
         }
-        qsort(p->v, p->n, sizeof(ShareEntry), cmp_entry);
+        if (p->n > 0)
+                qsort(p->v, p->n, sizeof(ShareEntry), cmp_entry);
         return 0;
 }
 
@@ -979,7 +982,7 @@ static int share_file_compare(
         uint64_t size,
         char **reterr_msg) {
         _cleanup_close_ int fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        _cleanup_free_ char *lb = malloc(SHARE_RANGE);
+        _cleanup_free_ char *lb = malloc((size_t)MIN((uint64_t)SHARE_RANGE, size + 1));
         uint64_t off = 0;
 
         if (fd < 0 || !lb)

@@ -214,7 +214,8 @@ static void scan_at(Model *m, const char *rel, unsigned depth) {
 static void scan(Model *m) {
         entries_clear(m);
         scan_at(m, "", 1);
-        qsort(m->e, m->ne, sizeof(Entry), cmp_entry);
+        if (m->ne > 0)
+                qsort(m->e, m->ne, sizeof(Entry), cmp_entry);
 }
 
 /* 0 any, 1 files, 2 dirs; NULL when there is none. */
