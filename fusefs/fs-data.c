@@ -534,7 +534,9 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 }
                 i->mtime_ns = i->ctime_ns = realtime_ns();
                 i->last_used_ns = fs_now();
-                new_piece = new_piece || !i->sidecar_exists;
+                /* A record another writer started may not be on disk yet: this write is
+                 * acknowledged only after one that covers it is. */
+                new_piece = new_piece || !i->sidecar_exists || i->sidecar_done_seq < i->sidecar_seq;
         }
         fs_unlock(fs);
         /* Acknowledged only once the record of the new dirty piece is on disk. */
