@@ -11,6 +11,8 @@
 #                      into build-pkg/e2e-debs)
 #   E2E_CACHE_DIR=DIR  where the base root filesystem is cached (default /var/cache/poolagent-e2e)
 #   E2E_KEEP=1         keep the run directory (journal, logs) after the run
+#   E2E_AGENT_DROPIN=F install F as a drop-in for poolagent.service (experiments, e.g. taking a
+#                      capability away to see what breaks; not used by CI)
 #
 # What it does, in the order of the README's "Install" section:
 #   image     a bookworm minbase root filesystem with systemd and cloud-init (cached), overlaid
@@ -234,6 +236,12 @@ step_image() {
                 --bind-ro="$work/debs:/mnt/debs" \
                 /bin/sh -c 'dpkg -i /mnt/debs/*.deb') >"$work/dpkg.log" 2>&1 </dev/null ||
                 { cat "$work/dpkg.log"; fail "dpkg -i in the image"; }
+        if [ -n "${E2E_AGENT_DROPIN:-}" ]; then
+                # Experiments only (e.g. a capability taken away): a drop-in for poolagent.service.
+                mkdir -p "$root/etc/systemd/system/poolagent.service.d"
+                cp "$E2E_AGENT_DROPIN" "$root/etc/systemd/system/poolagent.service.d/90-e2e-experiment.conf"
+                log "experiment: $(grep -v '^#' "$E2E_AGENT_DROPIN" | tr '\n' ' ')"
+        fi
         grep -q 'Setting up poolagent' "$work/dpkg.log" || { cat "$work/dpkg.log"; fail "poolagent not set up"; }
         [ -L "$root/etc/systemd/system/multi-user.target.wants/poolagent.service" ] ||
                 fail "dpkg -i did not enable poolagent.service"
