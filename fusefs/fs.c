@@ -408,6 +408,15 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
 
 static void lookup_dir_done(RestResult *r, void *userdata);
 
+/* Answers a call with its entry, or with err when negative, and frees it. */
+static void reply_entry_or_err(Call *c, int err, const struct fuse_entry_param *e) {
+        if (err < 0)
+                fuse_reply_err(c->req, -err);
+        else
+                fuse_reply_entry(c->req, e);
+        call_free(c);
+}
+
 static void reply_entry_from(Call *c, const RestResult *r, bool is_dir) {
         Fs *fs = c->fs;
         struct fuse_entry_param e;
@@ -421,11 +430,7 @@ static void reply_entry_from(Call *c, const RestResult *r, bool is_dir) {
                 fill_entry_locked(fs, i, &e);
         }
         fs_unlock(fs);
-        if (k < 0)
-                fuse_reply_err(c->req, -k);
-        else
-                fuse_reply_entry(c->req, &e);
-        call_free(c);
+        reply_entry_or_err(c, k, &e);
 }
 
 static void reply_negative(Call *c) {
@@ -453,11 +458,7 @@ static void reply_known_or_fail(Call *c, int error) {
         if (i)
                 fill_entry_locked(fs, i, &e);
         fs_unlock(fs);
-        if (i)
-                fuse_reply_entry(c->req, &e);
-        else
-                fuse_reply_err(c->req, -error);
-        call_free(c);
+        reply_entry_or_err(c, i ? 0 : error, &e);
 }
 
 static void lookup_file_done(RestResult *r, void *userdata) {
@@ -850,11 +851,7 @@ static void mkdir_done(RestResult *r, void *userdata) {
                 fill_entry_locked(fs, i, &e);
         }
         fs_unlock(fs);
-        if (err < 0)
-                fuse_reply_err(c->req, -err);
-        else
-                fuse_reply_entry(c->req, &e);
-        call_free(c);
+        reply_entry_or_err(c, err, &e);
 }
 
 static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
