@@ -831,9 +831,11 @@ Drain *drain_free(Drain *d) {
                 return NULL;
         d->running = false;
         drain_stop_children(d);
+        /* First: it completes what is in flight at once (-ECANCELED) while the poller and we are
+         * still there to be called back. */
+        d->http = http_client_free(d->http);
         scheduled_events_poller_free(d->poller);
         shutdown_inhibit_free(d->inhibit);
-        http_client_free(d->http); /* cancels; callbacks see -ECANCELED */
         while (d->flush_waiters) {
                 DrainFlushWaiter *w = d->flush_waiters;
 

@@ -125,6 +125,8 @@ int scheduled_events_poller_new(
         ScheduledEventFn cb,
         void *userdata,
         ScheduledEventsPoller **ret);
+/* Free the HttpClient first (http_client_free() completes a poll in flight with -ECANCELED while
+ * the poller is still there); then this. NULL-safe. */
 ScheduledEventsPoller *scheduled_events_poller_free(ScheduledEventsPoller *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ScheduledEventsPoller *, scheduled_events_poller_free);
 /* The first poll runs at once. */
