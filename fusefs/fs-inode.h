@@ -38,6 +38,8 @@ struct Inode {
         /* Attributes. */
         mode_t perm;     /* from x-ms-meta-mode, else the mount's default */
         bool perm_known; /* perm came from the file's own properties (or we set it) */
+        bool has_attributes;
+        uint32_t attributes; /* SMB attributes as last seen (RestAttribute) */
         uint64_t size;
         int64_t mtime_ns, ctime_ns, btime_ns;
         int64_t attr_until_ns;  /* monotonic; attributes fresh until then */

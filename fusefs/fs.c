@@ -240,6 +240,27 @@ static mode_t perm_from_props(Fs *fs, const RestProperties *p, bool is_dir) {
 
 static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p);
 
+/* A listing carries no metadata, so a file whose stored mode differs from file_mode also carries
+ * the NotContentIndexed attribute (a search-indexing hint with no effect on data): files without
+ * it show file_mode straight from a listing; files with it ask the share for their mode once. */
+#define MODE_HINT_ATTRIBUTE REST_ATTR_NOT_CONTENT_INDEXED
+
+static bool mode_needs_hint(Fs *fs, mode_t mode) {
+        return (mode & 07777) != (fs->o->file_mode & 07777);
+}
+
+/* The attributes to set so that the hint matches mode; 0 when they already do. */
+static uint32_t hint_attributes(Fs *fs, const Inode *i, mode_t mode) {
+        uint32_t cur = i->has_attributes ? i->attributes : REST_ATTR_ARCHIVE, want;
+        bool has = cur & MODE_HINT_ATTRIBUTE;
+
+        if (i->is_dir || has == mode_needs_hint(fs, mode))
+                return 0;
+        want = has ? cur & ~(uint32_t)MODE_HINT_ATTRIBUTE
+                   : (cur & ~(uint32_t)REST_ATTR_NONE) | MODE_HINT_ATTRIBUTE;
+        return want ? want : REST_ATTR_NONE;
+}
+
 static void apply_props_locked(Fs *fs, Inode *i, const RestProperties *p) {
         if (!fs_inode_is_authoritative(i))
                 apply_props_force_locked(fs, i, p);
@@ -254,6 +275,8 @@ static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p) 
         i->btime_ns = p->creation_ns;
         i->perm = perm_from_props(fs, p, i->is_dir);
         i->perm_known = true;
+        i->has_attributes = p->has_attributes;
+        i->attributes = p->attributes;
         (void)snprintf(i->etag, sizeof(i->etag), "%s", p->etag);
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
         i->entry_until_ns =
@@ -274,6 +297,18 @@ static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
         i->btime_ns = e->creation_ns;
         if (e->etag)
                 (void)snprintf(i->etag, sizeof(i->etag), "%s", e->etag);
+        if (e->has_attributes) {
+                i->has_attributes = true;
+                i->attributes = e->attributes;
+                /* A file without the hint has the default mode (see MODE_HINT_ATTRIBUTE). */
+                if (!i->is_dir && !i->perm_known && !(e->attributes & MODE_HINT_ATTRIBUTE)) {
+                        i->perm = fs->o->file_mode;
+                        i->perm_known = true;
+                } else if (
+                        !i->is_dir && (e->attributes & MODE_HINT_ATTRIBUTE) &&
+                        !mode_needs_hint(fs, i->perm))
+                        i->perm_known = false; /* changed elsewhere: ask */
+        }
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
         i->entry_until_ns =
                 fs_now() + (int64_t)((i->is_dir ? fs->o->dir_timeout : fs->o->entry_timeout) * 1e9);
@@ -633,6 +668,7 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 enum {
         SETATTR_STEP_SIZE,
         SETATTR_STEP_MODE,
+        SETATTR_STEP_HINT,
         SETATTR_STEP_TIMES,
         SETATTR_STEP_DONE,
 };
@@ -655,6 +691,10 @@ static void setattr_done(RestResult *r, void *userdata) {
                 } else if (c->step == SETATTR_STEP_MODE) {
                         i->perm = c->attr.st_mode & 07777;
                         i->perm_known = true;
+                } else if (c->step == SETATTR_STEP_HINT) {
+                        i->has_attributes = r->props->has_attributes || i->has_attributes;
+                        i->attributes = r->props->has_attributes ? r->props->attributes
+                                                                 : hint_attributes(fs, i, i->perm);
                 }
                 if (r->props->etag[0])
                         (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
@@ -725,6 +765,15 @@ static void setattr_next(Call *c) {
                         op.metadata = &md;
                         op.n_metadata = 1;
                         fs_unlock(fs);
+                        return submit_or_fail(c, &op, setattr_done);
+                }
+                if (c->step == SETATTR_STEP_HINT && (c->to_set & FUSE_SET_ATTR_MODE)) {
+                        uint32_t attrs = hint_attributes(fs, i, c->attr.st_mode);
+                        fs_unlock(fs);
+                        if (!attrs)
+                                continue;
+                        op.type = REST_OP_SET_FILE_PROPERTIES;
+                        op.smb.attributes = attrs;
                         return submit_or_fail(c, &op, setattr_done);
                 }
                 if (c->step == SETATTR_STEP_TIMES &&
@@ -946,6 +995,8 @@ static void fs_op_create(
                 .size = 0,
                 .metadata = &md,
                 .n_metadata = 1};
+        if (mode_needs_hint(c->fs, c->mode))
+                op.smb.attributes = REST_ATTR_ARCHIVE | MODE_HINT_ATTRIBUTE;
         submit_or_fail(c, &op, create_done);
 }
 
