@@ -48,6 +48,7 @@ static const char *poolagentd_path, *poolctl_path, *hang_fs_path, *fake_systemd1
 static const char *health_extra = ""; /* more of the [Health] section */
 static pid_t bus_pid, fake_pid;
 
+static char base[64]; /* every test's directory lies below it; main() removes it at the end */
 static char *tmp;
 static char conf_path[512], socket_path[512], log_path[512], ws[512], stats_path[512];
 static char disk_root[512], disk_tmp[512], disk_scratch[512];
@@ -442,7 +443,7 @@ static long vm_rss_kib(pid_t pid) {
 
 static void setup(void) {
         ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-        tmp = strdup("/tmp/test-agent-health-XXXXXX");
+        ck_assert_int_ge(asprintf(&tmp, "%s/t-XXXXXX", base), 0);
         ck_assert_ptr_nonnull(mkdtemp(tmp));
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/control.sock", tmp);
@@ -930,6 +931,30 @@ START_TEST(test_promtool) {
 }
 END_TEST
 
+/* A failed check ends its test process at once, without the fixture's teardown: whatever it
+ * mounted (in our namespace) and wrote is removed here. */
+static void cleanup_base(void) {
+        char line[4096], cmd[128];
+        bool again = true;
+
+        while (again) {
+                FILE *f = fopen("/proc/self/mountinfo", "re");
+
+                again = false;
+                while (f && fgets(line, sizeof(line), f)) {
+                        char mp[4096];
+
+                        if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 &&
+                            strncmp(mp, base, strlen(base)) == 0 && umount2(mp, MNT_DETACH) == 0)
+                                again = true;
+                }
+                if (f)
+                        (void)fclose(f);
+        }
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+        (void)system(cmd);
+}
+
 int main(int argc, char *argv[]) {
         Suite *s;
         TCase *tc;
@@ -953,6 +978,11 @@ int main(int argc, char *argv[]) {
                 return 77;
         }
 
+        (void)snprintf(base, sizeof(base), "/tmp/test-agent-health-XXXXXX");
+        if (!mkdtemp(base)) {
+                fprintf(stderr, "mkdtemp: %m\n");
+                return EXIT_FAILURE;
+        }
         s = suite_create("agent-health");
         tc = tcase_create("health");
         tcase_add_checked_fixture(tc, setup, teardown);
@@ -967,5 +997,6 @@ int main(int argc, char *argv[]) {
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
         srunner_free(sr);
+        cleanup_base();
         return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
