@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf.h"
+#include "event-util.h"
 #include "health.h"
 #include "log.h"
 #include "time-util.h"
@@ -1013,18 +1014,9 @@ static int gpu_monitor_on_interval(sd_event_source *s, uint64_t usec, void *user
 }
 
 static int gpu_monitor_arm(GpuMonitor *m) {
-        int r;
-
-        if (!m->interval_source)
-                return sd_event_add_time_relative(
-                        m->event, &m->interval_source, CLOCK_MONOTONIC, m->interval_usec, 0,
-                        gpu_monitor_on_interval, m);
-        r = sd_event_source_set_time_relative(m->interval_source, m->interval_usec);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(m->interval_source, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_warning_errno(r, "Failed to schedule the next GPU check, ignoring: %m");
-        return r;
+        return event_arm_relative(
+                m->event, &m->interval_source, m->interval_usec, gpu_monitor_on_interval, m,
+                "GPU check");
 }
 
 void gpu_monitor_set_config(
