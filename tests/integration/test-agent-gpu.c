@@ -7,13 +7,16 @@
  * entirely (NVMLLibrary= in an empty directory), fine with no GPU expected and unhealthy after a
  * reload that expects some; an NVML call that hangs (the check turns unhealthy within its bound
  * while poolctl keeps answering, and the agent still stops); ExpectedGPUs=auto with the VM size
- * from azfiles-emu's metadata service. argv[1] is poolagentd, argv[2] poolctl, argv[3] the fake
+ * from azfiles-emu's metadata service, and a metadata service that never answers (no false
+ * NVML timeout). argv[1] is poolagentd, argv[2] poolctl, argv[3] the fake
  * library.
  *
  * No sleeps: every wait is on the real condition (poolctl status, notifications), with a
  * deadline; time limits are generous upper bounds, never exact timings. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -671,6 +674,46 @@ START_TEST(test_expected_from_vm_size) {
 }
 END_TEST
 
+START_TEST(test_silent_metadata_service) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+        char agent[600];
+        int fd;
+
+        /* A metadata service that takes the connection and never answers: the VM size stays
+         * unknown, and the wait for it (after each reading) never counts as NVML hanging. */
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, 64), 0);
+        ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+        (void)snprintf(
+                agent, sizeof(agent), "MetadataEndpoint=http://127.0.0.1:%u", ntohs(sa.sin_port));
+        write_file(scenario_path, "[nvml]\ncount=4\n");
+        write_conf("ExpectedGPUs=auto", agent, NULL);
+        agent_start();
+        for (;;) {
+                json_object *gpu = gpu_status(), *c = find_check(gpu, "gpu_nvml", -1);
+                bool done = jint(gpu, "reads") >= 4;
+
+                ck_assert(!json_object_get_boolean(json_object_object_get(gpu, "timed_out")));
+                ck_assert_msg(!c || !streq(jstr(c, "signal"), "timeout"), "%s", jstr(c, "message"));
+                if (done) {
+                        ck_assert_ptr_nonnull(
+                                strstr(jstr(gpu, "expected_source"), "VM size not known yet"));
+                        ck_assert_str_eq(jstr(gpu, "state"), "ok"); /* count unknown: not a fault */
+                }
+                json_object_put(gpu);
+                if (done)
+                        break;
+                ck_assert_msg(left_ms(deadline) > 0, "fewer than 4 reads within %d ms", WAIT_MS);
+        }
+        agent_stop();
+        (void)close(fd);
+}
+END_TEST
+
 int main(int argc, char *argv[]) {
         Suite *s;
         TCase *tc;
@@ -702,6 +745,7 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_nvml_missing);
         tcase_add_test(tc, test_nvml_hangs);
         tcase_add_test(tc, test_expected_from_vm_size);
+        tcase_add_test(tc, test_silent_metadata_service);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
