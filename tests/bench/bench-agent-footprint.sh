@@ -11,7 +11,8 @@
 # /etc/passwd, /etc/group and /home are replaced (inside that namespace only) by three demo users
 # with tmpfs homes, so it never touches this machine's users. The workspace mount point is a
 # plain directory (no azfilesfs), so the workspace check reports "not mounted" every interval:
-# the same work as a healthy check. It samples /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat
+# the same work as a healthy check. The metadata service is azfiles-emu's (--imds), so the agent
+# polls scheduled events every second as it does on a VM. It samples /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat
 # (utime + stime) every SAMPLE seconds, prints the peak and the CPU share of one core over the
 # whole run with the ratio to each target, and exits 1 above a target. It stops only the agent it
 # started (by PID) and removes only its own temporary directory.
@@ -22,12 +23,13 @@ build=${1:-build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 agent=$build/agent/poolagentd
 poolctl=$build/agent/poolctl
+emu=$build/tests/emulator/azfiles-emu
 DURATION=${DURATION:-600}
 SAMPLE=${SAMPLE:-5}
 RSS_TARGET_KIB=$((8 * 1024))
 CPU_TARGET_PERMILLE=1 # 0.1 %
 
-for f in "$agent" "$poolctl"; do
+for f in "$agent" "$poolctl" "$emu"; do
         [ -x "$f" ] || { echo "missing $f: build first (meson compile -C $build)" >&2; exit 1; }
 done
 [ "$(id -u)" -eq 0 ] || { echo "needs root (private mount namespace)" >&2; exit 1; }
@@ -54,11 +56,26 @@ done
 mount --bind "$tmp/etc/passwd" /etc/passwd
 mount --bind "$tmp/etc/group" /etc/group
 
+"$emu" --listen 127.0.0.1:0 --imds 127.0.0.1:0 --data "$tmp/emu" --account bench \
+        --key "$(head -c 64 /dev/urandom | base64 -w0)" >"$tmp/emu.out" 2>"$tmp/emu.err" &
+emu_pid=$!
+trap 'kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null || true' EXIT
+for ((i = 0; i < 100; i++)); do
+        grep -qs ready "$tmp/emu.out" && break
+        sleep 0.1 # polling interval of a bounded wait on the emulator's ready line
+done
+imds=$(sed -n 's/.*imds=\([^ ]*\).*/\1/p' "$tmp/emu.out")
+[ -n "$imds" ] || { cat "$tmp/emu.err" >&2; exit 1; }
+
 cat >"$tmp/poolagent.conf" <<EOF
-# The shipped defaults (conf/poolagent.conf), with paths moved into $tmp.
+# The shipped defaults (conf/poolagent.conf), with paths moved into $tmp and the emulator's
+# metadata service.
 [Agent]
 ControlSocket=$tmp/control.sock
 StateDirectory=$tmp/state
+MetadataEndpoint=$imds
+[Drain]
+NoLoginFile=$tmp/nologin
 [Workspace]
 MountPoint=$tmp/workspace
 [Users]
@@ -67,7 +84,7 @@ EOF
 
 "$agent" --config "$tmp/poolagent.conf" --config-dir "" 2>"$tmp/agent.log" &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
+trap 'kill "$pid" "$emu_pid" 2>/dev/null; wait "$pid" "$emu_pid" 2>/dev/null || true' EXIT
 
 # Ready when the control socket answers (bounded).
 for ((i = 0; i < 200; i++)); do
@@ -96,13 +113,21 @@ done
 c1=$(cpu_ticks)
 t1=$(date +%s.%N)
 hwm=$(status_kib VmHWM)
+# Of the resident pages, how many are the agent's own (private) and its proportional share.
+pss=$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup")
+private=$(awk '$1 == "Private_Clean:" || $1 == "Private_Dirty:" { n += $2 } END { print n }' "/proc/$pid/smaps_rollup")
+libs=$(awk '/^[0-9a-f]+-/ { name = $6 } /^Rss:/ { r[name] += $2 }
+        END { for (n in r) if (n ~ /\.so/ && r[n] >= 512) printf "%s %.1f MiB; ", n, r[n] / 1024 }' \
+        "/proc/$pid/smaps" | sed 's|/usr/lib/x86_64-linux-gnu/||g')
 links=$("$poolctl" --socket "$tmp/control.sock" --json links | grep -o '"state": *"[a-z-]*"' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 
 awk -v c0="$c0" -v c1="$c1" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v rss="$peak_rss" -v hwm="$hwm" \
-        -v n="$samples" -v rt="$RSS_TARGET_KIB" -v ct="$CPU_TARGET_PERMILLE" -v links="$links" 'BEGIN {
+        -v n="$samples" -v rt="$RSS_TARGET_KIB" -v ct="$CPU_TARGET_PERMILLE" -v links="$links" \
+        -v pss="$pss" -v priv="$private" -v libs="$libs" 'BEGIN {
         wall = t1 - t0; cpu = (c1 - c0) / hz; pct = 100 * cpu / wall
         printf "poolagentd idle footprint: %.0f s, %d samples, default intervals, 3 demo users (%s)\n", wall, n, links
         printf "peak VmRSS %.2f MiB (VmHWM %.2f MiB), target 8 MiB: ratio %.2f\n", rss / 1024, hwm / 1024, rss / rt
+        printf "  at the end: PSS %.2f MiB, private %.2f MiB; shared libraries >= 0.5 MiB resident: %s\n", pss / 1024, priv / 1024, libs
         printf "CPU %.2f s of one core = %.4f %%, target 0.1 %%: ratio %.3f\n", cpu, pct, pct / (ct / 10)
         exit !(rss <= rt && pct <= ct / 10)
 }'

@@ -55,7 +55,10 @@ static void write_conf(const char *extra_agent, const char *extra) {
         char text[4096];
 
         (void)snprintf(
-                text, sizeof(text), "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n%s\n%s",
+                text, sizeof(text),
+                "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
+                /* Never this machine's metadata service (a CI runner may be an Azure VM). */
+                "MetadataEndpoint=http://127.0.0.1:9\n%s\n%s\n[Drain]\nScheduledEvents=no\n",
                 socket_path, tmp, extra_agent ? extra_agent : "", extra ? extra : "");
         write_file(conf_path, text);
 }

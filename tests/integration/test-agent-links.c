@@ -353,6 +353,8 @@ static void start_agent_with(const char *workspace, const char *path_env) {
         (void)snprintf(
                 conf, sizeof(conf),
                 "[Agent]\nControlSocket=" SOCKET "\nStateDirectory=/tmp/state\n"
+                /* Never this machine's metadata service (a CI runner may be an Azure VM). */
+                "MetadataEndpoint=http://127.0.0.1:9\n[Drain]\nScheduledEvents=no\n"
                 "[Workspace]\nMountPoint=" SHARE "\n%s"
                 "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n",
                 workspace ? workspace : "");
