@@ -51,6 +51,8 @@ cat >"$tmp/poolagent.conf" <<EOF
 ControlSocket=$tmp/control.sock
 StateDirectory=$tmp/state
 LogLevel=warning
+# No metadata service: never this machine's.
+MetadataEndpoint=
 [Workspace]
 MountPoint=$tmp/workspace
 CacheDirectory=$tmp/cache

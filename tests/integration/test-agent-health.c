@@ -298,6 +298,8 @@ static void agent_start(const char *workspace) {
         (void)snprintf(
                 text, sizeof(text),
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
+                /* No metadata service: never this machine's (a CI runner may be an Azure VM). */
+                "MetadataEndpoint=\n"
                 "[Workspace]\nMountPoint=%s\nCacheDirectory=%s/cache\n%s"
                 "[Users]\nUIDRange=4000000000-4000000001\n"
                 "[Health]\nListenAddress=127.0.0.1:0\nCheckInterval=100ms\n"
