@@ -21,14 +21,7 @@ tmp=$(mktemp -d /tmp/poolagent-deb.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 src=$tmp/poolagent-0.1.0
 mkdir "$src"
-if [ "${PKG_SOURCE:-worktree}" = head ]; then
-        git archive --format=tar HEAD | tar -C "$src" -xf -
-else
-        # Files deleted in the working tree but still in the index are skipped.
-        git ls-files -z --cached --others --exclude-standard |
-                while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-                tar --null -T - -cf - | tar -C "$src" -xf -
-fi
+bash packaging/copy-tree.sh "$src"
 rm -rf "$src/debian"
 cp -r packaging/debian "$src/debian"
 

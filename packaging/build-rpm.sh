@@ -20,13 +20,7 @@ version=$(sed -n 's/^Version: *//p' packaging/rpm/poolagent.spec)
 tmp=$(mktemp -d /tmp/poolagent-rpm.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/SOURCES" "$tmp/src/poolagent-$version"
-if [ "${PKG_SOURCE:-worktree}" = head ]; then
-        git archive --format=tar HEAD | tar -C "$tmp/src/poolagent-$version" -xf -
-else
-        git ls-files -z --cached --others --exclude-standard |
-                while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-                tar --null -T - -cf - | tar -C "$tmp/src/poolagent-$version" -xf -
-fi
+bash packaging/copy-tree.sh "$tmp/src/poolagent-$version"
 tar -C "$tmp/src" -czf "$tmp/SOURCES/poolagent-$version.tar.gz" "poolagent-$version"
 
 start=$SECONDS
