@@ -35,6 +35,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 top=$PWD
 
+# The script's own output, kept on fds 3 and 4: a failure inside a quiet poll (wait_for sends
+# the condition's output to /dev/null) still reports, and so does the cleanup it triggers.
+exec 3>&1 4>&2
 t_start=$EPOCHREALTIME
 t_step=$t_start
 failed_step=
@@ -48,7 +51,7 @@ elapsed() { # seconds since $1 (a saved $EPOCHREALTIME), one decimal
 }
 log() { printf 'e2e [%6ss] %s\n' "$(elapsed "$t_start")" "$*"; }
 fail() {
-        printf 'e2e FAIL: %s\n' "$*" >&2
+        printf 'e2e FAIL: %s\n' "$*" >&4
         exit 1
 }
 step() { # NAME: start a timed step
@@ -79,14 +82,32 @@ cleanup() {
         local rc=$? deadline
         trap - EXIT INT TERM
         set +e
+        exec 1>&3 2>&4
         if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
                 # SIGTERM to nspawn powers the container off (SIGRTMIN+3 to its init).
                 kill -TERM "$nspawn_pid"
                 deadline=$((SECONDS + 30))
                 while kill -0 "$nspawn_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+                # A container that does not power off: SIGKILL to its init ends its whole PID
+                # namespace (only a process in a namespace other than ours: never the host's).
+                if kill -0 "$nspawn_pid" 2>/dev/null && [ -n "$leader" ] &&
+                        [ "$(readlink "/proc/$leader/ns/pid")" != "$(readlink /proc/self/ns/pid)" ]; then
+                        echo "e2e: the container did not power off in 30 s; SIGKILL to its init $leader"
+                        kill -KILL "$leader" 2>/dev/null
+                        deadline=$((SECONDS + 10))
+                        while kill -0 "$nspawn_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+                fi
                 kill -0 "$nspawn_pid" 2>/dev/null && kill -KILL "$nspawn_pid"
                 wait "$nspawn_pid" 2>/dev/null
         fi
+        # Whatever is left in this run's own cgroup was started by this run.
+        local p left=
+        # shellcheck disable=SC2044 # PIDs, one per line
+        for p in $(find "/sys/fs/cgroup/systemd/$cg" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+                left="$left $p"
+                kill -KILL "$p" 2>/dev/null
+        done
+        [ -n "$left" ] && echo "e2e: killed processes left in the run's cgroup:$left"
         if [ -n "$emu_pid" ] && kill -0 "$emu_pid" 2>/dev/null; then
                 kill -TERM "$emu_pid"
                 wait "$emu_pid" 2>/dev/null
@@ -102,10 +123,17 @@ cleanup() {
         if mountpoint -q "$root" 2>/dev/null; then
                 umount "$root" 2>/dev/null || umount -l "$root"
         fi
+        local cg_left=
         for h in unified systemd; do
-                [ -d "/sys/fs/cgroup/$h/$cg" ] && find "/sys/fs/cgroup/$h/$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+                [ -d "/sys/fs/cgroup/$h/$cg" ] || continue
+                deadline=$((SECONDS + 10))
+                until find "/sys/fs/cgroup/$h/$cg" -depth -type d -exec rmdir {} \; 2>/dev/null; do
+                        [ $SECONDS -lt $deadline ] || { cg_left="$cg_left /sys/fs/cgroup/$h/$cg"; break; }
+                        sleep 0.2
+                done
         done
-        if [ "${E2E_KEEP:-0}" = 1 ] || mountpoint -q "$root" 2>/dev/null; then
+        [ -n "$cg_left" ] && echo "e2e: cgroups not removable (processes left?):$cg_left" && rc=1
+        if [ "${E2E_KEEP:-0}" = 1 ] || mountpoint -q "$root" 2>/dev/null || [ -n "$cg_left" ]; then
                 echo "e2e: run directory kept: $work"
         else
                 rm -rf "$work"
@@ -317,7 +345,7 @@ is_running() {
         s=$(IN systemctl is-system-running 2>/dev/null) || true
         [ "$s" = running ] && return 0
         if [ "$s" = degraded ]; then
-                IN systemctl --failed --no-legend >&2 || true
+                IN systemctl --failed --no-legend >&4 || true
                 fail "system degraded"
         fi
         return 1
