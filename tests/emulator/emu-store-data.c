@@ -379,7 +379,8 @@ int emu_store_list(
                 }
                 keys[n_keys++] = k;
         }
-        qsort(keys, n_keys, sizeof(ListKey), list_key_cmp);
+        if (n_keys > 0) /* an empty directory has no array at all (qsort wants one) */
+                qsort(keys, n_keys, sizeof(ListKey), list_key_cmp);
         page.items = calloc(MIN(n_keys, max) + 1, sizeof(EmuEntry));
         if (!page.items) {
                 r = -ENOMEM;
