@@ -19,6 +19,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <systemd/sd-login.h>
 
 #include "child-watch.h"
 #include "conf.h"
@@ -332,8 +333,12 @@ static int workspace_mount_on_transient_reply(sd_bus_message *m, void *userdata,
 
 static int workspace_mount_start_transient(WorkspaceMount *w) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_free_ char *description = NULL;
+        _cleanup_free_ char *description = NULL, *own_unit = NULL;
         int r;
+
+        /* Ordered before the agent's own unit: at shutdown the agent stops (and flushes) while
+         * the mount is still there, and the mount goes after it. */
+        (void)sd_pid_get_unit(0, &own_unit); /* not in a unit (tests): no ordering */
 
         if (asprintf(&description, "Team workspace (%s)", w->source) < 0)
                 return -ENOMEM;
@@ -343,10 +348,16 @@ static int workspace_mount_start_transient(WorkspaceMount *w) {
                 r = sd_bus_message_append(
                         m, "ss", w->unit, "fail"); /* "fail": never replace a job in flight */
         if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sv)");
+        if (r >= 0)
                 r = sd_bus_message_append(
-                        m, "a(sv)", 6, "Description", "s", description, "What", "s", w->source,
-                        "Where", "s", w->mount_point, "Type", "s", WORKSPACE_FS_TYPE, "Options",
-                        "s", w->options, "LazyUnmount", "b", 1);
+                        m, "(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", description, "What", "s",
+                        w->source, "Where", "s", w->mount_point, "Type", "s", WORKSPACE_FS_TYPE,
+                        "Options", "s", w->options, "LazyUnmount", "b", 1);
+        if (r >= 0 && own_unit)
+                r = sd_bus_message_append(m, "(sv)", "Before", "as", 1, own_unit);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
         if (r >= 0)
                 r = sd_bus_message_append(m, "a(sa(sv))", 0);
         if (r < 0)
