@@ -47,12 +47,10 @@ static int run_seed(EmuInstance *emu, uint64_t seed, unsigned ops, char **reterr
                 .ops = ops,
                 .case_insensitive = !standin() && !getenv("FS_MODEL_CASE_SENSITIVE"),
                 .remount_every = 400,
-                /* Bug 5 (fs-model.c): only with FS_TEST_KNOWN_BUGS=1. */
+                /* Kill -9 remounts: bug 6 (fs-model.c), only with FS_TEST_KNOWN_BUGS=1. */
                 .crash_remounts = async && fs_test_known_bugs(),
                 .checkpoint_every = 250,
-                /* Bug 2: after a remount, a listing (readdirplus) reports the default mode of a
-                 * file whose x-ms-meta-mode says 0755 (fs-model.h). */
-                .compare_exec_bit = fs_test_known_bugs(),
+                .compare_exec_bit = true, /* bug 2 (fs-model.c) is fixed */
                 .ref = ref,
         };
         int r;

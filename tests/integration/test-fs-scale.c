@@ -13,8 +13,7 @@
  *   two_mounts        two mounts of one share (two VMs): a file written and closed on A is seen
  *                     with its new content at the next open on B, B having read the old content
  *                     before (its cache must be revalidated); the same the other way; a file
- *                     created on A is found by an open on B (known bug 4: only with
- *                     FS_TEST_KNOWN_BUGS=1).
+ *                     created on A, after B looked for it in vain, is found by an open on B.
  *
  * Runs in a private mount namespace per test; needs root and /dev/fuse (else 77); fails when
  * $AZFILESFS is missing. */
@@ -321,15 +320,9 @@ START_TEST(test_two_mounts) {
         expect_text(
                 mnt, "shared.txt", "version four, written on B, longer than before\n",
                 "A after B wrote v4");
-        /* A file B looked for in vain, then A created: B's next open finds it. Bug 4: B caches
-         * the negative lookup for entry_timeout and the open fails with ENOENT; only with
-         * FS_TEST_KNOWN_BUGS=1. */
+        /* A file B looked for in vain, then A created: B's next open finds it (bug 4, fixed: B
+         * once kept the negative lookup for entry_timeout). */
         newb = fs_mount_path(mnt_b, "created later.txt");
-        if (!fs_test_known_bugs()) {
-                ck_assert_int_eq(fs_mount_stop(mnt_b), 0);
-                ck_assert_int_eq(fs_mount_stop(mnt), 0);
-                return;
-        }
         ck_assert_int_eq(stat(newb, &st), -1);
         ck_assert_int_eq(errno, ENOENT);
         write_text(mnt, "created later.txt", "new on A\n");
