@@ -262,9 +262,17 @@ static int sidecar_text_locked(const Inode *i, StrBuf *b) {
         r = strbuf_appendf(
                 b,
                 "azfilesfs-dirty 1\npath %s\nremote_size %" PRIu64 "\nfetch_limit %" PRIu64
-                "\nsize_dirty %d\netag %s\npieces ",
+                "\nsize_dirty %d\netag %s\n",
                 enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
                 i->cache_etag[0] ? i->cache_etag : "-");
+        if (r >= 0 && (i->shrunk || i->upload_shrunk))
+                r = strbuf_appendf(
+                        b, "shrink_to %" PRIu64 "\n",
+                        i->shrunk && i->upload_shrunk ? MIN(i->shrink_to, i->upload_shrink_to)
+                        : i->shrunk                   ? i->shrink_to
+                                                      : i->upload_shrink_to);
+        if (r >= 0)
+                r = strbuf_append(b, "pieces ");
         for (size_t k = 0; r >= 0 && k < i->n_pieces; k++)
                 if (i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) {
                         r = strbuf_appendf(b, "%s%zu", sep, k);
@@ -404,6 +412,10 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         for (size_t k = (size_t)((size + P - 1) / P); k < i->n_pieces; k++)
                 piece_set_locked(fs, i, k, 0, PIECE_DIRTY | PIECE_PRESENT);
         i->fetch_limit = MIN(i->fetch_limit, size);
+        if (size < i->remote_size && (!i->shrunk || size < i->shrink_to)) {
+                i->shrunk = true;
+                i->shrink_to = size;
+        }
         i->size = size;
         i->size_dirty = true;
         i->mtime_ns = i->ctime_ns = realtime_ns();
@@ -780,6 +792,7 @@ static void fetch_done(RestResult *r, void *userdata) {
 /* ---- uploads ---- */
 
 enum {
+        UPLOAD_SHRINK, /* cut the share's stale bytes off before setting the final size */
         UPLOAD_SIZE,
         UPLOAD_CREATE,
         UPLOAD_RANGE,
@@ -944,7 +957,18 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                         }
                         piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
                 }
-        if (i->size_dirty || i->size != i->remote_size) {
+        /* A shrink at or above the final size is done by setting the size itself. */
+        i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
+        i->upload_shrink_to = i->shrink_to;
+        i->shrunk = false;
+        if (i->upload_shrunk) {
+                RestOp op = {
+                        .type = REST_OP_SET_FILE_PROPERTIES,
+                        .set_size = true,
+                        .size = i->upload_shrink_to};
+                i->size_dirty = false;
+                r = upload_submit_locked(fs, i, UPLOAD_SHRINK, &op);
+        } else if (i->size_dirty || i->size != i->remote_size) {
                 RestOp op = {
                         .type = REST_OP_SET_FILE_PROPERTIES,
                         .set_size = true,
@@ -1027,6 +1051,11 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         /* Renamed while uploading: go again under the new path. */
         moved = err == -ENOENT && i->upload_path_gen != i->path_gen;
         if (err < 0 && !i->unlinked) {
+                if (i->upload_shrunk) { /* not cut yet: the next round must */
+                        i->shrink_to = i->shrunk ? MIN(i->shrink_to, i->upload_shrink_to)
+                                                 : i->upload_shrink_to;
+                        i->shrunk = true;
+                }
                 i->size_dirty = true;
                 i->dirty_since_ns = fs_now();
                 if (!moved) {
@@ -1101,8 +1130,8 @@ static void upload_done(RestResult *r, void *userdata) {
         i = inode_table_get(fs->inodes, c->ino);
         if (i && i->uploading) {
                 i->upload_pending--;
-                if (r->error < 0 && c->phase == UPLOAD_SIZE && r->error == -ENOENT &&
-                    !i->unlinked && streq(c->path, i->path)) {
+                if (r->error < 0 && (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_SHRINK) &&
+                    r->error == -ENOENT && !i->unlinked && streq(c->path, i->path)) {
                         /* Gone from the share (recovered data of a file deleted elsewhere, or a
                          * file removed behind our back): create it again, then write. */
                         RestOp op = {
@@ -1114,6 +1143,18 @@ static void upload_done(RestResult *r, void *userdata) {
                 } else if (r->error < 0) {
                         if (!i->upload_error)
                                 i->upload_error = r->error;
+                } else if (c->phase == UPLOAD_SHRINK) {
+                        RestOp op = {
+                                .type = REST_OP_SET_FILE_PROPERTIES,
+                                .set_size = true,
+                                .size = i->upload_size};
+                        int k;
+
+                        i->upload_shrunk = false; /* the stale bytes are gone */
+                        i->remote_size = i->upload_shrink_to;
+                        k = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
+                        if (k < 0 && !i->upload_error)
+                                i->upload_error = k;
                 } else if (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_CREATE) {
                         int k = upload_ranges_locked(fs, i);
                         if (k < 0 && !i->upload_error)
@@ -1530,6 +1571,8 @@ static int sidecar_parse(
         char **ret_path,
         uint64_t *remote_size,
         uint64_t *fetch_limit,
+        bool *shrunk,
+        uint64_t *shrink_to,
         char etag[static REST_ETAG_MAX],
         char **ret_pieces) {
         _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
@@ -1555,7 +1598,10 @@ static int sidecar_parse(
                         *remote_size = strtoull(v, NULL, 10);
                 else if (streq(line, "fetch_limit"))
                         *fetch_limit = strtoull(v, NULL, 10);
-                else if (streq(line, "etag"))
+                else if (streq(line, "shrink_to")) {
+                        *shrunk = true;
+                        *shrink_to = strtoull(v, NULL, 10);
+                } else if (streq(line, "etag"))
                         (void)snprintf(etag, REST_ETAG_MAX, "%s", streq(v, "-") ? "" : v);
                 else if (streq(line, "pieces")) {
                         free(pieces);
@@ -1574,7 +1620,8 @@ static int recover_one(Fs *fs, uint64_t id) {
         _cleanup_close_ int sfd = -EBADF;
         _cleanup_free_ char *path = NULL, *pieces = NULL;
         char etag[REST_ETAG_MAX];
-        uint64_t remote_size = 0, fetch_limit = 0;
+        uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
+        bool shrunk = false;
         struct stat st;
         ssize_t n;
         Inode *i;
@@ -1588,7 +1635,8 @@ static int recover_one(Fs *fs, uint64_t id) {
         if (n < 0)
                 return -errno;
         text[n] = '\0';
-        r = sidecar_parse(text, &path, &remote_size, &fetch_limit, etag, &pieces);
+        r = sidecar_parse(
+                text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, etag, &pieces);
         if (r < 0)
                 return r;
         data_name(id, ".data", name);
@@ -1621,6 +1669,8 @@ static int recover_one(Fs *fs, uint64_t id) {
         i->size = (uint64_t)st.st_size;
         i->remote_size = remote_size;
         i->fetch_limit = MIN(fetch_limit, i->size);
+        i->shrunk = shrunk;
+        i->shrink_to = shrink_to;
         i->size_dirty = true;
         i->sidecar_exists = true;
         i->mtime_ns = i->ctime_ns =

@@ -57,7 +57,14 @@ struct Inode {
         size_t n_pieces;
         uint64_t n_dirty; /* pieces DIRTY or UPLOADING */
         int64_t dirty_since_ns;
-        bool size_dirty;           /* the share's size differs from size */
+        bool size_dirty; /* the share's size differs from size */
+        /* Truncated below remote_size since the last upload (to shrink_to at the lowest): the
+         * share's bytes from there on are stale and no dirty piece covers them, so the upload
+         * cuts them off before it sets the final size. */
+        bool shrunk;
+        uint64_t shrink_to;
+        bool upload_shrunk; /* this round cut the share to upload_shrink_to */
+        uint64_t upload_shrink_to;
         bool sidecar_exists;       /* the dirty record is on disk */
         uint64_t sidecar_seq;      /* records started */
         uint64_t sidecar_done_seq; /* the one in place */

@@ -135,6 +135,28 @@ static void check_share(const char *rel, const char *want) {
                 size == strlen(want) && memcmp(data, want, size) == 0, "share %s differs", rel);
 }
 
+/* The share holds exactly size bytes of want (which may hold NULs). */
+static void check_share_bytes(const char *rel, const char *want, size_t want_size) {
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &size);
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        ck_assert_msg(size == want_size && memcmp(data, want, size) == 0, "share %s differs", rel);
+}
+
+/* On an open file whose content is on the share: shrink to 0, grow to 16, close. Nothing was
+ * written, so no piece is dirty: the share must hold 16 zeros, not the old bytes. */
+static void shrink_grow(const char *path) {
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 0), 0);
+        ck_assert_int_eq(ftruncate(fd, 16), 0);
+        ck_assert_int_eq(close(fd), 0);
+}
+
+static const char shrunk_grown[16];
+
 static void check_share_absent(const char *rel) {
         _cleanup_free_ char *data = NULL;
         size_t size = 0;
@@ -192,6 +214,13 @@ START_TEST(test_ops) {
         ck_assert_int_eq(stat(f, &st), 0);
         ck_assert(S_ISREG(st.st_mode));
         ck_assert_int_eq(st.st_size, 11);
+
+        /* shrunk and grown again while open: the old bytes must not come back on the share */
+        write_file(g, "old content of g, longer than 16");
+        check_share("g.txt", "old content of g, longer than 16");
+        shrink_grow(g);
+        check_share_bytes("g.txt", shrunk_grown, sizeof(shrunk_grown));
+        ck_assert_int_eq(unlink(g), 0);
 
         /* truncate: shrink, extend (zeros) */
         ck_assert_int_eq(truncate(f, 5), 0);
@@ -643,6 +672,16 @@ START_TEST(test_crash) {
         ck_assert_int_eq(mkdir(P(mnt, "d1"), 0755), 0);
         write_file(P(mnt, "d1/in.txt"), "moved with its directory");
         ck_assert_int_eq(rename(P(mnt, "d1"), P(mnt, "d2")), 0);
+        /* a file on the share, shrunk and grown again before the crash (fsync: on the share) */
+        write_file(P(mnt, "shrunk.txt"), "old content, longer than sixteen");
+        {
+                int fd = open(P(mnt, "shrunk.txt"), O_RDONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                ck_assert_int_eq(fsync(fd), 0);
+                ck_assert_int_eq(close(fd), 0);
+        }
+        check_share("shrunk.txt", "old content, longer than sixteen");
+        shrink_grow(P(mnt, "shrunk.txt"));
         ck_assert_uint_gt(dirty(mnt), 0);
         check_share("unsynced.txt", "");
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
@@ -652,6 +691,7 @@ START_TEST(test_crash) {
         check_share("unsynced.txt", "not yet on the share");
         check_share("d2/in.txt", "moved with its directory");
         check_share_absent("d1/in.txt");
+        check_share_bytes("shrunk.txt", shrunk_grown, sizeof(shrunk_grown));
         ck_assert_str_eq(read_file(P(mnt, "unsynced.txt")), "not yet on the share");
         ck_assert_int_eq(fs_check_pattern(P(mnt, "big.bin"), 3, 6 * 1024 * 1024), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
