@@ -62,11 +62,6 @@ int fs_harness_preflight(void) {
         return 0;
 }
 
-bool fs_test_known_bugs(void) {
-        const char *v = getenv("FS_TEST_KNOWN_BUGS");
-        return v && streq(v, "1");
-}
-
 unsigned long fs_env_ulong(const char *name, unsigned long def) {
         const char *v = getenv(name);
         char *end;

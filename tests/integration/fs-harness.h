@@ -27,9 +27,6 @@
  * message on stderr) when $AZFILESFS is unset or not executable, 0 when all is there. A test
  * whose driver is missing must fail, never pass silently. */
 int fs_harness_preflight(void);
-/* FS_TEST_KNOWN_BUGS=1: run the cases that fail because of known driver bugs (listed where each
- * test steers around them) instead of steering around them. */
-bool fs_test_known_bugs(void);
 /* A decimal environment knob; def when unset or not a number. */
 unsigned long fs_env_ulong(const char *name, unsigned long def);
 /* unshare(CLONE_NEWNS) and make / private (recursive). -errno. */

@@ -9,9 +9,9 @@
  *     before the unlink/rename (the loss and scale tests keep files open across their own
  *     checks instead).
  *
- * Driver bugs this model found. 1, 2 and 5 are fixed (the model runs with the default
- * entry_timeout, compares the x bit, and test-fs-loss runs bug 5's reproducer); 6 is open and
- * FS_TEST_KNOWN_BUGS=1 runs the model without steering around it:
+ * Driver bugs this model found, all fixed (the model runs with the default entry_timeout,
+ * compares the x bit and makes kill -9 remounts; test-fs-basic and test-fs-loss keep a short
+ * reproducer of 5 and 6):
  *   1. (fixed) A name that was replaced (rename over it) or unlinked stays visible, with the old
  * file, under another case spelling that the kernel looked up before, until entry_timeout: `cat
  * ABC` after `mv tmp abc` shows the old content, `stat ABC` after `rm abc` succeeds. Steered around
@@ -24,12 +24,10 @@
  * file's dirty record on the old path; after a kill -9 the restarted azfilesfs retries Set File
  *      Properties of the old path for ever (404 ParentNotFound, hundreds a second) and the
  *      mount never appears; the file's bytes never reach the share.
- *   6. (open) writeback=async, kill -9 remounts: a file truncated to 0 and extended again
- *      (ftruncate 0, ftruncate 4 MiB, close) before the kill shows its old bytes on the share
- *      after the restarted azfilesfs uploaded it ("content differs at byte 0"): the dirty
- *      record does not carry the shrink, so the zeros are never written. Reproducer:
- *      FS_TEST_KNOWN_BUGS=1 FS_MODEL_SEED=8. Steered around by making every remount a clean
- *      unmount (crash_remounts only with FS_TEST_KNOWN_BUGS=1). */
+ *   6. (fixed) A file on the share shrunk and grown again while open (ftruncate 0, ftruncate
+ *      4 MiB, close) kept its old bytes on the share where nothing was written after: the
+ *      upload only set the final size. Seen first after a kill -9 in writeback=async (seed 8),
+ *      it happened without a crash too. */
 #include "fs-model.h"
 
 #include <dirent.h>

@@ -48,9 +48,8 @@ typedef struct FsModelConfig {
         void *userdata;
 } FsModelConfig;
 
-/* The mount options the model runs under: writeback=async or the default mode. Without
- * FS_TEST_KNOWN_BUGS=1 they steer around known driver bug 1 (see fs-model.c) with
- * entry_timeout=0. */
+/* The mount options the model runs under: writeback=async or the default mode, with the
+ * driver's default timeouts. */
 const char *fs_model_mount_options(bool async);
 
 /* Runs cfg->ops operations. 0 when every result matched, -EBADMSG with *reterr_msg (caller

@@ -391,8 +391,7 @@ int main(void) {
                 {"kill_unsynced", test_kill_unsynced},
                 {"enospc", test_enospc},
                 {"restart_mid_flush", test_restart_mid_flush},
-                /* Known bug 5: only with FS_TEST_KNOWN_BUGS=1 (below). */
-                {"rename_dir_dirty_kill", test_rename_dir_dirty_kill},
+                {"rename_dir_dirty_kill", test_rename_dir_dirty_kill}, /* bug 5, fixed */
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;

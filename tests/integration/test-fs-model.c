@@ -47,8 +47,7 @@ static int run_seed(EmuInstance *emu, uint64_t seed, unsigned ops, char **reterr
                 .ops = ops,
                 .case_insensitive = !standin() && !getenv("FS_MODEL_CASE_SENSITIVE"),
                 .remount_every = 400,
-                /* Kill -9 remounts: bug 6 (fs-model.c), only with FS_TEST_KNOWN_BUGS=1. */
-                .crash_remounts = async && fs_test_known_bugs(),
+                .crash_remounts = async, /* half of them a kill -9 of the daemon */
                 .checkpoint_every = 250,
                 .compare_exec_bit = true, /* bug 2 (fs-model.c) is fixed */
                 .ref = ref,
