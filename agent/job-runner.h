@@ -26,6 +26,7 @@
  * message, the rest of the agent works on. */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -63,6 +64,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(JobRunner *, job_runner_free);
  * aside as jobs.json.bad-<time> with an error naming it, and the runner starts empty. */
 int job_runner_start(JobRunner *r);
 bool job_runner_is_available(const JobRunner *r);
+/* Why the runner cannot run jobs (static or owned by r), NULL while it can. */
+const char *job_runner_unavailable_reason(const JobRunner *r);
+/* The GPUs jobs may be given, once known (GPUs=auto follows the GPU check's count). Jobs holding
+ * GPUs keep them; queued jobs that need more than there are wait. */
+void job_runner_set_gpus(JobRunner *r, unsigned gpus);
 
 void job_runner_set_change_hook(JobRunner *r, JobRunnerChangeFn fn, void *userdata);
 
@@ -120,3 +126,41 @@ void job_runner_counts_since(
 
 /* Adds "jobs" to the status object: totals and the active jobs. */
 int job_runner_status_json(JobRunner *r, json_object *o);
+
+/* ---- pure parts (unit tests) ---------------------------------------------------------------- */
+
+typedef struct Job Job;
+
+/* Whether a peer (uid, admin) may see, cancel and read the log of a job of job_uid. */
+bool job_runner_may_access(uid_t job_uid, uid_t uid, bool admin);
+/* The environment of a job's unit: the submitter's entries that systemd accepts (NAME=value,
+ * NAME of [A-Za-z_][A-Za-z0-9_]*, value valid UTF-8), without those systemd sets for a service
+ * (NOTIFY_SOCKET, INVOCATION_ID, ...) or the runner sets, then POOLAGENT_JOB_ID=<id> and, when
+ * the VM has GPUs for jobs (n_gpus > 0), CUDA_VISIBLE_DEVICES= the job's GPUs ("0,2"; empty for a
+ * job without GPUs, so that it does not use those given to others). */
+int job_runner_job_env(const Job *j, unsigned n_gpus, char ***ret);
+/* "0,2" for mask 0b101; "" for 0. */
+void job_runner_format_gpus(uint64_t mask, char *buf, size_t size);
+
+/* What a unit's properties (GetAll) say about a job in state STARTING or RUNNING. */
+typedef enum JobUnitVerdict {
+        JOB_UNIT_WAIT,    /* created, its start job not run yet */
+        JOB_UNIT_RUNNING, /* its main process runs (or is being stopped) */
+        JOB_UNIT_ENDED,   /* ended: *ret_exit_status is its status */
+        JOB_UNIT_GONE,    /* no such unit (never started, or stopped and collected) */
+        _JOB_UNIT_VERDICT_MAX,
+        _JOB_UNIT_VERDICT_INVALID = -EINVAL,
+} JobUnitVerdict;
+
+typedef struct JobUnitStatus {
+        char load_state[32];   /* LoadState: "loaded", "not-found", ... */
+        char active_state[32]; /* ActiveState */
+        char sub_state[32]; /* SubState: "exited" once a RemainAfterExit service's process ended */
+        char result[32];    /* Result: "success", "exit-code", "signal", ... */
+        int exec_main_code; /* ExecMainCode: CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0 not yet */
+        int exec_main_status; /* ExecMainStatus: exit status or signal */
+} JobUnitStatus;
+
+/* starting: the job is still STARTING (an inactive unit may not have started yet). Exit status:
+ * the exit code, 128 + signal for a killed process, -1 unknown. */
+JobUnitVerdict job_runner_unit_verdict(const JobUnitStatus *s, bool starting, int *ret_exit_status);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "json-util.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -28,4 +29,23 @@ json_object *json_parse_bounded(const char *text, size_t size, size_t max, int d
                 }
         json_tokener_free(tok);
         return root;
+}
+
+int json_add_owned(json_object *o, const char *key, json_object *v) {
+        if (!v || json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+json_object *json_strv_new(char *const *l) {
+        json_object *a = json_object_new_array();
+
+        for (char *const *i = l; a && i && *i; i++)
+                if (json_object_array_add(a, json_object_new_string(*i)) < 0) {
+                        json_object_put(a);
+                        return NULL;
+                }
+        return a;
 }

@@ -11,3 +11,8 @@ typedef struct json_object json_object;
  * max bytes, no NUL inside, nested at most depth deep. A new reference, or NULL for anything
  * else (including out of memory). */
 json_object *json_parse_bounded(const char *text, size_t size, size_t max, int depth);
+
+/* Adds v (taken over, NULL: out of memory) to o as key: 0 or -ENOMEM (v freed). */
+int json_add_owned(json_object *o, const char *key, json_object *v);
+/* A JSON array of the strings of NULL-terminated l (NULL: empty), or NULL (out of memory). */
+json_object *json_strv_new(char *const *l);
