@@ -660,6 +660,8 @@ static const ConfRange gpu_timeout_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
 static const ConfRange drain_poll_range = {100 * 1000, 60 * USEC_PER_SEC};
 static const ConfRange drain_flush_range = {USEC_PER_SEC, 3600 * USEC_PER_SEC};
 static const ConfRange drain_stop_flush_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
+static const ConfRange jobs_slots_range = {0, CONF_JOBS_SLOTS_MAX};
+static const ConfRange jobs_stop_grace_range = {USEC_PER_SEC, 3600 * USEC_PER_SEC};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
@@ -720,6 +722,10 @@ static const ConfItem conf_table[] = {
         {"Drain",     "ExecStart",         conf_parse_command,        offsetof(Config, drain_exec_start), STRING,                       NULL,                  true},
         {"Drain",     "ExecStop",          conf_parse_command,        offsetof(Config, drain_exec_stop), STRING,                       NULL,                  true},
         {"Drain",     "HookTimeout",       conf_parse_duration,       offsetof(Config, drain_hook_timeout_usec), SCALAR(drain_hook_timeout_usec), &drain_flush_range,    true},
+        {"Jobs",      "Enabled",           conf_parse_bool,           offsetof(Config, jobs_enabled),        SCALAR(jobs_enabled),        NULL,                  true},
+        {"Jobs",      "Slots",             conf_parse_uint,           offsetof(Config, jobs_slots),          SCALAR(jobs_slots),          &jobs_slots_range,     true},
+        {"Jobs",      "GPUs",              conf_parse_expected_gpus,  offsetof(Config, jobs_gpus),           SCALAR(jobs_gpus),           NULL,                  true},
+        {"Jobs",      "StopGrace",         conf_parse_duration,       offsetof(Config, jobs_stop_grace_usec), SCALAR(jobs_stop_grace_usec), &jobs_stop_grace_range, true},
 };
 /* clang-format on */
 
@@ -799,6 +805,9 @@ int config_new(Config **ret) {
         c->drain_shutdown_inhibitor = true;
         c->drain_hook_timeout_usec = 60 * USEC_PER_SEC;
         c->drain_nologin_file = strdup("/run/nologin");
+        c->jobs_enabled = true;
+        c->jobs_gpus = CONF_JOBS_GPUS_AUTO;
+        c->jobs_stop_grace_usec = 30 * USEC_PER_SEC;
         c->state_directory = strdup("/var/lib/poolagent");
         c->control_socket = strdup("/run/poolagent/control.sock");
         c->mount_point = strdup("/srv/workspace");

@@ -23,6 +23,8 @@
 #define USEC_PER_SEC UINT64_C(1000000)
 #define CONF_GPUS_MAX 64             /* ExpectedGPUs= at most */
 #define CONF_EXPECTED_GPUS_AUTO (-1) /* ExpectedGPUs=auto: from the VM size */
+#define CONF_JOBS_GPUS_AUTO (-1)     /* [Jobs] GPUs=auto: ExpectedGPUs= or the GPUs NVML finds */
+#define CONF_JOBS_SLOTS_MAX 65536U
 
 typedef struct UidRange {
         uid_t min, max; /* min <= max */
@@ -91,6 +93,12 @@ typedef struct Config {
         char *drain_exec_start;                 /* /bin/sh -c command, NULL if unset */
         char *drain_exec_stop;                  /* the same */
         uint64_t drain_hook_timeout_usec;
+
+        /* [Jobs] */
+        bool jobs_enabled;             /* run the job queue (poolctl submit) */
+        uint64_t jobs_slots;           /* CPU slots of running jobs; 0: two per online CPU */
+        int jobs_gpus;                 /* GPUs for jobs: 0..CONF_GPUS_MAX or CONF_JOBS_GPUS_AUTO */
+        uint64_t jobs_stop_grace_usec; /* SIGTERM to SIGKILL when a job is stopped */
 
         /* Where the values came from: the files read (NULL-terminated), and per table entry the
          * "FILE:LINE" that set it last (NULL: default). */
@@ -167,7 +175,7 @@ int conf_parse_mode(
 /* "http://HOST[:PORT]" (or https), nothing after the authority but an optional "/"; empty: NULL. */
 int conf_parse_endpoint(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
-/* "auto", "none" (0) or a number of GPUs 0..CONF_GPUS_MAX. */
+/* "auto", "none" (0) or a number of GPUs 0..CONF_GPUS_MAX (ExpectedGPUs=, [Jobs] GPUs=). */
 int conf_parse_expected_gpus(
         const char *value, void *ret /* int */, const void *arg, const char **reterr_reason);
 

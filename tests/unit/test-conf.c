@@ -572,6 +572,46 @@ START_TEST(test_shipped_file_documents_every_key_at_default) {
 }
 END_TEST
 
+/* [Jobs]: the defaults, values, and refusals naming file and line. */
+START_TEST(test_jobs_section) {
+        Config *c = NULL;
+
+        ck_assert_int_eq(parse("", &c, NULL), 0);
+        ck_assert(c->jobs_enabled);
+        ck_assert_uint_eq(c->jobs_slots, 0);
+        ck_assert_int_eq(c->jobs_gpus, CONF_JOBS_GPUS_AUTO);
+        ck_assert_uint_eq(c->jobs_stop_grace_usec, 30 * USEC_PER_SEC);
+        config_free(c);
+
+        ck_assert_int_eq(
+                parse("[Jobs]\nEnabled=no\nSlots=8\nGPUs=2\nStopGrace=1min 30s\n", &c, NULL), 0);
+        ck_assert(!c->jobs_enabled);
+        ck_assert_uint_eq(c->jobs_slots, 8);
+        ck_assert_int_eq(c->jobs_gpus, 2);
+        ck_assert_uint_eq(c->jobs_stop_grace_usec, 90 * USEC_PER_SEC);
+        config_free(c);
+        ck_assert_int_eq(parse("[Jobs]\nGPUs=none\n", &c, NULL), 0);
+        ck_assert_int_eq(c->jobs_gpus, 0);
+        config_free(c);
+
+        expect_error(
+                "[Jobs]\nSlots=-1\n", "t.conf:2: invalid value '-1' for key 'Slots' in [Jobs]");
+        expect_error(
+                "[Jobs]\nSlots=65537\n",
+                "t.conf:2: invalid value '65537' for key 'Slots' in [Jobs]: value out of range");
+        expect_error(
+                "[Jobs]\n\nGPUs=65\n", "t.conf:3: invalid value '65' for key 'GPUs' in [Jobs]");
+        expect_error(
+                "[Jobs]\nStopGrace=0\n",
+                "t.conf:2: invalid value '0' for key 'StopGrace' in [Jobs]: value out of range");
+        expect_error(
+                "[Jobs]\nSlot=4\n",
+                "t.conf:2: unknown key 'Slot' in [Jobs] (did you mean 'Slots'?)");
+        expect_error(
+                "[Jobs]\nEnabled=maybe\n", "t.conf:2: invalid value 'maybe' for key 'Enabled'");
+}
+END_TEST
+
 static void on_change(const char *section, const char *key, bool needs_restart, void *userdata) {
         char *seen = userdata;
         size_t n = strlen(seen);
@@ -619,6 +659,7 @@ int main(void) {
         tcase_add_test(tc_files, test_long_line);
         tcase_add_test(tc_files, test_files_and_dropins);
         tcase_add_test(tc_files, test_diff);
+        tcase_add_test(tc_files, test_jobs_section);
         tcase_add_test(tc_shipped, test_shipped_file_parses);
         tcase_add_test(tc_shipped, test_shipped_file_documents_every_key_at_default);
         suite_add_tcase(s, tc_values);
