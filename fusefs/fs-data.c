@@ -36,6 +36,7 @@
 #define XATTR_DIRTY "user.azfilesfs.dirty_bytes"
 #define XATTR_STATS "user.azfilesfs.stats"
 #define XATTR_FLUSH "user.azfilesfs.flush"
+#define XATTR_RECLAIM "user.azfilesfs.reclaim"
 
 static int64_t realtime_ns(void) {
         struct timespec ts;
@@ -233,19 +234,46 @@ static bool inode_busy_locked(const Inode *i) {
         return false;
 }
 
+/* The least recently used cache file that can go: nothing dirty, not open (so no read is
+ * splicing from it), nothing fetched or uploaded, nobody waiting. NULL when there is none. */
+static Inode *cache_victim_locked(Fs *fs) {
+        Inode *victim = NULL;
+
+        for (Inode *i = fs->state_list; i; i = i->state_next) {
+                if (inode_busy_locked(i))
+                        continue;
+                if (!victim || i->last_used_ns < victim->last_used_ns)
+                        victim = i;
+        }
+        return victim;
+}
+
 void fs_cache_evict_locked(Fs *fs) {
         while (fs->cache_pieces * P > fs->o->cache_size) {
-                Inode *victim = NULL;
-                for (Inode *i = fs->state_list; i; i = i->state_next) {
-                        if (inode_busy_locked(i))
-                                continue;
-                        if (!victim || i->last_used_ns < victim->last_used_ns)
-                                victim = i;
-                }
+                Inode *victim = cache_victim_locked(fs);
                 if (!victim)
                         return;
                 fs_cache_drop_locked(fs, victim);
         }
+}
+
+uint64_t fs_cache_reclaim_locked(Fs *fs, uint64_t bytes) {
+        uint64_t freed = 0;
+
+        while (freed < bytes) {
+                Inode *victim = cache_victim_locked(fs);
+                struct stat st;
+
+                if (!victim)
+                        break;
+                /* What the disk gets back: the blocks of the (sparse) cache file. */
+                if (fstat(victim->cache_fd, &st) >= 0)
+                        freed += (uint64_t)st.st_blocks * 512U;
+                fs_cache_drop_locked(fs, victim);
+        }
+        fs->reclaimed_bytes += freed;
+        fs->last_reclaim_bytes = freed;
+        return freed;
 }
 
 /* ---- dirty records ---- */
@@ -1351,18 +1379,41 @@ int fs_flush_wait(Fs *fs, uint64_t timeout_ms) {
         return r;
 }
 
-static uint64_t cache_bytes_locked(Fs *fs) {
-        uint64_t bytes = 0;
-        for (Inode *i = fs->state_list; i; i = i->state_next)
+typedef struct CacheFigures {
+        uint64_t bytes;             /* cached data (pieces present, up to the file's size) */
+        uint64_t clean_bytes;       /* of which not dirty */
+        uint64_t reclaimable_bytes; /* disk blocks of the files reclaim may drop now */
+        uint64_t disk_bytes;        /* disk blocks of all cache files */
+} CacheFigures;
+
+static void cache_figures_locked(Fs *fs, CacheFigures *ret) {
+        *ret = (CacheFigures){};
+        for (Inode *i = fs->state_list; i; i = i->state_next) {
+                struct stat st;
+                uint64_t blocks;
+
                 for (size_t k = 0; k < i->n_pieces; k++) {
-                        uint64_t start = (uint64_t)k * P;
-                        if ((i->pieces[k] & PIECE_PRESENT) && start < i->size)
-                                bytes += MIN(P, i->size - start);
+                        uint64_t start = (uint64_t)k * P, n;
+                        if (!(i->pieces[k] & PIECE_PRESENT) || start >= i->size)
+                                continue;
+                        n = MIN(P, i->size - start);
+                        ret->bytes += n;
+                        if (!(i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)))
+                                ret->clean_bytes += n;
                 }
-        return bytes;
+                blocks = fstat(i->cache_fd, &st) >= 0 ? (uint64_t)st.st_blocks * 512U : 0;
+                ret->disk_bytes += blocks;
+                if (!inode_busy_locked(i))
+                        ret->reclaimable_bytes += blocks;
+        }
+}
+
+static void json_add_u64(json_object *o, const char *key, uint64_t v) {
+        (void)json_object_object_add(o, key, json_object_new_int64((int64_t)MIN(v, INT64_MAX)));
 }
 
 static char *stats_json_locked(Fs *fs) {
+        CacheFigures cache;
         unsigned files;
         uint64_t dirty = fs_dirty_bytes_locked(fs, &files);
         json_object *o = json_object_new_object();
@@ -1372,8 +1423,15 @@ static char *stats_json_locked(Fs *fs) {
                 return NULL;
         (void)json_object_object_add(o, "dirty_bytes", json_object_new_int64((int64_t)dirty));
         (void)json_object_object_add(o, "dirty_files", json_object_new_int64(files));
-        (void)json_object_object_add(
-                o, "cache_bytes", json_object_new_int64((int64_t)cache_bytes_locked(fs)));
+        cache_figures_locked(fs, &cache);
+        json_add_u64(o, "cache_bytes", cache.bytes);
+        json_add_u64(o, "cache_clean_bytes", cache.clean_bytes);
+        json_add_u64(o, "cache_dirty_bytes", cache.bytes - cache.clean_bytes);
+        json_add_u64(o, "cache_disk_bytes", cache.disk_bytes);
+        json_add_u64(o, "cache_reclaimable_bytes", cache.reclaimable_bytes);
+        json_add_u64(o, "cache_size", fs->o->cache_size);
+        json_add_u64(o, "reclaimed_bytes", fs->reclaimed_bytes);
+        json_add_u64(o, "last_reclaim_bytes", fs->last_reclaim_bytes);
         (void)json_object_object_add(
                 o, "requests_total", json_object_new_int64((int64_t)fs->requests_total));
         (void)json_object_object_add(
@@ -1412,7 +1470,7 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
                         v = NULL;
         } else if (streq(name, XATTR_STATS))
                 v = stats_json_locked(fs);
-        else if (streq(name, XATTR_FLUSH))
+        else if (streq(name, XATTR_FLUSH) || streq(name, XATTR_RECLAIM))
                 v = strdup(""); /* write-only: reads as empty, so that getfattr -d works */
         else {
                 fs_unlock(fs);
@@ -1434,7 +1492,8 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 }
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-        static const char names[] = XATTR_DIRTY "\0" XATTR_STATS "\0" XATTR_FLUSH "\0";
+        static const char names[] =
+                XATTR_DIRTY "\0" XATTR_STATS "\0" XATTR_FLUSH "\0" XATTR_RECLAIM "\0";
         size_t len = ino == FS_ROOT_INO ? sizeof(names) - 1 : 0;
 
         if (size == 0)
@@ -1503,6 +1562,40 @@ static void flush_all_start(void *userdata, bool cancelled) {
         reply_flush_all(done, 0);
 }
 
+/* user.azfilesfs.reclaim = BYTES or "all": local work only (unlinking cache files), done here
+ * under the lock like the eviction that cache_size triggers. */
+static void reclaim(fuse_req_t req, const char *value, size_t size) {
+        Fs *fs = fs_of(req);
+        char buf[32];
+        char *end;
+        uint64_t bytes, freed;
+
+        if (size == 0 || size >= sizeof(buf)) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        memcpy(buf, value, size);
+        buf[size] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        if (streq(buf, "all"))
+                bytes = UINT64_MAX;
+        else {
+                errno = 0;
+                bytes = strtoull(buf, &end, 10);
+                if (errno != 0 || end == buf || *end != '\0' || buf[0] == '-') {
+                        fuse_reply_err(req, EINVAL);
+                        return;
+                }
+        }
+        fs_lock(fs);
+        freed = fs_cache_reclaim_locked(fs, bytes);
+        fs_unlock(fs);
+        log_info(
+                "Reclaimed %" PRIu64 " bytes of clean cache (asked for %s)", freed,
+                bytes == UINT64_MAX ? "all" : buf);
+        fuse_reply_err(req, 0);
+}
+
 void fs_op_setxattr(
         fuse_req_t req,
         fuse_ino_t ino,
@@ -1519,6 +1612,10 @@ void fs_op_setxattr(
 
         if (ino != FS_ROOT_INO || strncmp(name, "user.azfilesfs.", 15) != 0) {
                 fuse_reply_err(req, ENOTSUP);
+                return;
+        }
+        if (streq(name, XATTR_RECLAIM)) {
+                reclaim(req, value, size);
                 return;
         }
         if (!streq(name, XATTR_FLUSH)) {

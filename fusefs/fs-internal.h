@@ -89,6 +89,10 @@ typedef struct Fs {
         uint64_t quota_gib;
         uint64_t usage_bytes;
         int64_t stats_until_ns;
+
+        /* user.azfilesfs.reclaim; protected by lock */
+        uint64_t reclaimed_bytes;    /* freed since the mount */
+        uint64_t last_reclaim_bytes; /* freed by the last one */
 } Fs;
 
 /* fs.c */
@@ -110,6 +114,10 @@ int fs_cache_attach_locked(Fs *fs, Inode *i);
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag);
 void fs_cache_drop_locked(Fs *fs, Inode *i);
 void fs_cache_evict_locked(Fs *fs);
+/* Drops whole cache files that nothing uses (never dirty data, never an open file), least
+ * recently used first, until at least bytes of disk space are freed or none is left to drop.
+ * Returns the bytes freed (the files' allocated blocks). */
+uint64_t fs_cache_reclaim_locked(Fs *fs, uint64_t bytes);
 bool fs_inode_is_dirty(const Inode *i);
 void fs_discard_dirty_locked(Fs *fs, Inode *i);
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);

@@ -17,6 +17,8 @@
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
+ *   reclaim        the reclaim xattr drops clean cache files (LRU first, by the amount asked),
+ *                  never dirty data or open files; data reads back from the share; racing reads
  *   offline        share gone: cached reads work, the rest fails within the bound, nothing hangs
  *   crash          kill -9 with unsynced data, a new mount uploads it
  *   requests       ls -l of 200 entries on a fresh mount: one List and no request per entry
@@ -636,6 +638,163 @@ START_TEST(test_caps) {
 }
 END_TEST
 
+/* Disk blocks of every file below path (the cache directory), in bytes. */
+static uint64_t tree_bytes(const char *path) {
+        DIR *d = opendir(path);
+        uint64_t total = 0;
+        struct dirent *de;
+
+        ck_assert_msg(d, "opendir %s: %m", path);
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *sub = NULL;
+                struct stat st;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                ck_assert_int_ge(asprintf(&sub, "%s/%s", path, de->d_name), 0);
+                ck_assert_int_eq(lstat(sub, &st), 0);
+                total += (uint64_t)st.st_blocks * 512U;
+                if (S_ISDIR(st.st_mode))
+                        total += tree_bytes(sub);
+        }
+        (void)closedir(d);
+        return total;
+}
+
+static int reclaim(FsMount *m, const char *value) {
+        _cleanup_free_ char *root = fs_mount_path(m, "");
+        ck_assert_ptr_nonnull(root);
+        return setxattr(root, "user.azfilesfs.reclaim", value, strlen(value), 0) < 0 ? -errno : 0;
+}
+
+/* Drops what the kernel caches of path, so that the next read is the driver's. */
+static void drop_page_cache(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        (void)close(fd);
+}
+
+/* The reclaim xattr: clean cache files go, least recently used first, by the amount asked; the
+ * cache directory shrinks by what the stats say; the data reads back from the share; dirty data
+ * and open files are never dropped; reads racing with reclaims always see the right bytes. */
+START_TEST(test_reclaim) {
+        const uint64_t mib = 1024 * 1024;
+        const char *r1, *r2, *d, *root;
+        uint64_t before, after, freed;
+        char names[512], v[8];
+        ssize_t n;
+        pid_t pid;
+        int status, fd;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        root = P(mnt, "");
+        r1 = P(mnt, "r1");
+        r2 = P(mnt, "r2");
+        d = P(mnt, "dirty");
+        ck_assert_int_eq(fs_write_pattern(r1, 1, 12 * mib, 1 * mib), 0);
+        ck_assert_int_eq(fs_write_pattern(r2, 2, 8 * mib, 1 * mib), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        /* r1 used last: r2 is the least recently used clean file */
+        drop_page_cache(r1);
+        ck_assert_int_eq(fs_check_pattern(r1, 1, 12 * mib), 0);
+        /* dirty, and stays so (async_delay) */
+        ck_assert_int_eq(fs_write_pattern(d, 3, 5 * mib, 1 * mib), 0);
+        ck_assert_uint_eq(dirty(mnt), 5 * mib);
+        ck_assert_uint_eq(stats_number(mnt, "cache_bytes"), 25 * mib);
+        ck_assert_uint_eq(stats_number(mnt, "cache_clean_bytes"), 20 * mib);
+        ck_assert_uint_eq(stats_number(mnt, "cache_dirty_bytes"), 5 * mib);
+        ck_assert_uint_ge(stats_number(mnt, "cache_reclaimable_bytes"), 20 * mib);
+        ck_assert_uint_eq(stats_number(mnt, "reclaimed_bytes"), 0);
+
+        /* 1 byte asked: one file goes, the least recently used */
+        before = tree_bytes(mnt->cache_dir);
+        ck_assert_int_eq(reclaim(mnt, "1"), 0);
+        after = tree_bytes(mnt->cache_dir);
+        freed = stats_number(mnt, "last_reclaim_bytes");
+        ck_assert_uint_ge(freed, 8 * mib);
+        ck_assert_uint_lt(freed, 12 * mib);
+        ck_assert_uint_eq(before - after, freed);
+        ck_assert_uint_eq(stats_number(mnt, "cache_clean_bytes"), 12 * mib);
+
+        /* all: r1 goes too, the dirty file stays */
+        ck_assert_int_eq(reclaim(mnt, "all\n"), 0);
+        ck_assert_uint_eq(
+                before - tree_bytes(mnt->cache_dir), stats_number(mnt, "reclaimed_bytes"));
+        ck_assert_uint_ge(stats_number(mnt, "reclaimed_bytes"), 20 * mib);
+        ck_assert_uint_eq(stats_number(mnt, "cache_clean_bytes"), 0);
+        ck_assert_uint_eq(stats_number(mnt, "cache_reclaimable_bytes"), 0);
+        ck_assert_uint_eq(dirty(mnt), 5 * mib);
+        ck_assert_uint_ge(tree_bytes(mnt->cache_dir), 5 * mib);
+        /* nothing more to drop */
+        ck_assert_int_eq(reclaim(mnt, "all"), 0);
+        ck_assert_uint_eq(stats_number(mnt, "last_reclaim_bytes"), 0);
+
+        /* the clean files read back from the share, byte for byte */
+        ck_assert_int_eq(fs_emu_counter(emu, "GetFile", true, &freed), 0);
+        drop_page_cache(r1);
+        drop_page_cache(r2);
+        ck_assert_int_eq(fs_check_pattern(r1, 1, 12 * mib), 0);
+        ck_assert_int_eq(fs_check_pattern(r2, 2, 8 * mib), 0);
+        ck_assert_uint_ge(counter("GetFile"), 5); /* 20 MiB in 4 MiB pieces */
+
+        /* an open file's cache stays until it is closed */
+        fd = open(r1, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(reclaim(mnt, "all"), 0);
+        ck_assert_uint_eq(stats_number(mnt, "cache_clean_bytes"), 12 * mib);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(reclaim(mnt, "all"), 0);
+        ck_assert_uint_eq(stats_number(mnt, "cache_clean_bytes"), 0);
+
+        /* reads racing with reclaims: always the right bytes */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                for (unsigned k = 0; k < 20; k++) {
+                        drop_page_cache(r2);
+                        if (fs_check_pattern(r2, 2, 8 * mib) != 0 ||
+                            fs_check_pattern(r1, 1, 12 * mib) != 0)
+                                _exit(1);
+                }
+                _exit(0);
+        }
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                ck_assert_int_ge(w, 0);
+                if (w == pid)
+                        break;
+                ck_assert_int_eq(reclaim(mnt, "all"), 0);
+        }
+        ck_assert_msg(
+                WIFEXITED(status) && WEXITSTATUS(status) == 0, "racing reader saw wrong bytes");
+
+        /* the dirty data is intact, and uploaded by the flush */
+        ck_assert_int_eq(fs_check_pattern(d, 3, 5 * mib), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        {
+                _cleanup_free_ char *data = NULL, *want = malloc(5 * mib);
+                size_t size = 0;
+
+                ck_assert_ptr_nonnull(want);
+                ck_assert_int_eq(fs_share_read(emu, SHARE, "dirty", &data, &size), 0);
+                fs_pattern_fill(3, 0, want, 5 * mib);
+                ck_assert_uint_eq(size, 5 * mib);
+                ck_assert(memcmp(data, want, size) == 0);
+        }
+
+        /* the interface */
+        n = listxattr(root, names, sizeof(names));
+        ck_assert_int_gt(n, 0);
+        ck_assert(memmem(names, (size_t)n, "user.azfilesfs.reclaim", 23));
+        ck_assert_int_eq(getxattr(root, "user.azfilesfs.reclaim", v, sizeof(v)), 0);
+        ck_assert_int_eq(reclaim(mnt, "lots"), -EINVAL);
+        ck_assert_int_eq(reclaim(mnt, "-1"), -EINVAL);
+        ck_assert_int_eq(reclaim(mnt, "12x"), -EINVAL);
+}
+END_TEST
+
 /* The share gone: cached data is still read, unknown names fail at once (no hang), writes land
  * in the cache and close() says they are not on the share, the flush gives up within its bound. */
 START_TEST(test_offline) {
@@ -864,8 +1023,9 @@ int main(void) {
                 {"remount", test_remount},   {"close_to_open", test_close_to_open},
                 {"flush", test_flush},       {"failures", test_failures},
                 {"requests", test_requests}, {"caps", test_caps},
-                {"offline", test_offline},   {"crash", test_crash},
-                {"auth", test_auth},         {"cli", test_cli},
+                {"reclaim", test_reclaim},   {"offline", test_offline},
+                {"crash", test_crash},       {"auth", test_auth},
+                {"cli", test_cli},
         };
 
         if (pre != 0)
