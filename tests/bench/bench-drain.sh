@@ -21,36 +21,20 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build}
 case $build in /*) ;; *) build=$top/$build ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib-bench.sh
+. "$top/tests/bench/lib-bench.sh"
 agent=$build/agent/poolagentd
-emu=$build/tests/emulator/azfiles-emu
 RUNS=${RUNS:-7}
 TARGET_MS=2000
 
-for f in "$agent" "$emu"; do
-        [ -x "$f" ] || { echo "missing $f: build first (meson compile -C $build)" >&2; exit 1; }
-done
-command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
+bench_need "$agent" "$build/tests/emulator/azfiles-emu" "$build/tests/tools/azfiles-sas" curl
 
 tmp=$(mktemp -d /tmp/bench-drain.XXXXXX)
-emu_pid=
-agent_pid=
-cleanup() {
-        [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
-        [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null || true
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT INT TERM
 
-mkdir -p "$tmp/data" "$tmp/mnt" "$tmp/state"
-"$emu" --listen 127.0.0.1:0 --imds 127.0.0.1:0 --data "$tmp/data" --account devstoreaccount1 \
-        --key "$(head -c 64 /dev/urandom | base64 -w0)" >"$tmp/emu.out" 2>"$tmp/emu.err" &
-emu_pid=$!
-for _ in $(seq 200); do
-        grep -q 'azfiles-emu ready' "$tmp/emu.out" 2>/dev/null && break
-        kill -0 "$emu_pid" 2>/dev/null || { cat "$tmp/emu.err" >&2; exit 1; }
-        sleep 0.05
-done
-imds=$(sed -n 's/.* imds=\([^ ]*\).*/\1/p' "$tmp/emu.out")
+mkdir -p "$tmp/mnt" "$tmp/state"
+bench_start_emu 60 --imds 127.0.0.1:0
+imds=$emu_imds
 [ -n "$imds" ] || { echo "emulator did not start" >&2; exit 1; }
 
 cat >"$tmp/poolagent.conf" <<CONF
@@ -72,6 +56,7 @@ ShutdownInhibitor=no
 CONF
 "$agent" --config "$tmp/poolagent.conf" --config-dir "$tmp/none" 2>"$tmp/agent.log" &
 agent_pid=$!
+bench_pids+=("$agent_pid")
 
 now_ms() { date +%s%3N; }
 approved_ms() { # EventId -> FirstApprovedMs or empty

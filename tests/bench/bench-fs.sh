@@ -25,94 +25,49 @@
 # Needs root and /dev/fuse, curl, tar, gcc and libfuse3-dev (passthrough_ll is compiled from
 # /usr/share/doc/libfuse3-dev/examples at run time). It runs itself in a private mount namespace,
 # starts one emulator and its own mounts, stops only those (by PID) and removes only its own
-# temporary directory.
+# temporary directory (lib-bench.sh).
 set -euo pipefail
 
-if [ -z "${BENCH_FS_IN_NS:-}" ]; then
-        [ "$(id -u)" -eq 0 ] || { echo "bench-fs: needs root" >&2; exit 1; }
-        exec unshare -m --propagation private env BENCH_FS_IN_NS=1 "$0" "$@"
-fi
-
 top=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib-bench.sh
+. "$top/tests/bench/lib-bench.sh"
+bench_private_mount_ns "$@"
 build=${1:?usage: bench-fs.sh BUILD_DIR}
 case $build in /*) ;; *) build=$top/$build ;; esac
-emu=$build/tests/emulator/azfiles-emu
-sas_tool=$build/tests/tools/azfiles-sas
 fs=$build/fusefs/azfilesfs
 SIZE_MIB=${SIZE_MIB:-1024}
 FILES=${FILES:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
 TMP_PARENT=${TMP_PARENT:-/tmp}
 CHUNK_MIB=4
-PARALLEL=8
-account=devstoreaccount1
-key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-version=2025-05-05
 examples=/usr/share/doc/libfuse3-dev/examples
 
-for f in "$emu" "$sas_tool"; do
-        [ -x "$f" ] || { echo "missing $f: build first (meson compile -C $build)" >&2; exit 1; }
-done
-for c in curl tar gcc pkg-config python3 fusermount3; do
-        command -v "$c" >/dev/null || { echo "bench-fs: $c is needed" >&2; exit 1; }
-done
+bench_need "$build/tests/emulator/azfiles-emu" "$build/tests/tools/azfiles-sas" \
+        curl tar gcc pkg-config python3 fusermount3 setfattr
 [ -e /dev/fuse ] || { echo "bench-fs: no /dev/fuse" >&2; exit 1; }
 have_fs=0
 [ -x "$fs" ] && have_fs=1
 
 tmp=$(mktemp -d "$TMP_PARENT/bench-fs.XXXXXX")
-emu_pid=
-mounts=()
-pids=()
-cleanup() {
-        local m p
-        for m in "${mounts[@]}"; do
-                fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-        done
-        for p in "${pids[@]}"; do
-                kill -TERM "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        if [ -n "$emu_pid" ]; then
-                kill -TERM "$emu_pid" 2>/dev/null || true
-                wait "$emu_pid" 2>/dev/null || true
-        fi
-        rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+trap bench_cleanup EXIT INT TERM
 
-now() { date +%s.%N; }
-mibs() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", m / (b - a) }'; }
+now() { bench_now; }
+mibs() { bench_mibs "$@"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y == 0) print "inf"; else printf "%.2f", x / y }'; }
+ratio() { bench_ratio "$@"; }
 na="n/a (azfilesfs not built)"
 
 # ---- emulator, share, SAS ------------------------------------------------------------------------
-mkdir "$tmp/data" "$tmp/disk"
-"$emu" --listen 127.0.0.1:0 --imds 127.0.0.1:0 --data "$tmp/data" --account "$account" \
-        --key "$key" >"$tmp/ready" 2>"$tmp/emu.log" &
-emu_pid=$!
-for _ in $(seq 100); do # bounded wait (10 s) for the ready line
-        grep -q 'azfiles-emu ready:' "$tmp/ready" 2>/dev/null && break
-        kill -0 "$emu_pid" 2>/dev/null || { cat "$tmp/emu.log" >&2; exit 1; }
-        sleep 0.1
-done
-grep -q 'azfiles-emu ready:' "$tmp/ready" || { echo "emulator not ready after 10 s" >&2; exit 1; }
-base=$(sed -n 's/.*file=\([^ ]*\).*/\1/p' "$tmp/ready")
-imds=$(sed -n 's/.*imds=\([^ ]*\).*/\1/p' "$tmp/ready")
-sas=$("$sas_tool" --account-sas --account "$account" --key "$key" --permissions rwdlc \
-        --expiry-minutes 240 --version "$version")
+mkdir "$tmp/disk"
+bench_start_emu 240 --imds 127.0.0.1:0
+base=$emu_base
+imds=$emu_imds
+version=$BENCH_VERSION
 share=bench
 size=$((SIZE_MIB * 1048576))
 chunk=$((CHUNK_MIB * 1048576))
 n_chunks=$((SIZE_MIB / CHUNK_MIB))
 
-req() { # method url [curl args...]: prints the status
-        local m=$1 u=$2
-        shift 2
-        curl -sS -o /dev/null -w '%{http_code}' -X "$m" -H "x-ms-version: $version" "$@" "$u"
-}
-expect() { [ "$1" = "$2" ] || { echo "$3: HTTP $2, want $1" >&2; exit 1; }; }
 counters() { curl -sS "$imds/__emu/counters${1:-}"; }
 count_of() { # json op: requests of one operation ("" = all)
         python3 -c 'import json, sys
@@ -121,40 +76,12 @@ op = sys.argv[1]
 print(d["requests"] if not op else d["counters"].get(op, {}).get("requests", 0))' "$1"
 }
 
-expect 201 "$(req PUT "$base/$share?restype=share&$sas" -H 'Content-Length: 0')" "Create Share"
+bench_expect 201 "$(bench_req PUT "$base/$share?restype=share&$sas" -H 'Content-Length: 0')" "Create Share"
 
-# ---- the credentials file and mounts ---------------------------------------------------------------
-printf '[storage]\naccount_key = %s\n' "$key" >"$tmp/credentials"
-chmod 0600 "$tmp/credentials"
-fs_pid=
-mount_fs() { # mountpoint cache_dir [extra options]: starts azfilesfs, waits (bounded) for the mount
-        local mnt=$1 cache=$2 extra=${3:-} opts
-        mkdir -p "$mnt" "$cache"
-        opts="credentials=$tmp/credentials,cache_dir=$cache${extra:+,$extra}"
-        "$fs" "$base/$share" "$mnt" -f -o "$opts" >>"$tmp/azfilesfs.log" 2>&1 &
-        fs_pid=$!
-        pids+=("$fs_pid")
-        mounts+=("$mnt")
-        for _ in $(seq 200); do
-                findmnt -n -t fuse.azfilesfs "$mnt" >/dev/null && return 0
-                kill -0 "$fs_pid" 2>/dev/null || { tail -20 "$tmp/azfilesfs.log" >&2; exit 1; }
-                sleep 0.1
-        done
-        echo "azfilesfs did not mount in 20 s" >&2
-        exit 1
-}
-unmount_fs() { # mountpoint pid: unmounts and waits for the daemon (bounded, 10 min)
-        fusermount3 -u "$1"
-        for _ in $(seq 6000); do
-                kill -0 "$2" 2>/dev/null || { wait "$2" 2>/dev/null || true; return 0; }
-                sleep 0.1
-        done
-        echo "azfilesfs did not exit after unmount" >&2
-        exit 1
-}
-flush_fs() { # mountpoint seconds
-        python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.azfilesfs.flush", sys.argv[2].encode())' "$1" "$2"
-}
+# ---- mounts (lib-bench.sh) ---------------------------------------------------------------------------
+mount_fs() { bench_mount_fs "$share" "$@"; } # mountpoint cache_dir [extra options]
+unmount_fs() { bench_unmount_fs "$@"; }      # mountpoint pid
+flush_fs() { bench_flush_fs "$@"; }          # mountpoint seconds
 peak_rss=0
 note_rss() { # pid: remembers the highest VmHWM in KiB
         local v
@@ -165,14 +92,15 @@ note_rss() { # pid: remembers the highest VmHWM in KiB
 
 # passthrough_ll from libfuse's examples, over a directory on the same disk, with cache=always (it
 # keeps the page cache across opens, as azfilesfs does for unchanged files: the fair warm baseline).
+# shellcheck disable=SC2046 # pkg-config prints several words
 gcc -O2 -o "$tmp/passthrough_ll" "$examples/passthrough_ll.c" $(pkg-config --cflags --libs fuse3)
 pt_pid=
 mount_pt() { # mountpoint source
         mkdir -p "$1" "$2"
         "$tmp/passthrough_ll" -f -o "source=$2,cache=always" "$1" >>"$tmp/passthrough.log" 2>&1 &
         pt_pid=$!
-        pids+=("$pt_pid")
-        mounts+=("$1")
+        bench_pids+=("$pt_pid")
+        bench_mounts+=("$1")
         for _ in $(seq 200); do
                 findmnt -n "$1" >/dev/null && return 0
                 sleep 0.1
@@ -188,52 +116,19 @@ echo "azfilesfs benchmark: $SIZE_MIB MiB file, $FILES small files, $(nproc) CPUs
 head -c "$chunk" /dev/urandom >"$tmp/chunk"
 for ((i = 0; i < n_chunks; i++)); do cat "$tmp/chunk"; done >"$tmp/disk/src.bin"
 file_url="$base/$share/raw.bin"
-for ((p = 0; p < PARALLEL; p++)); do
-        for ((i = p; i < n_chunks; i += PARALLEL)); do
-                s=$((i * chunk))
-                e=$((s + chunk - 1))
-                [ "$i" -gt "$p" ] && echo 'next'
-                echo "url = \"$file_url?comp=range&$sas\""
-                echo "upload-file = \"$tmp/chunk\""
-                echo 'header = "x-ms-write: update"'
-                echo "header = \"x-ms-range: bytes=$s-$e\""
-                echo "header = \"x-ms-version: $version\""
-                echo 'header = "Expect:"'
-                echo 'output = "/dev/null"'
-                echo 'write-out = "%{http_code}\n"'
-        done >"$tmp/put.$p.conf"
-        for ((i = p; i < n_chunks; i += PARALLEL)); do
-                s=$((i * chunk))
-                e=$((s + chunk - 1))
-                [ "$i" -gt "$p" ] && echo 'next'
-                echo "url = \"$file_url?$sas\""
-                echo "header = \"x-ms-range: bytes=$s-$e\""
-                echo "header = \"x-ms-version: $version\""
-                echo "output = \"$tmp/disk/dl/part.$i\""
-                echo 'write-out = "%{http_code}\n"'
-        done >"$tmp/get.$p.conf"
-done
-run_curl() { # kind want
-        local p ps=()
-        for ((p = 0; p < PARALLEL; p++)); do
-                curl -sS -K "$tmp/$1.$p.conf" >"$tmp/out.$1.$p" &
-                ps+=($!)
-        done
-        wait "${ps[@]}"
-        [ -z "$(cat "$tmp"/out."$1".* | awk -v w="$2" '$1 != w')" ] || { echo "$1: bad answers" >&2; exit 1; }
-}
+mkdir "$tmp/disk/dl"
+bench_range_confs put "$file_url" "$n_chunks" "$chunk" "$tmp/chunk"
+bench_range_confs get "$file_url" "$n_chunks" "$chunk" "$tmp/disk/dl"
 sync
 t0=$(now)
-expect 201 "$(req PUT "$file_url?$sas" -H 'x-ms-type: file' -H "x-ms-content-length: $size" \
-        -H 'Content-Length: 0')" "Create File"
-run_curl put 201
+bench_create_file "$file_url" "$size"
+bench_run_ranges put 201 "$size"
 t1=$(now)
 raw_put=$(mibs "$SIZE_MIB" "$t0" "$t1")
 
 # ---- 1 (baseline). raw ranged GETs into files on the cache's disk ---------------------------------
-mkdir "$tmp/disk/dl"
 t0=$(now)
-run_curl get 206
+bench_run_ranges get 206 "$size"
 t1=$(now)
 raw_get=$(mibs "$SIZE_MIB" "$t0" "$t1")
 rm -rf "$tmp/disk/dl"
