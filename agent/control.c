@@ -303,8 +303,8 @@ control_dispatch(ControlConnection *c, const char *buf, size_t len, bool *reterr
 
 static int
 control_connection_on_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        static char buf[CONTROL_REQUEST_MAX + 1]; /* the loop's thread only */
         ControlConnection *c = userdata;
-        char buf[CONTROL_REQUEST_MAX + 1];
         ssize_t n;
         int r;
 

@@ -20,7 +20,8 @@
 
 #include "macro.h"
 
-#define CONTROL_REQUEST_MAX 4096U
+/* A request carries at most a job's command and environment (poolctl submit): 64 KiB. */
+#define CONTROL_REQUEST_MAX (64U * 1024U)
 #define CONTROL_REPLY_MAX (64U * 1024U)
 #define CONTROL_CLIENTS_MAX 32U
 #define CONTROL_IDLE_TIMEOUT_USEC (10U * 1000000U)

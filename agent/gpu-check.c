@@ -1150,6 +1150,13 @@ GpuMonitor *gpu_monitor_free(GpuMonitor *m) {
         return NULL;
 }
 
+int gpu_monitor_count(const GpuMonitor *m) {
+        if (!m->snapshot || m->snapshot->load_error != 0 || m->snapshot->init_ret != NVML_SUCCESS ||
+            m->snapshot->count_ret != NVML_SUCCESS)
+                return -1;
+        return (int)m->snapshot->count;
+}
+
 GpuVerdict gpu_monitor_overall(const GpuMonitor *m) {
         return m->overall;
 }

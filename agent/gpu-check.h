@@ -161,6 +161,8 @@ void gpu_monitor_set_config(
 int gpu_monitor_check_now(GpuMonitor *m);
 
 GpuVerdict gpu_monitor_overall(const GpuMonitor *m);
+/* The GPUs NVML found in the last finished read, -1 before one or when NVML failed. */
+int gpu_monitor_count(const GpuMonitor *m);
 /* The checks of the last evaluation (borrowed, valid until the next one). */
 unsigned gpu_monitor_checks(const GpuMonitor *m, const GpuCheck **ret);
 /* A short summary for STATUS=: "GPU ok (4 of 4)", "GPU UNHEALTHY: gpu_lost GPU 2". */

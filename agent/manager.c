@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include "gpu-check.h"
 #include "health-http.h"
 #include "health.h"
+#include "job-queue.h"
+#include "job-runner.h"
 #include "links-manager.h"
 #include "log.h"
 #include "message-ids.h"
@@ -284,6 +287,8 @@ int manager_status_json(Manager *m, json_object *o) {
         }
         if (m->drain)
                 r |= drain_status_json(m->drain, o);
+        if (m->jobs)
+                r |= job_runner_status_json(m->jobs, o);
         r |= json_add(o, "users", users, false);
         if (users) {
                 r |= json_add(users, "uid_range", json_object_new_string(range), false);
@@ -382,6 +387,41 @@ static void manager_on_drain_health(bool draining, void *userdata) {
         if (m->health)
                 health_set_draining(m->health, draining);
         manager_notify_status(m, NULL);
+}
+
+/* [Jobs] GPUs=auto with ExpectedGPUs=auto: jobs get the GPUs NVML found. */
+static void manager_on_gpu_read(GpuMonitor *g, GpuVerdict overall, bool changed, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->jobs && m->config_start->jobs_gpus == CONF_JOBS_GPUS_AUTO &&
+            m->config_start->expected_gpus < 0 && gpu_monitor_count(g) >= 0)
+                job_runner_set_gpus(m->jobs, (unsigned)gpu_monitor_count(g));
+}
+
+static int manager_start_jobs(Manager *m) {
+        const Config *c = m->config_start;
+        const JobRunnerConfig jc = {
+                .state_directory = c->state_directory,
+                .slots = (unsigned)c->jobs_slots,
+                .gpus = c->jobs_gpus >= 0      ? (unsigned)c->jobs_gpus
+                        : c->expected_gpus > 0 ? (unsigned)c->expected_gpus
+                        : m->gpu && gpu_monitor_count(m->gpu) > 0
+                                ? (unsigned)gpu_monitor_count(m->gpu)
+                                : 0,
+                .stop_grace_usec = c->jobs_stop_grace_usec,
+        };
+        int r;
+
+        if (!c->jobs_enabled) {
+                log_info("Job queue disabled ([Jobs] Enabled=no)");
+                return 0;
+        }
+        r = job_runner_new(m->event, NULL, &jc, &m->jobs);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the job queue: %m");
+        /* Not fatal: without systemd the agent works on and submit says why it cannot. */
+        (void)job_runner_start(m->jobs);
+        return 0;
 }
 
 static int manager_start_drain(Manager *m) {
@@ -676,6 +716,213 @@ static int manager_on_flush(
         return CONTROL_REPLY_DEFERRED;
 }
 
+/* ---- jobs ---- */
+
+/* The strings of request[key] (borrowed from the request), at most max; missing: NULL. */
+static int request_strv(json_object *request, const char *key, size_t max, const char ***ret) {
+        json_object *a;
+        const char **l;
+        size_t n;
+
+        *ret = NULL;
+        if (!json_object_object_get_ex(request, key, &a))
+                return 0;
+        if (!json_object_is_type(a, json_type_array) || (n = json_object_array_length(a)) > max)
+                return -EINVAL;
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *v = json_object_array_get_idx(a, i);
+
+                if (!json_object_is_type(v, json_type_string)) {
+                        free(l);
+                        return -EINVAL;
+                }
+                l[i] = json_object_get_string(v);
+        }
+        *ret = l;
+        return 0;
+}
+
+/* request[key] as a number in 0..max; missing: def. */
+static int
+request_uint(json_object *request, const char *key, int64_t max, int64_t def, int64_t *ret) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(request, key, &v)) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
+            json_object_get_int64(v) > max)
+                return -EINVAL;
+        *ret = json_object_get_int64(v);
+        return 0;
+}
+
+static int manager_jobs_check(Manager *m, char **reterr_message) {
+        if (m->jobs)
+                return 0;
+        *reterr_message = strdup("the job queue is disabled on this VM ([Jobs] Enabled=no)");
+        return -EOPNOTSUPP;
+}
+
+static int manager_on_submit(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        _cleanup_free_ const char **argv = NULL, **env = NULL;
+        const char *cwd = NULL, *name = NULL;
+        int64_t cpus = 0, gpus = 0;
+        uint64_t id = 0;
+        json_object *v;
+        char unit[64];
+        int r;
+
+        r = manager_jobs_check(m, reterr_message);
+        if (r < 0)
+                return r;
+        if (json_object_object_get_ex(request, "cwd", &v) &&
+            json_object_is_type(v, json_type_string))
+                cwd = json_object_get_string(v);
+        if (json_object_object_get_ex(request, "name", &v))
+                name = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+        r = request_strv(request, "argv", JOB_QUEUE_ARGV_MAX, &argv);
+        if (r >= 0)
+                r = request_strv(request, "env", JOB_QUEUE_ENV_MAX, &env);
+        if (r >= 0)
+                r = request_uint(request, "cpus", JOB_QUEUE_JOBS_MAX * 64, 1, &cpus);
+        if (r >= 0)
+                r = request_uint(request, "gpus", JOB_QUEUE_GPUS_MAX, 0, &gpus);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !argv || !argv[0] || !cwd) {
+                if (asprintf(
+                            reterr_message,
+                            "a job needs \"argv\" (at most %u strings), \"cwd\" (a string), and "
+                            "optionally \"env\" (at most %u strings), \"name\", \"cpus\", \"gpus\"",
+                            JOB_QUEUE_ARGV_MAX, JOB_QUEUE_ENV_MAX) < 0)
+                        *reterr_message = NULL;
+                return -EINVAL;
+        }
+        /* The identity is the peer's (SO_PEERCRED), never anything in the request. */
+        r = job_runner_submit(
+                m->jobs, peer->uid, peer->gid, name, (char *const *)argv, (char *const *)env, cwd,
+                (unsigned)cpus, (unsigned)gpus, &id, reterr_message);
+        if (r < 0)
+                return r;
+        log_info(
+                "Job %" PRIu64 " submitted over the control socket by UID %u (PID %d)", id,
+                (unsigned)peer->uid, (int)peer->pid);
+        (void)snprintf(unit, sizeof(unit), JOB_RUNNER_UNIT_PREFIX "%" PRIu64 ".service", id);
+        r = json_add(result, "id", json_object_new_uint64(id), false);
+        if (r >= 0)
+                r = json_add(result, "unit", json_object_new_string(unit), false);
+        return r;
+}
+
+static int manager_on_jobs(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        int r;
+
+        if (!m->jobs) {
+                r = json_add(result, "jobs", json_object_new_array(), false);
+                if (r >= 0)
+                        r = json_add(result, "enabled", json_object_new_boolean(false), false);
+                return r;
+        }
+        r = job_runner_list_json(m->jobs, peer->uid, peer->admin, result);
+        if (r >= 0)
+                r = json_add(result, "enabled", json_object_new_boolean(true), false);
+        return r;
+}
+
+/* A message for the errors of cancel and logs about job id. */
+static int manager_job_error(int r, int64_t id, char **reterr_message) {
+        int k = 0;
+
+        switch (r) {
+        case -ENOENT:
+                k = asprintf(reterr_message, "there is no job %" PRId64, id);
+                break;
+        case -EPERM:
+                k = asprintf(reterr_message, "job %" PRId64 " is not yours", id);
+                break;
+        case -EALREADY:
+                k = asprintf(reterr_message, "job %" PRId64 " has already ended", id);
+                break;
+        case -EHOSTDOWN:
+                k = asprintf(reterr_message, "job %" PRId64 ": systemd is not reachable", id);
+                break;
+        default:
+                break;
+        }
+        if (k < 0)
+                *reterr_message = NULL;
+        return r;
+}
+
+static int manager_on_cancel(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        int64_t id = 0;
+        int r;
+
+        r = manager_jobs_check(m, reterr_message);
+        if (r < 0)
+                return r;
+        if (request_uint(request, "id", INT64_MAX, 0, &id) < 0 || id == 0) {
+                *reterr_message = strdup("\"id\" must be a job number");
+                return -EINVAL;
+        }
+        r = job_runner_cancel(m->jobs, (uint64_t)id, peer->uid, peer->admin);
+        if (r < 0)
+                return manager_job_error(r, id, reterr_message);
+        log_info(
+                "Job %" PRId64 " cancelled over the control socket by UID %u (PID %d)", id,
+                (unsigned)peer->uid, (int)peer->pid);
+        return json_add(result, "id", json_object_new_int64(id), false);
+}
+
+static int manager_on_logs(
+        void *userdata,
+        const ControlPeer *peer,
+        json_object *request,
+        json_object *result,
+        char **reterr_message) {
+        Manager *m = userdata;
+        int64_t id = 0, offset = -1;
+        json_object *v;
+        int r;
+
+        r = manager_jobs_check(m, reterr_message);
+        if (r < 0)
+                return r;
+        if (request_uint(request, "id", INT64_MAX, 0, &id) < 0 || id == 0 ||
+            (json_object_object_get_ex(request, "offset", &v) &&
+             request_uint(request, "offset", INT64_MAX, -1, &offset) < 0)) {
+                *reterr_message = strdup("\"id\" must be a job number, \"offset\" a byte offset");
+                return -EINVAL;
+        }
+        r = job_runner_logs_json(m->jobs, (uint64_t)id, peer->uid, peer->admin, offset, result);
+        if (r < 0)
+                return manager_job_error(r, id, reterr_message);
+        return 0;
+}
+
 /* Later subsystems add their rows here (health, drain, flush, jobs, submit, cancel, links). */
 static const ControlCommand manager_commands[] = {
         {"status", manager_on_status, false},
@@ -685,6 +932,11 @@ static const ControlCommand manager_commands[] = {
         {"drain", manager_on_drain, true},
         {"flush", manager_on_flush, true},
         {"health", manager_on_health, false},
+        /* Jobs: every user; each sees, cancels and reads only its own (admins: all). */
+        {"submit", manager_on_submit, false},
+        {"jobs", manager_on_jobs, false},
+        {"cancel", manager_on_cancel, false},
+        {"logs", manager_on_logs, false},
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -809,7 +1061,7 @@ int manager_start(Manager *m) {
                 };
 
                 /* After the signals are blocked, like the HTTP thread (it blocks them anyway). */
-                r = gpu_monitor_new(m->event, m->health, &gc, NULL, NULL, &m->gpu);
+                r = gpu_monitor_new(m->event, m->health, &gc, manager_on_gpu_read, m, &m->gpu);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up the GPU check: %m");
         }
@@ -863,6 +1115,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up user links: %m");
 
+        r = manager_start_jobs(m);
+        if (r < 0)
+                return r;
         r = manager_start_drain(m);
         if (r < 0)
                 return r;
@@ -894,6 +1149,7 @@ Manager *manager_free(Manager *m) {
                 health_set_change_callback(m->health, NULL, NULL);
         health_http_free(m->health_http); /* stops its thread before the state goes */
         drain_free(m->drain);             /* answers its waiting flush clients first */
+        job_runner_free(m->jobs);         /* after the drain that uses it */
         links_manager_free(m->links);     /* answers its waiting clients first */
         control_server_free(m->control);
         workspace_health_free(m->workspace_health); /* before the monitor it listens to */

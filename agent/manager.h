@@ -26,6 +26,7 @@ typedef struct DiskCheck DiskCheck;
 typedef struct GpuMonitor GpuMonitor;
 typedef struct WorkspaceHealth WorkspaceHealth;
 typedef struct UnitCheck UnitCheck;
+typedef struct JobRunner JobRunner;
 
 typedef enum ManagerState {
         MANAGER_STARTING,
@@ -76,6 +77,7 @@ typedef struct Manager {
         WorkspaceHealth *workspace_health; /* health source "workspace"; NULL with workspace */
         UnitCheck *units;                  /* health source "units" (RequiredUnits=) */
         Drain *drain;                      /* scheduled events, drain, flush, shutdown lock */
+        JobRunner *jobs;                   /* the job queue; NULL: [Jobs] Enabled=no */
         bool draining;                     /* the drain reported the VM not healthy */
         bool stop_flush_started;           /* the final flush of the stop path is running */
 } Manager;

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "control.h"
+#include "job-queue.h"
 #include "macro.h"
 #include "time-util.h"
 
@@ -39,6 +40,11 @@ static bool arg_json = false;
 static bool arg_sync = false;
 static bool arg_cancel = false;
 static int arg_timeout_ms = DEFAULT_TIMEOUT_MS;
+static const char *arg_name = NULL;
+static long arg_cpus = -1; /* -1: not given (one slot) */
+static long arg_gpus = -1;
+
+extern char **environ;
 
 static void help(void) {
         printf("Usage: poolctl [OPTIONS] COMMAND\n\n"
@@ -56,11 +62,20 @@ static void help(void) {
                "  links --sync            check and repair every user's link now and show the\n"
                "                          result (root or admin group)\n"
                "  health                  show every health check; exit 0 if the VM is healthy,\n"
-               "                          1 if not (unhealthy or draining)\n\n"
+               "                          1 if not (unhealthy or draining)\n"
+               "  submit [--name N] [--cpus C] [--gpus K] -- COMMAND...\n"
+               "                          queue COMMAND as a job that runs as you, with your\n"
+               "                          environment and working directory\n"
+               "  jobs                    list your jobs (root or admin group: everyone's)\n"
+               "  cancel ID               cancel a queued job or stop a running one\n"
+               "  logs ID                 show the end of a job's output\n\n"
                "Options:\n"
                "      --json              print the agent's reply as JSON\n"
                "      --sync              with links: run a pass and wait for it\n"
                "      --cancel            with drain: end the drain\n"
+               "      --name=NAME         with submit: the job's name (default: the command)\n"
+               "      --cpus=C            with submit: CPU slots the job takes (default 1)\n"
+               "      --gpus=K            with submit: GPUs the job gets (CUDA_VISIBLE_DEVICES)\n"
                "  -s, --socket=PATH       control socket (default $POOLAGENT_CONTROL_SOCKET or\n"
                "                          " DEFAULT_SOCKET ")\n"
                "  -t, --timeout=SECONDS   how long to wait for the agent (default 30)\n"
@@ -166,6 +181,23 @@ static int report_error(json_object *reply) {
 
         fprintf(stderr, "poolctl: %s\n", err ? err : "the agent reported an unspecified error");
         return no && streq(no, "EPERM") ? EXIT_PERMISSION : EXIT_FAILED;
+}
+
+/* Prints the reply with --json; for an {"ok": false} reply returns its exit code (after printing
+ * the error without --json), else EXIT_OK. */
+static int print_reply(json_object *reply) {
+        if (arg_json)
+                printf("%s\n",
+                       json_object_to_json_string_ext(
+                               reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!json_object_get_boolean(get(reply, "ok"))) {
+                if (arg_json) {
+                        const char *no = get_str(reply, "errno");
+                        return no && streq(no, "EPERM") ? EXIT_PERMISSION : EXIT_FAILED;
+                }
+                return report_error(reply);
+        }
+        return EXIT_OK;
 }
 
 /* ---- human output --------------------------------------------------------------------------- */
@@ -341,6 +373,21 @@ static void print_status(json_object *r) {
                        get_str(get(r, "health"), "http") ? ", HTTP on " : "",
                        get_str(get(r, "health"), "http") ?: "");
         print_drain_status(get(r, "drain"));
+        if (get(r, "jobs")) {
+                json_object *j = get(r, "jobs");
+
+                printf("       Jobs: %" PRId64 " running, %" PRId64 " queued; %" PRId64
+                       " of %" PRId64 " slots, %" PRId64 " GPUs%s%s%s\n",
+                       json_object_get_int64(get(j, "running")),
+                       json_object_get_int64(get(j, "queued")),
+                       json_object_get_int64(get(j, "slots_used")),
+                       json_object_get_int64(get(j, "slots")),
+                       json_object_get_int64(get(j, "gpus")),
+                       json_object_get_boolean(get(j, "accepting")) ? ""
+                                                                    : "; not accepting (draining)",
+                       get_str(j, "unavailable_reason") ? "; UNAVAILABLE: " : "",
+                       get_str(j, "unavailable_reason") ?: "");
+        }
         if (peer)
                 printf("        You: UID %" PRId64 ", %s\n",
                        json_object_get_int64(get(peer, "uid")),
@@ -530,17 +577,9 @@ static int verb(const char *name) {
         r = call(request, arg_sync ? 2000 : streq(name, "flush") ? 3600 * 1000 : 0, &reply);
         if (r != EXIT_OK)
                 return r;
-        if (arg_json)
-                printf("%s\n",
-                       json_object_to_json_string_ext(
-                               reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        if (!json_object_get_boolean(get(reply, "ok"))) {
-                if (arg_json) {
-                        const char *no = get_str(reply, "errno");
-                        return no && streq(no, "EPERM") ? EXIT_PERMISSION : EXIT_FAILED;
-                }
-                return report_error(reply);
-        }
+        r = print_reply(reply);
+        if (r != EXIT_OK)
+                return r;
         result = get(reply, "result");
         if (streq(name, "health")) {
                 if (!arg_json)
@@ -565,15 +604,257 @@ static int verb(const char *name) {
         return sync_incomplete(result) ? EXIT_FAILED : EXIT_OK;
 }
 
+/* ---- jobs ------------------------------------------------------------------------------------ */
+
+/* Sends request (taken over), prints the reply as JSON with --json; *ret: the result of an
+ * {"ok": true} reply. Returns the exit code. */
+static int call_json(json_object *request, json_object **ret_reply, json_object **ret_result) {
+        _cleanup_(json_object_putp) json_object *req = request, *reply = NULL;
+        const char *text;
+        size_t len;
+        int r;
+
+        if (!req)
+                return EXIT_FAILED;
+        text = json_object_to_json_string_ext(
+                req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        len = text ? strlen(text) : 0;
+        if (!text || len > CONTROL_REQUEST_MAX) {
+                fprintf(stderr,
+                        "poolctl: the request is too large: %zu bytes, the agent takes at most %u "
+                        "(with submit: the command and your environment; unset large variables or "
+                        "run poolctl under env -i with the variables the job needs)\n",
+                        len, CONTROL_REQUEST_MAX);
+                return EXIT_FAILED;
+        }
+        r = call(text, 0, &reply);
+        if (r != EXIT_OK)
+                return r;
+        r = print_reply(reply);
+        if (r != EXIT_OK)
+                return r;
+        *ret_result = get(reply, "result");
+        *ret_reply = TAKE_PTR(reply);
+        return EXIT_OK;
+}
+
+static json_object *request_new(const char *command) {
+        json_object *o = json_object_new_object();
+
+        if (o && json_object_object_add(o, "command", json_object_new_string(command)) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+static int add_strv(json_object *o, const char *key, char *const *l, size_t max, size_t *ret_n) {
+        json_object *a = json_object_new_array();
+        size_t n = 0;
+
+        if (!a || json_object_object_add(o, key, a) < 0) {
+                json_object_put(a);
+                return -ENOMEM;
+        }
+        for (; l && l[n]; n++) {
+                if (n >= max || strlen(l[n]) >= JOB_QUEUE_STRING_MAX) {
+                        *ret_n = n;
+                        return -E2BIG;
+                }
+                if (json_object_array_add(a, json_object_new_string(l[n])) < 0)
+                        return -ENOMEM;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+static int cmd_submit(char **command) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        _cleanup_free_ char *cwd = getcwd(NULL, 0);
+        json_object *req = request_new("submit"), *result = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!cwd) {
+                json_object_put(req);
+                fprintf(stderr, "poolctl: cannot tell the current directory: %m\n");
+                return EXIT_FAILED;
+        }
+        if (!req)
+                return EXIT_FAILED;
+        r = add_strv(req, "argv", command, JOB_QUEUE_ARGV_MAX, &n);
+        if (r == -E2BIG) {
+                json_object_put(req);
+                fprintf(stderr,
+                        "poolctl: the command is too long: at most %u arguments of less than %u bytes each\n",
+                        JOB_QUEUE_ARGV_MAX, JOB_QUEUE_STRING_MAX);
+                return EXIT_USAGE;
+        }
+        if (r >= 0)
+                r = add_strv(req, "env", environ, JOB_QUEUE_ENV_MAX, &n);
+        if (r == -E2BIG) {
+                json_object_put(req);
+                fprintf(stderr,
+                        "poolctl: your environment is too large for a job: at most %u variables of less than %u bytes each (unset some, or run poolctl under env -i)\n",
+                        JOB_QUEUE_ENV_MAX, JOB_QUEUE_STRING_MAX);
+                return EXIT_FAILED;
+        }
+        if (r >= 0)
+                r = json_object_object_add(req, "cwd", json_object_new_string(cwd));
+        if (r >= 0 && arg_name)
+                r = json_object_object_add(req, "name", json_object_new_string(arg_name));
+        if (r >= 0 && arg_cpus >= 0)
+                r = json_object_object_add(req, "cpus", json_object_new_int64(arg_cpus));
+        if (r >= 0 && arg_gpus >= 0)
+                r = json_object_object_add(req, "gpus", json_object_new_int64(arg_gpus));
+        if (r < 0) {
+                json_object_put(req);
+                fprintf(stderr, "poolctl: out of memory\n");
+                return EXIT_FAILED;
+        }
+        r = call_json(req, &reply, &result);
+        if (r != EXIT_OK || arg_json)
+                return r;
+        printf("Submitted job %" PRIu64 " (%s).\n", json_object_get_uint64(get(result, "id")),
+               get_str(result, "unit") ?: "?");
+        return EXIT_OK;
+}
+
+static void print_jobs(json_object *r) {
+        json_object *jobs = get(r, "jobs");
+        size_t n = jobs && json_object_is_type(jobs, json_type_array)
+                           ? json_object_array_length(jobs)
+                           : 0;
+        int w_user = 4;
+
+        for (size_t i = 0; i < n; i++)
+                w_user =
+                        MAX(w_user, (int)strlen(
+                                            get_str(json_object_array_get_idx(jobs, i), "user")
+                                                    ?: "?????"));
+        w_user = MIN(w_user, 32);
+        if (!json_object_get_boolean(get(r, "enabled"))) {
+                printf("The job queue is disabled on this VM ([Jobs] Enabled=no).\n");
+                return;
+        }
+        if (n == 0)
+                printf("No jobs.\n");
+        else
+                printf("%6s  %-*s  %-9s  %4s  %5s  %-5s  %-19s  %s\n", "ID", w_user, "USER",
+                       "STATE", "EXIT", "SLOTS", "GPUS", "SUBMITTED", "COMMAND");
+        for (size_t i = 0; i < n; i++) {
+                json_object *j = json_object_array_get_idx(jobs, i);
+                char t[64], exit_status[16] = "-", uid[32];
+                struct tm tm;
+                time_t sec = (time_t)(json_object_get_uint64(get(j, "submitted_usec")) / 1000000);
+
+                if (!localtime_r(&sec, &tm) ||
+                    strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                        (void)snprintf(t, sizeof(t), "?");
+                if (get(j, "exit_status"))
+                        (void)snprintf(
+                                exit_status, sizeof(exit_status), "%" PRId64,
+                                json_object_get_int64(get(j, "exit_status")));
+                (void)snprintf(uid, sizeof(uid), "%" PRId64, json_object_get_int64(get(j, "uid")));
+                printf("%6" PRIu64 "  %-*s  %-9s  %4s  %5" PRId64 "  %-5s  %-19s  %s\n",
+                       json_object_get_uint64(get(j, "id")), w_user, get_str(j, "user") ?: uid,
+                       get_str(j, "state") ?: "?", exit_status,
+                       json_object_get_int64(get(j, "cpus")),
+                       get_str(j, "gpu_devices")
+                               ?: (json_object_get_int64(get(j, "gpus")) ? "?" : "-"),
+                       t, get_str(j, "command") ?: "?");
+        }
+        if (json_object_get_int64(get(r, "omitted")) > 0)
+                printf("(%" PRId64 " older jobs not shown)\n",
+                       json_object_get_int64(get(r, "omitted")));
+        printf("\n%" PRId64 " running, %" PRId64 " queued; %" PRId64 " of %" PRId64
+               " slots in use, %" PRId64 " GPUs for jobs%s\n",
+               json_object_get_int64(get(r, "running")), json_object_get_int64(get(r, "queued")),
+               json_object_get_int64(get(r, "slots_used")), json_object_get_int64(get(r, "slots")),
+               json_object_get_int64(get(r, "gpus")),
+               json_object_get_boolean(get(r, "accepting")) ? ""
+                                                            : "; not accepting jobs (draining)");
+        if (get_str(r, "unavailable_reason"))
+                printf("Jobs cannot run here: %s\n", get_str(r, "unavailable_reason"));
+}
+
+static int parse_job_id(const char *s, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || end == s || *end || v == 0 || s[0] == '-' || v > INT64_MAX) {
+                die_usage("invalid job ID", s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+static int cmd_job(const char *verb_name, const char *id_arg) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        json_object *req = request_new(verb_name), *result = NULL, *log;
+        uint64_t id = 0;
+        int r;
+
+        if (!req)
+                return EXIT_FAILED;
+        if (id_arg) {
+                if (parse_job_id(id_arg, &id) < 0) {
+                        json_object_put(req);
+                        return EXIT_USAGE;
+                }
+                if (json_object_object_add(req, "id", json_object_new_int64((int64_t)id)) < 0) {
+                        json_object_put(req);
+                        return EXIT_FAILED;
+                }
+        }
+        r = call_json(req, &reply, &result);
+        if (r != EXIT_OK || arg_json)
+                return r;
+        if (streq(verb_name, "jobs"))
+                print_jobs(result);
+        else if (streq(verb_name, "cancel"))
+                printf("Job %" PRIu64 " cancelled.\n", id);
+        else {
+                log = get(result, "log");
+                if (json_object_get_int64(get(result, "offset")) > 0)
+                        fprintf(stderr,
+                                "(the last %" PRId64 " of %" PRId64 " bytes of job %" PRIu64
+                                "'s output)\n",
+                                json_object_get_int64(get(result, "size")) -
+                                        json_object_get_int64(get(result, "offset")),
+                                json_object_get_int64(get(result, "size")), id);
+                if (log)
+                        (void)fwrite(
+                                json_object_get_string(log), 1,
+                                (size_t)json_object_get_string_len(log), stdout);
+        }
+        return EXIT_OK;
+}
+
+static int parse_count(const char *what, const char *s, long max, long *ret) {
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno != 0 || end == s || *end || v < 0 || v > max) {
+                die_usage(what, s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
 static int parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"sync", no_argument, NULL, 'S'},
-                {"cancel", no_argument, NULL, 'C'},
-                {"socket", required_argument, NULL, 's'},
-                {"timeout", required_argument, NULL, 't'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+                {"json", no_argument, NULL, 'j'},          {"sync", no_argument, NULL, 'S'},
+                {"cancel", no_argument, NULL, 'C'},        {"socket", required_argument, NULL, 's'},
+                {"timeout", required_argument, NULL, 't'}, {"name", required_argument, NULL, 'N'},
+                {"cpus", required_argument, NULL, 'c'},    {"gpus", required_argument, NULL, 'g'},
+                {"help", no_argument, NULL, 'h'},          {},
         };
         const char *env = getenv("POOLAGENT_CONTROL_SOCKET");
         char *end;
@@ -605,6 +886,19 @@ static int parse_argv(int argc, char *argv[]) {
                         }
                         arg_timeout_ms = (int)v * 1000;
                         break;
+                case 'N':
+                        arg_name = optarg;
+                        break;
+                case 'c':
+                        if (parse_count("invalid --cpus (0-65536)", optarg, 65536, &arg_cpus) < 0)
+                                return -EINVAL;
+                        break;
+                case 'g':
+                        if (parse_count(
+                                    "invalid --gpus (0-64)", optarg, JOB_QUEUE_GPUS_MAX,
+                                    &arg_gpus) < 0)
+                                return -EINVAL;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -628,6 +922,30 @@ int main(int argc, char *argv[]) {
                 die_usage("missing command", NULL);
                 return EXIT_USAGE;
         }
+        if ((arg_name || arg_cpus >= 0 || arg_gpus >= 0) && !streq(argv[optind], "submit")) {
+                die_usage("--name, --cpus and --gpus only apply to submit", NULL);
+                return EXIT_USAGE;
+        }
+        if (streq(argv[optind], "submit")) {
+                if (optind + 1 >= argc) {
+                        die_usage(
+                                "submit needs a command: poolctl submit [OPTIONS] -- COMMAND...",
+                                NULL);
+                        return EXIT_USAGE;
+                }
+                return cmd_submit(argv + optind + 1);
+        }
+        if (streq(argv[optind], "cancel") || streq(argv[optind], "logs")) {
+                if (optind + 2 != argc) {
+                        die_usage(
+                                optind + 2 > argc ? "missing job ID" : "unexpected argument",
+                                optind + 2 > argc ? NULL : argv[optind + 2]);
+                        return EXIT_USAGE;
+                }
+                return cmd_job(argv[optind], argv[optind + 1]);
+        }
+        if (streq(argv[optind], "jobs") && optind + 1 == argc)
+                return cmd_job("jobs", NULL);
         if (optind + 1 < argc) {
                 die_usage("unexpected argument", argv[optind + 1]);
                 return EXIT_USAGE;

@@ -523,7 +523,7 @@ static char *exchange(int fd, const void *msg, size_t len) {
 
 START_TEST(test_garbage_and_floods) {
         _cleanup_close_ int fd = connect_raw();
-        static char big[8192], deep[4096];
+        static char big[64 * 1024 + 1], deep[4096]; /* big: CONTROL_REQUEST_MAX + 1 */
         int fds[40];
         unsigned refused = 0;
         int r;
@@ -582,6 +582,185 @@ START_TEST(test_garbage_and_floods) {
                 ck_assert_int_eq(connect(sfd, (struct sockaddr *)&sa, sizeof(sa)), -1);
         }
         ck_assert_int_eq(kill(agent_pid, 0), 0);
+}
+END_TEST
+
+/* ---- jobs on a host without systemd -------------------------------------------------------- */
+
+static json_object *poolctl_json(const char *regid, const char *const *args, int want_exit) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        json_object *o;
+        int k = poolctl(regid, NULL, args, &out, &err);
+
+        ck_assert_msg(
+                k == want_exit, "poolctl %s: exit %d, want %d: %s", args[1], k, want_exit, err);
+        o = json_tokener_parse(out);
+        ck_assert_msg(o != NULL, "not JSON: %s", out);
+        return o;
+}
+
+static size_t n_jobs(json_object *reply) {
+        json_object *jobs = json_object_object_get(json_object_object_get(reply, "result"), "jobs");
+
+        ck_assert_ptr_nonnull(jobs);
+        return json_object_array_length(jobs);
+}
+
+/* PID 1 is not systemd here: submit is refused with EHOSTDOWN and says why; jobs, cancel, logs
+ * and the rest of the agent work on; a request as large as a real environment gets through. */
+START_TEST(test_jobs_without_systemd) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *big = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        json_object *o, *s;
+        size_t n;
+
+        if (access("/run/systemd/system", F_OK) == 0)
+                return; /* systemd runs here: the e2e test covers jobs */
+
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"submit", "--", "/bin/true", NULL}, &out,
+                        &err),
+                1);
+        ck_assert_msg(
+                strstr(err, "cannot run jobs on this VM: systemd is not the init system"), "%s",
+                err);
+        o = poolctl_json(
+                NULL, (const char *const[]){"--json", "submit", "--", "/bin/true", NULL}, 1);
+        ck_assert_str_eq(jstr(o, "errno", NULL), "EHOSTDOWN");
+        json_object_put(o);
+
+        o = poolctl_json(NULL, (const char *const[]){"--json", "jobs", NULL}, 0);
+        ck_assert_uint_eq(n_jobs(o), 0);
+        ck_assert(!json_object_get_boolean(
+                json_object_object_get(json_object_object_get(o, "result"), "available")));
+        json_object_put(o);
+        free(out);
+        out = NULL;
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"jobs", NULL}, &out, NULL), 0);
+        ck_assert_msg(strstr(out, "No jobs."), "%s", out);
+        ck_assert_msg(
+                strstr(out, "Jobs cannot run here: systemd is not the init system"), "%s", out);
+
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"cancel", "1", NULL}, NULL, &err), 1);
+        ck_assert_msg(strstr(err, "there is no job 1"), "%s", err);
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"logs", "1", NULL}, NULL, &err), 1);
+        ck_assert_msg(strstr(err, "there is no job 1"), "%s", err);
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"logs", "x", NULL}, NULL, NULL), 2);
+        ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"submit", NULL}, NULL, NULL), 2);
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"--gpus", "1", "jobs", NULL}, NULL, NULL),
+                2);
+
+        /* The rest of the agent: status carries the jobs section. */
+        s = status_json();
+        ck_assert(!json_object_get_boolean(
+                json_object_object_get(json_object_object_get(s, "jobs"), "available")));
+        ck_assert_str_eq(jstr(s, "state", NULL), "running");
+        json_object_put(s);
+
+        /* Not admin-only: an unprivileged peer is told the same. */
+        if (geteuid() == 0) {
+                o = poolctl_json(
+                        "65534", (const char *const[]){"--json", "submit", "--", "/bin/true", NULL},
+                        1);
+                ck_assert_str_eq(jstr(o, "errno", NULL), "EHOSTDOWN");
+                json_object_put(o);
+        }
+
+        /* A submit of about 60 KiB (a large environment) is read whole and answered. */
+        fd = connect_raw();
+        n = 60 * 1024;
+        big = malloc(n + 1);
+        ck_assert_ptr_nonnull(big);
+        (void)snprintf(
+                big, n + 1,
+                "{\"command\":\"submit\",\"argv\":[\"/bin/true\"],\"cwd\":\"/\",\"env\":[\"X=");
+        memset(big + strlen(big), 'x', n - strlen(big) - 3);
+        memcpy(big + n - 3, "\"]}", 3);
+        big[n] = '\0';
+        EXPECT_REPLY(fd, big, n, "cannot run jobs on this VM");
+}
+END_TEST
+
+/* The queue file of an earlier run: each user sees only its own jobs, root all of them; a queued
+ * job is cancelled without systemd; an unreadable file is kept aside and the agent starts. */
+START_TEST(test_jobs_file_and_peers) {
+        char path[600], cmd[1400];
+        _cleanup_free_ char *err = NULL;
+        json_object *o;
+        int status;
+
+        if (geteuid() != 0)
+                return; /* setpriv needs root */
+        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+        wait_notify("STOPPING=1");
+        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
+        (void)snprintf(path, sizeof(path), "%s/state/jobs.json", tmp);
+        write_file(
+                path,
+                "{\"version\":1,\"boot_id\":\"x\",\"next_id\":3,\"accepting\":true,\"jobs\":["
+                "{\"id\":1,\"name\":\"root-job\",\"uid\":0,\"gid\":0,\"argv\":[\"sleep\",\"1\"],\"env\":[],"
+                "\"cwd\":\"/\",\"cpus\":1,\"gpus\":0,\"state\":\"queued\",\"gpu_mask\":0,\"exit_status\":-1,"
+                "\"submitted_usec\":1,\"started_usec\":0,\"ended_usec\":0},"
+                "{\"id\":2,\"name\":\"nobody-job\",\"uid\":65534,\"gid\":65534,\"argv\":[\"true\"],\"env\":[],"
+                "\"cwd\":\"/\",\"cpus\":1,\"gpus\":0,\"state\":\"finished\",\"gpu_mask\":0,\"exit_status\":0,"
+                "\"submitted_usec\":2,\"started_usec\":3,\"ended_usec\":4}]}");
+        agent_pid = spawn_agent(log_path);
+        wait_notify("READY=1");
+
+        o = poolctl_json(NULL, (const char *const[]){"--json", "jobs", NULL}, 0);
+        ck_assert_uint_eq(n_jobs(o), 2);
+        json_object_put(o);
+        o = poolctl_json("65534", (const char *const[]){"--json", "jobs", NULL}, 0);
+        ck_assert_uint_eq(n_jobs(o), 1);
+        ck_assert_str_eq(
+                json_object_get_string(json_object_object_get(
+                        json_object_array_get_idx(
+                                json_object_object_get(json_object_object_get(o, "result"), "jobs"),
+                                0),
+                        "name")),
+                "nobody-job");
+        json_object_put(o);
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"cancel", "1", NULL}, NULL, &err), 4);
+        ck_assert_msg(strstr(err, "job 1 is not yours"), "%s", err);
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"logs", "1", NULL}, NULL, &err), 4);
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"logs", "2", NULL}, NULL, NULL), 0);
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(
+                poolctl("65534", NULL, (const char *const[]){"cancel", "2", NULL}, NULL, &err), 1);
+        ck_assert_msg(strstr(err, "job 2 has already ended"), "%s", err);
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"cancel", "1", NULL}, NULL, NULL), 0);
+        (void)snprintf(
+                cmd, sizeof(cmd),
+                "grep -q '\"id\":1,\"name\":\"root-job\",[^}]*\"state\":\"cancelled\"' '%s'", path);
+        ck_assert_msg(system(cmd) == 0, "job 1 not saved as cancelled");
+
+        /* Garbage: kept aside, the agent starts with an empty queue. */
+        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
+        wait_notify("STOPPING=1");
+        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
+        write_file(path, "{\"version\":1,\"jobs\":[{]}");
+        agent_pid = spawn_agent(log_path);
+        wait_notify("READY=1");
+        o = poolctl_json(NULL, (const char *const[]){"--json", "jobs", NULL}, 0);
+        ck_assert_uint_eq(n_jobs(o), 0);
+        json_object_put(o);
+        (void)snprintf(cmd, sizeof(cmd), "ls '%s/state/' | grep -q '^jobs.json.bad-'", tmp);
+        ck_assert_msg(system(cmd) == 0, "the unreadable queue file was not kept aside");
 }
 END_TEST
 
@@ -658,6 +837,8 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_reload_broken_file_keeps_old);
         tcase_add_test(tc, test_unprivileged_peer);
         tcase_add_test(tc, test_garbage_and_floods);
+        tcase_add_test(tc, test_jobs_without_systemd);
+        tcase_add_test(tc, test_jobs_file_and_peers);
         tcase_add_test(tc, test_second_agent_refuses);
         tcase_add_test(tc, test_invalid_config_refuses_to_start);
         suite_add_tcase(s, tc);
