@@ -1357,8 +1357,10 @@ int job_runner_requeued_json(JobRunner *r, uint64_t since_usec, json_object **re
                 k |= json_add_owned(o, "name", json_object_new_string(j->name));
                 k |= json_add_owned(o, "uid", json_object_new_int64(j->uid));
                 u = user_json(j->uid);
-                k |= u ? json_add_owned(o, "user", u)
-                       : json_add_owned(o, "user", json_object_new_null());
+                if (u)
+                        k |= json_add_owned(o, "user", u);
+                else if (json_object_object_add(o, "user", NULL) < 0) /* JSON null */
+                        k = -ENOMEM;
                 k |= json_add_owned(o, "argv", json_strv_new(j->argv));
                 k |= json_add_owned(o, "env", json_strv_new(j->env));
                 k |= json_add_owned(o, "cwd", json_object_new_string(j->cwd));
