@@ -23,7 +23,10 @@
 #             cloud-init done without errors; poolagent.service active (READY=1 received);
 #             the workspace mounted; alice's ~/notebooks/remote, a notebook written through it as
 #             alice and its bytes on the emulator's share; /health healthy, unhealthy with the
-#             scratch disk filled past its threshold, healthy again; the watchdog restarts a
+#             scratch disk filled past its threshold, healthy again; jobs (poolctl submit as
+#             alice: runs as alice in poolagent-jobs.slice, finishes with 0, its log; a cancelled
+#             job; with Slots=1 a second job waits; the agent restarted while a job runs: still
+#             tracked, finishes once); the watchdog restarts a
 #             SIGSTOPped agent (the mount survives); a Terminate event injected into the
 #             emulator's metadata service is approved only after every drain step, with the
 #             notebook written just before it on the share, /health 503, logins blocked and the
@@ -507,6 +510,119 @@ drain_done() {
         python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["drain"]["done"] else 1)' "$state"
 }
 
+# ---- the job queue: poolctl submit/jobs/cancel/logs as alice, jobs as transient units ----
+# Each step is self-contained: it submits its own jobs and leaves none running.
+job_field() { # ID FIELD: the job's FIELD from poolctl --json jobs (as root, who sees all)
+        IN poolctl --json jobs | python3 -c 'import json,sys
+jobs = json.load(sys.stdin)["result"]["jobs"]
+j = [j for j in jobs if j["id"] == int(sys.argv[1])]
+print(j[0].get(sys.argv[2], "") if j else "")' "$1" "$2"
+}
+job_state_is() { # ID STATE
+        [ "$(job_field "$1" state)" = "$2" ]
+}
+submit_as_alice() { # COMMAND...: submits it as alice from her home; prints the job's ID
+        # shellcheck disable=SC2016 # "$@" is expanded by the shell in the container
+        IN runuser -u alice -- sh -c 'cd && exec poolctl --json submit -- "$@"' sh "$@" |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["result"]["id"]) if r["ok"] else sys.exit(r["error"])'
+}
+unit_gone() { # UNIT: collected by systemd after the runner read its end
+        [ "$(unit_prop "$1" LoadState)" = not-found ]
+}
+agent_restart() { # restarts poolagent.service and waits for the new agent
+        local old
+        old=$(unit_prop poolagent.service MainPID)
+        IN systemctl restart poolagent.service || fail "systemctl restart poolagent"
+        wait_for 60 "poolagent.service active again" agent_restarted_by_hand "$old"
+}
+agent_restarted_by_hand() { # OLDPID
+        local pid
+        pid=$(unit_prop poolagent.service MainPID)
+        [ "$pid" != "$1" ] && [ "$pid" != 0 ] && agent_active
+}
+
+step_jobs_run() {
+        step "jobs: alice submits a job; it runs as alice in poolagent-jobs.slice, finishes with 0, logs"
+        local id out unit
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        id=$(submit_as_alice sh -c 'echo "user=$(id -un) job=$POOLAGENT_JOB_ID pwd=$PWD"; grep -m1 poolagent-jobs.slice /proc/self/cgroup; echo written >job-file.txt') ||
+                fail "poolctl submit as alice"
+        unit=poolagent-job-$id.service
+        wait_for 60 "job $id finished" job_state_is "$id" finished
+        [ "$(job_field "$id" exit_status)" = 0 ] || fail "job $id: exit status $(job_field "$id" exit_status)"
+        out=$(IN runuser -u alice -- poolctl jobs) || fail "poolctl jobs as alice"
+        grep -Eq "^ *$id +alice +finished +0 " <<<"$out" || { echo "$out"; fail "poolctl jobs does not show job $id finished with 0"; }
+        out=$(IN runuser -u alice -- poolctl logs "$id") || fail "poolctl logs $id as alice"
+        grep -q "^user=alice job=$id pwd=/home/alice$" <<<"$out" || { echo "$out"; fail "the job did not run as alice in her home"; }
+        grep -q "/poolagent-jobs.slice/$unit" <<<"$out" || { echo "$out"; fail "the job did not run in poolagent-jobs.slice"; }
+        [ "$(IN stat -c %U /home/alice/job-file.txt)" = alice ] || fail "the job's file is not alice's"
+        # Another user neither sees nor reads it; the unit is collected once its end is read.
+        out=$(IN setpriv --reuid=65534 --regid=65534 --clear-groups poolctl --json jobs) || fail "poolctl jobs as nobody"
+        grep -q "\"id\":$id," <<<"${out//[[:space:]]/}" && fail "nobody sees alice's job"
+        IN setpriv --reuid=65534 --regid=65534 --clear-groups poolctl logs "$id" >/dev/null 2>&1 &&
+                fail "nobody reads alice's job's log"
+        wait_for 30 "$unit collected" unit_gone "$unit"
+        log "job $id: finished, exit 0, as alice in poolagent-jobs.slice; unit collected"
+}
+
+step_jobs_cancel() {
+        step "jobs: a running job cancelled with poolctl cancel ends cancelled, its unit gone"
+        local id unit
+        id=$(submit_as_alice sleep 300) || fail "poolctl submit as alice"
+        unit=poolagent-job-$id.service
+        wait_for 60 "job $id running" job_state_is "$id" running
+        [ "$(unit_prop "$unit" ActiveState)" = active ] || fail "$unit is not active"
+        IN setpriv --reuid=65534 --regid=65534 --clear-groups poolctl cancel "$id" >/dev/null 2>&1 &&
+                fail "nobody cancelled alice's job"
+        IN runuser -u alice -- poolctl cancel "$id" >/dev/null || fail "poolctl cancel $id as alice"
+        wait_for 60 "job $id cancelled" job_state_is "$id" cancelled
+        wait_for 30 "$unit gone" unit_gone "$unit"
+        log "job $id: cancelled, unit gone"
+}
+
+step_jobs_slots() {
+        step "jobs: with [Jobs] Slots=1 a second job waits queued while the first runs"
+        local a b
+        IN sh -c 'printf "[Jobs]\nSlots=1\n" >/etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf'
+        agent_restart
+        a=$(submit_as_alice sleep 300) || fail "submit the first job"
+        b=$(submit_as_alice true) || fail "submit the second job"
+        wait_for 60 "job $a running" job_state_is "$a" running
+        # The second was submitted after the first and picked with it: it waits.
+        job_state_is "$b" queued || fail "job $b is $(job_field "$b" state) while job $a runs on the only slot"
+        IN poolctl status | grep -q 'Jobs: 1 running, 1 queued; 1 of 1 slots' || fail "status does not show 1 running, 1 queued"
+        job_state_is "$b" queued || fail "job $b started while job $a runs on the only slot"
+        IN runuser -u alice -- poolctl cancel "$a" >/dev/null || fail "cancel job $a"
+        wait_for 60 "job $b finished once the slot was free" job_state_is "$b" finished
+        job_state_is "$a" cancelled || fail "job $a is $(job_field "$a" state)"
+        IN rm -f /etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf
+        agent_restart
+        log "job $b waited for job $a's slot, then finished"
+}
+
+step_jobs_restart() {
+        step "jobs: the agent restarted while a job runs: the job keeps running, is tracked, finishes once"
+        local id unit pid
+        IN rm -f /home/alice/restart-count /home/alice/restart-go
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        id=$(submit_as_alice sh -c 'echo started >>restart-count; while [ ! -e restart-go ]; do sleep 0.2; done; echo ended') ||
+                fail "poolctl submit as alice"
+        unit=poolagent-job-$id.service
+        wait_for 60 "job $id running" job_state_is "$id" running
+        pid=$(unit_prop "$unit" MainPID)
+        agent_restart
+        job_state_is "$id" running || fail "job $id is $(job_field "$id" state) after the agent's restart"
+        [ "$(unit_prop "$unit" MainPID)" = "$pid" ] || fail "job $id's process changed across the restart"
+        IN runuser -u alice -- touch /home/alice/restart-go
+        wait_for 60 "job $id finished after the restart" job_state_is "$id" finished
+        [ "$(IN cat /home/alice/restart-count)" = started ] || fail "job $id ran more than once: $(IN cat /home/alice/restart-count)"
+        IN runuser -u alice -- poolctl logs "$id" | grep -q '^ended$' || fail "job $id's log lacks its end"
+        IN journalctl -u poolagent.service -o cat --no-pager | grep -q "Job $id .*watching $unit again" ||
+                fail "the restarted agent did not re-attach to $unit"
+        wait_for 30 "$unit collected" unit_gone "$unit"
+        log "job $id: kept running (PID $pid) across the restart, finished once"
+}
+
 step_watchdog() {
         step "watchdog restarts a frozen agent (SIGSTOP)"
         local old restarts
@@ -568,6 +684,10 @@ step_security
 step_workspace_mount
 step_user_links
 step_health
+step_jobs_run
+step_jobs_cancel
+step_jobs_slots
+step_jobs_restart
 step_watchdog
 step_drain
 step_poweroff
