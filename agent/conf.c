@@ -662,6 +662,7 @@ static const ConfRange drain_flush_range = {USEC_PER_SEC, 3600 * USEC_PER_SEC};
 static const ConfRange drain_stop_flush_range = {USEC_PER_SEC, 600 * USEC_PER_SEC};
 static const ConfRange jobs_slots_range = {0, CONF_JOBS_SLOTS_MAX};
 static const ConfRange jobs_stop_grace_range = {USEC_PER_SEC, 3600 * USEC_PER_SEC};
+static const ConfRange drain_job_wait_range = {0, 7 * 86400 * USEC_PER_SEC};
 
 #define SCALAR(field) CONF_KIND_SCALAR, sizeof(((Config *)0)->field)
 #define STRING CONF_KIND_STRING, sizeof(char *)
@@ -714,6 +715,7 @@ static const ConfItem conf_table[] = {
         {"Drain",     "VMName",            conf_parse_string,         offsetof(Config, drain_vm_name), STRING,                       NULL,                  true},
         {"Drain",     "PollInterval",      conf_parse_duration,       offsetof(Config, drain_poll_interval_usec), SCALAR(drain_poll_interval_usec), &drain_poll_range,     true},
         {"Drain",     "FlushBudget",       conf_parse_duration,       offsetof(Config, drain_flush_budget_usec), SCALAR(drain_flush_budget_usec), &drain_flush_range,    true},
+        {"Drain",     "ManualJobWait",     conf_parse_duration,       offsetof(Config, drain_manual_job_wait_usec), SCALAR(drain_manual_job_wait_usec), &drain_job_wait_range, true},
         {"Drain",     "FlushTimeout",      conf_parse_duration,       offsetof(Config, drain_flush_timeout_usec), SCALAR(drain_flush_timeout_usec), &drain_flush_range,    true},
         {"Drain",     "StopFlushTimeout",  conf_parse_duration,       offsetof(Config, drain_stop_flush_timeout_usec), SCALAR(drain_stop_flush_timeout_usec), &drain_stop_flush_range, true},
         {"Drain",     "NoLoginFile",       conf_parse_path,           offsetof(Config, drain_nologin_file), STRING,                       NULL,                  true},
@@ -799,6 +801,7 @@ int config_new(Config **ret) {
         c->drain_scheduled_events = true;
         c->drain_poll_interval_usec = USEC_PER_SEC;
         c->drain_flush_budget_usec = 10 * USEC_PER_SEC;
+        c->drain_manual_job_wait_usec = 30 * 60 * USEC_PER_SEC;
         c->drain_flush_timeout_usec = 120 * USEC_PER_SEC;
         c->drain_stop_flush_timeout_usec = 20 * USEC_PER_SEC;
         c->drain_notify_users = true;

@@ -85,6 +85,7 @@ typedef struct Config {
         char *drain_vm_name;                    /* NULL: the instance metadata's compute.name */
         uint64_t drain_poll_interval_usec;      /* between polls while the service answers */
         uint64_t drain_flush_budget_usec;       /* jobs get until NotBefore minus this */
+        uint64_t drain_manual_job_wait_usec;    /* poolctl drain: jobs get this from its start */
         uint64_t drain_flush_timeout_usec;      /* a flush without an event deadline */
         uint64_t drain_stop_flush_timeout_usec; /* the final flush when the agent stops */
         char *drain_nologin_file;               /* absolute path */

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +315,128 @@ void drain_report_child_run(const void *arg, int fd) {
         if (fsync(f) < 0 || close(f) < 0 || renameat(dir, tmp, dir, a->name) < 0 || fsync(dir) < 0)
                 _exit(14);
         _exit(0);
+}
+
+static bool component_ok(const char *s) {
+        return s && *s && *s != '.' && !strchr(s, '/') && strlen(s) < NAME_MAX;
+}
+
+static int open_dir_at(int at, const char *name, bool create) {
+        int fd;
+
+        if (create && mkdirat(at, name, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+static bool write_file_at(int dir, const char *name, const char *text) {
+        char tmp[NAME_MAX + 8];
+        size_t n = strlen(text), off = 0;
+        int f;
+
+        (void)snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+        f = openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (f < 0)
+                return false;
+        while (off < n) {
+                ssize_t k = write(f, text + off, n - off);
+                if (k < 0) {
+                        (void)close(f);
+                        (void)unlinkat(dir, tmp, 0);
+                        return false;
+                }
+                off += (size_t)k;
+        }
+        if (fsync(f) < 0 || close(f) < 0 || renameat(dir, tmp, dir, name) < 0) {
+                (void)unlinkat(dir, tmp, 0);
+                return false;
+        }
+        return true;
+}
+
+/* The grandchild for the owner of jobs[first]: exits with how many of its files failed. */
+_noreturn_ static void requeue_owner_run(const DrainRequeueArgs *a, size_t first) {
+        const DrainRequeueJob *j = &a->jobs[first];
+        unsigned total = 0, ok = 0;
+        uid_t uid = j->uid, ru, eu, su;
+        gid_t gid, rg, eg, sg;
+        int mnt, users, home = -1, dir = -1;
+        struct stat st;
+
+        for (size_t i = first; i < a->n_jobs; i++)
+                if (a->jobs[i].uid == uid)
+                        total++;
+        mnt = open(a->mount_point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        users = mnt < 0 ? -1 : open_dir_at(mnt, "Users", false);
+        if (users >= 0 && component_ok(j->user))
+                home = open_dir_at(users, j->user, false);
+        if (home < 0 || fstat(home, &st) < 0 || st.st_uid != uid || uid == 0)
+                _exit(MIN(total, 255U));
+        gid = st.st_gid;
+        if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+            setresuid(uid, uid, uid) < 0 || getresuid(&ru, &eu, &su) < 0 ||
+            getresgid(&rg, &eg, &sg) < 0 || ru != uid || eu != uid || su != uid || rg != gid ||
+            eg != gid || sg != gid)
+                _exit(MIN(total, 255U));
+        /* From here on as the user. */
+        {
+                int sub = open_dir_at(home, ".poolagent", true);
+
+                dir = sub < 0 ? -1 : open_dir_at(sub, "requeued-jobs", true);
+        }
+        for (size_t i = first; dir >= 0 && i < a->n_jobs; i++)
+                if (a->jobs[i].uid == uid && component_ok(a->jobs[i].name) &&
+                    write_file_at(dir, a->jobs[i].name, a->jobs[i].text))
+                        ok++;
+        if (ok > 0 && fsync(dir) < 0)
+                ok = 0;
+        _exit(MIN(total - ok, 255U));
+}
+
+/* One grandchild per owner, one after the other (the caller's deadline kills the group). */
+void drain_requeue_child_run(const void *arg, int fd) {
+        const DrainRequeueArgs *a = arg;
+        unsigned written = 0, failed = 0;
+        char out[64];
+
+        for (size_t i = 0; i < a->n_jobs && i < DRAIN_REQUEUE_JOBS_MAX; i++) {
+                unsigned mine = 0;
+                bool seen = false;
+                int status;
+                pid_t pid;
+
+                for (size_t k = 0; k < i; k++)
+                        if (a->jobs[k].uid == a->jobs[i].uid)
+                                seen = true;
+                if (seen)
+                        continue;
+                for (size_t k = i; k < a->n_jobs; k++)
+                        if (a->jobs[k].uid == a->jobs[i].uid)
+                                mine++;
+                pid = fork();
+                if (pid == 0)
+                        requeue_owner_run(a, i);
+                if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status)) {
+                        failed += mine;
+                        continue;
+                }
+                failed += MIN((unsigned)WEXITSTATUS(status), mine);
+                written += mine - MIN((unsigned)WEXITSTATUS(status), mine);
+        }
+        (void)snprintf(out, sizeof(out), "%u %u\n", written, failed);
+        (void)!write(fd, out, strlen(out));
+        _exit(0);
+}
+
+int drain_requeue_parse(const char *output, unsigned *ret_written, unsigned *ret_failed) {
+        unsigned w, f;
+
+        if (sscanf(output, "%u %u", &w, &f) != 2)
+                return -EIO;
+        *ret_written = w;
+        *ret_failed = f;
+        return 0;
 }
 
 void drain_child_abandon(DrainChild *c) {

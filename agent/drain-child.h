@@ -10,7 +10,9 @@
  * the callback runs once the child was reaped. Single-threaded (the loop's thread). */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct sd_event sd_event;
 typedef struct DrainChild DrainChild;
@@ -74,3 +76,29 @@ typedef struct DrainReportArgs {
         const char *text;
 } DrainReportArgs;
 void drain_report_child_run(const void *arg, int out_fd);
+
+/* Jobs that never started, handed back to their owners by the drain's stop-jobs step: each is
+ * written to mount_point/Users/<user>/DRAIN_REQUEUED_DIR/<name> (mode 0600, directories 0700
+ * created as needed), atomically (temporary file, fsync, rename, fsync of the directory). For
+ * each owner a grandchild opens mount_point/Users/<user> as root without following links,
+ * refuses a folder that does not belong to the job's uid, takes the folder's group, drops every
+ * privilege to uid and that group (no supplementary groups), and writes that owner's files: so
+ * the files are the user's, and nothing outside the user's folder can be reached through it.
+ * Writes "WRITTEN FAILED\n". */
+#define DRAIN_REQUEUED_DIR ".poolagent/requeued-jobs"
+#define DRAIN_REQUEUE_JOBS_MAX 1024U
+
+typedef struct DrainRequeueJob {
+        uid_t uid;
+        const char *user; /* the folder under Users/, one path component */
+        const char *name; /* the file, one path component */
+        const char *text;
+} DrainRequeueJob;
+typedef struct DrainRequeueArgs {
+        const char *mount_point;
+        const DrainRequeueJob *jobs;
+        size_t n_jobs; /* <= DRAIN_REQUEUE_JOBS_MAX */
+} DrainRequeueArgs;
+void drain_requeue_child_run(const void *arg, int out_fd);
+/* Its output: written and failed counts; -EIO for output that is not of that form. */
+int drain_requeue_parse(const char *output, unsigned *ret_written, unsigned *ret_failed);

@@ -18,6 +18,7 @@
 #include "drain-child.h"
 #include "drain-state.h"
 #include "http-client.h"
+#include "job-runner.h"
 #include "log.h"
 #include "message-ids.h"
 #include "scheduled-events.h"
@@ -38,7 +39,12 @@ struct Drain {
         char *metadata_endpoint, *vm_name;
         uint64_t hook_timeout_usec, flush_budget_usec, flush_timeout_usec, poll_interval_usec;
         bool notify_users, scheduled_events, shutdown_inhibitor;
+        uint64_t manual_job_wait_usec, job_stop_grace_usec;
         ShutdownInhibit *inhibit;
+        JobRunner *jobs;             /* not owned; NULL: no job queue */
+        sd_event_source *jobs_defer; /* a job changed: look again (off the runner's callback) */
+        bool jobs_stopping;          /* wait-jobs: the jobs were told to stop */
+        bool hurry;                  /* a shutdown came during this drain: no more waiting */
 
         HttpClient *http;
         ScheduledEventsPoller *poller;
@@ -51,6 +57,7 @@ struct Drain {
         bool flush_failed; /* this drain's flush did not reach zero dirty bytes */
         DrainChild *children;
         DrainChild *step_child; /* the child the current step waits for */
+        unsigned requeue_n;     /* stop-jobs: requeued jobs being written */
         sd_event_source *step_timer;
         uint64_t approve_request; /* in flight, 0: none */
         unsigned approve_attempts;
@@ -90,7 +97,8 @@ static void drain_set_draining(Drain *d, bool draining) {
 bool drain_policy_runs(int source, int event_type, bool started, int step) {
         switch (source) {
         case DRAIN_SOURCE_SHUTDOWN:
-                return step == DRAIN_STEP_NOT_HEALTHY || step == DRAIN_STEP_FLUSH;
+                return step == DRAIN_STEP_NOT_HEALTHY || step == DRAIN_STEP_STOP_JOBS ||
+                       step == DRAIN_STEP_WAIT_JOBS || step == DRAIN_STEP_FLUSH;
         case DRAIN_SOURCE_MANUAL:
                 return step != DRAIN_STEP_APPROVE;
         case DRAIN_SOURCE_EVENT:
@@ -102,6 +110,39 @@ bool drain_policy_runs(int source, int event_type, bool started, int step) {
         default:
                 return false;
         }
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+uint64_t drain_jobs_deadline(
+        int source,
+        int event_type,
+        bool started,
+        uint64_t not_before_usec,
+        uint64_t drain_started_usec,
+        uint64_t flush_budget_usec,
+        uint64_t manual_job_wait_usec) {
+        switch (source) {
+        case DRAIN_SOURCE_EVENT:
+                /* Preempt, an event the platform already started, or one without NotBefore:
+                 * no waiting. */
+                if (started || event_type == SCHEDULED_EVENT_PREEMPT || not_before_usec == 0)
+                        return drain_started_usec;
+                return not_before_usec > flush_budget_usec ? not_before_usec - flush_budget_usec
+                                                           : 0;
+        case DRAIN_SOURCE_MANUAL:
+                return add_sat(drain_started_usec, manual_job_wait_usec);
+        default: /* shutdown: at once (drain.h, footnote 2) */
+                return drain_started_usec;
+        }
+}
+
+uint64_t drain_job_stop_wait_usec(uint64_t job_stop_grace_usec) {
+        return add_sat(
+                job_stop_grace_usec > 0 ? job_stop_grace_usec : DRAIN_JOB_STOP_GRACE_DEFAULT_USEC,
+                DRAIN_JOB_STOP_MARGIN_USEC);
 }
 
 static const char *drain_what(const Drain *d, char *buf, size_t size) {
@@ -259,6 +300,273 @@ static void drain_run_hook(Drain *d, const char *command) {
                         d, DRAIN_RESULT_FAILED, "cannot start the hook: %s", strerror(-r));
 }
 
+/* stop-jobs: no job starts any more; the queued ones go back to their owners */
+static const char *drain_vm_name(Drain *d);
+
+static void drain_on_requeue_done(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        Drain *d = userdata;
+        unsigned written = 0, failed = 0;
+
+        d->step_child = NULL;
+        if (timed_out || drain_requeue_parse(output, &written, &failed) < 0)
+                return drain_step_finish(
+                        d, DRAIN_RESULT_FAILED,
+                        "no job starts any more; %u requeued, writing them to the owners' "
+                        "folders %s",
+                        d->requeue_n, timed_out ? "timed out" : "failed");
+        drain_step_finish(
+                d, failed > 0 ? DRAIN_RESULT_FAILED : DRAIN_RESULT_DONE,
+                "no job starts any more; %u requeued, %u written to Users/<user>/%s%s",
+                written + failed, written, DRAIN_REQUEUED_DIR,
+                failed > 0 ? " (some failed, see the log)" : "");
+        if (failed > 0)
+                log_warning(
+                        "Drain: %u requeued job(s) could not be written to their owners' folders "
+                        "on the share (%s/Users/<user> missing or not the owner's?)",
+                        failed, d->mount_point);
+}
+
+/* The file handed to the owner: what the runner gives to resubmit the job, and where from. */
+static char *drain_requeue_text(Drain *d, json_object *job) {
+        json_object *o = json_object_new_object(), *from = json_object_new_object();
+        char *text = NULL;
+        int r = 0;
+
+        if (!o || !from) {
+                json_object_put(o);
+                json_object_put(from);
+                return NULL;
+        }
+        r |= json_object_object_add(o, "version", json_object_new_int(1));
+        r |= json_object_object_add(o, "vm", json_object_new_string(drain_vm_name(d)));
+        r |= json_object_object_add(
+                from, "source", json_object_new_string(drain_source_to_string(d->state.source)));
+        if (d->state.event_id[0]) {
+                r |= json_object_object_add(
+                        from, "event_id", json_object_new_string(d->state.event_id));
+                r |= json_object_object_add(
+                        from, "event_type",
+                        json_object_new_string(
+                                scheduled_event_type_to_string(d->state.event_type)));
+        }
+        r |= json_object_object_add(
+                from, "started_usec", json_object_new_uint64(d->state.started_usec));
+        r |= json_object_object_add(o, "drain", from);
+        r |= json_object_object_add(o, "job", json_object_get(job));
+        if (r >= 0)
+                text = strdup(json_object_to_json_string_ext(
+                        o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+        return text;
+}
+
+/* A runner that cannot run jobs (no systemd) and has none active counts as no job queue. */
+static bool drain_no_jobs(Drain *d) {
+        if (!d->jobs)
+                return true;
+        if (job_runner_is_available(d->jobs) || job_runner_n_active(d->jobs) > 0)
+                return false;
+        log_info(
+                "Drain: the job queue cannot run jobs (%s)",
+                job_runner_unavailable_reason(d->jobs) ?: "unavailable");
+        return true;
+}
+
+static void drain_stop_jobs(Drain *d) {
+        json_object *list = NULL, *arr;
+        DrainRequeueJob *jobs = NULL;
+        char **texts = NULL, **names = NULL;
+        size_t n = 0, m = 0;
+        char vm[128];
+        int r;
+
+        if (!d->jobs)
+                return drain_step_finish(d, DRAIN_RESULT_SKIPPED, "no job queue");
+        (void)job_runner_stop_starting(d->jobs);
+        /* Also those requeued by this drain before a restart: writing them again is harmless. */
+        r = job_runner_requeued_json(d->jobs, d->state.started_usec, &list);
+        if (r < 0)
+                return drain_step_finish(
+                        d, DRAIN_RESULT_FAILED,
+                        "no job starts any more; cannot list requeued jobs: %s", strerror(-r));
+        arr = json_object_is_type(list, json_type_array) ? list
+              : json_object_object_get_ex(list, "jobs", &arr) &&
+                              json_object_is_type(arr, json_type_array)
+                      ? arr
+                      : NULL;
+        n = arr ? MIN(json_object_array_length(arr), (size_t)DRAIN_REQUEUE_JOBS_MAX) : 0;
+        d->requeue_n = (unsigned)n;
+        if (n == 0) {
+                json_object_put(list);
+                if (drain_no_jobs(d))
+                        return drain_step_finish(d, DRAIN_RESULT_SKIPPED, "no job queue");
+                return drain_step_finish(
+                        d, DRAIN_RESULT_DONE, "no job starts any more; none was waiting");
+        }
+        (void)snprintf(vm, sizeof(vm), "%s", drain_vm_name(d));
+        for (char *p = vm; *p; p++)
+                if (*p == '/' || (p == vm && *p == '.'))
+                        *p = '_';
+        jobs = calloc(n, sizeof(*jobs));
+        texts = calloc(n, sizeof(*texts));
+        names = calloc(n, sizeof(*names));
+        for (size_t i = 0; jobs && texts && names && i < n; i++) {
+                json_object *j = json_object_array_get_idx(arr, i), *v;
+                const char *user = NULL;
+                int64_t uid = -1, id = -1;
+
+                if (json_object_object_get_ex(j, "user", &v) &&
+                    json_object_is_type(v, json_type_string))
+                        user = json_object_get_string(v);
+                if (json_object_object_get_ex(j, "uid", &v) &&
+                    json_object_is_type(v, json_type_int))
+                        uid = json_object_get_int64(v);
+                if (json_object_object_get_ex(j, "id", &v) && json_object_is_type(v, json_type_int))
+                        id = json_object_get_int64(v);
+                if (!user || uid <= 0 || uid > (int64_t)UINT32_MAX - 1 || id < 0) {
+                        log_warning("Drain: a requeued job without a usable owner or id, ignoring");
+                        continue;
+                }
+                texts[m] = drain_requeue_text(d, j);
+                if (!texts[m] || asprintf(&names[m], "%s-%" PRId64 ".json", vm, id) < 0) {
+                        names[m] = NULL;
+                        break;
+                }
+                jobs[m] = (DrainRequeueJob){
+                        .uid = (uid_t)uid, .user = user, .name = names[m], .text = texts[m]};
+                m++;
+        }
+        r = m > 0 ? drain_child_spawn(
+                            d->event, &d->children, DRAIN_REQUEUE_TIMEOUT_USEC,
+                            drain_requeue_child_run,
+                            &(DrainRequeueArgs){
+                                    .mount_point = d->mount_point, .jobs = jobs, .n_jobs = m},
+                            drain_on_requeue_done, d, &d->step_child)
+                  : -ENOMEM;
+        for (size_t i = 0; texts && names && i < n; i++) {
+                free(texts[i]);
+                free(names[i]);
+        }
+        free(texts);
+        free(names);
+        free(jobs);
+        json_object_put(list);
+        if (r < 0)
+                drain_step_finish(
+                        d, DRAIN_RESULT_FAILED,
+                        "no job starts any more; %zu requeued, cannot write them to the owners' "
+                        "folders: %s",
+                        n, strerror(-r));
+}
+
+/* wait-jobs: until the deadline jobs may end on their own; then they are stopped */
+static uint64_t drain_jobs_deadline_of(const Drain *d) {
+        if (d->hurry)
+                return 0;
+        return drain_jobs_deadline(
+                d->state.source, d->state.event_type, d->state.event_started,
+                d->state.not_before_usec, d->state.started_usec, d->flush_budget_usec,
+                d->manual_job_wait_usec);
+}
+
+static void drain_jobs_finish(Drain *d, unsigned left) {
+        unsigned finished = 0, stopped = 0, requeued = 0;
+
+        job_runner_counts_since(d->jobs, d->state.started_usec, &finished, &stopped, &requeued);
+        d->jobs_stopping = false;
+        if (left > 0) {
+                log_warning(
+                        "Drain: %u job(s) still active %" PRIu64
+                        " s after they were told to stop, going on",
+                        left, drain_job_stop_wait_usec(d->job_stop_grace_usec) / 1000000U);
+                return drain_step_finish(
+                        d, DRAIN_RESULT_FAILED,
+                        "%u job(s) did not end %" PRIu64
+                        " s after the stop; going on (%u finished, %u stopped)",
+                        left, drain_job_stop_wait_usec(d->job_stop_grace_usec) / 1000000U, finished,
+                        stopped);
+        }
+        drain_step_finish(
+                d, DRAIN_RESULT_DONE, "no job runs: %u finished, %u stopped since the drain began",
+                finished, stopped);
+}
+
+static void drain_jobs_check(Drain *d) {
+        uint64_t deadline, now = now_usec();
+        char when[RFC1123_MAX] = "?";
+        unsigned n;
+        int r;
+
+        if (!d->running || d->state.step != DRAIN_STEP_WAIT_JOBS || !d->jobs)
+                return;
+        n = job_runner_n_active(d->jobs);
+        if (n == 0)
+                return drain_jobs_finish(d, 0);
+        if (d->jobs_stopping)
+                return; /* the last end or the stop timer decides */
+        deadline = drain_jobs_deadline_of(d);
+        if (now < deadline) {
+                if (d->step_timer)
+                        return;
+                r = sd_event_add_time(
+                        d->event, &d->step_timer, CLOCK_REALTIME, deadline, 10000,
+                        drain_on_step_timer, d);
+                if (r >= 0) {
+                        (void)format_rfc1123(when, (int64_t)deadline * 1000);
+                        log_info("Drain: %u job(s) running may end on their own until %s", n, when);
+                        return;
+                }
+                log_warning_errno(r, "Failed to arm the jobs' deadline, stopping them now: %m");
+        }
+        d->step_timer = sd_event_source_disable_unref(d->step_timer);
+        r = job_runner_stop_all(d->jobs);
+        if (r < 0) /* some may be stopping: wait for those all the same */
+                log_error_errno(
+                        r, "Failed to stop some of %u job(s), waiting for the others: %m", n);
+        d->jobs_stopping = true;
+        log_notice(
+                "Drain: %s; stopping %u job(s) (SIGTERM, then SIGKILL after the stop grace)",
+                d->hurry ? "the VM shuts down" : "the jobs' deadline passed", n);
+        r = drain_step_retry_in(d, drain_job_stop_wait_usec(d->job_stop_grace_usec));
+        if (r < 0)
+                drain_step_finish(
+                        d, DRAIN_RESULT_FAILED, "%u job(s) told to stop; cannot wait: %s", n,
+                        strerror(-r));
+}
+
+static void drain_jobs_on_timer(Drain *d) {
+        if (!d->jobs_stopping)
+                return drain_jobs_check(d); /* the deadline */
+        drain_jobs_finish(d, job_runner_n_active(d->jobs));
+}
+
+static int drain_on_jobs_defer(sd_event_source *s, void *userdata) {
+        Drain *d = userdata;
+
+        d->jobs_defer = sd_event_source_disable_unref(d->jobs_defer);
+        drain_jobs_check(d);
+        return 0;
+}
+
+static void drain_on_jobs_changed(JobRunner *r, void *userdata) {
+        Drain *d = userdata;
+        int k;
+
+        if (d->jobs_defer || !d->running || d->state.step != DRAIN_STEP_WAIT_JOBS)
+                return;
+        k = sd_event_add_defer(d->event, &d->jobs_defer, drain_on_jobs_defer, d);
+        if (k < 0)
+                log_warning_errno(k, "Failed to look at the jobs' change, ignoring: %m");
+}
+
+static void drain_wait_jobs(Drain *d) {
+        if (drain_no_jobs(d))
+                return drain_step_finish(d, DRAIN_RESULT_SKIPPED, "no job queue");
+        d->jobs_stopping = false; /* after a restart: the deadline decides again */
+        drain_jobs_check(d);
+}
+
 /* flush */
 
 static uint64_t drain_flush_deadline(Drain *d) {
@@ -347,10 +655,20 @@ static json_object *drain_report_json(Drain *d) {
         (void)json_object_object_add(o, "mount_point", json_object_new_string(d->mount_point));
         jobs = json_object_new_object();
         if (jobs) {
-                (void)json_object_object_add(jobs, "queue", json_object_new_boolean(false));
-                (void)json_object_object_add(jobs, "finished", json_object_new_int(0));
-                (void)json_object_object_add(jobs, "stopped", json_object_new_int(0));
-                (void)json_object_object_add(jobs, "requeued", json_object_new_int(0));
+                unsigned finished = 0, stopped = 0, requeued = 0;
+
+                if (d->jobs)
+                        job_runner_counts_since(
+                                d->jobs, d->state.started_usec, &finished, &stopped, &requeued);
+                (void)json_object_object_add(
+                        jobs, "queue", json_object_new_boolean(d->jobs != NULL));
+                (void)json_object_object_add(jobs, "finished", json_object_new_int(finished));
+                (void)json_object_object_add(jobs, "stopped", json_object_new_int(stopped));
+                (void)json_object_object_add(jobs, "requeued", json_object_new_int(requeued));
+                if (requeued > 0)
+                        (void)json_object_object_add(
+                                jobs, "requeued_to",
+                                json_object_new_string("Users/<user>/" DRAIN_REQUEUED_DIR));
                 (void)json_object_object_add(o, "jobs", jobs);
         }
         return o;
@@ -497,6 +815,8 @@ static int drain_on_step_timer(sd_event_source *s, uint64_t usec, void *userdata
         d->step_timer = sd_event_source_disable_unref(d->step_timer);
         if (d->state.step == DRAIN_STEP_FLUSH)
                 drain_flush_attempt(d);
+        else if (d->state.step == DRAIN_STEP_WAIT_JOBS)
+                drain_jobs_on_timer(d);
         else if (d->state.step == DRAIN_STEP_APPROVE)
                 drain_approve_send(d);
         return 0;
@@ -545,7 +865,7 @@ static void drain_finish(Drain *d) {
                         (d->state.ended_usec - d->state.started_usec) / 1000U,
                         d->flush_failed ? " WITH DIRTY BYTES LEFT" : "", text ? text : "{}");
         }
-        if (d->state.source == DRAIN_SOURCE_SHUTDOWN && d->shutdown_done) {
+        if (d->shutdown_done) {
                 void (*done)(void *) = d->shutdown_done;
 
                 d->shutdown_done = NULL;
@@ -590,9 +910,9 @@ static void drain_run(Drain *d) {
         case DRAIN_STEP_BLOCK_LOGINS:
                 return drain_block_logins(d);
         case DRAIN_STEP_STOP_JOBS:
-                return drain_step_finish(d, DRAIN_RESULT_SKIPPED, "no job queue");
+                return drain_stop_jobs(d);
         case DRAIN_STEP_WAIT_JOBS:
-                return drain_step_finish(d, DRAIN_RESULT_SKIPPED, "no job queue");
+                return drain_wait_jobs(d);
         case DRAIN_STEP_FLUSH:
                 d->flush_attempts = 0;
                 d->flush_failed = false;
@@ -632,6 +952,8 @@ static void drain_begin(Drain *d, DrainSource source, const ScheduledEvent *e) {
         d->state.dirty_bytes = -1;
         memset(d->state.steps, 0, sizeof(d->state.steps));
         d->flush_failed = false;
+        d->jobs_stopping = false;
+        d->hurry = false;
         d->running = true;
         {
                 char field[64];
@@ -680,6 +1002,8 @@ static void drain_stop_children(Drain *d) {
         drain_child_abandon(d->step_child);
         d->step_child = NULL;
         d->step_timer = sd_event_source_disable_unref(d->step_timer);
+        d->jobs_defer = sd_event_source_disable_unref(d->jobs_defer);
+        d->jobs_stopping = false;
         if (d->approve_request) {
                 (void)http_client_cancel(d->http, d->approve_request);
                 d->approve_request = 0;
@@ -697,7 +1021,15 @@ int drain_cancel(Drain *d) {
                         NEG_ERRNO(), "Failed to remove %s, ignoring: %m", d->nologin_path);
         drain_set_draining(d, false);
         drain_save(d);
-        log_notice("Drain cancelled: healthy again, logins allowed");
+        if (d->jobs)
+                job_runner_resume(d->jobs);
+        log_notice("Drain cancelled: healthy again, logins allowed, jobs start again");
+        if (d->shutdown_done) {
+                void (*done)(void *) = d->shutdown_done;
+
+                d->shutdown_done = NULL;
+                done(d->shutdown_userdata);
+        }
         return 0;
 }
 
@@ -806,6 +1138,8 @@ int drain_new(sd_event *event, const DrainConfig *c, Drain **ret) {
         d->poll_interval_usec = c->poll_interval_usec;
         d->notify_users = c->notify_users;
         d->shutdown_inhibitor = c->shutdown_inhibitor;
+        d->manual_job_wait_usec = c->manual_job_wait_usec;
+        d->job_stop_grace_usec = c->job_stop_grace_usec;
         d->scheduled_events = c->scheduled_events && d->metadata_endpoint;
         if (d->scheduled_events) {
                 const ScheduledEventsPollerConfig pc = {
@@ -831,6 +1165,8 @@ Drain *drain_free(Drain *d) {
                 return NULL;
         d->running = false;
         drain_stop_children(d);
+        if (d->jobs)
+                job_runner_set_change_hook(d->jobs, NULL, NULL);
         /* First: it completes what is in flight at once (-ECANCELED) while the poller and we are
          * still there to be called back. */
         d->http = http_client_free(d->http);
@@ -854,6 +1190,14 @@ Drain *drain_free(Drain *d) {
         free(d->vm_name);
         free(d);
         return NULL;
+}
+
+void drain_set_job_runner(Drain *d, JobRunner *r) {
+        if (d->jobs)
+                job_runner_set_change_hook(d->jobs, NULL, NULL);
+        d->jobs = r;
+        if (r)
+                job_runner_set_change_hook(r, drain_on_jobs_changed, d);
 }
 
 void drain_set_health_hook(Drain *d, DrainHealthFn fn, void *userdata) {
@@ -885,7 +1229,25 @@ static void drain_on_prepare_shutdown(ShutdownInhibit *s, void *userdata) {
 
         if (drain_start_shutdown(d, drain_on_shutdown_drained, d) >= 0)
                 return;
-        /* A drain is running already: flush once more (bounded) and let the shutdown go. */
+        /* A drain is running already and not past wait-jobs: no more waiting for jobs (they are
+         * stopped now, before its flush); the shutdown goes when the drain finished. */
+        if (d->jobs && !d->shutdown_done && d->state.step <= DRAIN_STEP_WAIT_JOBS &&
+            drain_policy_runs(
+                    d->state.source, d->state.event_type, d->state.event_started,
+                    DRAIN_STEP_WAIT_JOBS)) {
+                char what[256];
+
+                d->hurry = true;
+                d->shutdown_done = drain_on_shutdown_drained;
+                d->shutdown_userdata = d;
+                log_notice(
+                        "Shutdown during the drain (%s): running jobs are stopped now, the "
+                        "shutdown waits for the drain",
+                        drain_what(d, what, sizeof(what)));
+                drain_jobs_check(d); /* in wait-jobs: stops them now */
+                return;
+        }
+        /* Past wait-jobs: flush once more (bounded) and let the shutdown go. */
         if (drain_flush(d, d->flush_timeout_usec, drain_on_shutdown_flushed, d) < 0)
                 shutdown_inhibit_release(s);
 }
@@ -919,6 +1281,11 @@ int drain_start(Drain *d) {
                     DRAIN_STEP_NOT_HEALTHY) &&
             d->state.steps[DRAIN_STEP_NOT_HEALTHY].result != DRAIN_RESULT_PENDING)
                 drain_set_draining(d, true);
+        /* A drain of this boot past stop-jobs (running or finished) keeps the queue closed. */
+        if (d->jobs && d->state.active &&
+            (d->state.steps[DRAIN_STEP_STOP_JOBS].result == DRAIN_RESULT_DONE ||
+             d->state.steps[DRAIN_STEP_STOP_JOBS].result == DRAIN_RESULT_FAILED))
+                (void)job_runner_stop_starting(d->jobs);
         if (d->state.active && !d->state.done) {
                 if (d->state.source == DRAIN_SOURCE_SHUTDOWN) {
                         /* the shutdown it served is gone with the old process */
@@ -984,6 +1351,14 @@ int drain_status_json(Drain *d, json_object *o) {
                         : d->state.active ? "drained"
                                           : "idle"));
         r |= json_object_object_add(s, "draining", json_object_new_boolean(d->draining));
+        if (d->running && d->jobs && d->state.step == DRAIN_STEP_WAIT_JOBS) {
+                r |= json_object_object_add(
+                        s, "jobs_deadline_usec", json_object_new_uint64(drain_jobs_deadline_of(d)));
+                r |= json_object_object_add(
+                        s, "jobs_active", json_object_new_int((int)job_runner_n_active(d->jobs)));
+                r |= json_object_object_add(
+                        s, "jobs_stopping", json_object_new_boolean(d->jobs_stopping));
+        }
         r |= json_object_object_add(
                 s, "handled_events", json_object_new_int64((int64_t)d->state.n_events));
         cfg = json_object_new_object();
@@ -993,6 +1368,15 @@ int drain_status_json(Drain *d, json_object *o) {
                 r |= json_object_object_add(
                         cfg, "flush_budget_ms",
                         json_object_new_uint64(d->flush_budget_usec / 1000U));
+                r |= json_object_object_add(
+                        cfg, "manual_job_wait_ms",
+                        json_object_new_uint64(d->manual_job_wait_usec / 1000U));
+                r |= json_object_object_add(
+                        cfg, "job_stop_wait_ms",
+                        json_object_new_uint64(
+                                drain_job_stop_wait_usec(d->job_stop_grace_usec) / 1000U));
+                r |= json_object_object_add(
+                        cfg, "job_queue", json_object_new_boolean(d->jobs != NULL));
                 r |= json_object_object_add(
                         cfg, "exec_start",
                         d->exec_start ? json_object_new_string(d->exec_start) : NULL);

@@ -441,6 +441,8 @@ static int manager_start_drain(Manager *m) {
                 .vm_name = c->drain_vm_name,
                 .poll_interval_usec = c->drain_poll_interval_usec,
                 .shutdown_inhibitor = c->drain_shutdown_inhibitor,
+                .manual_job_wait_usec = c->drain_manual_job_wait_usec,
+                .job_stop_grace_usec = c->jobs_stop_grace_usec,
         };
         int r;
 
@@ -448,6 +450,8 @@ static int manager_start_drain(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the drain: %m");
         drain_set_health_hook(m->drain, manager_on_drain_health, m);
+        /* Before drain_start(): a drain resumed after a restart asks the runner at once. */
+        drain_set_job_runner(m->drain, m->jobs);
         r = drain_start(m->drain);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the drain: %m");
