@@ -219,21 +219,34 @@ static int poolctl(const char *const *args, char **ret_out, int64_t *ret_ms) {
         return WEXITSTATUS(status);
 }
 
-/* poolctl --json status: the "gpu" object; asserts that it answered promptly. */
-static json_object *gpu_status(void) {
+/* poolctl --json status: the object key ("gpu", "jobs"); asserts that it answered promptly. */
+static json_object *status_section(const char *key) {
         _cleanup_free_ char *out = NULL;
-        json_object *o, *gpu;
+        json_object *o, *section;
         int64_t ms;
 
         ck_assert_int_eq(poolctl((const char *const[]){"--json", "status", NULL}, &out, &ms), 0);
         ck_assert_msg(ms < POOLCTL_PROMPT_MS, "poolctl status took %lld ms", (long long)ms);
         o = json_tokener_parse(out);
         ck_assert_msg(o != NULL, "not JSON: %s", out);
-        gpu = json_object_object_get(json_object_object_get(o, "result"), "gpu");
-        ck_assert_msg(gpu != NULL, "no gpu object in %s", out);
-        json_object_get(gpu);
+        section = json_object_object_get(json_object_object_get(o, "result"), key);
+        ck_assert_msg(section != NULL, "no %s object in %s", key, out);
+        json_object_get(section);
         json_object_put(o);
-        return gpu;
+        return section;
+}
+
+static json_object *gpu_status(void) {
+        return status_section("gpu");
+}
+
+/* The GPUs the job queue may give jobs ([Jobs] GPUs=auto). */
+static int64_t job_gpus(void) {
+        json_object *jobs = status_section("jobs");
+        int64_t n = json_object_get_int64(json_object_object_get(jobs, "gpus"));
+
+        json_object_put(jobs);
+        return n;
 }
 
 static const char *jstr(json_object *o, const char *key) {
@@ -449,6 +462,7 @@ START_TEST(test_healthy) {
         gpu = wait_gpu_state("ok", 1);
         ck_assert_int_eq(jint(gpu, "count"), 4);
         ck_assert_int_eq(jint(gpu, "expected"), 4);
+        ck_assert_int_eq(job_gpus(), 4); /* [Jobs] GPUs=auto: ExpectedGPUs= */
         ck_assert_str_eq(jstr(gpu, "driver_version"), "550.54.15");
         ck_assert_str_eq(jstr(gpu, "library"), fake_nvml_path);
         expect_check(gpu, "gpu_nvml", -1, "ok");
@@ -670,6 +684,8 @@ START_TEST(test_expected_from_vm_size) {
         c = expect_check(gpu, "gpu_devices", -1, "unhealthy");
         ck_assert_ptr_nonnull(strstr(jstr(c, "message"), "Standard_NC96ads_A100_v4"));
         json_object_put(gpu);
+        /* [Jobs] GPUs=auto with ExpectedGPUs=auto: the GPUs NVML found, not the VM size's. */
+        ck_assert_int_eq(job_gpus(), 3);
         agent_stop();
 }
 END_TEST
