@@ -20,6 +20,7 @@
 #include <systemd/sd-event.h>
 #include <systemd/sd-id128.h>
 
+#include "event-util.h"
 #include "job-queue.h"
 #include "json-util.h"
 #include "log.h"
@@ -30,9 +31,12 @@
 #define SYSTEMD_MANAGER "org.freedesktop.systemd1.Manager"
 #define JOB_RUNNER_CALL_TIMEOUT_USEC (25U * 1000000U)
 #define JOB_RUNNER_RECONNECT_USEC (5U * 1000000U)
-#define JOB_RUNNER_LIST_MAX 100U            /* jobs in one "jobs" reply (the newest) */
-#define JOB_RUNNER_COMMAND_MAX 256U         /* bytes of the command line shown per job */
-#define JOB_RUNNER_LOG_JSON_MAX 56U * 1024U /* the log as a JSON string, within the reply cap */
+/* Every active job's unit is read again this often: a signal missed or a read that failed does
+ * not leave a job "running" for ever. */
+#define JOB_RUNNER_RESYNC_USEC (60U * 1000000U)
+#define JOB_RUNNER_LIST_MAX 100U              /* jobs in one "jobs" reply (the newest) */
+#define JOB_RUNNER_COMMAND_MAX 256U           /* bytes of the command line shown per job */
+#define JOB_RUNNER_LOG_JSON_MAX (56U * 1024U) /* the log as a JSON string, within the reply cap */
 #define JOB_RUNNER_SHELL "/bin/sh"
 
 typedef enum JobRunnerBus {
@@ -71,7 +75,7 @@ struct JobRunner {
         const char *unavailable; /* static, or unavailable_buf */
         char unavailable_buf[256];
         sd_bus_slot *subscribe_call, *disconnect_match;
-        sd_event_source *reconnect_timer, *pick_source;
+        sd_event_source *reconnect_timer, *pick_source, *resync_timer;
 
         char *state_directory;
         char *log_directory;
@@ -741,6 +745,19 @@ fail:
                 r->change_fn(r, r->change_userdata);
 }
 
+static int job_runner_on_resync(sd_event_source *s, uint64_t usec, void *userdata) {
+        JobRunner *r = userdata;
+
+        if (r->bus_state == RUNNER_BUS_READY)
+                for (JobWatch *w = r->watches; w; w = w->next)
+                        if (w->started)
+                                (void)job_watch_refresh(w);
+        (void)event_arm_relative(
+                r->event, &r->resync_timer, JOB_RUNNER_RESYNC_USEC, job_runner_on_resync, r,
+                "job runner resync");
+        return 0;
+}
+
 static int job_runner_on_pick(sd_event_source *s, void *userdata) {
         JobRunner *r = userdata;
         uint64_t mask = 0;
@@ -929,6 +946,7 @@ JobRunner *job_runner_free(JobRunner *r) {
         sd_bus_slot_unref(r->disconnect_match);
         sd_event_source_disable_unref(r->reconnect_timer);
         sd_event_source_disable_unref(r->pick_source);
+        sd_event_source_disable_unref(r->resync_timer);
         if (r->bus_given)
                 sd_bus_unref(r->bus);
         else
@@ -981,6 +999,9 @@ int job_runner_start(JobRunner *r) {
         (void)snprintf(r->queue->boot_id, sizeof(r->queue->boot_id), "%s", boot);
         r->queue->n_gpus = r->gpus;
         r->started = true;
+        (void)event_arm_relative(
+                r->event, &r->resync_timer, JOB_RUNNER_RESYNC_USEC, job_runner_on_resync, r,
+                "job runner resync");
         if (k >= 0)
                 log_info(
                         "Job queue loaded: %zu jobs, %u active", r->queue->n_jobs,
