@@ -35,6 +35,8 @@
  * not leave a job "running" for ever. */
 #define JOB_RUNNER_RESYNC_USEC (60U * 1000000U)
 #define JOB_RUNNER_LIST_MAX 100U              /* jobs in one "jobs" reply (the newest) */
+#define JOB_RUNNER_ACTIVE_MAX 20U             /* active jobs in the status object */
+#define JOB_RUNNER_LIST_BYTES (40U * 1024U)   /* their JSON, well within the reply cap */
 #define JOB_RUNNER_COMMAND_MAX 256U           /* bytes of the command line shown per job */
 #define JOB_RUNNER_LOG_JSON_MAX (56U * 1024U) /* the log as a JSON string, within the reply cap */
 #define JOB_RUNNER_SHELL "/bin/sh"
@@ -1100,6 +1102,10 @@ static json_object *user_json(uid_t uid) {
         return json_object_new_string(res->pw_name);
 }
 
+static json_object *short_string_json(const char *s) {
+        return json_object_new_string_len(s, (int)MIN(strlen(s), (size_t)JOB_RUNNER_COMMAND_MAX));
+}
+
 /* The command line, shortened to JOB_RUNNER_COMMAND_MAX bytes. */
 static json_object *command_json(char **argv) {
         char buf[JOB_RUNNER_COMMAND_MAX];
@@ -1124,14 +1130,14 @@ static int job_json(JobRunner *r, const Job *j, json_object **ret) {
                 return -ENOMEM;
         job_runner_format_gpus(j->gpu_mask, gpus, sizeof(gpus));
         k |= json_add_owned(o, "id", json_object_new_uint64(j->id));
-        k |= json_add_owned(o, "name", json_object_new_string(j->name));
+        k |= json_add_owned(o, "name", short_string_json(j->name));
         k |= json_add_owned(o, "uid", json_object_new_int64(j->uid));
         u = user_json(j->uid);
         if (u)
                 k |= json_add_owned(o, "user", u);
         k |= json_add_owned(o, "state", json_object_new_string(job_state_to_string(j->state)));
         k |= json_add_owned(o, "command", command_json(j->argv));
-        k |= json_add_owned(o, "cwd", json_object_new_string(j->cwd));
+        k |= json_add_owned(o, "cwd", short_string_json(j->cwd));
         k |= json_add_owned(o, "cpus", json_object_new_int(j->cpus));
         k |= json_add_owned(o, "gpus", json_object_new_int(j->gpus));
         if (j->gpu_mask)
@@ -1178,32 +1184,62 @@ static int job_runner_totals_json(JobRunner *r, json_object *o) {
         return k < 0 ? -ENOMEM : 0;
 }
 
-int job_runner_list_json(JobRunner *r, uid_t uid, bool admin, json_object *o) {
+/* Adds key: the jobs the peer may see (active ones only with active_only), the newest max of
+ * them within JOB_RUNNER_LIST_BYTES of JSON, in submission order; and key_omitted: how many
+ * were left out. */
+static int job_runner_add_jobs(
+        JobRunner *r,
+        json_object *o,
+        const char *key,
+        const char *key_omitted,
+        uid_t uid,
+        bool admin,
+        bool active_only,
+        size_t max) {
+        _cleanup_free_ json_object **kept = calloc(r->queue->n_jobs + 1, sizeof(json_object *));
         json_object *a = json_object_new_array();
-        size_t visible = 0, seen = 0, skip;
-        int k;
+        size_t n = 0, bytes = 0, omitted = 0;
+        int k = 0;
 
-        if (!a || json_add_owned(o, "jobs", a) < 0)
+        if (!kept || json_add_owned(o, key, a) < 0)
                 return -ENOMEM;
-        for (size_t i = 0; i < r->queue->n_jobs; i++)
-                visible += job_runner_may_access(r->queue->jobs[i]->uid, uid, admin);
-        /* The newest JOB_RUNNER_LIST_MAX, in submission order. */
-        skip = visible > JOB_RUNNER_LIST_MAX ? visible - JOB_RUNNER_LIST_MAX : 0;
-        for (size_t i = 0; i < r->queue->n_jobs; i++) {
-                const Job *j = r->queue->jobs[i];
+        for (size_t i = r->queue->n_jobs; i > 0; i--) { /* newest first */
+                const Job *j = r->queue->jobs[i - 1];
                 json_object *jo;
 
-                if (!job_runner_may_access(j->uid, uid, admin) || seen++ < skip)
+                if (!job_runner_may_access(j->uid, uid, admin) ||
+                    (active_only && !job_state_is_active(j->state)))
                         continue;
+                if (omitted > 0 || n >= max) {
+                        omitted++;
+                        continue;
+                }
                 k = job_json(r, j, &jo);
                 if (k < 0)
-                        return k;
-                if (json_object_array_add(a, jo) < 0) {
+                        break;
+                bytes += strlen(json_object_to_json_string_ext(jo, JSON_C_TO_STRING_PLAIN));
+                if (bytes > JOB_RUNNER_LIST_BYTES) {
                         json_object_put(jo);
-                        return -ENOMEM;
+                        omitted++;
+                        continue;
                 }
+                kept[n++] = jo;
         }
-        k = json_add_owned(o, "omitted", json_object_new_int64((int64_t)skip));
+        for (size_t i = n; i > 0; i--) { /* oldest first */
+                if (k >= 0 && json_object_array_add(a, kept[i - 1]) < 0)
+                        k = -ENOMEM;
+                if (k < 0)
+                        json_object_put(kept[i - 1]);
+        }
+        if (k < 0)
+                return k;
+        return json_add_owned(o, key_omitted, json_object_new_int64((int64_t)omitted));
+}
+
+int job_runner_list_json(JobRunner *r, uid_t uid, bool admin, json_object *o) {
+        int k;
+
+        k = job_runner_add_jobs(r, o, "jobs", "omitted", uid, admin, false, JOB_RUNNER_LIST_MAX);
         if (k < 0)
                 return k;
         return job_runner_totals_json(r, o);
@@ -1423,24 +1459,14 @@ void job_runner_counts_since(
 }
 
 int job_runner_status_json(JobRunner *r, json_object *o) {
-        json_object *jobs = json_object_new_object(), *active = json_object_new_array();
+        json_object *jobs = json_object_new_object();
         int k;
 
-        if (json_add_owned(o, "jobs", jobs) < 0 || json_add_owned(jobs, "active", active) < 0)
+        if (json_add_owned(o, "jobs", jobs) < 0)
                 return -ENOMEM;
-        for (size_t i = 0; i < r->queue->n_jobs; i++) {
-                const Job *j = r->queue->jobs[i];
-                json_object *jo;
-
-                if (!job_state_is_active(j->state))
-                        continue;
-                k = job_json(r, j, &jo);
-                if (k < 0)
-                        return k;
-                if (json_object_array_add(active, jo) < 0) {
-                        json_object_put(jo);
-                        return -ENOMEM;
-                }
-        }
+        k = job_runner_add_jobs(
+                r, jobs, "active", "active_omitted", 0, true, true, JOB_RUNNER_ACTIVE_MAX);
+        if (k < 0)
+                return k;
         return job_runner_totals_json(r, jobs);
 }

@@ -298,6 +298,73 @@ START_TEST(test_runner_without_systemd) {
 }
 END_TEST
 
+/* Many jobs with long directories: a "jobs" reply keeps the newest that fit, says how many not. */
+START_TEST(test_runner_list_capped) {
+        JobRunnerConfig c = {.state_directory = dir, .slots = 4};
+        char *text, long_dir[3001], path[512];
+        size_t size = 1024 * 1024, n = 0;
+        sd_event *e = NULL;
+        JobRunner *r = NULL;
+        json_object *o, *jobs;
+        FILE *f;
+
+        if (access("/run/systemd/system", F_OK) == 0)
+                return;
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        memset(long_dir, 'd', sizeof(long_dir) - 1);
+        long_dir[0] = '/';
+        long_dir[sizeof(long_dir) - 1] = '\0';
+        text = malloc(size);
+        ck_assert_ptr_nonnull(text);
+        n += (size_t)snprintf(
+                text + n, size - n,
+                "{\"version\":1,\"boot_id\":\"x\",\"next_id\":151,\"accepting\":true,\"jobs\":[");
+        for (int i = 1; i <= 150; i++)
+                n += (size_t)snprintf(
+                        text + n, size - n,
+                        "%s{\"id\":%d,\"name\":\"j\",\"uid\":1000,\"gid\":1000,\"argv\":[\"true\"],"
+                        "\"env\":[],\"cwd\":\"%s\",\"cpus\":1,\"gpus\":0,\"state\":\"finished\","
+                        "\"gpu_mask\":0,\"exit_status\":0,\"submitted_usec\":%d,\"started_usec\":0,"
+                        "\"ended_usec\":0}",
+                        i > 1 ? "," : "", i, long_dir, i);
+        n += (size_t)snprintf(text + n, size - n, "]}");
+        ck_assert_uint_lt(n, size - 1);
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, JOB_QUEUE_FILE);
+        f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_ge(fputs(text, f), 0);
+        ck_assert_int_eq(fclose(f), 0);
+        free(text);
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(job_runner_new(e, NULL, &c, &r), 0);
+        ck_assert_int_eq(job_runner_start(r), 0);
+        o = json_object_new_object();
+        ck_assert_int_eq(job_runner_list_json(r, 1000, false, o), 0);
+        jobs = get(o, "jobs");
+        ck_assert_uint_gt(json_object_array_length(jobs), 10);
+        ck_assert_uint_lt(json_object_array_length(jobs), 100);
+        ck_assert_int_eq(
+                (int64_t)json_object_array_length(jobs) + json_object_get_int64(get(o, "omitted")),
+                150);
+        /* The newest, oldest first. */
+        ck_assert_int_eq(
+                json_object_get_int64(get(
+                        json_object_array_get_idx(jobs, json_object_array_length(jobs) - 1), "id")),
+                150);
+        ck_assert_uint_le(
+                strlen(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)), 48 * 1024);
+        json_object_put(o);
+        r = job_runner_free(r);
+        sd_event_unref(e);
+        {
+                char cmd[600];
+                (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+                ck_assert_int_eq(system(cmd), 0);
+        }
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("job-runner");
         TCase *tc_pure = tcase_create("pure");
@@ -310,6 +377,7 @@ int main(void) {
         tcase_add_test(tc_pure, test_job_env);
         tcase_add_test(tc_pure, test_unit_verdict);
         tcase_add_test(tc_runner, test_runner_without_systemd);
+        tcase_add_test(tc_runner, test_runner_list_capped);
         suite_add_tcase(s, tc_pure);
         suite_add_tcase(s, tc_runner);
         sr = srunner_create(s);
