@@ -191,6 +191,13 @@ static void write_queue(const char *text) {
         ck_assert_int_eq(fclose(f), 0);
 }
 
+static void remove_dir(void) {
+        char cmd[600];
+
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
 static json_object *get(json_object *o, const char *key) {
         json_object *v = NULL;
 
@@ -290,23 +297,18 @@ START_TEST(test_runner_without_systemd) {
         json_object_put(a);
         r = job_runner_free(r);
         sd_event_unref(e);
-        {
-                char cmd[600];
-                (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-                ck_assert_int_eq(system(cmd), 0);
-        }
+        remove_dir();
 }
 END_TEST
 
 /* Many jobs with long directories: a "jobs" reply keeps the newest that fit, says how many not. */
 START_TEST(test_runner_list_capped) {
         JobRunnerConfig c = {.state_directory = dir, .slots = 4};
-        char *text, long_dir[3001], path[512];
+        char *text, long_dir[3001];
         size_t size = 1024 * 1024, n = 0;
         sd_event *e = NULL;
         JobRunner *r = NULL;
         json_object *o, *jobs;
-        FILE *f;
 
         if (access("/run/systemd/system", F_OK) == 0)
                 return;
@@ -329,11 +331,7 @@ START_TEST(test_runner_list_capped) {
                         i > 1 ? "," : "", i, long_dir, i);
         n += (size_t)snprintf(text + n, size - n, "]}");
         ck_assert_uint_lt(n, size - 1);
-        (void)snprintf(path, sizeof(path), "%s/%s", dir, JOB_QUEUE_FILE);
-        f = fopen(path, "we");
-        ck_assert_ptr_nonnull(f);
-        ck_assert_int_ge(fputs(text, f), 0);
-        ck_assert_int_eq(fclose(f), 0);
+        write_queue(text);
         free(text);
 
         ck_assert_int_eq(sd_event_new(&e), 0);
@@ -357,11 +355,7 @@ START_TEST(test_runner_list_capped) {
         json_object_put(o);
         r = job_runner_free(r);
         sd_event_unref(e);
-        {
-                char cmd[600];
-                (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-                ck_assert_int_eq(system(cmd), 0);
-        }
+        remove_dir();
 }
 END_TEST
 
