@@ -14,8 +14,11 @@
 # the same work as a healthy check. The metadata service is azfiles-emu's (--imds), so the agent
 # polls scheduled events every second as it does on a VM. It samples /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat
 # (utime + stime) every SAMPLE seconds, prints the peak and the CPU share of one core over the
-# whole run with the ratio to each target, and exits 1 above a target. It stops only the agent it
-# started (by PID) and removes only its own temporary directory.
+# whole run with the ratio to each target, and exits 1 above a target. At the end it splits VmRSS
+# into anonymous and file pages and gives a lower bound on the pages the kernel mapped without
+# the agent faulting on them (fault-around); bench-agent-floor.sh shows what the agent's
+# libraries alone cost. It stops only the agent it started (by PID) and removes only its own
+# temporary directory.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -115,6 +118,14 @@ t1=$(date +%s.%N)
 hwm=$(status_kib VmHWM)
 # Of the resident pages, how many are the agent's own (private) and its proportional share.
 pss=$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup")
+anon=$(status_kib RssAnon)
+file=$(status_kib RssFile)
+rss_end=$(status_kib VmRSS)
+# minflt + majflt over the agent's life (all its threads): each fault maps at least the page it
+# hit, so VmRSS minus one page per fault is a lower bound on what the kernel mapped in without a
+# fault of the agent's (fault-around of page-cache pages next to the ones it touched).
+faults=$(awk '{ sub(/^.*\) /, ""); print $8 + $10 }' "/proc/$pid/stat")
+page_kib=$(($(getconf PAGESIZE) / 1024))
 private=$(awk '$1 == "Private_Clean:" || $1 == "Private_Dirty:" { n += $2 } END { print n }' "/proc/$pid/smaps_rollup")
 libs=$(awk '/^[0-9a-f]+-/ { name = $6 } /^Rss:/ { r[name] += $2 }
         END { for (n in r) if (n ~ /\.so/ && r[n] >= 512) printf "%s %.1f MiB; ", n, r[n] / 1024 }' \
@@ -123,11 +134,14 @@ links=$("$poolctl" --socket "$tmp/control.sock" --json links | grep -o '"state":
 
 awk -v c0="$c0" -v c1="$c1" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v rss="$peak_rss" -v hwm="$hwm" \
         -v n="$samples" -v rt="$RSS_TARGET_KIB" -v ct="$CPU_TARGET_PERMILLE" -v links="$links" \
-        -v pss="$pss" -v priv="$private" -v libs="$libs" 'BEGIN {
+        -v pss="$pss" -v priv="$private" -v libs="$libs" -v anon="$anon" -v file="$file" \
+        -v rss_end="$rss_end" -v faults="$faults" -v page="$page_kib" 'BEGIN {
         wall = t1 - t0; cpu = (c1 - c0) / hz; pct = 100 * cpu / wall
         printf "poolagentd idle footprint: %.0f s, %d samples, default intervals, 3 demo users (%s)\n", wall, n, links
         printf "peak VmRSS %.2f MiB (VmHWM %.2f MiB), target 8 MiB: ratio %.2f\n", rss / 1024, hwm / 1024, rss / rt
         printf "  at the end: PSS %.2f MiB, private %.2f MiB; shared libraries >= 0.5 MiB resident: %s\n", pss / 1024, priv / 1024, libs
+        nofault = rss_end - faults * page; if (nofault < 0) nofault = 0
+        printf "  VmRSS %.2f MiB = RssAnon %.2f + RssFile %.2f MiB; %d page faults: mapped without a fault >= %.2f MiB\n", rss_end / 1024, anon / 1024, file / 1024, faults, nofault / 1024
         printf "CPU %.2f s of one core = %.4f %%, target 0.1 %%: ratio %.3f\n", cpu, pct, pct / (ct / 10)
         exit !(rss <= rt && pct <= ct / 10)
 }'
