@@ -27,10 +27,16 @@
 #             alice: runs as alice in poolagent-jobs.slice, finishes with 0, its log; a cancelled
 #             job; with Slots=1 a second job waits; the agent restarted while a job runs: still
 #             tracked, finishes once); the watchdog restarts a
-#             SIGSTOPped agent (the mount survives); a Terminate event injected into the
+#             SIGSTOPped agent (the mount survives); drain and jobs (a Terminate event with a job
+#             that ends before the deadline: approved right after it ended, report finished=1; a
+#             job that outlives NotBefore minus FlushBudget: stopped at that deadline, approved
+#             before NotBefore, a queued job written to alice's requeued-jobs folder on the
+#             share as hers); a Terminate event injected into the
 #             emulator's metadata service is approved only after every drain step, with the
 #             notebook written just before it on the share, /health 503, logins blocked and the
-#             shutdown delay lock held; systemctl poweroff ends the container, nspawn exits 0.
+#             shutdown delay lock held; systemctl poweroff with a job running ends the container,
+#             nspawn exits 0, and the shutdown drain stopped the job before its flush (the job's
+#             SIGTERM handler's marker is on the share).
 #             systemd-analyze security is printed, not asserted.
 # Everything it starts is stopped on any exit (trap): the container, the emulator (by PID), the
 # overlay mount, the cgroups, the run directory.
@@ -623,6 +629,141 @@ step_jobs_restart() {
         log "job $id: kept running (PID $pid) across the restart, finished once"
 }
 
+# ---- the drain and jobs: a Terminate event with a job running, the deadline, the shutdown ----
+drain_field() { # FIELD: the current drain's FIELD from the state file
+        IN cat /var/lib/poolagent/drain-state.json | python3 -c 'import json,sys
+print(json.load(sys.stdin)["drain"].get(sys.argv[1], ""))' "$1"
+}
+drain_at_step() { # EVENTID STEP: the drain of EVENTID is in STEP
+        [ "$(drain_field event_id)" = "$1" ] && [ "$(drain_field step)" = "$2" ]
+}
+inject_terminate() { # EVENTID NOTBEFORE_SECONDS
+        curl -sf -X POST -H 'Content-Type: application/json' \
+                -d "{\"type\":\"Terminate\",\"id\":\"$1\",\"not_before\":$2,\"description\":\"e2e drain with jobs\"}" \
+                "$emu_imds/__emu/scheduledevents" >/dev/null || fail "inject the Terminate event $1"
+}
+approval_field() { # EVENTID FIELD
+        curl -sf "$emu_imds/__emu/scheduledevents/approvals" | python3 -c 'import json,sys
+a = [a for a in json.load(sys.stdin)["Approvals"] if a["EventId"] == sys.argv[1]]
+print(a[0].get(sys.argv[2], "") if a else "")' "$1" "$2"
+}
+drain_report_jobs() { # EVENTID: "finished stopped requeued" from the drain report on the share
+        # shellcheck disable=SC2016 # $1 is expanded by the shell in the container
+        IN sh -c 'cat /srv/workspace/.poolagent/drain-reports/*-"$1".json' sh "$1" | python3 -c 'import json,sys
+j = json.load(sys.stdin)["jobs"]
+print(j["finished"], j["stopped"], j["requeued"])'
+}
+drain_lift() { # poolctl drain --cancel: healthy again, the queue starts jobs again
+        IN poolctl drain --cancel >/dev/null || fail "poolctl drain --cancel"
+        wait_for 30 "/health 200 after the drain was cancelled" http_status_is 200 "http://127.0.0.1:$health_port/health"
+}
+
+step_drain_job_finishes() {
+        step "drain: Terminate with a job running that ends before the deadline: approved right after it ended"
+        local id ev ended approved counts
+        IN rm -f /home/alice/drain-go
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        id=$(submit_as_alice sh -c 'while [ ! -e drain-go ]; do sleep 0.2; done; echo done') ||
+                fail "poolctl submit as alice"
+        wait_for 60 "job $id running" job_state_is "$id" running
+        ev=e2e-terminate-job-$$
+        # NotBefore in 5 min: the job may run until NotBefore minus FlushBudget= (10 s).
+        inject_terminate "$ev" 300
+        wait_for 30 "the drain waiting for the job (wait-jobs)" drain_at_step "$ev" wait-jobs
+        # While the job runs, nothing is approved and no new job is taken.
+        event_approved "$ev" && fail "event $ev approved while job $id still runs"
+        job_state_is "$id" running || fail "job $id is $(job_field "$id" state) during wait-jobs"
+        submit_as_alice true >/dev/null 2>&1 && fail "a job was accepted while the VM drains"
+        IN runuser -u alice -- touch /home/alice/drain-go
+        wait_for 30 "job $id finished" job_state_is "$id" finished
+        wait_for 30 "approval of $ev after the job ended" event_approved "$ev"
+        ended=$(job_field "$id" ended_usec)
+        approved=$(approval_field "$ev" FirstApprovedMs)
+        [ "$approved" -ge $((ended / 1000)) ] || fail "approved at $approved ms, before job $id ended at $((ended / 1000)) ms"
+        [ $((approved - ended / 1000)) -lt 10000 ] || fail "approved $((approved - ended / 1000)) ms after the job ended, not right after"
+        wait_for 30 "the drain of $ev recorded as done" drain_done
+        counts=$(drain_report_jobs "$ev") || fail "no drain report for $ev on the share"
+        [ "$counts" = "1 0 0" ] || fail "drain report jobs (finished stopped requeued): $counts, want 1 0 0"
+        log "job $id ended, event approved $((approved - ended / 1000)) ms later; report: finished=1"
+        drain_lift
+}
+
+step_drain_job_deadline() {
+        step "drain: a job that outlives the deadline is stopped at it, approved before NotBefore; a queued job is requeued to its owner's folder"
+        local a b ev nb deadline ended file counts got
+        IN sh -c 'printf "[Jobs]\nSlots=1\n" >/etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf'
+        agent_restart
+        a=$(submit_as_alice sleep 600) || fail "submit the long job"
+        wait_for 60 "job $a running" job_state_is "$a" running
+        b=$(submit_as_alice sh -c 'echo never started') || fail "submit the waiting job"
+        job_state_is "$b" queued || fail "job $b is $(job_field "$b" state), not queued behind job $a"
+        ev=e2e-terminate-deadline-$$
+        # NotBefore in 25 s: the job gets until NotBefore minus FlushBudget= (10 s).
+        inject_terminate "$ev" 25
+        wait_for 30 "the drain of $ev in wait-jobs" drain_at_step "$ev" wait-jobs
+        nb=$(drain_field not_before_usec)
+        deadline=$((nb - 10000000))
+        wait_for 60 "job $a stopped" job_state_is "$a" stopped
+        wait_for 60 "approval of $ev" event_approved "$ev"
+        ended=$(job_field "$a" ended_usec)
+        [ "$ended" -ge "$deadline" ] || fail "job $a ended $(((deadline - ended) / 1000)) ms before the deadline"
+        [ "$(approval_field "$ev" StatusWhenApproved)" = Scheduled ] || fail "event $ev approved after NotBefore"
+        [ "$(approval_field "$ev" FirstApprovedMs)" -lt $((nb / 1000)) ] || fail "event $ev approved after NotBefore"
+        job_state_is "$b" requeued || fail "job $b is $(job_field "$b" state), not requeued"
+        # The requeued job, as alice's, in her folder on the share.
+        file=$(IN sh -c "ls /srv/workspace/Users/alice/.poolagent/requeued-jobs/ | grep -- '-$b.json\$'") ||
+                fail "job $b not in alice's requeued-jobs folder"
+        [ "$(IN stat -c '%U %a' "/srv/workspace/Users/alice/.poolagent/requeued-jobs/$file")" = "alice 600" ] ||
+                fail "$file is not alice's with mode 600"
+        got=$(curl -sf "$emu_url/team/Users/alice/.poolagent/requeued-jobs/$file?$sas" -H 'x-ms-version: 2025-05-05') ||
+                fail "$file is not on the emulator's share"
+        python3 -c 'import json,sys
+j = json.loads(sys.argv[1])["job"]
+assert j["id"] == int(sys.argv[2]) and j["user"] == "alice", j
+assert j["argv"] == ["sh", "-c", "echo never started"], j["argv"]
+assert j["cwd"] == "/home/alice", j["cwd"]' "$got" "$b" || fail "$file does not describe job $b: $got"
+        wait_for 30 "the drain of $ev recorded as done" drain_done
+        counts=$(drain_report_jobs "$ev") || fail "no drain report for $ev on the share"
+        [ "$counts" = "0 1 1" ] || fail "drain report jobs (finished stopped requeued): $counts, want 0 1 1"
+        log "job $a stopped $(((ended - deadline) / 1000)) ms after the deadline, approved before NotBefore; job $b in $file on the share"
+        drain_lift
+        IN rm -f /etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf
+        agent_restart
+}
+
+# systemctl poweroff with a job running: the shutdown drain stops it (its SIGTERM handler writes
+# a marker into alice's notebooks on the share) before the flush; checked after the poweroff.
+poweroff_job=
+step_poweroff_job() {
+        step "shutdown with a job running: a job with a SIGTERM handler runs when systemctl poweroff comes"
+        drain_lift # the Terminate drain of step_drain keeps the VM drained
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        poweroff_job=$(submit_as_alice sh -c 'trap "echo stopped-by-the-drain >notebooks/remote/poweroff-marker.txt; exit 0" TERM; while :; do sleep 0.2; done') ||
+                fail "poolctl submit as alice"
+        wait_for 60 "job $poweroff_job running" job_state_is "$poweroff_job" running
+}
+step_poweroff_job_check() {
+        step "shutdown with a job running: the drain stopped the job before the flush, its marker is on the share"
+        local got
+        got=$(curl -sf "$emu_url/team/Users/alice/notebooks/poweroff-marker.txt?$sas" -H 'x-ms-version: 2025-05-05') ||
+                fail "the job's marker is not on the share"
+        [ "$got" = stopped-by-the-drain ] || fail "the marker holds: $got"
+        python3 - "$root/var/lib/poolagent/drain-state.json" "$root/var/lib/poolagent/jobs.json" "$poweroff_job" <<-'PY' ||
+		import json, sys
+		d = json.load(open(sys.argv[1]))["drain"]
+		jobs = json.load(open(sys.argv[2]))["jobs"]
+		job = [j for j in jobs if j["id"] == int(sys.argv[3])][0]
+		assert d["source"] == "shutdown" and d["done"], d
+		steps = {s["step"]: s for s in d["steps"]}
+		assert steps["wait-jobs"]["result"] == "done" and "1 stopped" in steps["wait-jobs"]["note"], steps["wait-jobs"]
+		assert job["state"] == "stopped", job
+		assert steps["flush"]["result"] == "done" and steps["flush"]["start_usec"] >= job["ended_usec"] > 0, (steps["flush"], job)
+		print("    shutdown drain: wait-jobs %s; flush %s" % (steps["wait-jobs"]["note"], steps["flush"]["note"]))
+	PY
+                fail "the shutdown drain's record does not show the job stopped before the flush"
+        log "job $poweroff_job stopped by the shutdown drain; its marker reached the share"
+}
+
 step_watchdog() {
         step "watchdog restarts a frozen agent (SIGSTOP)"
         local old restarts
@@ -665,7 +806,6 @@ step_poweroff() {
         j=$(journalctl -D "$root/var/log/journal" -b -u poolagent.service -o cat --no-pager 2>/dev/null) || true
         j=$(grep -E 'Shutdown drain|Drain \(.*(started|finished)|stopping' <<<"$j" | tail -4) || true
         [ -n "$j" ] && printf '    %s\n' "${j//$'\n'/$'\n'    }"
-        step "done"
 }
 
 # The mount step runs when the azfilesfs package holds the driver; E2E_MOUNT=0 skips it.
@@ -689,5 +829,10 @@ step_jobs_cancel
 step_jobs_slots
 step_jobs_restart
 step_watchdog
+step_drain_job_finishes
+step_drain_job_deadline
 step_drain
+step_poweroff_job
 step_poweroff
+step_poweroff_job_check
+step "done"
