@@ -314,6 +314,31 @@ int conf_parse_disk_path(
         return conf_parse_path_or_empty(value, ret, arg, reterr_reason);
 }
 
+int conf_parse_cleanup_age(
+        const char *value, void *ret, const void *arg, const char **reterr_reason) {
+        static const ConfRange range = {60 * USEC_PER_SEC, 3650 * 86400 * USEC_PER_SEC};
+        const char *colon = strchr(value, ':'), *span = colon ? colon + 1 : value;
+        size_t n_by = colon ? (size_t)(colon - value) : 0;
+        char buf[64];
+        uint64_t usec;
+        int r;
+
+        if (value[0] == '\0')
+                return set_string(ret, NULL);
+        if (colon && (n_by == 0 || n_by > 8 || strspn(value, "aAbBcCmM") != n_by)) {
+                *reterr_reason =
+                        "expected an age such as 30d, optionally after the timestamps to look at and a colon (letters of aAbBcCmM, as in tmpfiles.d(5), e.g. amAM:30d)";
+                return -EINVAL;
+        }
+        r = conf_parse_duration(span, &usec, &range, reterr_reason);
+        if (r < 0)
+                return r;
+        (void)snprintf(
+                buf, sizeof(buf), "%.*s%s%" PRIu64 "s", (int)n_by, value, colon ? ":" : "",
+                usec / USEC_PER_SEC);
+        return set_string(ret, buf);
+}
+
 int conf_parse_command(const char *value, void *ret, const void *arg, const char **reterr_reason) {
         if (value[0] == '\0')
                 return set_string(ret, NULL);
@@ -706,6 +731,7 @@ static const ConfItem conf_table[] = {
         {"Health",    "MinFreeInodes",      conf_parse_percent,       offsetof(Config, min_free_inodes_percent), SCALAR(min_free_inodes_percent), NULL,      false},
         {"Health",    "WarnFreeInodes",     conf_parse_percent,       offsetof(Config, warn_free_inodes_percent), SCALAR(warn_free_inodes_percent), NULL,    false},
         {"Health",    "TopConsumers",       conf_parse_uint,          offsetof(Config, top_consumers),       SCALAR(top_consumers),       &top_consumers_range,  false},
+        {"Health",    "TmpCleanupAge",      conf_parse_cleanup_age,   offsetof(Config, tmp_cleanup_age),     STRING,                      NULL,                  false},
         {"Health",    "RequiredUnits",      conf_parse_unit_list,     offsetof(Config, required_units),      STRV,                        NULL,                  false},
         {"Health",    "ExpectedGPUs",       conf_parse_expected_gpus, offsetof(Config, expected_gpus),       SCALAR(expected_gpus),       NULL,                  false},
         {"Health",    "GPUCheckInterval",   conf_parse_duration,      offsetof(Config, gpu_check_interval_usec), SCALAR(gpu_check_interval_usec), &gpu_interval_range, false},

@@ -74,6 +74,7 @@ typedef struct Config {
         uint64_t min_free_inodes_percent;  /* 0-100: below is unhealthy */
         uint64_t warn_free_inodes_percent; /* 0-100: below is a warning (>= min) */
         uint64_t top_consumers;            /* largest directories reported for a low disk, 0: off */
+        char *tmp_cleanup_age;             /* TmpPath's files older go when low; NULL: off */
         char **required_units;             /* systemd units that must be active, never NULL */
         int expected_gpus;                 /* 0..CONF_GPUS_MAX, or CONF_EXPECTED_GPUS_AUTO */
         uint64_t gpu_check_interval_usec;
@@ -139,6 +140,10 @@ int conf_parse_path(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 /* The same, but an empty value unsets the key (NULL). */
 int conf_parse_path_or_empty(
+        const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
+/* TmpCleanupAge=: "" (off, NULL), or a duration (1min..3650d) optionally after "AGEBY:" (letters
+ * of aAbBcCmM, tmpfiles.d(5)); stored as tmpfiles' age field, "[AGEBY:]SECONDSs". */
+int conf_parse_cleanup_age(
         const char *value, void *ret /* char* */, const void *arg, const char **reterr_reason);
 /* The same, and "/" too (a disk to check). */
 int conf_parse_disk_path(

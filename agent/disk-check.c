@@ -18,6 +18,8 @@
 #include <systemd/sd-event.h>
 
 #include "child-watch.h"
+#include "disk-reclaim.h"
+#include "drain-child.h"
 #include "event-util.h"
 #include "log.h"
 #include "message-ids.h"
@@ -223,6 +225,19 @@ typedef struct DiskEntry {
         bool walk_complete;
         DiskConsumer *consumers;
         size_t n_consumers;
+
+        /* freeing space (see disk-check.h); the started_ns are reset when the path is fine */
+        bool holds_cache;           /* same file system as the workspace cache (last check) */
+        int64_t reclaim_started_ns; /* monotonic, 0: not in this low spell */
+        uint64_t reclaim_usec;      /* realtime of the last reclaim asked, 0: none */
+        uint64_t reclaim_asked;
+        int64_t reclaim_freed; /* -1: unknown */
+        int64_t reclaim_cache; /* cache files' disk bytes after it, -1: unknown */
+        int reclaim_error;
+        int64_t cleanup_started_ns;
+        uint64_t cleanup_usec;
+        int cleanup_status; /* exit status, -1: killed at the deadline or could not run */
+        int64_t cleanup_freed;
 } DiskEntry;
 
 struct DiskCheck {
@@ -240,6 +255,16 @@ struct DiskCheck {
         ChildWatch *walk; /* NULL: none */
         int walk_fd;      /* read end of its output pipe */
         size_t walk_entry;
+
+        /* freeing space: at most one child of each kind alive (one stuck on a hung mount stays
+         * listed until it can be reaped, and blocks the next reclaim until then) */
+        char *cache_directory; /* NULL: no workspace */
+        char *mount_point;
+        char *tmp_cleanup_age; /* NULL: off */
+        DrainChild *reclaim_children, *cleanup_children;
+        char *reclaim_path; /* the path being freed, NULL: none running */
+        char *cleanup_path;
+        uint64_t cleanup_avail_before;
 };
 
 static void disk_entry_clear_consumers(DiskEntry *e) {
@@ -255,6 +280,13 @@ static void disk_entry_done(DiskEntry *e) {
         free(e->label);
         free(e->path);
         *e = (DiskEntry){};
+}
+
+static DiskEntry *disk_check_find(DiskCheck *d, const char *path) {
+        for (size_t i = 0; path && i < d->n_entries; i++)
+                if (streq(d->entries[i].path, path))
+                        return &d->entries[i];
+        return NULL;
 }
 
 static void disk_check_walk_release(DiskCheck *d) {
@@ -359,17 +391,218 @@ static int disk_check_walk_start(DiskCheck *d, size_t i) {
         return 0;
 }
 
-uint64_t disk_check_reclaim(DiskCheck *d, const char *path) {
-        /* The hook for the agent's own data (the clean part of the azfilesfs cache): azfilesfs
-         * offers no interface to drop it yet, so there is nothing to free here. */
-        log_debug("Disk %s is low; the agent has nothing of its own to free there", path);
+static void disk_check_next_step(DiskCheck *d, size_t i, const struct statvfs *st);
+
+static bool space_low(const DiskEntry *e, const struct statvfs *st, uint64_t *ret_avail) {
+        uint64_t avail = (uint64_t)st->f_bavail * (uint64_t)(st->f_frsize ?: st->f_bsize);
+
+        *ret_avail = avail;
+        return avail < e->warn_free;
+}
+
+/* After a step: the path's state now, and the next step when it is still low. */
+static void disk_check_step_done(DiskCheck *d, const char *path) {
+        DiskEntry *e = disk_check_find(d, path);
+        struct statvfs st;
+        uint64_t avail;
+
+        if (!e || statvfs(e->path, &st) < 0)
+                return;
+        if (!space_low(e, &st, &avail) &&
+            (st.f_files == 0 ||
+             (double)st.f_favail / (double)st.f_files >= d->warn_inodes_percent / 100.0))
+                return; /* freed enough: no walk */
+        disk_check_next_step(d, (size_t)(e - d->entries), &st);
+}
+
+static void disk_check_on_reclaim_exit(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        DiskCheck *d = userdata;
+        _cleanup_free_ char *path = TAKE_PTR(d->reclaim_path);
+        DiskEntry *e = disk_check_find(d, path);
+        char f_path[300], f_freed[64], a[32], b[32], left[32];
+        int64_t freed = -1, cache = -1;
+        int error = 0;
+
+        if (!e)
+                return; /* no longer checked */
+        if (timed_out)
+                error = -ETIMEDOUT;
+        else if (disk_reclaim_parse(output, &error, &freed, &cache) < 0)
+                error = -EIO;
+        e->reclaim_error = error;
+        e->reclaim_freed = freed;
+        e->reclaim_cache = cache;
+        if (error < 0) {
+                log_warning_errno(
+                        error, "Failed to reclaim workspace cache on %s (mount %s), ignoring: %m",
+                        e->path, d->mount_point);
+                return; /* the next check goes on with the next step */
+        }
+        (void)snprintf(f_path, sizeof(f_path), "POOLAGENT_DISK=%s", e->path);
+        (void)snprintf(f_freed, sizeof(f_freed), "POOLAGENT_FREED_BYTES=%" PRId64, freed);
+        (void)log_struct(
+                LOG_NOTICE, 0, ((const char *[]){f_path, f_freed, NULL}),
+                "Disk %s is low: reclaimed %s of clean workspace cache (asked for %s; %s of cache "
+                "left on disk)",
+                e->path, freed >= 0 ? disk_format_bytes(a, sizeof(a), (uint64_t)freed) : "?",
+                disk_format_bytes(b, sizeof(b), e->reclaim_asked),
+                cache >= 0 ? disk_format_bytes(left, sizeof(left), (uint64_t)cache) : "?");
+        disk_check_step_done(d, e->path);
+}
+
+static int disk_check_reclaim_start(DiskCheck *d, DiskEntry *e, uint64_t avail) {
+        DiskReclaimArgs args = {
+                .mount_point = d->mount_point,
+                .bytes = disk_reclaim_target(avail, e->warn_free),
+        };
+        int r;
+
+        d->reclaim_path = strdup(e->path);
+        if (!d->reclaim_path)
+                return -ENOMEM;
+        r = drain_child_spawn(
+                d->event, &d->reclaim_children, DISK_RECLAIM_TIMEOUT_USEC, disk_reclaim_child_run,
+                &args, disk_check_on_reclaim_exit, d, NULL);
+        if (r < 0) {
+                free(TAKE_PTR(d->reclaim_path));
+                return r;
+        }
+        e->reclaim_started_ns = now_monotonic_ns();
+        e->reclaim_usec = (uint64_t)now_realtime_ns() / 1000;
+        e->reclaim_asked = args.bytes;
+        e->reclaim_freed = e->reclaim_cache = -1;
+        e->reclaim_error = 0;
+        log_info(
+                "Disk %s is low, asking the workspace mount %s to drop %" PRIu64
+                " bytes of clean cache",
+                e->path, d->mount_point, args.bytes);
         return 0;
+}
+
+static void disk_check_on_cleanup_exit(
+        DrainChild *c, int status, bool timed_out, const char *output, void *userdata) {
+        DiskCheck *d = userdata;
+        _cleanup_free_ char *path = TAKE_PTR(d->cleanup_path);
+        DiskEntry *e = disk_check_find(d, path);
+        char f_path[300], f_freed[64], a[32];
+        struct statvfs st;
+        uint64_t avail = 0;
+
+        if (!e)
+                return;
+        e->cleanup_status = !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        e->cleanup_freed = -1;
+        if (statvfs(e->path, &st) >= 0) {
+                (void)space_low(e, &st, &avail);
+                e->cleanup_freed = avail > d->cleanup_avail_before
+                                           ? (int64_t)(avail - d->cleanup_avail_before)
+                                           : 0;
+        }
+        (void)snprintf(f_path, sizeof(f_path), "POOLAGENT_DISK=%s", e->path);
+        (void)snprintf(
+                f_freed, sizeof(f_freed), "POOLAGENT_FREED_BYTES=%" PRId64, e->cleanup_freed);
+        (void)log_struct(
+                e->cleanup_status == 0 ? LOG_NOTICE : LOG_WARNING, 0,
+                ((const char *[]){f_path, f_freed, NULL}),
+                "Disk %s is low: removed its files older than TmpCleanupAge=%s with "
+                "systemd-tmpfiles (%s; %s freed)",
+                e->path, d->tmp_cleanup_age ?: "?",
+                timed_out                  ? "killed at its deadline"
+                : e->cleanup_status == 0   ? "done"
+                : e->cleanup_status == 127 ? "systemd-tmpfiles not found"
+                                           : "systemd-tmpfiles failed",
+                e->cleanup_freed >= 0 ? disk_format_bytes(a, sizeof(a), (uint64_t)e->cleanup_freed)
+                                      : "?");
+        disk_check_step_done(d, e->path);
+}
+
+static int disk_check_cleanup_start(DiskCheck *d, DiskEntry *e, uint64_t avail) {
+        char line[DISK_TMPFILES_LINE_MAX];
+        DiskTmpCleanupArgs args = {.line = line};
+        int r;
+
+        r = disk_tmpfiles_line(e->path, d->tmp_cleanup_age, line, sizeof(line));
+        if (r < 0)
+                return r;
+        d->cleanup_path = strdup(e->path);
+        if (!d->cleanup_path)
+                return -ENOMEM;
+        r = drain_child_spawn(
+                d->event, &d->cleanup_children, DISK_TMP_CLEANUP_TIMEOUT_USEC,
+                disk_tmp_cleanup_child_run, &args, disk_check_on_cleanup_exit, d, NULL);
+        if (r < 0) {
+                free(TAKE_PTR(d->cleanup_path));
+                return r;
+        }
+        d->cleanup_avail_before = avail;
+        e->cleanup_started_ns = now_monotonic_ns();
+        e->cleanup_usec = (uint64_t)now_realtime_ns() / 1000;
+        e->cleanup_status = -1;
+        e->cleanup_freed = -1;
+        log_info(
+                "Disk %s is low, removing its files older than TmpCleanupAge=%s (systemd-tmpfiles)",
+                e->path, d->tmp_cleanup_age);
+        return 0;
+}
+
+static bool due(int64_t started_ns, int64_t now, uint64_t repeat_usec) {
+        return started_ns == 0 || now - started_ns >= (int64_t)repeat_usec * 1000;
+}
+
+/* The next step for a path that is low (see disk-check.h): reclaim, /tmp cleanup, walk. */
+static void disk_check_next_step(DiskCheck *d, size_t i, const struct statvfs *st) {
+        DiskEntry *e = &d->entries[i];
+        int64_t now = now_monotonic_ns();
+        uint64_t avail;
+        bool low_space = space_low(e, st, &avail);
+        int r;
+
+        if ((d->reclaim_path && streq(d->reclaim_path, e->path)) ||
+            (d->cleanup_path && streq(d->cleanup_path, e->path)))
+                return; /* a step of this path runs */
+        if (low_space && e->holds_cache && d->mount_point &&
+            due(e->reclaim_started_ns, now, DISK_RECLAIM_REPEAT_USEC)) {
+                if (d->reclaim_path)
+                        return; /* one for another path on this file system: its turn next */
+                /* Not while a killed one is still stuck in the mount: on to the next steps. */
+                if (!d->reclaim_children) {
+                        r = disk_check_reclaim_start(d, e, avail);
+                        if (r >= 0)
+                                return;
+                        log_warning_errno(
+                                r,
+                                "Failed to ask the workspace mount to reclaim cache, ignoring: %m");
+                }
+        }
+        if (low_space && d->tmp_cleanup_age && streq(e->label, "tmp") && !d->cleanup_children &&
+            due(e->cleanup_started_ns, now, DISK_TMP_CLEANUP_REPEAT_USEC)) {
+                r = disk_check_cleanup_start(d, e, avail);
+                if (r >= 0)
+                        return;
+                e->cleanup_started_ns = now; /* not again at every check */
+                log_warning_errno(r, "Failed to start the cleanup of %s, ignoring: %m", e->path);
+        }
+        if (d->top > 0 && !d->walk && due(e->walk_started_ns, now, DISK_WALK_REPEAT_USEC)) {
+                r = disk_check_walk_start(d, i);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "Failed to look for the largest directories on %s, ignoring: %m",
+                                e->path);
+        }
+}
+
+/* Whether path lies on the file system of the workspace's cache directory. */
+static bool disk_check_holds_cache(DiskCheck *d, const char *path) {
+        struct stat a, b;
+
+        return d->cache_directory && stat(path, &a) >= 0 && stat(d->cache_directory, &b) >= 0 &&
+               a.st_dev == b.st_dev;
 }
 
 int disk_check_now(DiskCheck *d) {
         HealthCheck checks[DISK_PATHS_MAX * 2];
         size_t n = 0;
-        int64_t now = now_monotonic_ns();
 
         for (size_t i = 0; i < d->n_entries; i++) {
                 DiskEntry *e = &d->entries[i];
@@ -391,19 +624,12 @@ int disk_check_now(DiskCheck *d) {
                             checks[j].verdict == HEALTH_UNHEALTHY)
                                 low = true;
                 n += k;
-                if (low && !e->low)
-                        (void)disk_check_reclaim(d, e->path);
                 e->low = low;
-                if (low && d->top > 0 && !d->walk &&
-                    (e->walk_started_ns == 0 ||
-                     now - e->walk_started_ns >= (int64_t)DISK_WALK_REPEAT_USEC * 1000)) {
-                        int r = disk_check_walk_start(d, i);
-                        if (r < 0)
-                                log_warning_errno(
-                                        r,
-                                        "Failed to look for the largest directories on %s, ignoring: %m",
-                                        e->path);
-                }
+                e->holds_cache = ok && disk_check_holds_cache(d, e->path);
+                if (!low)
+                        e->reclaim_started_ns = e->cleanup_started_ns = 0;
+                else
+                        disk_check_next_step(d, i, &st);
         }
         return health_set_checks(d->health, "disk", checks, n);
 }
@@ -426,9 +652,20 @@ static int disk_check_arm(DiskCheck *d) {
                 d->event, &d->timer, d->interval_usec, disk_check_on_timer, d, "disk check");
 }
 
+static int disk_check_set_string(char **s, const char *v) {
+        char *c = NULL;
+
+        if (!isempty(v) && !(c = strdup(v)))
+                return -ENOMEM;
+        free(*s);
+        *s = c;
+        return 0;
+}
+
 int disk_check_configure(DiskCheck *d, const DiskCheckConfig *config) {
         DiskEntry next[DISK_PATHS_MAX] = {};
         size_t n = 0, walk_entry = SIZE_MAX;
+        int r;
 
         for (size_t i = 0; i < config->n_disks && i < DISK_PATHS_MAX; i++) {
                 const DiskSpec *s = &config->disks[i];
@@ -456,6 +693,17 @@ int disk_check_configure(DiskCheck *d, const DiskCheckConfig *config) {
                                 e->consumers = TAKE_PTR(o->consumers);
                                 e->n_consumers = o->n_consumers;
                                 o->n_consumers = 0;
+                                e->holds_cache = o->holds_cache;
+                                e->reclaim_started_ns = o->reclaim_started_ns;
+                                e->reclaim_usec = o->reclaim_usec;
+                                e->reclaim_asked = o->reclaim_asked;
+                                e->reclaim_freed = o->reclaim_freed;
+                                e->reclaim_cache = o->reclaim_cache;
+                                e->reclaim_error = o->reclaim_error;
+                                e->cleanup_started_ns = o->cleanup_started_ns;
+                                e->cleanup_usec = o->cleanup_usec;
+                                e->cleanup_status = o->cleanup_status;
+                                e->cleanup_freed = o->cleanup_freed;
                                 if (d->walk && d->walk_entry == j)
                                         walk_entry = n;
                         }
@@ -470,6 +718,13 @@ int disk_check_configure(DiskCheck *d, const DiskCheckConfig *config) {
         d->warn_inodes_percent = config->warn_free_inodes_percent;
         d->top = MIN(config->top_consumers, DISK_CONSUMERS_MAX);
         d->interval_usec = config->interval_usec;
+        r = disk_check_set_string(&d->cache_directory, config->cache_directory);
+        if (r >= 0)
+                r = disk_check_set_string(&d->mount_point, config->mount_point);
+        if (r >= 0)
+                r = disk_check_set_string(&d->tmp_cleanup_age, config->tmp_cleanup_age);
+        if (r < 0)
+                return r;
         (void)disk_check_arm(d);
         return disk_check_now(d);
 }
@@ -496,6 +751,13 @@ DiskCheck *disk_check_free(DiskCheck *d) {
         if (!d)
                 return NULL;
         disk_check_walk_release(d); /* kills and reaps a walk (local: it ends at once) */
+        drain_child_free_all(&d->reclaim_children);
+        drain_child_free_all(&d->cleanup_children);
+        free(d->reclaim_path);
+        free(d->cleanup_path);
+        free(d->cache_directory);
+        free(d->mount_point);
+        free(d->tmp_cleanup_age);
         sd_event_source_disable_unref(d->timer);
         for (size_t i = 0; i < d->n_entries; i++)
                 disk_entry_done(&d->entries[i]);
@@ -511,6 +773,20 @@ static int json_put(json_object *o, const char *key, json_object *v) {
                 return -ENOMEM;
         }
         return 0;
+}
+
+/* A step's object under key in j, with what every step has; NULL on OOM. */
+static json_object *
+step_json(json_object *j, const char *key, uint64_t started_usec, int64_t freed, bool running) {
+        json_object *c = json_object_new_object();
+        int r = json_put(j, key, c);
+
+        if (r < 0)
+                return NULL;
+        r |= json_put(c, "started_usec", json_object_new_uint64(started_usec));
+        r |= json_put(c, "freed_bytes", json_object_new_int64(freed));
+        r |= json_put(c, "running", json_object_new_boolean(running));
+        return r < 0 ? NULL : c;
 }
 
 int disk_check_status_json(const DiskCheck *d, json_object *o) {
@@ -533,6 +809,25 @@ int disk_check_status_json(const DiskCheck *d, json_object *o) {
                 r |= json_put(j, "walked_usec", json_object_new_uint64(e->walked_usec));
                 r |= json_put(j, "walk_complete", json_object_new_boolean(e->walk_complete));
                 r |= json_put(j, "consumers", list);
+                if (e->holds_cache && d->mount_point) {
+                        json_object *c = step_json(
+                                j, "reclaim", e->reclaim_usec, e->reclaim_freed,
+                                d->reclaim_path && streq(d->reclaim_path, e->path));
+                        if (!c)
+                                return -ENOMEM;
+                        r |= json_put(c, "asked_bytes", json_object_new_uint64(e->reclaim_asked));
+                        r |= json_put(c, "cache_bytes", json_object_new_int64(e->reclaim_cache));
+                        r |= json_put(c, "error", json_object_new_int(e->reclaim_error));
+                }
+                if (d->tmp_cleanup_age && streq(e->label, "tmp")) {
+                        json_object *c = step_json(
+                                j, "tmp_cleanup", e->cleanup_usec, e->cleanup_freed,
+                                d->cleanup_path && streq(d->cleanup_path, e->path));
+                        if (!c)
+                                return -ENOMEM;
+                        r |= json_put(c, "age", json_object_new_string(d->tmp_cleanup_age));
+                        r |= json_put(c, "status", json_object_new_int(e->cleanup_status));
+                }
                 for (size_t k = 0; list && k < e->n_consumers; k++) {
                         json_object *c = json_object_new_object();
                         if (!c || json_object_array_add(list, c) < 0) {

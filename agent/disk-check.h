@@ -19,9 +19,17 @@
  * The top N are logged (POOLAGENT_MESSAGE_DISK_CONSUMERS) and kept for the status. One walk at a
  * time; a path is walked again at most every DISK_WALK_REPEAT_USEC while it stays low.
  *
- * Reclaiming: the agent's only own data on these disks is the azfilesfs cache, whose clean part
- * azfilesfs does not yet let anyone drop; disk_check_reclaim() is the hook for that and does
- * nothing today. Nothing is ever deleted.
+ * Freeing space comes first (disk-reclaim.h), each step in a child process with a deadline, one
+ * step of a path at a time, and the walk only after them when the path is still low:
+ *   1. when the path's space is below WarnFree and its file system holds the workspace's cache
+ *      directory (same st_dev), the workspace mount is asked to drop clean cache, enough to get
+ *      back above WarnFree plus a margin; at most every DISK_RECLAIM_REPEAT_USEC while low;
+ *   2. for the "tmp" path, only when TmpCleanupAge= is set: systemd-tmpfiles --clean of it, at
+ *      most every DISK_TMP_CLEANUP_REPEAT_USEC while low;
+ *   3. the walk above.
+ * Each result is logged (POOLAGENT_DISK=, POOLAGENT_FREED_BYTES=) and kept for the status. The
+ * health verdict is not touched by these steps: the next interval's check sees the space freed
+ * (one call of health_set_checks() per cycle, for the hysteresis). Nothing else is deleted.
  *
  * Single-threaded: all calls from the thread running the sd-event loop. */
 
@@ -58,6 +66,9 @@ typedef struct DiskCheckConfig {
         unsigned warn_free_inodes_percent;
         unsigned top_consumers; /* 0: no walk */
         uint64_t interval_usec;
+        const char *cache_directory; /* the workspace's azfilesfs cache; NULL: no workspace */
+        const char *mount_point;     /* the workspace mount, asked to reclaim */
+        const char *tmp_cleanup_age; /* [Health] TmpCleanupAge= ("[AGEBY:]Ns"); NULL: off */
 } DiskCheckConfig;
 
 /* ---- pure parts ----------------------------------------------------------------------------- */
@@ -88,9 +99,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DiskCheck *, disk_check_free);
 int disk_check_configure(DiskCheck *d, const DiskCheckConfig *config);
 int disk_check_now(DiskCheck *d);
 
-/* The hook to free the agent's own space on a low disk (see above). Returns bytes freed. */
-uint64_t disk_check_reclaim(DiskCheck *d, const char *path);
-
-/* Adds "disks": [{path, label, consumers: [{path, bytes}], walked_usec, walk_complete}] and
+/* Adds "disks": [{path, label, low, consumers: [{path, bytes}], walked_usec, walk_complete,
+ * reclaim: {started_usec, asked_bytes, freed_bytes, cache_bytes, error} (when the path holds the
+ * cache), tmp_cleanup: {age, started_usec, status, freed_bytes} (when configured)}] and
  * "walk_pid" to o. */
 int disk_check_status_json(const DiskCheck *d, json_object *o);

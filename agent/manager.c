@@ -107,7 +107,9 @@ static gid_t manager_resolve_admin_group(const char *name) {
         return result->gr_gid;
 }
 
-static void manager_disk_config(const Config *c, DiskCheckConfig *ret) {
+/* start: the configuration the agent started with (the workspace, which a reload does not change).
+ */
+static void manager_disk_config(const Config *c, const Config *start, DiskCheckConfig *ret) {
         *ret = (DiskCheckConfig){
                 .disks =
                         {
@@ -121,6 +123,10 @@ static void manager_disk_config(const Config *c, DiskCheckConfig *ret) {
                 .warn_free_inodes_percent = (unsigned)c->warn_free_inodes_percent,
                 .top_consumers = (unsigned)c->top_consumers,
                 .interval_usec = c->health_interval_usec,
+                /* Whoever mounted it (the agent, fstab): reclaim checks it is an azfilesfs. */
+                .cache_directory = start->cache_directory,
+                .mount_point = start->mount_point,
+                .tmp_cleanup_age = c->tmp_cleanup_age,
         };
 }
 
@@ -144,7 +150,7 @@ static void manager_apply_config(Manager *m) {
                 DiskCheckConfig dc;
                 int r;
 
-                manager_disk_config(m->config, &dc);
+                manager_disk_config(m->config, m->config_start, &dc);
                 r = disk_check_configure(m->disks, &dc);
                 if (r < 0)
                         log_warning_errno(
@@ -1050,7 +1056,7 @@ int manager_start(Manager *m) {
         {
                 DiskCheckConfig dc;
 
-                manager_disk_config(m->config, &dc);
+                manager_disk_config(m->config, m->config_start, &dc);
                 r = disk_check_new(m->event, m->health, &dc, &m->disks);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up the disk checks: %m");

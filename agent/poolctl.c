@@ -416,6 +416,37 @@ static void format_value(char *buf, size_t size, json_object *v, const char *uni
                 (void)snprintf(buf, size, "%g%s%s", d, unit ? " " : "", unit ?: "");
 }
 
+/* What the agent freed on a low disk (disk-check.h): the workspace cache, the /tmp cleanup. */
+static void print_disk_freed(json_object *d) {
+        json_object *rc = get(d, "reclaim"), *tc = get(d, "tmp_cleanup");
+        char freed[64];
+
+        if (rc && json_object_get_int64(get(rc, "started_usec")) > 0) {
+                format_value(freed, sizeof(freed), get(rc, "freed_bytes"), "bytes");
+                if (json_object_get_boolean(get(rc, "running")))
+                        printf("\nReclaiming workspace cache on %s\n", get_str(d, "path") ?: "?");
+                else if (json_object_get_int(get(rc, "error")) < 0)
+                        printf("\nReclaiming workspace cache on %s failed: %s\n",
+                               get_str(d, "path") ?: "?",
+                               strerror(-json_object_get_int(get(rc, "error"))));
+                else
+                        printf("\nReclaimed %s of clean workspace cache on %s\n", freed,
+                               get_str(d, "path") ?: "?");
+        }
+        if (tc && json_object_get_int64(get(tc, "started_usec")) > 0) {
+                format_value(freed, sizeof(freed), get(tc, "freed_bytes"), "bytes");
+                if (json_object_get_boolean(get(tc, "running")))
+                        printf("\nRemoving files older than TmpCleanupAge=%s from %s\n",
+                               get_str(tc, "age") ?: "?", get_str(d, "path") ?: "?");
+                else
+                        printf("\nRemoved files older than TmpCleanupAge=%s from %s: %s freed%s\n",
+                               get_str(tc, "age") ?: "?", get_str(d, "path") ?: "?", freed,
+                               json_object_get_int(get(tc, "status")) == 0
+                                       ? ""
+                                       : " (systemd-tmpfiles failed)");
+        }
+}
+
 static void print_health(json_object *r) {
         json_object *checks = get(r, "checks"), *disks = get(r, "disks");
         size_t n = checks && json_object_is_type(checks, json_type_array)
@@ -449,6 +480,7 @@ static void print_health(json_object *r) {
                 json_object *d = json_object_array_get_idx(disks, i), *l = get(d, "consumers");
                 size_t k = l ? json_object_array_length(l) : 0;
 
+                print_disk_freed(d);
                 if (k == 0)
                         continue;
                 printf("\nLargest directories on %s%s:\n", get_str(d, "path") ?: "?",

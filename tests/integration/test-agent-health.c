@@ -7,7 +7,11 @@
  * azfilesfs's figures (the stats xattr, served by hang-fs --stats) show up in /metrics; the
  * endpoint survives garbage, slow and many connections without its memory growing; promtool
  * accepts /metrics; required units are read from a fake systemd (tests/tools/fake-systemd1) on a
- * private dbus-daemon. argv: poolagentd poolctl hang-fs fake-systemd1.
+ * private dbus-daemon. Freeing space on a low disk: the scratch disk holding the cache of a real
+ * azfilesfs (against azfiles-emu, $AZFILESFS and $AZFILES_EMU) gets its clean cache reclaimed,
+ * never its dirty data; with TmpCleanupAge= the real systemd-tmpfiles removes /tmp's old files
+ * only (not below another mount, not a link's target), and without it nothing at all.
+ * argv: poolagentd poolctl hang-fs fake-systemd1.
  *
  * Runs in a private mount namespace (nothing is mounted on the machine) and needs root and
  * /dev/fuse (else 77). No sleeps: every wait is on the real condition with a deadline; no time is
@@ -28,14 +32,17 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <json-c/json.h>
 
+#include "fs-harness.h"
 #include "macro.h"
 #include "time-util.h"
 
@@ -53,6 +60,8 @@ static char *tmp;
 static char conf_path[512], socket_path[512], log_path[512], ws[512], stats_path[512];
 static char disk_root[512], disk_tmp[512], disk_scratch[512];
 static pid_t agent_pid, fs_pid;
+static EmuInstance *emu; /* the share and the azfilesfs mount of the reclaim test */
+static FsMount *azfilesfs;
 static int notify_fd = -EBADF;
 static int http_port;
 
@@ -482,6 +491,8 @@ static void teardown(void) {
 
         fs_stop();
         agent_stop();
+        azfilesfs = fs_mount_free(azfilesfs);
+        emu = emu_instance_free(emu);
         stop_child(&fake_pid);
         stop_child(&bus_pid);
         health_extra = "";
@@ -489,7 +500,7 @@ static void teardown(void) {
         while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;
         (void)umount2(disk_root, MNT_DETACH);
-        (void)umount2(disk_tmp, MNT_DETACH);
+        (void)umount2(disk_tmp, MNT_DETACH); /* and what is mounted below it */
         (void)umount2(disk_scratch, MNT_DETACH);
         (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
         ck_assert_int_eq(system(cmd), 0);
@@ -933,6 +944,232 @@ START_TEST(test_promtool) {
 }
 END_TEST
 
+/* ---- freeing space -------------------------------------------------------------------------- */
+
+static json_object *disk_of(json_object *r, const char *path) {
+        json_object *disks = json_object_object_get(r, "disks");
+
+        for (size_t i = 0; disks && i < json_object_array_length(disks); i++)
+                if (streq(jstr(json_object_array_get_idx(disks, i), "path"), path))
+                        return json_object_array_get_idx(disks, i);
+        return NULL;
+}
+
+static int64_t jint(json_object *o, const char *key) {
+        json_object *v = o ? json_object_object_get(o, key) : NULL;
+        return v ? json_object_get_int64(v) : INT64_MIN;
+}
+
+/* Polls poolctl health until the object key of path's disk entry has done its step (started,
+ * not running); returns that object's health result. */
+static json_object *wait_step(const char *path, const char *key) {
+        int64_t deadline = deadline_in_ms(WAIT_MS);
+
+        for (;;) {
+                json_object *r = health_result(NULL);
+                json_object *c = json_object_object_get(disk_of(r, path), key);
+
+                if (c && jint(c, "started_usec") > 0 &&
+                    !json_object_get_boolean(json_object_object_get(c, "running")))
+                        return r;
+                json_object_put(r);
+                ck_assert_msg(left_ms(deadline) > 0, "no %s of %s", key, path);
+        }
+}
+
+static bool exists(const char *dir, const char *name) {
+        char path[700];
+        struct stat st;
+
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+        return lstat(path, &st) == 0;
+}
+
+static uint64_t avail_bytes(const char *path) {
+        struct statvfs st;
+
+        ck_assert_int_eq(statvfs(path, &st), 0);
+        return (uint64_t)st.f_bavail * st.f_frsize;
+}
+
+static bool log_has(const char *needle) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f = fopen(log_path, "re");
+        bool found;
+
+        ck_assert_ptr_nonnull(f);
+        found = getdelim(&text, &size, '\0', f) > 0 && strstr(text, needle);
+        (void)fclose(f);
+        return found;
+}
+
+/* The scratch disk holds the workspace cache (CacheDirectory=): a user's file takes it below its
+ * warning threshold, the agent asks azfilesfs to reclaim, the clean cache goes and the verdict
+ * recovers with no walk needed; the dirty data stays dirty and then reaches the share intact, the
+ * user's file is untouched, the clean file reads back from the share. */
+START_TEST(test_reclaim_cache) {
+        const uint64_t mib = UINT64_C(1) << 20;
+        _cleanup_free_ char *clean = NULL, *dirty = NULL, *data = NULL, *want = NULL;
+        json_object *r, *c;
+        uint64_t v = 0, user;
+        size_t size = 0;
+
+        /* ScratchPath= is the cache directory, a 40M tmpfs (warning below 2M) */
+        (void)umount2(disk_scratch, MNT_DETACH);
+        (void)snprintf(disk_scratch, sizeof(disk_scratch), "%s/cache", tmp);
+        mount_tmpfs(disk_scratch, "size=40m");
+        ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
+        ck_assert_int_eq(fs_share_create(emu, "reclaim"), 0);
+        ck_assert_int_eq(
+                fs_mount_new(
+                        emu, "reclaim", disk_scratch, "writeback=async,async_delay=3600",
+                        &azfilesfs),
+                0);
+        (void)snprintf(ws, sizeof(ws), "%s", azfilesfs->mountpoint);
+        clean = fs_mount_path(azfilesfs, "clean");
+        dirty = fs_mount_path(azfilesfs, "dirty");
+        ck_assert_int_eq(fs_write_pattern(clean, 1, 24 * mib, mib), 0);
+        ck_assert_int_eq(fs_flush(azfilesfs, 60), 0);
+        ck_assert_int_eq(fs_write_pattern(dirty, 2, 4 * mib, mib), 0);
+        ck_assert_int_eq(fs_dirty_bytes(azfilesfs, &v), 0);
+        ck_assert_uint_eq(v, 4 * mib);
+        agent_start(NULL);
+        json_object_put(wait_verdict("disk_free_bytes", disk_scratch, "ok"));
+
+        /* 1.5M left */
+        user = (avail_bytes(disk_scratch) - 3 * mib / 2) & ~(uint64_t)0xffff;
+        fill(disk_scratch, "userdata", user);
+        r = wait_step(disk_scratch, "reclaim");
+        c = json_object_object_get(disk_of(r, disk_scratch), "reclaim");
+        ck_assert_int_eq(jint(c, "error"), 0);
+        ck_assert_int_ge(jint(c, "asked_bytes"), mib / 2);
+        ck_assert_int_ge(jint(c, "freed_bytes"), 24 * mib);
+        json_object_put(r);
+        r = wait_verdict("disk_free_bytes", disk_scratch, "ok");
+        /* enough was freed: no walk */
+        ck_assert_int_eq(jint(disk_of(r, disk_scratch), "walked_usec"), 0);
+        json_object_put(r);
+        ck_assert(log_has("reclaimed"));
+        {
+                _cleanup_free_ char *out = NULL;
+                (void)poolctl("health", false, &out);
+                ck_assert_msg(strstr(out, "of clean workspace cache on"), "%s", out);
+        }
+
+        ck_assert(exists(disk_scratch, "userdata"));
+        ck_assert_int_eq(fs_dirty_bytes(azfilesfs, &v), 0);
+        ck_assert_uint_eq(v, 4 * mib);
+        ck_assert_int_eq(fs_check_pattern(dirty, 2, 4 * mib), 0);
+        ck_assert_int_eq(fs_flush(azfilesfs, 60), 0);
+        ck_assert_int_eq(fs_share_read(emu, "reclaim", "dirty", &data, &size), 0);
+        want = malloc(4 * mib);
+        ck_assert_ptr_nonnull(want);
+        fs_pattern_fill(2, 0, want, 4 * mib);
+        ck_assert_uint_eq(size, 4 * mib);
+        ck_assert(memcmp(data, want, size) == 0);
+        ck_assert_int_eq(fs_check_pattern(clean, 1, 24 * mib), 0);
+}
+END_TEST
+
+/* Both times of dir/name days back. */
+static void age(const char *dir, const char *name, int days) {
+        struct timespec t[2] = {{.tv_sec = time(NULL) - days * 86400}};
+        char path[700];
+
+        t[1] = t[0];
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ck_assert_int_eq(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* /tmp: 16M 10 days old, 1M new, an old and a new file below, another file system mounted below
+ * with an old file, an old link to an old file outside. 15M free of 32M. */
+static void tmp_content(char outside[static 600]) {
+        char dir[600], link[700], target[700];
+
+        fill(disk_tmp, "old-big", 16u << 20);
+        age(disk_tmp, "old-big", 10);
+        fill(disk_tmp, "new-small", 1u << 20);
+        (void)snprintf(dir, sizeof(dir), "%s/sub", disk_tmp);
+        ck_assert_int_eq(mkdir(dir, 0755), 0);
+        fill(dir, "old", 4096);
+        age(dir, "old", 10);
+        fill(dir, "new", 4096);
+        (void)snprintf(dir, sizeof(dir), "%s/nested", disk_tmp);
+        mount_tmpfs(dir, "size=1m");
+        fill(dir, "old", 4096);
+        age(dir, "old", 10);
+        (void)snprintf(outside, 600, "%s/outside", tmp);
+        ck_assert_int_eq(mkdir(outside, 0755), 0);
+        fill(outside, "old", 4096);
+        age(outside, "old", 10);
+        (void)snprintf(link, sizeof(link), "%s/link", disk_tmp);
+        (void)snprintf(target, sizeof(target), "%s/old", outside);
+        ck_assert_int_eq(symlink(target, link), 0);
+        age(disk_tmp, "link", 10);
+}
+
+START_TEST(test_tmp_cleanup) {
+        char outside[600];
+        json_object *r, *c;
+
+        tmp_content(outside);
+        health_extra = "TmpCleanupAge=amAM:1d\n";
+        agent_start(NULL);
+        json_object_put(wait_verdict("disk_free_bytes", disk_tmp, "ok"));
+
+        /* 8M more: 7M free, unhealthy (below 8M) */
+        fill(disk_tmp, "new-big", 8u << 20);
+        r = wait_step(disk_tmp, "tmp_cleanup");
+        c = json_object_object_get(disk_of(r, disk_tmp), "tmp_cleanup");
+        ck_assert_str_eq(jstr(c, "age"), "amAM:86400s");
+        ck_assert_int_eq(jint(c, "status"), 0);
+        ck_assert_int_ge(jint(c, "freed_bytes"), 16 << 20);
+        json_object_put(r);
+        json_object_put(wait_verdict("disk_free_bytes", disk_tmp, "ok"));
+        ck_assert(log_has("systemd-tmpfiles"));
+        {
+                _cleanup_free_ char *out = NULL;
+                (void)poolctl("health", false, &out);
+                ck_assert_msg(strstr(out, "Removed files older than TmpCleanupAge="), "%s", out);
+        }
+
+        ck_assert(!exists(disk_tmp, "old-big"));
+        ck_assert(!exists(disk_tmp, "sub/old"));
+        ck_assert(!exists(disk_tmp, "link")); /* old, in /tmp: the link goes... */
+        ck_assert(exists(outside, "old"));    /* ...never what it points at */
+        ck_assert(exists(disk_tmp, "new-small"));
+        ck_assert(exists(disk_tmp, "new-big"));
+        ck_assert(exists(disk_tmp, "sub/new"));
+        ck_assert(exists(disk_tmp, "nested/old")); /* another file system: not entered */
+}
+END_TEST
+
+/* Without TmpCleanupAge= nothing is deleted: the walk (the last step) reports, the old files stay.
+ */
+START_TEST(test_tmp_cleanup_off) {
+        char outside[600];
+        json_object *r;
+
+        tmp_content(outside);
+        agent_start(NULL);
+        json_object_put(wait_verdict("disk_free_bytes", disk_tmp, "ok"));
+        fill(disk_tmp, "new-big", 8u << 20);
+        for (int64_t deadline = deadline_in_ms(WAIT_MS);;) {
+                r = health_result(NULL);
+                if (jint(disk_of(r, disk_tmp), "walked_usec") > 0)
+                        break;
+                json_object_put(r);
+                ck_assert_msg(left_ms(deadline) > 0, "no walk of %s", disk_tmp);
+        }
+        ck_assert_ptr_null(json_object_object_get(disk_of(r, disk_tmp), "tmp_cleanup"));
+        json_object_put(r);
+        ck_assert(exists(disk_tmp, "old-big"));
+        ck_assert(exists(disk_tmp, "sub/old"));
+        ck_assert(!log_has("systemd-tmpfiles"));
+}
+END_TEST
+
 /* A failed check ends its test process at once, without the fixture's teardown: whatever it
  * mounted (in our namespace) and wrote is removed here. */
 static void cleanup_base(void) {
@@ -994,6 +1231,9 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_http_hostile);
         tcase_add_test(tc, test_required_units);
         tcase_add_test(tc, test_promtool);
+        tcase_add_test(tc, test_reclaim_cache);
+        tcase_add_test(tc, test_tmp_cleanup);
+        tcase_add_test(tc, test_tmp_cleanup_off);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
