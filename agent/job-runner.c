@@ -304,8 +304,11 @@ static void job_runner_drop_watches(JobRunner *r) {
 /* ---- state changes --------------------------------------------------------------------------- */
 
 static void job_runner_save(JobRunner *r) {
-        int k = job_queue_save(r->state_directory, r->queue);
+        int k;
 
+        if (!r->started)
+                return; /* a queue file that could not be read is never overwritten */
+        k = job_queue_save(r->state_directory, r->queue);
         if (k < 0)
                 log_error_errno(
                         k, "Failed to save the job queue to %s/%s, ignoring: %m",

@@ -359,6 +359,33 @@ START_TEST(test_runner_list_capped) {
 }
 END_TEST
 
+/* A queue file that cannot be read (here: a link, never followed) leaves the runner unavailable
+ * and is never overwritten, not even by the drain's calls. */
+START_TEST(test_runner_unreadable_file) {
+        JobRunnerConfig c = {.state_directory = dir, .slots = 4};
+        char path[512];
+        sd_event *e = NULL;
+        JobRunner *r = NULL;
+        struct stat st;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, JOB_QUEUE_FILE);
+        ck_assert_int_eq(symlink("/etc/hostname", path), 0);
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(job_runner_new(e, NULL, &c, &r), 0);
+        ck_assert_int_lt(job_runner_start(r), 0);
+        ck_assert(!job_runner_is_available(r));
+        ck_assert_ptr_nonnull(strstr(job_runner_unavailable_reason(r), "cannot read"));
+        ck_assert_uint_eq(job_runner_stop_starting(r), 0);
+        job_runner_resume(r);
+        ck_assert_int_eq(lstat(path, &st), 0);
+        ck_assert(S_ISLNK(st.st_mode));
+        r = job_runner_free(r);
+        sd_event_unref(e);
+        remove_dir();
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("job-runner");
         TCase *tc_pure = tcase_create("pure");
@@ -372,6 +399,7 @@ int main(void) {
         tcase_add_test(tc_pure, test_unit_verdict);
         tcase_add_test(tc_runner, test_runner_without_systemd);
         tcase_add_test(tc_runner, test_runner_list_capped);
+        tcase_add_test(tc_runner, test_runner_unreadable_file);
         suite_add_tcase(s, tc_pure);
         suite_add_tcase(s, tc_runner);
         sr = srunner_create(s);
