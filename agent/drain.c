@@ -1034,8 +1034,26 @@ int drain_cancel(Drain *d) {
 }
 
 int drain_start_shutdown(Drain *d, void (*done)(void *userdata), void *userdata) {
-        if (d->running)
-                return -EALREADY;
+        char what[256];
+
+        if (d->running) {
+                /* Not past wait-jobs: no more waiting for jobs (they are stopped now, before its
+                 * flush); the shutdown goes when this drain finished. */
+                if (!d->jobs || d->shutdown_done || d->state.step > DRAIN_STEP_WAIT_JOBS ||
+                    !drain_policy_runs(
+                            d->state.source, d->state.event_type, d->state.event_started,
+                            DRAIN_STEP_WAIT_JOBS))
+                        return -EALREADY;
+                d->hurry = true;
+                d->shutdown_done = done;
+                d->shutdown_userdata = userdata;
+                log_notice(
+                        "Shutdown during the drain (%s): running jobs are stopped now, the "
+                        "shutdown waits for the drain",
+                        drain_what(d, what, sizeof(what)));
+                drain_jobs_check(d); /* in wait-jobs: stops them now */
+                return 0;
+        }
         d->shutdown_done = done;
         d->shutdown_userdata = userdata;
         drain_begin(d, DRAIN_SOURCE_SHUTDOWN, NULL);
@@ -1229,25 +1247,7 @@ static void drain_on_prepare_shutdown(ShutdownInhibit *s, void *userdata) {
 
         if (drain_start_shutdown(d, drain_on_shutdown_drained, d) >= 0)
                 return;
-        /* A drain is running already and not past wait-jobs: no more waiting for jobs (they are
-         * stopped now, before its flush); the shutdown goes when the drain finished. */
-        if (d->jobs && !d->shutdown_done && d->state.step <= DRAIN_STEP_WAIT_JOBS &&
-            drain_policy_runs(
-                    d->state.source, d->state.event_type, d->state.event_started,
-                    DRAIN_STEP_WAIT_JOBS)) {
-                char what[256];
-
-                d->hurry = true;
-                d->shutdown_done = drain_on_shutdown_drained;
-                d->shutdown_userdata = d;
-                log_notice(
-                        "Shutdown during the drain (%s): running jobs are stopped now, the "
-                        "shutdown waits for the drain",
-                        drain_what(d, what, sizeof(what)));
-                drain_jobs_check(d); /* in wait-jobs: stops them now */
-                return;
-        }
-        /* Past wait-jobs: flush once more (bounded) and let the shutdown go. */
+        /* A drain past wait-jobs is running: flush once more (bounded) and let the shutdown go. */
         if (drain_flush(d, d->flush_timeout_usec, drain_on_shutdown_flushed, d) < 0)
                 shutdown_inhibit_release(s);
 }

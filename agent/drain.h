@@ -106,7 +106,10 @@ int drain_start_manual(Drain *d);
 /* poolctl drain --cancel: stops a running drain and lifts a finished one (not-healthy, nologin).
  * -ENOENT when there is none. */
 int drain_cancel(Drain *d);
-/* logind PrepareForShutdown(true): the shutdown policy; done is called when it finished. */
+/* logind PrepareForShutdown(true): the shutdown policy; done is called when it finished. While
+ * another drain runs and is not past wait-jobs, that drain is hurried instead (its jobs are
+ * stopped now) and done is called when it finished; -EALREADY when a drain past wait-jobs runs
+ * (the caller flushes once more). */
 int drain_start_shutdown(Drain *d, void (*done)(void *userdata), void *userdata);
 
 /* One flush of the workspace, bounded by timeout_usec, outside of any drain (poolctl flush, the

@@ -623,6 +623,56 @@ START_TEST(test_shutdown_stops_at_once) {
 }
 END_TEST
 
+START_TEST(test_shutdown_hurries_running_drain) {
+        DrainState s;
+        uint64_t t0;
+
+        manual_job_wait_usec = 3600 * SEC;
+        new_drain();
+        runner.active = 1;
+        shutdown_done_called = false;
+        ck_assert_int_eq(drain_start_manual(drain), 0);
+        run_for(300 * MSEC);
+        load_state(&s);
+        ck_assert_int_eq(s.step, DRAIN_STEP_WAIT_JOBS);
+        ck_assert_int_eq(runner.stop_all_calls, 0);
+        /* logind's PrepareForShutdown during the manual drain's hour for jobs */
+        t0 = now_us();
+        ck_assert_int_eq(drain_start_shutdown(drain, on_shutdown_done, NULL), 0);
+        ck_assert_int_eq(runner.stop_all_calls, 1);
+        ck_assert_uint_lt(runner.stop_all_usec, t0 + 100 * MSEC);
+        ck_assert(!shutdown_done_called); /* the lock is held until the drain finished */
+        run_until_done(10 * SEC);
+        ck_assert(shutdown_done_called);
+        load_state(&s);
+        ck_assert_int_eq(s.source, DRAIN_SOURCE_MANUAL);
+        ck_assert_int_eq(s.steps[DRAIN_STEP_WAIT_JOBS].result, DRAIN_RESULT_DONE);
+        ck_assert_uint_ge(s.steps[DRAIN_STEP_FLUSH].start_usec, runner.last_end_usec);
+        /* after it finished, a shutdown gets a drain of its own */
+        ck_assert_int_eq(drain_start_shutdown(drain, on_shutdown_done, NULL), 0);
+        run_until_done(10 * SEC);
+}
+END_TEST
+
+START_TEST(test_shutdown_past_wait_jobs) {
+        new_drain();
+        ck_assert_int_eq(drain_start_manual(drain), 0);
+        /* no job: the drain runs through to the flush; catch it there */
+        for (int i = 0; i < 1000 && drain_is_running(drain); i++) {
+                DrainState s;
+
+                load_state(&s);
+                if (s.step > DRAIN_STEP_WAIT_JOBS)
+                        break;
+                ck_assert_int_ge(sd_event_run(event, 1 * MSEC), 0);
+        }
+        /* the flush child needs another turn of the loop to end: still running */
+        ck_assert(drain_is_running(drain));
+        ck_assert_int_eq(drain_start_shutdown(drain, on_shutdown_done, NULL), -EALREADY);
+        run_until_done(10 * SEC);
+}
+END_TEST
+
 START_TEST(test_no_runner) {
         DrainState s;
         json_object *report;
@@ -669,6 +719,8 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_restart_keeps_deadline);
         tcase_add_test(tc, test_cancel_resumes_queue);
         tcase_add_test(tc, test_shutdown_stops_at_once);
+        tcase_add_test(tc, test_shutdown_hurries_running_drain);
+        tcase_add_test(tc, test_shutdown_past_wait_jobs);
         tcase_add_loop_test(tc, test_no_runner, 0, 2);
         suite_add_tcase(s, tc);
         return s;
