@@ -1072,6 +1072,40 @@ START_TEST(test_reclaim_cache) {
 }
 END_TEST
 
+/* The workspace mount hangs while the disk with its cache is low: the reclaim is given up at its
+ * deadline, /health answers all the while, and the walk still reports the largest directories. */
+START_TEST(test_reclaim_hung_mount) {
+        json_object *r = NULL;
+
+        (void)umount2(disk_scratch, MNT_DETACH);
+        (void)snprintf(disk_scratch, sizeof(disk_scratch), "%s/cache", tmp);
+        mount_tmpfs(disk_scratch, "size=8m");
+        fs_start("hang", false);
+        agent_start(NULL);
+        json_object_put(wait_verdict("disk_free_bytes", disk_scratch, "ok"));
+        fill(disk_scratch, "userdata", (avail_bytes(disk_scratch) - (1u << 20)) & ~0xffffu);
+        for (int64_t deadline = deadline_in_ms(WAIT_MS);;) {
+                json_object *d, *c;
+                int status = http_get("/health", NULL); /* answers at once all the while */
+
+                ck_assert(status == 200 || status == 503);
+                r = health_result(NULL);
+                d = disk_of(r, disk_scratch);
+                c = json_object_object_get(d, "reclaim");
+                if (c && jint(c, "error") == -ETIMEDOUT && jint(d, "walked_usec") > 0)
+                        break;
+                json_object_put(r);
+                ck_assert_msg(left_ms(deadline) > 0, "no timed-out reclaim and walk");
+        }
+        ck_assert_int_gt(
+                json_object_array_length(
+                        json_object_object_get(disk_of(r, disk_scratch), "consumers")),
+                0);
+        json_object_put(r);
+        ck_assert(log_has("Failed to reclaim workspace cache"));
+}
+END_TEST
+
 /* Both times of dir/name days back. */
 static void age(const char *dir, const char *name, int days) {
         struct timespec t[2] = {{.tv_sec = time(NULL) - days * 86400}};
@@ -1232,6 +1266,7 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_required_units);
         tcase_add_test(tc, test_promtool);
         tcase_add_test(tc, test_reclaim_cache);
+        tcase_add_test(tc, test_reclaim_hung_mount);
         tcase_add_test(tc, test_tmp_cleanup);
         tcase_add_test(tc, test_tmp_cleanup_off);
         suite_add_tcase(s, tc);
