@@ -25,7 +25,8 @@
 #             alice and its bytes on the emulator's share; /health healthy, unhealthy with the
 #             scratch disk filled past its threshold, healthy again; jobs (poolctl submit as
 #             alice: runs as alice in poolagent-jobs.slice, finishes with 0, its log; a cancelled
-#             job; with Slots=1 a second job waits; the agent restarted while a job runs: still
+#             job; with Slots=1 a second job waits; GPU jobs get disjoint CUDA_VISIBLE_DEVICES;
+#             the agent restarted while a job runs: still
 #             tracked, finishes once); the watchdog restarts a
 #             SIGSTOPped agent (the mount survives); drain and jobs (a Terminate event with a job
 #             that ends before the deadline: approved right after it ended, report finished=1; a
@@ -527,10 +528,18 @@ print(j[0].get(sys.argv[2], "") if j else "")' "$1" "$2"
 job_state_is() { # ID STATE
         [ "$(job_field "$1" state)" = "$2" ]
 }
-submit_as_alice() { # COMMAND...: submits it as alice from her home; prints the job's ID
+submit_as_alice() { # [--gpus K] COMMAND...: submits it as alice from her home; prints the job's ID
+        local opts=()
+        if [ "$1" = --gpus ]; then
+                opts=(--gpus "$2")
+                shift 2
+        fi
         # shellcheck disable=SC2016 # "$@" is expanded by the shell in the container
-        IN runuser -u alice -- sh -c 'cd && exec poolctl --json submit -- "$@"' sh "$@" |
+        IN runuser -u alice -- sh -c 'cd && exec poolctl --json submit "$@"' sh "${opts[@]}" -- "$@" |
                 python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["result"]["id"]) if r["ok"] else sys.exit(r["error"])'
+}
+job_log_matches() { # ID REGEX: the job's log has a line matching REGEX
+        IN poolctl logs "$1" | grep -Eq "$2"
 }
 unit_gone() { # UNIT: collected by systemd after the runner read its end
         [ "$(unit_prop "$1" LoadState)" = not-found ]
@@ -604,6 +613,41 @@ step_jobs_slots() {
         IN rm -f /etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf
         agent_restart
         log "job $b waited for job $a's slot, then finished"
+}
+
+step_jobs_gpus() {
+        step "jobs: with [Jobs] GPUs=2 GPU jobs get disjoint CUDA_VISIBLE_DEVICES, a third waits, others none"
+        local a b c d got ab
+        IN sh -c 'printf "[Jobs]\nGPUs=2\n" >/etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf'
+        IN rm -f /home/alice/gpu-go
+        agent_restart
+        # shellcheck disable=SC2016 # expanded by the job's shell
+        a=$(submit_as_alice --gpus 1 sh -c 'echo "cuda=$CUDA_VISIBLE_DEVICES"; while [ ! -e gpu-go ]; do sleep 0.2; done') ||
+                fail "submit GPU job a"
+        # shellcheck disable=SC2016
+        b=$(submit_as_alice --gpus 1 sh -c 'echo "cuda=$CUDA_VISIBLE_DEVICES"; while [ ! -e gpu-go ]; do sleep 0.2; done') ||
+                fail "submit GPU job b"
+        # shellcheck disable=SC2016
+        c=$(submit_as_alice sh -c 'echo "cuda=[${CUDA_VISIBLE_DEVICES-unset}]"') || fail "submit job c"
+        # shellcheck disable=SC2016
+        d=$(submit_as_alice --gpus 1 sh -c 'echo "cuda=$CUDA_VISIBLE_DEVICES"') || fail "submit GPU job d"
+        wait_for 60 "GPU job $a running" job_state_is "$a" running
+        wait_for 60 "GPU job $b running" job_state_is "$b" running
+        wait_for 60 "job $c finished" job_state_is "$c" finished
+        job_state_is "$d" queued || fail "GPU job $d is $(job_field "$d" state) while both GPUs are held"
+        wait_for 30 "GPU job $a's log" job_log_matches "$a" '^cuda='
+        wait_for 30 "GPU job $b's log" job_log_matches "$b" '^cuda='
+        ab="$(IN poolctl logs "$a")/$(IN poolctl logs "$b")"
+        [ "$ab" = "cuda=0/cuda=1" ] || [ "$ab" = "cuda=1/cuda=0" ] || fail "GPU jobs' devices: $ab"
+        got=$(IN poolctl logs "$c")
+        [ "$got" = "cuda=[]" ] || fail "a job without GPUs sees $got"
+        IN runuser -u alice -- touch /home/alice/gpu-go
+        wait_for 60 "GPU job $d finished once a GPU was free" job_state_is "$d" finished
+        { job_state_is "$a" finished && job_state_is "$b" finished; } || fail "GPU jobs $a, $b did not finish"
+        grep -Eq '^cuda=[01]$' <<<"$(IN poolctl logs "$d")" || fail "GPU job $d: $(IN poolctl logs "$d")"
+        IN rm -f /etc/poolagent/poolagent.conf.d/91-e2e-jobs.conf
+        agent_restart
+        log "GPU jobs $a and $b: $ab; job $c none; job $d waited for a free GPU"
 }
 
 step_jobs_restart() {
@@ -827,6 +871,7 @@ step_health
 step_jobs_run
 step_jobs_cancel
 step_jobs_slots
+step_jobs_gpus
 step_jobs_restart
 step_watchdog
 step_drain_job_finishes
