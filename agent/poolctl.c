@@ -680,7 +680,9 @@ static json_object *request_new(const char *command) {
         return o;
 }
 
-static int add_strv(json_object *o, const char *key, char *const *l, size_t max, size_t *ret_n) {
+/* Adds l as the array key: at most max strings, each shorter than JOB_QUEUE_STRING_MAX (-E2BIG);
+ * with skip_long, longer ones are left out with a warning instead (an environment variable). */
+static int add_strv(json_object *o, const char *key, char *const *l, size_t max, bool skip_long) {
         json_object *a = json_object_new_array();
         size_t n = 0;
 
@@ -688,15 +690,21 @@ static int add_strv(json_object *o, const char *key, char *const *l, size_t max,
                 json_object_put(a);
                 return -ENOMEM;
         }
-        for (; l && l[n]; n++) {
-                if (n >= max || strlen(l[n]) >= JOB_QUEUE_STRING_MAX) {
-                        *ret_n = n;
-                        return -E2BIG;
+        for (; l && *l; l++) {
+                if (strlen(*l) >= JOB_QUEUE_STRING_MAX) {
+                        if (!skip_long)
+                                return -E2BIG;
+                        fprintf(stderr,
+                                "poolctl: not passing %.*s to the job (longer than %u bytes)\n",
+                                (int)MIN(strcspn(*l, "="), (size_t)64), *l,
+                                JOB_QUEUE_STRING_MAX - 1);
+                        continue;
                 }
-                if (json_object_array_add(a, json_object_new_string(l[n])) < 0)
+                if (n++ >= max)
+                        return -E2BIG;
+                if (json_object_array_add(a, json_object_new_string(*l)) < 0)
                         return -ENOMEM;
         }
-        *ret_n = n;
         return 0;
 }
 
@@ -704,7 +712,6 @@ static int cmd_submit(char **command) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_free_ char *cwd = getcwd(NULL, 0);
         json_object *req = request_new("submit"), *result = NULL;
-        size_t n = 0;
         int r;
 
         if (!cwd) {
@@ -714,7 +721,7 @@ static int cmd_submit(char **command) {
         }
         if (!req)
                 return EXIT_FAILED;
-        r = add_strv(req, "argv", command, JOB_QUEUE_ARGV_MAX, &n);
+        r = add_strv(req, "argv", command, JOB_QUEUE_ARGV_MAX, false);
         if (r == -E2BIG) {
                 json_object_put(req);
                 fprintf(stderr,
@@ -723,12 +730,12 @@ static int cmd_submit(char **command) {
                 return EXIT_USAGE;
         }
         if (r >= 0)
-                r = add_strv(req, "env", environ, JOB_QUEUE_ENV_MAX, &n);
+                r = add_strv(req, "env", environ, JOB_QUEUE_ENV_MAX, true);
         if (r == -E2BIG) {
                 json_object_put(req);
                 fprintf(stderr,
-                        "poolctl: your environment is too large for a job: at most %u variables of less than %u bytes each (unset some, or run poolctl under env -i)\n",
-                        JOB_QUEUE_ENV_MAX, JOB_QUEUE_STRING_MAX);
+                        "poolctl: your environment is too large for a job: at most %u variables (unset some, or run poolctl under env -i)\n",
+                        JOB_QUEUE_ENV_MAX);
                 return EXIT_FAILED;
         }
         if (r >= 0)

@@ -606,6 +606,17 @@ static size_t n_jobs(json_object *reply) {
         return json_object_array_length(jobs);
 }
 
+/* poolctl submit -- /bin/true fails (exit 1) with want in its messages. */
+static void expect_submit_error(const char *want) {
+        _cleanup_free_ char *err = NULL;
+
+        ck_assert_int_eq(
+                poolctl(NULL, NULL, (const char *const[]){"submit", "--", "/bin/true", NULL}, NULL,
+                        &err),
+                1);
+        ck_assert_msg(strstr(err, want), "%s", err);
+}
+
 /* PID 1 is not systemd here: submit is refused with EHOSTDOWN and says why; jobs, cancel, logs
  * and the rest of the agent work on; a request as large as a real environment gets through. */
 START_TEST(test_jobs_without_systemd) {
@@ -672,6 +683,32 @@ START_TEST(test_jobs_without_systemd) {
                         1);
                 ck_assert_str_eq(jstr(o, "errno", NULL), "EHOSTDOWN");
                 json_object_put(o);
+        }
+
+        /* A variable of 4 KiB or more is left out with a warning; an environment over the
+         * request cap is refused by poolctl with a message. */
+        {
+                char *value = malloc(20000), name[32];
+
+                ck_assert_ptr_nonnull(value);
+                memset(value, 'v', 19999);
+                value[19999] = '\0';
+                ck_assert_int_eq(setenv("POOLCTL_TEST_HUGE", value, 1), 0);
+                expect_submit_error(
+                        "not passing POOLCTL_TEST_HUGE to the job (longer than 4095 bytes)");
+                expect_submit_error("cannot run jobs on this VM");
+                (void)unsetenv("POOLCTL_TEST_HUGE");
+                value[4000] = '\0';
+                for (int i = 0; i < 20; i++) {
+                        (void)snprintf(name, sizeof(name), "POOLCTL_TEST_%d", i);
+                        ck_assert_int_eq(setenv(name, value, 1), 0);
+                }
+                expect_submit_error("the request is too large");
+                for (int i = 0; i < 20; i++) {
+                        (void)snprintf(name, sizeof(name), "POOLCTL_TEST_%d", i);
+                        (void)unsetenv(name);
+                }
+                free(value);
         }
 
         /* A submit of about 60 KiB (a large environment) is read whole and answered. */
