@@ -19,15 +19,34 @@ static const char *const job_state_table[_JOB_STATE_MAX] = {
         [JOB_STOPPED] = "stopped",   [JOB_REQUEUED] = "requeued",
 };
 
+/* The index of s in table (n entries), or -EINVAL. */
+static int table_lookup(const char *const *table, int n, const char *s) {
+        for (int i = 0; s && i < n; i++)
+                if (streq(s, table[i]))
+                        return i;
+        return -EINVAL;
+}
+
 const char *job_state_to_string(JobState s) {
         return s >= 0 && s < _JOB_STATE_MAX ? job_state_table[s] : NULL;
 }
 
 JobState job_state_from_string(const char *s) {
-        for (int i = 0; s && i < _JOB_STATE_MAX; i++)
-                if (streq(s, job_state_table[i]))
-                        return (JobState)i;
-        return _JOB_STATE_INVALID;
+        return (JobState)table_lookup(job_state_table, _JOB_STATE_MAX, s);
+}
+
+static const char *const job_stop_table[_JOB_STOP_MAX] = {
+        [JOB_STOP_NONE] = "none",
+        [JOB_STOP_CANCEL] = "cancel",
+        [JOB_STOP_DRAIN] = "drain",
+};
+
+const char *job_stop_to_string(JobStop s) {
+        return s >= 0 && s < _JOB_STOP_MAX ? job_stop_table[s] : NULL;
+}
+
+JobStop job_stop_from_string(const char *s) {
+        return (JobStop)table_lookup(job_stop_table, _JOB_STOP_MAX, s);
 }
 
 bool job_state_is_active(JobState s) {
@@ -385,6 +404,8 @@ int job_queue_format(const JobQueue *q, char **ret) {
                 r |= add(o, "gpu_mask", json_object_new_uint64(j->gpu_mask));
                 if (j->unit)
                         r |= add(o, "unit", json_object_new_string(j->unit));
+                if (j->stop != JOB_STOP_NONE)
+                        r |= add(o, "stop", json_object_new_string(job_stop_to_string(j->stop)));
                 r |= add(o, "exit_status", json_object_new_int(j->exit_status));
                 r |= add(o, "submitted_usec", json_object_new_uint64(j->submitted_usec));
                 r |= add(o, "started_usec", json_object_new_uint64(j->started_usec));
@@ -444,7 +465,7 @@ static char **get_strv(json_object *o, const char *key, size_t max) {
 
 static int parse_job(json_object *o, const JobQueue *q, Job **ret) {
         _cleanup_(job_freep) Job *j = calloc(1, sizeof(Job));
-        const char *name, *cwd, *state, *unit;
+        const char *name, *cwd, *state, *unit, *stop;
         uint64_t id, uid, gid, cpus, gpus, mask, t1, t2, t3;
         json_object *v;
 
@@ -462,8 +483,11 @@ static int parse_job(json_object *o, const JobQueue *q, Job **ret) {
         cwd = get_string(o, "cwd");
         state = get_string(o, "state");
         unit = get_string(o, "unit");
+        stop = get_string(o, "stop");
         if (!string_ok(name) || !string_ok(cwd) || cwd[0] != '/' ||
-            job_state_from_string(state) < 0 || (unit && !string_ok(unit)))
+            job_state_from_string(state) < 0 || (unit && !string_ok(unit)) ||
+            (stop && job_stop_from_string(stop) < 0) ||
+            (json_object_object_get_ex(o, "stop", &v) && !stop))
                 return -EBADMSG;
         j->argv = get_strv(o, "argv", JOB_QUEUE_ARGV_MAX);
         j->env = get_strv(o, "env", JOB_QUEUE_ENV_MAX);
@@ -480,6 +504,8 @@ static int parse_job(json_object *o, const JobQueue *q, Job **ret) {
         j->cpus = (unsigned)MAX(cpus, UINT64_C(1));
         j->gpus = (unsigned)gpus;
         j->state = job_state_from_string(state);
+        j->stop =
+                stop && job_state_is_active(j->state) ? job_stop_from_string(stop) : JOB_STOP_NONE;
         j->gpu_mask = job_state_is_active(j->state) ? mask : 0;
         if (job_state_is_active(j->state) &&
             (popcount64(mask) != j->gpus || (q->n_gpus < 64 && (mask >> q->n_gpus) != 0)))
@@ -545,7 +571,10 @@ int job_queue_parse(
                 }
                 /* Never twice: an active job of an earlier boot was interrupted. */
                 if (!same_boot && job_state_is_active(j->state)) {
-                        j->state = JOB_FAILED;
+                        j->state = j->stop == JOB_STOP_CANCEL  ? JOB_CANCELLED
+                                   : j->stop == JOB_STOP_DRAIN ? JOB_STOPPED
+                                                               : JOB_FAILED;
+                        j->stop = JOB_STOP_NONE;
                         j->gpu_mask = 0;
                         j->exit_status = -1;
                 }

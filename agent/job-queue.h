@@ -12,7 +12,8 @@
  *
  * Never twice by accident: a job that was STARTING or RUNNING when the agent stopped is never
  * started again by this module. On load in the same boot it keeps its state (its unit is asked
- * about and decides); on load after a reboot it becomes FAILED ("interrupted by a reboot"). Only
+ * about and decides); on load after a reboot it becomes FAILED ("interrupted by a reboot"; or
+ * CANCELLED/STOPPED when it was being stopped for that reason). Only
  * QUEUED jobs are ever picked.
  *
  * Scheduling (job_queue_pick): jobs are taken in submission order; a job is started when the
@@ -54,6 +55,19 @@ typedef enum JobState {
         _JOB_STATE_INVALID = -EINVAL,
 } JobState;
 
+/* Why an active job is being stopped; kept in the file, so that an agent restarted while a job
+ * stops still records it as cancelled or stopped. */
+typedef enum JobStop {
+        JOB_STOP_NONE,
+        JOB_STOP_CANCEL, /* poolctl cancel: it ends CANCELLED */
+        JOB_STOP_DRAIN,  /* a drain: it ends STOPPED */
+        _JOB_STOP_MAX,
+        _JOB_STOP_INVALID = -EINVAL,
+} JobStop;
+
+const char *job_stop_to_string(JobStop s);
+JobStop job_stop_from_string(const char *s);
+
 const char *job_state_to_string(JobState s);
 JobState job_state_from_string(const char *s);
 bool job_state_is_active(JobState s); /* STARTING or RUNNING */
@@ -71,6 +85,7 @@ typedef struct Job {
         JobState state;
         uint64_t gpu_mask; /* the GPUs it holds while active */
         char *unit;        /* transient unit name once STARTING */
+        JobStop stop;      /* STARTING/RUNNING: asked to stop, and why */
         int exit_status;   /* FINISHED/FAILED: the service's exit status, -1 unknown */
         uint64_t submitted_usec, started_usec, ended_usec; /* CLOCK_REALTIME */
 } Job;

@@ -47,12 +47,6 @@ typedef enum JobRunnerBus {
         RUNNER_BUS_READY,
 } JobRunnerBus;
 
-typedef enum JobStop {
-        JOB_STOP_NONE,
-        JOB_STOP_CANCEL, /* poolctl cancel: ends CANCELLED */
-        JOB_STOP_DRAIN,  /* job_runner_stop_all(): ends STOPPED */
-} JobStop;
-
 /* An active job's unit as the runner watches it. */
 typedef struct JobWatch JobWatch;
 struct JobWatch {
@@ -66,7 +60,6 @@ struct JobWatch {
         sd_bus_slot *refresh_call; /* GetAll in flight */
         bool refresh_again;        /* a change came while GetAll was in flight */
         bool started;              /* the unit exists (start answered, or re-attached) */
-        JobStop stop;
 };
 
 struct JobRunner {
@@ -352,7 +345,7 @@ static int job_runner_on_collected(sd_bus_message *m, void *userdata, sd_bus_err
 /* The job of watch w ended; collect its unit (stop a RemainAfterExit one, reset a failed one). */
 static void job_runner_end(JobRunner *r, JobWatch *w, int exit_status, const char *collect) {
         Job *j = job_queue_get(r->queue, w->id);
-        JobStop stop = w->stop;
+        JobStop stop;
 
         if (collect && r->bus && j && j->unit)
                 (void)sd_bus_call_method_async(
@@ -362,9 +355,11 @@ static void job_runner_end(JobRunner *r, JobWatch *w, int exit_status, const cha
         job_watch_free(w);
         if (!j || !job_state_is_active(j->state))
                 return;
+        stop = j->stop;
         (void)job_queue_mark_ended(r->queue, j, exit_status, stop == JOB_STOP_DRAIN, now_usec());
         if (stop == JOB_STOP_CANCEL)
                 j->state = JOB_CANCELLED; /* job-queue.h: CANCELLED also by "poolctl cancel" */
+        j->stop = JOB_STOP_NONE;
         job_runner_log_job(
                 j->state == JOB_FINISHED ? LOG_INFO : LOG_NOTICE, j, "%s (exit status %d)",
                 job_state_to_string(j->state), exit_status);
@@ -473,7 +468,7 @@ static int job_watch_on_refresh(sd_bus_message *m, void *userdata, sd_bus_error 
                                                           : NULL);
                 return 0;
         case JOB_UNIT_GONE:
-                if (w->stop == JOB_STOP_NONE)
+                if (j->stop == JOB_STOP_NONE)
                         job_runner_log_job(
                                 LOG_WARNING, j, "its unit %s vanished (%s)", j->unit,
                                 j->state == JOB_STARTING ? "it never started"
@@ -554,7 +549,7 @@ static int job_watch_on_started(sd_bus_message *m, void *userdata, sd_bus_error 
                 return 0;
         }
         w->started = true;
-        if (w->stop != JOB_STOP_NONE)
+        if (j->stop != JOB_STOP_NONE)
                 (void)job_watch_stop(w);
         (void)job_watch_refresh(w);
         return 0;
@@ -836,6 +831,8 @@ static void job_runner_reattach(JobRunner *r) {
                         w->started = true;
                         k = job_watch_refresh(w);
                 }
+                if (k >= 0 && j->stop != JOB_STOP_NONE)
+                        k = job_watch_stop(w); /* asked before the restart: ask again */
                 if (k < 0)
                         job_runner_log_job(
                                 LOG_WARNING, j, "cannot watch %s again: %s", j->unit, strerror(-k));
@@ -1279,9 +1276,10 @@ int job_runner_cancel(JobRunner *r, uint64_t id, uid_t uid, bool admin) {
         w = job_runner_watch(r, id);
         if (!w || r->bus_state != RUNNER_BUS_READY)
                 return -EHOSTDOWN;
-        if (w->stop != JOB_STOP_NONE)
+        if (j->stop != JOB_STOP_NONE)
                 return 0;
-        w->stop = JOB_STOP_CANCEL;
+        j->stop = JOB_STOP_CANCEL;
+        job_runner_save(r); /* a restarted agent still records it as cancelled */
         job_runner_log_job(LOG_INFO, j, "cancelled by UID %u: stopping %s", uid, j->unit);
         return job_watch_stop(w);
 }
@@ -1380,18 +1378,21 @@ int job_runner_stop_all(JobRunner *r) {
 
                 if (!job_state_is_active(j->state))
                         continue;
+                if (j->stop != JOB_STOP_DRAIN)
+                        job_runner_log_job(LOG_NOTICE, j, "stopping %s for the drain", j->unit);
+                /* Recorded even without systemd now: asked again once it is back. A cancel in
+                 * progress ends as stopped too. */
+                j->stop = JOB_STOP_DRAIN;
                 w = job_runner_watch(r, j->id);
                 if (!w || r->bus_state != RUNNER_BUS_READY) {
                         ret = -EHOSTDOWN;
                         continue;
                 }
-                if (w->stop == JOB_STOP_NONE)
-                        job_runner_log_job(LOG_NOTICE, j, "stopping %s for the drain", j->unit);
-                w->stop = JOB_STOP_DRAIN; /* a cancel in progress ends as stopped too */
                 k = job_watch_stop(w);
                 if (k < 0)
                         ret = k;
         }
+        job_runner_save(r); /* a restarted agent still records them as stopped */
         return ret;
 }
 

@@ -14,7 +14,8 @@
  *             owned by the job's user, mode 0600.
  *   state     <StateDirectory>/jobs.json through job_queue_save() before every StartTransientUnit
  *             and after every state change, so the queue survives agent restarts and reboots and
- *             a job never runs twice (see job-queue.h for the restart rule).
+ *             a job never runs twice (see job-queue.h for the restart rule); a stop asked for
+ *             (cancel, the drain) is written too, and asked again by a restarted agent.
  *
  * A job's end is learnt from systemd (PropertiesChanged of its unit, after Subscribe), read from
  * ExecMainCode/ExecMainStatus/Result, then the unit is stopped/reset so systemd collects it.

@@ -164,10 +164,13 @@ START_TEST(test_roundtrip_same_boot) {
         Job *j;
 
         ck_assert_uint_eq(start_next(T0 + 2), a);
+        job_queue_get(q, a)->stop = JOB_STOP_CANCEL; /* being cancelled */
         p = reload("boot-a");
         ck_assert_uint_eq(p->n_jobs, 2);
         j = job_queue_get(p, a);
-        ck_assert_int_eq(j->state, JOB_RUNNING); /* its unit decides; never started again */
+        ck_assert_int_eq(j->state, JOB_RUNNING);    /* its unit decides; never started again */
+        ck_assert_int_eq(j->stop, JOB_STOP_CANCEL); /* and it still ends as cancelled */
+        ck_assert_int_eq(job_queue_get(p, b)->stop, JOB_STOP_NONE);
         ck_assert_str_eq(j->unit, "poolagent-job-1.service");
         ck_assert_uint_eq(j->gpu_mask, job_queue_get(q, a)->gpu_mask);
         ck_assert_str_eq(j->argv[0], "sleep");
@@ -184,14 +187,22 @@ START_TEST(test_roundtrip_same_boot) {
 END_TEST
 
 START_TEST(test_reboot_never_twice) {
-        uint64_t a = submit(1, 0, T0), b = submit(1, 0, T0 + 1);
+        uint64_t a = submit(1, 0, T0), b = submit(1, 0, T0 + 1), c = submit(1, 0, T0 + 1),
+                 d = submit(1, 0, T0 + 1);
         JobQueue *p;
 
         ck_assert_uint_eq(start_next(T0 + 2), a);
+        ck_assert_uint_eq(start_next(T0 + 2), b);
+        ck_assert_uint_eq(start_next(T0 + 2), c);
+        job_queue_get(q, b)->stop = JOB_STOP_DRAIN;
+        job_queue_get(q, c)->stop = JOB_STOP_CANCEL;
         (void)job_queue_drain(q, T0 + 3);
         p = reload("boot-b");
-        ck_assert_int_eq(job_queue_get(p, a)->state, JOB_FAILED); /* interrupted, not rerun */
-        ck_assert_int_eq(job_queue_get(p, b)->state, JOB_REQUEUED);
+        ck_assert_int_eq(job_queue_get(p, a)->state, JOB_FAILED);    /* interrupted, not rerun */
+        ck_assert_int_eq(job_queue_get(p, b)->state, JOB_STOPPED);   /* the drain's stop */
+        ck_assert_int_eq(job_queue_get(p, c)->state, JOB_CANCELLED); /* the user's cancel */
+        ck_assert_int_eq(job_queue_get(p, c)->stop, JOB_STOP_NONE);
+        ck_assert_int_eq(job_queue_get(p, d)->state, JOB_REQUEUED);
         ck_assert(p->accepting); /* the drain ended with the boot */
         ck_assert_ptr_null(job_queue_pick(p, T0 + 4, NULL));
         job_queue_free(p);
@@ -207,6 +218,15 @@ START_TEST(test_save_load_and_corrupt) {
                 "{\"version\":1,\"next_id\":1,\"jobs\":{}}",
                 "{\"version\":1,\"next_id\":1,\"jobs\":[{\"id\":1}]}",
                 "{\"version\":1,\"next_id\":1,\"jobs\":[]} trailing",
+                /* a valid job but for its "stop" */
+                "{\"version\":1,\"next_id\":2,\"jobs\":[{\"id\":1,\"name\":\"a\",\"uid\":1,\"gid\":1,"
+                "\"argv\":[\"x\"],\"env\":[],\"cwd\":\"/\",\"cpus\":1,\"gpus\":0,\"state\":\"running\","
+                "\"gpu_mask\":0,\"submitted_usec\":1,\"started_usec\":1,\"ended_usec\":0,"
+                "\"stop\":\"now\"}]}",
+                "{\"version\":1,\"next_id\":2,\"jobs\":[{\"id\":1,\"name\":\"a\",\"uid\":1,\"gid\":1,"
+                "\"argv\":[\"x\"],\"env\":[],\"cwd\":\"/\",\"cpus\":1,\"gpus\":0,\"state\":\"running\","
+                "\"gpu_mask\":0,\"submitted_usec\":1,\"started_usec\":1,\"ended_usec\":0,"
+                "\"stop\":1}]}",
         };
         const char *reason;
         JobQueue *p;
