@@ -91,7 +91,7 @@ static void piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t cl
 }
 
 bool fs_inode_is_dirty(const Inode *i) {
-        return i->n_dirty > 0 || i->size_dirty;
+        return i->n_dirty > 0 || i->size_dirty || i->create_pending;
 }
 
 /* ---- cache directory and files ---- */
@@ -293,6 +293,9 @@ static int sidecar_text_locked(const Inode *i, StrBuf *b) {
                 "\nsize_dirty %d\netag %s\n",
                 enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
                 i->cache_etag[0] ? i->cache_etag : "-");
+        if (r >= 0 && i->create_pending)
+                r = strbuf_appendf(
+                        b, "create %04o %" PRId64 "\n", (unsigned)(i->perm & 07777), i->mtime_ns);
         if (r >= 0 && (i->shrunk || i->upload_shrunk))
                 r = strbuf_appendf(
                         b, "shrink_to %" PRIu64 "\n",
@@ -313,7 +316,7 @@ static int sidecar_text_locked(const Inode *i, StrBuf *b) {
 
 /* Writes text to a temporary record and syncs it and the cache file it describes: the slow
  * part, done without Fs.lock on the write path. */
-static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf *b) {
+static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf *b, bool sync) {
         _cleanup_close_ int fd = -EBADF;
 
         fd = openat(
@@ -330,7 +333,7 @@ static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf 
                 done += (size_t)k;
         }
         /* The data the record points at must be on disk before the record says it is dirty. */
-        if (fdatasync(data_fd) < 0 || fdatasync(fd) < 0)
+        if (sync && (fdatasync(data_fd) < 0 || fdatasync(fd) < 0))
                 return -errno;
         return 0;
 }
@@ -365,7 +368,7 @@ static void sidecar_fail(Fs *fs, const char *path, int r) {
                 fs->cache_path);
 }
 
-void fs_sidecar_update_locked(Fs *fs, Inode *i) {
+static void sidecar_write_locked(Fs *fs, Inode *i, bool sync) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
         uint64_t seq = ++i->sidecar_seq;
         char tmp[96];
@@ -374,13 +377,22 @@ void fs_sidecar_update_locked(Fs *fs, Inode *i) {
         sidecar_tmp_name(i, seq, tmp);
         r = sidecar_text_locked(i, &b);
         if (r >= 0)
-                r = sidecar_write_tmp(fs, i->cache_fd, tmp, &b);
+                r = sidecar_write_tmp(fs, i->cache_fd, tmp, &b, sync);
         if (r >= 0)
                 r = sidecar_commit_locked(fs, i, seq, tmp);
         if (r < 0) {
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
                 sidecar_fail(fs, i->path, r);
         }
+}
+
+void fs_sidecar_update_locked(Fs *fs, Inode *i) {
+        sidecar_write_locked(fs, i, true);
+}
+
+void fs_sidecar_note_locked(Fs *fs, Inode *i) {
+        if (fs_inode_is_dirty(i) && i->cache_fd >= 0)
+                sidecar_write_locked(fs, i, false);
 }
 
 /* The same for the write path: Fs.lock only to take the text and to put the record in place. */
@@ -408,7 +420,7 @@ static void sidecar_update(Fs *fs, uint64_t ino) {
                 r = -errno;
         fs_unlock(fs);
         if (r >= 0)
-                r = sidecar_write_tmp(fs, data_fd, tmp, &b);
+                r = sidecar_write_tmp(fs, data_fd, tmp, &b, true);
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
         if (r >= 0 && i)
@@ -426,6 +438,7 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i) {
         for (size_t k = 0; k < i->n_pieces; k++)
                 piece_set_locked(fs, i, k, 0, PIECE_DIRTY);
         i->size_dirty = false;
+        i->create_pending = false;
         sidecar_remove_locked(fs, i);
 }
 
@@ -861,6 +874,26 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
 static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies);
 static void upload_done_reply(Fs *fs, Inode *i, FsWaiter *replies);
 
+/* Create File of the whole file: its size, its mode and, for a file created here, its
+ * last-write time, in one request. */
+static int upload_create_locked(Fs *fs, Inode *i) {
+        char mode[16];
+        RestMetadata md = {.name = (char *)"mode", .value = mode};
+        RestOp op = {
+                .type = REST_OP_CREATE_FILE,
+                .set_size = true,
+                .size = i->upload_size,
+                .metadata = &md,
+                .n_metadata = 1};
+
+        (void)snprintf(mode, sizeof(mode), "%04o", (unsigned)(i->perm & 07777));
+        if (fs_mode_needs_hint(fs, i->perm))
+                op.smb.attributes = REST_ATTR_ARCHIVE | REST_ATTR_NOT_CONTENT_INDEXED;
+        if (i->upload_create)
+                op.smb.last_write_ns = i->mtime_ns;
+        return upload_submit_locked(fs, i, UPLOAD_CREATE, &op);
+}
+
 /* Submits the round's Put Ranges; the number submitted, or the first error. */
 static int upload_ranges_locked(Fs *fs, Inode *i) {
         int r, n = 0;
@@ -878,15 +911,17 @@ static int upload_ranges_locked(Fs *fs, Inode *i) {
                         .offset = start,
                         .length = MIN(P, i->upload_size - start),
                         .fd = i->cache_fd,
-                        .fd_offset = start};
+                        .fd_offset = start,
+                        /* Create File set the file's time: keep it. */
+                        .preserve_last_write = i->upload_create};
                 r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op);
                 if (r < 0)
                         return r;
                 n++;
                 i->upload_ranges++;
         }
-        if (n == 0) {
-                /* Only the size changed: learn the new ETag. */
+        if (n == 0 && !i->upload_create) {
+                /* Only the size changed: learn the new ETag (Create File's answer has it). */
                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
                 r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op);
                 if (r < 0)
@@ -977,6 +1012,7 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         i->upload_etag[0] = '\0';
         fs->uploads_in_flight++;
         i->upload_partial = false;
+        i->upload_create = i->create_pending;
         for (size_t k = 0, taken = 0; k < i->n_pieces; k++)
                 if (i->pieces[k] & PIECE_DIRTY) {
                         if (taken++ >= UPLOAD_PIECES_MAX) {
@@ -989,7 +1025,11 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
         i->upload_shrink_to = i->shrink_to;
         i->shrunk = false;
-        if (i->upload_shrunk) {
+        if (i->upload_create) {
+                i->size_dirty = false;
+                i->upload_shrunk = false;
+                r = upload_create_locked(fs, i);
+        } else if (i->upload_shrunk) {
                 RestOp op = {
                         .type = REST_OP_SET_FILE_PROPERTIES,
                         .set_size = true,
@@ -1162,11 +1202,7 @@ static void upload_done(RestResult *r, void *userdata) {
                     r->error == -ENOENT && !i->unlinked && streq(c->path, i->path)) {
                         /* Gone from the share (recovered data of a file deleted elsewhere, or a
                          * file removed behind our back): create it again, then write. */
-                        RestOp op = {
-                                .type = REST_OP_CREATE_FILE,
-                                .set_size = true,
-                                .size = i->upload_size};
-                        if (upload_submit_locked(fs, i, UPLOAD_CREATE, &op) < 0)
+                        if (upload_create_locked(fs, i) < 0)
                                 i->upload_error = -ENOMEM;
                 } else if (r->error < 0) {
                         if (!i->upload_error)
@@ -1184,7 +1220,22 @@ static void upload_done(RestResult *r, void *userdata) {
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
                 } else if (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_CREATE) {
-                        int k = upload_ranges_locked(fs, i);
+                        int k;
+                        if (c->phase == UPLOAD_CREATE) {
+                                /* On the share now; its ETag holds until a Put Range runs. */
+                                i->create_pending = false;
+                                if (streq(c->path, i->path))
+                                        fs_confirm_parents_locked(fs, i->path);
+                                (void)snprintf(
+                                        i->upload_etag, sizeof(i->upload_etag), "%s",
+                                        r->props->etag);
+                                (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
+                                if (r->props->has_attributes) {
+                                        i->has_attributes = true;
+                                        i->attributes = r->props->attributes;
+                                }
+                        }
+                        k = upload_ranges_locked(fs, i);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
                 } else if (c->phase == UPLOAD_PROPS || c->phase == UPLOAD_RANGE) {
@@ -1670,6 +1721,9 @@ static int sidecar_parse(
         uint64_t *fetch_limit,
         bool *shrunk,
         uint64_t *shrink_to,
+        bool *create,
+        mode_t *mode,
+        int64_t *mtime_ns,
         char etag[static REST_ETAG_MAX],
         char **ret_pieces) {
         _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
@@ -1695,7 +1749,15 @@ static int sidecar_parse(
                         *remote_size = strtoull(v, NULL, 10);
                 else if (streq(line, "fetch_limit"))
                         *fetch_limit = strtoull(v, NULL, 10);
-                else if (streq(line, "shrink_to")) {
+                else if (streq(line, "create")) {
+                        unsigned m;
+                        long long t;
+                        if (sscanf(v, "%o %lld", &m, &t) != 2 || m > 07777)
+                                return -EBADMSG;
+                        *create = true;
+                        *mode = (mode_t)m;
+                        *mtime_ns = (int64_t)t;
+                } else if (streq(line, "shrink_to")) {
                         *shrunk = true;
                         *shrink_to = strtoull(v, NULL, 10);
                 } else if (streq(line, "etag"))
@@ -1718,7 +1780,9 @@ static int recover_one(Fs *fs, uint64_t id) {
         _cleanup_free_ char *path = NULL, *pieces = NULL;
         char etag[REST_ETAG_MAX];
         uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
-        bool shrunk = false;
+        bool shrunk = false, create = false;
+        mode_t mode = 0;
+        int64_t mtime_ns = 0;
         struct stat st;
         ssize_t n;
         Inode *i;
@@ -1733,7 +1797,8 @@ static int recover_one(Fs *fs, uint64_t id) {
                 return -errno;
         text[n] = '\0';
         r = sidecar_parse(
-                text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, etag, &pieces);
+                text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
+                &mtime_ns, etag, &pieces);
         if (r < 0)
                 return r;
         data_name(id, ".data", name);
@@ -1772,6 +1837,13 @@ static int recover_one(Fs *fs, uint64_t id) {
         i->sidecar_exists = true;
         i->mtime_ns = i->ctime_ns =
                 (int64_t)st.st_mtim.tv_sec * INT64_C(1000000000) + st.st_mtim.tv_nsec;
+        if (create) {
+                /* Never reached the share: Create File with its mode and time first. */
+                i->create_pending = true;
+                i->perm = mode;
+                i->perm_known = true;
+                i->mtime_ns = mtime_ns;
+        }
         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag);
         r = pieces_grow_locked(i, i->size);
         for (char *p = pieces, *tok; r >= 0 && (tok = strsep(&p, ","));) {

@@ -75,7 +75,74 @@ void inode_free(Inode *i) {
                 return;
         free(i->path);
         free(i->pieces);
+        free(i->names);
         free(i);
+}
+
+/* Whether name's hash is in d's sorted name hashes; *ret_slot: where it is, or would go. */
+static bool names_find(const Inode *d, const char *name, uint64_t *ret_hash, size_t *ret_slot) {
+        uint64_t h = fs_path_hash(name);
+        size_t lo = 0, hi = d->n_names;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (d->names[mid] < h)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_hash = h;
+        *ret_slot = lo;
+        return lo < d->n_names && d->names[lo] == h;
+}
+
+bool inode_names_has(const Inode *d, const char *name) {
+        uint64_t h;
+        size_t k;
+        return names_find(d, name, &h, &k);
+}
+
+void inode_names_clear(Inode *d) {
+        free(d->names);
+        d->names = NULL;
+        d->n_names = d->names_alloc = 0;
+        d->names_complete = false;
+        d->names_until_ns = 0;
+}
+
+void inode_names_add(Inode *d, const char *name) {
+        uint64_t h;
+        size_t k;
+
+        if (!d->names_complete || names_find(d, name, &h, &k))
+                return;
+        if (d->n_names >= FS_DIR_NAMES_MAX) {
+                inode_names_clear(d);
+                return;
+        }
+        if (d->n_names == d->names_alloc) {
+                size_t na = d->names_alloc ? d->names_alloc * 2 : 16;
+                uint64_t *n = realloc(d->names, na * sizeof(*n));
+                if (!n) {
+                        inode_names_clear(d);
+                        return;
+                }
+                d->names = n;
+                d->names_alloc = na;
+        }
+        memmove(d->names + k + 1, d->names + k, (d->n_names - k) * sizeof(*d->names));
+        d->names[k] = h;
+        d->n_names++;
+}
+
+void inode_names_remove(Inode *d, const char *name) {
+        uint64_t h;
+        size_t k;
+
+        if (!d->names_complete || !names_find(d, name, &h, &k))
+                return;
+        memmove(d->names + k, d->names + k + 1, (d->n_names - k - 1) * sizeof(*d->names));
+        d->n_names--;
 }
 
 InodeTable *inode_table_free(InodeTable *t) {

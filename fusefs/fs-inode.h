@@ -58,6 +58,9 @@ struct Inode {
         uint64_t n_dirty; /* pieces DIRTY or UPLOADING */
         int64_t dirty_since_ns;
         bool size_dirty; /* the share's size differs from size */
+        /* Created here and not on the share yet: the upload's first request is Create File
+         * with the final size, the mode (x-ms-meta-mode) and the last-write time. */
+        bool create_pending;
         /* Truncated below remote_size since the last upload (to shrink_to at the lowest): the
          * share's bytes from there on are stale and no dirty piece covers them, so the upload
          * cuts them off before it sets the final size. */
@@ -77,6 +80,7 @@ struct Inode {
         bool uploading;
         bool upload_queued;  /* waiting for a free upload slot (Fs.upload_queue) */
         bool upload_partial; /* this round left dirty pieces for the next */
+        bool upload_create;  /* this round creates the file (create_pending) */
         Inode *upload_queue_next;
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;
@@ -86,6 +90,15 @@ struct Inode {
         uint64_t upload_size;
         char upload_etag[REST_ETAG_MAX];
         void *async_timer; /* sd_event_source */
+
+        /* Directories: the names of the children on the share, as hashes (fs_path_hash of the
+         * name), sorted; complete (every child's name is in it) when names_complete, trusted
+         * until names_until_ns (monotonic; dir_timeout after this mount created the directory
+         * or listed it). A name not in a trusted set is answered ENOENT without a request. */
+        uint64_t *names;
+        size_t n_names, names_alloc;
+        bool names_complete;
+        int64_t names_until_ns;
 
         Inode *next_by_ino, *next_by_path;
         Inode *state_prev, *state_next; /* list of inodes with a cache file */
@@ -108,6 +121,14 @@ void inode_table_detach(InodeTable *t, Inode *i);
 int inode_table_rename(InodeTable *t, Inode *i, const char *new_path, Inode **ret_displaced);
 size_t inode_table_size(const InodeTable *t);
 void inode_free(Inode *i);
+
+/* The name set of a directory (see Inode.names). Adding a name already there and removing one
+ * that is not are no-ops; when adding fails for want of memory the set stops being complete. */
+#define FS_DIR_NAMES_MAX 5000
+bool inode_names_has(const Inode *d, const char *name);
+void inode_names_add(Inode *d, const char *name);
+void inode_names_remove(Inode *d, const char *name);
+void inode_names_clear(Inode *d);
 
 /* Pure helpers. */
 uint64_t fs_path_hash(const char *path);

@@ -106,6 +106,11 @@ void fs_note_result_locked(
 void fs_inode_unref_locked(Fs *fs, Inode *i);
 void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st);
 bool fs_inode_is_authoritative(const Inode *i);
+/* Whether a file of this mode carries the NotContentIndexed hint (see SEMANTICS.md). */
+bool fs_mode_needs_hint(Fs *fs, mode_t mode);
+/* The share just made or changed something at path: its parent directories exist (their names
+ * are trusted for dir_timeout from now). */
+void fs_confirm_parents_locked(Fs *fs, const char *path);
 int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata);
 
 /* fs-data.c */
@@ -122,6 +127,9 @@ bool fs_inode_is_dirty(const Inode *i);
 void fs_discard_dirty_locked(Fs *fs, Inode *i);
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);
 void fs_sidecar_update_locked(Fs *fs, Inode *i);
+/* The same without syncing (metadata of a file not on the share yet: mode, name): survives a
+ * crash of azfilesfs, not necessarily one of the machine. */
+void fs_sidecar_note_locked(Fs *fs, Inode *i);
 void fs_upload_start_locked(Fs *fs, Inode *i);
 void fs_upload_all_locked(Fs *fs);
 int fs_recover(Fs *fs);

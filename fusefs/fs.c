@@ -245,7 +245,7 @@ static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p);
  * it show file_mode straight from a listing; files with it ask the share for their mode once. */
 #define MODE_HINT_ATTRIBUTE REST_ATTR_NOT_CONTENT_INDEXED
 
-static bool mode_needs_hint(Fs *fs, mode_t mode) {
+bool fs_mode_needs_hint(Fs *fs, mode_t mode) {
         return (mode & 07777) != (fs->o->file_mode & 07777);
 }
 
@@ -254,7 +254,7 @@ static uint32_t hint_attributes(Fs *fs, const Inode *i, mode_t mode) {
         uint32_t cur = i->has_attributes ? i->attributes : REST_ATTR_ARCHIVE, want;
         bool has = cur & MODE_HINT_ATTRIBUTE;
 
-        if (i->is_dir || has == mode_needs_hint(fs, mode))
+        if (i->is_dir || has == fs_mode_needs_hint(fs, mode))
                 return 0;
         want = has ? cur & ~(uint32_t)MODE_HINT_ATTRIBUTE
                    : (cur & ~(uint32_t)REST_ATTR_NONE) | MODE_HINT_ATTRIBUTE;
@@ -306,7 +306,7 @@ static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
                         i->perm_known = true;
                 } else if (
                         !i->is_dir && (e->attributes & MODE_HINT_ATTRIBUTE) &&
-                        !mode_needs_hint(fs, i->perm))
+                        !fs_mode_needs_hint(fs, i->perm))
                         i->perm_known = false; /* changed elsewhere: ask */
         }
         i->attr_until_ns = fs_now() + (int64_t)(fs->o->attr_timeout * 1e9);
@@ -353,17 +353,26 @@ static int inode_for_path_locked(Fs *fs, const char *path, bool is_dir, Inode **
         return 0;
 }
 
-/* The kernel caches neither names nor attributes (timeouts 0): names are case-insensitive, and a
- * cached dentry of one spelling would outlive a change made through another; attributes must be
- * fresh at open (close-to-open). Lookups and getattr are answered from the inode table while
- * entry_until_ns / attr_until_ns hold (entry_timeout, dir_timeout, attr_timeout), without a
- * request to the share. */
+/* The kernel caches neither names nor attributes of files (timeouts 0): names are
+ * case-insensitive, and a cached dentry of one spelling would outlive a change made through
+ * another; attributes must be fresh at open (close-to-open). Lookups and getattr are answered
+ * from the inode table while entry_until_ns / attr_until_ns hold (entry_timeout, dir_timeout,
+ * attr_timeout), without a request to the share. Directories' attributes are only their mode and
+ * owner (times are not stored), which the kernel may keep for attr_timeout, and their names for
+ * dir_timeout, as this table does: path walks then cost no lookup and no getattr (permission check)
+ * per component. A directory looked up under another spelling moves the kernel's one dentry of it
+ * (directories have no aliases). Files: 0, as above. */
+static double kernel_attr_timeout(Fs *fs, const Inode *i) {
+        /* A mode known only from a listing is the default: asked for at the next getattr. */
+        return i->is_dir && (i->perm_known || i->ino == FS_ROOT_INO) ? fs->o->attr_timeout : 0;
+}
+
 static void fill_entry_locked(Fs *fs, Inode *i, struct fuse_entry_param *e) {
         *e = (struct fuse_entry_param){
                 .ino = i->ino,
                 .generation = 1,
-                .attr_timeout = 0,
-                .entry_timeout = 0,
+                .attr_timeout = kernel_attr_timeout(fs, i),
+                .entry_timeout = i->is_dir ? fs->o->dir_timeout : 0,
         };
         fs_fill_stat_locked(fs, i, &e->attr);
         i->nlookup++;
@@ -380,6 +389,87 @@ static int child_path_locked(Fs *fs, fuse_ino_t parent, const char *name, char *
         if (streq(name, ".") || streq(name, "..") || strchr(name, '/'))
                 return -EINVAL;
         return fs_path_join(p->path, name, ret);
+}
+
+/* ---- the name sets of directories (Inode.names) ---- */
+
+/* The parent directory's inode of path and the last component; NULL when not in the table. */
+static Inode *parent_of_locked(Fs *fs, const char *path, const char **ret_name) {
+        const char *slash = strrchr(path, '/');
+        _cleanup_free_ char *dir = NULL;
+        Inode *p;
+
+        *ret_name = slash ? slash + 1 : path;
+        dir = strndup(path, slash ? (size_t)(slash - path) : 0);
+        if (!dir)
+                return NULL;
+        p = inode_table_find(fs->inodes, dir);
+        return p && p->is_dir ? p : NULL;
+}
+
+/* The share folds the case of non-ASCII letters its own way, the hashes only ASCII: names with
+ * other bytes are always asked for. */
+static bool name_is_ascii(const char *name) {
+        for (const char *p = name; *p; p++)
+                if ((unsigned char)*p >= 0x80)
+                        return false;
+        return true;
+}
+
+/* Records that path exists (or not) on the share, or will once uploaded, in its parent's set. */
+static void names_note_locked(Fs *fs, const char *path, bool exists) {
+        const char *name;
+        Inode *p = parent_of_locked(fs, path, &name);
+
+        if (!p)
+                return;
+        if (exists)
+                inode_names_add(p, name);
+        else
+                inode_names_remove(p, name);
+}
+
+void fs_confirm_parents_locked(Fs *fs, const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+        int64_t until = fs_now() + (int64_t)(fs->o->dir_timeout * 1e9);
+        char *slash;
+
+        while (p && (slash = strrchr(p, '/'))) {
+                Inode *d;
+                *slash = '\0';
+                d = inode_table_find(fs->inodes, p);
+                if (d && d->is_dir && !d->unlinked)
+                        d->entry_until_ns = MAX(d->entry_until_ns, until);
+        }
+}
+
+/* Starts (or renews) a complete set for d: the names of a listing are added by the caller,
+ * then those of children created here and not on the share yet, which no listing shows. A set
+ * still complete keeps its names: a name it holds that is gone only costs a request, while one
+ * added here during the listing and missing from it would be a wrong ENOENT. Trusted for
+ * dir_timeout. */
+static void names_reset_locked(Fs *fs, Inode *d) {
+        if (!d->names_complete) {
+                inode_names_clear(d);
+                d->names_complete = true;
+        }
+        d->names_until_ns = fs_now() + (int64_t)(fs->o->dir_timeout * 1e9);
+}
+
+static void names_add_pending_locked(Fs *fs, Inode *d) {
+        for (Inode *x = fs->state_list; x && d->names_complete; x = x->state_next) {
+                const char *name;
+                if (x->create_pending && !x->unlinked && parent_of_locked(fs, x->path, &name) == d)
+                        inode_names_add(d, name);
+        }
+}
+
+/* Whether a lookup of name in d can be answered ENOENT without asking the share: 1 yes, 0 no,
+ * -ESTALE when d's set is complete but too old (a listing renews it). */
+static int names_absent_locked(Fs *fs, Inode *d, const char *name) {
+        if (!d->names_complete || !name_is_ascii(name) || inode_names_has(d, name))
+                return 0;
+        return d->names_until_ns > fs_now() ? 1 : -ESTALE;
 }
 
 /* ---- generic call context ---- */
@@ -463,6 +553,7 @@ static void reply_entry_from(Call *c, const RestResult *r, bool is_dir) {
         if (k >= 0) {
                 apply_props_locked(fs, i, r->props);
                 fill_entry_locked(fs, i, &e);
+                names_note_locked(fs, c->path, true);
         }
         fs_unlock(fs);
         reply_entry_or_err(c, k, &e);
@@ -477,6 +568,8 @@ static void reply_negative(Call *c) {
         i = inode_table_find(fs->inodes, c->path);
         if (i && !fs_inode_is_authoritative(i))
                 inode_table_detach(fs->inodes, i);
+        if (!i || !fs_inode_is_authoritative(i))
+                names_note_locked(fs, c->path, false);
         fs_unlock(fs);
         fuse_reply_entry(c->req, &e);
         call_free(c);
@@ -532,12 +625,53 @@ static void lookup_dir_done(RestResult *r, void *userdata) {
         call_free(c);
 }
 
+static void lookup_ask_share(Call *c, bool known_dir) {
+        RestOp op = {
+                .type = known_dir ? REST_OP_GET_DIRECTORY_PROPERTIES : REST_OP_GET_FILE_PROPERTIES,
+                .path = c->path};
+        submit_or_fail(c, &op, known_dir ? lookup_dir_done : lookup_file_done);
+}
+
+/* A listing of the parent (c->path2) renewed for a lookup of c->path: the name is answered
+ * from the renewed set, or asked for when it is in it. */
+static void lookup_list_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        RestListPage *page = r->page;
+        const char *name;
+        Inode *d;
+        int absent = 0;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "List Directory", c->path2, 0);
+        d = get_inode_locked(fs, c->ino);
+        if (d && d->is_dir && streq(d->path, c->path2)) {
+                if (r->error == 0 && page && !page->next_marker &&
+                    page->n_entries <= FS_DIR_NAMES_MAX) {
+                        names_reset_locked(fs, d);
+                        for (size_t k = 0; k < page->n_entries; k++)
+                                inode_names_add(d, page->entries[k].name);
+                        names_add_pending_locked(fs, d);
+                        name = strrchr(c->path, '/');
+                        name = name ? name + 1 : c->path;
+                        absent = names_absent_locked(fs, d, name) > 0 &&
+                                 !inode_table_find(fs->inodes, c->path);
+                } else if (r->error == 0)
+                        inode_names_clear(d); /* too large to keep */
+        }
+        fs_unlock(fs);
+        if (absent)
+                return reply_negative(c);
+        lookup_ask_share(c, false);
+}
+
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
         Fs *fs = fs_of(req);
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *path = NULL, *dir_path = NULL;
         struct fuse_entry_param e;
-        bool known_dir = false;
-        Inode *i;
+        bool known_dir = false, known = false;
+        int absent = 0;
+        Inode *i, *p;
         Call *c;
         int r;
 
@@ -551,10 +685,22 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
                         return;
                 }
                 known_dir = i->is_dir;
+                known = true;
+        }
+        /* A name missing from a directory this mount created or listed within dir_timeout. */
+        if (r >= 0 && !known && (p = get_inode_locked(fs, parent))) {
+                absent = names_absent_locked(fs, p, name);
+                if (absent == -ESTALE && !(dir_path = strdup(p->path)))
+                        absent = 0;
         }
         fs_unlock(fs);
         if (r < 0) {
                 fuse_reply_err(req, -r);
+                return;
+        }
+        if (absent > 0) {
+                e = (struct fuse_entry_param){.ino = 0, .entry_timeout = 0};
+                fuse_reply_entry(req, &e);
                 return;
         }
         c = call_new(fs, req, parent, TAKE_PTR(path));
@@ -562,10 +708,16 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        RestOp op = {
-                .type = known_dir ? REST_OP_GET_DIRECTORY_PROPERTIES : REST_OP_GET_FILE_PROPERTIES,
-                .path = c->path};
-        submit_or_fail(c, &op, known_dir ? lookup_dir_done : lookup_file_done);
+        if (absent == -ESTALE) {
+                /* One listing renews the set for every lookup in the next dir_timeout. */
+                c->path2 = TAKE_PTR(dir_path);
+                RestOp op = {
+                        .type = REST_OP_LIST_DIRECTORY,
+                        .path = c->path2,
+                        .max_results = FS_DIR_NAMES_MAX};
+                return submit_or_fail(c, &op, lookup_list_done);
+        }
+        lookup_ask_share(c, known_dir);
 }
 
 static void fs_op_forget_one(Fs *fs, fuse_ino_t ino, uint64_t n) {
@@ -600,6 +752,7 @@ static void getattr_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
         struct stat st;
+        double timeout = 0;
         Inode *i;
         int err = r->error;
 
@@ -611,6 +764,7 @@ static void getattr_done(RestResult *r, void *userdata) {
         else if (err == 0) {
                 apply_props_locked(fs, i, r->props);
                 fs_fill_stat_locked(fs, i, &st);
+                timeout = kernel_attr_timeout(fs, i);
         } else if (is_unreachable(r)) {
                 err = 0; /* the last known attributes */
                 fs_fill_stat_locked(fs, i, &st);
@@ -620,7 +774,7 @@ static void getattr_done(RestResult *r, void *userdata) {
         if (err < 0)
                 fuse_reply_err(c->req, -err);
         else
-                fuse_reply_attr(c->req, &st, 0);
+                fuse_reply_attr(c->req, &st, timeout);
         call_free(c);
 }
 
@@ -643,9 +797,10 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
          * asks the share once. */
         if (i->ino == FS_ROOT_INO || i->unlinked || fs_inode_is_authoritative(i) ||
             (i->attr_until_ns > fs_now() && i->perm_known)) {
+                double timeout = kernel_attr_timeout(fs, i);
                 fs_fill_stat_locked(fs, i, &st);
                 fs_unlock(fs);
-                fuse_reply_attr(req, &st, 0);
+                fuse_reply_attr(req, &st, timeout);
                 return;
         }
         path = strdup(i->path);
@@ -755,6 +910,17 @@ static void setattr_next(Call *c) {
                         op.size = (uint64_t)c->attr.st_size;
                         return submit_or_fail(c, &op, setattr_done);
                 }
+                if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE) &&
+                    i->create_pending && !i->uploading) {
+                        /* Not on the share yet: Create File carries the mode (and the hint). */
+                        i->perm = c->attr.st_mode & 07777;
+                        i->perm_known = true;
+                        i->ctime_ns = realtime_ns();
+                        fs_sidecar_note_locked(fs, i);
+                        fs_unlock(fs);
+                        c->step = SETATTR_STEP_HINT; /* the loop goes on to the times */
+                        continue;
+                }
                 if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) {
                         char mode[16];
                         RestMetadata md = {.name = (char *)"mode", .value = mode};
@@ -801,15 +967,18 @@ static void setattr_next(Call *c) {
                 fuse_reply_err(c->req, -r);
                 return call_free(c);
         }
+        double timeout = 0;
         fs_lock(fs);
         i = get_inode_locked(fs, c->ino);
-        if (i)
+        if (i) {
                 fs_fill_stat_locked(fs, i, &st);
+                timeout = kernel_attr_timeout(fs, i);
+        }
         fs_unlock(fs);
         if (!i)
                 fuse_reply_err(c->req, ESTALE);
         else
-                fuse_reply_attr(c->req, &st, 0);
+                fuse_reply_attr(c->req, &st, timeout);
         call_free(c);
 }
 
@@ -897,6 +1066,10 @@ static void mkdir_done(RestResult *r, void *userdata) {
                 i->perm_known = true;
                 if (!i->mtime_ns)
                         i->mtime_ns = i->ctime_ns = realtime_ns();
+                /* Made just now: empty, as far as this mount knows for dir_timeout. */
+                inode_names_clear(i);
+                names_reset_locked(fs, i);
+                names_note_locked(fs, c->path, true);
                 fill_entry_locked(fs, i, &e);
         }
         fs_unlock(fs);
@@ -919,45 +1092,43 @@ static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
         submit_or_fail(c, &op, mkdir_done);
 }
 
-static void create_done(RestResult *r, void *userdata) {
-        Call *c = userdata;
+/* The file is made in the cache only; the upload at close (or fsync, or write-back) creates it
+ * on the share with its size, mode and times, in one Create File before its Put Ranges. The
+ * kernel asks create only for a name its lookup found missing. */
+static void create_local(Call *c, struct fuse_file_info *fi) {
         Fs *fs = c->fs;
         struct fuse_entry_param e;
-        struct fuse_file_info fi = {.flags = c->flags};
         Inode *i = NULL, *old;
-        int err = r->error;
+        int err;
 
         fs_lock(fs);
-        fs_note_result_locked(fs, r, "Create File", c->path, 0);
-        if (err == 0) {
-                old = inode_table_find(fs->inodes, c->path);
-                if (old) {
-                        /* Create File replaced what was there: a new file. */
-                        fs_discard_dirty_locked(fs, old);
-                        inode_table_detach(fs->inodes, old);
-                }
-                err = inode_for_path_locked(fs, c->path, false, &i);
+        old = inode_table_find(fs->inodes, c->path);
+        if (old) {
+                fs_discard_dirty_locked(fs, old);
+                inode_table_detach(fs->inodes, old);
         }
+        err = inode_for_path_locked(fs, c->path, false, &i);
         if (err == 0)
                 err = fs_cache_attach_locked(fs, i);
         if (err == 0) {
-                apply_props_locked(fs, i, r->props);
+                fs_cache_reset_locked(fs, i, 0, "");
                 i->perm = c->mode & 07777;
                 i->perm_known = true;
-                i->size = 0;
-                if (!i->mtime_ns)
-                        i->mtime_ns = i->ctime_ns = realtime_ns();
-                fs_cache_reset_locked(fs, i, 0, r->props->etag);
+                i->mtime_ns = i->ctime_ns = i->btime_ns = realtime_ns();
+                i->etag[0] = '\0';
+                i->create_pending = true;
+                i->dirty_since_ns = fs_now();
+                fs_sidecar_note_locked(fs, i);
+                names_note_locked(fs, c->path, true);
                 i->open_count++;
                 i->refs++;
                 fill_entry_locked(fs, i, &e);
-                fi.fh = i->ino;
+                fi->fh = i->ino;
         }
         fs_unlock(fs);
         if (err < 0)
                 fuse_reply_err(c->req, -err);
-        else if (fuse_reply_create(c->req, &e, &fi) < 0) {
-                /* The open was interrupted: the kernel will not release it. */
+        else if (fuse_reply_create(c->req, &e, fi) < 0) {
                 fs_lock(fs);
                 i = get_inode_locked(fs, e.ino);
                 if (i) {
@@ -975,8 +1146,6 @@ static void fs_op_create(
         const char *name,
         mode_t mode,
         struct fuse_file_info *fi) {
-        char buf[16];
-        RestMetadata md;
         Call *c;
 
         if (!S_ISREG(mode)) {
@@ -986,18 +1155,7 @@ static void fs_op_create(
         c = child_call_new(req, parent, name, mode);
         if (!c)
                 return;
-        c->flags = fi->flags;
-        make_metadata(c->mode, buf, &md);
-        RestOp op = {
-                .type = REST_OP_CREATE_FILE,
-                .path = c->path,
-                .set_size = true,
-                .size = 0,
-                .metadata = &md,
-                .n_metadata = 1};
-        if (mode_needs_hint(c->fs, c->mode))
-                op.smb.attributes = REST_ATTR_ARCHIVE | MODE_HINT_ATTRIBUTE;
-        submit_or_fail(c, &op, create_done);
+        create_local(c, fi);
 }
 
 /* ---- unlink, rmdir ---- */
@@ -1016,10 +1174,18 @@ static void remove_done(RestResult *r, void *userdata) {
                         fs_discard_dirty_locked(fs, i);
                         inode_table_detach(fs->inodes, i);
                 }
+                names_note_locked(fs, c->path, false);
         }
         fs_unlock(fs);
         fuse_reply_err(c->req, -r->error);
         call_free(c);
+}
+
+static bool has_pending_below_locked(Fs *fs, const char *dir) {
+        for (Inode *x = fs->state_list; x; x = x->state_next)
+                if (x->create_pending && !x->unlinked && fs_path_has_prefix(x->path, dir, false))
+                        return true;
+        return false;
 }
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
@@ -1033,6 +1199,18 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
         r = child_path_locked(fs, parent, name, &path);
         if (r >= 0 && (i = inode_table_find(fs->inodes, path)) && i->is_dir != is_dir)
                 r = is_dir ? -ENOTDIR : -EISDIR;
+        else if (r >= 0 && is_dir && has_pending_below_locked(fs, path))
+                r = -ENOTEMPTY; /* files created here, not on the share yet */
+        else if (r >= 0 && i && i->create_pending && !i->uploading) {
+                /* Never reached the share: nothing to delete there. */
+                fs_discard_dirty_locked(fs, i);
+                inode_table_detach(fs->inodes, i);
+                names_note_locked(fs, path, false);
+                fs_unlock(fs);
+                free(path);
+                fuse_reply_err(req, 0);
+                return;
+        }
         fs_unlock(fs);
         if (r < 0) {
                 free(path);
@@ -1068,6 +1246,10 @@ static void rename_done(RestResult *r, void *userdata) {
 
         fs_lock(fs);
         fs_note_result_locked(fs, r, "Rename", c->path2, -EEXIST);
+        if (err == 0) {
+                names_note_locked(fs, c->path2, false);
+                names_note_locked(fs, c->path, true);
+        }
         if (err == 0 && (i = inode_table_find(fs->inodes, c->path2))) {
                 err = inode_table_rename(fs->inodes, i, c->path, &displaced);
                 if (displaced)
@@ -1088,6 +1270,53 @@ static void rename_done(RestResult *r, void *userdata) {
         call_free(c);
 }
 
+/* A file not on the share yet (src, at from) renamed to to, here only. */
+static int rename_local_locked(Fs *fs, Inode *src, const char *from, const char *to) {
+        Inode *displaced = NULL;
+        int r = inode_table_rename(fs->inodes, src, to, &displaced);
+
+        if (r < 0)
+                return r;
+        if (displaced)
+                fs_discard_dirty_locked(fs, displaced);
+        names_note_locked(fs, from, false);
+        names_note_locked(fs, to, true);
+        src->ctime_ns = realtime_ns();
+        fs_sidecar_note_locked(fs, src);
+        return 0;
+}
+
+/* The file a rename of a file not on the share yet replaces was deleted on the share (c->path:
+ * the destination, c->path2: the source): the rename itself is made here. */
+static void rename_replaced_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        Fs *fs = c->fs;
+        int err = r->error == -ENOENT ? 0 : r->error;
+        Inode *src;
+
+        fs_lock(fs);
+        fs_note_result_locked(fs, r, "Delete File", c->path, -ENOENT);
+        if (err == 0) {
+                src = inode_table_find(fs->inodes, c->path2);
+                if (!src)
+                        err = -ENOENT;
+                else if (!src->create_pending || src->uploading) {
+                        /* Its upload started meanwhile: the share renames it. */
+                        fs_unlock(fs);
+                        RestOp op = {
+                                .type = REST_OP_RENAME,
+                                .path = c->path,
+                                .source_path = c->path2,
+                                .replace_if_exists = true};
+                        return submit_or_fail(c, &op, rename_done);
+                } else
+                        err = rename_local_locked(fs, src, c->path2, c->path);
+        }
+        fs_unlock(fs);
+        fuse_reply_err(c->req, -err);
+        call_free(c);
+}
+
 static void fs_op_rename(
         fuse_req_t req,
         fuse_ino_t parent,
@@ -1098,7 +1327,7 @@ static void fs_op_rename(
         Fs *fs = fs_of(req);
         char *from = NULL, *to = NULL;
         Inode *src = NULL, *dst = NULL;
-        bool is_dir = false;
+        bool is_dir = false, delete_first = false;
         Call *c;
         int r;
 
@@ -1121,8 +1350,20 @@ static void fs_op_rename(
                 else if (src && src->is_dir && fs_path_has_prefix(to, from, false))
                         r = -EINVAL;
         }
+        if (r >= 0 && src && src->create_pending && !src->uploading && !streq(from, to)) {
+                /* Not on the share yet: renamed here; the upload creates it under the new
+                 * name. A file it replaces that is on the share is deleted there first. */
+                delete_first = dst && dst != src && !dst->create_pending;
+                if ((flags & RENAME_NOREPLACE) && dst && dst != src)
+                        r = -EEXIST;
+                else if (!delete_first) {
+                        r = rename_local_locked(fs, src, from, to);
+                        if (r >= 0)
+                                r = 1; /* done */
+                }
+        }
         fs_unlock(fs);
-        if (r >= 0 && streq(from, to)) {
+        if (r > 0 || (r >= 0 && streq(from, to))) {
                 free(from);
                 free(to);
                 fuse_reply_err(req, 0);
@@ -1142,6 +1383,10 @@ static void fs_op_rename(
                 return;
         }
         c->path2 = from;
+        if (delete_first) {
+                RestOp op = {.type = REST_OP_DELETE_FILE, .path = to};
+                return submit_or_fail(c, &op, rename_replaced_done);
+        }
         RestOp op = {
                 .type = REST_OP_RENAME,
                 .path = to,
@@ -1381,6 +1626,80 @@ static void dir_serve(DirHandle *d, fuse_req_t req, size_t size, off_t off, bool
         fuse_reply_buf(req, buf, used);
 }
 
+static int dir_entries_grow(DirHandle *d) {
+        size_t na;
+        DirEntry *ne;
+
+        if (d->n >= FS_DIR_ENTRIES_MAX)
+                return -E2BIG;
+        if (d->n < d->alloc)
+                return 0;
+        na = d->alloc ? d->alloc * 2 : 256;
+        ne = realloc(d->entries, na * sizeof(*ne));
+        if (!ne)
+                return -ENOMEM;
+        d->entries = ne;
+        d->alloc = na;
+        return 0;
+}
+
+/* The whole listing is in: files created here and not on the share yet join it, and it renews
+ * the directory's name set. */
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static int dir_complete_listing(DirHandle *d) {
+        _cleanup_free_ uint64_t *listed = NULL;
+        size_t n_listed = d->n;
+        Fs *fs = d->fs;
+        Inode *dir;
+        int r = 0;
+
+        /* The listed names, to tell which files created here are not in the listing. */
+        listed = malloc(MAX(n_listed, (size_t)1) * sizeof(*listed));
+        if (!listed)
+                return -ENOMEM;
+        for (size_t k = 0; k < n_listed; k++)
+                listed[k] = fs_path_hash(d->entries[k].name);
+        qsort(listed, n_listed, sizeof(*listed), cmp_u64);
+        fs_lock(fs);
+        dir = get_inode_locked(fs, d->ino);
+        if (!dir || !dir->is_dir) {
+                fs_unlock(fs);
+                return 0;
+        }
+        for (Inode *x = fs->state_list; x && r >= 0; x = x->state_next) {
+                const char *name;
+                uint64_t h;
+                char *copy;
+
+                if (!x->create_pending || x->unlinked ||
+                    parent_of_locked(fs, x->path, &name) != dir)
+                        continue;
+                /* Listed when a file of that name is on the share already (it replaces it), or
+                 * when its Create File reached the share while the listing ran. */
+                h = fs_path_hash(name);
+                if (bsearch(&h, listed, n_listed, sizeof(*listed), cmp_u64))
+                        continue;
+                r = dir_entries_grow(d);
+                if (r < 0 || !(copy = strdup(name))) {
+                        r = r < 0 ? r : -ENOMEM;
+                        break;
+                }
+                d->entries[d->n++] = (DirEntry){.name = copy, .is_dir = false};
+        }
+        if (r >= 0 && d->n <= FS_DIR_NAMES_MAX) {
+                names_reset_locked(fs, dir);
+                for (size_t k = 0; k < d->n; k++)
+                        inode_names_add(dir, d->entries[k].name);
+        } else if (r >= 0)
+                inode_names_clear(dir);
+        fs_unlock(fs);
+        return r;
+}
+
 static void list_page_done(RestResult *r, void *userdata) {
         DirHandle *d = userdata;
         Fs *fs = d->fs;
@@ -1394,20 +1713,9 @@ static void list_page_done(RestResult *r, void *userdata) {
         if (err == 0 && page) {
                 for (size_t k = 0; k < page->n_entries && err == 0; k++) {
                         RestListEntry *e = &page->entries[k];
-                        if (d->n >= FS_DIR_ENTRIES_MAX) {
-                                err = -E2BIG;
+                        err = dir_entries_grow(d);
+                        if (err < 0)
                                 break;
-                        }
-                        if (d->n == d->alloc) {
-                                size_t na = d->alloc ? d->alloc * 2 : 256;
-                                DirEntry *ne = realloc(d->entries, na * sizeof(*ne));
-                                if (!ne) {
-                                        err = -ENOMEM;
-                                        break;
-                                }
-                                d->entries = ne;
-                                d->alloc = na;
-                        }
                         d->entries[d->n] =
                                 (DirEntry){.name = e->name, .is_dir = e->is_directory, .e = *e};
                         d->entries[d->n].e.name = NULL;
@@ -1429,6 +1737,8 @@ static void list_page_done(RestResult *r, void *userdata) {
                                 return;
                 }
         }
+        if (err == 0)
+                err = dir_complete_listing(d);
         d->listing = false;
         if (err < 0) {
                 dir_handle_clear(d);

@@ -114,7 +114,7 @@ struct RestCall {
         char *source_path;
         char *marker, *prefix;
         unsigned max_results;
-        bool is_directory, set_size, replace_if_exists;
+        bool is_directory, set_size, replace_if_exists, preserve_last_write;
         uint64_t size, offset, length, fd_offset;
         int fd;
         void *data;
@@ -478,6 +478,9 @@ static int call_add_op_headers(RestCall *call, HttpRequest *req) {
         case REST_OP_PUT_RANGE:
                 if ((r = add_range_header(req, call->offset, call->length)) < 0 ||
                     (r = http_request_add_header(req, "x-ms-write", "update")) < 0)
+                        return r;
+                if (call->preserve_last_write &&
+                    (r = http_request_add_header(req, "x-ms-file-last-write-time", "preserve")) < 0)
                         return r;
                 if (call->data)
                         return http_request_set_body(req, call->data, call->length);
@@ -1010,6 +1013,7 @@ static int call_new(RestClient *rc, const RestOp *op, RestCall **ret) {
         call->is_directory = op->is_directory;
         call->set_size = op->set_size;
         call->replace_if_exists = op->replace_if_exists;
+        call->preserve_last_write = op->preserve_last_write;
         call->size = op->size;
         call->offset = op->offset;
         call->length = op->length;

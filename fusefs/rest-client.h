@@ -127,6 +127,8 @@ typedef struct RestOp {
         int fd;
         uint64_t fd_offset;
         const void *data;
+        /* PUT_RANGE: keep the file's last-write time (x-ms-file-last-write-time: preserve) */
+        bool preserve_last_write;
         /* CREATE_*, SET_FILE_PROPERTIES */
         RestSmbProps smb;
         /* CREATE_*, SET_METADATA (replaces all metadata) */
