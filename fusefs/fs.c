@@ -524,6 +524,9 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
         conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
         conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
         conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+        /* Close-to-open is decided at open (keep_cache); an open file keeps what it read. With
+         * auto_inval_data the kernel would ask getattr before every read() of a cached page. */
+        conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
         conn->max_write = 1024 * 1024;
         conn->max_readahead = 1024 * 1024;
         (void)fs;
