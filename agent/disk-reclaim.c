@@ -2,6 +2,7 @@
 #include "disk-reclaim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +115,9 @@ void disk_tmp_cleanup_child_run(const void *arg, int out_fd) {
         size_t len = strlen(a->line);
         int p[2];
 
-        /* The line is far below a pipe's capacity: the write cannot block. */
-        if (len > DISK_TMPFILES_LINE_MAX || pipe2(p, 0) < 0)
+        /* The line is far below a pipe's capacity: the write cannot block. The dup2() onto
+         * standard input below clears O_CLOEXEC there. */
+        if (len > DISK_TMPFILES_LINE_MAX || pipe2(p, O_CLOEXEC) < 0)
                 _exit(126);
         if (write(p[1], a->line, len) != (ssize_t)len)
                 _exit(126);
