@@ -848,8 +848,13 @@ step_poweroff() {
         # What the agent did on the way down (its own messages, RECIPE gotcha 11), for the log.
         local j
         j=$(journalctl -D "$root/var/log/journal" -b -u poolagent.service -o cat --no-pager 2>/dev/null) || true
+        local flushed
+        flushed=$(grep -E '^Final flush before stopping' <<<"$j" | tail -1) || true
         j=$(grep -E 'Shutdown drain|Drain \(.*(started|finished)|stopping' <<<"$j" | tail -4) || true
         [ -n "$j" ] && printf '    %s\n' "${j//$'\n'/$'\n'    }"
+        # The stop path's own flush (a shutdown that bypassed logind would rely on it) must work.
+        [[ $flushed == 'Final flush before stopping: 0 dirty bytes'* ]] ||
+                fail "the agent's final flush on stop did not confirm 0 dirty bytes: ${flushed:-no such message}"
 }
 
 # The mount step runs when the azfilesfs package holds the driver; E2E_MOUNT=0 skips it.
