@@ -940,14 +940,18 @@ static void upload_finish_later(void *userdata, bool cancelled) {
         FinishLater *f = userdata;
         Fs *fs = f->fs;
         FsWaiter *replies = NULL;
+        FsRetry *retries = NULL;
         Inode *i;
 
         fs_lock(fs);
         i = inode_table_get(fs->inodes, f->ino);
         if (i && i->uploading && i->upload_pending == 0)
                 upload_finish_locked(fs, i, &replies);
+        if (i)
+                retries = fs_create_waiters_take_locked(i);
         fs_unlock(fs);
         upload_done_reply(fs, NULL, replies);
+        fs_create_waiters_run(retries);
         free(f);
 }
 
@@ -1047,6 +1051,38 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                 r = upload_ranges_locked(fs, i);
         if (r < 0)
                 upload_fail_locked(fs, i, r);
+}
+
+bool fs_create_in_flight(const Inode *i) {
+        return i && i->create_pending && i->uploading;
+}
+
+int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata) {
+        FsRetry *r = calloc(1, sizeof(*r)), **tail = &i->create_waiters;
+
+        if (!r)
+                return -ENOMEM;
+        r->fn = fn;
+        r->userdata = userdata;
+        while (*tail)
+                tail = &(*tail)->next;
+        *tail = r;
+        return 0;
+}
+
+FsRetry *fs_create_waiters_take_locked(Inode *i) {
+        if (fs_create_in_flight(i))
+                return NULL;
+        return TAKE_PTR(i->create_waiters);
+}
+
+void fs_create_waiters_run(FsRetry *list) {
+        while (list) {
+                FsRetry *r = list;
+                list = r->next;
+                r->fn(r->userdata);
+                free(r);
+        }
 }
 
 /* Starts queued uploads while there is room. */
@@ -1185,6 +1221,7 @@ static void upload_done(RestResult *r, void *userdata) {
         Fs *fs = c->fs;
         FsWaiter *replies = NULL, *cap = NULL;
         FsFlushAll *flushed = NULL;
+        FsRetry *retries = NULL;
         int cap_err = 0;
         Inode *i;
 
@@ -1256,6 +1293,8 @@ static void upload_done(RestResult *r, void *userdata) {
                 }
         }
 out:
+        if (i)
+                retries = fs_create_waiters_take_locked(i);
         if (fs->flush_all)
                 flush_all_check_locked(fs, &flushed);
         if (fs->cap_waiters && (!over_cap_locked(fs) || fs->last_upload_error < 0)) {
@@ -1270,6 +1309,7 @@ out:
         free(c);
         upload_done_reply(fs, NULL, replies);
         reply_flush_all(flushed, 0);
+        fs_create_waiters_run(retries);
         while (cap) {
                 FsWaiter *w = cap;
                 cap = w->next;

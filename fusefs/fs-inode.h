@@ -14,6 +14,7 @@
 
 #define FS_ROOT_INO UINT64_C(1)
 
+typedef struct FsRetry FsRetry;
 typedef struct FsWaiter FsWaiter;
 typedef struct Inode Inode;
 
@@ -75,6 +76,10 @@ struct Inode {
         int64_t last_used_ns;
         uint64_t next_seq_off; /* for readahead */
         FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */
+        /* Renames, unlinks and chmods of this file (or onto it) that arrived while its Create
+         * File was in flight (create_pending && uploading): the share may not have the file yet.
+         * Run again, in order, once that is no longer so. */
+        FsRetry *create_waiters;
 
         /* Upload (loop thread). */
         bool uploading;

@@ -41,6 +41,14 @@ struct FsWaiter {
         char *data; /* WRITE: a copy of the caller's bytes */
 };
 
+/* A metadata operation queued on Inode.create_waiters: fn(userdata) runs it again, on the I/O
+ * thread, without the lock; it replies to its request (or queues itself again). */
+struct FsRetry {
+        FsRetry *next;
+        void (*fn)(void *userdata);
+        void *userdata;
+};
+
 /* A setxattr user.azfilesfs.flush waiting for every dirty byte to reach the share. */
 typedef struct FsFlushAll {
         struct FsFlushAll *next;
@@ -131,6 +139,15 @@ void fs_sidecar_update_locked(Fs *fs, Inode *i);
  * crash of azfilesfs, not necessarily one of the machine. */
 void fs_sidecar_note_locked(Fs *fs, Inode *i);
 void fs_upload_start_locked(Fs *fs, Inode *i);
+/* Whether i is a file whose first upload's Create File is in flight: the share may not have it
+ * yet, so a request about it there must wait (fs_create_wait_locked). */
+bool fs_create_in_flight(const Inode *i);
+/* Queues fn(userdata) on i->create_waiters. -ENOMEM. */
+int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata);
+/* The create_waiters of i once its Create File is no longer in flight (else NULL), to be run
+ * with fs_create_waiters_run() after the lock is dropped. */
+FsRetry *fs_create_waiters_take_locked(Inode *i);
+void fs_create_waiters_run(FsRetry *list);
 void fs_upload_all_locked(Fs *fs);
 int fs_recover(Fs *fs);
 uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);

@@ -320,7 +320,7 @@ static Inode *get_inode_locked(Fs *fs, fuse_ino_t ino) {
 
 static void maybe_free_locked(Fs *fs, Inode *i) {
         if (i->nlookup > 0 || i->refs > 0 || i->ino == FS_ROOT_INO || i->uploading ||
-            i->upload_queued || fs_inode_is_dirty(i))
+            i->upload_queued || i->create_waiters || fs_inode_is_dirty(i))
                 return;
         if (i->cache_fd >= 0)
                 fs_cache_drop_locked(fs, i);
@@ -478,6 +478,7 @@ typedef struct Call {
         Fs *fs;
         fuse_req_t req;
         uint64_t ino;
+        uint64_t ino2; /* a rename queued by op_retry_queue_locked(): newparent */
         char *path;
         char *path2;
         int step;
@@ -513,6 +514,37 @@ static void submit_or_fail(Call *c, const RestOp *op, RestDoneFn cb) {
                 fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
                 call_free(c);
         }
+}
+
+/* Queues a rename or unlink (fn) on i->create_waiters with its FUSE arguments, copied into a
+ * Call (the kernel's die when the op returns): ino, path: parent, name; ino2, path2: newparent,
+ * newname. -ENOMEM. */
+static int op_retry_queue_locked(
+        Fs *fs,
+        Inode *i,
+        void (*fn)(void *userdata),
+        fuse_req_t req,
+        fuse_ino_t parent,
+        const char *name,
+        fuse_ino_t newparent,
+        const char *newname,
+        unsigned flags) {
+        char *n = strdup(name);
+        Call *c = n ? call_new(fs, req, parent, n) : NULL;
+        int r = -ENOMEM;
+
+        if (!c) {
+                free(n);
+                return -ENOMEM;
+        }
+        c->ino2 = newparent;
+        c->flags = (int)flags;
+        c->path2 = newname ? strdup(newname) : NULL;
+        if (!newname || c->path2)
+                r = fs_create_wait_locked(i, fn, c);
+        if (r < 0)
+                call_free(c);
+        return r;
 }
 
 /* ---- init/destroy ---- */
@@ -869,6 +901,10 @@ static void setattr_done(RestResult *r, void *userdata) {
         setattr_next(c);
 }
 
+static void setattr_retry(void *userdata) {
+        setattr_next(userdata);
+}
+
 static void setattr_next(Call *c) {
         Fs *fs = c->fs;
         struct stat st;
@@ -912,6 +948,16 @@ static void setattr_next(Call *c) {
                         op.set_size = true;
                         op.size = (uint64_t)c->attr.st_size;
                         return submit_or_fail(c, &op, setattr_done);
+                }
+                if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE) &&
+                    fs_create_in_flight(i)) {
+                        /* The share may not have it yet: again once its Create File is answered
+                         * (then the share's mode is set, or this one goes into the next try). */
+                        r = fs_create_wait_locked(i, setattr_retry, c);
+                        fs_unlock(fs);
+                        if (r < 0)
+                                break;
+                        return;
                 }
                 if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE) &&
                     i->create_pending && !i->uploading) {
@@ -1191,6 +1237,14 @@ static bool has_pending_below_locked(Fs *fs, const char *dir) {
         return false;
 }
 
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir);
+
+static void unlink_retry(void *userdata) {
+        Call *c = userdata;
+        remove_entry(c->req, c->ino, c->path, false);
+        call_free(c);
+}
+
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
         Fs *fs = fs_of(req);
         char *path = NULL;
@@ -1204,7 +1258,16 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 r = is_dir ? -ENOTDIR : -EISDIR;
         else if (r >= 0 && is_dir && has_pending_below_locked(fs, path))
                 r = -ENOTEMPTY; /* files created here, not on the share yet */
-        else if (r >= 0 && i && i->create_pending && !i->uploading) {
+        else if (r >= 0 && fs_create_in_flight(i)) {
+                /* Its Create File may not have reached the share: once it is answered, the
+                 * file is deleted there (or here, when it failed). */
+                r = op_retry_queue_locked(fs, i, unlink_retry, req, parent, name, 0, NULL, 0);
+                fs_unlock(fs);
+                free(path);
+                if (r < 0)
+                        fuse_reply_err(req, -r);
+                return;
+        } else if (r >= 0 && i && i->create_pending && !i->uploading) {
                 /* Never reached the share: nothing to delete there. */
                 fs_discard_dirty_locked(fs, i);
                 inode_table_detach(fs->inodes, i);
@@ -1289,22 +1352,42 @@ static int rename_local_locked(Fs *fs, Inode *src, const char *from, const char 
         return 0;
 }
 
+static void rename_replaced_next(Call *c, int err);
+
+static void rename_replaced_retry(void *userdata) {
+        rename_replaced_next(userdata, 0);
+}
+
 /* The file a rename of a file not on the share yet replaces was deleted on the share (c->path:
  * the destination, c->path2: the source): the rename itself is made here. */
 static void rename_replaced_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
-        int err = r->error == -ENOENT ? 0 : r->error;
-        Inode *src;
 
         fs_lock(fs);
         fs_note_result_locked(fs, r, "Delete File", c->path, -ENOENT);
+        fs_unlock(fs);
+        rename_replaced_next(c, r->error == -ENOENT ? 0 : r->error);
+}
+
+static void rename_replaced_next(Call *c, int err) {
+        Fs *fs = c->fs;
+        Inode *src;
+
+        fs_lock(fs);
         if (err == 0) {
                 src = inode_table_find(fs->inodes, c->path2);
                 if (!src)
                         err = -ENOENT;
-                else if (!src->create_pending || src->uploading) {
-                        /* Its upload started meanwhile: the share renames it. */
+                else if (fs_create_in_flight(src)) {
+                        /* Its upload started meanwhile and may not have created it yet. */
+                        err = fs_create_wait_locked(src, rename_replaced_retry, c);
+                        if (err >= 0) {
+                                fs_unlock(fs);
+                                return;
+                        }
+                } else if (!src->create_pending) {
+                        /* Its upload created it meanwhile: the share renames it. */
                         fs_unlock(fs);
                         RestOp op = {
                                 .type = REST_OP_RENAME,
@@ -1319,6 +1402,8 @@ static void rename_replaced_done(RestResult *r, void *userdata) {
         fuse_reply_err(c->req, -err);
         call_free(c);
 }
+
+static void rename_retry(void *userdata);
 
 static void fs_op_rename(
         fuse_req_t req,
@@ -1352,6 +1437,19 @@ static void fs_op_rename(
                         r = -ENOTDIR;
                 else if (src && src->is_dir && fs_path_has_prefix(to, from, false))
                         r = -EINVAL;
+        }
+        if (r >= 0 && !streq(from, to) && (fs_create_in_flight(src) || fs_create_in_flight(dst))) {
+                /* The share may not have it yet (or the Create File of the file it replaces may
+                 * land after the rename): again once that Create File is answered. */
+                r = op_retry_queue_locked(
+                        fs, fs_create_in_flight(src) ? src : dst, rename_retry, req, parent, name,
+                        newparent, newname, flags);
+                fs_unlock(fs);
+                free(from);
+                free(to);
+                if (r < 0)
+                        fuse_reply_err(req, -r);
+                return;
         }
         if (r >= 0 && src && src->create_pending && !src->uploading && !streq(from, to)) {
                 /* Not on the share yet: renamed here; the upload creates it under the new
@@ -1398,6 +1496,12 @@ static void fs_op_rename(
                 .replace_if_exists =
                         !(flags & RENAME_NOREPLACE) && strcasecmp(from, to) != 0 && !is_dir};
         submit_or_fail(c, &op, rename_done);
+}
+
+static void rename_retry(void *userdata) {
+        Call *c = userdata;
+        fs_op_rename(c->req, c->ino, c->path, c->ino2, c->path2, (unsigned)c->flags);
+        call_free(c);
 }
 
 /* ---- unsupported ---- */

@@ -25,6 +25,8 @@
  *                  (modes right); a small file's cost
  *   auth           the same share through a SAS token and a managed identity (IMDS token)
  *   cli            refused credentials files (mode, missing), unknown options, --help, --version
+ *   create_in_flight  rename, chmod, unlink of a new file (and rename of its directory) while
+ *                  its first upload's Create File is in flight: all succeed, the share is right
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -657,6 +659,72 @@ START_TEST(test_caps) {
 }
 END_TEST
 
+/* Blocks until the emulator has received more than above requests of op (bounded). */
+static void wait_counter_above(const char *op, uint64_t above) {
+        for (unsigned k = 0; k < 20000; k++) {
+                if (counter(op) > above)
+                        return;
+                (void)usleep(1000); /* polling interval; the condition is the counter */
+        }
+        ck_abort_msg("no %s arrived within 20 s", op);
+}
+
+/* Closes a new file in write-back mode and waits until its upload's Create File (made slow) has
+ * reached the share and is still being answered. */
+static void create_in_flight(const char *rel, const char *data) {
+        uint64_t before = counter("CreateFile");
+
+        write_file(P(mnt, rel), data);
+        wait_counter_above("CreateFile", before);
+}
+
+/* rename, chmod, unlink and a rename of the parent directory of a new file while its first
+ * upload's Create File is in flight (an editor's save: write a temporary file, rename it over the
+ * old one): each succeeds, and after a flush the share holds exactly the right names, bytes and
+ * modes, no leftover under the old name. */
+START_TEST(test_create_in_flight) {
+        struct stat st;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=0.05");
+        ck_assert_int_eq(mkdir(P(mnt, "d"), 0755), 0);
+        write_file(P(mnt, "saved.txt"), "old");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=CreateFile:latency=1500ms"), 0);
+
+        create_in_flight(".saved.txt.tmp", "new content");
+        ck_assert_msg(rename(P(mnt, ".saved.txt.tmp"), P(mnt, "saved.txt")) == 0, "rename: %m");
+        create_in_flight("fresh.tmp", "fresh");
+        ck_assert_msg(rename(P(mnt, "fresh.tmp"), P(mnt, "fresh.txt")) == 0, "rename: %m");
+        create_in_flight("mode.txt", "mode");
+        ck_assert_msg(chmod(P(mnt, "mode.txt"), 0600) == 0, "chmod: %m");
+        create_in_flight("gone.txt", "gone");
+        ck_assert_msg(unlink(P(mnt, "gone.txt")) == 0, "unlink: %m");
+        create_in_flight("d/f.txt", "in d");
+        ck_assert_msg(rename(P(mnt, "d"), P(mnt, "d2")) == 0, "rename dir: %m");
+
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("saved.txt", "new content");
+        check_share_absent(".saved.txt.tmp");
+        check_share("fresh.txt", "fresh");
+        check_share_absent("fresh.tmp");
+        check_share("mode.txt", "mode");
+        check_share_absent("gone.txt");
+        check_share("d2/f.txt", "in d");
+        check_share_absent("d/f.txt");
+        ck_assert_str_eq(read_file(P(mnt, "saved.txt")), "new content");
+        ck_assert_int_eq(errno_of(stat(P(mnt, "gone.txt"), &st)), ENOENT);
+        /* the mode is the share's: it survives a remount */
+        remount(mnt);
+        ck_assert_int_eq(stat(P(mnt, "mode.txt"), &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(errno_of(stat(P(mnt, "gone.txt"), &st)), ENOENT);
+        ck_assert_int_eq(errno_of(stat(P(mnt, ".saved.txt.tmp"), &st)), ENOENT);
+        ck_assert_str_eq(read_file(P(mnt, "d2/f.txt")), "in d");
+}
+END_TEST
+
 /* Disk blocks of every file below path (the cache directory), in bytes. */
 static uint64_t tree_bytes(const char *path) {
         DIR *d = opendir(path);
@@ -1044,7 +1112,7 @@ int main(void) {
                 {"requests", test_requests}, {"caps", test_caps},
                 {"reclaim", test_reclaim},   {"offline", test_offline},
                 {"crash", test_crash},       {"auth", test_auth},
-                {"cli", test_cli},
+                {"cli", test_cli},           {"create_in_flight", test_create_in_flight},
         };
 
         if (pre != 0)
