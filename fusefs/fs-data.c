@@ -1057,6 +1057,10 @@ bool fs_create_in_flight(const Inode *i) {
         return i && i->create_pending && i->uploading;
 }
 
+bool fs_upload_in_flight(const Inode *i) {
+        return i && i->uploading;
+}
+
 int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata) {
         FsRetry *r = calloc(1, sizeof(*r)), **tail = &i->create_waiters;
 
@@ -1071,7 +1075,7 @@ int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata) 
 }
 
 FsRetry *fs_create_waiters_take_locked(Inode *i) {
-        if (fs_create_in_flight(i))
+        if (fs_upload_in_flight(i))
                 return NULL;
         return TAKE_PTR(i->create_waiters);
 }

@@ -77,8 +77,9 @@ struct Inode {
         uint64_t next_seq_off; /* for readahead */
         FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */
         /* Renames, unlinks and chmods of this file (or onto it) that arrived while its Create
-         * File was in flight (create_pending && uploading): the share may not have the file yet.
-         * Run again, in order, once that is no longer so. */
+         * File was in flight (create_pending && uploading): the share may not have the file yet;
+         * renames and unlinks that arrived while an upload round ran (its Put Ranges could land
+         * after them). Run again, in order, once no upload round runs. */
         FsRetry *create_waiters;
 
         /* Upload (loop thread). */

@@ -142,9 +142,13 @@ void fs_upload_start_locked(Fs *fs, Inode *i);
 /* Whether i is a file whose first upload's Create File is in flight: the share may not have it
  * yet, so a request about it there must wait (fs_create_wait_locked). */
 bool fs_create_in_flight(const Inode *i);
+/* Whether an upload round of i is running (its Put Ranges may be in flight): a rename onto or
+ * of it, or a Delete File of it, sent now could be overtaken by them (they would write the old
+ * bytes into the file renamed there, or fail). Such a request waits too (fs_create_wait_locked). */
+bool fs_upload_in_flight(const Inode *i);
 /* Queues fn(userdata) on i->create_waiters. -ENOMEM. */
 int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata);
-/* The create_waiters of i once its Create File is no longer in flight (else NULL), to be run
+/* The create_waiters of i once no upload round of it runs (else NULL), to be run
  * with fs_create_waiters_run() after the lock is dropped. */
 FsRetry *fs_create_waiters_take_locked(Inode *i);
 void fs_create_waiters_run(FsRetry *list);

@@ -1258,9 +1258,10 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 r = is_dir ? -ENOTDIR : -EISDIR;
         else if (r >= 0 && is_dir && has_pending_below_locked(fs, path))
                 r = -ENOTEMPTY; /* files created here, not on the share yet */
-        else if (r >= 0 && fs_create_in_flight(i)) {
-                /* Its Create File may not have reached the share: once it is answered, the
-                 * file is deleted there (or here, when it failed). */
+        else if (r >= 0 && fs_upload_in_flight(i)) {
+                /* Its Create File may not have reached the share, or its Put Ranges could land
+                 * after the Delete File: once the upload round ends, the file is deleted there
+                 * (or here, when it never got there). */
                 r = op_retry_queue_locked(fs, i, unlink_retry, req, parent, name, 0, NULL, 0);
                 fs_unlock(fs);
                 free(path);
@@ -1438,11 +1439,12 @@ static void fs_op_rename(
                 else if (src && src->is_dir && fs_path_has_prefix(to, from, false))
                         r = -EINVAL;
         }
-        if (r >= 0 && !streq(from, to) && (fs_create_in_flight(src) || fs_create_in_flight(dst))) {
-                /* The share may not have it yet (or the Create File of the file it replaces may
-                 * land after the rename): again once that Create File is answered. */
+        if (r >= 0 && !streq(from, to) && (fs_upload_in_flight(src) || fs_upload_in_flight(dst))) {
+                /* The share may not have it yet, or the Create File or Put Ranges of the file it
+                 * replaces could land after the rename (and write their bytes into the renamed
+                 * file): again once that upload round ends. */
                 r = op_retry_queue_locked(
-                        fs, fs_create_in_flight(src) ? src : dst, rename_retry, req, parent, name,
+                        fs, fs_upload_in_flight(src) ? src : dst, rename_retry, req, parent, name,
                         newparent, newname, flags);
                 fs_unlock(fs);
                 free(from);

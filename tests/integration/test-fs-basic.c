@@ -27,6 +27,8 @@
  *   cli            refused credentials files (mode, missing), unknown options, --help, --version
  *   create_in_flight  rename, chmod, unlink of a new file (and rename of its directory) while
  *                  its first upload's Create File is in flight: all succeed, the share is right
+ *   rename_over_upload  rename of a file over one (and unlink of one) whose upload's Put Range
+ *                  is in flight: the late Put Range does not write into the renamed file
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -725,6 +727,62 @@ START_TEST(test_create_in_flight) {
 }
 END_TEST
 
+/* Rewrites a file on the share in write-back mode and waits until its upload's Put Range (made
+ * slow) has reached the share and is still being answered. */
+static void put_range_in_flight(const char *rel, const char *data) {
+        uint64_t before = counter("PutRange");
+
+        write_file(P(mnt, rel), data);
+        wait_counter_above("PutRange", before);
+}
+
+/* An editor's save over a file whose previous save is still being uploaded (write-back mode):
+ * the temporary file renamed over it, on the share already or not yet, and an unlink of such a
+ * file. The old file's late Put Range must not land in the renamed file: after a flush the
+ * share holds exactly the new bytes, nothing under the temporary names, nothing dirty. */
+START_TEST(test_rename_over_upload) {
+        static const char new1[] = "ZZZZZZZZZZ new content, longer than the old";
+        static const char new2[] = "second save, also longer than the old one";
+        struct stat st;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=0.05");
+        write_file(P(mnt, "b.txt"), "original b");
+        write_file(P(mnt, "c.txt"), "original c");
+        write_file(P(mnt, "g.txt"), "original g");
+        write_file(P(mnt, ".b.txt.tmp"), new1);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:latency=1500ms"), 0);
+
+        /* the temporary file on the share already */
+        put_range_in_flight("b.txt", "YYYYYYYY");
+        ck_assert_msg(rename(P(mnt, ".b.txt.tmp"), P(mnt, "b.txt")) == 0, "rename: %m");
+        /* the temporary file not on the share yet */
+        put_range_in_flight("c.txt", "XXXXXXXX");
+        write_file(P(mnt, ".c.txt.tmp"), new2);
+        ck_assert_msg(rename(P(mnt, ".c.txt.tmp"), P(mnt, "c.txt")) == 0, "rename: %m");
+        /* unlink */
+        put_range_in_flight("g.txt", "WWWWWWWW");
+        ck_assert_msg(unlink(P(mnt, "g.txt")) == 0, "unlink: %m");
+
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("b.txt", new1);
+        check_share_absent(".b.txt.tmp");
+        check_share("c.txt", new2);
+        check_share_absent(".c.txt.tmp");
+        check_share_absent("g.txt");
+        ck_assert_str_eq(read_file(P(mnt, "b.txt")), new1);
+        ck_assert_str_eq(read_file(P(mnt, "c.txt")), new2);
+        /* after a remount */
+        remount(mnt);
+        ck_assert_str_eq(read_file(P(mnt, "b.txt")), new1);
+        ck_assert_str_eq(read_file(P(mnt, "c.txt")), new2);
+        ck_assert_int_eq(errno_of(stat(P(mnt, "g.txt"), &st)), ENOENT);
+        ck_assert_int_eq(errno_of(stat(P(mnt, ".b.txt.tmp"), &st)), ENOENT);
+}
+END_TEST
+
 /* Disk blocks of every file below path (the cache directory), in bytes. */
 static uint64_t tree_bytes(const char *path) {
         DIR *d = opendir(path);
@@ -1105,14 +1163,23 @@ int main(void) {
                 const char *name;
                 const TTest *test;
         } cases[] = {
-                {"ops", test_ops},           {"unsupported", test_unsupported},
-                {"names", test_names},       {"case", test_case},
-                {"remount", test_remount},   {"close_to_open", test_close_to_open},
-                {"flush", test_flush},       {"failures", test_failures},
-                {"requests", test_requests}, {"caps", test_caps},
-                {"reclaim", test_reclaim},   {"offline", test_offline},
-                {"crash", test_crash},       {"auth", test_auth},
-                {"cli", test_cli},           {"create_in_flight", test_create_in_flight},
+                {"ops", test_ops},
+                {"unsupported", test_unsupported},
+                {"names", test_names},
+                {"case", test_case},
+                {"remount", test_remount},
+                {"close_to_open", test_close_to_open},
+                {"flush", test_flush},
+                {"failures", test_failures},
+                {"requests", test_requests},
+                {"caps", test_caps},
+                {"reclaim", test_reclaim},
+                {"offline", test_offline},
+                {"crash", test_crash},
+                {"auth", test_auth},
+                {"cli", test_cli},
+                {"create_in_flight", test_create_in_flight},
+                {"rename_over_upload", test_rename_over_upload},
         };
 
         if (pre != 0)
