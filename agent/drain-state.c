@@ -99,11 +99,6 @@ drain_state_add_event(DrainState *s, const char *id, ScheduledEventType type, ui
 
 /* ---- parse ----------------------------------------------------------------------------------- */
 
-static void json_object_putp(json_object **o) {
-        if (*o)
-                (void)json_object_put(*o);
-}
-
 static int get_string(json_object *o, const char *key, bool optional, const char **ret) {
         json_object *v;
 

@@ -347,19 +347,6 @@ unsigned job_queue_drain(JobQueue *q, uint64_t now_usec) {
 
 /* ---- the file -------------------------------------------------------------------------------- */
 
-static void json_object_putp(json_object **o) {
-        if (*o)
-                (void)json_object_put(*o);
-}
-
-static int add(json_object *o, const char *key, json_object *v) {
-        if (!v || json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 static json_object *strv_json(char **l) {
         json_object *a = json_object_new_array();
 
@@ -377,12 +364,12 @@ int job_queue_format(const JobQueue *q, char **ret) {
         char *text;
         int r = 0;
 
-        if (!root || add(root, "jobs", jobs) < 0)
+        if (!root || json_add_owned(root, "jobs", jobs) < 0)
                 return -ENOMEM;
-        r |= add(root, "version", json_object_new_int(1));
-        r |= add(root, "boot_id", json_object_new_string(q->boot_id));
-        r |= add(root, "next_id", json_object_new_uint64(q->next_id));
-        r |= add(root, "accepting", json_object_new_boolean(q->accepting));
+        r |= json_add_owned(root, "version", json_object_new_int(1));
+        r |= json_add_owned(root, "boot_id", json_object_new_string(q->boot_id));
+        r |= json_add_owned(root, "next_id", json_object_new_uint64(q->next_id));
+        r |= json_add_owned(root, "accepting", json_object_new_boolean(q->accepting));
         for (size_t i = 0; r >= 0 && i < q->n_jobs; i++) {
                 const Job *j = q->jobs[i];
                 json_object *o = json_object_new_object();
@@ -391,25 +378,27 @@ int job_queue_format(const JobQueue *q, char **ret) {
                         json_object_put(o);
                         return -ENOMEM;
                 }
-                r |= add(o, "id", json_object_new_uint64(j->id));
-                r |= add(o, "name", json_object_new_string(j->name));
-                r |= add(o, "uid", json_object_new_int64(j->uid));
-                r |= add(o, "gid", json_object_new_int64(j->gid));
-                r |= add(o, "argv", strv_json(j->argv));
-                r |= add(o, "env", strv_json(j->env));
-                r |= add(o, "cwd", json_object_new_string(j->cwd));
-                r |= add(o, "cpus", json_object_new_int(j->cpus));
-                r |= add(o, "gpus", json_object_new_int(j->gpus));
-                r |= add(o, "state", json_object_new_string(job_state_to_string(j->state)));
-                r |= add(o, "gpu_mask", json_object_new_uint64(j->gpu_mask));
+                r |= json_add_owned(o, "id", json_object_new_uint64(j->id));
+                r |= json_add_owned(o, "name", json_object_new_string(j->name));
+                r |= json_add_owned(o, "uid", json_object_new_int64(j->uid));
+                r |= json_add_owned(o, "gid", json_object_new_int64(j->gid));
+                r |= json_add_owned(o, "argv", strv_json(j->argv));
+                r |= json_add_owned(o, "env", strv_json(j->env));
+                r |= json_add_owned(o, "cwd", json_object_new_string(j->cwd));
+                r |= json_add_owned(o, "cpus", json_object_new_int(j->cpus));
+                r |= json_add_owned(o, "gpus", json_object_new_int(j->gpus));
+                r |= json_add_owned(
+                        o, "state", json_object_new_string(job_state_to_string(j->state)));
+                r |= json_add_owned(o, "gpu_mask", json_object_new_uint64(j->gpu_mask));
                 if (j->unit)
-                        r |= add(o, "unit", json_object_new_string(j->unit));
+                        r |= json_add_owned(o, "unit", json_object_new_string(j->unit));
                 if (j->stop != JOB_STOP_NONE)
-                        r |= add(o, "stop", json_object_new_string(job_stop_to_string(j->stop)));
-                r |= add(o, "exit_status", json_object_new_int(j->exit_status));
-                r |= add(o, "submitted_usec", json_object_new_uint64(j->submitted_usec));
-                r |= add(o, "started_usec", json_object_new_uint64(j->started_usec));
-                r |= add(o, "ended_usec", json_object_new_uint64(j->ended_usec));
+                        r |= json_add_owned(
+                                o, "stop", json_object_new_string(job_stop_to_string(j->stop)));
+                r |= json_add_owned(o, "exit_status", json_object_new_int(j->exit_status));
+                r |= json_add_owned(o, "submitted_usec", json_object_new_uint64(j->submitted_usec));
+                r |= json_add_owned(o, "started_usec", json_object_new_uint64(j->started_usec));
+                r |= json_add_owned(o, "ended_usec", json_object_new_uint64(j->ended_usec));
         }
         if (r < 0)
                 return -ENOMEM;

@@ -31,6 +31,11 @@ json_object *json_parse_bounded(const char *text, size_t size, size_t max, int d
         return root;
 }
 
+void json_object_putp(json_object **o) {
+        if (*o)
+                (void)json_object_put(*o);
+}
+
 int json_add_owned(json_object *o, const char *key, json_object *v) {
         if (!v || json_object_object_add(o, key, v) < 0) {
                 json_object_put(v);

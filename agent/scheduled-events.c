@@ -40,11 +40,6 @@ ScheduledEventType scheduled_event_type_from_string(const char *s) {
 
 /* ---- parsing --------------------------------------------------------------------------------- */
 
-static void json_object_putp(json_object **o) {
-        if (*o)
-                (void)json_object_put(*o);
-}
-
 static const char *json_get_string(json_object *o, const char *key) {
         json_object *v;
 
