@@ -19,6 +19,7 @@
 #include <ini.h>
 
 #include "log.h"
+#include "strv.h"
 
 /* ---- error collection ---------------------------------------------------------------------- */
 
@@ -416,12 +417,6 @@ bool conf_valid_user_name(const char *s) {
                         all_digits = false;
         }
         return !all_digits;
-}
-
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
 }
 
 /* A list of words separated by seps, each accepted by valid(). */
@@ -1143,26 +1138,6 @@ static int read_text_file(const char *path, char **ret) {
         return 0;
 }
 
-static int strv_push(char ***l, const char *s) {
-        size_t n = 0;
-        char **p, *copy;
-
-        while (*l && (*l)[n])
-                n++;
-        copy = strdup(s);
-        if (!copy)
-                return -ENOMEM;
-        p = realloc(*l, (n + 2) * sizeof(char *));
-        if (!p) {
-                free(copy);
-                return -ENOMEM;
-        }
-        p[n] = copy;
-        p[n + 1] = NULL;
-        *l = p;
-        return 0;
-}
-
 static int config_load_file(Config *c, const char *path, bool required, ConfErrors *errors) {
         _cleanup_free_ char *text = NULL;
         int r;
@@ -1253,13 +1228,6 @@ int config_load(
 }
 
 /* ---- comparing ------------------------------------------------------------------------------ */
-
-static bool strv_equal(char **a, char **b) {
-        for (; *a && *b; a++, b++)
-                if (!streq(*a, *b))
-                        return false;
-        return !*a && !*b;
-}
 
 unsigned config_diff(const Config *a, const Config *b, ConfChangeCallback cb, void *userdata) {
         unsigned n = 0;

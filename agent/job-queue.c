@@ -10,6 +10,7 @@
 
 #include "json-util.h"
 #include "state-file.h"
+#include "strv.h"
 
 #define JOB_QUEUE_JSON_DEPTH 8
 
@@ -55,12 +56,6 @@ bool job_state_is_active(JobState s) {
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-}
-
 static Job *job_free(Job *j) {
         if (!j)
                 return NULL;
@@ -78,30 +73,12 @@ static bool string_ok(const char *s) {
         return s && strlen(s) < JOB_QUEUE_STRING_MAX;
 }
 
-/* A copy of l (at most max entries, each string_ok), or NULL (-EINVAL/-ENOMEM in *r). */
-static char **strv_copy(char *const *l, size_t max, int *r) {
-        size_t n = 0;
-        char **c;
-
-        while (l && l[n]) {
-                if (n >= max || !string_ok(l[n])) {
-                        *r = -EINVAL;
-                        return NULL;
-                }
-                n++;
-        }
-        c = calloc(n + 1, sizeof(char *));
-        if (!c) {
-                *r = -ENOMEM;
-                return NULL;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (!(c[i] = strdup(l[i]))) {
-                        strv_free(c);
-                        *r = -ENOMEM;
-                        return NULL;
-                }
-        return c;
+/* A copy of l (at most max entries, each string_ok): 0, -EINVAL, -ENOMEM. */
+static int copy_strings(char *const *l, size_t max, char ***ret) {
+        for (size_t n = 0; l && l[n]; n++)
+                if (n >= max || !string_ok(l[n]))
+                        return -EINVAL;
+        return strv_copy(l, max, ret);
 }
 
 int job_queue_new(unsigned slots_total, unsigned n_gpus, JobQueue **ret) {
@@ -195,11 +172,11 @@ int job_queue_submit(
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
-        j->argv = strv_copy(argv, JOB_QUEUE_ARGV_MAX, &r);
-        if (!j->argv)
+        r = copy_strings(argv, JOB_QUEUE_ARGV_MAX, &j->argv);
+        if (r < 0)
                 return r;
-        j->env = strv_copy(env, JOB_QUEUE_ENV_MAX, &r);
-        if (!j->env)
+        r = copy_strings(env, JOB_QUEUE_ENV_MAX, &j->env);
+        if (r < 0)
                 return r;
         j->cwd = strdup(cwd);
         j->name = strdup(name ? name : argv[0]);
@@ -347,17 +324,6 @@ unsigned job_queue_drain(JobQueue *q, uint64_t now_usec) {
 
 /* ---- the file -------------------------------------------------------------------------------- */
 
-static json_object *strv_json(char **l) {
-        json_object *a = json_object_new_array();
-
-        for (char **i = l; a && i && *i; i++)
-                if (json_object_array_add(a, json_object_new_string(*i)) < 0) {
-                        json_object_put(a);
-                        return NULL;
-                }
-        return a;
-}
-
 int job_queue_format(const JobQueue *q, char **ret) {
         _cleanup_(json_object_putp) json_object *root = json_object_new_object();
         json_object *jobs = json_object_new_array();
@@ -382,8 +348,8 @@ int job_queue_format(const JobQueue *q, char **ret) {
                 r |= json_add_owned(o, "name", json_object_new_string(j->name));
                 r |= json_add_owned(o, "uid", json_object_new_int64(j->uid));
                 r |= json_add_owned(o, "gid", json_object_new_int64(j->gid));
-                r |= json_add_owned(o, "argv", strv_json(j->argv));
-                r |= json_add_owned(o, "env", strv_json(j->env));
+                r |= json_add_owned(o, "argv", json_strv_new(j->argv));
+                r |= json_add_owned(o, "env", json_strv_new(j->env));
                 r |= json_add_owned(o, "cwd", json_object_new_string(j->cwd));
                 r |= json_add_owned(o, "cpus", json_object_new_int(j->cpus));
                 r |= json_add_owned(o, "gpus", json_object_new_int(j->gpus));

@@ -24,6 +24,7 @@
 #include "job-queue.h"
 #include "json-util.h"
 #include "log.h"
+#include "strv.h"
 #include "time-util.h"
 
 #define SYSTEMD_SERVICE "org.freedesktop.systemd1"
@@ -86,12 +87,6 @@ struct JobRunner {
 
 static uint64_t now_usec(void) {
         return (uint64_t)now_realtime_ns() / 1000;
-}
-
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
 }
 
 /* ---- pure parts ------------------------------------------------------------------------------ */

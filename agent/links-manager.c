@@ -22,6 +22,7 @@
 #include "log.h"
 #include "message-ids.h"
 #include "session-watch.h"
+#include "strv.h"
 #include "time-util.h"
 #include "user-links.h"
 #include "users.h"
@@ -126,39 +127,6 @@ struct LinksManager {
 
 static uint64_t realtime_usec(void) {
         return (uint64_t)now_realtime_ns() / 1000;
-}
-
-static void strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-}
-
-static size_t strv_length(char **l) {
-        size_t n = 0;
-
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-static bool strv_contains(char **l, const char *s) {
-        for (char **i = l; i && *i; i++)
-                if (streq(*i, s))
-                        return true;
-        return false;
-}
-
-static int strv_add(char ***l, const char *s) {
-        size_t n = strv_length(*l);
-        char **p = realloc(*l, (n + 2) * sizeof(char *));
-
-        if (!p)
-                return -ENOMEM;
-        *l = p;
-        p[n] = strdup(s);
-        p[n + 1] = NULL;
-        return p[n] ? 0 : -ENOMEM;
 }
 
 static void links_entry_done(LinksEntry *e) {
@@ -702,7 +670,7 @@ static int links_watch_add(
         }
         if (strv_contains(w->names, name))
                 return 0;
-        r = strv_add(&w->names, name);
+        r = strv_push(&w->names, name);
         if (r < 0)
                 return r;
         return strv_contains(w->old_names, name) ? 0 : 1;
