@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,33 +22,23 @@
 #include <check.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "macro.h"
-#include "time-util.h"
 
 #define WAIT_MS 20000
-#define OUTPUT_MAX (256 * 1024)
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
 
 static char *tmp;           /* temporary directory, mode 0755 so that nobody can reach the socket */
 static char conf_path[512]; /* tmp/poolagent.conf */
-static char dropin_dir[512];  /* tmp/conf.d */
-static char socket_path[512]; /* tmp/run/control.sock */
-static char log_path[512];    /* the agent's stderr */
-static int notify_fd = -EBADF;
+static char dropin_dir[512];                /* tmp/conf.d */
+static char socket_path[512];               /* tmp/run/control.sock */
+static char log_path[512];                  /* the agent's stderr */
+static AgentNotify notify = {.fd = -EBADF}; /* tmp/notify, the agent's NOTIFY_SOCKET */
 static pid_t agent_pid;
-static char last_status[1024]; /* last STATUS= from the agent */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-static void write_file(const char *path, const char *text) {
-        FILE *f = fopen(path, "we");
-
-        ck_assert_msg(f != NULL, "fopen %s: %m", path);
-        ck_assert_int_ge(fputs(text, f), 0);
-        ck_assert_int_eq(fclose(f), 0);
-}
 
 static void write_conf(const char *extra_agent, const char *extra) {
         char text[4096];
@@ -60,71 +49,29 @@ static void write_conf(const char *extra_agent, const char *extra) {
                 /* Never this machine's metadata service (a CI runner may be an Azure VM). */
                 "MetadataEndpoint=http://127.0.0.1:9\n%s\n%s\n[Drain]\nScheduledEvents=no\n",
                 socket_path, tmp, extra_agent ? extra_agent : "", extra ? extra : "");
-        write_file(conf_path, text);
+        agent_harness_write_file(conf_path, text);
 }
 
 static void write_dropin(const char *name, const char *text) {
         char path[600];
 
         (void)snprintf(path, sizeof(path), "%s/%s", dropin_dir, name);
-        write_file(path, text);
-}
-
-static int64_t left_ms(int64_t deadline) {
-        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
-        return l < 0 ? 0 : l;
+        agent_harness_write_file(path, text);
 }
 
 /* Reads notifications until one has the line want; bounded. Remembers STATUS=. */
 static void wait_notify(const char *want) {
-        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
-
-        for (;;) {
-                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
-                char buf[4096];
-                bool found = false;
-                ssize_t n;
-                int k;
-
-                k = poll(&p, 1, (int)left_ms(deadline));
-                ck_assert_msg(k > 0, "no '%s' from poolagentd within %d ms", want, WAIT_MS);
-                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n < 0 && errno == EAGAIN)
-                        continue;
-                ck_assert_int_gt(n, 0);
-                buf[n] = '\0';
-                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
-                        end = strchr(line, '\n');
-                        if (end)
-                                *end = '\0';
-                        if (strncmp(line, "STATUS=", 7) == 0)
-                                (void)snprintf(last_status, sizeof(last_status), "%s", line + 7);
-                        if (streq(line, want))
-                                found = true;
-                }
-                if (found)
-                        return;
-        }
+        agent_notify_wait(&notify, want);
 }
 
 static pid_t spawn_agent(const char *log) {
-        pid_t pid = fork();
-
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                char notify[600];
-                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                /* Never outlive a test that failed before its teardown. */
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
-                        _exit(127);
-                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir",
-                      dropin_dir, (char *)NULL);
-                _exit(127);
-        }
-        return pid;
+        return poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = conf_path,
+                .config_dir = dropin_dir,
+                .log = log,
+                .notify_socket = notify.path,
+        });
 }
 
 /* Runs poolctl (as nobody with the given group setup when setpriv_groups is not NULL) and returns
@@ -135,82 +82,25 @@ poolctl(const char *setpriv_regid,
         const char *const *args,
         char **ret_out,
         char **ret_err) {
-        int out[2], err[2];
-        char *bufs[2];
-        size_t lens[2] = {0, 0};
-        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
-        int status;
-        pid_t pid;
+        char regid[64], groups[128];
+        const char *setpriv[] = {"--reuid=65534", regid, groups, NULL};
 
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[32];
-                size_t n = 0;
-                char regid[64], groups[128];
-
-                if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(127);
-                if (setpriv_regid) {
-                        (void)snprintf(regid, sizeof(regid), "--regid=%s", setpriv_regid);
-                        argv[n++] = "setpriv";
-                        argv[n++] = "--reuid=65534";
-                        argv[n++] = regid;
-                        if (setpriv_groups) {
-                                (void)snprintf(
-                                        groups, sizeof(groups), "--groups=%s", setpriv_groups);
-                                argv[n++] = groups;
-                        } else
-                                argv[n++] = "--clear-groups";
-                }
-                argv[n++] = poolctl_path;
-                argv[n++] = "--socket";
-                argv[n++] = socket_path;
-                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execvp(argv[0], (char *const *)argv);
-                _exit(127);
+        if (setpriv_regid) {
+                (void)snprintf(regid, sizeof(regid), "--regid=%s", setpriv_regid);
+                if (setpriv_groups)
+                        (void)snprintf(groups, sizeof(groups), "--groups=%s", setpriv_groups);
+                else
+                        (void)snprintf(groups, sizeof(groups), "--clear-groups");
         }
-        (void)close(out[1]);
-        (void)close(err[1]);
-        bufs[0] = calloc(1, OUTPUT_MAX + 1);
-        bufs[1] = calloc(1, OUTPUT_MAX + 1);
-        ck_assert(bufs[0] && bufs[1]);
-        for (int open_fds = 2; open_fds > 0;) {
-                struct pollfd p[2] = {
-                        {.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}};
-                int k = poll(p, 2, (int)left_ms(deadline));
-                ck_assert_msg(k > 0, "poolctl did not finish within %d ms", WAIT_MS);
-                for (int i = 0; i < 2; i++) {
-                        ssize_t n;
-                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-                                continue;
-                        n = read(p[i].fd, bufs[i] + lens[i], OUTPUT_MAX - lens[i]);
-                        if (n <= 0) {
-                                (void)close(i == 0 ? out[0] : err[0]);
-                                if (i == 0)
-                                        out[0] = -1;
-                                else
-                                        err[0] = -1;
-                                open_fds--;
-                        } else
-                                lens[i] += (size_t)n;
-                }
-        }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        if (ret_out)
-                *ret_out = bufs[0];
-        else
-                free(bufs[0]);
-        if (ret_err)
-                *ret_err = bufs[1];
-        else
-                free(bufs[1]);
-        return WEXITSTATUS(status);
+        return poolctl_run(
+                &(const AgentPoolctl){
+                        .poolctl = poolctl_path,
+                        .socket = socket_path,
+                        .setpriv = setpriv_regid ? setpriv : NULL,
+                        .capture_stderr = true,
+                        .wait_ms = WAIT_MS,
+                },
+                args, ret_out, ret_err, NULL);
 }
 
 /* poolctl --json status as root, parsed. */
@@ -240,12 +130,9 @@ static const char *jstr(json_object *o, const char *path1, const char *path2) {
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static void setup(void) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char notify_path[600];
 
-        tmp = strdup("/tmp/test-agent-control-XXXXXX");
-        ck_assert_ptr_nonnull(tmp);
-        ck_assert_ptr_nonnull(mkdtemp(tmp));
-        ck_assert_int_eq(chmod(tmp, 0755), 0);
+        tmp = agent_harness_mkdtemp("/tmp/test-agent-control-XXXXXX", 0755);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(dropin_dir, sizeof(dropin_dir), "%s/conf.d", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
@@ -253,37 +140,21 @@ static void setup(void) {
         ck_assert_int_eq(mkdir(dropin_dir, 0755), 0);
         write_conf(NULL, NULL);
 
-        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(notify_fd, 0);
-        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
-        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        (void)snprintf(notify_path, sizeof(notify_path), "%s/notify", tmp);
+        agent_notify_open(&notify, notify_path, WAIT_MS);
 
         agent_pid = spawn_agent(log_path);
         wait_notify("READY=1");
 }
 
 static void teardown(void) {
-        char cmd[600];
-        int status;
-
         if (agent_pid > 0) {
-                ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-                wait_notify("STOPPING=1");
-                ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                        (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
-                        (void)system(cmd);
-                }
-                ck_assert_msg(
-                        WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                        "poolagentd exited with status 0x%x", status);
+                poolagentd_stop(&agent_pid, log_path, &notify);
                 /* A clean stop removes the socket. */
                 ck_assert_int_eq(access(socket_path, F_OK), -1);
         }
-        notify_fd = safe_close(notify_fd);
-        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-        ck_assert_int_eq(system(cmd), 0);
-        free(tmp);
+        agent_notify_close(&notify);
+        agent_harness_rm_rf(&tmp);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -292,7 +163,7 @@ START_TEST(test_status_human_and_json) {
         _cleanup_free_ char *out = NULL, *err = NULL;
         json_object *s;
 
-        ck_assert_msg(strstr(last_status, "Running"), "STATUS=%s", last_status);
+        ck_assert_msg(strstr(notify.status, "Running"), "STATUS=%s", notify.status);
 
         ck_assert_int_eq(poolctl(NULL, NULL, (const char *const[]){"status", NULL}, &out, &err), 0);
         ck_assert_msg(strstr(out, "poolagentd " PROJECT_VERSION ": running"), "%s", out);
@@ -373,7 +244,7 @@ START_TEST(test_reload_sighup_changed_value) {
                 2);
         ck_assert_str_eq(jstr(s, "workspace", "mount_point"), "/srv/workspace"); /* still in use */
         json_object_put(s);
-        ck_assert_msg(strstr(last_status, "restart needed"), "STATUS=%s", last_status);
+        ck_assert_msg(strstr(notify.status, "restart needed"), "STATUS=%s", notify.status);
 
         /* Back to the value in use: no restart needed any more. */
         write_dropin("50-admins.conf", "[Agent]\nAdminGroup=nogroup\n");
@@ -395,7 +266,7 @@ START_TEST(test_reload_broken_file_keeps_old) {
         ck_assert_int_eq(kill(agent_pid, SIGHUP), 0);
         wait_notify("RELOADING=1");
         wait_notify("READY=1");
-        ck_assert_msg(strstr(last_status, "last reload FAILED"), "STATUS=%s", last_status);
+        ck_assert_msg(strstr(notify.status, "last reload FAILED"), "STATUS=%s", notify.status);
 
         s = status_json();
         ck_assert_str_eq(jstr(s, "config", "log_level"), "info"); /* the old configuration */
@@ -740,7 +611,7 @@ START_TEST(test_jobs_file_and_peers) {
         wait_notify("STOPPING=1");
         ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
         (void)snprintf(path, sizeof(path), "%s/state/jobs.json", tmp);
-        write_file(
+        agent_harness_write_file(
                 path,
                 "{\"version\":1,\"boot_id\":\"x\",\"next_id\":3,\"accepting\":true,\"jobs\":["
                 "{\"id\":1,\"name\":\"root-job\",\"uid\":0,\"gid\":0,\"argv\":[\"sleep\",\"1\"],\"env\":[],"
@@ -790,7 +661,7 @@ START_TEST(test_jobs_file_and_peers) {
         ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
         wait_notify("STOPPING=1");
         ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-        write_file(path, "{\"version\":1,\"jobs\":[{]}");
+        agent_harness_write_file(path, "{\"version\":1,\"jobs\":[{]}");
         agent_pid = spawn_agent(log_path);
         wait_notify("READY=1");
         o = poolctl_json(NULL, (const char *const[]){"--json", "jobs", NULL}, 0);
@@ -832,7 +703,7 @@ START_TEST(test_invalid_config_refuses_to_start) {
         /* A separate configuration, so the running agent is not involved. */
         (void)snprintf(log2, sizeof(log2), "%s/agent3.log", tmp);
         (void)snprintf(conf2, sizeof(conf2), "%s/bad.conf", tmp);
-        write_file(conf2, "[Agent]\nLogLevel=chatty\n");
+        agent_harness_write_file(conf2, "[Agent]\nLogLevel=chatty\n");
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {

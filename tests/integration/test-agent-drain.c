@@ -7,9 +7,7 @@
  * after another restart; poolctl drain / drain --cancel / flush. Every path is under a temporary
  * directory (nologin file, state, workspace). argv[1] poolagentd, argv[2] poolctl. No sleeps:
  * every wait is on the real condition, bounded. */
-#include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,9 +16,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -29,6 +25,7 @@
 #include <check.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "emu-harness.h"
 #include "fs-harness.h"
 #include "macro.h"
@@ -52,7 +49,7 @@ static pid_t agent_pid;
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static int64_t deadline_after_ms(int64_t ms) {
-        return now_monotonic_ns() + ms * 1000000;
+        return agent_harness_deadline(ms);
 }
 
 static bool before(int64_t deadline) {
@@ -106,71 +103,26 @@ static void write_conf(const char *drain_extra) {
 }
 
 static pid_t spawn_agent(void) {
-        pid_t pid = fork();
-
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
-                        _exit(127);
-                (void)unsetenv("NOTIFY_SOCKET");
-                if (path_env[0] && putenv(path_env) != 0)
-                        _exit(127);
-                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir",
-                      "/nonexistent", (char *)NULL);
-                _exit(127);
-        }
-        return pid;
+        return poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = conf_path,
+                .config_dir = "/nonexistent",
+                .log = log_path,
+                .notify_socket = NULL,
+                .env = (const char *const[]){path_env, NULL},
+        });
 }
 
-/* Runs poolctl as root; returns its exit status with stdout. */
+/* Runs poolctl as root; returns its exit status with stdout (its stderr is dropped). */
 static int poolctl(const char *const *args, char **ret_out) {
-        _cleanup_free_ char *out = calloc(1, OUTPUT_MAX + 1);
-        int64_t deadline = deadline_after_ms(WAIT_MS);
-        size_t len = 0;
-        int p[2], status;
-        pid_t pid;
-
-        ck_assert_ptr_nonnull(out);
-        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[16];
-                size_t n = 0;
-                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-                if (dup2(p[1], STDOUT_FILENO) < 0 || null < 0 || dup2(null, STDERR_FILENO) < 0)
-                        _exit(127);
-                argv[n++] = poolctl_path;
-                argv[n++] = "--socket";
-                argv[n++] = socket_path;
-                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        (void)close(p[1]);
-        for (;;) {
-                struct pollfd pf = {.fd = p[0], .events = POLLIN};
-                int64_t left = (deadline - now_monotonic_ns()) / 1000000;
-                ssize_t n;
-
-                ck_assert_msg(left > 0 && poll(&pf, 1, (int)left) > 0, "poolctl hangs");
-                n = read(p[0], out + len, OUTPUT_MAX - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        (void)close(p[0]);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        if (ret_out)
-                *ret_out = TAKE_PTR(out);
-        return WEXITSTATUS(status);
+        return poolctl_run(
+                &(const AgentPoolctl){
+                        .poolctl = poolctl_path,
+                        .socket = socket_path,
+                        .capture_stderr = true,
+                        .wait_ms = WAIT_MS,
+                },
+                args, ret_out, NULL, NULL);
 }
 
 /* poolctl --json status, or NULL while the agent does not answer yet. */
@@ -364,12 +316,9 @@ static void assert_drained_before_approval(json_object *d, json_object *approval
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static void setup_with(const char *const *emu_args) {
-        tmp = strdup("/tmp/test-agent-drain-XXXXXX");
-        ck_assert_ptr_nonnull(tmp);
-        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        tmp = agent_harness_mkdtemp("/tmp/test-agent-drain-XXXXXX", 0755);
         workspace_extra[0] = '\0';
         path_env[0] = '\0';
-        ck_assert_int_eq(chmod(tmp, 0755), 0);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
         (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
@@ -397,25 +346,9 @@ static void setup_faults(void) {
 }
 
 static void teardown(void) {
-        char cmd[600];
-        int status;
-
-        if (agent_pid > 0) {
-                ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-                ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                        (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
-                        (void)system(cmd);
-                }
-                ck_assert_msg(
-                        WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                        "poolagentd exited with status 0x%x", status);
-                agent_pid = 0;
-        }
+        poolagentd_stop(&agent_pid, log_path, NULL);
         emu = emu_instance_free(emu);
-        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-        ck_assert_int_eq(system(cmd), 0);
-        free(tmp);
+        agent_harness_rm_rf(&tmp);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */

@@ -15,32 +15,25 @@
  * deadline; time limits are generous upper bounds, never exact timings. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "emu-harness.h"
 #include "macro.h"
-#include "time-util.h"
 
 #define WAIT_MS 20000
 #define POOLCTL_PROMPT_MS 5000 /* every poolctl status answers within this, hung NVML or not */
-#define OUTPUT_MAX (512 * 1024)
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
@@ -51,19 +44,17 @@ static char conf_path[512];
 static char socket_path[512];
 static char log_path[512];
 static char scenario_path[512];
-static int notify_fd = -EBADF;
+static AgentNotify notify = {.fd = -EBADF}; /* tmp/notify, the agent's NOTIFY_SOCKET */
 static pid_t agent_pid;
-static char last_status[1024];
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static int64_t left_ms(int64_t deadline) {
-        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
-        return l < 0 ? 0 : l;
+        return agent_harness_left_ms(deadline);
 }
 
 static int64_t deadline_in_ms(int64_t ms) {
-        return now_monotonic_ns() + ms * 1000000;
+        return agent_harness_deadline(ms);
 }
 
 /* Written to a new file that is renamed over the old one: the fake never reads half a file. */
@@ -100,123 +91,37 @@ static void write_conf(const char *health, const char *agent, const char *librar
 /* Reads notifications until a line is want (exact_line) or the latest STATUS= contains want;
  * bounded. */
 static void wait_notify(const char *want, bool exact_line) {
-        int64_t deadline = deadline_in_ms(WAIT_MS);
-
-        if (!exact_line && strstr(last_status, want))
-                return;
-        for (;;) {
-                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
-                char buf[4096];
-                bool found = false;
-                ssize_t n;
-
-                ck_assert_msg(
-                        poll(&p, 1, (int)left_ms(deadline)) > 0,
-                        "no '%s' from poolagentd within %d ms (last STATUS=%s)", want, WAIT_MS,
-                        last_status);
-                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n < 0 && errno == EAGAIN)
-                        continue;
-                ck_assert_int_gt(n, 0);
-                buf[n] = '\0';
-                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
-                        end = strchr(line, '\n');
-                        if (end)
-                                *end = '\0';
-                        if (strncmp(line, "STATUS=", 7) == 0)
-                                (void)snprintf(last_status, sizeof(last_status), "%s", line + 7);
-                        if (exact_line ? streq(line, want)
-                                       : strncmp(line, "STATUS=", 7) == 0 && strstr(line, want))
-                                found = true;
-                }
-                if (found)
-                        return;
-        }
+        if (exact_line)
+                agent_notify_wait(&notify, want);
+        else
+                agent_notify_wait_status(&notify, want);
 }
 
 static void agent_start(void) {
-        agent_pid = fork();
-        ck_assert_int_ge(agent_pid, 0);
-        if (agent_pid == 0) {
-                char notify[600], scenario[600];
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        char scenario[600];
 
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
-                (void)snprintf(scenario, sizeof(scenario), "FAKE_NVML_SCENARIO=%s", scenario_path);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0 ||
-                    putenv(scenario) != 0)
-                        _exit(127);
-                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
-                      (char *)NULL);
-                _exit(127);
-        }
+        (void)snprintf(scenario, sizeof(scenario), "FAKE_NVML_SCENARIO=%s", scenario_path);
+        agent_pid = poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = conf_path,
+                .config_dir = "",
+                .log = log_path,
+                .notify_socket = notify.path,
+                .env = (const char *const[]){scenario, NULL},
+        });
         wait_notify("READY=1", true);
 }
 
 static void agent_stop(void) {
-        char cmd[600];
-        int status;
-
-        if (agent_pid <= 0)
-                return;
-        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-        agent_pid = 0;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
-                (void)system(cmd);
-        }
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "poolagentd exited with status 0x%x",
-                status);
+        poolagentd_stop(&agent_pid, log_path, NULL);
 }
 
 /* Runs poolctl with args; returns its exit status and stdout; *ret_ms: how long it took. */
 static int poolctl(const char *const *args, char **ret_out, int64_t *ret_ms) {
-        int64_t start = now_monotonic_ns(), deadline = deadline_in_ms(WAIT_MS);
-        char *buf = calloc(1, OUTPUT_MAX + 1);
-        size_t len = 0;
-        int out[2], status;
-        pid_t pid;
-
-        ck_assert_ptr_nonnull(buf);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[16];
-                size_t n = 0;
-
-                if (dup2(out[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                argv[n++] = poolctl_path;
-                argv[n++] = "--socket";
-                argv[n++] = socket_path;
-                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        (void)close(out[1]);
-        for (;;) {
-                struct pollfd p = {.fd = out[0], .events = POLLIN};
-                ssize_t n;
-
-                ck_assert_msg(poll(&p, 1, (int)left_ms(deadline)) > 0, "poolctl hangs");
-                n = read(out[0], buf + len, OUTPUT_MAX - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        (void)close(out[0]);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        if (ret_ms)
-                *ret_ms = (now_monotonic_ns() - start) / 1000000;
-        *ret_out = buf;
-        return WEXITSTATUS(status);
+        return poolctl_run(
+                &(const AgentPoolctl){
+                        .poolctl = poolctl_path, .socket = socket_path, .wait_ms = WAIT_MS},
+                args, ret_out, NULL, ret_ms);
 }
 
 /* poolctl --json status: the object key ("gpu", "jobs"); asserts that it answered promptly. */
@@ -424,31 +329,21 @@ static void expect_gpu_identity(json_object *c, int index) {
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static void setup(void) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char notify_path[600];
 
-        tmp = strdup("/tmp/test-agent-gpu-XXXXXX");
-        ck_assert_ptr_nonnull(tmp);
-        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        tmp = agent_harness_mkdtemp("/tmp/test-agent-gpu-XXXXXX", 0);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
         (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
         (void)snprintf(scenario_path, sizeof(scenario_path), "%s/scenario.ini", tmp);
-        last_status[0] = '\0';
-
-        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(notify_fd, 0);
-        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
-        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        (void)snprintf(notify_path, sizeof(notify_path), "%s/notify", tmp);
+        agent_notify_open(&notify, notify_path, WAIT_MS);
 }
 
 static void teardown(void) {
-        char cmd[600];
-
         agent_stop();
-        notify_fd = safe_close(notify_fd);
-        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-        ck_assert_int_eq(system(cmd), 0);
-        free(tmp);
+        agent_notify_close(&notify);
+        agent_harness_rm_rf(&tmp);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */

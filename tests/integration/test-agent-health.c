@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,7 +33,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,9 +40,9 @@
 #include <check.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "fs-harness.h"
 #include "macro.h"
-#include "time-util.h"
 
 #define WAIT_MS 30000
 #define OUTPUT_MAX (512 * 1024)
@@ -62,26 +60,17 @@ static char disk_root[512], disk_tmp[512], disk_scratch[512];
 static pid_t agent_pid, fs_pid;
 static EmuInstance *emu; /* the share and the azfilesfs mount of the reclaim test */
 static FsMount *azfilesfs;
-static int notify_fd = -EBADF;
+static AgentNotify notify = {.fd = -EBADF}; /* tmp/notify, the agent's NOTIFY_SOCKET */
 static int http_port;
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static int64_t deadline_in_ms(int64_t ms) {
-        return now_monotonic_ns() + ms * 1000000;
+        return agent_harness_deadline(ms);
 }
 
 static int left_ms(int64_t deadline) {
-        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
-        return l < 0 ? 0 : (int)l;
-}
-
-static void write_file(const char *path, const char *text) {
-        FILE *f = fopen(path, "we");
-
-        ck_assert_msg(f != NULL, "fopen %s: %m", path);
-        ck_assert_int_ge(fputs(text, f), 0);
-        ck_assert_int_eq(fclose(f), 0);
+        return (int)agent_harness_left_ms(deadline);
 }
 
 /* Writes size bytes of zeros to path (tmpfs: they take real pages). */
@@ -115,38 +104,7 @@ static void mount_tmpfs(const char *path, const char *options) {
 
 /* Runs argv, returns its exit status and stdout (bounded wait). */
 static int run(const char *const *argv, char **ret_out) {
-        int64_t deadline = deadline_in_ms(WAIT_MS);
-        char *buf = calloc(1, OUTPUT_MAX + 1);
-        size_t len = 0;
-        int out[2], status;
-        pid_t pid;
-
-        ck_assert_ptr_nonnull(buf);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                if (dup2(out[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        (void)close(out[1]);
-        for (;;) {
-                struct pollfd p = {.fd = out[0], .events = POLLIN};
-                ssize_t n;
-
-                ck_assert_msg(poll(&p, 1, left_ms(deadline)) > 0, "%s hangs", argv[0]);
-                n = read(out[0], buf + len, OUTPUT_MAX - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        (void)close(out[0]);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        *ret_out = buf;
-        return WEXITSTATUS(status);
+        return agent_command_run(argv, false, WAIT_MS, ret_out, NULL, NULL);
 }
 
 static int poolctl(const char *verb, bool json, char **ret_out) {
@@ -279,25 +237,6 @@ static int http_get(const char *path, char **ret_body) {
 
 /* ---- the agent ------------------------------------------------------------------------------ */
 
-/* Waits (bounded) for READY=1 on our notification socket. */
-static void wait_ready(void) {
-        int64_t deadline = deadline_in_ms(WAIT_MS);
-
-        for (;;) {
-                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
-                char buf[4096];
-                ssize_t n;
-
-                ck_assert_msg(poll(&p, 1, left_ms(deadline)) > 0, "poolagentd not ready");
-                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n <= 0)
-                        continue;
-                buf[n] = '\0';
-                if (strstr(buf, "READY=1"))
-                        return;
-        }
-}
-
 /* Starts the agent with the test's configuration; workspace (may be NULL) is more of the
  * [Workspace] section. */
 static void agent_start(const char *workspace) {
@@ -319,33 +258,18 @@ static void agent_start(const char *workspace) {
                 "MinFreeInodes=5%%\nWarnFreeInodes=10%%\n%s",
                 socket_path, tmp, ws, tmp, workspace ? workspace : "", UNHEALTHY_AFTER,
                 HEALTHY_AFTER, disk_root, disk_tmp, disk_scratch, health_extra);
-        write_file(conf_path, text);
+        agent_harness_write_file(conf_path, text);
 
-        agent_pid = fork();
-        ck_assert_int_ge(agent_pid, 0);
-        if (agent_pid == 0) {
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-                char notify[600];
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0)
-                        _exit(127);
-                /* Under AddressSanitizer freed memory is held in a quarantine (256 MiB by
-                 * default) and counts in VmRSS: keep it small so that the memory bound of the
-                 * connection storm measures the agent, not the sanitizer. */
-                if (getenv("ASAN_OPTIONS")) {
-                        static char asan[1024];
-                        (void)snprintf(
-                                asan, sizeof(asan), "ASAN_OPTIONS=%s:quarantine_size_mb=1",
-                                getenv("ASAN_OPTIONS"));
-                        (void)putenv(asan);
-                }
-                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
-                      (char *)NULL);
-                _exit(127);
-        }
-        wait_ready();
+        agent_pid = poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = conf_path,
+                .config_dir = "",
+                .log = log_path,
+                .notify_socket = notify.path,
+                .small_asan_quarantine = true,
+        });
+        /* READY=1 on our notification socket (bounded). */
+        agent_notify_wait(&notify, "READY=1");
         r = health_result(NULL);
         ck_assert_int_eq(sscanf(jstr(r, "http"), "127.0.0.1:%d", &http_port), 1);
         ck_assert_int_gt(http_port, 0);
@@ -353,34 +277,7 @@ static void agent_start(const char *workspace) {
 }
 
 static void agent_stop(void) {
-        int status;
-
-        if (agent_pid <= 0)
-                return;
-        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-        agent_pid = 0;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                char cmd[600];
-                (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
-                (void)system(cmd);
-        }
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "poolagentd status 0x%x", status);
-}
-
-static bool is_mounted(const char *path) {
-        char line[4096], needle[600];
-        FILE *f = fopen("/proc/self/mountinfo", "re");
-        bool found = false;
-
-        ck_assert_ptr_nonnull(f);
-        (void)snprintf(needle, sizeof(needle), " %s ", path);
-        while (fgets(line, sizeof(line), f))
-                if (strstr(line, needle))
-                        found = true;
-        (void)fclose(f);
-        return found;
+        poolagentd_stop(&agent_pid, log_path, NULL);
 }
 
 static void fs_start(const char *mode, bool stats) {
@@ -430,7 +327,7 @@ static void fs_stop(void) {
                 (void)waitpid(fs_pid, NULL, 0);
                 fs_pid = 0;
         }
-        while (is_mounted(ws))
+        while (agent_harness_is_mounted(ws))
                 if (umount2(ws, MNT_DETACH) < 0)
                         break;
 }
@@ -453,9 +350,11 @@ static long vm_rss_kib(pid_t pid) {
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static void setup(void) {
+        char template[600];
+
         ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-        ck_assert_int_ge(asprintf(&tmp, "%s/t-XXXXXX", base), 0);
-        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        (void)snprintf(template, sizeof(template), "%s/t-XXXXXX", base);
+        tmp = agent_harness_mkdtemp(template, 0);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/control.sock", tmp);
         (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
@@ -468,14 +367,8 @@ static void setup(void) {
         mount_tmpfs(disk_root, "size=64m");
         mount_tmpfs(disk_tmp, "size=32m");
         mount_tmpfs(disk_scratch, "size=16m,nr_inodes=400");
-        {
-                struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-                notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-                ck_assert_int_ge(notify_fd, 0);
-                (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
-                ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        }
+        (void)snprintf(template, sizeof(template), "%s/notify", tmp);
+        agent_notify_open(&notify, template, WAIT_MS);
 }
 
 static void stop_child(pid_t *pid) {
@@ -487,8 +380,6 @@ static void stop_child(pid_t *pid) {
 }
 
 static void teardown(void) {
-        char cmd[600];
-
         fs_stop();
         agent_stop();
         azfilesfs = fs_mount_free(azfilesfs);
@@ -496,15 +387,13 @@ static void teardown(void) {
         stop_child(&fake_pid);
         stop_child(&bus_pid);
         health_extra = "";
-        notify_fd = safe_close(notify_fd);
+        agent_notify_close(&notify);
         while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;
         (void)umount2(disk_root, MNT_DETACH);
         (void)umount2(disk_tmp, MNT_DETACH); /* and what is mounted below it */
         (void)umount2(disk_scratch, MNT_DETACH);
-        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-        ck_assert_int_eq(system(cmd), 0);
-        free(tmp);
+        agent_harness_rm_rf(&tmp);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -642,11 +531,11 @@ START_TEST(test_hung_workspace) {
         int64_t deadline;
 
         /* First a mount that answers, with azfilesfs's figures. */
-        write_file(
+        agent_harness_write_file(
                 stats_path, "{\"dirty_bytes\":12345,\"dirty_files\":2,\"cache_bytes\":99,"
                             "\"requests_total\":10,\"requests_failed\":1,\"last_error\":null}");
         (void)snprintf(cred, sizeof(cred), "%s/credentials", tmp);
-        write_file(cred, "[storage]\naccount_key=unused\n");
+        agent_harness_write_file(cred, "[storage]\naccount_key=unused\n");
         (void)snprintf(
                 workspace, sizeof(workspace),
                 "Source=http://127.0.0.1:1/account/share\nCredentials=%s\n"
@@ -671,7 +560,7 @@ START_TEST(test_hung_workspace) {
                 ck_assert_msg(strstr(metrics, want), "%s", metrics);
         }
         /* More failed requests: a warning. */
-        write_file(
+        agent_harness_write_file(
                 stats_path,
                 "{\"dirty_bytes\":0,\"dirty_files\":0,\"cache_bytes\":99,"
                 "\"requests_total\":20,\"requests_failed\":5,\"last_error\":\"503 ServerBusy\"}");
@@ -871,7 +760,7 @@ START_TEST(test_required_units) {
                 "<allow receive_sender=\"*\"/><allow own=\"*\"/>"
                 "</policy></busconfig>\n",
                 tmp);
-        write_file(path, text);
+        agent_harness_write_file(path, text);
         {
                 char config[1100];
                 const char *argv[] = {
@@ -884,9 +773,9 @@ START_TEST(test_required_units) {
         (void)snprintf(units, sizeof(units), "%s/units", tmp);
         ck_assert_int_eq(mkdir(units, 0755), 0);
         (void)snprintf(path, sizeof(path), "%s/ssh.service", units);
-        write_file(path, "active\n");
+        agent_harness_write_file(path, "active\n");
         (void)snprintf(path, sizeof(path), "%s/jupyterhub.service", units);
-        write_file(path, "failed\n");
+        agent_harness_write_file(path, "failed\n");
         {
                 const char *argv[] = {fake_systemd1_path, units, NULL};
                 fake_pid = start_and_wait_line(argv, "ready", NULL, 0);
@@ -897,7 +786,7 @@ START_TEST(test_required_units) {
         json_object_put(wait_verdict("unit_active", "ssh.service", "ok"));
         json_object_put(wait_verdict("unit_active", "jupyterhub.service", "unhealthy"));
         expect_health(503, "Unhealthy");
-        write_file(path, "active\n");
+        agent_harness_write_file(path, "active\n");
         json_object_put(wait_verdict("unit_active", "jupyterhub.service", "ok"));
         expect_health(200, "Healthy");
 
@@ -920,12 +809,13 @@ START_TEST(test_promtool) {
                 return;
         }
         fs_start("ok", true);
-        write_file(stats_path, "{\"dirty_bytes\":1,\"requests_total\":1,\"requests_failed\":0}");
+        agent_harness_write_file(
+                stats_path, "{\"dirty_bytes\":1,\"requests_total\":1,\"requests_failed\":0}");
         agent_start(NULL);
         json_object_put(wait_verdict("disk_free_bytes", disk_root, "ok"));
         ck_assert_int_eq(http_get("/metrics", &metrics), 200);
         (void)snprintf(path, sizeof(path), "%s/metrics.txt", tmp);
-        write_file(path, metrics);
+        agent_harness_write_file(path, metrics);
         {
                 /* promtool reads the metrics on stdin */
                 int in = open(path, O_RDONLY | O_CLOEXEC),
@@ -1232,7 +1122,7 @@ int main(int argc, char *argv[]) {
         Suite *s;
         TCase *tc;
         SRunner *sr;
-        int failed;
+        int failed, r;
 
         if (argc < 5) {
                 fprintf(stderr, "usage: %s POOLAGENTD POOLCTL HANG-FS FAKE-SYSTEMD1\n", argv[0]);
@@ -1242,14 +1132,9 @@ int main(int argc, char *argv[]) {
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
         hang_fs_path = argv[3];
-        if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) < 0) {
-                fprintf(stderr, "needs root and /dev/fuse, skipping\n");
-                return 77;
-        }
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-                fprintf(stderr, "cannot make a private mount namespace (%m), skipping\n");
-                return 77;
-        }
+        r = agent_harness_enter_fuse_namespace();
+        if (r != 0)
+                return r;
 
         (void)snprintf(base, sizeof(base), "/tmp/test-agent-health-XXXXXX");
         if (!mkdtemp(base)) {

@@ -12,9 +12,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <linux/magic.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,23 +21,20 @@
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "emu-harness.h"
 #include "fs-harness.h"
 #include "macro.h"
 #include "time-util.h"
 
 #define WAIT_MS 30000
-#define OUTPUT_MAX (256 * 1024)
 #define SHARE "/tmp/share"
 #define HOMES "/tmp/home"
 #define SOCKET "/tmp/run/control.sock"
@@ -55,55 +50,14 @@ typedef struct TestUser {
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
-static const char *azfilesfs_path; /* argv[3]: the real driver, for the share test */
-static int notify_fd = -EBADF;
+static const char *azfilesfs_path;          /* argv[3]: the real driver, for the share test */
+static AgentNotify notify = {.fd = -EBADF}; /* /tmp/notify, the agent's NOTIFY_SOCKET */
 static pid_t agent_pid;
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static int64_t left_ms(int64_t deadline) {
-        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
-        return l < 0 ? 0 : l;
-}
-
-static void write_file(const char *path, const char *text) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        size_t n = strlen(text);
-
-        ck_assert_msg(fd >= 0, "open %s: %m", path);
-        ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
-        ck_assert_int_eq(close(fd), 0);
-}
-
-static void copy_file(const char *from, const char *to) {
-        char buf[65536];
-        int in = open(from, O_RDONLY | O_CLOEXEC), out;
-        ssize_t n;
-
-        if (in < 0)
-                return; /* nothing to copy */
-        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        ck_assert_int_ge(out, 0);
-        while ((n = read(in, buf, sizeof(buf))) > 0)
-                ck_assert_int_eq(write(out, buf, (size_t)n), n);
-        ck_assert_int_eq(n, 0);
-        (void)close(in);
-        ck_assert_int_eq(close(out), 0);
-}
-
-static bool on_private_tmpfs(const char *path) {
-        struct statfs sfs;
-        char marker[256];
-
-        (void)snprintf(marker, sizeof(marker), "%s/marker", path);
-        return statfs(path, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC &&
-               (streq(path, "/tmp") || access(marker, F_OK) == 0);
-}
-
-static void mount_tmpfs(const char *where, const char *opts) {
-        ck_assert_msg(
-                mount("poolagent-test", where, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0,
-                "mount tmpfs on %s: %m", where);
+        return agent_harness_left_ms(deadline);
 }
 
 /* The passwd text for users (own group each, gid == uid). */
@@ -132,7 +86,7 @@ static void make_home(const char *name, uid_t uid) {
 static void set_users(const TestUser *users, size_t n, bool make_homes) {
         char passwd[8192], group[8192] = "root:x:0:\nnogroup:x:65534:\n";
 
-        ck_assert(on_private_tmpfs("/etc"));
+        ck_assert(agent_harness_on_private_tmpfs("/etc"));
         passwd_text(users, n, passwd, sizeof(passwd));
         for (size_t i = 0; i < n; i++) {
                 size_t l = strlen(group);
@@ -140,8 +94,8 @@ static void set_users(const TestUser *users, size_t n, bool make_homes) {
                         group + l, sizeof(group) - l, "%s:x:%u:\n", users[i].name,
                         (unsigned)users[i].uid);
         }
-        write_file(PASSWD, passwd);
-        write_file("/tmp/fake-etc/group", group);
+        agent_harness_write_file(PASSWD, passwd);
+        agent_harness_write_file("/tmp/fake-etc/group", group);
         for (size_t i = 0; make_homes && i < n; i++) {
                 char path[256];
                 (void)snprintf(path, sizeof(path), HOMES "/%s", users[i].name);
@@ -192,117 +146,26 @@ static void assert_link(const char *name) {
 }
 
 static void wait_notify(const char *want) {
-        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
-
-        for (;;) {
-                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
-                char buf[4096];
-                ssize_t n;
-                int k;
-
-                k = poll(&p, 1, (int)left_ms(deadline));
-                ck_assert_msg(k > 0, "no '%s' from poolagentd within %d ms", want, WAIT_MS);
-                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n < 0 && errno == EAGAIN)
-                        continue;
-                ck_assert_int_gt(n, 0);
-                buf[n] = '\0';
-                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
-                        end = strchr(line, '\n');
-                        if (end)
-                                *end = '\0';
-                        if (streq(line, want))
-                                return;
-                }
-        }
+        agent_notify_wait(&notify, want);
 }
 
-/* Starts poolctl (as uid when uid != 0, through setpriv) with stdout/stderr to pipes. */
-static pid_t poolctl_spawn(uid_t uid, const char *const *args, int *ret_out, int *ret_err) {
-        int out[2], err[2];
-        pid_t pid;
-
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[32];
-                char reuid[64], regid[64];
-                size_t n = 0;
-
-                if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(127);
-                if (uid != 0) {
-                        (void)snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)uid);
-                        (void)snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)uid);
-                        argv[n++] = "setpriv";
-                        argv[n++] = reuid;
-                        argv[n++] = regid;
-                        argv[n++] = "--clear-groups";
-                }
-                argv[n++] = poolctl_path;
-                argv[n++] = "--socket";
-                argv[n++] = SOCKET;
-                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execvp(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        (void)close(out[1]);
-        (void)close(err[1]);
-        *ret_out = out[0];
-        *ret_err = err[0];
-        return pid;
-}
-
-/* Collects a spawned poolctl's output and exit status (bounded). */
-static int poolctl_finish(pid_t pid, int out, int err, char **ret_out, char **ret_err) {
-        int64_t deadline = now_monotonic_ns() + (int64_t)WAIT_MS * 1000000;
-        int fds[2] = {out, err};
-        char *bufs[2];
-        size_t lens[2] = {0, 0};
-        int status;
-
-        bufs[0] = calloc(1, OUTPUT_MAX + 1);
-        bufs[1] = calloc(1, OUTPUT_MAX + 1);
-        ck_assert(bufs[0] && bufs[1]);
-        for (int open_fds = 2; open_fds > 0;) {
-                struct pollfd p[2] = {
-                        {.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
-                int k = poll(p, 2, (int)left_ms(deadline));
-                ck_assert_msg(k > 0, "poolctl did not finish within %d ms", WAIT_MS);
-                for (int i = 0; i < 2; i++) {
-                        ssize_t n;
-                        if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-                                continue;
-                        n = read(fds[i], bufs[i] + lens[i], OUTPUT_MAX - lens[i]);
-                        if (n <= 0) {
-                                fds[i] = safe_close(fds[i]);
-                                open_fds--;
-                        } else
-                                lens[i] += (size_t)n;
-                }
-        }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        if (ret_out)
-                *ret_out = bufs[0];
-        else
-                free(bufs[0]);
-        if (ret_err)
-                *ret_err = bufs[1];
-        else
-                free(bufs[1]);
-        return WEXITSTATUS(status);
-}
-
+/* Runs poolctl (as uid when uid != 0, through setpriv); returns its exit status with stdout and
+ * stderr. */
 static int poolctl(uid_t uid, const char *const *args, char **ret_out, char **ret_err) {
-        int out, err;
-        pid_t pid = poolctl_spawn(uid, args, &out, &err);
+        char reuid[64], regid[64];
+        const char *setpriv[] = {reuid, regid, "--clear-groups", NULL};
 
-        return poolctl_finish(pid, out, err, ret_out, ret_err);
+        (void)snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)uid);
+        (void)snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)uid);
+        return poolctl_run(
+                &(const AgentPoolctl){
+                        .poolctl = poolctl_path,
+                        .socket = SOCKET,
+                        .setpriv = uid != 0 ? setpriv : NULL,
+                        .capture_stderr = true,
+                        .wait_ms = WAIT_MS,
+                },
+                args, ret_out, ret_err, NULL);
 }
 
 /* poolctl --json ARGS as uid, expected to succeed; returns "result". */
@@ -346,7 +209,6 @@ static const char *user_state(json_object *links, const char *name) {
 /* Starts the agent with MountPoint=SHARE plus workspace (more [Workspace] keys, may be NULL), and
  * path_env ("PATH=...", may be NULL) in its environment. */
 static void start_agent_with(const char *workspace, const char *path_env) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char conf[4096];
         pid_t pid;
 
@@ -358,26 +220,17 @@ static void start_agent_with(const char *workspace, const char *path_env) {
                 "[Workspace]\nMountPoint=" SHARE "\n%s"
                 "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n",
                 workspace ? workspace : "");
-        write_file(CONF, conf);
-        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(notify_fd, 0);
-        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/notify");
-        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        agent_harness_write_file(CONF, conf);
+        agent_notify_open(&notify, "/tmp/notify", WAIT_MS);
 
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                int fd = open(LOG, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 ||
-                    setenv("NOTIFY_SOCKET", "/tmp/notify", 1) < 0 ||
-                    (path_env && putenv((char *)path_env) != 0))
-                        _exit(127);
-                execl(poolagentd_path, poolagentd_path, "--config", CONF, "--config-dir", "",
-                      (char *)NULL);
-                _exit(127);
-        }
+        pid = poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = CONF,
+                .config_dir = "",
+                .log = LOG,
+                .notify_socket = "/tmp/notify",
+                .env = (const char *const[]){path_env, NULL},
+        });
         agent_pid = pid;
         wait_notify("READY=1");
 }
@@ -405,24 +258,8 @@ static void env_relative_to_cwd(const char *name) {
 }
 
 static void setup(void) {
-        ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %m");
-        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
         env_relative_to_cwd("AZFILES_EMU");
-        mount_tmpfs("/tmp", "mode=0755");
-        mount_tmpfs("/root", "mode=0700");
-        ck_assert_int_eq(mkdir("/tmp/fake-etc", 0755), 0);
-        write_file("/tmp/fake-etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\n");
-        write_file(PASSWD, "root:x:0:0:root:/root:/bin/sh\n");
-        write_file("/tmp/fake-etc/group", "root:x:0:\n");
-        write_file("/tmp/fake-etc/marker", "fake etc\n");
-        copy_file("/etc/ld.so.cache", "/tmp/fake-etc/ld.so.cache"); /* the programs we run */
-        ck_assert_int_eq(mount("/tmp/fake-etc", "/etc", NULL, MS_BIND, NULL), 0);
-        write_file("/root/marker", "fake root\n");
-        ck_assert(on_private_tmpfs("/tmp"));
-        ck_assert(on_private_tmpfs("/root"));
-        ck_assert(on_private_tmpfs("/etc"));
-        ck_assert_int_eq(access("/etc/marker", F_OK), 0);
-        ck_assert_int_eq(access("/root/marker", F_OK), 0);
+        agent_harness_private_root(true);
 
         ck_assert_int_eq(mkdir(HOMES, 0755), 0);
         ck_assert_int_eq(mkdir(SHARE, 0755), 0);
@@ -432,24 +269,14 @@ static void setup(void) {
 static pid_t child_named(const char *comm);
 
 static void teardown(void) {
-        int status;
-
-        if (agent_pid > 0) {
-                ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-                ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                        (void)system("cat " LOG " >&2");
-                ck_assert_msg(
-                        WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                        "poolagentd exited with status 0x%x", status);
-        }
+        poolagentd_stop(&agent_pid, LOG, NULL);
         /* A driver the agent started (test_real_share) never outlives a test, failed or not. */
         for (pid_t pid; (pid = child_named("azfilesfs")) > 0;) {
                 (void)umount2(SHARE, MNT_DETACH);
                 (void)kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
         }
-        notify_fd = safe_close(notify_fd);
+        agent_notify_close(&notify);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -670,20 +497,6 @@ END_TEST
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-static bool can_unshare(void) {
-        int status;
-        pid_t pid = fork();
-
-        if (pid < 0)
-                return false;
-        if (pid == 0)
-                _exit(unshare(CLONE_NEWNS) == 0 &&
-                                      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
-                              ? 0
-                              : 1);
-        return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 int main(int argc, char *argv[]) {
         Suite *s = suite_create("agent-links");
         TCase *tc = tcase_create("links");
@@ -701,7 +514,7 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "not root, skipping\n");
                 return 77;
         }
-        if (!can_unshare()) {
+        if (!agent_harness_can_unshare()) {
                 fprintf(stderr, "cannot unshare the mount namespace, skipping\n");
                 return 77;
         }

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,16 +22,15 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <json-c/json.h>
 
+#include "agent-harness.h"
 #include "macro.h"
 #include "time-util.h"
 
@@ -41,7 +39,6 @@
         5000                 /* every poolctl status must answer within this, hung mount or not    \
                               */
 #define HUNG_WITHIN_MS 15000 /* StatTimeout=500ms, CheckInterval=1s: generous */
-#define OUTPUT_MAX (256 * 1024)
 
 static const char *poolagentd_path;
 static const char *poolctl_path;
@@ -51,83 +48,29 @@ static char *tmp;
 static char conf_path[512];
 static char socket_path[512];
 static char log_path[512];
-static char mnt[512]; /* the workspace mount point */
-static int notify_fd = -EBADF;
+static char mnt[512];                       /* the workspace mount point */
+static AgentNotify notify = {.fd = -EBADF}; /* tmp/notify, the agent's NOTIFY_SOCKET */
 static pid_t agent_pid;
 static pid_t fs_pid;
-static char last_status[1024];
 static char agent_env_path[700]; /* "PATH=..." for the agent, "" to inherit */
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static int64_t left_ms(int64_t deadline) {
-        int64_t l = (deadline - now_monotonic_ns()) / 1000000;
-        return l < 0 ? 0 : l;
+        return agent_harness_left_ms(deadline);
 }
 
 static int64_t deadline_in_ms(int64_t ms) {
-        return now_monotonic_ns() + ms * 1000000;
-}
-
-static void write_file(const char *path, const char *text) {
-        FILE *f = fopen(path, "we");
-
-        ck_assert_msg(f != NULL, "fopen %s: %m", path);
-        ck_assert_int_ge(fputs(text, f), 0);
-        ck_assert_int_eq(fclose(f), 0);
+        return agent_harness_deadline(ms);
 }
 
 /* Reads notifications until a line is want (exact_line) or the latest STATUS= contains want
  * (perhaps one that came with an earlier message); bounded. */
 static void wait_status_contains(const char *want, bool exact_line) {
-        int64_t deadline = deadline_in_ms(WAIT_MS);
-
-        if (!exact_line && strstr(last_status, want))
-                return;
-
-        for (;;) {
-                struct pollfd p = {.fd = notify_fd, .events = POLLIN};
-                char buf[4096];
-                bool found = false;
-                ssize_t n;
-                int k;
-
-                k = poll(&p, 1, (int)left_ms(deadline));
-                ck_assert_msg(
-                        k > 0, "no '%s' from poolagentd within %d ms (last STATUS=%s)", want,
-                        WAIT_MS, last_status);
-                n = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-                if (n < 0 && errno == EAGAIN)
-                        continue;
-                ck_assert_int_gt(n, 0);
-                buf[n] = '\0';
-                for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
-                        end = strchr(line, '\n');
-                        if (end)
-                                *end = '\0';
-                        if (strncmp(line, "STATUS=", 7) == 0)
-                                (void)snprintf(last_status, sizeof(last_status), "%s", line + 7);
-                        if (exact_line ? streq(line, want)
-                                       : strncmp(line, "STATUS=", 7) == 0 && strstr(line, want))
-                                found = true;
-                }
-                if (found)
-                        return;
-        }
-}
-
-static bool is_mounted(const char *path) {
-        char line[4096], needle[600];
-        FILE *f = fopen("/proc/self/mountinfo", "re");
-        bool found = false;
-
-        ck_assert_ptr_nonnull(f);
-        (void)snprintf(needle, sizeof(needle), " %s ", path); /* no spaces in our paths */
-        while (fgets(line, sizeof(line), f))
-                if (strstr(line, needle))
-                        found = true;
-        (void)fclose(f);
-        return found;
+        if (exact_line)
+                agent_notify_wait(&notify, want);
+        else
+                agent_notify_wait_status(&notify, want);
 }
 
 /* Starts hang-fs at mnt and waits for its "ready". */
@@ -165,7 +108,7 @@ static void fs_start(const char *mode, const char *options) {
                 ck_assert_uint_lt(len, sizeof(buf));
         }
         (void)close(out[0]);
-        ck_assert(is_mounted(mnt));
+        ck_assert(agent_harness_is_mounted(mnt));
 }
 
 /* Stops hang-fs (it answers what it held and unmounts) and makes sure nothing stays mounted. */
@@ -185,56 +128,17 @@ static void fs_stop(void) {
                 (void)waitpid(fs_pid, &status, 0);
                 fs_pid = 0;
         }
-        while (is_mounted(mnt))
+        while (agent_harness_is_mounted(mnt))
                 if (umount2(mnt, MNT_DETACH) < 0)
                         break;
 }
 
 /* Runs poolctl with args; returns its exit status and stdout; *ret_ms: how long it took. */
 static int poolctl(const char *const *args, char **ret_out, int64_t *ret_ms) {
-        int64_t start = now_monotonic_ns(), deadline = deadline_in_ms(WAIT_MS);
-        char *buf = calloc(1, OUTPUT_MAX + 1);
-        size_t len = 0;
-        int out[2], status;
-        pid_t pid;
-
-        ck_assert_ptr_nonnull(buf);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                const char *argv[16];
-                size_t n = 0;
-
-                if (dup2(out[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                argv[n++] = poolctl_path;
-                argv[n++] = "--socket";
-                argv[n++] = socket_path;
-                for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        (void)close(out[1]);
-        for (;;) {
-                struct pollfd p = {.fd = out[0], .events = POLLIN};
-                ssize_t n;
-
-                ck_assert_msg(poll(&p, 1, (int)left_ms(deadline)) > 0, "poolctl hangs");
-                n = read(out[0], buf + len, OUTPUT_MAX - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        (void)close(out[0]);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert(WIFEXITED(status));
-        if (ret_ms)
-                *ret_ms = (now_monotonic_ns() - start) / 1000000;
-        *ret_out = buf;
-        return WEXITSTATUS(status);
+        return poolctl_run(
+                &(const AgentPoolctl){
+                        .poolctl = poolctl_path, .socket = socket_path, .wait_ms = WAIT_MS},
+                args, ret_out, NULL, ret_ms);
 }
 
 /* poolctl --json status: the "workspace" object; asserts that it answered promptly. */
@@ -311,21 +215,18 @@ static unsigned children_of(pid_t pid) {
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static void setup(void) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char text[2048], path[600];
 
         /* A probe the agent left behind (stuck when it stopped) comes to us: teardown reaps it. */
         ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-        tmp = strdup("/tmp/test-agent-workspace-XXXXXX");
-        ck_assert_ptr_nonnull(tmp);
-        ck_assert_ptr_nonnull(mkdtemp(tmp));
+        tmp = agent_harness_mkdtemp("/tmp/test-agent-workspace-XXXXXX", 0);
         (void)snprintf(conf_path, sizeof(conf_path), "%s/poolagent.conf", tmp);
         (void)snprintf(socket_path, sizeof(socket_path), "%s/run/control.sock", tmp);
         (void)snprintf(log_path, sizeof(log_path), "%s/agent.log", tmp);
         (void)snprintf(mnt, sizeof(mnt), "%s/workspace", tmp);
         ck_assert_int_eq(mkdir(mnt, 0755), 0);
         (void)snprintf(path, sizeof(path), "%s/credentials", tmp);
-        write_file(path, "[storage]\naccount_key=unused\n");
+        agent_harness_write_file(path, "[storage]\naccount_key=unused\n");
         (void)snprintf(
                 text, sizeof(text),
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
@@ -334,66 +235,39 @@ static void setup(void) {
                 "[Workspace]\nSource=http://127.0.0.1:1/account/share\nCredentials=%s\n"
                 "MountPoint=%s\nCacheDirectory=%s/cache\nStatTimeout=500ms\nCheckInterval=1s\n",
                 socket_path, tmp, path, mnt, tmp);
-        write_file(conf_path, text);
+        agent_harness_write_file(conf_path, text);
 
-        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(notify_fd, 0);
-        (void)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", tmp);
-        ck_assert_int_eq(bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        (void)snprintf(path, sizeof(path), "%s/notify", tmp);
+        agent_notify_open(&notify, path, WAIT_MS);
 }
 
 static void agent_start(void) {
-        agent_pid = fork();
-        ck_assert_int_ge(agent_pid, 0);
-        if (agent_pid == 0) {
-                char notify[600];
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-                (void)snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s/notify", tmp);
-                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || putenv(notify) != 0 ||
-                    (agent_env_path[0] && putenv(agent_env_path) != 0))
-                        _exit(127);
-                execl(poolagentd_path, poolagentd_path, "--config", conf_path, "--config-dir", "",
-                      (char *)NULL);
-                _exit(127);
-        }
+        agent_pid = poolagentd_spawn(&(const AgentSpawn){
+                .poolagentd = poolagentd_path,
+                .config = conf_path,
+                .config_dir = "",
+                .log = log_path,
+                .notify_socket = notify.path,
+                .env = (const char *const[]){agent_env_path, NULL},
+        });
         wait_status_contains("READY=1", true);
 }
 
 static void agent_stop(void) {
-        char cmd[600];
-        int status;
-
-        if (agent_pid <= 0)
-                return;
-        ck_assert_int_eq(kill(agent_pid, SIGTERM), 0);
-        ck_assert_int_eq(waitpid(agent_pid, &status, 0), agent_pid);
-        agent_pid = 0;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                (void)snprintf(cmd, sizeof(cmd), "cat '%s' >&2", log_path);
-                (void)system(cmd);
-        }
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "poolagentd exited with status 0x%x",
-                status);
+        poolagentd_stop(&agent_pid, log_path, NULL);
 }
 
 static void teardown(void) {
-        char cmd[600];
-
         /* The mount first: the agent's probe may be waiting on it. */
         fs_stop();
         agent_stop();
-        notify_fd = safe_close(notify_fd);
-        ck_assert(!is_mounted(mnt));
+        agent_notify_close(&notify);
+        ck_assert(!agent_harness_is_mounted(mnt));
         /* Nothing the agent started is left waiting: with the filesystem gone every probe ends
          * (bounded by the test timeout). */
         while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
                 ;
-        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-        ck_assert_int_eq(system(cmd), 0);
-        free(tmp);
+        agent_harness_rm_rf(&tmp);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -513,13 +387,13 @@ static void install_driver_stand_in(void) {
                 "read -r line <'%1$s/fs.fifo'\n" /* hang-fs says "ready" once mounted, or exits */
                 "[ \"$line\" = ready ]\n",
                 tmp, hang_fs_path);
-        write_file(path, text);
+        agent_harness_write_file(path, text);
         ck_assert_int_eq(chmod(path, 0755), 0);
         (void)snprintf(
                 agent_env_path, sizeof(agent_env_path), "PATH=%s/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 tmp);
         (void)snprintf(path, sizeof(path), "%s/mode", tmp);
-        write_file(path, "ok\n");
+        agent_harness_write_file(path, "ok\n");
         {
                 FILE *f = fopen(conf_path, "ae");
 
@@ -534,7 +408,7 @@ static void set_stand_in_mode(const char *mode) {
 
         (void)snprintf(path, sizeof(path), "%s/mode", tmp);
         (void)snprintf(text, sizeof(text), "%s\n", mode);
-        write_file(path, text);
+        agent_harness_write_file(path, text);
 }
 
 /* The PID of the hang-fs the stand-in started last. */
@@ -585,7 +459,7 @@ START_TEST(test_agent_mounts_and_recovers) {
         FILE *f;
 
         install_driver_stand_in();
-        ck_assert(!is_mounted(mnt));
+        ck_assert(!agent_harness_is_mounted(mnt));
         agent_start();
 
         /* Not mounted at start: the agent mounts it (runs azfilesfs: no systemd here), with the
@@ -644,7 +518,7 @@ int main(int argc, char *argv[]) {
         Suite *s;
         TCase *tc;
         SRunner *sr;
-        int failed;
+        int failed, r;
 
         if (argc < 4) {
                 fprintf(stderr, "usage: %s POOLAGENTD POOLCTL HANG-FS\n", argv[0]);
@@ -653,15 +527,9 @@ int main(int argc, char *argv[]) {
         poolagentd_path = argv[1];
         poolctl_path = argv[2];
         hang_fs_path = argv[3];
-        if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) < 0) {
-                fprintf(stderr, "needs root and /dev/fuse, skipping\n");
-                return 77;
-        }
-        /* Mounts made here never reach the machine, whatever happens. */
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-                fprintf(stderr, "cannot make a private mount namespace (%m), skipping\n");
-                return 77;
-        }
+        r = agent_harness_enter_fuse_namespace();
+        if (r != 0)
+                return r;
 
         s = suite_create("agent-workspace");
         tc = tcase_create("workspace");

@@ -12,20 +12,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/magic.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
 
+#include "agent-harness.h"
 #include "user-links.h"
 #include "users.h"
 
@@ -61,30 +58,6 @@ static const UserLinkOptions options = {
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 
-static void write_file(const char *path, const char *text) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        size_t n = strlen(text);
-
-        ck_assert_msg(fd >= 0, "open %s: %m", path);
-        ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
-        ck_assert_int_eq(close(fd), 0);
-}
-
-static bool on_private_tmpfs(const char *path) {
-        struct statfs sfs;
-        char marker[256];
-
-        (void)snprintf(marker, sizeof(marker), "%s/marker", path);
-        return statfs(path, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC &&
-               (streq(path, "/tmp") || access(marker, F_OK) == 0);
-}
-
-static void mount_tmpfs(const char *where, const char *opts) {
-        ck_assert_msg(
-                mount("poolagent-test", where, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0,
-                "mount tmpfs on %s: %m", where);
-}
-
 /* The passwd/group files for users (every user has its own group, gid == uid; alice, if present,
  * is also in datasci). Written to the fake /etc only. */
 static void write_users(const TestUser *users, size_t n) {
@@ -106,9 +79,9 @@ static void write_users(const TestUser *users, size_t n) {
         }
         (void)snprintf(line, sizeof(line), "datasci:x:3000:alice,grace\n");
         memcpy(group + strlen(group), line, strlen(line) + 1);
-        ck_assert(on_private_tmpfs("/etc"));
-        write_file("/tmp/fake-etc/passwd", passwd);
-        write_file("/tmp/fake-etc/group", group);
+        ck_assert(agent_harness_on_private_tmpfs("/etc"));
+        agent_harness_write_file("/tmp/fake-etc/passwd", passwd);
+        agent_harness_write_file("/tmp/fake-etc/group", group);
 }
 
 static void make_home(const char *name, uid_t uid, mode_t mode) {
@@ -275,28 +248,12 @@ static const TestUser base_users[] = {
  */
 
 static void setup(void) {
-        ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %m");
-        ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
-        mount_tmpfs("/tmp", "mode=0755");
-        mount_tmpfs("/root", "mode=0700");
-        ck_assert_int_eq(mkdir("/tmp/fake-etc", 0755), 0);
-        write_file("/tmp/fake-etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\n");
-        write_file("/tmp/fake-etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-        write_file("/tmp/fake-etc/group", "root:x:0:\n");
-        write_file("/tmp/fake-etc/marker", "fake etc\n");
-        ck_assert_int_eq(mount("/tmp/fake-etc", "/etc", NULL, MS_BIND, NULL), 0);
-        write_file("/root/marker", "fake root\n");
-        /* From here on, /etc and /root are ours: refuse to go on otherwise. */
-        ck_assert(on_private_tmpfs("/tmp"));
-        ck_assert(on_private_tmpfs("/root"));
-        ck_assert(on_private_tmpfs("/etc"));
-        ck_assert_int_eq(access("/etc/marker", F_OK), 0);
-        ck_assert_int_eq(access("/root/marker", F_OK), 0);
+        agent_harness_private_root(false);
 
         ck_assert_int_eq(mkdir(HOMES, 0755), 0);
         ck_assert_int_eq(mkdir(SHARE, 0755), 0);
         ck_assert_int_eq(mkdir(VICTIM, 0755), 0);
-        write_file(VICTIM "/precious", "root's\n");
+        agent_harness_write_file(VICTIM "/precious", "root's\n");
 }
 
 /* ---- tests ------------------------------------------------------------------------------------
@@ -541,7 +498,7 @@ START_TEST(test_odd_names) {
         /* Another VM's user ZOE already has a folder: on the case-insensitive share it is zoe's. */
         ck_assert_int_eq(mkdir(SHARE "/Users", 0755), 0);
         ck_assert_int_eq(mkdir(SHARE "/Users/ZOE", 0700), 0);
-        write_file(SHARE "/Users/ZOE/theirs", "ZOE's\n");
+        agent_harness_write_file(SHARE "/Users/ZOE/theirs", "ZOE's\n");
         snapshot(SHARE "/Users/ZOE", zoe_before, sizeof(zoe_before));
         run_pass(&p, NULL);
         assert_state(&p, "first.last", USER_LINK_CREATED);
@@ -629,20 +586,6 @@ END_TEST
 /* ---- main -------------------------------------------------------------------------------------
  */
 
-static bool can_unshare(void) {
-        int status;
-        pid_t pid = fork();
-
-        if (pid < 0)
-                return false;
-        if (pid == 0)
-                _exit(unshare(CLONE_NEWNS) == 0 &&
-                                      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
-                              ? 0
-                              : 1);
-        return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 int main(void) {
         Suite *s = suite_create("user-links");
         TCase *tc_basic = tcase_create("basic");
@@ -655,7 +598,7 @@ int main(void) {
                 fprintf(stderr, "not root, skipping\n");
                 return 77;
         }
-        if (!can_unshare()) {
+        if (!agent_harness_can_unshare()) {
                 fprintf(stderr, "cannot unshare the mount namespace, skipping\n");
                 return 77;
         }
