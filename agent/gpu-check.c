@@ -598,6 +598,7 @@ unsigned gpu_evaluate(const GpuEvalInput *in, GpuCheck *checks, GpuVerdict *ret_
 
 #define GPU_VM_SIZE_MAX 128U
 #define GPU_IMDS_TIMEOUT_MS UINT64_C(5000) /* one request to the metadata service at most */
+#define GPU_STOP_WAIT_MS 2000              /* how long a stop waits for a read in progress */
 
 /* What the loop and the worker share. Lock order: just this one mutex. The worker holds a
  * reference while it runs, the monitor one while it lives; the last one frees. */
@@ -767,6 +768,7 @@ static void *gpu_worker_run(void *userdata) {
                         (void)snprintf(w->vm_size_error, sizeof(w->vm_size_error), "%s", vm_err);
                 w->busy = false;
                 (void)!write(w->efd, &one, sizeof(one));
+                (void)pthread_cond_broadcast(&w->cond); /* gpu_monitor_free() may wait for it */
         }
         (void)pthread_mutex_unlock(&w->lock);
         nvml_session_free(session);
@@ -1034,6 +1036,7 @@ void gpu_monitor_set_config(
 }
 
 static int gpu_worker_new(const GpuMonitorConfig *c, GpuWorker **ret) {
+        pthread_condattr_t attr;
         GpuWorker *w;
 
         w = calloc(1, sizeof(*w));
@@ -1051,7 +1054,10 @@ static int gpu_worker_new(const GpuMonitorConfig *c, GpuWorker **ret) {
         w->want_vm_size = c->expected == GPU_EXPECTED_AUTO;
         w->timeout_ms = c->timeout_usec / 1000;
         (void)pthread_mutex_init(&w->lock, NULL);
-        (void)pthread_cond_init(&w->cond, NULL);
+        (void)pthread_condattr_init(&attr);
+        (void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        (void)pthread_cond_init(&w->cond, &attr);
+        (void)pthread_condattr_destroy(&attr);
         if ((c->library && !w->library) || (c->metadata_endpoint && !w->endpoint)) {
                 gpu_worker_unref(w);
                 return -ENOMEM;
@@ -1118,6 +1124,7 @@ int gpu_monitor_new(
 }
 
 GpuMonitor *gpu_monitor_free(GpuMonitor *m) {
+        struct timespec until;
         bool busy, started;
 
         if (!m)
@@ -1125,9 +1132,16 @@ GpuMonitor *gpu_monitor_free(GpuMonitor *m) {
         if (m->worker) {
                 (void)pthread_mutex_lock(&m->worker->lock);
                 m->worker->quit = true;
-                busy = m->worker->busy;
                 started = m->worker->refs > 1;
-                (void)pthread_cond_signal(&m->worker->cond);
+                (void)pthread_cond_broadcast(&m->worker->cond);
+                /* A read that ends soon is waited for (bounded), so that a stop does not
+                 * leave a thread inside libnvml or libcurl without need. */
+                (void)clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += GPU_STOP_WAIT_MS / 1000;
+                while (started && m->worker->busy &&
+                       pthread_cond_timedwait(&m->worker->cond, &m->worker->lock, &until) == 0)
+                        ;
+                busy = m->worker->busy;
                 (void)pthread_mutex_unlock(&m->worker->lock);
                 if (started && !busy)
                         (void)pthread_join(m->thread, NULL);

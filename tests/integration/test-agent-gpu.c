@@ -551,6 +551,37 @@ START_TEST(test_nvml_hangs) {
 }
 END_TEST
 
+/* A stop during a read that ends within GPU_STOP_WAIT_MS (2 s) waits for it and joins the worker
+ * instead of leaving a thread inside NVML (under LeakSanitizer such a thread's buffers were
+ * reported as leaks, failing the agent's exit status). */
+START_TEST(test_stop_waits_for_short_read) {
+        _cleanup_free_ char *log = NULL;
+        int64_t deadline = agent_harness_deadline(WAIT_MS);
+        bool running = false;
+        FILE *f;
+
+        write_file(scenario_path, "[nvml]\ncount=4\nhang_ms=1200\n");
+        write_conf("ExpectedGPUs=4", NULL, NULL);
+        agent_start();
+        while (!running) {
+                json_object *gpu = gpu_status();
+
+                running = json_object_get_boolean(json_object_object_get(gpu, "read_running"));
+                json_object_put(gpu);
+                ck_assert_msg(running || agent_harness_left_ms(deadline) > 0, "no read running");
+        }
+        agent_stop(); /* checks exit 0 */
+        f = fopen(log_path, "re");
+        ck_assert_ptr_nonnull(f);
+        log = calloc(1, 65536);
+        ck_assert_ptr_nonnull(log);
+        (void)fread(log, 1, 65535, f);
+        (void)fclose(f);
+        ck_assert_msg(
+                !strstr(log, "still waiting on NVML"), "the stop left the read behind:\n%s", log);
+}
+END_TEST
+
 START_TEST(test_expected_from_vm_size) {
         _cleanup_(emu_instance_freep) EmuInstance *emu = NULL;
         const char *body = "{\"vmSize\":\"Standard_NC96ads_A100_v4\"}";
@@ -655,6 +686,7 @@ int main(int argc, char *argv[]) {
         tcase_add_test(tc, test_fewer_than_expected);
         tcase_add_test(tc, test_nvml_missing);
         tcase_add_test(tc, test_nvml_hangs);
+        tcase_add_test(tc, test_stop_waits_for_short_read);
         tcase_add_test(tc, test_expected_from_vm_size);
         tcase_add_test(tc, test_silent_metadata_service);
         suite_add_tcase(s, tc);
