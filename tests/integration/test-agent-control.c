@@ -47,7 +47,9 @@ static void write_conf(const char *extra_agent, const char *extra) {
                 text, sizeof(text),
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
                 /* Never this machine's metadata service (a CI runner may be an Azure VM). */
-                "MetadataEndpoint=http://127.0.0.1:9\n%s\n%s\n[Drain]\nScheduledEvents=no\n",
+                "MetadataEndpoint=http://127.0.0.1:9\n%s\n%s\n[Drain]\nScheduledEvents=no\n"
+                /* Nor this machine's health port (tests run in parallel). */
+                "[Health]\nListenAddress=127.0.0.1:0\n",
                 socket_path, tmp, extra_agent ? extra_agent : "", extra ? extra : "");
         agent_harness_write_file(conf_path, text);
 }

@@ -217,6 +217,8 @@ static void start_agent_with(const char *workspace, const char *path_env) {
                 "[Agent]\nControlSocket=" SOCKET "\nStateDirectory=/tmp/state\n"
                 /* Never this machine's metadata service (a CI runner may be an Azure VM). */
                 "MetadataEndpoint=http://127.0.0.1:9\n[Drain]\nScheduledEvents=no\n"
+                /* Nor this machine's health port (tests run in parallel). */
+                "[Health]\nListenAddress=127.0.0.1:0\n"
                 "[Workspace]\nMountPoint=" SHARE "\n%s"
                 "[Users]\nUIDRange=2000-2999\nResyncInterval=1h\n",
                 workspace ? workspace : "");

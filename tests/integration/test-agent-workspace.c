@@ -232,6 +232,8 @@ static void setup(void) {
                 "[Agent]\nControlSocket=%s\nStateDirectory=%s/state\n"
                 /* Never this machine's metadata service (a CI runner may be an Azure VM). */
                 "MetadataEndpoint=http://127.0.0.1:9\n[Drain]\nScheduledEvents=no\n"
+                /* Nor this machine's health port (tests run in parallel). */
+                "[Health]\nListenAddress=127.0.0.1:0\n"
                 "[Workspace]\nSource=http://127.0.0.1:1/account/share\nCredentials=%s\n"
                 "MountPoint=%s\nCacheDirectory=%s/cache\nStatTimeout=500ms\nCheckInterval=1s\n",
                 socket_path, tmp, path, mnt, tmp);
