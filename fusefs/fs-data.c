@@ -1453,9 +1453,10 @@ static bool durable_wanted_locked(const Inode *i, int64_t now) {
  * syncfs() puts every cache file and those records on disk; back under the lock, each goes in
  * place unless the file changed meanwhile (a write or truncate clears sidecar_syncing before it
  * touches the cache file, a newer record wins by its seq), and the directory is synced once. */
-static void durable_pass(Fs *fs) {
+static unsigned durable_pass(Fs *fs) {
         DurableRecord *recs = NULL;
         size_t n = 0;
+        unsigned made = 0;
         int64_t now = fs_now();
         int r = 0;
 
@@ -1481,7 +1482,7 @@ static void durable_pass(Fs *fs) {
         fs_unlock(fs);
         if (n == 0) {
                 free(recs);
-                return;
+                return 0;
         }
         for (size_t k = 0; k < n && r >= 0; k++)
                 r = sidecar_write_tmp(fs, recs[k].tmp, &recs[k].text);
@@ -1496,8 +1497,10 @@ static void durable_pass(Fs *fs) {
                         i->sidecar_syncing = false;
                 if (r >= 0 && mine &&
                     sidecar_commit_locked(fs, i, recs[k].seq, true, recs[k].tmp) >= 0) {
-                        if (i->sidecar_durable)
+                        if (i->sidecar_durable) {
                                 fs->records_made_durable++;
+                                made++;
+                        }
                 } else
                         (void)unlinkat(fs->cache_dir_fd, recs[k].tmp, 0);
                 strbuf_done(&recs[k].text);
@@ -1511,6 +1514,13 @@ static void durable_pass(Fs *fs) {
         else if (fsync(fs->cache_dir_fd) < 0)
                 log_debug_errno(
                         -errno, "Cannot sync cache directory %s, ignoring: %m", fs->cache_path);
+        return r < 0 ? 0 : made;
+}
+
+void fs_records_make_durable(Fs *fs) {
+        /* Bounded: each pass takes up to DURABLE_BATCH_MAX records or ends the loop. */
+        for (unsigned k = 0; k < 1000 && durable_pass(fs) > 0; k++)
+                ;
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -1531,7 +1541,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         fs_cache_evict_locked(fs);
         fs_unlock(fs);
-        durable_pass(fs);
+        (void)durable_pass(fs);
         (void)sd_event_source_set_time_relative(s, TICK_USEC);
         (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;

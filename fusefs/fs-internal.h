@@ -158,6 +158,8 @@ FsRetry *fs_create_waiters_take_locked(Inode *i);
 void fs_create_waiters_run(FsRetry *list);
 void fs_upload_all_locked(Fs *fs);
 int fs_recover(Fs *fs);
+/* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
+void fs_records_make_durable(Fs *fs);
 uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);
 int fs_flush_wait(Fs *fs, uint64_t timeout_ms);
 void fs_tick_start(Fs *fs);

@@ -30,6 +30,7 @@
  *                    copy byte-identical and uploads the new bytes as
  *                    keep.txt.azfilesfs-recovered-<UTC> (the data may be torn after a reboot).
  *   reboot_durable   the same with a durable record: uploaded over keep.txt (trusted).
+ *   unmount_durable  unmounted while uploads fail: the record left behind is durable.
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -595,6 +596,28 @@ START_TEST(test_reboot_durable) {
 }
 END_TEST
 
+/* Unmounted while the share refuses the upload: the record left for the next mount is durable
+ * (the failed upload rewrote it, not durable, just before). */
+START_TEST(test_unmount_durable) {
+        _cleanup_free_ char *rec = NULL, *text = NULL;
+        int r;
+
+        mount_with(NULL, "writeback=async,async_delay=3600,retry_budget=2");
+        CHECK_OK(write_both("u.bin", 5, 5000), "write u.bin");
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        r = fs_mount_stop(mnt);
+        ck_assert_msg(r >= 0, "unmount: %s", strerror(-r));
+        text = record_read(rec);
+        ck_assert_msg(strstr(text, "\ndurable 1\n"), "record left by the unmount:\n%s", text);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -609,6 +632,7 @@ int main(void) {
                 {"record_durable_later", test_record_durable_later},
                 {"reboot_not_durable", test_reboot_not_durable},
                 {"reboot_durable", test_reboot_durable},
+                {"unmount_durable", test_unmount_durable},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
