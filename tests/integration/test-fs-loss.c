@@ -30,6 +30,8 @@
  *                    copy byte-identical and uploads the new bytes as
  *                    keep.txt.azfilesfs-recovered-<UTC> (the data may be torn after a reboot).
  *   reboot_durable   the same with a durable record: uploaded over keep.txt (trusted).
+ *   reboot_dir_gone  a new file's record of an earlier boot, not durable, whose directory was
+ *                    deleted on the share meanwhile: the bytes go to the share's root.
  *   unmount_durable  unmounted while uploads fail: the record left behind is durable.
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
@@ -599,6 +601,55 @@ START_TEST(test_reboot_durable) {
 }
 END_TEST
 
+/* The same for a new file whose directory is deleted on the share (from another mount) before
+ * the next mount: its bytes go to the share's root. */
+START_TEST(test_reboot_dir_gone) {
+        _cleanup_free_ char *d = NULL, *p = NULL, *rec = NULL, *found = NULL, *side = NULL;
+        _cleanup_free_ char *d2 = NULL, *buf = NULL;
+        _cleanup_(closedirp) DIR *dir = NULL;
+        FsMount *other = NULL;
+        const size_t size = 70000;
+        size_t n = 0;
+        struct dirent *de;
+        int r;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        d = fs_mount_path(mnt, "gone");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        p = fs_mount_path(mnt, "gone/x.bin");
+        CHECK_OK(fs_write_pattern(p, 3, size, 65536), "write gone/x.bin");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        record_edit(rec, OTHER_BOOT, 0);
+        r = fs_mount_new(emu, SHARE, NULL, NULL, &other);
+        ck_assert_msg(r == 0, "second mount: %s", strerror(-r));
+        d2 = fs_mount_path(other, "gone");
+        ck_assert_msg(rmdir(d2) == 0, "rmdir gone on the share: %m");
+        ck_assert_int_eq(fs_mount_stop(other), 0);
+        other = fs_mount_free(other);
+
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        dir = opendir(mnt->mountpoint);
+        ck_assert_ptr_nonnull(dir);
+        while ((de = readdir(dir))) {
+                ck_assert_msg(strcmp(de->d_name, "gone") != 0, "gone is back on the share");
+                if (strncmp(de->d_name, "x.bin.azfilesfs-recovered-", 26) == 0)
+                        found = strdup(de->d_name);
+        }
+        closedirp(&dir); /* before the unmount below */
+        dir = NULL;
+        ck_assert_msg(found, "no x.bin.azfilesfs-recovered-* in the root");
+        CHECK_OK(fs_share_read(emu, SHARE, found, &side, &n), "read recovered file");
+        buf = malloc(size);
+        ck_assert_ptr_nonnull(buf);
+        fs_pattern_fill(3, 0, buf, size);
+        ck_assert_msg(n == size && memcmp(side, buf, size) == 0, "%s holds other bytes", found);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 /* Unmounted while the share refuses the upload: the record left for the next mount is durable
  * (the failed upload rewrote it, not durable, just before). */
 START_TEST(test_unmount_durable) {
@@ -635,6 +686,7 @@ int main(void) {
                 {"record_durable_later", test_record_durable_later},
                 {"reboot_not_durable", test_reboot_not_durable},
                 {"reboot_durable", test_reboot_durable},
+                {"reboot_dir_gone", test_reboot_dir_gone},
                 {"unmount_durable", test_unmount_durable},
         };
         Suite *s = suite_create("fs-loss");
