@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The data path: one cache file per share file under the per-mount cache directory, filled in
  * FS_PIECE_SIZE pieces by range GETs; writes land in the cache file and mark pieces dirty; a
- * dirty record ("sidecar", <id>.dirty) is written and fsynced before a write that dirties a new
- * piece is acknowledged, so a restarted mount finds and uploads what a crash left behind. */
+ * dirty record ("sidecar", <id>.dirty) is written (not synced) before a write that dirties a new
+ * piece is acknowledged, so a restarted mount finds and uploads what a crash of azfilesfs left
+ * behind (the kernel keeps both). The record names the boot it was written in; the tick makes
+ * records durable in the background (one syncfs() for the cache files and the records, then
+ * "durable 1"). After a reboot, a record that is not durable may point at data the kernel never
+ * wrote: its bytes go to a new name beside the file, never over it (recover_one). */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +37,11 @@
 #define UPLOADS_MAX 64
 #define TICK_USEC (250 * UINT64_C(1000))
 #define SIDECAR_MAX (4u * 1024u * 1024u)
+/* Records made durable per tick, at most; those of a file open for writing only once they are
+ * DURABLE_OPEN_NS old (a file being written is not synced at every tick). */
+#define DURABLE_BATCH_MAX 256
+#define DURABLE_OPEN_NS (5 * INT64_C(1000000000))
+#define RECOVERED_SUFFIX ".azfilesfs-recovered-"
 #define XATTR_DIRTY "user.azfilesfs.dirty_bytes"
 #define XATTR_STATS "user.azfilesfs.stats"
 #define XATTR_FLUSH "user.azfilesfs.flush"
@@ -100,6 +109,22 @@ static void data_name(uint64_t id, const char *suffix, char buf[static 64]) {
         (void)snprintf(buf, 64, "%016" PRIx64 "%s", id, suffix);
 }
 
+/* The kernel's boot id (a UUID), "-" when it cannot be read: records of such a boot are never
+ * taken for this boot's. */
+static void read_boot_id(char buf[static 64]) {
+        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, 63) : -1;
+
+        if (n <= 0) {
+                (void)snprintf(buf, 64, "-");
+                return;
+        }
+        buf[n] = '\0';
+        buf[strcspn(buf, " \n")] = '\0';
+        if (!buf[0])
+                (void)snprintf(buf, 64, "-");
+}
+
 int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
         _cleanup_close_ int top = -EBADF, dfd = -EBADF, lfd = -EBADF;
         uint64_t h = fs_path_hash(fs->o->endpoint) ^ (fs_path_hash(fs->o->share) * 31) ^
@@ -145,6 +170,7 @@ int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
         }
         if (asprintf(&fs->cache_path, "%s/%s", fs->o->cache_dir, name) < 0)
                 return -ENOMEM;
+        read_boot_id(fs->boot_id);
         /* The lock lives as long as the process: the fd is intentionally kept open. */
         (void)TAKE_FD(lfd);
         fs->cache_dir_fd = TAKE_FD(dfd);
@@ -199,6 +225,7 @@ static void sidecar_remove_locked(Fs *fs, Inode *i) {
                         -errno, "Cannot remove dirty record %s/%s, ignoring: %m", fs->cache_path,
                         name);
         i->sidecar_exists = false;
+        i->sidecar_durable = false;
 }
 
 void fs_cache_drop_locked(Fs *fs, Inode *i) {
@@ -279,7 +306,7 @@ uint64_t fs_cache_reclaim_locked(Fs *fs, uint64_t bytes) {
 /* ---- dirty records ---- */
 
 /* The record's text. Lock held. */
-static int sidecar_text_locked(const Inode *i, StrBuf *b) {
+static int sidecar_text_locked(Fs *fs, const Inode *i, bool durable, StrBuf *b) {
         _cleanup_free_ char *enc = NULL;
         const char *sep = "";
         int r;
@@ -289,9 +316,9 @@ static int sidecar_text_locked(const Inode *i, StrBuf *b) {
                 return r;
         r = strbuf_appendf(
                 b,
-                "azfilesfs-dirty 1\npath %s\nremote_size %" PRIu64 "\nfetch_limit %" PRIu64
-                "\nsize_dirty %d\netag %s\n",
-                enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
+                "azfilesfs-dirty 1\nboot %s\ndurable %d\npath %s\nremote_size %" PRIu64
+                "\nfetch_limit %" PRIu64 "\nsize_dirty %d\netag %s\n",
+                fs->boot_id, (int)durable, enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
                 i->cache_etag[0] ? i->cache_etag : "-");
         if (r >= 0 && i->create_pending)
                 r = strbuf_appendf(
@@ -314,9 +341,8 @@ static int sidecar_text_locked(const Inode *i, StrBuf *b) {
         return r;
 }
 
-/* Writes text to a temporary record and syncs it and the cache file it describes: the slow
- * part, done without Fs.lock on the write path. */
-static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf *b, bool sync) {
+/* Writes text to a temporary record (not synced: see durable_pass). */
+static int sidecar_write_tmp(Fs *fs, const char *tmp, const StrBuf *b) {
         _cleanup_close_ int fd = -EBADF;
 
         fd = openat(
@@ -332,15 +358,12 @@ static int sidecar_write_tmp(Fs *fs, int data_fd, const char *tmp, const StrBuf 
                 }
                 done += (size_t)k;
         }
-        /* The data the record points at must be on disk before the record says it is dirty. */
-        if (sync && (fdatasync(data_fd) < 0 || fdatasync(fd) < 0))
-                return -errno;
         return 0;
 }
 
-/* Puts a synced temporary record in place unless a newer one already is, or the file is clean
- * by now. Lock held. */
-static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, const char *tmp) {
+/* Puts a temporary record in place unless a newer one already is, or the file is clean by now.
+ * Lock held. */
+static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, bool durable, const char *tmp) {
         char name[64];
 
         if (seq <= i->sidecar_done_seq || !fs_inode_is_dirty(i)) {
@@ -355,6 +378,8 @@ static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, const char *tmp
         }
         i->sidecar_done_seq = seq;
         i->sidecar_exists = true;
+        i->sidecar_durable = durable;
+        i->sidecar_written_ns = fs_now();
         return 0;
 }
 
@@ -368,18 +393,19 @@ static void sidecar_fail(Fs *fs, const char *path, int r) {
                 fs->cache_path);
 }
 
-static void sidecar_write_locked(Fs *fs, Inode *i, bool sync) {
+static void sidecar_write_locked(Fs *fs, Inode *i) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
         uint64_t seq = ++i->sidecar_seq;
         char tmp[96];
         int r;
 
+        i->sidecar_syncing = false; /* what the tick synced is not what this record says */
         sidecar_tmp_name(i, seq, tmp);
-        r = sidecar_text_locked(i, &b);
+        r = sidecar_text_locked(fs, i, false, &b);
         if (r >= 0)
-                r = sidecar_write_tmp(fs, i->cache_fd, tmp, &b, sync);
+                r = sidecar_write_tmp(fs, tmp, &b);
         if (r >= 0)
-                r = sidecar_commit_locked(fs, i, seq, tmp);
+                r = sidecar_commit_locked(fs, i, seq, false, tmp);
         if (r < 0) {
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
                 sidecar_fail(fs, i->path, r);
@@ -387,18 +413,17 @@ static void sidecar_write_locked(Fs *fs, Inode *i, bool sync) {
 }
 
 void fs_sidecar_update_locked(Fs *fs, Inode *i) {
-        sidecar_write_locked(fs, i, true);
+        sidecar_write_locked(fs, i);
 }
 
 void fs_sidecar_note_locked(Fs *fs, Inode *i) {
         if (fs_inode_is_dirty(i) && i->cache_fd >= 0)
-                sidecar_write_locked(fs, i, false);
+                sidecar_write_locked(fs, i);
 }
 
 /* The same for the write path: Fs.lock only to take the text and to put the record in place. */
 static void sidecar_update(Fs *fs, uint64_t ino) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
-        _cleanup_close_ int data_fd = -EBADF;
         _cleanup_free_ char *path = NULL;
         uint64_t seq;
         char tmp[96];
@@ -412,19 +437,17 @@ static void sidecar_update(Fs *fs, uint64_t ino) {
                 return;
         }
         seq = ++i->sidecar_seq;
+        i->sidecar_syncing = false;
         sidecar_tmp_name(i, seq, tmp);
-        r = sidecar_text_locked(i, &b);
+        r = sidecar_text_locked(fs, i, false, &b);
         path = strdup(i->path);
-        data_fd = fcntl(i->cache_fd, F_DUPFD_CLOEXEC, 3);
-        if (r >= 0 && data_fd < 0)
-                r = -errno;
         fs_unlock(fs);
         if (r >= 0)
-                r = sidecar_write_tmp(fs, data_fd, tmp, &b, true);
+                r = sidecar_write_tmp(fs, tmp, &b);
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
         if (r >= 0 && i)
-                r = sidecar_commit_locked(fs, i, seq, tmp);
+                r = sidecar_commit_locked(fs, i, seq, false, tmp);
         else
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
         fs_unlock(fs);
@@ -445,6 +468,9 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i) {
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         int r;
 
+        /* A durable record must not outlive a change of the data it points at. */
+        if (i->sidecar_durable || i->sidecar_syncing)
+                fs_sidecar_note_locked(fs, i);
         if (ftruncate(i->cache_fd, (off_t)size) < 0)
                 return -errno;
         r = pieces_grow_locked(i, size);
@@ -552,16 +578,25 @@ static void waiter_free(FsWaiter *w) {
 /* Writes buf into the cache file and marks it dirty. No lock held; the pieces are ready. */
 static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, uint64_t off) {
         size_t done = 0;
-        bool new_piece = false;
+        bool new_piece = false, was_durable = false;
         int fd, err = 0;
         Inode *i;
 
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
         fd = i ? i->cache_fd : -EBADF;
+        if (fd >= 0) {
+                /* Counted so that the tick does not take the data for synced while it changes. */
+                i->writes_in_flight++;
+                was_durable = i->sidecar_durable || i->sidecar_syncing;
+        }
         fs_unlock(fs);
         if (fd < 0)
                 return -EBADF;
+        /* A durable record must not outlive a change of the data it points at: replaced first by
+         * one that is not (written, not synced; a reboot then makes recovery keep the file). */
+        if (was_durable)
+                sidecar_update(fs, ino);
         while (done < size) {
                 ssize_t k = pwrite(fd, buf + done, size - done, (off_t)(off + done));
                 if (k < 0) {
@@ -572,10 +607,14 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 }
                 done += (size_t)k;
         }
-        if (done == 0)
-                return err ? err : -EIO;
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
+        if (i)
+                i->writes_in_flight--;
+        if (done == 0) {
+                fs_unlock(fs);
+                return err ? err : -EIO;
+        }
         if (i && i->cache_fd >= 0 && pieces_grow_locked(i, off + done) >= 0) {
                 for (size_t k = (size_t)(off / P); k <= (size_t)((off + done - 1) / P); k++) {
                         if (!(i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)))
@@ -592,7 +631,7 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 new_piece = new_piece || !i->sidecar_exists || i->sidecar_done_seq < i->sidecar_seq;
         }
         fs_unlock(fs);
-        /* Acknowledged only once the record of the new dirty piece is on disk. */
+        /* Acknowledged only once the record of the new dirty piece is in place. */
         if (new_piece)
                 sidecar_update(fs, ino);
         return (ssize_t)done;
@@ -1394,6 +1433,96 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 
 /* ---- background tick: async write-back, retries of failed uploads, eviction ---- */
 
+typedef struct DurableRecord {
+        uint64_t ino, seq;
+        char tmp[96];
+        StrBuf text;
+} DurableRecord;
+
+/* Whether i's record should be made durable now. Lock held. */
+static bool durable_wanted_locked(const Inode *i, int64_t now) {
+        if (!i->sidecar_exists || i->sidecar_durable || i->sidecar_syncing ||
+            i->writes_in_flight > 0 || !fs_inode_is_dirty(i))
+                return false;
+        /* A file open for writing is synced at most every DURABLE_OPEN_NS, not at every tick. */
+        return i->open_count == 0 || now - i->sidecar_written_ns >= DURABLE_OPEN_NS;
+}
+
+/* Makes the dirty records that are not durable durable, off the FUSE workers' path: their texts
+ * (with "durable 1") are taken under Fs.lock, written to temporary records without it, then one
+ * syncfs() puts every cache file and those records on disk; back under the lock, each goes in
+ * place unless the file changed meanwhile (a write or truncate clears sidecar_syncing before it
+ * touches the cache file, a newer record wins by its seq), and the directory is synced once. */
+static unsigned durable_pass(Fs *fs) {
+        DurableRecord *recs = NULL;
+        size_t n = 0;
+        unsigned made = 0;
+        int64_t now = fs_now();
+        int r = 0;
+
+        fs_lock(fs);
+        for (Inode *i = fs->state_list; i && n < DURABLE_BATCH_MAX; i = i->state_next) {
+                DurableRecord *d;
+                if (!durable_wanted_locked(i, now))
+                        continue;
+                if (!recs && !(recs = calloc(DURABLE_BATCH_MAX, sizeof(*recs))))
+                        break;
+                d = &recs[n];
+                d->text = (StrBuf){.cap = SIDECAR_MAX};
+                if (sidecar_text_locked(fs, i, true, &d->text) < 0) {
+                        strbuf_done(&d->text);
+                        continue;
+                }
+                d->ino = i->ino;
+                d->seq = ++i->sidecar_seq;
+                sidecar_tmp_name(i, d->seq, d->tmp);
+                i->sidecar_syncing = true;
+                n++;
+        }
+        fs_unlock(fs);
+        if (n == 0) {
+                free(recs);
+                return 0;
+        }
+        for (size_t k = 0; k < n && r >= 0; k++)
+                r = sidecar_write_tmp(fs, recs[k].tmp, &recs[k].text);
+        if (r >= 0 && syncfs(fs->cache_dir_fd) < 0)
+                r = -errno;
+        fs_lock(fs);
+        fs->record_syncs++;
+        for (size_t k = 0; k < n; k++) {
+                Inode *i = inode_table_get(fs->inodes, recs[k].ino);
+                bool mine = i && i->sidecar_syncing;
+                if (i)
+                        i->sidecar_syncing = false;
+                if (r >= 0 && mine &&
+                    sidecar_commit_locked(fs, i, recs[k].seq, true, recs[k].tmp) >= 0) {
+                        if (i->sidecar_durable) {
+                                fs->records_made_durable++;
+                                made++;
+                        }
+                } else
+                        (void)unlinkat(fs->cache_dir_fd, recs[k].tmp, 0);
+                strbuf_done(&recs[k].text);
+        }
+        fs_unlock(fs);
+        free(recs);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Cannot sync the cache in %s (records stay not durable, retried): %m",
+                        fs->cache_path);
+        else if (fsync(fs->cache_dir_fd) < 0)
+                log_debug_errno(
+                        -errno, "Cannot sync cache directory %s, ignoring: %m", fs->cache_path);
+        return r < 0 ? 0 : made;
+}
+
+void fs_records_make_durable(Fs *fs) {
+        /* Bounded: each pass takes up to DURABLE_BATCH_MAX records or ends the loop. */
+        for (unsigned k = 0; k < 1000 && durable_pass(fs) > 0; k++)
+                ;
+}
+
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Fs *fs = userdata;
         int64_t now = fs_now(), delay = (int64_t)fs->o->async_delay_ms * INT64_C(1000000);
@@ -1412,6 +1541,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         fs_cache_evict_locked(fs);
         fs_unlock(fs);
+        (void)durable_pass(fs);
         (void)sd_event_source_set_time_relative(s, TICK_USEC);
         (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
@@ -1527,6 +1657,8 @@ static char *stats_json_locked(Fs *fs) {
         json_add_u64(o, "cache_size", fs->o->cache_size);
         json_add_u64(o, "reclaimed_bytes", fs->reclaimed_bytes);
         json_add_u64(o, "last_reclaim_bytes", fs->last_reclaim_bytes);
+        json_add_u64(o, "records_made_durable", fs->records_made_durable);
+        json_add_u64(o, "record_syncs", fs->record_syncs);
         (void)json_object_object_add(
                 o, "requests_total", json_object_new_int64((int64_t)fs->requests_total));
         (void)json_object_object_add(
@@ -1769,6 +1901,8 @@ static int sidecar_parse(
         mode_t *mode,
         int64_t *mtime_ns,
         char etag[static REST_ETAG_MAX],
+        char boot[static 64],
+        bool *durable,
         char **ret_pieces) {
         _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
         char *p, *line;
@@ -1778,6 +1912,7 @@ static int sidecar_parse(
                 return -ENOMEM;
         p = copy;
         etag[0] = '\0';
+        boot[0] = '\0'; /* none: a record of the old format, which was synced */
         while ((line = strsep(&p, "\n"))) {
                 char *v = strchr(line, ' ');
                 if (!v)
@@ -1804,7 +1939,11 @@ static int sidecar_parse(
                 } else if (streq(line, "shrink_to")) {
                         *shrunk = true;
                         *shrink_to = strtoull(v, NULL, 10);
-                } else if (streq(line, "etag"))
+                } else if (streq(line, "boot"))
+                        (void)snprintf(boot, 64, "%s", v);
+                else if (streq(line, "durable"))
+                        *durable = streq(v, "1");
+                else if (streq(line, "etag"))
                         (void)snprintf(etag, REST_ETAG_MAX, "%s", streq(v, "-") ? "" : v);
                 else if (streq(line, "pieces")) {
                         free(pieces);
@@ -1818,13 +1957,92 @@ static int sidecar_parse(
         return 0;
 }
 
+typedef struct ProbeCall {
+        Fs *fs;
+        const char *path;
+        bool done;
+        int error;
+} ProbeCall;
+
+static void probe_done(RestResult *r, void *userdata) {
+        ProbeCall *p = userdata;
+
+        fs_lock(p->fs);
+        fs_note_result_locked(p->fs, r, "Get Properties", p->path, -ENOENT);
+        p->error = r->error;
+        p->done = true;
+        (void)pthread_cond_broadcast(&p->fs->cond);
+        fs_unlock(p->fs);
+}
+
+/* Asks the share about path (type: Get File or Directory Properties) and waits for the answer
+ * (bounded by the retry budget): 0 when it is there, -ENOENT when not. At mount time only. */
+static int share_probe(Fs *fs, int type, const char *path) {
+        ProbeCall p = {.fs = fs, .path = path};
+        RestOp op = {.type = type, .path = path};
+        int r = rest_client_submit(fs->rest, &op, probe_done, &p, NULL);
+
+        if (r < 0)
+                return r;
+        fs_lock(fs);
+        while (!p.done)
+                (void)pthread_cond_wait(&fs->cond, &fs->lock);
+        fs_unlock(fs);
+        return p.error;
+}
+
+/* A new name beside path for bytes that must not go over it: <name>.azfilesfs-recovered-<UTC>
+ * in path's directory, or in the root when that directory is gone; never a name the share or
+ * this mount has. */
+static int recovered_name(Fs *fs, const char *path, char **ret) {
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        _cleanup_free_ char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+        char stamp[32], leaf[256];
+        struct tm tm;
+        time_t t = time(NULL);
+        size_t len;
+
+        if (!dir || !gmtime_r(&t, &tm) ||
+            strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
+                return -ENOMEM;
+        if (dir[0] && !fs->backend_down &&
+            share_probe(fs, REST_OP_GET_DIRECTORY_PROPERTIES, dir) == -ENOENT)
+                dir[0] = '\0';
+        /* At most 255 bytes with the suffix, cut at a character boundary. */
+        len = MIN(strlen(base), sizeof(leaf) - 1 - strlen(RECOVERED_SUFFIX) - strlen(stamp) - 4);
+        while (len > 0 && ((unsigned char)base[len] & 0xC0) == 0x80)
+                len--;
+        for (unsigned k = 0; k < 100; k++) {
+                _cleanup_free_ char *cand = NULL;
+                char n[4] = "";
+                bool taken;
+
+                if (k > 0)
+                        (void)snprintf(n, sizeof(n), "-%u", k);
+                (void)snprintf(
+                        leaf, sizeof(leaf), "%.*s" RECOVERED_SUFFIX "%s%s", (int)len, base, stamp,
+                        n);
+                if (fs_path_join(dir, leaf, &cand) < 0)
+                        return -ENOMEM;
+                fs_lock(fs);
+                taken = inode_table_find(fs->inodes, cand);
+                fs_unlock(fs);
+                if (taken ||
+                    (!fs->backend_down && share_probe(fs, REST_OP_GET_FILE_PROPERTIES, cand) == 0))
+                        continue;
+                *ret = TAKE_PTR(cand);
+                return 0;
+        }
+        return -EEXIST;
+}
+
 static int recover_one(Fs *fs, uint64_t id) {
         char name[64], text[65536];
         _cleanup_close_ int sfd = -EBADF;
-        _cleanup_free_ char *path = NULL, *pieces = NULL;
-        char etag[REST_ETAG_MAX];
+        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL;
+        char etag[REST_ETAG_MAX], boot[64];
         uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
-        bool shrunk = false, create = false;
+        bool shrunk = false, create = false, durable = false;
         mode_t mode = 0;
         int64_t mtime_ns = 0;
         struct stat st;
@@ -1842,9 +2060,24 @@ static int recover_one(Fs *fs, uint64_t id) {
         text[n] = '\0';
         r = sidecar_parse(
                 text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
-                &mtime_ns, etag, &pieces);
+                &mtime_ns, etag, boot, &durable, &pieces);
         if (r < 0)
                 return r;
+        if (boot[0] && !durable && (streq(boot, "-") || !streq(boot, fs->boot_id))) {
+                /* Written before a reboot and never synced: the data it points at may be torn
+                 * (zeros, cut short). Its bytes go to a new file beside it; the share's copy of
+                 * path is left alone. */
+                torn = TAKE_PTR(path);
+                r = recovered_name(fs, torn, &path);
+                if (r < 0)
+                        return r;
+                if (!create)
+                        mode = fs->o->file_mode;
+                create = true;
+                remote_size = fetch_limit = 0;
+                shrunk = false;
+                etag[0] = '\0';
+        }
         data_name(id, ".data", name);
         fd = openat(fs->cache_dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
@@ -1879,8 +2112,11 @@ static int recover_one(Fs *fs, uint64_t id) {
         i->shrink_to = shrink_to;
         i->size_dirty = true;
         i->sidecar_exists = true;
+        i->sidecar_durable = !boot[0] || durable;
         i->mtime_ns = i->ctime_ns =
                 (int64_t)st.st_mtim.tv_sec * INT64_C(1000000000) + st.st_mtim.tv_nsec;
+        if (create && torn)
+                mtime_ns = i->mtime_ns;
         if (create) {
                 /* Never reached the share: Create File with its mode and time first. */
                 i->create_pending = true;
@@ -1890,7 +2126,9 @@ static int recover_one(Fs *fs, uint64_t id) {
         }
         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag);
         r = pieces_grow_locked(i, i->size);
-        for (char *p = pieces, *tok; r >= 0 && (tok = strsep(&p, ","));) {
+        for (size_t k = 0; torn && r >= 0 && k < i->n_pieces; k++)
+                piece_set_locked(fs, i, k, PIECE_DIRTY | PIECE_PRESENT, 0);
+        for (char *p = pieces, *tok; !torn && r >= 0 && (tok = strsep(&p, ","));) {
                 unsigned long long k;
                 char *end;
                 if (!*tok)
@@ -1902,9 +2140,25 @@ static int recover_one(Fs *fs, uint64_t id) {
         }
         /* Pieces not marked dirty are not known to be in the cache file: fetched again when read.
          */
-        log_notice(
-                "Found data of /%s not yet on the share (left by an earlier run); uploading it",
-                path);
+        if (torn) {
+                _cleanup_free_ char *f1 = NULL, *f2 = NULL;
+                if (asprintf(&f1, "AZFILESFS_PATH=/%s", torn) < 0)
+                        f1 = NULL;
+                if (asprintf(&f2, "AZFILESFS_RECOVERED_PATH=/%s", path) < 0)
+                        f2 = NULL;
+                log_struct(
+                        LOG_WARNING, 0,
+                        ((const char *[]){
+                                f1 ? f1 : "AZFILESFS_PATH=?",
+                                f2 ? f2 : "AZFILESFS_RECOVERED_PATH=?", NULL}),
+                        "Found data of /%s not yet on the share, left before a reboot and never synced (it may be torn): uploading it as /%s, leaving /%s on the share as it is",
+                        torn, path, torn);
+                /* The record now names the new file (a crash before its upload keeps it so). */
+                fs_sidecar_update_locked(fs, i);
+        } else
+                log_notice(
+                        "Found data of /%s not yet on the share (left by an earlier run); uploading it",
+                        path);
         fs_upload_start_locked(fs, i);
         fs_unlock(fs);
         return r < 0 ? r : 1;

@@ -72,6 +72,12 @@ struct Inode {
         bool sidecar_exists;       /* the dirty record is on disk */
         uint64_t sidecar_seq;      /* records started */
         uint64_t sidecar_done_seq; /* the one in place */
+        /* The record in place says "durable": the data it points at was synced before it. Any
+         * change of the cache file first replaces such a record with one that is not. */
+        bool sidecar_durable;
+        bool sidecar_syncing;       /* the tick is writing a durable record of it */
+        unsigned writes_in_flight;  /* write()s between their check and their pwrite's end */
+        int64_t sidecar_written_ns; /* monotonic; when the record in place was written */
         unsigned open_count;
         int64_t last_used_ns;
         uint64_t next_seq_off; /* for readahead */

@@ -75,6 +75,7 @@ typedef struct Fs {
         gid_t owner_gid;
         int64_t mount_time_ns;
         sd_event_source *tick;
+        char boot_id[64]; /* /proc/sys/kernel/random/boot_id at mount, "-" when unknown */
 
         /* Lock order: lock is the only lock (inode table, every Inode, everything below). */
         pthread_mutex_t lock;
@@ -99,8 +100,10 @@ typedef struct Fs {
         int64_t stats_until_ns;
 
         /* user.azfilesfs.reclaim; protected by lock */
-        uint64_t reclaimed_bytes;    /* freed since the mount */
-        uint64_t last_reclaim_bytes; /* freed by the last one */
+        uint64_t reclaimed_bytes;      /* freed since the mount */
+        uint64_t last_reclaim_bytes;   /* freed by the last one */
+        uint64_t records_made_durable; /* dirty records made durable by the tick */
+        uint64_t record_syncs;         /* syncfs() calls made for them */
 } Fs;
 
 /* fs.c */
@@ -134,9 +137,10 @@ uint64_t fs_cache_reclaim_locked(Fs *fs, uint64_t bytes);
 bool fs_inode_is_dirty(const Inode *i);
 void fs_discard_dirty_locked(Fs *fs, Inode *i);
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);
+/* Rewrites i's dirty record, not durable and not synced: it survives a crash of azfilesfs (the
+ * kernel keeps it); the tick makes it durable (fs-data.c, durable_pass). */
 void fs_sidecar_update_locked(Fs *fs, Inode *i);
-/* The same without syncing (metadata of a file not on the share yet: mode, name): survives a
- * crash of azfilesfs, not necessarily one of the machine. */
+/* The same when i is dirty and has a cache file (mode, name of a file not on the share yet). */
 void fs_sidecar_note_locked(Fs *fs, Inode *i);
 void fs_upload_start_locked(Fs *fs, Inode *i);
 /* Whether i is a file whose first upload's Create File is in flight: the share may not have it
@@ -154,6 +158,8 @@ FsRetry *fs_create_waiters_take_locked(Inode *i);
 void fs_create_waiters_run(FsRetry *list);
 void fs_upload_all_locked(Fs *fs);
 int fs_recover(Fs *fs);
+/* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
+void fs_records_make_durable(Fs *fs);
 uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);
 int fs_flush_wait(Fs *fs, uint64_t timeout_ms);
 void fs_tick_start(Fs *fs);

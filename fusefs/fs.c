@@ -2282,6 +2282,8 @@ uint64_t fs_stop(Fs *fs) {
         left = fs_dirty_bytes_locked(fs, &files);
         fs_unlock(fs);
         stop_thread(fs);
+        if (left > 0) /* what stays for the next mount must survive a reboot as it is */
+                fs_records_make_durable(fs);
         return left;
 }
 

@@ -22,10 +22,23 @@
  *                    directory renamed while a file below it is dirty, kill -9, remount, flush:
  *                    the file's bytes must be on the share under the new name.
  *
+ *   record_durable_later  a write() leaves a dirty record of this boot that is not durable
+ *                    (nothing synced on the write path); the tick makes it durable soon after
+ *                    close().
+ *   reboot_not_durable  a file on the share overwritten, kill -9, its record edited to look
+ *                    written before a reboot and not durable: the next mount leaves the share's
+ *                    copy byte-identical and uploads the new bytes as
+ *                    keep.txt.azfilesfs-recovered-<UTC> (the data may be torn after a reboot).
+ *   reboot_durable   the same with a durable record: uploaded over keep.txt (trusted).
+ *   reboot_dir_gone  a new file's record of an earlier boot, not durable, whose directory was
+ *                    deleted on the share meanwhile: the bytes go to the share's root.
+ *   unmount_durable  unmounted while uploads fail: the record left behind is durable.
+ *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
  * Runs in a private mount namespace per test; needs root and /dev/fuse (else 77); fails when
  * $AZFILESFS is missing. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -381,6 +394,284 @@ START_TEST(test_rename_dir_dirty_kill) {
 }
 END_TEST
 
+/* ---- dirty records: not synced on the write path, made durable in the background, and not
+ * trusted after a reboot unless durable ----------------------------------------------------- */
+
+static void closedirp(DIR **d) {
+        if (*d)
+                (void)closedir(*d);
+}
+
+#define OTHER_BOOT "00000000-0000-4000-8000-000000000000"
+#define RECORD_WAIT_NS (20 * NSEC_PER_SEC)
+
+static void this_boot(char buf[static 64]) {
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(fgets(buf, 64, f));
+        buf[strcspn(buf, "\n")] = '\0';
+        (void)fclose(f);
+}
+
+/* The one dirty record in the mount's cache directory (cache_dir/<account>-<share>-<hash>/),
+ * NULL when there is none (more than one fails the test). */
+static char *record_find(FsMount *m) {
+        _cleanup_(closedirp) DIR *top = opendir(m->cache_dir);
+        struct dirent *de;
+        char *found = NULL;
+
+        ck_assert_ptr_nonnull(top);
+        while ((de = readdir(top))) {
+                _cleanup_free_ char *sub = NULL;
+                _cleanup_(closedirp) DIR *d = NULL;
+                struct dirent *e;
+                if (de->d_name[0] == '.')
+                        continue;
+                ck_assert_int_ge(asprintf(&sub, "%s/%s", m->cache_dir, de->d_name), 0);
+                d = opendir(sub);
+                if (!d)
+                        continue;
+                while ((e = readdir(d))) {
+                        size_t n = strlen(e->d_name);
+                        if (n < 6 || strcmp(e->d_name + n - 6, ".dirty") != 0)
+                                continue;
+                        ck_assert_msg(!found, "more than one dirty record in %s", sub);
+                        ck_assert_int_ge(asprintf(&found, "%s/%s", sub, e->d_name), 0);
+                }
+        }
+        return found;
+}
+
+static char *record_read(const char *path) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = fopen(path, "re");
+
+        ck_assert_msg(f, "%s: %m", path);
+        ck_assert_int_eq(getdelim(&text, &size, '\0', f) > 0, 1);
+        (void)fclose(f);
+        return text;
+}
+
+/* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
+static void record_edit(const char *path, const char *boot, int durable) {
+        _cleanup_free_ char *text = record_read(path), *out = NULL;
+        size_t size = 0;
+        FILE *o = open_memstream(&out, &size);
+        FILE *f;
+
+        ck_assert_ptr_nonnull(o);
+        for (char *p = text, *line; (line = strsep(&p, "\n"));) {
+                if (!*line)
+                        continue;
+                if (strncmp(line, "boot ", 5) == 0)
+                        fprintf(o, "boot %s\n", boot);
+                else if (strncmp(line, "durable ", 8) == 0)
+                        fprintf(o, "durable %d\n", durable);
+                else
+                        fprintf(o, "%s\n", line);
+        }
+        ck_assert_int_eq(fclose(o), 0);
+        f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fputs(out, f) >= 0, 1);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_record_durable_later) {
+        _cleanup_free_ char *p = NULL, *rec = NULL, *text = NULL, *stats = NULL;
+        char boot[64], want[96];
+        int64_t deadline;
+        int fd;
+
+        this_boot(boot);
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "w.txt");
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "0123456789", 10), 10);
+        /* Open for writing: the tick leaves its record alone for 5 s, so what the write left is
+         * seen here: a record of this boot, not durable (nothing was synced for it). */
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record after write() returned");
+        text = record_read(rec);
+        (void)snprintf(want, sizeof(want), "\nboot %s\n", boot);
+        ck_assert_msg(strstr(text, want), "record without this boot's id:\n%s", text);
+        ck_assert_msg(strstr(text, "\ndurable 0\n"), "record durable at once:\n%s", text);
+        ck_assert_int_eq(close(fd), 0);
+        /* Closed: made durable in the background, within a few ticks. */
+        deadline = now_monotonic_ns() + RECORD_WAIT_NS;
+        for (;;) {
+                struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
+                free(text);
+                text = record_read(rec);
+                if (strstr(text, "\ndurable 1\n"))
+                        break;
+                ck_assert_msg(now_monotonic_ns() < deadline, "record not durable:\n%s", text);
+                (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
+        }
+        ck_assert_msg(strstr(text, want), "durable record without this boot's id:\n%s", text);
+        CHECK_OK(fs_stats(mnt, &stats), "stats");
+        ck_assert_msg(
+                strstr(stats, "\"records_made_durable\":") &&
+                        !strstr(stats, "\"records_made_durable\":0,"),
+                "stats: %s", stats);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* A file on the share overwritten here, azfilesfs killed before the upload, and its record made
+ * to look like one of an earlier boot (durable or not); what the next mount uploads. */
+static void reboot_case(int durable) {
+        _cleanup_free_ char *p = NULL, *rec = NULL, *found = NULL, *share_old = NULL;
+        _cleanup_free_ char *share_side = NULL, *old = NULL, *new = NULL, *tail = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        const size_t size = 300000;
+        size_t n_old = 0, n_side = 0;
+        struct dirent *de;
+        int fd;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "keep.txt");
+        CHECK_OK(fs_write_pattern(p, 1, size, 65536), "write keep.txt");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "first flush");
+        old = malloc(size);
+        new = malloc(size);
+        ck_assert_ptr_nonnull(old);
+        ck_assert_ptr_nonnull(new);
+        fs_pattern_fill(1, 0, old, size);
+        memcpy(new, old, size);
+        fs_pattern_fill(2, 0, new + 4096, 65536);
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, new + 4096, 65536, 4096), 65536);
+        ck_assert_int_eq(close(fd), 0);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        record_edit(rec, OTHER_BOOT, durable);
+
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "keep.txt", &share_old, &n_old), "read keep.txt");
+        d = opendir(mnt->mountpoint);
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, "keep.txt.azfilesfs-recovered-", 29) == 0) {
+                        ck_assert_msg(!found, "two recovered files: %s, %s", found, de->d_name);
+                        found = strdup(de->d_name);
+                }
+        closedirp(&d); /* before the unmount below */
+        d = NULL;
+        tail = fs_mount_log_tail(mnt, 8000);
+        if (durable) {
+                /* Synced before the reboot: trusted, uploaded over its own name. */
+                ck_assert_msg(!found, "durable record recovered aside as %s", found);
+                ck_assert_msg(
+                        n_old == size && memcmp(share_old, new, size) == 0,
+                        "keep.txt on the share is not the new bytes (%zu bytes)", n_old);
+                ck_assert_int_eq(fs_mount_stop(mnt), 0);
+                return;
+        }
+        /* Not synced before the reboot: the share's copy stays, the bytes go beside it. */
+        ck_assert_msg(
+                n_old == size && memcmp(share_old, old, size) == 0,
+                "keep.txt on the share changed (%zu bytes)", n_old);
+        ck_assert_msg(found, "no keep.txt.azfilesfs-recovered-* on the mount; log:\n%s", tail);
+        ck_assert_msg(
+                strlen(found) == 29 + 16 && found[29 + 8] == 'T' && found[29 + 15] == 'Z',
+                "recovered name %s is not <name>.azfilesfs-recovered-yyyymmddThhmmssZ", found);
+        CHECK_OK(fs_share_read(emu, SHARE, found, &share_side, &n_side), "read recovered file");
+        ck_assert_msg(
+                n_side == size && memcmp(share_side, new, size) == 0,
+                "%s does not hold the new bytes (%zu bytes)", found, n_side);
+        ck_assert_msg(
+                tail && strstr(tail, found) && strstr(tail, "/keep.txt"),
+                "no warning naming /keep.txt and /%s in the log:\n%s", found, tail);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+
+START_TEST(test_reboot_not_durable) {
+        reboot_case(0);
+}
+END_TEST
+
+START_TEST(test_reboot_durable) {
+        reboot_case(1);
+}
+END_TEST
+
+/* The same for a new file whose directory is deleted on the share (from another mount) before
+ * the next mount: its bytes go to the share's root. */
+START_TEST(test_reboot_dir_gone) {
+        _cleanup_free_ char *d = NULL, *p = NULL, *rec = NULL, *found = NULL, *side = NULL;
+        _cleanup_free_ char *d2 = NULL, *buf = NULL;
+        _cleanup_(closedirp) DIR *dir = NULL;
+        FsMount *other = NULL;
+        const size_t size = 70000;
+        size_t n = 0;
+        struct dirent *de;
+        int r;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        d = fs_mount_path(mnt, "gone");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        p = fs_mount_path(mnt, "gone/x.bin");
+        CHECK_OK(fs_write_pattern(p, 3, size, 65536), "write gone/x.bin");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        record_edit(rec, OTHER_BOOT, 0);
+        r = fs_mount_new(emu, SHARE, NULL, NULL, &other);
+        ck_assert_msg(r == 0, "second mount: %s", strerror(-r));
+        d2 = fs_mount_path(other, "gone");
+        ck_assert_msg(rmdir(d2) == 0, "rmdir gone on the share: %m");
+        ck_assert_int_eq(fs_mount_stop(other), 0);
+        other = fs_mount_free(other);
+
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        dir = opendir(mnt->mountpoint);
+        ck_assert_ptr_nonnull(dir);
+        while ((de = readdir(dir))) {
+                ck_assert_msg(strcmp(de->d_name, "gone") != 0, "gone is back on the share");
+                if (strncmp(de->d_name, "x.bin.azfilesfs-recovered-", 26) == 0)
+                        found = strdup(de->d_name);
+        }
+        closedirp(&dir); /* before the unmount below */
+        dir = NULL;
+        ck_assert_msg(found, "no x.bin.azfilesfs-recovered-* in the root");
+        CHECK_OK(fs_share_read(emu, SHARE, found, &side, &n), "read recovered file");
+        buf = malloc(size);
+        ck_assert_ptr_nonnull(buf);
+        fs_pattern_fill(3, 0, buf, size);
+        ck_assert_msg(n == size && memcmp(side, buf, size) == 0, "%s holds other bytes", found);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* Unmounted while the share refuses the upload: the record left for the next mount is durable
+ * (the failed upload rewrote it, not durable, just before). */
+START_TEST(test_unmount_durable) {
+        _cleanup_free_ char *rec = NULL, *text = NULL;
+        int r;
+
+        mount_with(NULL, "writeback=async,async_delay=3600,retry_budget=2");
+        CHECK_OK(write_both("u.bin", 5, 5000), "write u.bin");
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        r = fs_mount_stop(mnt);
+        ck_assert_msg(r >= 0, "unmount: %s", strerror(-r));
+        text = record_read(rec);
+        ck_assert_msg(strstr(text, "\ndurable 1\n"), "record left by the unmount:\n%s", text);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -392,6 +683,11 @@ int main(void) {
                 {"enospc", test_enospc},
                 {"restart_mid_flush", test_restart_mid_flush},
                 {"rename_dir_dirty_kill", test_rename_dir_dirty_kill}, /* bug 5, fixed */
+                {"record_durable_later", test_record_durable_later},
+                {"reboot_not_durable", test_reboot_not_durable},
+                {"reboot_durable", test_reboot_durable},
+                {"reboot_dir_gone", test_reboot_dir_gone},
+                {"unmount_durable", test_unmount_durable},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
