@@ -616,6 +616,11 @@ static int request_start(HttpClient *c, HttpRequest *r) {
         (void)curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
         (void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         (void)curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+        /* A body for a file (azfilesfs's Get Range of a 4 MiB piece) is read from the socket
+         * in chunks of this size: curl's default of 16 KiB costs a recv(), a poll() and a
+         * pwrite() per 16 KiB on the loop thread (BENCHMARKS.md, azfilesfs cold read). */
+        if (r->sink_kind == SINK_FD)
+                (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_FD_SINK_BUFFER_SIZE);
         if (r->timeout_ms > 0)
                 (void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)MIN(r->timeout_ms, LONG_MAX));
         if (r->connect_timeout_ms > 0)

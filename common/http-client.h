@@ -37,6 +37,8 @@ typedef struct HttpRequest HttpRequest;
 #define HTTP_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)
 #define HTTP_ERROR_BODY_MAX (64u * 1024u)
 #define HTTP_BODY_DEFAULT_MAX (1024u * 1024u)
+/* curl's receive buffer for a request with an fd sink, per transfer while it runs. */
+#define HTTP_FD_SINK_BUFFER_SIZE (256u * 1024u)
 
 typedef struct HttpClientConfig {
         unsigned max_in_flight;    /* transfers running at once; 0: 16 */

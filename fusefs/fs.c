@@ -559,6 +559,12 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
         /* Close-to-open is decided at open (keep_cache); an open file keeps what it read. With
          * auto_inval_data the kernel would ask getattr before every read() of a cached page. */
         conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+        /* A read is answered from the cache file (fuse_reply_data with the fd): with splice the
+         * kernel copies the cache file's pages straight into the request; without, libfuse
+         * allocates a buffer per read (mmap, page faults, munmap with a TLB shootdown), copies
+         * the data in with pread and out with writev (BENCHMARKS.md, azfilesfs cold read). */
+        if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+                conn->want |= FUSE_CAP_SPLICE_WRITE;
         conn->max_write = 1024 * 1024;
         conn->max_readahead = 1024 * 1024;
         (void)fs;

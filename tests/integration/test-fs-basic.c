@@ -19,6 +19,9 @@
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
  *   reclaim        the reclaim xattr drops clean cache files (LRU first, by the amount asked),
  *                  never dirty data or open files; data reads back from the share; racing reads
+ *   readahead      cold reads from the share: the first read fetches its piece and 4 ahead, a
+ *                  whole read each piece once (bytes and SHA-256 the share's), a random read
+ *                  only its piece, failed and cut-short Get Files retried
  *   offline        share gone: cached reads work, the rest fails within the bound, nothing hangs
  *   crash          kill -9 with unsynced data, a new mount uploads it
  *   requests       ls -l of 200 entries on a fresh mount: one List and no request per entry
@@ -943,6 +946,116 @@ START_TEST(test_reclaim) {
 }
 END_TEST
 
+/* Waits (bounded, 20 s) until m's cache holds exactly bytes of file data (every Get Range in
+ * flight has landed). */
+static void wait_cache_bytes(FsMount *m, uint64_t bytes) {
+        for (unsigned k = 0; k < 20000 && stats_number(m, "cache_bytes") != bytes; k++)
+                (void)usleep(1000); /* polling interval; the condition is the cache's size */
+        ck_assert_uint_eq(stats_number(m, "cache_bytes"), bytes);
+}
+
+/* Drops m's clean cache files (bounded, 20 s): the kernel may send the release of a file closed
+ * just before after close() returned, and an open file's cache stays. */
+static void reclaim_all(FsMount *m) {
+        for (unsigned k = 0; k < 20000; k++) {
+                ck_assert_int_eq(reclaim(m, "all"), 0);
+                if (stats_number(m, "cache_clean_bytes") == 0)
+                        return;
+                (void)usleep(1000); /* polling interval; the condition is the cache's size */
+        }
+        ck_abort_msg("clean cache not dropped within 20 s");
+}
+
+/* Bytes the daemon of m read with read()-like calls (rchar of /proc/PID/io): not those it
+ * received from sockets or moved with splice(). */
+static uint64_t daemon_rchar(FsMount *m) {
+        _cleanup_free_ char *path = NULL;
+        char line[256];
+        uint64_t v = UINT64_MAX;
+        FILE *f;
+
+        ck_assert_int_ge(asprintf(&path, "/proc/%d/io", (int)m->pid), 0);
+        f = fopen(path, "re");
+        ck_assert_msg(f, "open %s: %m", path);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "rchar: %" SCNu64, &v) == 1)
+                        break;
+        (void)fclose(f);
+        ck_assert_uint_ne(v, UINT64_MAX);
+        return v;
+}
+
+/* Cold reads of an 11-piece file from a mount that has none of it cached (the Get Files from the
+ * emulator's counters): the first read fetches its piece and the 4 pieces after it (the
+ * readahead, 16 MiB); reading on fetches every piece exactly once, and the bytes and their
+ * SHA-256 are the share's, spliced from the cache file (the daemon reads none of them itself); a
+ * read without kernel readahead at a random place fetches only its piece; Get Files answered 503 or
+ * cut short are retried and the bytes are still right. */
+START_TEST(test_readahead) {
+        const uint64_t mib = 1024 * 1024, piece = 4 * mib, size = 42 * mib + 12345;
+        const uint64_t pieces = 11, seed = 5;
+        static char buf[128 * 1024], want[128 * 1024];
+        uint8_t sha_share[32], sha_mount[32];
+        const char *f;
+        uint64_t v, rchar;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "seq.bin"), seed, size, 1 * mib), 0);
+        ck_assert_int_eq(fs_share_sha256(emu, SHARE, "seq.bin", sha_share), 0);
+        mnt_b = mount_with(NULL, NULL); /* its own cache: every byte comes from the share */
+        f = P(mnt_b, "seq.bin");
+
+        /* the first read: its piece and 4 ahead, nothing more */
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &v), 0);
+        fd = open(f, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+        fs_pattern_fill(seed, 0, want, sizeof(want));
+        ck_assert(memcmp(buf, want, sizeof(buf)) == 0);
+        wait_cache_bytes(mnt_b, 5 * piece);
+        ck_assert_uint_eq(counter("GetFile"), 5);
+        ck_assert_int_eq(close(fd), 0);
+        /* reading on: every piece once, the share's bytes */
+        rchar = daemon_rchar(mnt_b);
+        ck_assert_int_eq(fs_file_sha256(f, sha_mount), 0);
+        /* answered with splice from the cache file: the daemon did not read the bytes itself
+         * (with a pread into a buffer per read it did: 42 MiB for this file) */
+        rchar = daemon_rchar(mnt_b) - rchar;
+        ck_assert_msg(rchar < size / 8, "the daemon read %" PRIu64 " bytes itself", rchar);
+        ck_assert(memcmp(sha_mount, sha_share, sizeof(sha_share)) == 0);
+        ck_assert_int_eq(fs_check_pattern(f, seed, size), 0);
+        ck_assert_uint_eq(counter("GetFile"), pieces);
+        ck_assert_uint_eq(stats_number(mnt_b, "cache_bytes"), size);
+
+        /* random reads (no kernel readahead): only the piece read */
+        reclaim_all(mnt_b);
+        drop_page_cache(f);
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &v), 0);
+        fd = open(f, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+        ck_assert_int_eq(pread(fd, buf, 4096, (off_t)(7 * piece + 65536)), 4096);
+        fs_pattern_fill(seed, 7 * piece + 65536, want, 4096);
+        ck_assert(memcmp(buf, want, 4096) == 0);
+        wait_cache_bytes(mnt_b, piece);
+        ck_assert_uint_eq(counter("GetFile"), 1);
+        ck_assert_int_eq(close(fd), 0);
+
+        /* the first 4 Get Files answered 503, the next 2 cut short: retried, right bytes */
+        reclaim_all(mnt_b);
+        drop_page_cache(f);
+        ck_assert_int_eq(
+                fs_emu_set_faults(
+                        emu, "op=GetFile:503,count=4,retry-after=0;op=GetFile:truncate,count=2"),
+                0);
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &v), 0);
+        ck_assert_int_eq(fs_check_pattern(f, seed, size), 0);
+        ck_assert_uint_eq(counter("GetFile"), pieces + 6);
+        ck_assert_uint_eq(stats_number(mnt_b, "requests_failed"), 0);
+}
+END_TEST
+
 /* The share gone: cached data is still read, unknown names fail at once (no hang), writes land
  * in the cache and close() says they are not on the share, the flush gives up within its bound. */
 START_TEST(test_offline) {
@@ -1177,6 +1290,7 @@ int main(void) {
                 {"requests", test_requests},
                 {"caps", test_caps},
                 {"reclaim", test_reclaim},
+                {"readahead", test_readahead},
                 {"offline", test_offline},
                 {"crash", test_crash},
                 {"auth", test_auth},
