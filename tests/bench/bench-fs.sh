@@ -171,7 +171,7 @@ pt_tar=$(secs "$t0" "$t1")
 unmount_fs "$tmp/pt" "$pt_pid"
 
 # ---- the driver ------------------------------------------------------------------------------------
-fs_get=$na fs_put=$na fs_warm=$na fs_tar=$na tar_ok=$na per_file=$na lists=$na others=$na
+fs_get=$na fs_put=$na fs_warm=$na fs_tar=$na tar_ok=$na split=$na lists=$na others=$na
 idle=$na rss=$na
 verify_share() { # local-dir share-dir: every file's bytes on the share over REST
         python3 - "$base" "$share" "$sas" "$version" "$1" "$2" <<'EOF'
