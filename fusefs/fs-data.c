@@ -1033,6 +1033,10 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         }
         if (!fs_inode_is_dirty(i))
                 return;
+        if (i->renames_in_flight > 0) {
+                i->upload_held = true; /* started by fs_rename_hold_end_locked() */
+                return;
+        }
         if (fs->uploads_in_flight >= UPLOADS_MAX) {
                 if (!i->upload_queued) {
                         i->upload_queued = true;
@@ -1365,6 +1369,54 @@ out:
         }
 }
 
+static void flush_all_check_later(void *userdata, bool cancelled) {
+        Fs *fs = userdata;
+        FsFlushAll *done = NULL;
+
+        if (cancelled)
+                return;
+        fs_lock(fs);
+        flush_all_check_locked(fs, &done);
+        fs_unlock(fs);
+        reply_flush_all(done, 0);
+}
+
+void fs_rename_hold_locked(Inode *i) {
+        if (i)
+                i->renames_in_flight++;
+}
+
+void fs_rename_hold_end_locked(Fs *fs, Inode *i, FsWaiter **replies) {
+        if (!i)
+                return;
+        assert(i->renames_in_flight > 0);
+        if (--i->renames_in_flight > 0 || !i->upload_held)
+                return;
+        i->upload_held = false;
+        fs_upload_start_locked(fs, i);
+        if (i->uploading || i->upload_queued)
+                return;
+        /* Nothing left to upload (replaced by the rename: its data was dropped): the flushes
+         * waiting for it are done. */
+        for (FsWaiter **p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                if (w->kind != FS_WAIT_FLUSH) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                w->off = fs_inode_is_dirty(i) ? EIO : 0;
+                w->next = *replies;
+                *replies = w;
+        }
+        if (fs->flush_all)
+                (void)fs_post(fs, flush_all_check_later, fs);
+}
+
+void fs_flush_waiters_reply(FsWaiter *replies) {
+        upload_done_reply(NULL, NULL, replies);
+}
+
 /* ---- flush, fsync, release ---- */
 
 static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
@@ -1388,7 +1440,7 @@ static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
         *w = (FsWaiter){.kind = FS_WAIT_FLUSH, .req = req, .ino = ino, .next = i->waiters};
         i->waiters = w;
         fs_upload_start_locked(fs, i);
-        if (!i->uploading && !i->upload_queued) {
+        if (!i->uploading && !i->upload_queued && !i->upload_held) {
                 /* Nothing to do after all (a deleted file's data is dropped), or not even the
                  * submission worked (the data stays dirty): answer now. */
                 int err = fs_inode_is_dirty(i) ? EIO : 0;

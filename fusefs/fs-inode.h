@@ -102,6 +102,12 @@ struct Inode {
         uint64_t upload_size;
         char upload_etag[REST_ETAG_MAX];
         void *async_timer; /* sd_event_source */
+        /* Renames of this file, or onto it, on their way to the share: no upload round of it
+         * starts meanwhile (its requests could reach a name the share is changing: a replaced
+         * file's old bytes written into the renamed one, a source's to its old name). One asked
+         * for meanwhile (upload_held) starts when the last of them ends. */
+        unsigned renames_in_flight;
+        bool upload_held;
 
         /* Directories: the names of the children on the share, as hashes (fs_path_hash of the
          * name), sorted; complete (every child's name is in it) when names_complete, trusted

@@ -157,6 +157,14 @@ int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata);
 FsRetry *fs_create_waiters_take_locked(Inode *i);
 void fs_create_waiters_run(FsRetry *list);
 void fs_upload_all_locked(Fs *fs);
+/* A rename of i, or onto it, goes to the share: no upload round of i starts until the matching
+ * fs_rename_hold_end_locked(). NULL-safe. */
+void fs_rename_hold_locked(Inode *i);
+/* That rename ended (i may have been replaced by it, its data dropped): an upload held off
+ * starts now. Flushes of i left with nothing to wait for are moved to *replies, to be answered
+ * with fs_flush_waiters_reply() once the lock is dropped. NULL-safe. */
+void fs_rename_hold_end_locked(Fs *fs, Inode *i, FsWaiter **replies);
+void fs_flush_waiters_reply(FsWaiter *replies);
 int fs_recover(Fs *fs);
 /* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
 void fs_records_make_durable(Fs *fs);

@@ -478,7 +478,9 @@ typedef struct Call {
         Fs *fs;
         fuse_req_t req;
         uint64_t ino;
-        uint64_t ino2; /* a rename queued by op_retry_queue_locked(): newparent */
+        uint64_t ino2;    /* a rename queued by op_retry_queue_locked(): newparent */
+        uint64_t held[2]; /* a rename on its way to the share: its source and destination (their
+                           * uploads held off, fs_rename_hold_locked), 0 for none */
         char *path;
         char *path2;
         int step;
@@ -955,10 +957,13 @@ static void setattr_next(Call *c) {
                         op.size = (uint64_t)c->attr.st_size;
                         return submit_or_fail(c, &op, setattr_done);
                 }
-                if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE) &&
+                if (((c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) ||
+                     (c->step == SETATTR_STEP_TIMES &&
+                      (c->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))) &&
                     fs_create_in_flight(i)) {
-                        /* The share may not have it yet: again once its Create File is answered
-                         * (then the share's mode is set, or this one goes into the next try). */
+                        /* The share may not have it yet, and its Create File carries the mode and
+                         * time it had when sent: again once that upload round ends (then the
+                         * share's mode or time is set, or this one goes into the next try). */
                         r = fs_create_wait_locked(i, setattr_retry, c);
                         fs_unlock(fs);
                         if (r < 0)
@@ -1311,10 +1316,38 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
 
 /* ---- rename ---- */
 
+/* A rename went to the share, or failed before: the uploads it held off (held[], cleared) may
+ * start (a file it replaced has its data dropped by then). Lock held; *replies for
+ * fs_flush_waiters_reply(). */
+static void rename_holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies) {
+        for (size_t k = 0; k < 2; k++) {
+                uint64_t ino = held[k];
+                held[k] = 0;
+                if (ino != 0)
+                        fs_rename_hold_end_locked(fs, get_inode_locked(fs, ino), replies);
+        }
+}
+
+/* Submits the rename's request; when that fails, its holds end and it fails. */
+static void rename_submit(Call *c, const RestOp *op, RestDoneFn cb) {
+        FsWaiter *replies = NULL;
+        int r = rest_client_submit(c->fs->rest, op, cb, c, NULL);
+
+        if (r >= 0)
+                return;
+        fs_lock(c->fs);
+        rename_holds_end_locked(c->fs, c->held, &replies);
+        fs_unlock(c->fs);
+        fs_flush_waiters_reply(replies);
+        fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
+        call_free(c);
+}
+
 static void rename_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
         Inode *i, *displaced = NULL;
+        FsWaiter *replies = NULL;
         int err = r->error;
 
         fs_lock(fs);
@@ -1338,7 +1371,9 @@ static void rename_done(RestResult *r, void *userdata) {
                 fs_discard_dirty_locked(fs, displaced);
                 inode_table_detach(fs->inodes, displaced);
         }
+        rename_holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
+        fs_flush_waiters_reply(replies);
         fuse_reply_err(c->req, -err);
         call_free(c);
 }
@@ -1379,6 +1414,7 @@ static void rename_replaced_done(RestResult *r, void *userdata) {
 
 static void rename_replaced_next(Call *c, int err) {
         Fs *fs = c->fs;
+        FsWaiter *replies = NULL;
         Inode *src;
 
         fs_lock(fs);
@@ -1401,11 +1437,13 @@ static void rename_replaced_next(Call *c, int err) {
                                 .path = c->path,
                                 .source_path = c->path2,
                                 .replace_if_exists = true};
-                        return submit_or_fail(c, &op, rename_done);
+                        return rename_submit(c, &op, rename_done);
                 } else
                         err = rename_local_locked(fs, src, c->path2, c->path);
         }
+        rename_holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
+        fs_flush_waiters_reply(replies);
         fuse_reply_err(c->req, -err);
         call_free(c);
 }
@@ -1423,6 +1461,7 @@ static void fs_op_rename(
         char *from = NULL, *to = NULL;
         Inode *src = NULL, *dst = NULL;
         bool is_dir = false, delete_first = false;
+        uint64_t held[2] = {};
         Call *c;
         int r;
 
@@ -1471,6 +1510,13 @@ static void fs_op_rename(
                                 r = 1; /* done */
                 }
         }
+        if (r == 0 && !streq(from, to)) {
+                /* To the share: no upload of either starts before it is answered. */
+                fs_rename_hold_locked(src);
+                fs_rename_hold_locked(dst);
+                held[0] = src ? src->ino : 0;
+                held[1] = dst ? dst->ino : 0;
+        }
         fs_unlock(fs);
         if (r > 0 || (r >= 0 && streq(from, to))) {
                 free(from);
@@ -1486,15 +1532,22 @@ static void fs_op_rename(
         }
         c = call_new(fs, req, newparent, to);
         if (!c) {
+                FsWaiter *replies = NULL;
+
+                fs_lock(fs);
+                rename_holds_end_locked(fs, held, &replies);
+                fs_unlock(fs);
+                fs_flush_waiters_reply(replies);
                 free(from);
                 free(to);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
         c->path2 = from;
+        memcpy(c->held, held, sizeof(held));
         if (delete_first) {
                 RestOp op = {.type = REST_OP_DELETE_FILE, .path = to};
-                return submit_or_fail(c, &op, rename_replaced_done);
+                return rename_submit(c, &op, rename_replaced_done);
         }
         RestOp op = {
                 .type = REST_OP_RENAME,
@@ -1503,7 +1556,7 @@ static void fs_op_rename(
                 .is_directory = is_dir,
                 .replace_if_exists =
                         !(flags & RENAME_NOREPLACE) && strcasecmp(from, to) != 0 && !is_dir};
-        submit_or_fail(c, &op, rename_done);
+        rename_submit(c, &op, rename_done);
 }
 
 static void rename_retry(void *userdata) {

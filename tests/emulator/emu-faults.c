@@ -29,6 +29,8 @@ typedef struct FaultRule {
         bool has_latency;
         unsigned latency_ms;
         unsigned jitter_ms;
+        bool has_answer_latency;
+        unsigned answer_latency_ms;
         bool has_retry_after;
         unsigned retry_after_s;
         unsigned every;   /* 0: every match */
@@ -228,6 +230,14 @@ static int parse_item(char *item, FaultRule *rule, FaultSet *set, bool *seen_see
                 if (rule->latency_ms + rule->jitter_ms > FAULTS_LATENCY_MAX_MS)
                         return fail(reterr, "latency '%s' plus jitter exceeds 60 s", value);
                 rule->has_latency = true;
+        } else if (streq(key, "answer-latency")) {
+                if (rule->has_answer_latency)
+                        return fail(reterr, "answer-latency given twice in one rule");
+                if (parse_duration_ms(trim(value), &rule->answer_latency_ms) < 0)
+                        return fail(
+                                reterr, "invalid answer-latency '%s' (want N, Nms or Ns, <= 60s)",
+                                value);
+                rule->has_answer_latency = true;
         } else if (streq(key, "retry-after")) {
                 if (parse_uint(value, FAULTS_RETRY_AFTER_MAX, &v) < 0)
                         return fail(
@@ -299,7 +309,7 @@ static int parse_rule(char *text, FaultSet *set, bool *seen_seed, char **reterr)
                 return fail(reterr, "probabilities of one rule add up to more than 1");
         if (only_seed && rule.all_ops)
                 return 0; /* "seed=N" on its own */
-        if (!rule_has_any_kind(&rule) && !rule.has_latency)
+        if (!rule_has_any_kind(&rule) && !rule.has_latency && !rule.has_answer_latency)
                 return fail(reterr, "rule '%s' injects nothing (no fault kind, no latency)", text);
         if (set->n_rules >= FAULTS_RULES_MAX)
                 return fail(reterr, "too many rules (at most 32)");
@@ -413,6 +423,8 @@ static void describe_rule(FILE *out, const FaultRule *rule) {
                 if (rule->jitter_ms > 0)
                         fprintf(out, "~%ums", rule->jitter_ms);
         }
+        if (rule->has_answer_latency)
+                fprintf(out, "%sanswer-latency=%ums", SEP(), rule->answer_latency_ms);
         if (rule->has_kind[EMU_FAULT_BUSY] || rule->has_retry_after)
                 fprintf(out, "%sretry-after=%u", SEP(), rule->retry_after_s);
         if (rule->every > 0)
@@ -472,6 +484,12 @@ EmuFaultDecision emu_faults_decide(EmuFaults *f, EmuOp op) {
                         if (rule->jitter_ms > 0)
                                 ms += (unsigned)(splitmix64(&set->prng) % (rule->jitter_ms + 1u));
                         d.latency_ms = MIN(d.latency_ms + ms, FAULTS_LATENCY_MAX_MS);
+                        acted = true;
+                }
+                if (rule->has_answer_latency) {
+                        d.answer_latency_ms =
+                                MIN(d.answer_latency_ms + rule->answer_latency_ms,
+                                    FAULTS_LATENCY_MAX_MS);
                         acted = true;
                 }
                 if (d.kind == EMU_FAULT_NONE && rule_has_any_kind(rule)) {

@@ -13,6 +13,9 @@
  *   ITEM  := KIND [ '=' PROB ]          KIND: 503|busy, 500|internal, reset, truncate;
  *                                       PROB in [0, 1], default 1
  *          | 'latency=' DUR [ '~' DUR ]  added delay; '~J' adds a uniform 0..J on top
+ *          | 'answer-latency=' DUR       the operation is carried out at once, its answer is
+ *                                        delayed by DUR (a request in flight that the share
+ *                                        has already done)
  *          | 'retry-after=' SECONDS      Retry-After of the 503 (default 1)
  *          | 'every=' N                  the rule acts only on every Nth request it matches
  *          | 'count=' N                  the rule acts at most N times, then is spent
@@ -21,10 +24,10 @@
  *
  * A rule without op= matches every operation (the admin API is never faulted). Per request,
  * the rules that match its operation are visited in order; each one counts the match, then
- * (if every=/count= let it act) adds its latency and, unless an earlier rule already chose a
+ * (if every=/count= let it act) adds its latencies and, unless an earlier rule already chose a
  * fault, draws one: the kinds' probabilities are cumulative (their sum must be <= 1). The first
  * rule that draws a fault decides the kind; latencies of all acting rules add up. A rule
- * "acts" when it added latency or chose a fault; count= counts those.
+ * "acts" when it added a latency or chose a fault; count= counts those.
  *
  * Decisions draw from one PRNG per rule set (splitmix64, seeded by seed= or at random), under a
  * mutex, so a seeded spec replayed by a client that sends requests one at a time gives the same
@@ -50,8 +53,9 @@ typedef enum EmuFaultKind {
 
 typedef struct EmuFaultDecision {
         EmuFaultKind kind;
-        unsigned latency_ms;    /* added before anything is answered; 0 for none */
-        unsigned retry_after_s; /* for EMU_FAULT_BUSY */
+        unsigned latency_ms;        /* added before the request is carried out; 0 for none */
+        unsigned answer_latency_ms; /* added after it was carried out, before its answer */
+        unsigned retry_after_s;     /* for EMU_FAULT_BUSY */
 } EmuFaultDecision;
 
 /* spec may be NULL or "" (no faults). On a syntax error returns -EINVAL and *reterr names the

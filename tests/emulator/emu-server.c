@@ -790,6 +790,14 @@ handle_request(EmuContext *ctx, struct MHD_Connection *connection, const char *m
                         (void)emu_reply_error(&req, 500, "OperationTimedOut", NULL, NULL);
                 else
                         dispatch(&req);
+                if (fault.answer_latency_ms > 0) {
+                        struct timespec ts = {
+                                .tv_sec = fault.answer_latency_ms / 1000,
+                                .tv_nsec = (long)(fault.answer_latency_ms % 1000) * 1000000L};
+                        /* Injected latency of the answer (the operation is done), not
+                         * synchronisation. */
+                        (void)nanosleep(&ts, NULL);
+                }
         }
 
         assert(ctx->response.replied);

@@ -672,7 +672,7 @@ static int tree_compare_at(
                         r =
                                 differ(reterr_msg, "%s: mode %o vs %o (owner x bit)", prel,
                                        sa.st_mode & 07777, sb.st_mode & 07777);
-                else
+                else if (!(flags & FS_TREE_NO_DATA))
                         r = files_compare(pa, pb, (uint64_t)sa.st_size, reterr_msg);
         }
         names_done(&na);

@@ -88,6 +88,7 @@ int fs_mount_peak_rss_kib(FsMount *m, uint64_t *ret);
 
 typedef enum FsTreeFlags {
         FS_TREE_EXEC_BIT = 1 << 0, /* compare S_IXUSR of regular files */
+        FS_TREE_NO_DATA = 1 << 1,  /* names, types and sizes only (an ls -lR): no file is read */
 } FsTreeFlags;
 
 /* Compares two local (or mounted) trees: the names in every directory (exactly, byte for

@@ -32,6 +32,11 @@
  *                  its first upload's Create File is in flight: all succeed, the share is right
  *   rename_over_upload  rename of a file over one (and unlink of one) whose upload's Put Range
  *                  is in flight: the late Put Range does not write into the renamed file
+ *   rename_upload_starts  an upload of the destination, or of the source, asked for while the
+ *                  Rename File is in flight (done by the share, not answered yet): the share
+ *                  holds exactly the new bytes under the new name, nothing under the old
+ *   utimens_create_in_flight  utimensat of a new file while its Create File is in flight: the
+ *                  time reaches the share
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -40,6 +45,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -742,6 +748,28 @@ static void put_range_in_flight(const char *rel, const char *data) {
         wait_counter_above("PutRange", before);
 }
 
+/* The faults removed and everything flushed: nothing dirty; each name of present (pairs of name
+ * and bytes, NULL-terminated) holds exactly its bytes on the share and through the mount, also
+ * after a remount; no name of gone is on the share, nor on the mount after the remount. */
+static void check_after_renames(const char *const *present, const char *const *gone) {
+        struct stat st;
+
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        for (size_t k = 0; present[k]; k += 2) {
+                check_share(present[k], present[k + 1]);
+                ck_assert_str_eq(read_file(P(mnt, present[k])), present[k + 1]);
+        }
+        for (size_t k = 0; gone[k]; k++)
+                check_share_absent(gone[k]);
+        remount(mnt);
+        for (size_t k = 0; present[k]; k += 2)
+                ck_assert_str_eq(read_file(P(mnt, present[k])), present[k + 1]);
+        for (size_t k = 0; gone[k]; k++)
+                ck_assert_int_eq(errno_of(stat(P(mnt, gone[k]), &st)), ENOENT);
+}
+
 /* An editor's save over a file whose previous save is still being uploaded (write-back mode):
  * the temporary file renamed over it, on the share already or not yet, and an unlink of such a
  * file. The old file's late Put Range must not land in the renamed file: after a flush the
@@ -749,7 +777,6 @@ static void put_range_in_flight(const char *rel, const char *data) {
 START_TEST(test_rename_over_upload) {
         static const char new1[] = "ZZZZZZZZZZ new content, longer than the old";
         static const char new2[] = "second save, also longer than the old one";
-        struct stat st;
 
         mnt = mount_with(NULL, "writeback=async,async_delay=0.05");
         write_file(P(mnt, "b.txt"), "original b");
@@ -770,22 +797,93 @@ START_TEST(test_rename_over_upload) {
         put_range_in_flight("g.txt", "WWWWWWWW");
         ck_assert_msg(unlink(P(mnt, "g.txt")) == 0, "unlink: %m");
 
+        check_after_renames(
+                (const char *const[]){"b.txt", new1, "c.txt", new2, NULL},
+                (const char *const[]){".b.txt.tmp", ".c.txt.tmp", "g.txt", NULL});
+}
+END_TEST
+
+typedef struct RenameArgs {
+        const char *from, *to;
+        int result; /* 0 or -errno */
+} RenameArgs;
+
+static void *rename_thread(void *p) {
+        RenameArgs *a = p;
+        a->result = rename(a->from, a->to) < 0 ? -errno : 0;
+        return NULL;
+}
+
+/* Renames from over to (mount-relative) in a thread and returns once the share has carried the
+ * Rename File out, its answer held back (answer-latency): the rename is still in flight. */
+static pthread_t rename_in_flight(RenameArgs *a, const char *from, const char *to) {
+        uint64_t before = counter("RenameFile");
+        pthread_t t;
+
+        *a = (RenameArgs){.from = P(mnt, from), .to = P(mnt, to), .result = 1};
+        ck_assert_int_eq(pthread_create(&t, NULL, rename_thread, a), 0);
+        wait_counter_above("RenameFile", before);
+        return t;
+}
+
+/* A rename whose destination, or source, has unsynced data whose upload is not running when the
+ * rename starts but is started (the flush xattr) while the Rename File is in flight, the share
+ * having renamed already: the destination's old bytes must not land in the renamed file, the
+ * source's new bytes must reach the new name (not the old one), with the rename answered. */
+START_TEST(test_rename_upload_starts) {
+        static const char new_dst[] = "the renamed file's bytes, longer than the other";
+        static const char new_moved[] = "source's new bytes, unsynced when it was renamed";
+        RenameArgs a;
+        pthread_t t;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        /* Not in the root: the kernel holds the directory of a rename locked meanwhile, and the
+         * flush xattr is set on the root. */
+        ck_assert_int_eq(mkdir(P(mnt, "r"), 0755), 0);
+        write_file(P(mnt, "r/src.txt"), new_dst);
+        write_file(P(mnt, "r/dst.txt"), "dst on the share");
+        write_file(P(mnt, "r/src2.txt"), "source on the share");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        /* dirty, not uploading (async_delay) */
+        write_file(P(mnt, "r/dst.txt"), "OLD");
+        ck_assert_uint_gt(dirty(mnt), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=RenameFile:answer-latency=1500ms"), 0);
+
+        /* the destination: its upload asked for while the rename is in flight */
+        t = rename_in_flight(&a, "r/src.txt", "r/dst.txt");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(a.result == 0, "rename over r/dst.txt: %s", strerror(-a.result));
+        /* the source (the flush above uploaded everything) */
+        write_file(P(mnt, "r/src2.txt"), new_moved);
+        ck_assert_uint_gt(dirty(mnt), 0);
+        t = rename_in_flight(&a, "r/src2.txt", "r/moved.txt");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(a.result == 0, "rename to r/moved.txt: %s", strerror(-a.result));
+        check_after_renames(
+                (const char *const[]){"r/dst.txt", new_dst, "r/moved.txt", new_moved, NULL},
+                (const char *const[]){"r/src.txt", "r/src2.txt", NULL});
+}
+END_TEST
+
+/* utimensat (touch -d) of a new file while its first upload's Create File is in flight (that
+ * Create File carries the time the file had when it was sent): the time set reaches the share. */
+START_TEST(test_utimens_create_in_flight) {
+        const struct timespec times[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+        struct stat st;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=0.05");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=CreateFile:latency=1500ms"), 0);
+        create_in_flight("touched.txt", "touched");
+        ck_assert_msg(utimensat(AT_FDCWD, P(mnt, "touched.txt"), times, 0) == 0, "utimensat: %m");
         ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
-        check_share("b.txt", new1);
-        check_share_absent(".b.txt.tmp");
-        check_share("c.txt", new2);
-        check_share_absent(".c.txt.tmp");
-        check_share_absent("g.txt");
-        ck_assert_str_eq(read_file(P(mnt, "b.txt")), new1);
-        ck_assert_str_eq(read_file(P(mnt, "c.txt")), new2);
-        /* after a remount */
+        check_share("touched.txt", "touched");
         remount(mnt);
-        ck_assert_str_eq(read_file(P(mnt, "b.txt")), new1);
-        ck_assert_str_eq(read_file(P(mnt, "c.txt")), new2);
-        ck_assert_int_eq(errno_of(stat(P(mnt, "g.txt"), &st)), ENOENT);
-        ck_assert_int_eq(errno_of(stat(P(mnt, ".b.txt.tmp"), &st)), ENOENT);
+        ck_assert_int_eq(stat(P(mnt, "touched.txt"), &st), 0);
+        ck_assert_int_eq(st.st_mtim.tv_sec, 1000000000);
 }
 END_TEST
 
@@ -1297,6 +1395,8 @@ int main(void) {
                 {"cli", test_cli},
                 {"create_in_flight", test_create_in_flight},
                 {"rename_over_upload", test_rename_over_upload},
+                {"rename_upload_starts", test_rename_upload_starts},
+                {"utimens_create_in_flight", test_utimens_create_in_flight},
         };
 
         if (pre != 0)

@@ -56,6 +56,8 @@ START_TEST(test_grammar_normalised) {
                 {"internal,count=2,seed=9", "500=1,count=2;seed=9"},
                 {"latency=2s~10,seed=3", "latency=2000ms~10ms;seed=3"},
                 {"op=putrange:truncate=0,seed=4", "op=PutRange:truncate=0;seed=4"},
+                {"op=renamefile:answer-latency=2s,count=1;seed=8",
+                 "op=RenameFile:answer-latency=2000ms,count=1;seed=8"},
                 {"op=imds:503,retry-after=7;seed=6",
                  "op=ImdsInstance+ImdsScheduledEvents+ImdsApproveEvents+ImdsToken:503=1,"
                  "retry-after=7;seed=6"},
@@ -92,6 +94,8 @@ START_TEST(test_errors_name_the_token) {
                 {"latency=20q", "'20q'"},
                 {"latency=61s", "'61s'"},
                 {"latency=20ms~abc", "'abc'"},
+                {"answer-latency=61s", "'61s'"},
+                {"answer-latency=1s,answer-latency=2s", "answer-latency given twice"},
                 {"every=0,503", "'0'"},
                 {"count=-1,503", "'-1'"},
                 {"retry-after=9999,503", "'9999'"},
@@ -180,6 +184,15 @@ START_TEST(test_op_scoping_and_first_rule_wins) {
         d = emu_faults_decide(f, EMU_OP_CREATE_FILE);
         ck_assert_int_eq(d.kind, EMU_FAULT_NONE);
         ck_assert_uint_eq(d.latency_ms, 5);
+        emu_faults_free(f);
+
+        /* The answer's latency is its own: the request itself is not delayed. */
+        f = new_ok("op=RenameFile:answer-latency=30ms;latency=5ms");
+        d = emu_faults_decide(f, EMU_OP_RENAME_FILE);
+        ck_assert_int_eq(d.kind, EMU_FAULT_NONE);
+        ck_assert_uint_eq(d.latency_ms, 5);
+        ck_assert_uint_eq(d.answer_latency_ms, 30);
+        ck_assert_uint_eq(emu_faults_decide(f, EMU_OP_PUT_RANGE).answer_latency_ms, 0);
         emu_faults_free(f);
 
         f = new_ok("op=write:truncate");
