@@ -26,10 +26,10 @@
 
 #define P ((uint64_t)FS_PIECE_SIZE)
 #define READAHEAD_PIECES 4
-/* Uploads are admitted in rounds: at most UPLOAD_PIECES_MAX Put Ranges per file and round, and
- * UPLOADS_MAX files at a time (the others queue), so that the calls in flight stay well under
- * REST_CALLS_MAX whatever is dirty. */
-#define UPLOAD_PIECES_MAX 64
+/* An upload keeps up to max_requests Put Ranges of its file in flight, sending the next piece
+ * as one is answered (no barrier between pieces; one Get File Properties for the ETag at the
+ * end); at most UPLOADS_MAX files upload at a time (the others queue), so that the calls in
+ * flight stay well under REST_CALLS_MAX whatever is dirty. */
 #define UPLOADS_MAX 64
 #define TICK_USEC (250 * UINT64_C(1000))
 #define SIDECAR_MAX (4u * 1024u * 1024u)
@@ -844,12 +844,13 @@ typedef struct UploadCall {
         Fs *fs;
         uint64_t ino;
         int phase;
+        size_t piece; /* UPLOAD_RANGE */
         char *path;
 } UploadCall;
 
 static void upload_done(RestResult *r, void *userdata);
 
-static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
+static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op, size_t piece) {
         UploadCall *c = calloc(1, sizeof(*c));
         int r;
 
@@ -860,6 +861,7 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
         c->fs = fs;
         c->ino = i->ino;
         c->phase = phase;
+        c->piece = piece;
         op->path = c->path;
         r = rest_client_submit(fs->rest, op, upload_done, c, NULL);
         if (r < 0) {
@@ -868,6 +870,8 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
                 return r;
         }
         i->upload_pending++;
+        if (phase == UPLOAD_RANGE)
+                i->upload_ranges_in_flight++;
         return 0;
 }
 
@@ -891,44 +895,73 @@ static int upload_create_locked(Fs *fs, Inode *i) {
                 op.smb.attributes = REST_ATTR_ARCHIVE | REST_ATTR_NOT_CONTENT_INDEXED;
         if (i->upload_create)
                 op.smb.last_write_ns = i->mtime_ns;
-        return upload_submit_locked(fs, i, UPLOAD_CREATE, &op);
+        return upload_submit_locked(fs, i, UPLOAD_CREATE, &op, SIZE_MAX);
 }
 
-/* Submits the round's Put Ranges; the number submitted, or the first error. */
-static int upload_ranges_locked(Fs *fs, Inode *i) {
+/* Sends the round's next Put Ranges, in the order of the pieces, while the file has fewer than
+ * max_requests in flight; upload_done() sends the next as one is answered. A piece goes when
+ * the round took it (PIECE_UPLOADING at its start). The number sent, or the first error. */
+static int upload_fill_locked(Fs *fs, Inode *i) {
+        unsigned window = MAX(fs->o->max_requests, 1u);
         int r, n = 0;
 
-        for (size_t k = 0; k < i->n_pieces; k++) {
-                uint64_t start = (uint64_t)k * P;
+        if (!i->upload_in_ranges || i->upload_error < 0)
+                return 0;
+        if (i->path_gen != i->upload_path_gen) {
+                /* Renamed (a parent directory): the rest goes under the new path, next round. */
+                i->upload_partial = true;
+                return 0;
+        }
+        for (; i->upload_next < i->n_pieces; i->upload_next++) {
+                size_t k = i->upload_next;
+                uint64_t start = (uint64_t)k * P, end = MIN(i->upload_size, i->size);
+
                 if (!(i->pieces[k] & PIECE_UPLOADING))
                         continue;
-                if (start >= i->upload_size) {
+                if (start >= end) {
                         piece_set_locked(fs, i, k, 0, PIECE_UPLOADING);
                         continue;
                 }
+                if (i->upload_ranges_in_flight >= window)
+                        break;
                 RestOp op = {
                         .type = REST_OP_PUT_RANGE,
                         .offset = start,
-                        .length = MIN(P, i->upload_size - start),
+                        .length = MIN(P, end - start),
                         .fd = i->cache_fd,
                         .fd_offset = start,
                         /* Create File set the file's time: keep it. */
                         .preserve_last_write = i->upload_create};
-                r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op);
+                r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op, k);
                 if (r < 0)
                         return r;
+                /* Sent as it is when the Put Range reads it: written again from now on, it is
+                 * dirty again and sent again. Unless the range stops short of what the file
+                 * holds now (it grew since the round took the piece): that part goes next. */
+                piece_set_locked(
+                        fs, i, k, PIECE_UPLOADING,
+                        start + MIN(P, end - start) >= MIN(start + P, i->size) ? PIECE_DIRTY : 0);
                 n++;
                 i->upload_ranges++;
         }
-        if (n == 0 && !i->upload_create) {
+        return n;
+}
+
+/* Create File or the size is answered (or was not needed): the Put Ranges may go. */
+static int upload_ranges_start_locked(Fs *fs, Inode *i) {
+        int r;
+
+        i->upload_in_ranges = true;
+        r = upload_fill_locked(fs, i);
+        if (r == 0 && !i->upload_create) {
                 /* Only the size changed: learn the new ETag (Create File's answer has it). */
                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
-                r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op);
+                r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op, SIZE_MAX);
                 if (r < 0)
                         return r;
-                n++;
+                r = 1;
         }
-        return n;
+        return r;
 }
 
 typedef struct FinishLater {
@@ -1012,19 +1045,18 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
         i->upload_error = 0;
         i->upload_pending = 0;
         i->upload_ranges = 0;
+        i->upload_ranges_in_flight = 0;
+        i->upload_next = 0;
+        i->upload_in_ranges = false;
         i->upload_size = i->size;
         i->upload_etag[0] = '\0';
         fs->uploads_in_flight++;
         i->upload_partial = false;
         i->upload_create = i->create_pending;
-        for (size_t k = 0, taken = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_DIRTY) {
-                        if (taken++ >= UPLOAD_PIECES_MAX) {
-                                i->upload_partial = true; /* the next round takes the rest */
-                                break;
-                        }
+        /* The round takes every dirty piece; its window sends them (upload_fill_locked). */
+        for (size_t k = 0; k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_DIRTY)
                         piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
-                }
         /* A shrink at or above the final size is done by setting the size itself. */
         i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
         i->upload_shrink_to = i->shrink_to;
@@ -1039,16 +1071,16 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                         .set_size = true,
                         .size = i->upload_shrink_to};
                 i->size_dirty = false;
-                r = upload_submit_locked(fs, i, UPLOAD_SHRINK, &op);
+                r = upload_submit_locked(fs, i, UPLOAD_SHRINK, &op, SIZE_MAX);
         } else if (i->size_dirty || i->size != i->remote_size) {
                 RestOp op = {
                         .type = REST_OP_SET_FILE_PROPERTIES,
                         .set_size = true,
                         .size = i->upload_size};
                 i->size_dirty = false;
-                r = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
+                r = upload_submit_locked(fs, i, UPLOAD_SIZE, &op, SIZE_MAX);
         } else
-                r = upload_ranges_locked(fs, i);
+                r = upload_ranges_start_locked(fs, i);
         if (r < 0)
                 upload_fail_locked(fs, i, r);
 }
@@ -1151,11 +1183,14 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         fs->uploads_in_flight--;
         if (err == -ENOENT && i->unlinked)
                 err = 0; /* deleted meanwhile: nothing left to upload */
+        /* Left taken: failed, or never sent (an error or a rename stopped the round). A piece
+         * whose Put Range succeeded was released when it was answered. */
         for (size_t k = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_UPLOADING)
-                        piece_set_locked(
-                                fs, i, k, (err < 0 && !i->unlinked) ? PIECE_DIRTY : 0,
-                                PIECE_UPLOADING);
+                if (i->pieces[k] & PIECE_UPLOADING) {
+                        piece_set_locked(fs, i, k, i->unlinked ? 0 : PIECE_DIRTY, PIECE_UPLOADING);
+                        if (err == 0 && !i->unlinked)
+                                i->upload_partial = true;
+                }
         /* Renamed while uploading: go again under the new path. */
         moved = err == -ENOENT && i->upload_path_gen != i->path_gen;
         if (err < 0 && !i->unlinked) {
@@ -1239,6 +1274,8 @@ static void upload_done(RestResult *r, void *userdata) {
         i = inode_table_get(fs->inodes, c->ino);
         if (i && i->uploading) {
                 i->upload_pending--;
+                if (c->phase == UPLOAD_RANGE)
+                        i->upload_ranges_in_flight--;
                 if (r->error < 0 && (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_SHRINK) &&
                     r->error == -ENOENT && !i->unlinked && streq(c->path, i->path)) {
                         /* Gone from the share (recovered data of a file deleted elsewhere, or a
@@ -1257,7 +1294,7 @@ static void upload_done(RestResult *r, void *userdata) {
 
                         i->upload_shrunk = false; /* the stale bytes are gone */
                         i->remote_size = i->upload_shrink_to;
-                        k = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
+                        k = upload_submit_locked(fs, i, UPLOAD_SIZE, &op, SIZE_MAX);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
                 } else if (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_CREATE) {
@@ -1276,7 +1313,7 @@ static void upload_done(RestResult *r, void *userdata) {
                                         i->attributes = r->props->attributes;
                                 }
                         }
-                        k = upload_ranges_locked(fs, i);
+                        k = upload_ranges_start_locked(fs, i);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
                 } else if (c->phase == UPLOAD_PROPS || c->phase == UPLOAD_RANGE) {
@@ -1284,13 +1321,21 @@ static void upload_done(RestResult *r, void *userdata) {
                                 i->upload_etag, sizeof(i->upload_etag), "%s", r->props->etag);
                         (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
                 }
+                if (c->phase == UPLOAD_RANGE && r->error == 0 && c->piece < i->n_pieces)
+                        /* On the share; dirty again if written meanwhile (then sent again). */
+                        piece_set_locked(fs, i, c->piece, 0, PIECE_UPLOADING);
+                if (c->phase == UPLOAD_RANGE) {
+                        int k = upload_fill_locked(fs, i);
+                        if (k < 0 && !i->upload_error)
+                                i->upload_error = k;
+                }
                 if (i->upload_pending == 0) {
                         /* One Put Range: its answer carries the file's final ETag. Several ran
                          * in parallel: which answered last is not which the service ran last. */
                         if (i->upload_error == 0 && c->phase == UPLOAD_RANGE &&
                             i->upload_ranges > 1) {
                                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
-                                if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op) >= 0)
+                                if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op, SIZE_MAX) >= 0)
                                         goto out;
                         }
                         upload_finish_locked(fs, i, &replies);

@@ -84,9 +84,12 @@ struct Inode {
 
         /* Upload (loop thread). */
         bool uploading;
-        bool upload_queued;  /* waiting for a free upload slot (Fs.upload_queue) */
-        bool upload_partial; /* this round left dirty pieces for the next */
-        bool upload_create;  /* this round creates the file (create_pending) */
+        bool upload_queued;    /* waiting for a free upload slot (Fs.upload_queue) */
+        bool upload_partial;   /* this round left dirty pieces for the next */
+        bool upload_create;    /* this round creates the file (create_pending) */
+        bool upload_in_ranges; /* Create File / size answered: Put Ranges may go */
+        size_t upload_next;    /* the next piece the round may send: those below were sent */
+        unsigned upload_ranges_in_flight;
         Inode *upload_queue_next;
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;

@@ -29,6 +29,7 @@
  *                  its first upload's Create File is in flight: all succeed, the share is right
  *   rename_over_upload  rename of a file over one (and unlink of one) whose upload's Put Range
  *                  is in flight: the late Put Range does not write into the renamed file
+ *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -1158,6 +1159,58 @@ START_TEST(test_cli) {
 }
 END_TEST
 
+/* The share holds exactly size bytes of the pattern of seed, except [over_off, over_off +
+ * over_len), which holds the pattern of over_seed. */
+static void check_share_pattern(
+        const char *rel,
+        uint64_t seed,
+        size_t size,
+        uint64_t over_seed,
+        size_t over_off,
+        size_t over_len) {
+        _cleanup_free_ char *data = NULL, *want = NULL;
+        size_t got = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &got);
+
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        ck_assert_msg(got == size, "share %s: %zu bytes, want %zu", rel, got, size);
+        want = malloc(size);
+        ck_assert_ptr_nonnull(want);
+        fs_pattern_fill(seed, 0, want, size);
+        if (over_len > 0)
+                fs_pattern_fill(over_seed, over_off, want + over_off, over_len);
+        for (size_t off = 0; off < size; off += 4096)
+                ck_assert_msg(
+                        memcmp(data + off, want + off, MIN((size_t)4096, size - off)) == 0,
+                        "share %s differs at %zu", rel, off);
+}
+
+/* A flush of a file with more dirty pieces than one round used to take (64): one pipeline of
+ * Put Ranges, one Get File Properties for the ETag at the end, the share's bytes exact. */
+START_TEST(test_flush_pipeline) {
+        const uint64_t mib = 1024 * 1024;
+        const size_t size = 66 * 4 * mib - 1000; /* 66 pieces */
+        uint64_t props = 0, ranges = 0;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600,max_dirty=1G,cache_size=2G");
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "big.bin"), 21, size, 1 * mib), 0);
+        ck_assert_uint_eq(dirty(mnt), size);
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &props), 0); /* reset */
+        ck_assert_int_eq(fs_flush(mnt, 100), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "GetFileProperties", false, &props), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "PutRange", false, &ranges), 0);
+        ck_assert_uint_eq(props, 1);
+        ck_assert_uint_eq(ranges, 66);
+        check_share_pattern("big.bin", 21, size, 0, 0, 0);
+        /* the ETag it learnt is the share's: a new open keeps the cache (no Get Range) */
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &props), 0);
+        ck_assert_int_eq(fs_check_pattern(P(mnt, "big.bin"), 21, size), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "GetFile", false, &ranges), 0);
+        ck_assert_uint_eq(ranges, 0);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -1183,6 +1236,7 @@ int main(void) {
                 {"cli", test_cli},
                 {"create_in_flight", test_create_in_flight},
                 {"rename_over_upload", test_rename_over_upload},
+                {"flush_pipeline", test_flush_pipeline},
         };
 
         if (pre != 0)
