@@ -30,6 +30,8 @@
  *   rename_over_upload  rename of a file over one (and unlink of one) whose upload's Put Range
  *                  is in flight: the late Put Range does not write into the renamed file
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
+ *   write_through  default mode: pieces a writer moved past reach the share before close(); one
+ *                  written again after that is uploaded again; close() leaves nothing dirty
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -1211,6 +1213,58 @@ START_TEST(test_flush_pipeline) {
 }
 END_TEST
 
+/* Write-through in the default mode: while a big file is still open for writing, the pieces the
+ * writer has moved past reach the share (Put Ranges before close()); a piece written again after
+ * its early upload is uploaded again, so that after close() the share holds the final bytes;
+ * close() still returns only when every byte is there; the time set on the open file (as tar
+ * does) is the share's. */
+START_TEST(test_write_through) {
+        const uint64_t mib = 1024 * 1024;
+        const size_t size = 10 * 4 * mib + 1000, first = 6 * 4 * mib;
+        const int64_t when = 1500000000;
+        _cleanup_free_ char *buf = malloc(1 * mib);
+        uint64_t before, v;
+        struct timespec times[2] = {{.tv_sec = when}, {.tv_sec = when}};
+        struct stat st;
+        int fd;
+
+        ck_assert_ptr_nonnull(buf);
+        mnt = mount_with(NULL, NULL);
+        before = counter("PutRange");
+        fd = open(P(mnt, "wt.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "open: %m");
+        for (size_t off = 0; off < first; off += mib) {
+                fs_pattern_fill(31, off, buf, mib);
+                ck_assert_int_eq(pwrite(fd, buf, mib, (off_t)off), (ssize_t)mib);
+        }
+        /* the file is open, the writer is in piece 6: pieces 0-5 go to the share now */
+        wait_counter_above("PutRange", before);
+        /* and one of them is answered (clean again here): dirty data below what was written */
+        for (unsigned k = 0; k < 20000 && dirty(mnt) >= first; k++)
+                (void)usleep(1000); /* polling interval; the condition is the dirty count */
+        ck_assert_uint_lt(dirty(mnt), first);
+        /* piece 1 written again after its early upload (part of it) */
+        fs_pattern_fill(32, 4 * mib + 4096, buf, mib);
+        ck_assert_int_eq(pwrite(fd, buf, mib, (off_t)(4 * mib + 4096)), (ssize_t)mib);
+        for (size_t off = first; off < size; off += mib) {
+                size_t n = MIN((size_t)mib, size - off);
+                fs_pattern_fill(31, off, buf, n);
+                ck_assert_int_eq(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
+        }
+        ck_assert_int_eq(futimens(fd, times), 0);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        /* close() returned: every byte is on the share, nothing dirty */
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_pattern("wt.bin", 31, size, 32, 4 * mib + 4096, mib);
+        ck_assert_int_eq(fs_emu_counter(emu, "CreateFile", false, &v), 0);
+        ck_assert_uint_eq(v, 1);
+        /* the time tar would set is the share's (a fresh mount reads it from there) */
+        remount(mnt);
+        ck_assert_int_eq(stat(P(mnt, "wt.bin"), &st), 0);
+        ck_assert_int_eq(st.st_mtim.tv_sec, when);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -1237,6 +1291,7 @@ int main(void) {
                 {"create_in_flight", test_create_in_flight},
                 {"rename_over_upload", test_rename_over_upload},
                 {"flush_pipeline", test_flush_pipeline},
+                {"write_through", test_write_through},
         };
 
         if (pre != 0)
