@@ -36,6 +36,10 @@
  * sequential writer a piece is looked for. */
 #define WT_FILE_MAX 4
 #define WT_SCAN 8
+/* Write-through grows the share's file this far beyond what is written (zeros until the writer
+ * gets there; the upload at close sets the exact size), so that it takes one Set File
+ * Properties per 8 pieces, not one per piece. */
+#define WT_GROW_AHEAD (8 * P)
 #define TICK_USEC (250 * UINT64_C(1000))
 #define SIDECAR_MAX (4u * 1024u * 1024u)
 #define XATTR_DIRTY "user.azfilesfs.dirty_bytes"
@@ -926,12 +930,13 @@ static int upload_size_locked(Fs *fs, Inode *i) {
 }
 
 /* Set File Properties: the share's file grows to upload_goal (the file grew while write-through
- * ran), with the last-write time when the round owes it (upload_set_time). */
+ * ran; write-through: WT_GROW_AHEAD beyond), with the last-write time when the round owes it
+ * (upload_set_time). */
 static int upload_grow_locked(Fs *fs, Inode *i) {
         RestOp op = {
                 .type = REST_OP_SET_FILE_PROPERTIES,
                 .set_size = true,
-                .size = MAX(i->upload_goal, i->upload_size)};
+                .size = MAX(i->upload_goal + (i->upload_wt ? WT_GROW_AHEAD : 0), i->upload_size)};
         int r;
 
         if (i->upload_set_time)
@@ -1120,10 +1125,19 @@ static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
         i->upload_shrink_to = i->shrink_to;
         i->shrunk = false;
+        if (wt)
+                /* Ahead of the writer (see WT_GROW_AHEAD); the upload at close sets the size. */
+                i->upload_size += WT_GROW_AHEAD;
         if (i->upload_create) {
                 i->size_dirty = false;
                 i->upload_shrunk = false;
                 r = upload_create_locked(fs, i);
+        } else if (
+                wt && !i->size_dirty && !i->upload_shrunk &&
+                i->remote_size >= MIN(i->size, (uint64_t)i->wt_limit * P)) {
+                /* The share's file (grown ahead by the last round) holds the pieces to send. */
+                i->upload_size = i->remote_size;
+                r = upload_ranges_start_locked(fs, i);
         } else if (i->upload_shrunk) {
                 RestOp op = {
                         .type = REST_OP_SET_FILE_PROPERTIES,
@@ -1360,6 +1374,10 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (i->upload_etag[0])
                         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", i->upload_etag);
                 fs->last_upload_error = 0;
+                /* A write-through grow answered after a flush turned the round into a whole
+                 * upload leaves the share's file longer than this one: set it again. */
+                if (!was_wt && !i->unlinked && i->remote_size != i->size)
+                        i->size_dirty = true;
                 if (!was_wt && !fs_inode_is_dirty(i))
                         i->wt_created = false; /* its time is set */
                 if (!fs_inode_is_dirty(i))
