@@ -30,11 +30,20 @@
 
 #define P ((uint64_t)FS_PIECE_SIZE)
 #define READAHEAD_PIECES 4
-/* Uploads are admitted in rounds: at most UPLOAD_PIECES_MAX Put Ranges per file and round, and
- * UPLOADS_MAX files at a time (the others queue), so that the calls in flight stay well under
- * REST_CALLS_MAX whatever is dirty. */
-#define UPLOAD_PIECES_MAX 64
+/* An upload keeps up to max_requests Put Ranges of its file in flight, sending the next piece
+ * as one is answered (no barrier between pieces; one Get File Properties for the ETag at the
+ * end); at most UPLOADS_MAX files upload at a time (the others queue), so that the calls in
+ * flight stay well under REST_CALLS_MAX whatever is dirty. */
 #define UPLOADS_MAX 64
+/* Write-through (default mode): Put Ranges in flight per file; all write-through together takes
+ * at most half of max_requests, the rest stays for reads and flushes. WT_SCAN: how far behind a
+ * sequential writer a piece is looked for. */
+#define WT_FILE_MAX 4
+#define WT_SCAN 8
+/* Write-through grows the share's file this far beyond what is written (zeros until the writer
+ * gets there; the upload at close sets the exact size), so that it takes one Set File
+ * Properties per 8 pieces, not one per piece. */
+#define WT_GROW_AHEAD (8 * P)
 #define TICK_USEC (250 * UINT64_C(1000))
 #define SIDECAR_MAX (4u * 1024u * 1024u)
 /* Records made durable per tick, at most; those of a file open for writing only once they are
@@ -479,7 +488,9 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         for (size_t k = (size_t)((size + P - 1) / P); k < i->n_pieces; k++)
                 piece_set_locked(fs, i, k, 0, PIECE_DIRTY | PIECE_PRESENT);
         i->fetch_limit = MIN(i->fetch_limit, size);
-        if (size < i->remote_size && (!i->shrunk || size < i->shrink_to)) {
+        /* The share's end: a round running may have grown the file there already. */
+        uint64_t share_size = i->uploading ? MAX(i->remote_size, i->upload_size) : i->remote_size;
+        if (size < share_size && (!i->shrunk || size < i->shrink_to)) {
                 i->shrunk = true;
                 i->shrink_to = size;
         }
@@ -575,6 +586,8 @@ static void waiter_free(FsWaiter *w) {
         free(w);
 }
 
+static void write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end);
+
 /* Writes buf into the cache file and marks it dirty. No lock held; the pieces are ready. */
 static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, uint64_t off) {
         size_t done = 0;
@@ -629,6 +642,7 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 /* A record another writer started may not be on disk yet: this write is
                  * acknowledged only after one that covers it is. */
                 new_piece = new_piece || !i->sidecar_exists || i->sidecar_done_seq < i->sidecar_seq;
+                write_through_locked(fs, i, off, off + done);
         }
         fs_unlock(fs);
         /* Acknowledged only once the record of the new dirty piece is in place. */
@@ -877,18 +891,22 @@ enum {
         UPLOAD_CREATE,
         UPLOAD_RANGE,
         UPLOAD_PROPS,
+        UPLOAD_GROW, /* the file grew while write-through ran: the share's file follows */
 };
 
 typedef struct UploadCall {
         Fs *fs;
         uint64_t ino;
         int phase;
+        size_t piece; /* UPLOAD_RANGE */
+        bool wt;      /* a Put Range of write-through (Fs.wt_ranges_in_flight) */
+        uint64_t size;
         char *path;
 } UploadCall;
 
 static void upload_done(RestResult *r, void *userdata);
 
-static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
+static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op, size_t piece) {
         UploadCall *c = calloc(1, sizeof(*c));
         int r;
 
@@ -899,6 +917,9 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
         c->fs = fs;
         c->ino = i->ino;
         c->phase = phase;
+        c->piece = piece;
+        c->wt = phase == UPLOAD_RANGE && i->upload_wt;
+        c->size = op->size;
         op->path = c->path;
         r = rest_client_submit(fs->rest, op, upload_done, c, NULL);
         if (r < 0) {
@@ -907,6 +928,10 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op) {
                 return r;
         }
         i->upload_pending++;
+        if (phase == UPLOAD_RANGE)
+                i->upload_ranges_in_flight++;
+        if (c->wt)
+                fs->wt_ranges_in_flight++;
         return 0;
 }
 
@@ -930,44 +955,134 @@ static int upload_create_locked(Fs *fs, Inode *i) {
                 op.smb.attributes = REST_ATTR_ARCHIVE | REST_ATTR_NOT_CONTENT_INDEXED;
         if (i->upload_create)
                 op.smb.last_write_ns = i->mtime_ns;
-        return upload_submit_locked(fs, i, UPLOAD_CREATE, &op);
+        return upload_submit_locked(fs, i, UPLOAD_CREATE, &op, SIZE_MAX);
 }
 
-/* Submits the round's Put Ranges; the number submitted, or the first error. */
-static int upload_ranges_locked(Fs *fs, Inode *i) {
+/* Set File Properties of the file's size: upload_size, and the last-write time when a
+ * write-through round created the file (wt_created). */
+static int upload_size_locked(Fs *fs, Inode *i) {
+        RestOp op = {.type = REST_OP_SET_FILE_PROPERTIES, .set_size = true, .size = i->upload_size};
+
+        if (i->wt_created && !i->upload_wt)
+                op.smb.last_write_ns = i->mtime_ns;
+        return upload_submit_locked(fs, i, UPLOAD_SIZE, &op, SIZE_MAX);
+}
+
+/* Set File Properties: the share's file grows to upload_goal (the file grew while write-through
+ * ran; write-through: WT_GROW_AHEAD beyond), with the last-write time when the round owes it
+ * (upload_set_time). */
+static int upload_grow_locked(Fs *fs, Inode *i) {
+        RestOp op = {
+                .type = REST_OP_SET_FILE_PROPERTIES,
+                .set_size = true,
+                .size = MAX(i->upload_goal + (i->upload_wt ? WT_GROW_AHEAD : 0), i->upload_size)};
+        int r;
+
+        if (i->upload_set_time)
+                op.smb.last_write_ns = i->mtime_ns;
+        r = upload_submit_locked(fs, i, UPLOAD_GROW, &op, SIZE_MAX);
+        if (r >= 0) {
+                i->upload_growing = true;
+                i->upload_set_time = false;
+        }
+        return r;
+}
+
+/* Sends the round's next Put Ranges, in the order of the pieces, while the file has fewer than
+ * max_requests in flight (write-through: WT_FILE_MAX, and the global write-through budget);
+ * upload_done() sends the next as one is answered. A piece goes when the round took it
+ * (PIECE_UPLOADING at its start or when a flush turned it into a whole upload), or, in a
+ * write-through round, when it is dirty and the writer has moved past it (below wt_limit). A
+ * piece beyond the share's end waits for a Set File Properties growing the file. The number of
+ * requests sent, or the first error. */
+static int upload_fill_locked(Fs *fs, Inode *i) {
+        unsigned window = i->upload_wt ? WT_FILE_MAX : MAX(fs->o->max_requests, 1u);
+        size_t stop = i->upload_wt ? MIN(i->wt_limit, i->n_pieces) : i->n_pieces;
         int r, n = 0;
 
-        for (size_t k = 0; k < i->n_pieces; k++) {
-                uint64_t start = (uint64_t)k * P;
-                if (!(i->pieces[k] & PIECE_UPLOADING))
+        if (!i->upload_in_ranges || i->upload_error < 0)
+                return 0;
+        if (i->path_gen != i->upload_path_gen) {
+                /* Renamed (a parent directory): the rest goes under the new path, next round. */
+                i->upload_partial = true;
+                return 0;
+        }
+        /* A rename or unlink waits for the round's end, a truncation below the share's end for
+         * the next round: write-through takes no more pieces. */
+        if (i->upload_wt && (i->create_waiters || i->shrunk))
+                return 0;
+        if (i->upload_wt && i->size > i->upload_goal)
+                i->upload_goal = i->size;
+        if (i->upload_set_time && !i->upload_growing) {
+                r = upload_grow_locked(fs, i);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        for (; i->upload_next < stop; i->upload_next++) {
+                size_t k = i->upload_next;
+                uint64_t start = (uint64_t)k * P, end = MIN(i->upload_goal, i->size), len;
+                uint8_t f = i->pieces[k];
+
+                if (i->upload_wt ? (f & (PIECE_DIRTY | PIECE_UPLOADING)) != PIECE_DIRTY
+                                 : !(f & PIECE_UPLOADING))
                         continue;
-                if (start >= i->upload_size) {
-                        piece_set_locked(fs, i, k, 0, PIECE_UPLOADING);
+                if (start >= end) {
+                        if (!i->upload_wt)
+                                piece_set_locked(fs, i, k, 0, PIECE_UPLOADING);
                         continue;
                 }
+                len = MIN(P, end - start);
+                if (start + len > i->upload_size) {
+                        if (!i->upload_growing) {
+                                r = upload_grow_locked(fs, i);
+                                if (r < 0)
+                                        return r;
+                                n++;
+                        }
+                        break;
+                }
+                if (i->upload_ranges_in_flight >= window ||
+                    (i->upload_wt && fs->wt_ranges_in_flight >= MAX(fs->o->max_requests / 2, 1u)))
+                        break;
                 RestOp op = {
                         .type = REST_OP_PUT_RANGE,
                         .offset = start,
-                        .length = MIN(P, i->upload_size - start),
+                        .length = len,
                         .fd = i->cache_fd,
                         .fd_offset = start,
-                        /* Create File set the file's time: keep it. */
-                        .preserve_last_write = i->upload_create};
-                r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op);
+                        /* Create File (or a write-through round's) set the file's time: keep it. */
+                        .preserve_last_write = i->upload_create || i->wt_created};
+                r = upload_submit_locked(fs, i, UPLOAD_RANGE, &op, k);
                 if (r < 0)
                         return r;
+                /* Sent as it is when the Put Range reads it: written again from now on, it is
+                 * dirty again and sent again. Unless the range stops short of what the file
+                 * holds now (it grew since the round took the piece): that part goes next. */
+                piece_set_locked(
+                        fs, i, k, PIECE_UPLOADING,
+                        start + len >= MIN(start + P, i->size) ? PIECE_DIRTY : 0);
                 n++;
                 i->upload_ranges++;
         }
-        if (n == 0 && !i->upload_create) {
+        return n;
+}
+
+/* Create File or the size is answered (or was not needed): the Put Ranges may go. */
+static int upload_ranges_start_locked(Fs *fs, Inode *i) {
+        int r;
+
+        i->upload_in_ranges = true;
+        r = upload_fill_locked(fs, i);
+        if (r == 0 && !i->upload_create && !i->upload_wt) {
                 /* Only the size changed: learn the new ETag (Create File's answer has it). */
                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
-                r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op);
+                r = upload_submit_locked(fs, i, UPLOAD_PROPS, &op, SIZE_MAX);
                 if (r < 0)
                         return r;
-                n++;
+                r = 1;
         }
-        return n;
+        return r;
 }
 
 typedef struct FinishLater {
@@ -1017,13 +1132,101 @@ static void upload_fail_locked(Fs *fs, Inode *i, int error) {
         fs->uploads_in_flight--;
 }
 
-void fs_upload_start_locked(Fs *fs, Inode *i) {
+/* Starts a round: the file's Create File, or its shrink and size, then its Put Ranges. A whole
+ * upload takes every dirty piece now; a write-through round (wt) takes pieces as the writer moves
+ * past them. */
+static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         int r;
 
+        i->uploading = true;
+        i->upload_path_gen = i->path_gen;
+        i->upload_again = false;
+        i->upload_error = 0;
+        i->upload_pending = 0;
+        i->upload_ranges = 0;
+        i->upload_ranges_in_flight = 0;
+        i->upload_next = 0;
+        i->upload_in_ranges = false;
+        i->upload_wt = wt;
+        i->upload_growing = i->upload_grew = i->upload_set_time = false;
+        i->upload_size = i->upload_goal = i->size;
+        i->upload_etag[0] = '\0';
+        fs->uploads_in_flight++;
+        i->upload_partial = false;
+        i->upload_create = i->create_pending;
+        if (wt && i->create_pending)
+                i->wt_created = true;
+        /* The round takes every dirty piece; its window sends them (upload_fill_locked). */
+        for (size_t k = 0; !wt && k < i->n_pieces; k++)
+                if (i->pieces[k] & PIECE_DIRTY)
+                        piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
+        /* A shrink at or above the final size is done by setting the size itself. */
+        i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
+        i->upload_shrink_to = i->shrink_to;
+        i->shrunk = false;
+        if (wt)
+                /* Ahead of the writer (see WT_GROW_AHEAD); the upload at close sets the size. */
+                i->upload_size += WT_GROW_AHEAD;
+        if (i->upload_create) {
+                i->size_dirty = false;
+                i->upload_shrunk = false;
+                r = upload_create_locked(fs, i);
+        } else if (
+                wt && !i->size_dirty && !i->upload_shrunk &&
+                i->remote_size >= MIN(i->size, (uint64_t)i->wt_limit * P)) {
+                /* The share's file (grown ahead by the last round) holds the pieces to send. */
+                i->upload_size = i->remote_size;
+                r = upload_ranges_start_locked(fs, i);
+        } else if (i->upload_shrunk) {
+                RestOp op = {
+                        .type = REST_OP_SET_FILE_PROPERTIES,
+                        .set_size = true,
+                        .size = i->upload_shrink_to};
+                i->size_dirty = false;
+                r = upload_submit_locked(fs, i, UPLOAD_SHRINK, &op, SIZE_MAX);
+        } else if (i->size_dirty || i->size != i->remote_size || (i->wt_created && !wt)) {
+                i->size_dirty = false;
+                r = upload_size_locked(fs, i);
+        } else
+                r = upload_ranges_start_locked(fs, i);
+        if (r < 0 || i->upload_pending == 0)
+                upload_fail_locked(fs, i, r); /* ends the round (with 0: nothing to send) */
+}
+
+/* A flush (or the dirty cap) while a write-through round runs: the round becomes a whole upload
+ * (every dirty piece it has not passed, the file's whole size, the last-write time), so that
+ * close() waits for the tail only; pieces it passed that are dirty again go in the next round. */
+static void upload_convert_locked(Fs *fs, Inode *i) {
+        int r;
+
+        if (i->size < i->upload_size || i->shrunk) {
+                i->upload_again = true; /* truncated: the next round cuts the share first */
+                return;
+        }
+        i->upload_wt = false;
+        i->upload_goal = i->size;
+        i->upload_set_time = i->wt_created;
+        for (size_t k = 0; k < i->n_pieces; k++) {
+                if (!(i->pieces[k] & PIECE_DIRTY))
+                        continue;
+                if (k < i->upload_next || (i->pieces[k] & PIECE_UPLOADING))
+                        i->upload_again = true;
+                else
+                        piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
+        }
+        r = upload_fill_locked(fs, i);
+        if (r < 0 && !i->upload_error)
+                i->upload_error = r;
+}
+
+void fs_upload_start_locked(Fs *fs, Inode *i) {
         if (i->cache_fd < 0 || i->is_dir)
                 return;
         if (i->uploading) {
-                i->upload_again = true;
+                if (i->upload_wt)
+                        upload_convert_locked(fs, i);
+                else
+                        i->upload_again = true;
                 return;
         }
         if (i->unlinked) {
@@ -1049,51 +1252,38 @@ void fs_upload_start_locked(Fs *fs, Inode *i) {
                 }
                 return;
         }
-        i->uploading = true;
-        i->upload_path_gen = i->path_gen;
-        i->upload_again = false;
-        i->upload_error = 0;
-        i->upload_pending = 0;
-        i->upload_ranges = 0;
-        i->upload_size = i->size;
-        i->upload_etag[0] = '\0';
-        fs->uploads_in_flight++;
-        i->upload_partial = false;
-        i->upload_create = i->create_pending;
-        for (size_t k = 0, taken = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_DIRTY) {
-                        if (taken++ >= UPLOAD_PIECES_MAX) {
-                                i->upload_partial = true; /* the next round takes the rest */
-                                break;
-                        }
-                        piece_set_locked(fs, i, k, PIECE_UPLOADING, PIECE_DIRTY);
+        upload_begin_locked(fs, i, false);
+}
+
+/* Write-through (default mode): a sequential writer has moved past the pieces below the one off
+ * lies in: those dirty go to the share now (a round of their own, or the one running), so that
+ * close() waits only for the tail. Lock held; called by write_commit(). */
+static void write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end) {
+        size_t limit = (size_t)(off / P);
+        bool seq = off == i->wt_next_off;
+        int r;
+
+        i->wt_next_off = end;
+        if (fs->o->writeback_async || !seq || limit == 0 || i->open_count == 0 || i->unlinked ||
+            i->shrunk || i->create_waiters)
+                return;
+        i->wt_limit = MIN(limit, i->n_pieces);
+        if (i->uploading) {
+                if (i->upload_wt) {
+                        r = upload_fill_locked(fs, i);
+                        if (r < 0 && !i->upload_error)
+                                i->upload_error = r;
                 }
-        /* A shrink at or above the final size is done by setting the size itself. */
-        i->upload_shrunk = i->shrunk && i->shrink_to < i->upload_size;
-        i->upload_shrink_to = i->shrink_to;
-        i->shrunk = false;
-        if (i->upload_create) {
-                i->size_dirty = false;
-                i->upload_shrunk = false;
-                r = upload_create_locked(fs, i);
-        } else if (i->upload_shrunk) {
-                RestOp op = {
-                        .type = REST_OP_SET_FILE_PROPERTIES,
-                        .set_size = true,
-                        .size = i->upload_shrink_to};
-                i->size_dirty = false;
-                r = upload_submit_locked(fs, i, UPLOAD_SHRINK, &op);
-        } else if (i->size_dirty || i->size != i->remote_size) {
-                RestOp op = {
-                        .type = REST_OP_SET_FILE_PROPERTIES,
-                        .set_size = true,
-                        .size = i->upload_size};
-                i->size_dirty = false;
-                r = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
-        } else
-                r = upload_ranges_locked(fs, i);
-        if (r < 0)
-                upload_fail_locked(fs, i, r);
+                return;
+        }
+        if (i->upload_queued || fs->uploads_in_flight >= UPLOADS_MAX ||
+            fs->wt_ranges_in_flight >= MAX(fs->o->max_requests / 2, 1u))
+                return;
+        for (size_t k = limit > WT_SCAN ? limit - WT_SCAN : 0; k < i->wt_limit; k++)
+                if ((i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) == PIECE_DIRTY) {
+                        upload_begin_locked(fs, i, true);
+                        return;
+                }
 }
 
 bool fs_create_in_flight(const Inode *i) {
@@ -1188,17 +1378,21 @@ static void reply_flush_all(FsFlushAll *list, int error) {
 
 static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         int err = i->upload_error;
-        bool moved;
+        bool moved, was_wt = i->upload_wt;
 
         i->uploading = false;
+        i->upload_wt = false;
         fs->uploads_in_flight--;
         if (err == -ENOENT && i->unlinked)
                 err = 0; /* deleted meanwhile: nothing left to upload */
+        /* Left taken: failed, or never sent (an error or a rename stopped the round). A piece
+         * whose Put Range succeeded was released when it was answered. */
         for (size_t k = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_UPLOADING)
-                        piece_set_locked(
-                                fs, i, k, (err < 0 && !i->unlinked) ? PIECE_DIRTY : 0,
-                                PIECE_UPLOADING);
+                if (i->pieces[k] & PIECE_UPLOADING) {
+                        piece_set_locked(fs, i, k, i->unlinked ? 0 : PIECE_DIRTY, PIECE_UPLOADING);
+                        if (err == 0 && !i->unlinked)
+                                i->upload_partial = true;
+                }
         /* Renamed while uploading: go again under the new path. */
         moved = err == -ENOENT && i->upload_path_gen != i->path_gen;
         if (err < 0 && !i->unlinked) {
@@ -1223,6 +1417,12 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (i->upload_etag[0])
                         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", i->upload_etag);
                 fs->last_upload_error = 0;
+                /* A write-through grow answered after a flush turned the round into a whole
+                 * upload leaves the share's file longer than this one: set it again. */
+                if (!was_wt && !i->unlinked && i->remote_size != i->size)
+                        i->size_dirty = true;
+                if (!was_wt && !fs_inode_is_dirty(i))
+                        i->wt_created = false; /* its time is set */
                 if (!fs_inode_is_dirty(i))
                         sidecar_remove_locked(fs, i);
         }
@@ -1234,8 +1434,8 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (w->kind == FS_WAIT_FLUSH)
                         waiters = true;
         if ((err == 0 || moved) && fs_inode_is_dirty(i) && !i->unlinked &&
-            (waiters || fs->flush_all || !fs->o->writeback_async || i->upload_again || moved ||
-             i->upload_partial)) {
+            (waiters || fs->flush_all || (!fs->o->writeback_async && !was_wt) || i->upload_again ||
+             moved || i->upload_partial)) {
                 fs_upload_start_locked(fs, i);
                 if (i->uploading || i->upload_queued)
                         return;
@@ -1279,9 +1479,15 @@ static void upload_done(RestResult *r, void *userdata) {
                 : c->phase == UPLOAD_PROPS ? "Get File Properties"
                                            : "Set File Properties",
                 c->path, 0);
+        if (c->wt)
+                fs->wt_ranges_in_flight--;
         i = inode_table_get(fs->inodes, c->ino);
         if (i && i->uploading) {
                 i->upload_pending--;
+                if (c->phase == UPLOAD_RANGE)
+                        i->upload_ranges_in_flight--;
+                if (c->phase == UPLOAD_GROW)
+                        i->upload_growing = false;
                 if (r->error < 0 && (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_SHRINK) &&
                     r->error == -ENOENT && !i->unlinked && streq(c->path, i->path)) {
                         /* Gone from the share (recovered data of a file deleted elsewhere, or a
@@ -1292,17 +1498,16 @@ static void upload_done(RestResult *r, void *userdata) {
                         if (!i->upload_error)
                                 i->upload_error = r->error;
                 } else if (c->phase == UPLOAD_SHRINK) {
-                        RestOp op = {
-                                .type = REST_OP_SET_FILE_PROPERTIES,
-                                .set_size = true,
-                                .size = i->upload_size};
                         int k;
 
                         i->upload_shrunk = false; /* the stale bytes are gone */
                         i->remote_size = i->upload_shrink_to;
-                        k = upload_submit_locked(fs, i, UPLOAD_SIZE, &op);
+                        k = upload_size_locked(fs, i);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
+                } else if (c->phase == UPLOAD_GROW) {
+                        i->upload_grew = true;
+                        i->upload_size = MAX(i->upload_size, c->size);
                 } else if (c->phase == UPLOAD_SIZE || c->phase == UPLOAD_CREATE) {
                         int k;
                         if (c->phase == UPLOAD_CREATE) {
@@ -1319,7 +1524,7 @@ static void upload_done(RestResult *r, void *userdata) {
                                         i->attributes = r->props->attributes;
                                 }
                         }
-                        k = upload_ranges_locked(fs, i);
+                        k = upload_ranges_start_locked(fs, i);
                         if (k < 0 && !i->upload_error)
                                 i->upload_error = k;
                 } else if (c->phase == UPLOAD_PROPS || c->phase == UPLOAD_RANGE) {
@@ -1327,13 +1532,27 @@ static void upload_done(RestResult *r, void *userdata) {
                                 i->upload_etag, sizeof(i->upload_etag), "%s", r->props->etag);
                         (void)snprintf(i->etag, sizeof(i->etag), "%s", r->props->etag);
                 }
+                if (c->phase == UPLOAD_RANGE && r->error == 0 && c->piece < i->n_pieces)
+                        /* On the share; dirty again if written meanwhile (then sent again). */
+                        piece_set_locked(fs, i, c->piece, 0, PIECE_UPLOADING);
+                if (c->phase == UPLOAD_RANGE || c->phase == UPLOAD_GROW) {
+                        int k = upload_fill_locked(fs, i);
+                        if (k < 0 && !i->upload_error)
+                                i->upload_error = k;
+                }
                 if (i->upload_pending == 0) {
                         /* One Put Range: its answer carries the file's final ETag. Several ran
                          * in parallel: which answered last is not which the service ran last. */
-                        if (i->upload_error == 0 && c->phase == UPLOAD_RANGE &&
-                            i->upload_ranges > 1) {
+                        bool etag = i->upload_error == 0 && c->phase != UPLOAD_PROPS &&
+                                    (i->upload_ranges > 1 || i->upload_grew);
+                        if (etag && i->upload_wt && fs_inode_is_dirty(i)) {
+                                /* Write-through, the tail to come: its upload learns it. */
+                                etag = false;
+                                i->upload_etag[0] = '\0';
+                        }
+                        if (etag) {
                                 RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES};
-                                if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op) >= 0)
+                                if (upload_submit_locked(fs, i, UPLOAD_PROPS, &op, SIZE_MAX) >= 0)
                                         goto out;
                         }
                         upload_finish_locked(fs, i, &replies);

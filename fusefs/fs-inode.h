@@ -93,6 +93,21 @@ struct Inode {
         bool upload_queued;  /* waiting for a free upload slot (Fs.upload_queue) */
         bool upload_partial; /* this round left dirty pieces for the next */
         bool upload_create;  /* this round creates the file (create_pending) */
+        /* Write-through (default mode): the round sends pieces as the writer moves past them
+         * (below wt_limit), until it is turned into a whole upload by a flush or it runs dry. */
+        bool upload_wt;
+        bool upload_in_ranges; /* Create File / size answered: Put Ranges may go */
+        bool upload_growing;   /* a Set File Properties growing the share's file is in flight */
+        bool upload_grew;      /* one was answered: the Put Ranges' ETags may be older */
+        bool upload_set_time;  /* the round's size request carries the last-write time */
+        size_t upload_next;    /* the next piece the round may send: those below were sent */
+        unsigned upload_ranges_in_flight;
+        uint64_t upload_goal; /* the size the round gives the share's file */
+        /* Created on the share by a write-through round: the share's last-write time is still
+         * ours to set (Put Ranges keep it, the next whole upload sets it). */
+        bool wt_created;
+        uint64_t wt_next_off; /* where the last write ended (sequential writers) */
+        size_t wt_limit;      /* pieces below it lie behind a sequential writer */
         Inode *upload_queue_next;
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;

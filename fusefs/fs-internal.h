@@ -88,6 +88,7 @@ typedef struct Fs {
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
         FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
         unsigned uploads_in_flight;
+        unsigned wt_ranges_in_flight;            /* Put Ranges of write-through rounds */
         Inode *upload_queue, *upload_queue_tail; /* files waiting for an upload slot, FIFO */
         uint64_t requests_total, requests_failed;
         char *last_error, *last_error_path, *last_request_id;

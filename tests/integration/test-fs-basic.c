@@ -37,6 +37,9 @@
  *                  holds exactly the new bytes under the new name, nothing under the old
  *   utimens_create_in_flight  utimensat of a new file while its Create File is in flight: the
  *                  time reaches the share
+ *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
+ *   write_through  default mode: pieces a writer moved past reach the share before close(); one
+ *                  written again after that is uploaded again; close() leaves nothing dirty
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -1376,6 +1379,110 @@ START_TEST(test_cli) {
 }
 END_TEST
 
+/* The share holds exactly size bytes of the pattern of seed, except [over_off, over_off +
+ * over_len), which holds the pattern of over_seed. */
+static void check_share_pattern(
+        const char *rel,
+        uint64_t seed,
+        size_t size,
+        uint64_t over_seed,
+        size_t over_off,
+        size_t over_len) {
+        _cleanup_free_ char *data = NULL, *want = NULL;
+        size_t got = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &got);
+
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        ck_assert_msg(got == size, "share %s: %zu bytes, want %zu", rel, got, size);
+        want = malloc(size);
+        ck_assert_ptr_nonnull(want);
+        fs_pattern_fill(seed, 0, want, size);
+        if (over_len > 0)
+                fs_pattern_fill(over_seed, over_off, want + over_off, over_len);
+        for (size_t off = 0; off < size; off += 4096)
+                ck_assert_msg(
+                        memcmp(data + off, want + off, MIN((size_t)4096, size - off)) == 0,
+                        "share %s differs at %zu", rel, off);
+}
+
+/* A flush of a file with more dirty pieces than one round used to take (64): one pipeline of
+ * Put Ranges, one Get File Properties for the ETag at the end, the share's bytes exact. */
+START_TEST(test_flush_pipeline) {
+        const uint64_t mib = 1024 * 1024;
+        const size_t size = 66 * 4 * mib - 1000; /* 66 pieces */
+        uint64_t props = 0, ranges = 0;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600,max_dirty=1G,cache_size=2G");
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "big.bin"), 21, size, 1 * mib), 0);
+        ck_assert_uint_eq(dirty(mnt), size);
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &props), 0); /* reset */
+        ck_assert_int_eq(fs_flush(mnt, 100), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "GetFileProperties", false, &props), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "PutRange", false, &ranges), 0);
+        ck_assert_uint_eq(props, 1);
+        ck_assert_uint_eq(ranges, 66);
+        check_share_pattern("big.bin", 21, size, 0, 0, 0);
+        /* the ETag it learnt is the share's: a new open keeps the cache (no Get Range) */
+        ck_assert_int_eq(fs_emu_counter(emu, NULL, true, &props), 0);
+        ck_assert_int_eq(fs_check_pattern(P(mnt, "big.bin"), 21, size), 0);
+        ck_assert_int_eq(fs_emu_counter(emu, "GetFile", false, &ranges), 0);
+        ck_assert_uint_eq(ranges, 0);
+}
+END_TEST
+
+/* Write-through in the default mode: while a big file is still open for writing, the pieces the
+ * writer has moved past reach the share (Put Ranges before close()); a piece written again after
+ * its early upload is uploaded again, so that after close() the share holds the final bytes;
+ * close() still returns only when every byte is there; the time set on the open file (as tar
+ * does) is the share's. */
+START_TEST(test_write_through) {
+        const uint64_t mib = 1024 * 1024;
+        const size_t size = 10 * 4 * mib + 1000, first = 6 * 4 * mib;
+        const int64_t when = 1500000000;
+        _cleanup_free_ char *buf = malloc(1 * mib);
+        uint64_t before, v;
+        struct timespec times[2] = {{.tv_sec = when}, {.tv_sec = when}};
+        struct stat st;
+        int fd;
+
+        ck_assert_ptr_nonnull(buf);
+        mnt = mount_with(NULL, NULL);
+        before = counter("PutRange");
+        fd = open(P(mnt, "wt.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "open: %m");
+        for (size_t off = 0; off < first; off += mib) {
+                fs_pattern_fill(31, off, buf, mib);
+                ck_assert_int_eq(pwrite(fd, buf, mib, (off_t)off), (ssize_t)mib);
+        }
+        /* the file is open, the writer is in piece 6: pieces 0-5 go to the share now */
+        wait_counter_above("PutRange", before);
+        /* and one of them is answered (clean again here): dirty data below what was written */
+        for (unsigned k = 0; k < 20000 && dirty(mnt) >= first; k++)
+                (void)usleep(1000); /* polling interval; the condition is the dirty count */
+        ck_assert_uint_lt(dirty(mnt), first);
+        /* piece 1 written again after its early upload (part of it) */
+        fs_pattern_fill(32, 4 * mib + 4096, buf, mib);
+        ck_assert_int_eq(pwrite(fd, buf, mib, (off_t)(4 * mib + 4096)), (ssize_t)mib);
+        for (size_t off = first; off < size; off += mib) {
+                size_t n = MIN((size_t)mib, size - off);
+                fs_pattern_fill(31, off, buf, n);
+                ck_assert_int_eq(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
+        }
+        ck_assert_int_eq(futimens(fd, times), 0);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        /* close() returned: every byte is on the share, nothing dirty */
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_pattern("wt.bin", 31, size, 32, 4 * mib + 4096, mib);
+        ck_assert_int_eq(fs_emu_counter(emu, "CreateFile", false, &v), 0);
+        ck_assert_uint_eq(v, 1);
+        /* the time tar would set is the share's (a fresh mount reads it from there) */
+        remount(mnt);
+        ck_assert_int_eq(stat(P(mnt, "wt.bin"), &st), 0);
+        ck_assert_int_eq(st.st_mtim.tv_sec, when);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -1404,6 +1511,8 @@ int main(void) {
                 {"rename_over_upload", test_rename_over_upload},
                 {"rename_upload_starts", test_rename_upload_starts},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
+                {"flush_pipeline", test_flush_pipeline},
+                {"write_through", test_write_through},
         };
 
         if (pre != 0)
