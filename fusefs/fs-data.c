@@ -1264,8 +1264,10 @@ static void write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end) {
         int r;
 
         i->wt_next_off = end;
+        /* Nor while a rename of it, or onto it, is on its way to the share (its Put Ranges could
+         * land in the file that replaced it there): its end starts the upload. */
         if (fs->o->writeback_async || !seq || limit == 0 || i->open_count == 0 || i->unlinked ||
-            i->shrunk || i->create_waiters)
+            i->shrunk || i->create_waiters || i->renames_in_flight > 0)
                 return;
         i->wt_limit = MIN(limit, i->n_pieces);
         if (i->uploading) {
