@@ -3,15 +3,17 @@
  * FS_PIECE_SIZE pieces by range GETs; writes land in the cache file and mark pieces dirty; a
  * dirty record ("sidecar", <id>.dirty) is written (not synced) before a write that dirties a new
  * piece is acknowledged, so a restarted mount finds and uploads what a crash of azfilesfs left
- * behind (the kernel keeps both). The record names the boot it was written in; the tick makes
- * records durable in the background (one syncfs() for the cache files and the records, then
- * "durable 1"). After a reboot, a record that is not durable may point at data the kernel never
+ * behind (the kernel keeps both). The record names the boot it was written in; the tick wakes
+ * a thread of its own that makes records durable in the background (one syncfs() for the cache
+ * files and the records, then "durable 1"; never on the I/O thread, whose requests a slow disk
+ * would stall). After a reboot, a record that is not durable may point at data the kernel never
  * wrote: its bytes go to a new name beside the file, never over it (recover_one). */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1721,9 +1723,10 @@ static bool durable_wanted_locked(const Inode *i, int64_t now) {
         return i->open_count == 0 || now - i->sidecar_written_ns >= DURABLE_OPEN_NS;
 }
 
-/* Makes the dirty records that are not durable durable, off the FUSE workers' path: their texts
- * (with "durable 1") are taken under Fs.lock, written to temporary records without it, then one
- * syncfs() puts every cache file and those records on disk; back under the lock, each goes in
+/* Makes the dirty records that are not durable durable (on the durable thread, off the FUSE
+ * workers' and the I/O thread's paths; at unmount on the caller's, that thread stopped): their
+ * texts (with "durable 1") are taken under Fs.lock, written to temporary records without it, then
+ * one syncfs() puts every cache file and those records on disk; back under the lock, each goes in
  * place unless the file changed meanwhile (a write or truncate clears sidecar_syncing before it
  * touches the cache file, a newer record wins by its seq), and the directory is synced once. */
 static unsigned durable_pass(Fs *fs) {
@@ -1813,11 +1816,60 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 fs_upload_start_locked(fs, i);
         }
         fs_cache_evict_locked(fs);
+        fs->durable_kick = true; /* the durable thread syncs, off this thread */
+        (void)pthread_cond_signal(&fs->durable_cond);
         fs_unlock(fs);
-        (void)durable_pass(fs);
         (void)sd_event_source_set_time_relative(s, TICK_USEC);
         (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
+}
+
+static void *durable_thread(void *userdata) {
+        Fs *fs = userdata;
+
+        fs_lock(fs);
+        for (;;) {
+                while (!fs->durable_kick && !fs->durable_quit)
+                        (void)pthread_cond_wait(&fs->durable_cond, &fs->lock);
+                if (fs->durable_quit)
+                        break;
+                fs->durable_kick = false;
+                fs_unlock(fs);
+                (void)durable_pass(fs);
+                fs_lock(fs);
+        }
+        fs_unlock(fs);
+        return NULL;
+}
+
+int fs_durable_start(Fs *fs) {
+        sigset_t all, saved;
+        int r;
+
+        (void)pthread_cond_init(&fs->durable_cond, NULL);
+        /* Signals are for the FUSE session's thread. */
+        (void)sigfillset(&all);
+        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
+        r = -pthread_create(&fs->durable_thread, NULL, durable_thread, fs);
+        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0) {
+                (void)pthread_cond_destroy(&fs->durable_cond);
+                return r;
+        }
+        fs->durable_started = true;
+        return 0;
+}
+
+void fs_durable_stop(Fs *fs) {
+        if (!fs->durable_started)
+                return;
+        fs_lock(fs);
+        fs->durable_quit = true;
+        (void)pthread_cond_signal(&fs->durable_cond);
+        fs_unlock(fs);
+        (void)pthread_join(fs->durable_thread, NULL);
+        (void)pthread_cond_destroy(&fs->durable_cond);
+        fs->durable_started = false;
 }
 
 void fs_tick_start(Fs *fs) {

@@ -105,6 +105,13 @@ typedef struct Fs {
         uint64_t last_reclaim_bytes;   /* freed by the last one */
         uint64_t records_made_durable; /* dirty records made durable by the tick */
         uint64_t record_syncs;         /* syncfs() calls made for them */
+
+        /* The thread that makes records durable (a syncfs() can take seconds on a busy disk:
+         * never on the I/O thread). durable_kick and durable_quit are protected by lock. */
+        pthread_t durable_thread;
+        bool durable_started;
+        bool durable_kick, durable_quit;
+        pthread_cond_t durable_cond;
 } Fs;
 
 /* fs.c */
@@ -172,6 +179,9 @@ void fs_records_make_durable(Fs *fs);
 uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);
 int fs_flush_wait(Fs *fs, uint64_t timeout_ms);
 void fs_tick_start(Fs *fs);
+/* Starts and stops (joins) the thread that makes dirty records durable; the tick wakes it. */
+int fs_durable_start(Fs *fs);
+void fs_durable_stop(Fs *fs);
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void fs_op_write(

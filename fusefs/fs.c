@@ -2217,6 +2217,7 @@ static void stop_thread(Fs *fs) {
                 abort(); /* cannot stop the loop: nothing sane left to do */
         (void)pthread_join(fs->thread, NULL);
         fs->thread_started = false;
+        fs_durable_stop(fs); /* after the loop: no tick wakes it any more */
 }
 
 Fs *fs_free(Fs *fs) {
@@ -2292,6 +2293,9 @@ int fs_start(Fs *fs, char **reterr_msg) {
         if (r != 0)
                 return -r;
         fs->thread_started = true;
+        r = fs_durable_start(fs);
+        if (r < 0)
+                return r;
         r = fs_post(fs, tick_start_cb, fs);
         if (r < 0)
                 return r;
