@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Shared between fs.c (metadata operations, the FUSE glue) and fs-data.c (cache files, reads,
- * writes, uploads, dirty records, the flush interface). Not an interface for anyone else. */
+/* Shared between fs.c (metadata operations, the FUSE glue), fs-data.c (cache files, reads,
+ * writes, xattrs), fs-record.c (dirty records, their durability, recovery) and fs-upload.c
+ * (uploads, write-through, rename holds, flushes, the tick, the flush interface). Not an interface
+ * for anyone else. */
 
 #define FUSE_USE_VERSION 312
 
@@ -133,6 +135,19 @@ void fs_confirm_parents_locked(Fs *fs, const char *path);
 int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata);
 
 /* fs-data.c */
+int fs_pieces_grow_locked(Inode *i, uint64_t size);
+void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear);
+void fs_data_name(uint64_t id, const char *suffix, char buf[static 64]);
+void fs_waiter_free(FsWaiter *w);
+bool fs_over_cap_locked(Fs *fs);
+void fs_write_try(
+        Fs *fs,
+        fuse_req_t req,
+        uint64_t ino,
+        const char *buf,
+        size_t size,
+        uint64_t off,
+        FsWaiter *w);
 int fs_cache_open_dir(Fs *fs, char **reterr_msg);
 int fs_cache_attach_locked(Fs *fs, Inode *i);
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag);
@@ -145,11 +160,43 @@ uint64_t fs_cache_reclaim_locked(Fs *fs, uint64_t bytes);
 bool fs_inode_is_dirty(const Inode *i);
 void fs_discard_dirty_locked(Fs *fs, Inode *i);
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_write(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *buf,
+        size_t size,
+        off_t off,
+        struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_setxattr(
+        fuse_req_t req,
+        fuse_ino_t ino,
+        const char *name,
+        const char *value,
+        size_t size,
+        int flags);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* fs-record.c */
 /* Rewrites i's dirty record, not durable and not synced: it survives a crash of azfilesfs (the
- * kernel keeps it); the tick makes it durable (fs-data.c, durable_pass). */
+ * kernel keeps it); the tick makes it durable (fs-record.c, durable_pass). */
 void fs_sidecar_update_locked(Fs *fs, Inode *i);
 /* The same when i is dirty and has a cache file (mode, name of a file not on the share yet). */
 void fs_sidecar_note_locked(Fs *fs, Inode *i);
+int fs_recover(Fs *fs);
+/* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
+void fs_records_make_durable(Fs *fs);
+/* Starts and stops (joins) the thread that makes dirty records durable; the tick wakes it. */
+int fs_durable_start(Fs *fs);
+void fs_durable_stop(Fs *fs);
+void fs_sidecar_remove_locked(Fs *fs, Inode *i);
+/* Rewrites the record of inode ino after a write (Fs.lock not held). */
+void fs_sidecar_update(Fs *fs, uint64_t ino);
+
+/* fs-upload.c */
 void fs_upload_start_locked(Fs *fs, Inode *i);
 /* Whether i is a file whose first upload's Create File is in flight: the share may not have it
  * yet, so a request about it there must wait (fs_create_wait_locked). */
@@ -173,34 +220,12 @@ void fs_rename_hold_locked(Inode *i);
  * with fs_flush_waiters_reply() once the lock is dropped. NULL-safe. */
 void fs_rename_hold_end_locked(Fs *fs, Inode *i, FsWaiter **replies);
 void fs_flush_waiters_reply(FsWaiter *replies);
-int fs_recover(Fs *fs);
-/* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
-void fs_records_make_durable(Fs *fs);
 uint64_t fs_dirty_bytes_locked(Fs *fs, unsigned *ret_files);
 int fs_flush_wait(Fs *fs, uint64_t timeout_ms);
 void fs_tick_start(Fs *fs);
-/* Starts and stops (joins) the thread that makes dirty records durable; the tick wakes it. */
-int fs_durable_start(Fs *fs);
-void fs_durable_stop(Fs *fs);
-
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
-void fs_op_write(
-        fuse_req_t req,
-        fuse_ino_t ino,
-        const char *buf,
-        size_t size,
-        off_t off,
-        struct fuse_file_info *fi);
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
-void fs_op_setxattr(
-        fuse_req_t req,
-        fuse_ino_t ino,
-        const char *name,
-        const char *value,
-        size_t size,
-        int flags);
-void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
-void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void fs_write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end);
+void fs_flush_all_check_locked(Fs *fs, FsFlushAll **done);
+void fs_reply_flush_all(FsFlushAll *list, int error);

@@ -1,0 +1,670 @@
+/* SPDX-License-Identifier: MIT */
+/* Dirty records ("sidecars", <id>.dirty): a record is written (not synced) before a write that
+ * dirties a new piece is acknowledged, so a restarted mount finds and uploads what a crash of
+ * azfilesfs left behind (the kernel keeps both). The record names the boot it was written in; the
+ * tick wakes a thread of its own that makes records durable in the background (one syncfs() for
+ * the cache files and the records, then "durable 1"; never on the I/O thread, whose requests a
+ * slow disk would stall). After a reboot, a record that is not durable may point at data the
+ * kernel never wrote: its bytes go to a new name beside the file, never over it (recover_one).
+ * Recovery at mount (fs_recover) is here too. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs-internal.h"
+#include "log.h"
+#include "strbuf.h"
+#include "url-util.h"
+
+#define SIDECAR_MAX (4u * 1024u * 1024u)
+/* Records made durable per tick, at most; those of a file open for writing only once they are
+ * DURABLE_OPEN_NS old (a file being written is not synced at every tick). */
+#define DURABLE_BATCH_MAX 256
+#define DURABLE_OPEN_NS (5 * INT64_C(1000000000))
+#define RECOVERED_SUFFIX ".azfilesfs-recovered-"
+
+/* ---- dirty records ---- */
+
+void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
+        char name[64];
+        if (!i->sidecar_exists)
+                return;
+        fs_data_name(i->cache_id, ".dirty", name);
+        if (unlinkat(fs->cache_dir_fd, name, 0) < 0 && errno != ENOENT)
+                log_warning_errno(
+                        -errno, "Cannot remove dirty record %s/%s, ignoring: %m", fs->cache_path,
+                        name);
+        i->sidecar_exists = false;
+        i->sidecar_durable = false;
+}
+
+/* The record's text. Lock held. */
+static int sidecar_text_locked(Fs *fs, const Inode *i, bool durable, StrBuf *b) {
+        _cleanup_free_ char *enc = NULL;
+        const char *sep = "";
+        int r;
+
+        r = url_percent_encode(i->path, true, &enc);
+        if (r < 0)
+                return r;
+        r = strbuf_appendf(
+                b,
+                "azfilesfs-dirty 1\nboot %s\ndurable %d\npath %s\nremote_size %" PRIu64
+                "\nfetch_limit %" PRIu64 "\nsize_dirty %d\netag %s\n",
+                fs->boot_id, (int)durable, enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
+                i->cache_etag[0] ? i->cache_etag : "-");
+        if (r >= 0 && i->create_pending)
+                r = strbuf_appendf(
+                        b, "create %04o %" PRId64 "\n", (unsigned)(i->perm & 07777), i->mtime_ns);
+        if (r >= 0 && (i->shrunk || i->upload_shrunk))
+                r = strbuf_appendf(
+                        b, "shrink_to %" PRIu64 "\n",
+                        i->shrunk && i->upload_shrunk ? MIN(i->shrink_to, i->upload_shrink_to)
+                        : i->shrunk                   ? i->shrink_to
+                                                      : i->upload_shrink_to);
+        if (r >= 0)
+                r = strbuf_append(b, "pieces ");
+        for (size_t k = 0; r >= 0 && k < i->n_pieces; k++)
+                if (i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)) {
+                        r = strbuf_appendf(b, "%s%zu", sep, k);
+                        sep = ",";
+                }
+        if (r >= 0)
+                r = strbuf_append(b, "\n");
+        return r;
+}
+
+/* Writes text to a temporary record (not synced: see durable_pass). */
+static int sidecar_write_tmp(Fs *fs, const char *tmp, const StrBuf *b) {
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = openat(
+                fs->cache_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < b->len;) {
+                ssize_t k = write(fd, b->data + done, b->len - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                done += (size_t)k;
+        }
+        return 0;
+}
+
+/* Puts a temporary record in place unless a newer one already is, or the file is clean by now.
+ * Lock held. */
+static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, bool durable, const char *tmp) {
+        char name[64];
+
+        if (seq <= i->sidecar_done_seq || !fs_inode_is_dirty(i)) {
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                return 0;
+        }
+        fs_data_name(i->cache_id, ".dirty", name);
+        if (renameat(fs->cache_dir_fd, tmp, fs->cache_dir_fd, name) < 0) {
+                int r = -errno;
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                return r;
+        }
+        i->sidecar_done_seq = seq;
+        i->sidecar_exists = true;
+        i->sidecar_durable = durable;
+        i->sidecar_written_ns = fs_now();
+        return 0;
+}
+
+static void sidecar_tmp_name(const Inode *i, uint64_t seq, char buf[static 96]) {
+        (void)snprintf(buf, 96, "%016" PRIx64 ".dirty.%" PRIu64 ".tmp", i->cache_id, seq);
+}
+
+static void sidecar_fail(Fs *fs, const char *path, int r) {
+        log_warning_errno(
+                r, "Cannot write dirty record for /%s in %s (a crash now would lose it): %m", path,
+                fs->cache_path);
+}
+
+static void sidecar_write_locked(Fs *fs, Inode *i) {
+        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+        uint64_t seq = ++i->sidecar_seq;
+        char tmp[96];
+        int r;
+
+        i->sidecar_syncing = false; /* what the tick synced is not what this record says */
+        sidecar_tmp_name(i, seq, tmp);
+        r = sidecar_text_locked(fs, i, false, &b);
+        if (r >= 0)
+                r = sidecar_write_tmp(fs, tmp, &b);
+        if (r >= 0)
+                r = sidecar_commit_locked(fs, i, seq, false, tmp);
+        if (r < 0) {
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+                sidecar_fail(fs, i->path, r);
+        }
+}
+
+void fs_sidecar_update_locked(Fs *fs, Inode *i) {
+        sidecar_write_locked(fs, i);
+}
+
+void fs_sidecar_note_locked(Fs *fs, Inode *i) {
+        if (fs_inode_is_dirty(i) && i->cache_fd >= 0)
+                sidecar_write_locked(fs, i);
+}
+
+/* The same for the write path: Fs.lock only to take the text and to put the record in place. */
+void fs_sidecar_update(Fs *fs, uint64_t ino) {
+        _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
+        _cleanup_free_ char *path = NULL;
+        uint64_t seq;
+        char tmp[96];
+        Inode *i;
+        int r;
+
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (!i || i->cache_fd < 0 || !fs_inode_is_dirty(i)) {
+                fs_unlock(fs);
+                return;
+        }
+        seq = ++i->sidecar_seq;
+        i->sidecar_syncing = false;
+        sidecar_tmp_name(i, seq, tmp);
+        r = sidecar_text_locked(fs, i, false, &b);
+        path = strdup(i->path);
+        fs_unlock(fs);
+        if (r >= 0)
+                r = sidecar_write_tmp(fs, tmp, &b);
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino);
+        if (r >= 0 && i)
+                r = sidecar_commit_locked(fs, i, seq, false, tmp);
+        else
+                (void)unlinkat(fs->cache_dir_fd, tmp, 0);
+        fs_unlock(fs);
+        if (r < 0)
+                sidecar_fail(fs, path ? path : "?", r);
+}
+
+/* ---- making records durable ---- */
+
+typedef struct DurableRecord {
+        uint64_t ino, seq;
+        char tmp[96];
+        StrBuf text;
+} DurableRecord;
+
+/* Whether i's record should be made durable now. Lock held. */
+static bool durable_wanted_locked(const Inode *i, int64_t now) {
+        if (!i->sidecar_exists || i->sidecar_durable || i->sidecar_syncing ||
+            i->writes_in_flight > 0 || !fs_inode_is_dirty(i))
+                return false;
+        /* A file open for writing is synced at most every DURABLE_OPEN_NS, not at every tick. */
+        return i->open_count == 0 || now - i->sidecar_written_ns >= DURABLE_OPEN_NS;
+}
+
+/* Makes the dirty records that are not durable durable (on the durable thread, off the FUSE
+ * workers' and the I/O thread's paths; at unmount on the caller's, that thread stopped): their
+ * texts (with "durable 1") are taken under Fs.lock, written to temporary records without it, then
+ * one syncfs() puts every cache file and those records on disk; back under the lock, each goes in
+ * place unless the file changed meanwhile (a write or truncate clears sidecar_syncing before it
+ * touches the cache file, a newer record wins by its seq), and the directory is synced once. */
+static unsigned durable_pass(Fs *fs) {
+        DurableRecord *recs = NULL;
+        size_t n = 0;
+        unsigned made = 0;
+        int64_t now = fs_now();
+        int r = 0;
+
+        fs_lock(fs);
+        for (Inode *i = fs->state_list; i && n < DURABLE_BATCH_MAX; i = i->state_next) {
+                DurableRecord *d;
+                if (!durable_wanted_locked(i, now))
+                        continue;
+                if (!recs && !(recs = calloc(DURABLE_BATCH_MAX, sizeof(*recs))))
+                        break;
+                d = &recs[n];
+                d->text = (StrBuf){.cap = SIDECAR_MAX};
+                if (sidecar_text_locked(fs, i, true, &d->text) < 0) {
+                        strbuf_done(&d->text);
+                        continue;
+                }
+                d->ino = i->ino;
+                d->seq = ++i->sidecar_seq;
+                sidecar_tmp_name(i, d->seq, d->tmp);
+                i->sidecar_syncing = true;
+                n++;
+        }
+        fs_unlock(fs);
+        if (n == 0) {
+                free(recs);
+                return 0;
+        }
+        for (size_t k = 0; k < n && r >= 0; k++)
+                r = sidecar_write_tmp(fs, recs[k].tmp, &recs[k].text);
+        if (r >= 0 && syncfs(fs->cache_dir_fd) < 0)
+                r = -errno;
+        fs_lock(fs);
+        fs->record_syncs++;
+        for (size_t k = 0; k < n; k++) {
+                Inode *i = inode_table_get(fs->inodes, recs[k].ino);
+                bool mine = i && i->sidecar_syncing;
+                if (i)
+                        i->sidecar_syncing = false;
+                if (r >= 0 && mine &&
+                    sidecar_commit_locked(fs, i, recs[k].seq, true, recs[k].tmp) >= 0) {
+                        if (i->sidecar_durable) {
+                                fs->records_made_durable++;
+                                made++;
+                        }
+                } else
+                        (void)unlinkat(fs->cache_dir_fd, recs[k].tmp, 0);
+                strbuf_done(&recs[k].text);
+        }
+        fs_unlock(fs);
+        free(recs);
+        if (r < 0)
+                log_warning_errno(
+                        r, "Cannot sync the cache in %s (records stay not durable, retried): %m",
+                        fs->cache_path);
+        else if (fsync(fs->cache_dir_fd) < 0)
+                log_debug_errno(
+                        -errno, "Cannot sync cache directory %s, ignoring: %m", fs->cache_path);
+        return r < 0 ? 0 : made;
+}
+
+void fs_records_make_durable(Fs *fs) {
+        /* Bounded: each pass takes up to DURABLE_BATCH_MAX records or ends the loop. */
+        for (unsigned k = 0; k < 1000 && durable_pass(fs) > 0; k++)
+                ;
+}
+
+static void *durable_thread(void *userdata) {
+        Fs *fs = userdata;
+
+        fs_lock(fs);
+        for (;;) {
+                while (!fs->durable_kick && !fs->durable_quit)
+                        (void)pthread_cond_wait(&fs->durable_cond, &fs->lock);
+                if (fs->durable_quit)
+                        break;
+                fs->durable_kick = false;
+                fs_unlock(fs);
+                (void)durable_pass(fs);
+                fs_lock(fs);
+        }
+        fs_unlock(fs);
+        return NULL;
+}
+
+int fs_durable_start(Fs *fs) {
+        sigset_t all, saved;
+        int r;
+
+        (void)pthread_cond_init(&fs->durable_cond, NULL);
+        /* Signals are for the FUSE session's thread. */
+        (void)sigfillset(&all);
+        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
+        r = -pthread_create(&fs->durable_thread, NULL, durable_thread, fs);
+        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0) {
+                (void)pthread_cond_destroy(&fs->durable_cond);
+                return r;
+        }
+        fs->durable_started = true;
+        return 0;
+}
+
+void fs_durable_stop(Fs *fs) {
+        if (!fs->durable_started)
+                return;
+        fs_lock(fs);
+        fs->durable_quit = true;
+        (void)pthread_cond_signal(&fs->durable_cond);
+        fs_unlock(fs);
+        (void)pthread_join(fs->durable_thread, NULL);
+        (void)pthread_cond_destroy(&fs->durable_cond);
+        fs->durable_started = false;
+}
+
+/* ---- recovery ---- */
+
+static int sidecar_parse(
+        const char *text,
+        char **ret_path,
+        uint64_t *remote_size,
+        uint64_t *fetch_limit,
+        bool *shrunk,
+        uint64_t *shrink_to,
+        bool *create,
+        mode_t *mode,
+        int64_t *mtime_ns,
+        char etag[static REST_ETAG_MAX],
+        char boot[static 64],
+        bool *durable,
+        char **ret_pieces) {
+        _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
+        char *p, *line;
+        bool magic = false;
+
+        if (!copy)
+                return -ENOMEM;
+        p = copy;
+        etag[0] = '\0';
+        boot[0] = '\0'; /* none: a record of the old format, which was synced */
+        while ((line = strsep(&p, "\n"))) {
+                char *v = strchr(line, ' ');
+                if (!v)
+                        continue;
+                *v++ = '\0';
+                if (streq(line, "azfilesfs-dirty"))
+                        magic = streq(v, "1");
+                else if (streq(line, "path")) {
+                        free(path);
+                        if (url_percent_decode(v, strlen(v), &path) < 0)
+                                return -EBADMSG;
+                } else if (streq(line, "remote_size"))
+                        *remote_size = strtoull(v, NULL, 10);
+                else if (streq(line, "fetch_limit"))
+                        *fetch_limit = strtoull(v, NULL, 10);
+                else if (streq(line, "create")) {
+                        unsigned m;
+                        long long t;
+                        if (sscanf(v, "%o %lld", &m, &t) != 2 || m > 07777)
+                                return -EBADMSG;
+                        *create = true;
+                        *mode = (mode_t)m;
+                        *mtime_ns = (int64_t)t;
+                } else if (streq(line, "shrink_to")) {
+                        *shrunk = true;
+                        *shrink_to = strtoull(v, NULL, 10);
+                } else if (streq(line, "boot"))
+                        (void)snprintf(boot, 64, "%s", v);
+                else if (streq(line, "durable"))
+                        *durable = streq(v, "1");
+                else if (streq(line, "etag"))
+                        (void)snprintf(etag, REST_ETAG_MAX, "%s", streq(v, "-") ? "" : v);
+                else if (streq(line, "pieces")) {
+                        free(pieces);
+                        pieces = strdup(v);
+                }
+        }
+        if (!magic || isempty(path) || !pieces)
+                return -EBADMSG;
+        *ret_path = TAKE_PTR(path);
+        *ret_pieces = TAKE_PTR(pieces);
+        return 0;
+}
+
+typedef struct ProbeCall {
+        Fs *fs;
+        const char *path;
+        bool done;
+        int error;
+} ProbeCall;
+
+static void probe_done(RestResult *r, void *userdata) {
+        ProbeCall *p = userdata;
+
+        fs_lock(p->fs);
+        fs_note_result_locked(p->fs, r, "Get Properties", p->path, -ENOENT);
+        p->error = r->error;
+        p->done = true;
+        (void)pthread_cond_broadcast(&p->fs->cond);
+        fs_unlock(p->fs);
+}
+
+/* Asks the share about path (type: Get File or Directory Properties) and waits for the answer
+ * (bounded by the retry budget): 0 when it is there, -ENOENT when not. At mount time only. */
+static int share_probe(Fs *fs, int type, const char *path) {
+        ProbeCall p = {.fs = fs, .path = path};
+        RestOp op = {.type = type, .path = path};
+        int r = rest_client_submit(fs->rest, &op, probe_done, &p, NULL);
+
+        if (r < 0)
+                return r;
+        fs_lock(fs);
+        while (!p.done)
+                (void)pthread_cond_wait(&fs->cond, &fs->lock);
+        fs_unlock(fs);
+        return p.error;
+}
+
+/* A new name beside path for bytes that must not go over it: <name>.azfilesfs-recovered-<UTC>
+ * in path's directory, or in the root when that directory is gone; never a name the share or
+ * this mount has. */
+static int recovered_name(Fs *fs, const char *path, char **ret) {
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        _cleanup_free_ char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup("");
+        char stamp[32], leaf[256];
+        struct tm tm;
+        time_t t = time(NULL);
+        size_t len;
+
+        if (!dir || !gmtime_r(&t, &tm) ||
+            strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
+                return -ENOMEM;
+        if (dir[0] && !fs->backend_down &&
+            share_probe(fs, REST_OP_GET_DIRECTORY_PROPERTIES, dir) == -ENOENT)
+                dir[0] = '\0';
+        /* At most 255 bytes with the suffix, cut at a character boundary. */
+        len = MIN(strlen(base), sizeof(leaf) - 1 - strlen(RECOVERED_SUFFIX) - strlen(stamp) - 4);
+        while (len > 0 && ((unsigned char)base[len] & 0xC0) == 0x80)
+                len--;
+        for (unsigned k = 0; k < 100; k++) {
+                _cleanup_free_ char *cand = NULL;
+                char n[4] = "";
+                bool taken;
+
+                if (k > 0)
+                        (void)snprintf(n, sizeof(n), "-%u", k);
+                (void)snprintf(
+                        leaf, sizeof(leaf), "%.*s" RECOVERED_SUFFIX "%s%s", (int)len, base, stamp,
+                        n);
+                if (fs_path_join(dir, leaf, &cand) < 0)
+                        return -ENOMEM;
+                fs_lock(fs);
+                taken = inode_table_find(fs->inodes, cand);
+                fs_unlock(fs);
+                if (taken ||
+                    (!fs->backend_down && share_probe(fs, REST_OP_GET_FILE_PROPERTIES, cand) == 0))
+                        continue;
+                *ret = TAKE_PTR(cand);
+                return 0;
+        }
+        return -EEXIST;
+}
+
+static int recover_one(Fs *fs, uint64_t id) {
+        char name[64], text[65536];
+        _cleanup_close_ int sfd = -EBADF;
+        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL;
+        char etag[REST_ETAG_MAX], boot[64];
+        uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
+        bool shrunk = false, create = false, durable = false;
+        mode_t mode = 0;
+        int64_t mtime_ns = 0;
+        struct stat st;
+        ssize_t n;
+        Inode *i;
+        int fd, r;
+
+        fs_data_name(id, ".dirty", name);
+        sfd = openat(fs->cache_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (sfd < 0)
+                return -errno;
+        n = read(sfd, text, sizeof(text) - 1);
+        if (n < 0)
+                return -errno;
+        text[n] = '\0';
+        r = sidecar_parse(
+                text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
+                &mtime_ns, etag, boot, &durable, &pieces);
+        if (r < 0)
+                return r;
+        if (boot[0] && !durable && (streq(boot, "-") || !streq(boot, fs->boot_id))) {
+                /* Written before a reboot and never synced: the data it points at may be torn
+                 * (zeros, cut short). Its bytes go to a new file beside it; the share's copy of
+                 * path is left alone. */
+                torn = TAKE_PTR(path);
+                r = recovered_name(fs, torn, &path);
+                if (r < 0)
+                        return r;
+                if (!create)
+                        mode = fs->o->file_mode;
+                create = true;
+                remote_size = fetch_limit = 0;
+                shrunk = false;
+                etag[0] = '\0';
+        }
+        fs_data_name(id, ".data", name);
+        fd = openat(fs->cache_dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        fs_lock(fs);
+        i = inode_table_find(fs->inodes, path);
+        if (!i)
+                r = inode_table_add(fs->inodes, path, false, &i);
+        if (r >= 0 && (i->is_dir || i->cache_fd >= 0))
+                r = -EEXIST;
+        if (r < 0) {
+                fs_unlock(fs);
+                safe_close(fd);
+                return r;
+        }
+        i->perm = fs->o->file_mode;
+        i->cache_fd = fd;
+        i->cache_id = id;
+        i->state_next = fs->state_list;
+        if (fs->state_list)
+                fs->state_list->state_prev = i;
+        fs->state_list = i;
+        i->size = (uint64_t)st.st_size;
+        i->remote_size = remote_size;
+        i->fetch_limit = MIN(fetch_limit, i->size);
+        i->shrunk = shrunk;
+        i->shrink_to = shrink_to;
+        i->size_dirty = true;
+        i->sidecar_exists = true;
+        i->sidecar_durable = !boot[0] || durable;
+        i->mtime_ns = i->ctime_ns =
+                (int64_t)st.st_mtim.tv_sec * INT64_C(1000000000) + st.st_mtim.tv_nsec;
+        if (create && torn)
+                mtime_ns = i->mtime_ns;
+        if (create) {
+                /* Never reached the share: Create File with its mode and time first. */
+                i->create_pending = true;
+                i->perm = mode;
+                i->perm_known = true;
+                i->mtime_ns = mtime_ns;
+        }
+        (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag);
+        r = fs_pieces_grow_locked(i, i->size);
+        for (size_t k = 0; torn && r >= 0 && k < i->n_pieces; k++)
+                fs_piece_set_locked(fs, i, k, PIECE_DIRTY | PIECE_PRESENT, 0);
+        for (char *p = pieces, *tok; !torn && r >= 0 && (tok = strsep(&p, ","));) {
+                unsigned long long k;
+                char *end;
+                if (!*tok)
+                        continue;
+                k = strtoull(tok, &end, 10);
+                if (*end || k >= i->n_pieces)
+                        continue;
+                fs_piece_set_locked(fs, i, (size_t)k, PIECE_DIRTY | PIECE_PRESENT, 0);
+        }
+        /* Pieces not marked dirty are not known to be in the cache file: fetched again when read.
+         */
+        if (torn) {
+                _cleanup_free_ char *f1 = NULL, *f2 = NULL;
+                if (asprintf(&f1, "AZFILESFS_PATH=/%s", torn) < 0)
+                        f1 = NULL;
+                if (asprintf(&f2, "AZFILESFS_RECOVERED_PATH=/%s", path) < 0)
+                        f2 = NULL;
+                log_struct(
+                        LOG_WARNING, 0,
+                        ((const char *[]){
+                                f1 ? f1 : "AZFILESFS_PATH=?",
+                                f2 ? f2 : "AZFILESFS_RECOVERED_PATH=?", NULL}),
+                        "Found data of /%s not yet on the share, left before a reboot and never synced (it may be torn): uploading it as /%s, leaving /%s on the share as it is",
+                        torn, path, torn);
+                /* The record now names the new file (a crash before its upload keeps it so). */
+                fs_sidecar_update_locked(fs, i);
+        } else
+                log_notice(
+                        "Found data of /%s not yet on the share (left by an earlier run); uploading it",
+                        path);
+        fs_upload_start_locked(fs, i);
+        fs_unlock(fs);
+        return r < 0 ? r : 1;
+}
+
+int fs_recover(Fs *fs) {
+        _cleanup_close_ int dfd = -EBADF;
+        DIR *d;
+        struct dirent *de;
+        uint64_t max_id = 0;
+        int r, n = 0;
+
+        dfd = fcntl(fs->cache_dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return -errno;
+        d = fdopendir(dfd);
+        if (!d)
+                return -errno;
+        TAKE_FD(dfd);
+        /* First pass: highest id, stale temporaries. */
+        while ((de = readdir(d))) {
+                char *end;
+                uint64_t id = strtoull(de->d_name, &end, 16);
+                if (end == de->d_name)
+                        continue;
+                if (id > max_id)
+                        max_id = id;
+                if (strncmp(end, ".dirty.", 7) == 0 && strlen(end) > 4 &&
+                    streq(end + strlen(end) - 4, ".tmp"))
+                        (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
+        }
+        fs->next_cache_id = max_id + 1;
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                char *end, name[64];
+                uint64_t id = strtoull(de->d_name, &end, 16);
+                if (end == de->d_name)
+                        continue;
+                if (streq(end, ".data")) {
+                        /* Clean cache of an earlier run: not reused. */
+                        fs_data_name(id, ".dirty", name);
+                        if (faccessat(fs->cache_dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+                                (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
+                        continue;
+                }
+                if (!streq(end, ".dirty"))
+                        continue;
+                r = recover_one(fs, id);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "Cannot recover %s/%s, leaving it there: %m", fs->cache_path,
+                                de->d_name);
+                else
+                        n++;
+        }
+        closedir(d);
+        if (n == 0)
+                return 0;
+        return fs_flush_wait(fs, fs->o->retry_budget_ms + 5000);
+}
