@@ -35,10 +35,6 @@ static int64_t realtime_ns(void) {
         return (int64_t)ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
 }
 
-static Fs *fs_of(fuse_req_t req) {
-        return fuse_req_userdata(req);
-}
-
 /* ---- pieces ---- */
 
 int fs_pieces_grow_locked(Inode *i, uint64_t size) {

@@ -116,6 +116,11 @@ typedef struct Fs {
         pthread_cond_t durable_cond;
 } Fs;
 
+/* The mount a FUSE request belongs to. */
+static inline Fs *fs_of(fuse_req_t req) {
+        return fuse_req_userdata(req);
+}
+
 /* fs.c */
 void fs_lock(Fs *fs);
 void fs_unlock(Fs *fs);

@@ -34,10 +34,6 @@
 #define WT_GROW_AHEAD (8 * P)
 #define TICK_USEC (250 * UINT64_C(1000))
 
-static Fs *fs_of(fuse_req_t req) {
-        return fuse_req_userdata(req);
-}
-
 /* ---- uploads ---- */
 
 enum {

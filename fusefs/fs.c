@@ -30,10 +30,6 @@
 #define FS_USER_CACHE_SIZE 64
 #define FS_USER_CACHE_TTL_NS (30 * INT64_C(1000000000))
 
-static Fs *fs_of(fuse_req_t req) {
-        return fuse_req_userdata(req);
-}
-
 void fs_lock(Fs *fs) {
         (void)pthread_mutex_lock(&fs->lock);
 }
