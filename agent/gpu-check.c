@@ -447,9 +447,17 @@ static void gpu_evaluate_one(GpuCheckList *l, const GpuReading *g, const GpuEval
         if (g->memory_ret == NVML_SUCCESS) {
                 c = gpu_check_add(l, "gpu_memory_used_bytes", g, GPU_VERDICT_OK);
                 gpu_check_value(c, (double)g->memory_used, "bytes");
-                gpu_check_message(
-                        c, "%" PRIu64 " MiB of %" PRIu64 " MiB in use", g->memory_used >> 20,
-                        g->memory_total >> 20);
+                if (g->memory_v2)
+                        gpu_check_message(
+                                c,
+                                "%" PRIu64 " MiB of %" PRIu64 " MiB in use (%" PRIu64
+                                " MiB reserved by the driver)",
+                                g->memory_used >> 20, g->memory_total >> 20,
+                                g->memory_reserved >> 20);
+                else
+                        gpu_check_message(
+                                c, "%" PRIu64 " MiB of %" PRIu64 " MiB in use",
+                                g->memory_used >> 20, g->memory_total >> 20);
         }
 }
 

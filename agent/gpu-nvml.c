@@ -120,6 +120,7 @@ static void nvml_read_gpu(NvmlSession *s, unsigned index, GpuReading *g) {
         nvmlEnableState_t pending = NVML_FEATURE_DISABLED;
         nvmlPciInfo_t pci;
         nvmlMemory_t mem;
+        nvmlMemory_v2_t mem2;
         unsigned long long ull = 0;
         unsigned corr = 0, unc = 0, is_pending = 0, failure = 0;
 
@@ -167,10 +168,24 @@ static void nvml_read_gpu(NvmlSession *s, unsigned index, GpuReading *g) {
                                   ? s->nvmlDeviceGetCurrentClocksEventReasons(dev, &ull)
                                   : NVML_ERROR_FUNCTION_NOT_FOUND;
         g->throttle_reasons = ull;
-        memset(&mem, 0, sizeof(mem));
-        g->memory_ret = s->nvmlDeviceGetMemoryInfo(dev, &mem);
-        g->memory_total = mem.total;
-        g->memory_used = mem.used;
+        /* v2 where the library has it: v1's "used" counts the driver's reservation, so an idle
+         * GPU would read as hundreds of MiB in use where nvidia-smi says 0. Any failure of v2
+         * (an older library answers ARGUMENT_VERSION_MISMATCH) falls back to v1. */
+        memset(&mem2, 0, sizeof(mem2));
+        mem2.version = nvmlMemory_v2;
+        if (s->nvmlDeviceGetMemoryInfo_v2 &&
+            s->nvmlDeviceGetMemoryInfo_v2(dev, &mem2) == NVML_SUCCESS) {
+                g->memory_ret = NVML_SUCCESS;
+                g->memory_v2 = true;
+                g->memory_total = mem2.total;
+                g->memory_used = mem2.used;
+                g->memory_reserved = mem2.reserved;
+        } else {
+                memset(&mem, 0, sizeof(mem));
+                g->memory_ret = s->nvmlDeviceGetMemoryInfo(dev, &mem);
+                g->memory_total = mem.total;
+                g->memory_used = mem.used;
+        }
 
         /* Xid events: registered once per index while the session lives. */
         if (index < GPU_MAX && !s->registered[index] && s->events) {

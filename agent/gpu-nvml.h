@@ -16,9 +16,13 @@
  * (the event functions as its "Event Handling Methods" page lists them; nvmlEventSetWait returns
  * NVML_ERROR_TIMEOUT when nothing arrived) and nvml.h; nvmlDeviceGetRemappedRows's four
  * unsigned int outputs also as NVIDIA's Python binding (pynvml) calls it. Names keep nvml.h's
- * spelling rather than ours. None of it could be compared with a real libnvidia-ml.so.1 here (no
- * NVIDIA GPU). The fake library of the tests (tests/tools/fake-nvml/fake-nvml.c) implements
- * exactly these declarations.
+ * spelling rather than ours. Checked against a real libnvidia-ml.so.1 on 2026-11-24 (one NVIDIA
+ * H100 80GB HBM3, driver 580.159.04) with tests/tools/real-gpu-check.sh, which compares the
+ * agent's readings with nvidia-smi's and with NVIDIA's Python binding: UUID, PCI bus id, name,
+ * driver version, temperature and its thresholds, ECC, row remapping and memory agreed once
+ * memory was read with nvmlDeviceGetMemoryInfo_v2 (v1 counts the driver's reservation as used).
+ * The fake library of the tests (tests/tools/fake-nvml/fake-nvml.c) implements exactly these
+ * declarations.
  *
  * The second half is our loader and one blocking read of everything the GPU check needs. NVML
  * calls may block for seconds on a sick GPU: call nvml_session_read() only from a worker thread
@@ -110,12 +114,26 @@ typedef struct nvmlPciInfo_st {
         char busId[NVML_DEVICE_PCI_BUS_ID_BUFFER_SIZE];
 } nvmlPciInfo_t;
 
-/* nvmlDeviceGetMemoryInfo (v1): bytes. */
+/* nvmlDeviceGetMemoryInfo (v1): bytes. "used" counts the memory the driver reserves for itself
+ * (480 MiB on an H100 80GB with driver 580: a GPU nobody uses reads 480 MiB used). */
 typedef struct nvmlMemory_st {
         unsigned long long total;
         unsigned long long free;
         unsigned long long used;
 } nvmlMemory_t;
+
+/* nvmlDeviceGetMemoryInfo_v2: bytes, with the driver's reservation apart; "used" is what
+ * processes allocated, the figure nvidia-smi prints. The caller sets version to nvmlMemory_v2
+ * (the struct's size and 2 in the top byte, nvml.h's NVML_STRUCT_VERSION); a library that does
+ * not know it answers NVML_ERROR_ARGUMENT_VERSION_MISMATCH. */
+typedef struct nvmlMemory_v2_st {
+        unsigned int version;
+        unsigned long long total;
+        unsigned long long reserved;
+        unsigned long long free;
+        unsigned long long used;
+} nvmlMemory_v2_t;
+#define nvmlMemory_v2 ((unsigned int)(sizeof(nvmlMemory_v2_t) | (2U << 24)))
 
 typedef struct nvmlEventData_st {
         nvmlDevice_t device;
@@ -164,10 +182,11 @@ typedef struct nvmlEventData_st {
           (nvmlEventSet_t set, nvmlEventData_t * data, unsigned int timeoutms))                    \
         X(nvmlEventSetFree, nvmlReturn_t, (nvmlEventSet_t set))
 
-/* Functions newer than some drivers still in use (row remapping came with R450) or on their way
- * out (the throttle reasons were renamed clock event reasons in R535): a library without them is
- * used all the same, and their readings count as NVML_ERROR_FUNCTION_NOT_FOUND, like a reading the
- * GPU does not support. */
+/* Functions newer than some drivers still in use (row remapping came with R450, the memory
+ * reading with the reservation apart later) or on their way out (the throttle reasons were
+ * renamed clock event reasons in R535): a library without them is used all the same, and their
+ * readings count as NVML_ERROR_FUNCTION_NOT_FOUND, like a reading the GPU does not support (the
+ * memory reading falls back to nvmlDeviceGetMemoryInfo). */
 #define NVML_OPTIONAL_FUNCTIONS(X)                                                                 \
         X(nvmlDeviceGetRetiredPagesPendingStatus, nvmlReturn_t,                                    \
           (nvmlDevice_t device, nvmlEnableState_t * isPending))                                    \
@@ -177,7 +196,8 @@ typedef struct nvmlEventData_st {
         X(nvmlDeviceGetCurrentClocksThrottleReasons, nvmlReturn_t,                                 \
           (nvmlDevice_t device, unsigned long long *clocksThrottleReasons))                        \
         X(nvmlDeviceGetCurrentClocksEventReasons, nvmlReturn_t,                                    \
-          (nvmlDevice_t device, unsigned long long *clocksEventReasons))
+          (nvmlDevice_t device, unsigned long long *clocksEventReasons))                           \
+        X(nvmlDeviceGetMemoryInfo_v2, nvmlReturn_t, (nvmlDevice_t device, nvmlMemory_v2_t * memory))
 
 /* Our name of an NVML return code ("GPU_IS_LOST"), or NULL for a code nvml.h does not list. */
 const char *nvml_return_to_string(int r);
@@ -209,7 +229,9 @@ typedef struct GpuReading {
         int throttle_ret;
         uint64_t throttle_reasons; /* nvmlClocksThrottleReason* bits */
         int memory_ret;
-        uint64_t memory_total, memory_used; /* bytes */
+        bool memory_v2;                     /* read with nvmlDeviceGetMemoryInfo_v2 */
+        uint64_t memory_total, memory_used; /* bytes; used: allocated by processes (v2) */
+        uint64_t memory_reserved;           /* bytes the driver keeps (v2 only, else 0) */
 } GpuReading;
 
 /* A critical Xid event as delivered by nvmlEventSetWait_v2. */

@@ -179,8 +179,12 @@ END_TEST
 
 START_TEST(test_healthy) {
         _cleanup_free_ GpuSnapshot *s = healthy_snapshot(4);
-        _cleanup_free_ Eval *e = evaluate(s, 4, NULL, false);
+        _cleanup_free_ Eval *e = NULL;
         const GpuCheck *c;
+
+        s->gpus[1].memory_v2 = true;
+        s->gpus[1].memory_reserved = 480ULL << 20;
+        e = evaluate(s, 4, NULL, false);
 
         ck_assert_int_eq(e->overall, GPU_VERDICT_OK);
         assert_check(e, "gpu_nvml", -1, GPU_VERDICT_OK);
@@ -207,6 +211,11 @@ START_TEST(test_healthy) {
         ck_assert(c->has_value);
         ck_assert(c->value == (double)(1ULL << 30));
         ck_assert_str_eq(c->unit, "bytes");
+        ck_assert_str_eq(c->message, "1024 MiB of 81920 MiB in use");
+        c = find(e, "gpu_memory_used_bytes", 1);
+        ck_assert(c->value == (double)(1ULL << 30));
+        ck_assert_str_eq(
+                c->message, "1024 MiB of 81920 MiB in use (480 MiB reserved by the driver)");
         c = find(e, "gpu_temperature_celsius", 0);
         ck_assert(c->value == 40 && c->threshold_warning == 90 && c->threshold_unhealthy == 95);
         ck_assert_str_eq(c->unit, "celsius");
@@ -430,7 +439,9 @@ START_TEST(test_session_fake) {
         write_scenario("[nvml]\ncount=3\ndriver=535.161.08\n"
                        "[gpu1]\nuuid=GPU-abc\npci=00000001:C1:00.0\nlost=yes\n"
                        "[gpu2]\necc_uncorrected=7\nremap_pending=yes\nxid=79,13\n"
-                       "temperature=91\nthrottle=0x40\nmemory_used=2147483648\n");
+                       "temperature=91\nthrottle=0x40\nmemory_used=2147483648\n"
+                       "memory_reserved=503316480\n"
+                       "[gpu0]\nmemory_reserved=503316480\nmemory_v2=ARGUMENT_VERSION_MISMATCH\n");
         ck_assert_int_eq(nvml_session_open(fake_library, &s, &detail), 0);
         nvml_session_read(s, snap);
         ck_assert_int_eq(snap->init_ret, NVML_SUCCESS);
@@ -449,8 +460,16 @@ START_TEST(test_session_fake) {
         ck_assert_uint_eq(snap->gpus[2].slowdown_c, 90);
         ck_assert_uint_eq(snap->gpus[2].shutdown_c, 95);
         ck_assert_uint_eq(snap->gpus[2].throttle_reasons, 0x40);
+        /* what processes allocated, the driver's 480 MiB apart (as nvidia-smi shows it) */
+        ck_assert(snap->gpus[2].memory_v2);
         ck_assert_uint_eq(snap->gpus[2].memory_used, 2147483648ULL);
+        ck_assert_uint_eq(snap->gpus[2].memory_reserved, 503316480ULL);
         ck_assert_uint_eq(snap->gpus[2].memory_total, 85899345920ULL);
+        /* a library without the v2 reading: v1, the reservation counted in */
+        ck_assert_int_eq(snap->gpus[0].memory_ret, NVML_SUCCESS);
+        ck_assert(!snap->gpus[0].memory_v2);
+        ck_assert_uint_eq(snap->gpus[0].memory_used, 1048576ULL + 503316480ULL);
+        ck_assert_uint_eq(snap->gpus[0].memory_reserved, 0);
         /* GPU 1 is lost: its events cannot be registered; GPU 2's two Xids arrive once. */
         ck_assert_uint_eq(snap->n_xids, 2);
         ck_assert_int_eq(snap->xids[0].gpu_index, 2);

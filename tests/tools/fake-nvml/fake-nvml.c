@@ -23,15 +23,22 @@
  *   remap_pending=no, remap_failure=no, remap_correctable=0, remap_uncorrectable=0
  *   temperature=40, slowdown=90, shutdown=95  degrees Celsius
  *   throttle=0x1          nvmlClocksThrottleReason bits
- *   memory_total=85899345920, memory_used=1048576  bytes
+ *   memory_total=85899345920, memory_used=1048576  bytes (used: allocated by processes)
+ *   memory_reserved=0     bytes the driver keeps: nvmlDeviceGetMemoryInfo_v2 reports them apart,
+ *                         nvmlDeviceGetMemoryInfo (v1) counts them in "used", as the real
+ *                         library does (an idle H100 with driver 580: v1 480 MiB, v2 0 used)
+ *   memory_v2=SUCCESS     return code of nvmlDeviceGetMemoryInfo_v2 (ARGUMENT_VERSION_MISMATCH:
+ *                         an older library); it also answers that when the caller's version
+ *                         word is not nvmlMemory_v2
  *   xid=79                Xid events (comma-separated), each delivered once by
  *                         nvmlEventSetWait_v2 to an event set this GPU is registered with
  *
  * The file is read again by every nvmlDeviceGetCount_v2 call, so a test can change the scenario
  * while the agent runs. Without $FAKE_NVML_SCENARIO (or when it cannot be read) nvmlInit_v2
  * returns NVML_ERROR_DRIVER_NOT_LOADED. Not thread-safe (the agent calls NVML from one thread);
- * not installed. The real library could not be compared with it here (no NVIDIA GPU); the return
- * codes and units follow NVIDIA's nvml.h and API reference, see agent/gpu-nvml.h. */
+ * not installed. The return codes and units follow NVIDIA's nvml.h and API reference, see
+ * agent/gpu-nvml.h; the memory readings follow what the real library answered on an H100
+ * (tests/tools/real-gpu-check.sh). */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -51,6 +58,8 @@ NVML_FUNCTIONS(FAKE_DECLARE)
 #undef FAKE_DECLARE
 /* Of the optional ones, all but nvmlDeviceGetCurrentClocksEventReasons (the agent calls that
  * only when nvmlDeviceGetCurrentClocksThrottleReasons is missing). */
+__attribute__((visibility("default"))) nvmlReturn_t
+nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory);
 __attribute__((visibility("default"))) nvmlReturn_t
 nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEnableState_t *isPending);
 __attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetRemappedRows(
@@ -85,7 +94,8 @@ typedef struct FakeGpu {
         unsigned remap_correctable, remap_uncorrectable;
         unsigned temperature, slowdown, shutdown;
         unsigned long long throttle;
-        unsigned long long memory_total, memory_used;
+        unsigned long long memory_total, memory_used, memory_reserved;
+        int memory_v2_ret;
         unsigned long long xids[FAKE_XIDS];
         unsigned n_xids;
 } FakeGpu;
@@ -116,6 +126,8 @@ static int parse_return(const char *v) {
                 {"TIMEOUT", NVML_ERROR_TIMEOUT},
                 {"GPU_IS_LOST", NVML_ERROR_GPU_IS_LOST},
                 {"LIB_RM_VERSION_MISMATCH", NVML_ERROR_LIB_RM_VERSION_MISMATCH},
+                {"FUNCTION_NOT_FOUND", NVML_ERROR_FUNCTION_NOT_FOUND},
+                {"ARGUMENT_VERSION_MISMATCH", NVML_ERROR_ARGUMENT_VERSION_MISMATCH},
                 {"UNKNOWN", NVML_ERROR_UNKNOWN},
         };
 
@@ -203,6 +215,10 @@ static int scenario_handler(void *user, const char *section, const char *key, co
                 g->memory_total = strtoull(value, NULL, 10);
         else if (strcmp(key, "memory_used") == 0)
                 g->memory_used = strtoull(value, NULL, 10);
+        else if (strcmp(key, "memory_reserved") == 0)
+                g->memory_reserved = strtoull(value, NULL, 10);
+        else if (strcmp(key, "memory_v2") == 0)
+                g->memory_v2_ret = parse_return(value);
         else if (strcmp(key, "xid") == 0) {
                 char copy[256], *p = copy, *tok;
                 (void)snprintf(copy, sizeof(copy), "%s", value);
@@ -440,8 +456,25 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) 
         if (!memory)
                 return NVML_ERROR_INVALID_ARGUMENT;
         memory->total = g->memory_total;
+        memory->used = g->memory_used + g->memory_reserved;
+        memory->free = g->memory_total - memory->used;
+        return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
+        FakeGpu *g;
+
+        DEVICE_PROLOGUE(device, g);
+        if (!memory)
+                return NVML_ERROR_INVALID_ARGUMENT;
+        if (g->memory_v2_ret != NVML_SUCCESS)
+                return (nvmlReturn_t)g->memory_v2_ret;
+        if (memory->version != nvmlMemory_v2)
+                return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+        memory->total = g->memory_total;
+        memory->reserved = g->memory_reserved;
         memory->used = g->memory_used;
-        memory->free = g->memory_total - g->memory_used;
+        memory->free = g->memory_total - g->memory_used - g->memory_reserved;
         return NVML_SUCCESS;
 }
 
