@@ -4,6 +4,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +32,19 @@ typedef enum SinkKind {
         SINK_CALLBACK,
 } SinkKind;
 
+typedef struct HttpEngine HttpEngine;
+typedef struct HttpWorker HttpWorker;
+
 typedef struct HttpSocket {
         struct HttpSocket *prev, *next;
-        HttpClient *client;
+        HttpEngine *engine;
         sd_event_source *source;
         curl_socket_t fd;
 } HttpSocket;
+
+typedef struct RequestLink {
+        struct HttpRequest *prev, *next;
+} RequestLink;
 
 struct HttpRequest {
         /* What the caller built. */
@@ -60,10 +69,15 @@ struct HttpRequest {
         HttpDoneFn done_fn;
         void *done_userdata;
 
-        /* Runtime, loop thread only. */
+        /* Runtime: the loop thread's, but for the fields below the line while a transfer
+         * thread runs the request (worker set, from the post that hands it over until the
+         * post that hands it back). */
         HttpClient *client;
         uint64_t id;
-        struct HttpRequest *prev, *next; /* in the client's queue or active list */
+        RequestLink link;   /* in the client's queue or active list */
+        HttpWorker *worker; /* runs the transfer; NULL: the loop thread does */
+        RequestLink wlink;  /* in the worker's running list, its thread only */
+        /* ---- */
         CURL *easy;
         struct curl_slist *slist;
         uint64_t body_pos;
@@ -75,39 +89,76 @@ struct HttpRequest {
         size_t buf_size, buf_alloc;
         uint64_t received;
         int local_error; /* first error of ours (cap, pread/pwrite, callback) */
+        int done_error;  /* a transfer thread's outcome, for the loop thread */
+        int done_curl_code;
+        long done_status;
         char errbuf[CURL_ERROR_SIZE];
 };
 
+/* A list through the requests' link, or through their wlink (on_thread). */
 typedef struct RequestList {
         HttpRequest *head, *tail;
         size_t n;
+        bool on_thread;
 } RequestList;
 
-struct HttpClient {
+/* One curl multi handle driven by one sd_event loop, on one thread: the client's own (the loop
+ * thread) or a transfer thread's. on_done runs when curl finished a transfer of it. */
+struct HttpEngine {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
-        LoopQueue *inbox;
         HttpSocket *sockets;
+        const char *user_agent; /* the client's */
+        void (*on_done)(HttpEngine *e, HttpRequest *r, int error, int curl_code);
+        void *owner; /* HttpClient or HttpWorker */
+};
+
+/* A transfer thread: runs the transfers the loop thread hands it (through inbox) in its own
+ * engine and hands each back (through the client's returns) when it finished. */
+struct HttpWorker {
+        HttpClient *client;
+        HttpEngine engine;
+        LoopQueue *inbox;    /* start and cancel items from the loop thread */
+        RequestList running; /* worker thread only (on_thread: through wlink) */
+        unsigned assigned;   /* loop thread only: requests handed over, not yet back */
+        pthread_t thread;
+        bool started;
+};
+
+struct HttpClient {
+        HttpEngine engine; /* the loop thread's transfers */
+        sd_event *event;
+        LoopQueue *inbox;
+        LoopQueue *returns; /* requests handed back by the transfer threads */
         RequestList queue;  /* waiting for a slot */
-        RequestList active; /* in the multi handle */
+        RequestList active; /* running, here or on a transfer thread */
+        HttpWorker *workers;
+        unsigned n_workers;
         unsigned max_in_flight;
         unsigned max_queued;
         char *user_agent;
         _Atomic uint64_t next_id;
+        _Atomic uint64_t thread_transfers; /* handed back by the transfer threads */
         bool freeing;
 };
 
+/* A cancel for the client (loop thread) or, passed on, for a transfer thread (worker set). */
 typedef struct CancelItem {
         HttpClient *client;
+        HttpWorker *worker;
         uint64_t id;
 } CancelItem;
 
+static RequestLink *link_of(const RequestList *l, HttpRequest *r) {
+        return l->on_thread ? &r->wlink : &r->link;
+}
+
 static void list_append(RequestList *l, HttpRequest *r) {
-        r->prev = l->tail;
-        r->next = NULL;
+        link_of(l, r)->prev = l->tail;
+        link_of(l, r)->next = NULL;
         if (l->tail)
-                l->tail->next = r;
+                link_of(l, l->tail)->next = r;
         else
                 l->head = r;
         l->tail = r;
@@ -115,20 +166,22 @@ static void list_append(RequestList *l, HttpRequest *r) {
 }
 
 static void list_remove(RequestList *l, HttpRequest *r) {
-        if (r->prev)
-                r->prev->next = r->next;
+        RequestLink *k = link_of(l, r);
+
+        if (k->prev)
+                link_of(l, k->prev)->next = k->next;
         else
-                l->head = r->next;
-        if (r->next)
-                r->next->prev = r->prev;
+                l->head = k->next;
+        if (k->next)
+                link_of(l, k->next)->prev = k->prev;
         else
-                l->tail = r->prev;
-        r->prev = r->next = NULL;
+                l->tail = k->prev;
+        k->prev = k->next = NULL;
         l->n--;
 }
 
 static HttpRequest *list_find(const RequestList *l, uint64_t id) {
-        for (HttpRequest *r = l->head; r; r = r->next)
+        for (HttpRequest *r = l->head; r; r = link_of(l, r)->next)
                 if (r->id == id)
                         return r;
         return NULL;
@@ -536,12 +589,27 @@ static int on_seek(void *userdata, curl_off_t offset, int origin) {
 
 /* ---- completion ------------------------------------------------------------------------ */
 
+/* Takes r's easy handle out of e (when it has one) and keeps the response status. */
+static void request_detach(HttpEngine *en, HttpRequest *r) {
+        if (!r->easy)
+                return;
+        (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->done_status);
+        if (en && en->multi)
+                (void)curl_multi_remove_handle(en->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+}
+
+/* Loop thread: r is in no list any more; runs its callback and frees it. */
 static void request_complete(HttpRequest *r, int error, int curl_code) {
-        HttpClient *c = r->client;
-        HttpResult res = {
+        HttpResult res;
+
+        request_detach(r->client ? &r->client->engine : NULL, r);
+        res = (HttpResult){
                 .id = r->id,
                 .error = error,
                 .curl_code = curl_code,
+                .status = r->done_status,
                 .headers = r->resp_headers,
                 .n_headers = r->n_resp_headers,
                 .body = r->buf ? r->buf : "",
@@ -549,21 +617,15 @@ static void request_complete(HttpRequest *r, int error, int curl_code) {
                 .bytes_received = r->received,
                 .bytes_sent = r->body_pos,
         };
-
-        if (r->easy) {
-                (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
-                if (c && c->multi)
-                        (void)curl_multi_remove_handle(c->multi, r->easy);
-                curl_easy_cleanup(r->easy);
-                r->easy = NULL;
-        }
         if (error != 0 && res.status == 0)
                 res.n_headers = 0;
         r->done_fn(&res, r->done_userdata);
         (void)http_request_free(r);
 }
 
-static int request_start(HttpClient *c, HttpRequest *r) {
+/* Builds r's easy handle and adds it to e's multi handle; on failure r->easy may be set (the
+ * caller cleans it up). */
+static int request_start(HttpEngine *en, HttpRequest *r) {
         CURL *e;
         bool has_ct = false;
 
@@ -608,7 +670,7 @@ static int request_start(HttpClient *c, HttpRequest *r) {
         (void)curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
         (void)curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         (void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-        (void)curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+        (void)curl_easy_setopt(e, CURLOPT_USERAGENT, en->user_agent);
 #if LIBCURL_VERSION_NUM >= 0x075500
         (void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
@@ -660,34 +722,116 @@ static int request_start(HttpClient *c, HttpRequest *r) {
         } else
                 (void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 
-        if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+        if (curl_multi_add_handle(en->multi, e) != CURLM_OK)
                 return -ENOMEM;
-        list_append(&c->active, r);
         return 0;
 }
 
-static void client_pump(HttpClient *c) {
-        while (!c->freeing && c->queue.head && c->active.n < c->max_in_flight) {
-                HttpRequest *r = c->queue.head;
-                int k;
+/* ---- transfer threads ------------------------------------------------------------------ */
 
-                list_remove(&c->queue, r);
-                k = request_start(c, r);
-                if (k < 0) {
-                        if (r->easy) {
-                                curl_easy_cleanup(r->easy);
-                                r->easy = NULL;
-                        }
-                        request_complete(r, k, 0);
-                }
-        }
+static void client_pump(HttpClient *c);
+
+/* Loop thread: a transfer thread handed r back (or the client is being freed: cancelled, and
+ * r stays in the active list, completed there). */
+static void on_returned(void *userdata, bool cancelled) {
+        HttpRequest *r = userdata;
+        HttpClient *c = r->client;
+
+        if (cancelled)
+                return;
+        list_remove(&c->active, r);
+        r->worker->assigned--;
+        r->worker = NULL;
+        atomic_fetch_add(&c->thread_transfers, 1);
+        request_complete(r, r->done_error, r->done_curl_code);
+        client_pump(c);
 }
 
-static void client_check_done(HttpClient *c) {
+/* Worker thread: r is finished here (done, failed to start or cancelled). */
+static void worker_hand_back(HttpWorker *w, HttpRequest *r, int error, int curl_code) {
+        request_detach(&w->engine, r);
+        r->done_error = error;
+        r->done_curl_code = curl_code;
+        /* Cannot fail for want of room: the queue holds max_in_flight, more than can be
+         * handed over at once; -ESHUTDOWN only once the client is freed, after this thread
+         * was joined. */
+        if (loop_queue_post(w->client->returns, on_returned, r) < 0)
+                abort();
+}
+
+static void worker_on_done(HttpEngine *en, HttpRequest *r, int error, int curl_code) {
+        HttpWorker *w = en->owner;
+
+        list_remove(&w->running, r);
+        worker_hand_back(w, r, error, curl_code);
+}
+
+static void on_worker_start(void *userdata, bool cancelled) {
+        HttpRequest *r = userdata;
+        HttpWorker *w = r->worker;
+        int k;
+
+        if (cancelled) /* the client is being freed: r is still in its active list */
+                return;
+        k = request_start(&w->engine, r);
+        if (k < 0) {
+                worker_hand_back(w, r, k, 0);
+                return;
+        }
+        list_append(&w->running, r);
+}
+
+static void on_worker_cancel(void *userdata, bool cancelled) {
+        CancelItem *item = userdata;
+        HttpRequest *r = cancelled ? NULL : list_find(&item->worker->running, item->id);
+
+        if (r) {
+                list_remove(&item->worker->running, r);
+                worker_hand_back(item->worker, r, -ECANCELED, 0);
+        }
+        free(item);
+}
+
+static void on_worker_quit(void *userdata, bool cancelled) {
+        HttpWorker *w = userdata;
+
+        if (!cancelled)
+                (void)sd_event_exit(w->engine.event, 0);
+}
+
+static void *worker_thread(void *userdata) {
+        HttpWorker *w = userdata;
+
+        (void)pthread_setname_np(pthread_self(), "http-transfer");
+        (void)sd_event_loop(w->engine.event);
+        return NULL;
+}
+
+/* Loop thread: whether r's transfer may run on a transfer thread. Only transfers whose body
+ * goes to or comes from a file: their callbacks touch nothing but r and its fds (a callback
+ * sink runs the caller's code, which expects the loop thread). */
+static bool request_for_worker(const HttpRequest *r) {
+        if (r->sink_kind == SINK_CALLBACK)
+                return false;
+        return r->sink_kind == SINK_FD || r->body_kind == BODY_FD;
+}
+
+static HttpWorker *client_pick_worker(HttpClient *c) {
+        HttpWorker *best = NULL;
+
+        for (unsigned i = 0; i < c->n_workers; i++)
+                if (!best || c->workers[i].assigned < best->assigned)
+                        best = &c->workers[i];
+        return best;
+}
+
+/* ---- the engine: one curl multi handle on one sd-event loop ------------------------------- */
+
+static void engine_check_done(HttpEngine *en) {
         CURLMsg *m;
         int left;
 
-        while ((m = curl_multi_info_read(c->multi, &left))) {
+        while ((m = curl_multi_info_read(en->multi, &left))) {
                 HttpRequest *r = NULL;
                 int error;
 
@@ -695,19 +839,15 @@ static void client_check_done(HttpClient *c) {
                         continue;
                 (void)curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
                 assert(r);
-                list_remove(&c->active, r);
                 error = r->local_error != 0 ? r->local_error
                                             : http_curl_code_to_errno((int)m->data.result);
-                request_complete(r, error, (int)m->data.result);
+                en->on_done(en, r, error, (int)m->data.result);
         }
-        client_pump(c);
 }
-
-/* ---- sd-event bridge ------------------------------------------------------------------- */
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         HttpSocket *sock = userdata;
-        HttpClient *c = sock->client;
+        HttpEngine *en = sock->engine;
         int flags = 0, running;
 
         if (revents & EPOLLIN)
@@ -717,25 +857,25 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         if (revents & (EPOLLERR | EPOLLHUP))
                 flags |= CURL_CSELECT_ERR;
         /* sock may be freed inside: do not touch it afterwards. */
-        (void)curl_multi_socket_action(c->multi, fd, flags, &running);
-        client_check_done(c);
+        (void)curl_multi_socket_action(en->multi, fd, flags, &running);
+        engine_check_done(en);
         return 0;
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        HttpClient *c = userdata;
+        HttpEngine *en = userdata;
         int running;
 
-        (void)curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        client_check_done(c);
+        (void)curl_multi_socket_action(en->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        engine_check_done(en);
         return 0;
 }
 
-static void socket_free(HttpClient *c, HttpSocket *sock) {
+static void socket_free(HttpEngine *en, HttpSocket *sock) {
         if (sock->prev)
                 sock->prev->next = sock->next;
         else
-                c->sockets = sock->next;
+                en->sockets = sock->next;
         if (sock->next)
                 sock->next->prev = sock->prev;
         sock->source = sd_event_source_disable_unref(sock->source);
@@ -743,15 +883,15 @@ static void socket_free(HttpClient *c, HttpSocket *sock) {
 }
 
 static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
-        HttpClient *c = userp;
+        HttpEngine *en = userp;
         HttpSocket *sock = socketp;
         uint32_t events = 0;
         int k;
 
         if (what == CURL_POLL_REMOVE) {
                 if (sock) {
-                        (void)curl_multi_assign(c->multi, fd, NULL);
-                        socket_free(c, sock);
+                        (void)curl_multi_assign(en->multi, fd, NULL);
+                        socket_free(en, sock);
                 }
                 return 0;
         }
@@ -766,36 +906,125 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
         sock = calloc(1, sizeof(HttpSocket));
         if (!sock)
                 return -1;
-        sock->client = c;
+        sock->engine = en;
         sock->fd = fd;
-        k = sd_event_add_io(c->event, &sock->source, fd, events, on_io, sock);
+        k = sd_event_add_io(en->event, &sock->source, fd, events, on_io, sock);
         if (k < 0) {
                 free(sock);
                 return -1;
         }
         (void)sd_event_source_set_description(sock->source, "http-socket");
-        sock->next = c->sockets;
-        if (c->sockets)
-                c->sockets->prev = sock;
-        c->sockets = sock;
-        (void)curl_multi_assign(c->multi, fd, sock);
+        sock->next = en->sockets;
+        if (en->sockets)
+                en->sockets->prev = sock;
+        en->sockets = sock;
+        (void)curl_multi_assign(en->multi, fd, sock);
         return 0;
 }
 
 static int on_curl_timer(CURLM *m, long timeout_ms, void *userp) {
-        HttpClient *c = userp;
+        HttpEngine *en = userp;
         uint64_t now;
         int k;
 
         if (timeout_ms < 0)
-                return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-        k = sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+                return sd_event_source_set_enabled(en->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        k = sd_event_now(en->event, CLOCK_MONOTONIC, &now);
         if (k < 0)
                 return -1;
-        k = sd_event_source_set_time(c->timer, now + (uint64_t)timeout_ms * 1000);
+        k = sd_event_source_set_time(en->timer, now + (uint64_t)timeout_ms * 1000);
         if (k >= 0)
-                k = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                k = sd_event_source_set_enabled(en->timer, SD_EVENT_ONESHOT);
         return k < 0 ? -1 : 0;
+}
+
+static int engine_init(
+        HttpEngine *en,
+        sd_event *event,
+        const HttpClientConfig *cfg,
+        const char *user_agent,
+        void (*on_done)(HttpEngine *, HttpRequest *, int, int),
+        void *owner) {
+        int k;
+
+        en->event = sd_event_ref(event);
+        en->user_agent = user_agent;
+        en->on_done = on_done;
+        en->owner = owner;
+        en->multi = curl_multi_init();
+        if (!en->multi)
+                return -ENOMEM;
+        (void)curl_multi_setopt(en->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+        (void)curl_multi_setopt(en->multi, CURLMOPT_SOCKETDATA, en);
+        (void)curl_multi_setopt(en->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+        (void)curl_multi_setopt(en->multi, CURLMOPT_TIMERDATA, en);
+        (void)curl_multi_setopt(
+                en->multi, CURLMOPT_MAXCONNECTS, cfg->max_connects > 0 ? cfg->max_connects : 32L);
+        (void)curl_multi_setopt(
+                en->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                cfg->max_host_connections > 0 ? cfg->max_host_connections : 16L);
+        k = sd_event_add_time(en->event, &en->timer, CLOCK_MONOTONIC, 0, 1000, on_timer, en);
+        if (k < 0)
+                return k;
+        (void)sd_event_source_set_enabled(en->timer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(en->timer, "http-timer");
+        return 0;
+}
+
+/* The engine's transfers must be gone from its multi handle already. */
+static void engine_done(HttpEngine *en) {
+        if (en->multi)
+                (void)curl_multi_cleanup(en->multi); /* may still call on_curl_socket(REMOVE) */
+        en->multi = NULL;
+        while (en->sockets)
+                socket_free(en, en->sockets);
+        en->timer = sd_event_source_disable_unref(en->timer);
+        en->event = sd_event_unref(en->event);
+}
+
+/* ---- the loop thread's side ------------------------------------------------------------ */
+
+static void client_on_done(HttpEngine *en, HttpRequest *r, int error, int curl_code) {
+        HttpClient *c = en->owner;
+
+        list_remove(&c->active, r);
+        request_complete(r, error, curl_code);
+        client_pump(c);
+}
+
+static void client_pump(HttpClient *c) {
+        while (!c->freeing && c->queue.head && c->active.n < c->max_in_flight) {
+                HttpRequest *r = c->queue.head;
+                HttpWorker *w = request_for_worker(r) ? client_pick_worker(c) : NULL;
+                int k;
+
+                list_remove(&c->queue, r);
+                if (w) {
+                        r->worker = w;
+                        w->assigned++;
+                        list_append(&c->active, r);
+                        /* Room for max_in_flight starts and as many cancels; -ESHUTDOWN
+                         * only while freeing. */
+                        k = loop_queue_post(w->inbox, on_worker_start, r);
+                        if (k >= 0)
+                                continue;
+                        list_remove(&c->active, r);
+                        w->assigned--;
+                        r->worker = NULL;
+                        request_complete(r, k, 0);
+                        continue;
+                }
+                k = request_start(&c->engine, r);
+                if (k < 0) {
+                        if (r->easy) {
+                                curl_easy_cleanup(r->easy);
+                                r->easy = NULL;
+                        }
+                        request_complete(r, k, 0);
+                        continue;
+                }
+                list_append(&c->active, r);
+        }
 }
 
 /* ---- inbox (thread-safe entry points) -------------------------------------------------- */
@@ -825,7 +1054,13 @@ static void on_inbox_cancel(void *userdata, bool cancelled) {
                 if ((r = list_find(&c->queue, item->id))) {
                         list_remove(&c->queue, r);
                         request_complete(r, -ECANCELED, 0);
-                } else if ((r = list_find(&c->active, item->id))) {
+                } else if ((r = list_find(&c->active, item->id)) && r->worker) {
+                        /* Its thread hands it back, cancelled unless it finished first. */
+                        item->worker = r->worker;
+                        if (loop_queue_post(r->worker->inbox, on_worker_cancel, item) >= 0)
+                                return; /* the item is the transfer thread's now */
+                        /* it still ends, by its own timeouts */
+                } else if (r) {
                         list_remove(&c->active, r);
                         request_complete(r, -ECANCELED, 0);
                         client_pump(c);
@@ -880,7 +1115,65 @@ size_t http_client_queued(const HttpClient *c) {
         return c->queue.n;
 }
 
+unsigned http_client_transfer_threads(const HttpClient *c) {
+        return c->n_workers;
+}
+
+uint64_t http_client_thread_transfers(HttpClient *c) {
+        return atomic_load(&c->thread_transfers);
+}
+
 /* ---- life cycle ------------------------------------------------------------------------ */
+
+static int worker_init(HttpClient *c, HttpWorker *w, const HttpClientConfig *cfg) {
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        int k;
+
+        w->client = c;
+        w->running.on_thread = true;
+        k = sd_event_new(&event);
+        if (k < 0)
+                return k;
+        k = engine_init(&w->engine, event, cfg, c->user_agent, worker_on_done, w);
+        if (k < 0)
+                return k;
+        /* Room for every transfer the loop thread may hand over and as many cancels. */
+        return loop_queue_new(event, (size_t)c->max_in_flight * 2 + 64, &w->inbox);
+}
+
+static int worker_start(HttpWorker *w) {
+        sigset_t all, saved;
+        int k;
+
+        /* Signals stay with the threads that expect them. */
+        (void)sigfillset(&all);
+        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
+        k = -pthread_create(&w->thread, NULL, worker_thread, w);
+        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (k < 0)
+                return k;
+        w->started = true;
+        return 0;
+}
+
+/* Loop thread, while freeing: stops w's thread; its transfers stay in the client's active list
+ * (completed there with -ECANCELED). */
+static void worker_stop(HttpWorker *w) {
+        if (w->started) {
+                if (loop_queue_post(w->inbox, on_worker_quit, w) < 0)
+                        abort(); /* the thread would never end */
+                (void)pthread_join(w->thread, NULL);
+                w->started = false;
+        }
+        /* The thread is gone: what it held is ours now. */
+        w->inbox = loop_queue_free(w->inbox); /* starts not taken: still in the active list */
+        while (w->running.head) {
+                HttpRequest *r = w->running.head;
+                list_remove(&w->running, r);
+                request_detach(&w->engine, r);
+        }
+        engine_done(&w->engine);
+}
 
 int http_client_new(sd_event *event, const HttpClientConfig *config, HttpClient **ret) {
         HttpClientConfig cfg = config ? *config : (HttpClientConfig){0};
@@ -889,6 +1182,8 @@ int http_client_new(sd_event *event, const HttpClientConfig *config, HttpClient 
 
         assert(event);
         assert(ret);
+        if (cfg.transfer_threads > HTTP_TRANSFER_THREADS_MAX)
+                return -EINVAL;
         c = calloc(1, sizeof(HttpClient));
         if (!c)
                 return -ENOMEM;
@@ -896,29 +1191,39 @@ int http_client_new(sd_event *event, const HttpClientConfig *config, HttpClient 
         c->max_in_flight = cfg.max_in_flight > 0 ? cfg.max_in_flight : 16;
         c->max_queued = cfg.max_queued > 0 ? cfg.max_queued : 4096;
         c->user_agent = strdup(cfg.user_agent ? cfg.user_agent : "poolagent/" PROJECT_VERSION);
-        c->multi = curl_multi_init();
-        if (!c->user_agent || !c->multi) {
+        if (!c->user_agent) {
                 k = -ENOMEM;
                 goto fail;
         }
-        (void)curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-        (void)curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-        (void)curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-        (void)curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-        (void)curl_multi_setopt(
-                c->multi, CURLMOPT_MAXCONNECTS, cfg.max_connects > 0 ? cfg.max_connects : 32L);
-        (void)curl_multi_setopt(
-                c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                cfg.max_host_connections > 0 ? cfg.max_host_connections : 16L);
-        k = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, 0, 1000, on_timer, c);
+        k = engine_init(&c->engine, event, &cfg, c->user_agent, client_on_done, c);
         if (k < 0)
                 goto fail;
-        (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-        (void)sd_event_source_set_description(c->timer, "http-timer");
         /* Room for everything that may be queued plus as many cancellations. */
         k = loop_queue_new(c->event, (size_t)c->max_queued * 2 + 64, &c->inbox);
         if (k < 0)
                 goto fail;
+        if (cfg.transfer_threads > 0) {
+                /* At most max_in_flight requests are handed over at a time. */
+                k = loop_queue_new(c->event, (size_t)c->max_in_flight + 64, &c->returns);
+                if (k < 0)
+                        goto fail;
+                c->workers = calloc(cfg.transfer_threads, sizeof(HttpWorker));
+                if (!c->workers) {
+                        k = -ENOMEM;
+                        goto fail;
+                }
+                for (unsigned i = 0; i < cfg.transfer_threads; i++) {
+                        c->n_workers++;
+                        k = worker_init(c, &c->workers[i], &cfg);
+                        if (k < 0)
+                                goto fail;
+                }
+                for (unsigned i = 0; i < c->n_workers; i++) {
+                        k = worker_start(&c->workers[i]);
+                        if (k < 0)
+                                goto fail;
+                }
+        }
         *ret = c;
         return 0;
 fail:
@@ -930,10 +1235,15 @@ HttpClient *http_client_free(HttpClient *c) {
         if (!c)
                 return NULL;
         c->freeing = true;
-        c->inbox = loop_queue_free(c->inbox); /* pending submits complete with -ECANCELED */
+        /* First the transfer threads, so that nothing posts to returns any more. */
+        for (unsigned i = 0; i < c->n_workers; i++)
+                worker_stop(&c->workers[i]);
+        c->returns = loop_queue_free(c->returns); /* handed back: still in the active list */
+        c->inbox = loop_queue_free(c->inbox);     /* pending submits complete with -ECANCELED */
         while (c->active.head) {
                 HttpRequest *r = c->active.head;
                 list_remove(&c->active, r);
+                r->worker = NULL;
                 request_complete(r, -ECANCELED, 0);
         }
         while (c->queue.head) {
@@ -941,12 +1251,8 @@ HttpClient *http_client_free(HttpClient *c) {
                 list_remove(&c->queue, r);
                 request_complete(r, -ECANCELED, 0);
         }
-        if (c->multi)
-                (void)curl_multi_cleanup(c->multi); /* may still call on_curl_socket(REMOVE) */
-        c->multi = NULL;
-        while (c->sockets)
-                socket_free(c, c->sockets);
-        c->timer = sd_event_source_disable_unref(c->timer);
+        engine_done(&c->engine);
+        free(c->workers);
         c->event = sd_event_unref(c->event);
         free(c->user_agent);
         free(c);

@@ -13,6 +13,15 @@
  * http_client_submit() and http_client_cancel() are thread-safe (they post to the loop through
  * an eventfd); http_client_new()/_free() and everything else run on the loop thread.
  *
+ * Transfer threads (HttpClientConfig.transfer_threads > 0): a request whose body goes to an fd
+ * (http_request_set_sink_fd) or comes from one (http_request_set_body_fd) runs on one of that
+ * many threads, each with its own CURLM and sd_event loop (so its own connections), the least
+ * busy one when it gets its slot; everything else, the queue and the max_in_flight count stay on
+ * the loop thread. Such a request's curl callbacks (the pwrite/pread of its body) run on the
+ * transfer thread and touch only the request; its completion callback still runs on the loop
+ * thread, once, after the transfer thread let go of it. A cancel of such a request is passed on
+ * to its thread: its callback runs with -ECANCELED unless the transfer finished first.
+ *
  * Body sinks: a capped memory buffer (default), or pwrite() to an fd at an offset (for cache
  * files), or a callback fed each chunk (streaming parsers). Only 2xx bodies go to the fd or the
  * callback: any other status's body always lands in the memory buffer (capped at
@@ -39,6 +48,7 @@ typedef struct HttpRequest HttpRequest;
 #define HTTP_BODY_DEFAULT_MAX (1024u * 1024u)
 /* curl's receive buffer for a request with an fd sink, per transfer while it runs. */
 #define HTTP_FD_SINK_BUFFER_SIZE (256u * 1024u)
+#define HTTP_TRANSFER_THREADS_MAX 16u
 
 typedef struct HttpClientConfig {
         unsigned max_in_flight;    /* transfers running at once; 0: 16 */
@@ -46,6 +56,9 @@ typedef struct HttpClientConfig {
         long max_connects;         /* CURLMOPT_MAXCONNECTS; 0: 32 */
         long max_host_connections; /* CURLMOPT_MAX_HOST_CONNECTIONS; 0: 16 */
         const char *user_agent;    /* NULL: "poolagent/VERSION" */
+        unsigned transfer_threads; /* threads for fd-body transfers; 0: none (all on the loop
+                                    * thread); at most HTTP_TRANSFER_THREADS_MAX (more: -EINVAL).
+                                    * The connection caps above apply per thread. */
 } HttpClientConfig;
 
 typedef struct HttpHeader {
@@ -90,6 +103,9 @@ int http_client_cancel(HttpClient *c, uint64_t id);
 /* Loop thread: counts for tests and metrics. */
 size_t http_client_in_flight(const HttpClient *c);
 size_t http_client_queued(const HttpClient *c);
+unsigned http_client_transfer_threads(const HttpClient *c);
+/* Thread-safe: requests that ran on a transfer thread and were handed back (for stats). */
+uint64_t http_client_thread_transfers(HttpClient *c);
 
 /* method: "GET", "PUT", "HEAD", "DELETE", "POST"; url is copied. */
 int http_request_new(const char *method, const char *url, HttpRequest **ret);

@@ -40,6 +40,7 @@ static void help(void) {
                "  attr_timeout=S, entry_timeout=S, dir_timeout=S  kernel caches (default 1)\n"
                "  retry_budget=S      bound of every share request, retries included (default 90)\n"
                "  max_requests=N      parallel HTTP transfers (default 16)\n"
+               "  transfer_threads=N  threads moving Get/Put Range bodies (default 2; 0: the I/O thread)\n"
                "  imds=URL            Instance Metadata Service endpoint (tests)\n"
                "  ro, nosuid, nodev, noexec, allow_other, default_permissions, ...: passed to FUSE\n\n"
                "Flush interface (extended attributes of the mount's root):\n"

@@ -20,6 +20,7 @@
 #include <systemd/sd-event.h>
 
 #include "fs-internal.h"
+#include "http-client.h"
 #include "log.h"
 
 #define P ((uint64_t)FS_PIECE_SIZE)
@@ -748,6 +749,7 @@ static char *stats_json_locked(Fs *fs) {
                 o, "requests_failed", json_object_new_int64((int64_t)fs->requests_failed));
         (void)json_object_object_add(
                 o, "uploads_in_flight", json_object_new_int64(fs->uploads_in_flight));
+        json_add_u64(o, "transfer_thread_requests", http_client_thread_transfers(fs->http));
         (void)json_object_object_add(
                 o, "last_error", fs->last_error ? json_object_new_string(fs->last_error) : NULL);
         (void)json_object_object_add(

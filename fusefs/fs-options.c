@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "base64-util.h"
+#include "http-client.h"
 #include "macro.h"
 
 #define CREDENTIALS_FILE_MAX (64u * 1024u)
@@ -49,6 +50,7 @@ void fs_options_init(FsOptions *o) {
                 .dir_timeout = 1.0,
                 .retry_budget_ms = 90000,
                 .max_requests = 16,
+                .transfer_threads = 2,
         };
 }
 
@@ -266,6 +268,12 @@ int fs_options_apply(FsOptions *o, const char *opt, char **reterr_msg) {
                         r = -EINVAL;
                 if (r >= 0)
                         o->max_requests = id;
+        } else if (streq(key, "transfer_threads")) {
+                r = parse_id(v, &id);
+                if (r >= 0 && id > HTTP_TRANSFER_THREADS_MAX)
+                        r = -EINVAL;
+                if (r >= 0)
+                        o->transfer_threads = id;
         } else
                 return fail(reterr_msg, "Unknown option '%s'", key);
 

@@ -41,9 +41,10 @@ typedef struct FsOptions {
         double attr_timeout;
         double entry_timeout;
         double dir_timeout;
-        char *imds;               /* IMDS endpoint, NULL: the default */
-        uint64_t retry_budget_ms; /* bound of every share request, retries included */
-        unsigned max_requests;    /* parallel HTTP transfers */
+        char *imds;                /* IMDS endpoint, NULL: the default */
+        uint64_t retry_budget_ms;  /* bound of every share request, retries included */
+        unsigned max_requests;     /* parallel HTTP transfers */
+        unsigned transfer_threads; /* threads for Get/Put Range bodies (0: the I/O thread) */
 
         char *fuse_opts; /* generic mount options for libfuse, comma-separated, or NULL */
         bool foreground;

@@ -2131,6 +2131,7 @@ int fs_new(const FsOptions *o, const FsCredentials *cred, Fs **ret) {
                 .max_in_flight = o->max_requests,
                 .max_host_connections = o->max_requests,
                 .max_connects = o->max_requests * 2,
+                .transfer_threads = o->transfer_threads,
                 .user_agent = "azfilesfs/" PROJECT_VERSION,
         };
         Inode *root;
@@ -2242,7 +2243,10 @@ Fs *fs_free(Fs *fs) {
 
 static void *loop_thread(void *userdata) {
         Fs *fs = userdata;
-        int r = sd_event_loop(fs->event);
+        int r;
+
+        (void)pthread_setname_np(pthread_self(), "azfilesfs-io");
+        r = sd_event_loop(fs->event);
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
         return NULL;

@@ -33,6 +33,13 @@
  *   reboot_dir_gone  a new file's record of an earlier boot, not durable, whose directory was
  *                    deleted on the share meanwhile: the bytes go to the share's root.
  *   unmount_durable  unmounted while uploads fail: the record left behind is durable.
+ *   transfer_threads  transfer_threads=3: 6 writers at once write multi-piece files through
+ *                    close() while the emulator injects 503s, resets and truncated bodies (a
+ *                    503 storm on the first 6 Put Ranges, 20 % of them reset or cut short
+ *                    after that); the share is byte-identical to the reference; then a fresh
+ *                    mount (empty cache) reads all 6 at once under the same faults and finds
+ *                    every byte; the daemon has 3 "http-transfer" threads and its stats count
+ *                    at least one request per piece on them, in both halves.
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -250,6 +257,140 @@ START_TEST(test_kill_unsynced) {
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
         flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* ---- transfers spread over transfer threads ------------------------------------------------- */
+
+#define XFER_FILES 6
+#define XFER_OPTIONS "transfer_threads=3,max_requests=8"
+/* On top of the base faults: the first XFER_STORM Put or Get Ranges answer 503, and then one in
+ * ten is reset and one in ten cut short. */
+#define XFER_STORM 6
+#define XFER_FAULTS                                                                                \
+        FAULTS_BASE ";op=PutRange+GetFile:503,count=6,retry-after=0"                               \
+                    ";op=PutRange+GetFile:reset=0.1,truncate=0.1"
+
+/* 3 to 5 pieces of 4 MiB, never a whole number of them. */
+static uint64_t xfer_size(unsigned i) {
+        return (uint64_t)(9 + 4 * (i % 3)) * 1024 * 1024 + 4099 * i + 1;
+}
+
+typedef struct XferJob {
+        pthread_t thread;
+        char *path;
+        uint64_t seed, size;
+        bool write;
+        int result;
+} XferJob;
+
+static void *xfer_job(void *userdata) {
+        XferJob *j = userdata;
+
+        j->result = j->write ? fs_write_pattern(j->path, j->seed, j->size, 1024 * 1024)
+                             : fs_check_pattern(j->path, j->seed, j->size);
+        return NULL;
+}
+
+/* Runs the XFER_FILES jobs at once under XFER_FAULTS and checks each. */
+static void xfer_run(bool write) {
+        XferJob jobs[XFER_FILES] = {};
+
+        CHECK_OK(fs_emu_set_faults(emu, XFER_FAULTS), "set faults");
+        for (unsigned i = 0; i < XFER_FILES; i++) {
+                char name[32];
+                (void)snprintf(name, sizeof(name), "xfer-%u.bin", i);
+                jobs[i] = (XferJob){
+                        .path = fs_mount_path(mnt, name),
+                        .seed = 300 + i,
+                        .size = xfer_size(i),
+                        .write = write,
+                };
+                ck_assert_ptr_nonnull(jobs[i].path);
+                ck_assert_int_eq(pthread_create(&jobs[i].thread, NULL, xfer_job, &jobs[i]), 0);
+        }
+        for (unsigned i = 0; i < XFER_FILES; i++) {
+                (void)pthread_join(jobs[i].thread, NULL);
+                if (jobs[i].result < 0)
+                        dump_log();
+                ck_assert_msg(
+                        jobs[i].result >= 0, "%s %s: %s", write ? "write" : "read", jobs[i].path,
+                        strerror(-jobs[i].result));
+                if (write) {
+                        _cleanup_free_ char *r = refp(strrchr(jobs[i].path, '/') + 1);
+                        CHECK_OK(
+                                fs_write_pattern(r, jobs[i].seed, jobs[i].size, 1024 * 1024),
+                                "reference");
+                }
+                free(jobs[i].path);
+        }
+}
+
+/* How many of the daemon's threads are named http-transfer. */
+static unsigned transfer_threads_of(pid_t pid) {
+        _cleanup_free_ char *dir = NULL;
+        DIR *d;
+        struct dirent *de;
+        unsigned n = 0;
+
+        ck_assert_int_ge(asprintf(&dir, "/proc/%d/task", (int)pid), 0);
+        d = opendir(dir);
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d))) {
+                char path[384], comm[64] = "";
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                (void)snprintf(path, sizeof(path), "%s/%s/comm", dir, de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                if (fgets(comm, sizeof(comm), f) && strncmp(comm, "http-transfer", 13) == 0)
+                        n++;
+                (void)fclose(f);
+        }
+        (void)closedir(d);
+        return n;
+}
+
+/* transfer_thread_requests of user.azfilesfs.stats: requests that ran on a transfer thread. */
+static uint64_t thread_requests(void) {
+        _cleanup_free_ char *json = NULL;
+        const char *p;
+
+        CHECK_OK(fs_stats(mnt, &json), "stats");
+        p = strstr(json, "\"transfer_thread_requests\":");
+        ck_assert_msg(p, "no transfer_thread_requests in %s", json);
+        return strtoull(strchr(p, ':') + 1, NULL, 10);
+}
+
+START_TEST(test_transfer_threads) {
+        uint64_t n, pieces = 0;
+
+        for (unsigned i = 0; i < XFER_FILES; i++)
+                pieces += (xfer_size(i) + 4 * 1024 * 1024 - 1) / (4 * 1024 * 1024);
+        mount_with(NULL, XFER_OPTIONS);
+        ck_assert_uint_eq(transfer_threads_of(mnt->pid), 3);
+        xfer_run(true);
+        n = thread_requests();
+        fprintf(stderr, "writes: %" PRIu64 " requests on transfer threads, %" PRIu64 " pieces\n", n,
+                pieces);
+        /* Every piece's Put Range and the retries of the storm ran there. */
+        ck_assert_msg(n >= pieces + XFER_STORM, "%" PRIu64 " requests on transfer threads", n);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        mnt = fs_mount_free(mnt);
+
+        /* Cold reads: a new mount with an empty cache of its own. */
+        mount_with(NULL, XFER_OPTIONS);
+        xfer_run(false);
+        n = thread_requests();
+        fprintf(stderr, "reads: %" PRIu64 " requests on transfer threads\n", n);
+        ck_assert_msg(n >= pieces + XFER_STORM, "%" PRIu64 " requests on transfer threads", n);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
 }
 END_TEST
@@ -688,6 +829,7 @@ int main(void) {
                 {"reboot_durable", test_reboot_durable},
                 {"reboot_dir_gone", test_reboot_dir_gone},
                 {"unmount_durable", test_unmount_durable},
+                {"transfer_threads", test_transfer_threads},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;

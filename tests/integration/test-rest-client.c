@@ -145,10 +145,13 @@ static void set_faults(const char *spec) {
         emu_http_result_clear(&res);
 }
 
+/* 0: every transfer on the loop thread; setup_threads: 2 transfer threads. */
+static unsigned transfer_threads;
+
 static void setup(void) {
         EmuHttpResult res;
         ImdsClientConfig icfg = {0};
-        HttpClientConfig hcfg = {.max_in_flight = 4};
+        HttpClientConfig hcfg = {.max_in_flight = 4, .transfer_threads = transfer_threads};
 
         ck_assert_int_eq(emu_instance_start(NULL, NULL, &emu), 0);
         ck_assert_int_eq(
@@ -164,6 +167,12 @@ static void setup(void) {
         icfg.endpoint = emu->imds_url;
         ck_assert_int_eq(imds_client_new(ev, http, &icfg, &imds), 0);
         rc = make_client(REST_AUTH_SHARED_KEY, NULL, 0);
+}
+
+static void setup_threads(void) {
+        transfer_threads = 2;
+        setup();
+        ck_assert_uint_eq(http_client_transfer_threads(http), 2);
 }
 
 static void teardown(void) {
@@ -650,6 +659,43 @@ START_TEST(test_cancel_and_timeout) {
 }
 END_TEST
 
+/* Runs the loop until n requests are in flight (bounded: the emulator holds them 5 s). */
+static void run_until_in_flight(size_t n) {
+        for (unsigned i = 0; i < 400 && http_client_in_flight(http) != n; i++)
+                ck_assert_int_ge(sd_event_run(ev, 10 * 1000), 0);
+        ck_assert_uint_eq(http_client_in_flight(http), n);
+}
+
+/* With transfer threads: a Get Range into a file (a transfer thread's) cancelled while the
+ * emulator holds it, then one in flight when the client is freed: both end with -ECANCELED,
+ * once, on the loop thread. */
+START_TEST(test_cancel_on_transfer_thread) {
+        int dst = tmpfile_with(16, 0);
+        RestOp get = {
+                .type = REST_OP_GET_RANGE, .path = "f", .offset = 0, .length = 4096, .fd = dst};
+        uint64_t id;
+        Done d = {0}, d2 = {0};
+
+        create_file("f", 4096);
+        set_faults("op=GetFile:latency=5s");
+        ck_assert_int_eq(rest_client_submit(rc, &get, on_done, &d, &id), 0);
+        run_until_in_flight(1); /* handed to a transfer thread */
+        ck_assert_int_eq(rest_client_cancel(rc, id), 0);
+        run_until(&d.done);
+        ck_assert_int_eq(d.error, -ECANCELED);
+        ck_assert_uint_eq(http_client_in_flight(http), 0);
+
+        ck_assert_int_eq(rest_client_submit(rc, &get, on_done, &d2, NULL), 0);
+        run_until_in_flight(1);
+        rc = rest_client_free(rc);
+        http = http_client_free(http);
+        ck_assert(d2.done);
+        ck_assert_int_eq(d2.error, -ECANCELED);
+        set_faults("");
+        close(dst);
+}
+END_TEST
+
 #define THREADS 4
 #define PER_THREAD 25
 
@@ -912,7 +958,7 @@ int main(void) {
         Suite *s = suite_create("rest-client");
         TCase *ops = tcase_create("operations"), *retry = tcase_create("retries"),
               *flow = tcase_create("flow"), *auth = tcase_create("auth"),
-              *bad = tcase_create("malformed");
+              *bad = tcase_create("malformed"), *threads = tcase_create("transfer-threads");
         SRunner *sr;
         int failed;
 
@@ -935,6 +981,14 @@ int main(void) {
         tcase_add_test(auth, test_bearer_from_imds);
         tcase_add_test(auth, test_imds_retry_and_refusal);
         tcase_add_test(bad, test_malformed_replies);
+        /* The transfers through files again, with their bodies on transfer threads. */
+        tcase_add_checked_fixture(threads, setup_threads, teardown);
+        tcase_set_timeout(threads, 120);
+        suite_add_tcase(s, threads);
+        tcase_add_test(threads, test_ranges_through_files);
+        tcase_add_test(threads, test_retry_busy_and_reset);
+        tcase_add_test(threads, test_submit_from_threads);
+        tcase_add_test(threads, test_cancel_on_transfer_thread);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);

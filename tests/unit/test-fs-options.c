@@ -70,7 +70,7 @@ START_TEST(test_options) {
                         "gid=100,file_mode=0640,dir_mode=750,users_dir=Home,users_mode=0750,"
                         "cache_dir=/var/cache/az,cache_size=2G,max_dirty=64M,writeback=async,"
                         "async_delay=2.5,attr_timeout=3,entry_timeout=0,dir_timeout=10,"
-                        "imds=http://127.0.0.1:9,retry_budget=30,max_requests=8",
+                        "imds=http://127.0.0.1:9,retry_budget=30,max_requests=8,transfer_threads=0",
                         NULL}),
                 0);
         ck_assert(o.foreground);
@@ -87,17 +87,28 @@ START_TEST(test_options) {
         ck_assert_uint_eq(o.async_delay_ms, 2500);
         ck_assert_uint_eq(o.retry_budget_ms, 30000);
         ck_assert_uint_eq(o.max_requests, 8);
+        ck_assert_uint_eq(o.transfer_threads, 0);
         ck_assert_str_eq(o.imds, "http://127.0.0.1:9");
         ck_assert_str_eq(o.fuse_opts, "rw,nosuid"); /* the rest is mount(8)'s and systemd's */
 }
 END_TEST
 
 START_TEST(test_options_refused) {
-        static const char *const bad[] = {
-                "colour=blue",   "uid=-1",        "file_mode=999",  "writeback=later",
-                "cache_dir=rel", "max_dirty=1M",  "cache_size=5X",  "attr_timeout=-1",
-                "imds=ftp://x",  "users_dir=a/b", "retry_budget=0", "max_requests=0",
-                "bogus"};
+        static const char *const bad[] = {"colour=blue",
+                                          "uid=-1",
+                                          "file_mode=999",
+                                          "writeback=later",
+                                          "cache_dir=rel",
+                                          "max_dirty=1M",
+                                          "cache_size=5X",
+                                          "attr_timeout=-1",
+                                          "imds=ftp://x",
+                                          "users_dir=a/b",
+                                          "retry_budget=0",
+                                          "max_requests=0",
+                                          "transfer_threads=17",
+                                          "transfer_threads=-1",
+                                          "bogus"};
         for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
                 fs_options_done(&o);
                 fs_options_init(&o);
