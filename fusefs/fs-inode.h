@@ -78,6 +78,9 @@ struct Inode {
         bool sidecar_syncing;       /* the tick is writing a durable record of it */
         unsigned writes_in_flight;  /* write()s between their check and their pwrite's end */
         int64_t sidecar_written_ns; /* monotonic; when the record in place was written */
+        size_t sidecar_len;         /* bytes of the record in place */
+        bool sidecar_clean_on_disk; /* a record that says "clean" is in place (fs-record.c) */
+        uint64_t sidecar_hash;      /* of its text with "durable 0" (fs-record.c, text_hash) */
         unsigned open_count;
         int64_t last_used_ns;
         uint64_t next_seq_off; /* for readahead */

@@ -4,9 +4,15 @@
  * azfilesfs left behind (the kernel keeps both). The record names the boot it was written in; the
  * tick wakes a thread of its own that makes records durable in the background (one syncfs() for
  * the cache files and the records, then "durable 1"; never on the I/O thread, whose requests a
- * slow disk would stall). After a reboot, a record that is not durable may point at data the
- * kernel never wrote: its bytes go to a new name beside the file, never over it (recover_one).
- * Recovery at mount (fs_recover) is here too. */
+ * slow disk would stall). A record's first version, and any that replaces a durable one, is a
+ * temporary renamed into place (atomic across a machine crash); a record that is not durable is
+ * rewritten in place (one pwrite of at most a page: atomic for a crash of azfilesfs, which is all
+ * such a record is trusted for), a record that did not change is not rewritten, and making an
+ * unchanged record durable writes its one flag byte in place. A new file thus costs one record
+ * file instead of a new file (and a deleted one) per change: BENCHMARKS.md, tar x. After a reboot,
+ * a record that is not durable may point at data the kernel never wrote: its bytes go to a new name
+ * beside the file, never over it (recover_one). Recovery at mount (fs_recover) is here too. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,12 +36,20 @@
 #define DURABLE_BATCH_MAX 256
 #define DURABLE_OPEN_NS (5 * INT64_C(1000000000))
 #define RECOVERED_SUFFIX ".azfilesfs-recovered-"
+/* Records up to this size are rewritten in place (one page: one copy in the kernel, which a
+ * kill -9 cannot cut short); bigger ones always through a temporary. */
+#define SIDECAR_IN_PLACE_MAX 4096u
+#define SIDECAR_HEAD "azfilesfs-dirty 1\nboot "
+#define SIDECAR_DURABLE "\ndurable "
+#define SIDECAR_END "end\n"
+/* A record of a clean file (fs_sidecar_mark_clean_locked); what follows it is ignored. */
+#define SIDECAR_CLEAN "azfilesfs-clean\nend\n"
 
 /* ---- dirty records ---- */
 
 void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
         char name[64];
-        if (!i->sidecar_exists)
+        if (!i->sidecar_exists && !i->sidecar_clean_on_disk)
                 return;
         fs_data_name(i->cache_id, ".dirty", name);
         if (unlinkat(fs->cache_dir_fd, name, 0) < 0 && errno != ENOENT)
@@ -44,6 +58,28 @@ void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
                         name);
         i->sidecar_exists = false;
         i->sidecar_durable = false;
+        i->sidecar_clean_on_disk = false;
+}
+
+/* The file is clean: its record says so in place (SIDECAR_CLEAN over its first bytes, one
+ * write shorter than a disk sector: a kill -9 or a machine crash leaves either the old record or
+ * this line), and goes with the cache file (fs_sidecar_remove_locked). Deleting a file per
+ * upload made every later file creation in the cache directory slower on ext4 (BENCHMARKS.md, tar
+ * x). Falls back to removing the record. */
+void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i) {
+        _cleanup_close_ int fd = -EBADF;
+        char name[64];
+
+        if (!i->sidecar_exists)
+                return;
+        fs_data_name(i->cache_id, ".dirty", name);
+        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 ||
+            pwrite(fd, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0) != (ssize_t)strlen(SIDECAR_CLEAN))
+                return fs_sidecar_remove_locked(fs, i);
+        i->sidecar_exists = false;
+        i->sidecar_durable = false;
+        i->sidecar_clean_on_disk = true;
 }
 
 /* The record's text. Lock held. */
@@ -57,8 +93,8 @@ static int sidecar_text_locked(Fs *fs, const Inode *i, bool durable, StrBuf *b) 
                 return r;
         r = strbuf_appendf(
                 b,
-                "azfilesfs-dirty 1\nboot %s\ndurable %d\npath %s\nremote_size %" PRIu64
-                "\nfetch_limit %" PRIu64 "\nsize_dirty %d\netag %s\n",
+                SIDECAR_HEAD "%s" SIDECAR_DURABLE "%d\npath %s\nremote_size %" PRIu64
+                             "\nfetch_limit %" PRIu64 "\nsize_dirty %d\netag %s\n",
                 fs->boot_id, (int)durable, enc, i->remote_size, i->fetch_limit, (int)i->size_dirty,
                 i->cache_etag[0] ? i->cache_etag : "-");
         if (r >= 0 && i->create_pending)
@@ -77,9 +113,25 @@ static int sidecar_text_locked(Fs *fs, const Inode *i, bool durable, StrBuf *b) 
                         r = strbuf_appendf(b, "%s%zu", sep, k);
                         sep = ",";
                 }
+        /* The parser stops here: what a shorter rewrite in place left behind it is ignored. */
         if (r >= 0)
-                r = strbuf_append(b, "\n");
+                r = strbuf_append(b, "\n" SIDECAR_END);
         return r;
+}
+
+/* The offset of the digit after "durable " in a record of this mount. */
+static size_t sidecar_durable_offset(Fs *fs) {
+        return strlen(SIDECAR_HEAD) + strlen(fs->boot_id) + strlen(SIDECAR_DURABLE);
+}
+
+/* FNV-1a of a record's text with "durable 0": whether a record would say something new. */
+static uint64_t text_hash(const StrBuf *b) {
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (size_t k = 0; k < b->len; k++) {
+                h ^= (unsigned char)b->data[k];
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
 }
 
 /* Writes text to a temporary record (not synced: see durable_pass). */
@@ -104,7 +156,8 @@ static int sidecar_write_tmp(Fs *fs, const char *tmp, const StrBuf *b) {
 
 /* Puts a temporary record in place unless a newer one already is, or the file is clean by now.
  * Lock held. */
-static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, bool durable, const char *tmp) {
+static int sidecar_commit_locked(
+        Fs *fs, Inode *i, uint64_t seq, bool durable, const char *tmp, size_t len, uint64_t hash) {
         char name[64];
 
         if (seq <= i->sidecar_done_seq || !fs_inode_is_dirty(i)) {
@@ -119,8 +172,45 @@ static int sidecar_commit_locked(Fs *fs, Inode *i, uint64_t seq, bool durable, c
         }
         i->sidecar_done_seq = seq;
         i->sidecar_exists = true;
+        i->sidecar_clean_on_disk = false;
         i->sidecar_durable = durable;
         i->sidecar_written_ns = fs_now();
+        i->sidecar_len = len;
+        i->sidecar_hash = hash;
+        return 0;
+}
+
+/* Whether i's record can be rewritten in place with a text of len bytes: it exists and is not
+ * durable (a durable one is replaced atomically, through a temporary). Lock held. */
+static bool sidecar_in_place_ok_locked(const Inode *i, size_t len) {
+        return i->sidecar_exists && !i->sidecar_durable && !i->sidecar_syncing &&
+               len <= SIDECAR_IN_PLACE_MAX;
+}
+
+/* Rewrites i's record (not durable) in place: one pwrite at offset 0, then the tail of a longer
+ * old text cut off (the parser stops at "end" anyway). -errno when the record could not be
+ * written whole: the caller writes it through a temporary instead. Lock held (two writers of
+ * the same file must not interleave). */
+static int sidecar_rewrite_locked(Fs *fs, Inode *i, uint64_t seq, const StrBuf *b, uint64_t hash) {
+        _cleanup_close_ int fd = -EBADF;
+        char name[64];
+        ssize_t k;
+
+        fs_data_name(i->cache_id, ".dirty", name);
+        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        k = pwrite(fd, b->data, b->len, 0);
+        if (k < 0)
+                return -errno;
+        if ((size_t)k != b->len)
+                return -EIO;
+        if (b->len < i->sidecar_len)
+                (void)ftruncate(fd, (off_t)b->len);
+        i->sidecar_done_seq = seq;
+        i->sidecar_written_ns = fs_now();
+        i->sidecar_len = b->len;
+        i->sidecar_hash = hash;
         return 0;
 }
 
@@ -140,13 +230,29 @@ static void sidecar_write_locked(Fs *fs, Inode *i) {
         char tmp[96];
         int r;
 
-        i->sidecar_syncing = false; /* what the tick synced is not what this record says */
-        sidecar_tmp_name(i, seq, tmp);
+        uint64_t hash;
+
         r = sidecar_text_locked(fs, i, false, &b);
+        if (r < 0) {
+                sidecar_fail(fs, i->path, r);
+                return;
+        }
+        hash = text_hash(&b);
+        /* Says what the record in place says (not durable): nothing to write. */
+        if (i->sidecar_exists && !i->sidecar_durable && i->sidecar_hash == hash &&
+            i->sidecar_done_seq == i->sidecar_seq - 1) {
+                i->sidecar_done_seq = seq;
+                i->sidecar_syncing = false;
+                return;
+        }
+        i->sidecar_syncing = false; /* what the tick synced is not what this record says */
+        if (sidecar_in_place_ok_locked(i, b.len) &&
+            sidecar_rewrite_locked(fs, i, seq, &b, hash) >= 0)
+                return;
+        sidecar_tmp_name(i, seq, tmp);
+        r = sidecar_write_tmp(fs, tmp, &b);
         if (r >= 0)
-                r = sidecar_write_tmp(fs, tmp, &b);
-        if (r >= 0)
-                r = sidecar_commit_locked(fs, i, seq, false, tmp);
+                r = sidecar_commit_locked(fs, i, seq, false, tmp, b.len, hash);
         if (r < 0) {
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
                 sidecar_fail(fs, i->path, r);
@@ -162,11 +268,13 @@ void fs_sidecar_note_locked(Fs *fs, Inode *i) {
                 sidecar_write_locked(fs, i);
 }
 
-/* The same for the write path: Fs.lock only to take the text and to put the record in place. */
+/* The same for the write path: Fs.lock held to take the text and to put the record in place
+ * (a rewrite in place is one pwrite into the page cache); a record written through a
+ * temporary is written without it. */
 void fs_sidecar_update(Fs *fs, uint64_t ino) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
         _cleanup_free_ char *path = NULL;
-        uint64_t seq;
+        uint64_t seq, hash = 0;
         char tmp[96];
         Inode *i;
         int r;
@@ -177,18 +285,26 @@ void fs_sidecar_update(Fs *fs, uint64_t ino) {
                 fs_unlock(fs);
                 return;
         }
+        if (i->sidecar_exists && !i->sidecar_durable) {
+                /* Unchanged, or rewritten in place under the lock (or through a temporary). */
+                sidecar_write_locked(fs, i);
+                fs_unlock(fs);
+                return;
+        }
         seq = ++i->sidecar_seq;
         i->sidecar_syncing = false;
         sidecar_tmp_name(i, seq, tmp);
         r = sidecar_text_locked(fs, i, false, &b);
         path = strdup(i->path);
         fs_unlock(fs);
-        if (r >= 0)
+        if (r >= 0) {
+                hash = text_hash(&b);
                 r = sidecar_write_tmp(fs, tmp, &b);
+        }
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
         if (r >= 0 && i)
-                r = sidecar_commit_locked(fs, i, seq, false, tmp);
+                r = sidecar_commit_locked(fs, i, seq, false, tmp, b.len, hash);
         else
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
         fs_unlock(fs);
@@ -199,10 +315,28 @@ void fs_sidecar_update(Fs *fs, uint64_t ino) {
 /* ---- making records durable ---- */
 
 typedef struct DurableRecord {
-        uint64_t ino, seq;
+        uint64_t ino, seq, hash;
+        bool flag_only; /* the record in place says it all: its flag byte is set in place */
         char tmp[96];
         StrBuf text;
 } DurableRecord;
+
+/* Sets the durable flag of i's record in place (one byte: a machine crash leaves it either "0",
+ * not trusted after a reboot, or "1", written after the syncfs() that put the record and the
+ * data on disk). Lock held. */
+static int sidecar_set_durable_locked(Fs *fs, Inode *i) {
+        _cleanup_close_ int fd = -EBADF;
+        char name[64];
+
+        fs_data_name(i->cache_id, ".dirty", name);
+        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (pwrite(fd, "1", 1, (off_t)sidecar_durable_offset(fs)) != 1)
+                return errno > 0 ? -errno : -EIO;
+        i->sidecar_durable = true;
+        return 0;
+}
 
 /* Whether i's record should be made durable now. Lock held. */
 static bool durable_wanted_locked(const Inode *i, int64_t now) {
@@ -235,13 +369,22 @@ static unsigned durable_pass(Fs *fs) {
                         break;
                 d = &recs[n];
                 d->text = (StrBuf){.cap = SIDECAR_MAX};
-                if (sidecar_text_locked(fs, i, true, &d->text) < 0) {
+                if (sidecar_text_locked(fs, i, false, &d->text) < 0) {
                         strbuf_done(&d->text);
                         continue;
                 }
                 d->ino = i->ino;
-                d->seq = ++i->sidecar_seq;
-                sidecar_tmp_name(i, d->seq, d->tmp);
+                d->hash = text_hash(&d->text);
+                d->flag_only = i->sidecar_done_seq == i->sidecar_seq && i->sidecar_hash == d->hash;
+                if (d->flag_only)
+                        d->seq = i->sidecar_seq;
+                else {
+                        size_t off = sidecar_durable_offset(fs);
+                        assert(off < d->text.len && d->text.data[off] == '0');
+                        d->text.data[off] = '1';
+                        d->seq = ++i->sidecar_seq;
+                        sidecar_tmp_name(i, d->seq, d->tmp);
+                }
                 i->sidecar_syncing = true;
                 n++;
         }
@@ -251,7 +394,8 @@ static unsigned durable_pass(Fs *fs) {
                 return 0;
         }
         for (size_t k = 0; k < n && r >= 0; k++)
-                r = sidecar_write_tmp(fs, recs[k].tmp, &recs[k].text);
+                if (!recs[k].flag_only)
+                        r = sidecar_write_tmp(fs, recs[k].tmp, &recs[k].text);
         if (r >= 0 && syncfs(fs->cache_dir_fd) < 0)
                 r = -errno;
         fs_lock(fs);
@@ -261,8 +405,19 @@ static unsigned durable_pass(Fs *fs) {
                 bool mine = i && i->sidecar_syncing;
                 if (i)
                         i->sidecar_syncing = false;
-                if (r >= 0 && mine &&
-                    sidecar_commit_locked(fs, i, recs[k].seq, true, recs[k].tmp) >= 0) {
+                if (recs[k].flag_only) {
+                        /* Unless the record was rewritten (or removed) meanwhile. */
+                        if (r >= 0 && mine && i->sidecar_exists && !i->sidecar_durable &&
+                            i->sidecar_done_seq == recs[k].seq &&
+                            sidecar_set_durable_locked(fs, i) >= 0) {
+                                fs->records_made_durable++;
+                                made++;
+                        }
+                } else if (
+                        r >= 0 && mine &&
+                        sidecar_commit_locked(
+                                fs, i, recs[k].seq, true, recs[k].tmp, recs[k].text.len,
+                                recs[k].hash) >= 0) {
                         if (i->sidecar_durable) {
                                 fs->records_made_durable++;
                                 made++;
@@ -285,8 +440,18 @@ static unsigned durable_pass(Fs *fs) {
 
 void fs_records_make_durable(Fs *fs) {
         /* Bounded: each pass takes up to DURABLE_BATCH_MAX records or ends the loop. */
-        for (unsigned k = 0; k < 1000 && durable_pass(fs) > 0; k++)
-                ;
+        unsigned made = 0, k;
+
+        for (k = 0; k < 1000; k++) {
+                unsigned m = durable_pass(fs);
+                if (m == 0)
+                        break;
+                made += m;
+        }
+        /* Flags set in place after the last syncfs() go to disk too. */
+        if (made > 0 && syncfs(fs->cache_dir_fd) < 0)
+                log_warning_errno(
+                        -errno, "Cannot sync the cache in %s, ignoring: %m", fs->cache_path);
 }
 
 static void *durable_thread(void *userdata) {
@@ -364,6 +529,8 @@ static int sidecar_parse(
         boot[0] = '\0'; /* none: a record of the old format, which was synced */
         while ((line = strsep(&p, "\n"))) {
                 char *v = strchr(line, ' ');
+                if (streq(line, "end"))
+                        break; /* what follows is left from a longer text rewritten in place */
                 if (!v)
                         continue;
                 *v++ = '\0';
@@ -485,6 +652,8 @@ static int recovered_name(Fs *fs, const char *path, char **ret) {
         return -EEXIST;
 }
 
+/* 1: recovered (uploaded by the flush after fs_recover), 0: a clean file's record, removed with
+ * its cache file. */
 static int recover_one(Fs *fs, uint64_t id) {
         char name[64], text[65536];
         _cleanup_close_ int sfd = -EBADF;
@@ -507,6 +676,13 @@ static int recover_one(Fs *fs, uint64_t id) {
         if (n < 0)
                 return -errno;
         text[n] = '\0';
+        if (strncmp(text, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN)) == 0) {
+                /* A clean file's: clean cache is not reused. */
+                (void)unlinkat(fs->cache_dir_fd, name, 0);
+                fs_data_name(id, ".data", name);
+                (void)unlinkat(fs->cache_dir_fd, name, 0);
+                return 0;
+        }
         r = sidecar_parse(
                 text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
                 &mtime_ns, etag, boot, &durable, &pieces);
@@ -660,7 +836,7 @@ int fs_recover(Fs *fs) {
                         log_warning_errno(
                                 r, "Cannot recover %s/%s, leaving it there: %m", fs->cache_path,
                                 de->d_name);
-                else
+                else if (r > 0)
                         n++;
         }
         closedir(d);

@@ -578,7 +578,7 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (!was_wt && !fs_inode_is_dirty(i))
                         i->wt_created = false; /* its time is set */
                 if (!fs_inode_is_dirty(i))
-                        fs_sidecar_remove_locked(fs, i);
+                        fs_sidecar_mark_clean_locked(fs, i);
         }
         fs->upload_generation++;
         (void)pthread_cond_broadcast(&fs->cond);

@@ -349,18 +349,31 @@ static int inode_for_path_locked(Fs *fs, const char *path, bool is_dir, Inode **
         return 0;
 }
 
-/* The kernel caches neither names nor attributes of files (timeouts 0): names are
- * case-insensitive, and a cached dentry of one spelling would outlive a change made through
- * another; attributes must be fresh at open (close-to-open). Lookups and getattr are answered
- * from the inode table while entry_until_ns / attr_until_ns hold (entry_timeout, dir_timeout,
- * attr_timeout), without a request to the share. Directories' attributes are only their mode and
- * owner (times are not stored), which the kernel may keep for attr_timeout, and their names for
- * dir_timeout, as this table does: path walks then cost no lookup and no getattr (permission check)
- * per component. A directory looked up under another spelling moves the kernel's one dentry of it
- * (directories have no aliases). Files: 0, as above. */
+/* The kernel caches no names of files (timeout 0): names are case-insensitive, and a cached
+ * dentry of one spelling would outlive a change made through another. Lookups and getattr are
+ * answered from the inode table while entry_until_ns / attr_until_ns hold (entry_timeout,
+ * dir_timeout, attr_timeout), without a request to the share. Directories' attributes are only
+ * their mode and owner (times are not stored), which the kernel may keep for attr_timeout, and
+ * their names for dir_timeout, as this table does: path walks then cost no lookup and no getattr
+ * (permission check) per component. A directory looked up under another spelling moves the
+ * kernel's one dentry of it (directories have no aliases). Files' attributes: a file open or
+ * dirty here is what this mount says (the share's copy does not count until it is uploaded), so
+ * the kernel keeps them for attr_timeout (tar x: no GETATTR per file); any other file for what is
+ * left of the table's attr_timeout, so that a change made on another VM is seen by stat() no
+ * later than before. open() drops the kernel's copy when it asks the share (close-to-open),
+ * a rename that changes the owner too. */
 static double kernel_attr_timeout(Fs *fs, const Inode *i) {
+        int64_t left;
+
         /* A mode known only from a listing is the default: asked for at the next getattr. */
-        return i->is_dir && (i->perm_known || i->ino == FS_ROOT_INO) ? fs->o->attr_timeout : 0;
+        if (i->is_dir)
+                return i->perm_known || i->ino == FS_ROOT_INO ? fs->o->attr_timeout : 0;
+        if (!i->perm_known || i->unlinked)
+                return 0;
+        if (fs_inode_is_authoritative(i))
+                return fs->o->attr_timeout;
+        left = i->attr_until_ns - fs_now();
+        return left > 0 ? MIN((double)left / 1e9, fs->o->attr_timeout) : 0;
 }
 
 static void fill_entry_locked(Fs *fs, Inode *i, struct fuse_entry_param *e) {
@@ -1339,6 +1352,32 @@ static void rename_submit(Call *c, const RestOp *op, RestDoneFn cb) {
         call_free(c);
 }
 
+/* Replies to a rename. One that moved an entry to another owner (into or out of
+ * <users_dir>/<name>) drops the kernel's copy of that entry's attributes first (attributes only:
+ * no lock that the rename in flight holds). */
+static void rename_reply(Call *c, int err) {
+        Fs *fs = c->fs;
+        uint64_t ino = 0;
+
+        if (err == 0) {
+                uid_t u1, u2;
+                gid_t g1, g2;
+                mode_t m1, m2;
+                Inode *i;
+
+                fs_lock(fs);
+                i = inode_table_find(fs->inodes, c->path);
+                owner_of_locked(fs, c->path2, &u1, &g1, &m1);
+                owner_of_locked(fs, c->path, &u2, &g2, &m2);
+                if (i && (u1 != u2 || g1 != g2 || m1 != m2))
+                        ino = i->ino;
+                fs_unlock(fs);
+        }
+        if (ino)
+                (void)fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+        fuse_reply_err(c->req, -err);
+}
+
 static void rename_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
@@ -1370,7 +1409,7 @@ static void rename_done(RestResult *r, void *userdata) {
         rename_holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
-        fuse_reply_err(c->req, -err);
+        rename_reply(c, err);
         call_free(c);
 }
 
@@ -1440,7 +1479,7 @@ static void rename_replaced_next(Call *c, int err) {
         rename_holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
-        fuse_reply_err(c->req, -err);
+        rename_reply(c, err);
         call_free(c);
 }
 
@@ -1582,6 +1621,7 @@ static void open_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
         struct fuse_file_info fi = {.flags = c->flags};
+        bool inval = false;
         Inode *i;
         int err = r->error;
 
@@ -1599,8 +1639,10 @@ static void open_done(RestResult *r, void *userdata) {
         if (err == 0 && !offline && r->props->is_directory)
                 err = -EISDIR;
         if (err == 0 && !offline && !fs_inode_is_dirty(i) && !i->uploading) {
-                /* Close-to-open: the share's version wins unless we hold changes to it. */
+                /* Close-to-open: the share's version wins unless we hold changes to it; the
+                 * kernel's copy of its attributes (size) is dropped below. */
                 apply_props_force_locked(fs, i, r->props);
+                inval = true;
                 err = fs_cache_attach_locked(fs, i);
                 if (err == 0) {
                         if (i->cache_etag[0] && streq(i->cache_etag, r->props->etag) &&
@@ -1618,6 +1660,9 @@ static void open_done(RestResult *r, void *userdata) {
                 fi.fh = i->ino;
         }
         fs_unlock(fs);
+        /* Attributes only (offset < 0): takes no lock that the open in flight holds. */
+        if (err == 0 && inval)
+                (void)fuse_lowlevel_notify_inval_inode(fs->se, c->ino, -1, 0);
         if (err < 0)
                 fuse_reply_err(c->req, -err);
         else if (fuse_reply_open(c->req, &fi) < 0) {

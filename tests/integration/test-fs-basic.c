@@ -12,6 +12,10 @@
  *   remount        data, directories and chmod +x survive an unmount and a new mount
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
+ *   attr_cache     the kernel keeps files' attributes (attr_timeout): B's open after A made the
+ *                  file longer still reads all of it (the open drops the kernel's size); a file
+ *                  renamed into Users/<name> shows its private mode at once; a size changed on A
+ *                  is seen by stat() on B within B's attr_timeout
  *   flush          the flush xattrs (dirty_bytes, stats JSON, listxattr, flush), write-back mode
  *   failures       share failing: close() reports the error and keeps the data dirty; the flush
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
@@ -543,6 +547,56 @@ START_TEST(test_close_to_open) {
         /* Deleted on A: B's next open fails. */
         ck_assert_int_eq(unlink(fa), 0);
         ck_assert_int_eq(errno_of(open(fb, O_RDONLY | O_CLOEXEC)), ENOENT);
+}
+END_TEST
+
+static void flush_all(FsMount *m) {
+        ck_assert_int_eq(setxattr(P(m, ""), "user.azfilesfs.flush", "60", 2, 0), 0);
+}
+
+START_TEST(test_attr_cache) {
+        const char *fa, *fb;
+        struct stat st;
+
+        mnt = mount_with(NULL, "writeback=async,attr_timeout=600");
+        mnt_b = mount_with(NULL, "attr_timeout=600");
+        fa = P(mnt, "grow.txt");
+        fb = P(mnt_b, "grow.txt");
+        write_file(fa, "short");
+        flush_all(mnt);
+        ck_assert_str_eq(read_file(fb), "short");
+        ck_assert_int_eq(stat(fb, &st), 0);
+        ck_assert_int_eq(st.st_size, 5);
+        /* B's kernel holds size 5 for up to 600 s; its next open asks the share and must drop it,
+         * or the read would stop at byte 5. */
+        write_file(fa, "much longer than before");
+        flush_all(mnt);
+        ck_assert_str_eq(read_file(fb), "much longer than before");
+        ck_assert_int_eq(stat(fb, &st), 0);
+        ck_assert_int_eq(st.st_size, 23);
+        /* Dirty here (write-back): the kernel keeps its attributes; a rename into Users/root
+         * changes its owner and mode mask (users_mode 0700) at once. */
+        write_file(P(mnt, "mine.txt"), "x");
+        ck_assert_int_eq(stat(P(mnt, "mine.txt"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 0077, 0044);
+        ck_assert_int_eq(mkdir(P(mnt, "Users"), 0755), 0);
+        ck_assert_int_eq(mkdir(P(mnt, "Users/root"), 0755), 0);
+        ck_assert_int_eq(rename(P(mnt, "mine.txt"), P(mnt, "Users/root/mine.txt")), 0);
+        ck_assert_int_eq(stat(P(mnt, "Users/root/mine.txt"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 0077, 0);
+        ck_assert_str_eq(read_file(P(mnt, "Users/root/mine.txt")), "x");
+        /* A stat() on a mount with attr_timeout=1 sees a size changed on A within that time: polled
+         * (bounded), never timed. */
+        mnt_b = fs_mount_free(mnt_b);
+        mnt_b = mount_with(NULL, "attr_timeout=1");
+        fb = P(mnt_b, "grow.txt");
+        ck_assert_int_eq(stat(fb, &st), 0);
+        ck_assert_int_eq(st.st_size, 23);
+        write_file(fa, "v3");
+        flush_all(mnt);
+        for (int k = 0; k < 300 && stat(fb, &st) == 0 && st.st_size != 2; k++)
+                (void)usleep(50 * 1000);
+        ck_assert_int_eq(st.st_size, 2);
 }
 END_TEST
 
@@ -1502,6 +1556,7 @@ int main(void) {
                 {"case", test_case},
                 {"remount", test_remount},
                 {"close_to_open", test_close_to_open},
+                {"attr_cache", test_attr_cache},
                 {"flush", test_flush},
                 {"failures", test_failures},
                 {"requests", test_requests},

@@ -40,6 +40,9 @@
  *                    mount (empty cache) reads all 6 at once under the same faults and finds
  *                    every byte; the daemon has 3 "http-transfer" threads and its stats count
  *                    at least one request per piece on them, in both halves.
+ *   record_clean     after its upload a file's record says "clean" in place (not deleted per
+ *                    upload); the next mount removes it with the clean cache and uploads
+ *                    nothing; the file reads back from the share.
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -554,13 +557,30 @@ static void this_boot(char buf[static 64]) {
         (void)fclose(f);
 }
 
-/* The one dirty record in the mount's cache directory (cache_dir/<account>-<share>-<hash>/),
- * NULL when there is none (more than one fails the test). */
-static char *record_find(FsMount *m) {
+/* Whether dir/name is the record of a clean file (kept with its cache file until that goes). */
+static bool record_is_clean(const char *dir, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        char buf[16] = "";
+        FILE *f;
+
+        ck_assert_int_ge(asprintf(&path, "%s/%s", dir, name), 0);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        (void)!fread(buf, 1, sizeof(buf) - 1, f);
+        (void)fclose(f);
+        return strncmp(buf, "azfilesfs-clean", 15) == 0;
+}
+
+/* The record files (<id>.dirty) in the mount's cache directory
+ * (cache_dir/<account>-<share>-<hash>/): the number of those of dirty files (*ret_dirty: the
+ * path of the last one) and of clean files (kept with their cache files). */
+static void records_scan(FsMount *m, unsigned *ret_dirty, unsigned *ret_clean, char **ret_path) {
         _cleanup_(closedirp) DIR *top = opendir(m->cache_dir);
         struct dirent *de;
-        char *found = NULL;
 
+        *ret_dirty = *ret_clean = 0;
+        *ret_path = NULL;
         ck_assert_ptr_nonnull(top);
         while ((de = readdir(top))) {
                 _cleanup_free_ char *sub = NULL;
@@ -576,11 +596,35 @@ static char *record_find(FsMount *m) {
                         size_t n = strlen(e->d_name);
                         if (n < 6 || strcmp(e->d_name + n - 6, ".dirty") != 0)
                                 continue;
-                        ck_assert_msg(!found, "more than one dirty record in %s", sub);
-                        ck_assert_int_ge(asprintf(&found, "%s/%s", sub, e->d_name), 0);
+                        if (record_is_clean(sub, e->d_name)) {
+                                (*ret_clean)++;
+                                continue;
+                        }
+                        (*ret_dirty)++;
+                        free(*ret_path);
+                        ck_assert_int_ge(asprintf(ret_path, "%s/%s", sub, e->d_name), 0);
                 }
         }
+}
+
+/* The one dirty record in the mount's cache directory, NULL when there is none (more than one
+ * fails the test). */
+static char *record_find(FsMount *m) {
+        unsigned dirty, clean;
+        char *found;
+
+        records_scan(m, &dirty, &clean, &found);
+        ck_assert_msg(dirty <= 1, "more than one dirty record in %s", m->cache_dir);
         return found;
+}
+
+/* Record files in the mount's cache directory: all of them, or only those of clean files. */
+static unsigned records_count(FsMount *m, bool clean_only) {
+        _cleanup_free_ char *last = NULL;
+        unsigned dirty, clean;
+
+        records_scan(m, &dirty, &clean, &last);
+        return clean_only ? clean : dirty + clean;
 }
 
 static char *record_read(const char *path) {
@@ -793,6 +837,35 @@ END_TEST
 
 /* Unmounted while the share refuses the upload: the record left for the next mount is durable
  * (the failed upload rewrote it, not durable, just before). */
+START_TEST(test_record_clean) {
+        _cleanup_free_ char *p = NULL, *rec = NULL;
+        char buf[64];
+        int fd;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "c.txt");
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "clean me", 8), 8);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_uint_eq(records_count(mnt, false), 1);
+        ck_assert_uint_eq(records_count(mnt, true), 0);
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        rec = record_find(mnt);
+        ck_assert_ptr_null(rec);
+        ck_assert_uint_eq(records_count(mnt, true), 1);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        ck_assert_int_eq(fs_mount_start(mnt), 0);
+        ck_assert_uint_eq(records_count(mnt, false), 0);
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(read(fd, buf, sizeof(buf)), 8);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(memcmp(buf, "clean me", 8), 0);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 START_TEST(test_unmount_durable) {
         _cleanup_free_ char *rec = NULL, *text = NULL;
         int r;
@@ -830,6 +903,7 @@ int main(void) {
                 {"reboot_dir_gone", test_reboot_dir_gone},
                 {"unmount_durable", test_unmount_durable},
                 {"transfer_threads", test_transfer_threads},
+                {"record_clean", test_record_clean},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
