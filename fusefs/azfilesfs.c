@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +108,23 @@ static void daemon_ready(int *notify_fd, char status) {
         *notify_fd = safe_close(*notify_fd);
 }
 
+/* Every file with data in the cache keeps its cache file open (up to cache_size / 4 MiB of them,
+ * 2,560 by default), besides the connections: a soft limit of 1024 (systemd's default for
+ * services, and for mount helpers) ran out after a few hundred small files of a tar x, and
+ * writes, uploads and flushes failed with EMFILE. The soft limit is raised to the hard one, as
+ * systemd asks of programs that need many descriptors (we use poll and epoll, never select). */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(
+                        -errno, "Cannot raise the limit of open files to %llu: %m",
+                        (unsigned long long)rl.rlim_max);
+}
+
 static int run(int argc, char **argv) {
         _cleanup_(fs_options_done) FsOptions o;
         _cleanup_(fs_credentials_done) FsCredentials cred = {};
@@ -144,6 +162,7 @@ static int run(int argc, char **argv) {
         log_setup("azfilesfs", o.foreground ? LOG_TARGET_AUTO : LOG_TARGET_JOURNAL);
         if (o.debug)
                 log_set_max_level(LOG_DEBUG);
+        raise_fd_limit();
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 fprintf(stderr, "azfilesfs: curl_global_init failed\n");
                 r = -EIO;

@@ -44,6 +44,8 @@
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *   write_through  default mode: pieces a writer moved past reach the share before close(); one
  *                  written again after that is uploaded again; close() leaves nothing dirty
+ *   fd_limit       started with a soft limit of 128 open files: 400 small files in
+ *                  writeback=async written, flushed and on the share (azfilesfs raises the limit)
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -57,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -1542,6 +1545,38 @@ START_TEST(test_write_through) {
 }
 END_TEST
 
+/* Started with a soft limit of 128 open files (systemd's default of 1024 is as low for this):
+ * 400 small files in writeback=async, each with data in the cache and so an open cache file,
+ * all written, flushed and on the share. Before azfilesfs raised its soft limit to the hard one,
+ * writes failed with EMFILE after about a hundred files, and so did uploads and the flush. */
+START_TEST(test_fd_limit) {
+        struct rlimit rl, low;
+        char name[64], want[64];
+
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        ck_assert_uint_gt(rl.rlim_max, 1024);
+        low = (struct rlimit){.rlim_cur = 128, .rlim_max = rl.rlim_max};
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+        mnt = mount_with(NULL, "writeback=async");
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        ck_assert_int_eq(mkdir(P(mnt, "many"), 0755), 0);
+        for (unsigned k = 0; k < 400; k++) {
+                (void)snprintf(name, sizeof(name), "many/f%03u", k);
+                (void)snprintf(want, sizeof(want), "file %u\n", k);
+                _cleanup_free_ char *path = fs_mount_path(mnt, name);
+                ck_assert_ptr_nonnull(path);
+                write_file(path, want);
+        }
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        for (unsigned k = 0; k < 400; k++) {
+                (void)snprintf(name, sizeof(name), "many/f%03u", k);
+                (void)snprintf(want, sizeof(want), "file %u\n", k);
+                check_share(name, want);
+        }
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -1573,6 +1608,7 @@ int main(void) {
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
+                {"fd_limit", test_fd_limit},
         };
 
         if (pre != 0)
