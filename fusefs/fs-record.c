@@ -61,21 +61,37 @@ void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
         i->sidecar_clean_on_disk = false;
 }
 
+/* Writes len bytes of data at off into i's record in place, whole or not at all (-errno, -EIO
+ * when short); cut: the file ends after them (what a longer old text left is dropped). */
+static int
+sidecar_write_at(Fs *fs, const Inode *i, const char *data, size_t len, off_t off, bool cut) {
+        _cleanup_close_ int fd = -EBADF;
+        char name[64];
+        ssize_t k;
+
+        fs_data_name(i->cache_id, ".dirty", name);
+        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        k = pwrite(fd, data, len, off);
+        if (k < 0)
+                return -errno;
+        if ((size_t)k != len)
+                return -EIO;
+        if (cut)
+                (void)ftruncate(fd, off + (off_t)len);
+        return 0;
+}
+
 /* The file is clean: its record says so in place (SIDECAR_CLEAN over its first bytes, one
  * write shorter than a disk sector: a kill -9 or a machine crash leaves either the old record or
  * this line), and goes with the cache file (fs_sidecar_remove_locked). Deleting a file per
  * upload made every later file creation in the cache directory slower on ext4 (BENCHMARKS.md, tar
  * x). Falls back to removing the record. */
 void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i) {
-        _cleanup_close_ int fd = -EBADF;
-        char name[64];
-
         if (!i->sidecar_exists)
                 return;
-        fs_data_name(i->cache_id, ".dirty", name);
-        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 ||
-            pwrite(fd, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0) != (ssize_t)strlen(SIDECAR_CLEAN))
+        if (sidecar_write_at(fs, i, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0, false) < 0)
                 return fs_sidecar_remove_locked(fs, i);
         i->sidecar_exists = false;
         i->sidecar_durable = false;
@@ -192,21 +208,10 @@ static bool sidecar_in_place_ok_locked(const Inode *i, size_t len) {
  * written whole: the caller writes it through a temporary instead. Lock held (two writers of
  * the same file must not interleave). */
 static int sidecar_rewrite_locked(Fs *fs, Inode *i, uint64_t seq, const StrBuf *b, uint64_t hash) {
-        _cleanup_close_ int fd = -EBADF;
-        char name[64];
-        ssize_t k;
+        int r = sidecar_write_at(fs, i, b->data, b->len, 0, b->len < i->sidecar_len);
 
-        fs_data_name(i->cache_id, ".dirty", name);
-        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        k = pwrite(fd, b->data, b->len, 0);
-        if (k < 0)
-                return -errno;
-        if ((size_t)k != b->len)
-                return -EIO;
-        if (b->len < i->sidecar_len)
-                (void)ftruncate(fd, (off_t)b->len);
+        if (r < 0)
+                return r;
         i->sidecar_done_seq = seq;
         i->sidecar_written_ns = fs_now();
         i->sidecar_len = b->len;
@@ -325,15 +330,10 @@ typedef struct DurableRecord {
  * not trusted after a reboot, or "1", written after the syncfs() that put the record and the
  * data on disk). Lock held. */
 static int sidecar_set_durable_locked(Fs *fs, Inode *i) {
-        _cleanup_close_ int fd = -EBADF;
-        char name[64];
+        int r = sidecar_write_at(fs, i, "1", 1, (off_t)sidecar_durable_offset(fs), false);
 
-        fs_data_name(i->cache_id, ".dirty", name);
-        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        if (pwrite(fd, "1", 1, (off_t)sidecar_durable_offset(fs)) != 1)
-                return errno > 0 ? -errno : -EIO;
+        if (r < 0)
+                return r;
         i->sidecar_durable = true;
         return 0;
 }
