@@ -108,9 +108,9 @@ static void daemon_ready(int *notify_fd, char status) {
         *notify_fd = safe_close(*notify_fd);
 }
 
-/* Every file with data in the cache keeps its cache file open (up to cache_size / 4 MiB of them,
- * 2,560 by default), besides the connections: a soft limit of 1024 (systemd's default for
- * services, and for mount helpers) ran out after a few hundred small files of a tar x, and
+/* Every file with data in the cache keeps its cache file open (the cache keeps at most the limit
+ * less 512 of them, fs-data.c), besides the connections: a soft limit of 1024 (systemd's default
+ * for services, and for mount helpers) ran out after a few hundred small files of a tar x, and
  * writes, uploads and flushes failed with EMFILE. The soft limit is raised to the hard one, as
  * systemd asks of programs that need many descriptors (we use poll and epoll, never select). */
 static void raise_fd_limit(void) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,7 +54,38 @@ int fs_pieces_grow_locked(Inode *i, uint64_t size) {
         return 0;
 }
 
-/* Changes piece k's flags and keeps the counters (dirty and cached pieces) right. */
+/* The bytes of i's n pieces with any of flags that lie inside the file (only pieces from the one
+ * the size falls in on can be partly outside). */
+static uint64_t pieces_bytes(const Inode *i, uint64_t n, uint8_t flags) {
+        uint64_t bytes = n * P;
+
+        for (size_t k = (size_t)(i->size / P); k < i->n_pieces; k++) {
+                uint64_t start = (uint64_t)k * P;
+                if (i->pieces[k] & flags)
+                        bytes -= start >= i->size ? P : P - MIN(P, i->size - start);
+        }
+        return bytes;
+}
+
+/* Counts i again in Fs.cache_bytes (cached bytes, for cache_size) and Fs.dirty_charge (unsynced
+ * bytes and DIRTY_FILE_COST per file, for max_dirty): after its pieces or its size changed. A
+ * small file counts its size, not a whole piece: counted in pieces, the default cache held 2,560
+ * small files (a tar x of more deleted one cached file per file it wrote) and max_dirty 256 (its
+ * writers waited for uploads after that many); BENCHMARKS.md, tar x. */
+void fs_charge_locked(Fs *fs, Inode *i) {
+        uint64_t cached = pieces_bytes(i, i->n_present, PIECE_PRESENT), dirty = 0;
+
+        if (i->n_dirty > 0)
+                dirty = DIRTY_FILE_COST +
+                        pieces_bytes(i, i->n_dirty, PIECE_DIRTY | PIECE_UPLOADING);
+        assert(fs->cache_bytes >= i->cache_charged && fs->dirty_charge >= i->dirty_charged);
+        fs->cache_bytes = fs->cache_bytes - i->cache_charged + cached;
+        i->cache_charged = cached;
+        fs->dirty_charge = fs->dirty_charge - i->dirty_charged + dirty;
+        i->dirty_charged = dirty;
+}
+
+/* Changes piece k's flags and keeps the counters (dirty pieces, cached bytes) right. */
 void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear) {
         uint8_t old = i->pieces[k], new = (uint8_t)((old | set) & ~clear);
         bool was_dirty = old & (PIECE_DIRTY | PIECE_UPLOADING),
@@ -61,21 +93,20 @@ void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear)
 
         if (was_dirty != is_dirty) {
                 if (is_dirty) {
-                        fs->dirty_pieces++;
                         if (i->n_dirty++ == 0)
                                 i->dirty_since_ns = fs_now();
-                } else {
-                        fs->dirty_pieces--;
+                } else
                         i->n_dirty--;
-                }
         }
         if ((old & PIECE_PRESENT) != (new &PIECE_PRESENT)) {
                 if (new &PIECE_PRESENT)
-                        fs->cache_pieces++;
+                        i->n_present++;
                 else
-                        fs->cache_pieces--;
+                        i->n_present--;
         }
         i->pieces[k] = new;
+        if (was_dirty != is_dirty || (old & PIECE_PRESENT) != (new &PIECE_PRESENT))
+                fs_charge_locked(fs, i);
 }
 
 bool fs_inode_is_dirty(const Inode *i) {
@@ -83,6 +114,9 @@ bool fs_inode_is_dirty(const Inode *i) {
 }
 
 /* ---- cache directory and files ---- */
+
+#define CACHE_FILES_CAP 65536u
+#define FD_RESERVE 512u
 
 void fs_data_name(uint64_t id, const char *suffix, char buf[static 64]) {
         (void)snprintf(buf, 64, "%016" PRIx64 "%s", id, suffix);
@@ -102,6 +136,19 @@ static void read_boot_id(char buf[static 64]) {
         buf[strcspn(buf, " \n")] = '\0';
         if (!buf[0])
                 (void)snprintf(buf, 64, "-");
+}
+
+/* How many files the cache keeps at most (each holds its cache file open): what the limit of open
+ * files leaves after FD_RESERVE for connections, records and the FUSE device, up to
+ * CACHE_FILES_CAP (beyond it the walks of the list cost more than the files save). */
+static unsigned cache_files_max(void) {
+        struct rlimit rl;
+        uint64_t n = 1024;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0)
+                n = rl.rlim_cur == RLIM_INFINITY ? CACHE_FILES_CAP : (uint64_t)rl.rlim_cur;
+        n = n > 2 * FD_RESERVE ? n - FD_RESERVE : n / 2;
+        return (unsigned)MAX(MIN(n, CACHE_FILES_CAP), 16u);
 }
 
 int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
@@ -153,6 +200,7 @@ int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
         /* The lock lives as long as the process: the fd is intentionally kept open. */
         (void)TAKE_FD(lfd);
         fs->cache_dir_fd = TAKE_FD(dfd);
+        fs->cache_files_max = cache_files_max();
         return 0;
 }
 
@@ -169,13 +217,43 @@ int fs_cache_attach_locked(Fs *fs, Inode *i) {
         if (fd < 0)
                 return -errno;
         i->cache_fd = fd;
-        i->state_prev = NULL;
+        fs_cache_push_locked(fs, i);
+        return 0;
+}
+
+/* Puts i (its cache file just opened) on Fs.state_list, as the most recently used. */
+void fs_cache_push_locked(Fs *fs, Inode *i) {
+        assert(!i->state_prev && !i->state_next && fs->state_list != i);
         i->state_next = fs->state_list;
         if (fs->state_list)
                 fs->state_list->state_prev = i;
+        else
+                fs->state_tail = i;
         fs->state_list = i;
-        i->last_used_ns = fs_now();
-        return 0;
+        fs->cache_files++;
+}
+
+static void state_unlink_locked(Fs *fs, Inode *i) {
+        if (i->state_prev)
+                i->state_prev->state_next = i->state_next;
+        else
+                fs->state_list = i->state_next;
+        if (i->state_next)
+                i->state_next->state_prev = i->state_prev;
+        else
+                fs->state_tail = i->state_prev;
+        i->state_prev = i->state_next = NULL;
+}
+
+/* i was used now: it moves to the front of Fs.state_list, so that the list's tail is the least
+ * recently used (eviction looks there first, not through every cached file). */
+void fs_cache_touch_locked(Fs *fs, Inode *i) {
+        if (i->cache_fd < 0 || fs->state_list == i)
+                return;
+        state_unlink_locked(fs, i);
+        i->state_next = fs->state_list;
+        fs->state_list->state_prev = i;
+        fs->state_list = i;
 }
 
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag) {
@@ -188,6 +266,7 @@ void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *e
                 log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
         (void)fs_pieces_grow_locked(i, remote_size);
         i->size = remote_size;
+        fs_charge_locked(fs, i);
         i->remote_size = remote_size;
         i->fetch_limit = remote_size;
         i->size_dirty = false;
@@ -205,17 +284,13 @@ void fs_cache_drop_locked(Fs *fs, Inode *i) {
         i->cache_fd = safe_close(i->cache_fd);
         fs_data_name(i->cache_id, ".data", name);
         (void)unlinkat(fs->cache_dir_fd, name, 0);
+        assert(i->n_present == 0 && i->cache_charged == 0 && i->dirty_charged == 0);
         free(i->pieces);
         i->pieces = NULL;
         i->n_pieces = 0;
         i->cache_etag[0] = '\0';
-        if (i->state_prev)
-                i->state_prev->state_next = i->state_next;
-        else
-                fs->state_list = i->state_next;
-        if (i->state_next)
-                i->state_next->state_prev = i->state_prev;
-        i->state_prev = i->state_next = NULL;
+        state_unlink_locked(fs, i);
+        fs->cache_files--;
 }
 
 static bool inode_busy_locked(const Inode *i) {
@@ -228,21 +303,21 @@ static bool inode_busy_locked(const Inode *i) {
 }
 
 /* The least recently used cache file that can go: nothing dirty, not open (so no read is
- * splicing from it), nothing fetched or uploaded, nobody waiting. NULL when there is none. */
+ * splicing from it), nothing fetched or uploaded, nobody waiting. NULL when there is none. The
+ * list is in the order of use: only the busy files behind the victim are looked at. */
 static Inode *cache_victim_locked(Fs *fs) {
-        Inode *victim = NULL;
+        for (Inode *i = fs->state_tail; i; i = i->state_prev)
+                if (!inode_busy_locked(i))
+                        return i;
+        return NULL;
+}
 
-        for (Inode *i = fs->state_list; i; i = i->state_next) {
-                if (inode_busy_locked(i))
-                        continue;
-                if (!victim || i->last_used_ns < victim->last_used_ns)
-                        victim = i;
-        }
-        return victim;
+static bool cache_over_locked(const Fs *fs) {
+        return fs->cache_bytes > fs->o->cache_size || fs->cache_files > fs->cache_files_max;
 }
 
 void fs_cache_evict_locked(Fs *fs) {
-        while (fs->cache_pieces * P > fs->o->cache_size) {
+        while (cache_over_locked(fs)) {
                 Inode *victim = cache_victim_locked(fs);
                 if (!victim)
                         return;
@@ -300,6 +375,7 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
                 i->shrink_to = size;
         }
         i->size = size;
+        fs_charge_locked(fs, i);
         i->size_dirty = true;
         i->mtime_ns = i->ctime_ns = realtime_ns();
         if (i->dirty_since_ns == 0 || i->n_dirty == 0)
@@ -439,9 +515,10 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
                 }
                 if (off + done > i->size) {
                         i->size = off + done;
+                        fs_charge_locked(fs, i);
                 }
                 i->mtime_ns = i->ctime_ns = realtime_ns();
-                i->last_used_ns = fs_now();
+                fs_cache_touch_locked(fs, i);
                 /* A record another writer started may not be on disk yet: this write is
                  * acknowledged only after one that covers it is. */
                 new_piece = new_piece || !i->sidecar_exists || i->sidecar_done_seq < i->sidecar_seq;
@@ -455,7 +532,7 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
 }
 
 bool fs_over_cap_locked(Fs *fs) {
-        return fs->dirty_pieces * P > fs->o->max_dirty;
+        return fs->dirty_charge > fs->o->max_dirty;
 }
 
 /* Tries a write now; when it must wait (pieces to fetch, too much dirty data), queues it (copying
@@ -562,7 +639,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
                 (void)pieces_need_locked(fs, i, (uint64_t)off + len, ra, false, true);
         }
         i->next_seq_off = (uint64_t)off + len;
-        i->last_used_ns = fs_now();
+        fs_cache_touch_locked(fs, i);
         fd = i->cache_fd;
         if (need > 0) {
                 w = calloc(1, sizeof(*w));
@@ -717,6 +794,34 @@ static void cache_figures_locked(Fs *fs, CacheFigures *ret) {
         }
 }
 
+/* The counts kept as pieces and sizes change (fs_charge_locked) against counts from scratch:
+ * every stats read of a debug build checks them. */
+static void charges_check_locked(Fs *fs, const CacheFigures *c) {
+#ifndef NDEBUG
+        uint64_t dirty = 0;
+        unsigned files = 0;
+
+        for (Inode *i = fs->state_list; i; i = i->state_next, files++) {
+                bool any = false;
+                for (size_t k = 0; k < i->n_pieces; k++) {
+                        uint64_t start = (uint64_t)k * P;
+                        if (!(i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)))
+                                continue;
+                        any = true;
+                        if (start < i->size)
+                                dirty += MIN(P, i->size - start);
+                }
+                dirty += any ? DIRTY_FILE_COST : 0;
+        }
+        assert(c->bytes == fs->cache_bytes);
+        assert(dirty == fs->dirty_charge);
+        assert(files == fs->cache_files);
+#else
+        (void)fs;
+        (void)c;
+#endif
+}
+
 static void json_add_u64(json_object *o, const char *key, uint64_t v) {
         (void)json_object_object_add(o, key, json_object_new_int64((int64_t)MIN(v, INT64_MAX)));
 }
@@ -733,12 +838,15 @@ static char *stats_json_locked(Fs *fs) {
         (void)json_object_object_add(o, "dirty_bytes", json_object_new_int64((int64_t)dirty));
         (void)json_object_object_add(o, "dirty_files", json_object_new_int64(files));
         cache_figures_locked(fs, &cache);
+        charges_check_locked(fs, &cache);
         json_add_u64(o, "cache_bytes", cache.bytes);
         json_add_u64(o, "cache_clean_bytes", cache.clean_bytes);
         json_add_u64(o, "cache_dirty_bytes", cache.bytes - cache.clean_bytes);
         json_add_u64(o, "cache_disk_bytes", cache.disk_bytes);
         json_add_u64(o, "cache_reclaimable_bytes", cache.reclaimable_bytes);
         json_add_u64(o, "cache_size", fs->o->cache_size);
+        json_add_u64(o, "cache_files", fs->cache_files);
+        json_add_u64(o, "cache_files_max", fs->cache_files_max);
         json_add_u64(o, "reclaimed_bytes", fs->reclaimed_bytes);
         json_add_u64(o, "last_reclaim_bytes", fs->last_reclaim_bytes);
         json_add_u64(o, "records_made_durable", fs->records_made_durable);

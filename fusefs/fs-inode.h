@@ -56,7 +56,10 @@ struct Inode {
         uint64_t remote_size;           /* size on the share, as we last knew it */
         uint8_t *pieces;
         size_t n_pieces;
-        uint64_t n_dirty; /* pieces DIRTY or UPLOADING */
+        uint64_t n_dirty;       /* pieces DIRTY or UPLOADING */
+        uint64_t n_present;     /* pieces PRESENT */
+        uint64_t cache_charged; /* what Fs.cache_bytes counts for it (fs_charge_locked) */
+        uint64_t dirty_charged; /* what Fs.dirty_charge counts for it */
         int64_t dirty_since_ns;
         bool size_dirty; /* the share's size differs from size */
         /* Created here and not on the share yet: the upload's first request is Create File
@@ -82,7 +85,6 @@ struct Inode {
         bool sidecar_clean_on_disk; /* a record that says "clean" is in place (fs-record.c) */
         uint64_t sidecar_hash;      /* of its text with "durable 0" (fs-record.c, text_hash) */
         unsigned open_count;
-        int64_t last_used_ns;
         uint64_t next_seq_off; /* for readahead */
         FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */
         /* Renames, unlinks and chmods of this file (or onto it) that arrived while its Create
@@ -137,7 +139,8 @@ struct Inode {
         int64_t names_until_ns;
 
         Inode *next_by_ino, *next_by_path;
-        Inode *state_prev, *state_next; /* list of inodes with a cache file */
+        /* List of inodes with a cache file, most recently used first (fs_cache_touch_locked). */
+        Inode *state_prev, *state_next;
 };
 
 typedef struct InodeTable InodeTable;

@@ -83,10 +83,13 @@ typedef struct Fs {
         pthread_mutex_t lock;
         pthread_cond_t cond; /* broadcast when an upload or sync call finishes */
         InodeTable *inodes;  /* protected by lock */
-        Inode *state_list;   /* inodes with a cache file; protected by lock */
+        /* Inodes with a cache file, most recently used first; protected by lock. */
+        Inode *state_list, *state_tail;
+        unsigned cache_files;     /* on state_list */
+        unsigned cache_files_max; /* beyond it, clean files go as beyond cache_size */
         uint64_t next_cache_id;
-        uint64_t dirty_pieces; /* pieces DIRTY or UPLOADING, for max_dirty */
-        uint64_t cache_pieces; /* pieces PRESENT, for cache_size */
+        uint64_t dirty_charge; /* for max_dirty: unsynced bytes, DIRTY_FILE_COST per file */
+        uint64_t cache_bytes;  /* of the pieces PRESENT, those up to their file's size */
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
         FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
         unsigned uploads_in_flight;
@@ -140,8 +143,13 @@ void fs_confirm_parents_locked(Fs *fs, const char *path);
 int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata);
 
 /* fs-data.c */
+/* What a file with unsynced data counts against max_dirty besides its bytes: its upload's
+ * requests (a Put Range, a Create File or Set Properties), as the bytes the upload rate moves in
+ * their time (a small file is mostly requests, and the flush that max_dirty bounds pays them). */
+#define DIRTY_FILE_COST (UINT64_C(64) * 1024)
 int fs_pieces_grow_locked(Inode *i, uint64_t size);
 void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear);
+void fs_charge_locked(Fs *fs, Inode *i);
 void fs_data_name(uint64_t id, const char *suffix, char buf[static 64]);
 void fs_waiter_free(FsWaiter *w);
 bool fs_over_cap_locked(Fs *fs);
@@ -155,6 +163,8 @@ void fs_write_try(
         FsWaiter *w);
 int fs_cache_open_dir(Fs *fs, char **reterr_msg);
 int fs_cache_attach_locked(Fs *fs, Inode *i);
+void fs_cache_push_locked(Fs *fs, Inode *i);
+void fs_cache_touch_locked(Fs *fs, Inode *i);
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag);
 void fs_cache_drop_locked(Fs *fs, Inode *i);
 void fs_cache_evict_locked(Fs *fs);

@@ -726,10 +726,7 @@ static int recover_one(Fs *fs, uint64_t id) {
         i->perm = fs->o->file_mode;
         i->cache_fd = fd;
         i->cache_id = id;
-        i->state_next = fs->state_list;
-        if (fs->state_list)
-                fs->state_list->state_prev = i;
-        fs->state_list = i;
+        fs_cache_push_locked(fs, i);
         i->size = (uint64_t)st.st_size;
         i->remote_size = remote_size;
         i->fetch_limit = MIN(fetch_limit, i->size);

@@ -848,7 +848,7 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         if (i) {
                 assert(i->open_count > 0);
                 i->open_count--;
-                i->last_used_ns = fs_now();
+                fs_cache_touch_locked(fs, i);
                 fs_inode_unref_locked(fs, i);
                 fs_cache_evict_locked(fs);
         }

@@ -264,8 +264,10 @@ static void apply_props_locked(Fs *fs, Inode *i, const RestProperties *p) {
 
 static void apply_props_force_locked(Fs *fs, Inode *i, const RestProperties *p) {
         i->is_dir = p->is_directory || i->is_dir;
-        if (!i->is_dir && p->has_content_length)
+        if (!i->is_dir && p->has_content_length) {
                 i->size = p->content_length;
+                fs_charge_locked(fs, i);
+        }
         i->mtime_ns = p->last_write_ns ? p->last_write_ns : p->last_modified_ns;
         i->ctime_ns = p->change_ns ? p->change_ns : i->mtime_ns;
         i->btime_ns = p->creation_ns;
@@ -285,8 +287,10 @@ static void apply_list_entry_locked(Fs *fs, Inode *i, const RestListEntry *e) {
         if (i->is_dir != e->is_directory)
                 i->perm = e->is_directory ? fs->o->dir_mode : fs->o->file_mode;
         i->is_dir = e->is_directory;
-        if (!i->is_dir && e->has_content_length)
+        if (!i->is_dir && e->has_content_length) {
                 i->size = e->content_length;
+                fs_charge_locked(fs, i);
+        }
         if (e->last_write_ns || e->last_modified_ns)
                 i->mtime_ns = e->last_write_ns ? e->last_write_ns : e->last_modified_ns;
         i->ctime_ns = e->change_ns ? e->change_ns : i->mtime_ns;
@@ -1656,7 +1660,7 @@ static void open_done(RestResult *r, void *userdata) {
         if (err == 0) {
                 i->open_count++;
                 i->refs++;
-                i->last_used_ns = fs_now();
+                fs_cache_touch_locked(fs, i);
                 fi.fh = i->ino;
         }
         fs_unlock(fs);

@@ -21,6 +21,11 @@
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
+ *   small_files    small files count their size against cache_size and max_dirty (plus 64 KiB
+ *                  each there), not a 4 MiB piece: 40 of 1 KiB stay dirty without an upload
+ *                  and stay cached after it; 200 more still make writers wait
+ *   cache_files    with a limit of 600 open files the cache keeps at most 300 files (each holds
+ *                  its cache file open); 700 written and read back
  *   reclaim        the reclaim xattr drops clean cache files (LRU first, by the amount asked),
  *                  never dirty data or open files; data reads back from the share; racing reads
  *   readahead      cold reads from the share: the first read fetches its piece and 4 ahead, a
@@ -730,6 +735,94 @@ START_TEST(test_caps) {
         ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
+}
+END_TEST
+
+/* File k of a numbered set: dir/fNNN, holding size bytes ("file k" when size is 0). */
+static void numbered(const char *dir, unsigned k, size_t size, char name[static 64], char *want) {
+        (void)snprintf(name, 64, "%s/f%03u", dir, k);
+        if (size > 0)
+                (void)snprintf(want, size + 1, "%0*u\n", (int)size - 1, k);
+        else
+                (void)snprintf(want, 64, "file %u\n", k);
+}
+
+/* Writes files [from, to) of the set in dir through m. */
+static void write_numbered(FsMount *m, const char *dir, unsigned from, unsigned to, size_t size) {
+        char name[64], want[2048];
+
+        ck_assert_uint_lt(size, sizeof(want));
+        for (unsigned k = from; k < to; k++) {
+                numbered(dir, k, size, name, want);
+                _cleanup_free_ char *path = fs_mount_path(m, name);
+                ck_assert_ptr_nonnull(path);
+                write_file(path, want);
+        }
+}
+
+/* Files [from, to) of the set in dir read back through m (when m) and from the share. */
+static void check_numbered(FsMount *m, const char *dir, unsigned from, unsigned to, size_t size) {
+        char name[64], want[2048];
+
+        ck_assert_uint_lt(size, sizeof(want));
+        for (unsigned k = from; k < to; k++) {
+                numbered(dir, k, size, name, want);
+                if (m) {
+                        _cleanup_free_ char *path = fs_mount_path(m, name);
+                        ck_assert_ptr_nonnull(path);
+                        ck_assert_str_eq(read_file(path), want);
+                }
+                check_share(name, want);
+        }
+}
+
+/* Small files count their size against cache_size and max_dirty (and 64 KiB each against
+ * max_dirty for their requests), not a whole 4 MiB piece each: counted in pieces, 2 such files
+ * filled this max_dirty (writers waited for uploads) and 2 this cache_size (the rest evicted). */
+START_TEST(test_small_files) {
+        uint64_t creates;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600,max_dirty=4M,cache_size=8M");
+        ck_assert_int_eq(mkdir(P(mnt, "s"), 0755), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        creates = counter("CreateFile");
+        write_numbered(mnt, "s", 0, 40, 1024);
+        /* 40 x (1 KiB + 64 KiB) < 4 MiB: no writer waited for an upload */
+        ck_assert_uint_eq(counter("CreateFile"), creates);
+        ck_assert_uint_eq(dirty(mnt), 40 * 1024);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        /* 40 KiB < 8 MiB: every file still cached */
+        ck_assert_uint_eq(stats_number(mnt, "cache_files"), 40);
+        ck_assert_uint_eq(stats_number(mnt, "cache_bytes"), 40 * 1024);
+        check_numbered(mnt, "s", 0, 40, 1024);
+        /* 200 more are over max_dirty: their writers waited for uploads */
+        creates = counter("CreateFile");
+        write_numbered(mnt, "s", 40, 240, 1024);
+        ck_assert_uint_gt(counter("CreateFile"), creates);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_numbered(NULL, "s", 40, 240, 1024);
+}
+END_TEST
+
+/* Each cached file keeps its cache file open: with a limit of 600 open files (soft and hard) the
+ * cache keeps at most 300 files (fs-data.c: half a limit under 1024), whatever cache_size allows;
+ * the rest are evicted, least recently used first, and read back from the share. Without the
+ * bound, 700 files of the default 10G cache kept 700 cache files open. */
+START_TEST(test_cache_files) {
+        struct rlimit low = {.rlim_cur = 600, .rlim_max = 600};
+
+        /* The hard limit cannot be raised again without CAP_SYS_RESOURCE: it stays low in this
+         * test's process (check runs each test in a child of its own; last in the list). */
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+        mnt = mount_with(NULL, NULL);
+        ck_assert_uint_eq(stats_number(mnt, "cache_files_max"), 300);
+        ck_assert_int_eq(mkdir(P(mnt, "many"), 0755), 0);
+        write_numbered(mnt, "many", 0, 700, 0);
+        ck_assert_uint_le(stats_number(mnt, "cache_files"), 300);
+        check_numbered(mnt, "many", 0, 700, 0);
+        ck_assert_uint_le(stats_number(mnt, "cache_files"), 300);
 }
 END_TEST
 
@@ -1551,7 +1644,6 @@ END_TEST
  * writes failed with EMFILE after about a hundred files, and so did uploads and the flush. */
 START_TEST(test_fd_limit) {
         struct rlimit rl, low;
-        char name[64], want[64];
 
         ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
         ck_assert_uint_gt(rl.rlim_max, 1024);
@@ -1560,20 +1652,10 @@ START_TEST(test_fd_limit) {
         mnt = mount_with(NULL, "writeback=async");
         ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
         ck_assert_int_eq(mkdir(P(mnt, "many"), 0755), 0);
-        for (unsigned k = 0; k < 400; k++) {
-                (void)snprintf(name, sizeof(name), "many/f%03u", k);
-                (void)snprintf(want, sizeof(want), "file %u\n", k);
-                _cleanup_free_ char *path = fs_mount_path(mnt, name);
-                ck_assert_ptr_nonnull(path);
-                write_file(path, want);
-        }
+        write_numbered(mnt, "many", 0, 400, 0);
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
-        for (unsigned k = 0; k < 400; k++) {
-                (void)snprintf(name, sizeof(name), "many/f%03u", k);
-                (void)snprintf(want, sizeof(want), "file %u\n", k);
-                check_share(name, want);
-        }
+        check_numbered(NULL, "many", 0, 400, 0);
 }
 END_TEST
 
@@ -1596,6 +1678,7 @@ int main(void) {
                 {"failures", test_failures},
                 {"requests", test_requests},
                 {"caps", test_caps},
+                {"small_files", test_small_files},
                 {"reclaim", test_reclaim},
                 {"readahead", test_readahead},
                 {"offline", test_offline},
@@ -1609,6 +1692,7 @@ int main(void) {
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
                 {"fd_limit", test_fd_limit},
+                {"cache_files", test_cache_files},
         };
 
         if (pre != 0)
