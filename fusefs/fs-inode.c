@@ -238,6 +238,7 @@ int inode_table_add(InodeTable *t, const char *path, bool is_dir, Inode **ret) {
         i->ino = t->next_ino++;
         i->is_dir = is_dir;
         i->cache_fd = -EBADF;
+        i->sidecar_fd = -EBADF;
         link_ino(t, i);
         link_path(t, i);
         t->n++;

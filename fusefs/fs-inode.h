@@ -84,6 +84,7 @@ struct Inode {
         size_t sidecar_len;         /* bytes of the record in place */
         bool sidecar_clean_on_disk; /* a record that says "clean" is in place (fs-record.c) */
         uint64_t sidecar_hash;      /* of its text with "durable 0" (fs-record.c, text_hash) */
+        int sidecar_fd; /* the record in place, kept open while the file is (else -EBADF) */
         unsigned open_count;
         uint64_t next_seq_off; /* for readahead */
         FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */

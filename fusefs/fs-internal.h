@@ -208,6 +208,7 @@ void fs_records_make_durable(Fs *fs);
 int fs_durable_start(Fs *fs);
 void fs_durable_stop(Fs *fs);
 void fs_sidecar_remove_locked(Fs *fs, Inode *i);
+void fs_sidecar_close_locked(Inode *i);
 /* i is clean: its record says so in place, and is removed with its cache file. */
 void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i);
 /* Rewrites the record of inode ino after a write (Fs.lock not held). */

@@ -47,8 +47,14 @@
 
 /* ---- dirty records ---- */
 
+void fs_sidecar_close_locked(Inode *i) {
+        i->sidecar_fd = safe_close(i->sidecar_fd);
+}
+
 void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
         char name[64];
+
+        fs_sidecar_close_locked(i);
         if (!i->sidecar_exists && !i->sidecar_clean_on_disk)
                 return;
         fs_data_name(i->cache_id, ".dirty", name);
@@ -62,17 +68,24 @@ void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
 }
 
 /* Writes len bytes of data at off into i's record in place, whole or not at all (-errno, -EIO
- * when short); cut: the file ends after them (what a longer old text left is dropped). */
-static int
-sidecar_write_at(Fs *fs, const Inode *i, const char *data, size_t len, off_t off, bool cut) {
-        _cleanup_close_ int fd = -EBADF;
+ * when short); cut: the file ends after them (what a longer old text left is dropped). The record
+ * stays open while the file is (a small file's record is rewritten by its write, chmod and
+ * utimens: one pwrite each, not an open and a close around it). Lock held. */
+static int sidecar_write_at(Fs *fs, Inode *i, const char *data, size_t len, off_t off, bool cut) {
+        _cleanup_close_ int own = -EBADF;
+        int fd = i->sidecar_fd;
         char name[64];
         ssize_t k;
 
-        fs_data_name(i->cache_id, ".dirty", name);
-        fd = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
+        if (fd < 0) {
+                fs_data_name(i->cache_id, ".dirty", name);
+                own = openat(fs->cache_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (own < 0)
+                        return -errno;
+                fd = own;
+                if (i->open_count > 0)
+                        i->sidecar_fd = TAKE_FD(own);
+        }
         k = pwrite(fd, data, len, off);
         if (k < 0)
                 return -errno;
@@ -93,6 +106,7 @@ void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i) {
                 return;
         if (sidecar_write_at(fs, i, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0, false) < 0)
                 return fs_sidecar_remove_locked(fs, i);
+        fs_sidecar_close_locked(i);
         i->sidecar_exists = false;
         i->sidecar_durable = false;
         i->sidecar_clean_on_disk = true;
@@ -186,6 +200,7 @@ static int sidecar_commit_locked(
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
                 return r;
         }
+        fs_sidecar_close_locked(i); /* the old record's, replaced */
         i->sidecar_done_seq = seq;
         i->sidecar_exists = true;
         i->sidecar_clean_on_disk = false;
@@ -213,6 +228,38 @@ static int sidecar_rewrite_locked(Fs *fs, Inode *i, uint64_t seq, const StrBuf *
         if (r < 0)
                 return r;
         i->sidecar_done_seq = seq;
+        i->sidecar_written_ns = fs_now();
+        i->sidecar_len = b->len;
+        i->sidecar_hash = hash;
+        return 0;
+}
+
+/* A file's first record, when none is on disk: created in place, one pwrite of at most 4 KiB.
+ * A kill -9 between the two leaves an empty record beside an empty cache file, which recovery
+ * removes: nothing was acknowledged yet. -errno (the caller writes it through a temporary);
+ * lock held. */
+static int sidecar_create_locked(Fs *fs, Inode *i, uint64_t seq, const StrBuf *b, uint64_t hash) {
+        char name[64];
+        ssize_t k;
+
+        fs_data_name(i->cache_id, ".dirty", name);
+        assert(i->sidecar_fd < 0);
+        i->sidecar_fd = openat(
+                fs->cache_dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (i->sidecar_fd < 0)
+                return -errno;
+        k = pwrite(i->sidecar_fd, b->data, b->len, 0);
+        if (k < 0 || (size_t)k != b->len) {
+                int r = k < 0 ? -errno : -EIO;
+                fs_sidecar_close_locked(i);
+                (void)unlinkat(fs->cache_dir_fd, name, 0);
+                return r;
+        }
+        if (i->open_count == 0)
+                fs_sidecar_close_locked(i);
+        i->sidecar_done_seq = seq;
+        i->sidecar_exists = true;
+        i->sidecar_durable = false;
         i->sidecar_written_ns = fs_now();
         i->sidecar_len = b->len;
         i->sidecar_hash = hash;
@@ -253,6 +300,9 @@ static void sidecar_write_locked(Fs *fs, Inode *i) {
         i->sidecar_syncing = false; /* what the tick synced is not what this record says */
         if (sidecar_in_place_ok_locked(i, b.len) &&
             sidecar_rewrite_locked(fs, i, seq, &b, hash) >= 0)
+                return;
+        if (!i->sidecar_exists && !i->sidecar_clean_on_disk && b.len <= SIDECAR_IN_PLACE_MAX &&
+            sidecar_create_locked(fs, i, seq, &b, hash) >= 0)
                 return;
         sidecar_tmp_name(i, seq, tmp);
         r = sidecar_write_tmp(fs, tmp, &b);
@@ -676,6 +726,18 @@ static int recover_one(Fs *fs, uint64_t id) {
         if (n < 0)
                 return -errno;
         text[n] = '\0';
+        if (n == 0) {
+                /* Empty beside an empty cache file: killed between creating a new file's first
+                 * record and writing it (sidecar_create_locked), before the create was answered. */
+                char data[64];
+                fs_data_name(id, ".data", data);
+                if (fstatat(fs->cache_dir_fd, data, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                    S_ISREG(st.st_mode) && st.st_size == 0) {
+                        (void)unlinkat(fs->cache_dir_fd, data, 0);
+                        (void)unlinkat(fs->cache_dir_fd, name, 0);
+                        return 0;
+                }
+        }
         if (strncmp(text, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN)) == 0) {
                 /* A clean file's: clean cache is not reused. */
                 (void)unlinkat(fs->cache_dir_fd, name, 0);

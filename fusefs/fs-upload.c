@@ -847,7 +847,8 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         i = inode_table_get(fs->inodes, ino);
         if (i) {
                 assert(i->open_count > 0);
-                i->open_count--;
+                if (--i->open_count == 0)
+                        fs_sidecar_close_locked(i); /* kept open while the file is */
                 fs_cache_touch_locked(fs, i);
                 fs_inode_unref_locked(fs, i);
                 fs_cache_evict_locked(fs);

@@ -2275,8 +2275,10 @@ Fs *fs_free(Fs *fs) {
         fs->imds = imds_client_free(fs->imds);
         fs->http = http_client_free(fs->http);
         fs->queue = loop_queue_free(fs->queue);
-        for (Inode *i = fs->state_list; i; i = i->state_next)
+        for (Inode *i = fs->state_list; i; i = i->state_next) {
                 i->cache_fd = safe_close(i->cache_fd);
+                fs_sidecar_close_locked(i);
+        }
         fs->inodes = inode_table_free(fs->inodes);
         fs->event = sd_event_unref(fs->event);
         fs->cache_dir_fd = safe_close(fs->cache_dir_fd);

@@ -43,6 +43,10 @@
  *   record_clean     after its upload a file's record says "clean" in place (not deleted per
  *                    upload); the next mount removes it with the clean cache and uploads
  *                    nothing; the file reads back from the share.
+ *   record_empty     kill -9 with a dirty file; beside its record, an empty record with an empty
+ *                    cache file (killed between creating a new file's first record and writing
+ *                    it) and an empty one with a cache file that holds bytes: the next mount
+ *                    removes the first pair, leaves the second, and uploads the dirty file.
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -835,19 +839,26 @@ START_TEST(test_reboot_dir_gone) {
 }
 END_TEST
 
-/* Unmounted while the share refuses the upload: the record left for the next mount is durable
- * (the failed upload rewrote it, not durable, just before). */
+/* Writes text to a new file rel through the mount; its path on the mount. */
+static char *write_new(const char *rel, const char *text) {
+        char *p = fs_mount_path(mnt, rel);
+        int fd;
+
+        ck_assert_ptr_nonnull(p);
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        ck_assert_int_eq(close(fd), 0);
+        return p;
+}
+
 START_TEST(test_record_clean) {
         _cleanup_free_ char *p = NULL, *rec = NULL;
         char buf[64];
         int fd;
 
         mount_with(NULL, "writeback=async,async_delay=3600");
-        p = fs_mount_path(mnt, "c.txt");
-        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(write(fd, "clean me", 8), 8);
-        ck_assert_int_eq(close(fd), 0);
+        p = write_new("c.txt", "clean me");
         ck_assert_uint_eq(records_count(mnt, false), 1);
         ck_assert_uint_eq(records_count(mnt, true), 0);
         CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
@@ -866,6 +877,54 @@ START_TEST(test_record_clean) {
 }
 END_TEST
 
+static void put_file(const char *dir, const char *name, const char *text) {
+        _cleanup_free_ char *p = NULL;
+        FILE *f;
+
+        ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+        f = fopen(p, "we");
+        ck_assert_msg(f, "%s: %m", p);
+        ck_assert_int_eq(fputs(text, f) >= 0, 1);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+static bool exists_in(const char *dir, const char *name) {
+        _cleanup_free_ char *p = NULL;
+        ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
+        return access(p, F_OK) == 0;
+}
+
+START_TEST(test_record_empty) {
+        _cleanup_free_ char *p = NULL, *rec = NULL, *got = NULL;
+        size_t size = 0;
+        char *slash;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = write_new("keep.txt", "kept");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        slash = strrchr(rec, '/');
+        *slash = '\0'; /* rec: the cache's directory */
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        put_file(rec, "00000000000000ff.dirty", "");
+        put_file(rec, "00000000000000ff.data", "");
+        put_file(rec, "00000000000000fe.dirty", "");
+        put_file(rec, "00000000000000fe.data", "bytes of no known file");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        ck_assert(!exists_in(rec, "00000000000000ff.dirty"));
+        ck_assert(!exists_in(rec, "00000000000000ff.data"));
+        ck_assert(exists_in(rec, "00000000000000fe.dirty"));
+        ck_assert(exists_in(rec, "00000000000000fe.data"));
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "keep.txt", &got, &size), "read keep.txt");
+        ck_assert_uint_eq(size, 4);
+        ck_assert_int_eq(memcmp(got, "kept", 4), 0);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* Unmounted while the share refuses the upload: the record left for the next mount is durable
+ * (the failed upload rewrote it, not durable, just before). */
 START_TEST(test_unmount_durable) {
         _cleanup_free_ char *rec = NULL, *text = NULL;
         int r;
@@ -904,6 +963,7 @@ int main(void) {
                 {"unmount_durable", test_unmount_durable},
                 {"transfer_threads", test_transfer_threads},
                 {"record_clean", test_record_clean},
+                {"record_empty", test_record_empty},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
