@@ -81,6 +81,7 @@ void fs_charge_locked(Fs *fs, Inode *i) {
         assert(fs->cache_bytes >= i->cache_charged && fs->dirty_charge >= i->dirty_charged);
         fs->cache_bytes = fs->cache_bytes - i->cache_charged + cached;
         i->cache_charged = cached;
+        fs->dirty_files = fs->dirty_files - (i->dirty_charged > 0) + (dirty > 0);
         fs->dirty_charge = fs->dirty_charge - i->dirty_charged + dirty;
         i->dirty_charged = dirty;
 }
@@ -532,7 +533,10 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
 }
 
 bool fs_over_cap_locked(Fs *fs) {
-        return fs->dirty_charge > fs->o->max_dirty;
+        /* Files with unsynced data are not evicted, and each holds its cache file open: beyond
+         * cache_files_max of them, writers wait too (else a limit of open files lower than
+         * max_dirty / DIRTY_FILE_COST small files would run out). */
+        return fs->dirty_charge > fs->o->max_dirty || fs->dirty_files >= fs->cache_files_max;
 }
 
 /* Tries a write now; when it must wait (pieces to fetch, too much dirty data), queues it (copying
@@ -799,7 +803,7 @@ static void cache_figures_locked(Fs *fs, CacheFigures *ret) {
 static void charges_check_locked(Fs *fs, const CacheFigures *c) {
 #ifndef NDEBUG
         uint64_t dirty = 0;
-        unsigned files = 0;
+        unsigned files = 0, dirty_files = 0;
 
         for (Inode *i = fs->state_list; i; i = i->state_next, files++) {
                 bool any = false;
@@ -812,9 +816,10 @@ static void charges_check_locked(Fs *fs, const CacheFigures *c) {
                                 dirty += MIN(P, i->size - start);
                 }
                 dirty += any ? DIRTY_FILE_COST : 0;
+                dirty_files += any;
         }
         assert(c->bytes == fs->cache_bytes);
-        assert(dirty == fs->dirty_charge);
+        assert(dirty == fs->dirty_charge && dirty_files == fs->dirty_files);
         assert(files == fs->cache_files);
 #else
         (void)fs;

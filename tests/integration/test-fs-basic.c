@@ -25,7 +25,8 @@
  *                  each there), not a 4 MiB piece: 40 of 1 KiB stay dirty without an upload
  *                  and stay cached after it; 200 more still make writers wait
  *   cache_files    with a limit of 600 open files the cache keeps at most 300 files (each holds
- *                  its cache file open); 700 written and read back
+ *                  its cache file open), writers wait for uploads beyond 300 with unsynced
+ *                  data; 700 written in writeback=async, flushed and read back
  *   reclaim        the reclaim xattr drops clean cache files (LRU first, by the amount asked),
  *                  never dirty data or open files; data reads back from the share; racing reads
  *   readahead      cold reads from the share: the first read fetches its piece and 4 ahead, a
@@ -807,20 +808,24 @@ START_TEST(test_small_files) {
 END_TEST
 
 /* Each cached file keeps its cache file open: with a limit of 600 open files (soft and hard) the
- * cache keeps at most 300 files (fs-data.c: half a limit under 1024), whatever cache_size allows;
- * the rest are evicted, least recently used first, and read back from the share. Without the
- * bound, 700 files of the default 10G cache kept 700 cache files open. */
+ * cache keeps at most 300 files (fs-data.c: half a limit under 1024), whatever cache_size allows:
+ * clean ones beyond are evicted, least recently used first, and read back from the share; and
+ * with 300 files holding unsynced data (never evicted), writers wait for uploads, even with
+ * async_delay=3600 and max_dirty far off. Without the bound, 700 small files written in
+ * writeback=async held 700 cache files open, and writes failed with EMFILE. */
 START_TEST(test_cache_files) {
         struct rlimit low = {.rlim_cur = 600, .rlim_max = 600};
 
         /* The hard limit cannot be raised again without CAP_SYS_RESOURCE: it stays low in this
          * test's process (check runs each test in a child of its own; last in the list). */
         ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
-        mnt = mount_with(NULL, NULL);
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
         ck_assert_uint_eq(stats_number(mnt, "cache_files_max"), 300);
         ck_assert_int_eq(mkdir(P(mnt, "many"), 0755), 0);
         write_numbered(mnt, "many", 0, 700, 0);
-        ck_assert_uint_le(stats_number(mnt, "cache_files"), 300);
+        ck_assert_uint_le(stats_number(mnt, "cache_files"), 301);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
         check_numbered(mnt, "many", 0, 700, 0);
         ck_assert_uint_le(stats_number(mnt, "cache_files"), 300);
 }
