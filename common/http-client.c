@@ -809,11 +809,14 @@ static void *worker_thread(void *userdata) {
 
 /* Loop thread: whether r's transfer may run on a transfer thread. Only transfers whose body
  * goes to or comes from a file: their callbacks touch nothing but r and its fds (a callback
- * sink runs the caller's code, which expects the loop thread). */
+ * sink runs the caller's code, which expects the loop thread). A body under
+ * HTTP_WORKER_MIN_BODY goes in one write here: handing it over and back costs more (two
+ * wake-ups across threads per small file of a tar x). */
 static bool request_for_worker(const HttpRequest *r) {
         if (r->sink_kind == SINK_CALLBACK)
                 return false;
-        return r->sink_kind == SINK_FD || r->body_kind == BODY_FD;
+        return r->sink_kind == SINK_FD ||
+               (r->body_kind == BODY_FD && r->body_size >= HTTP_WORKER_MIN_BODY);
 }
 
 static HttpWorker *client_pick_worker(HttpClient *c) {

@@ -325,6 +325,7 @@ START_TEST(test_ranges_through_files) {
         const size_t piece = REST_PUT_RANGE_MAX;
         int src = tmpfile_with(piece + 4096, 7), dst = tmpfile_with(16, 0);
         static const char small[] = "hello, share";
+        uint64_t threaded;
         Done d;
 
         create_file("big", 3 * (uint64_t)piece);
@@ -345,6 +346,19 @@ START_TEST(test_ranges_through_files) {
                 .fd = -1,
                 .data = small});
         ck_assert_int_eq(d.error, 0);
+        /* A small body from a file goes from the loop thread (HTTP_WORKER_MIN_BODY), a piece
+         * from a transfer thread when there are some. */
+        threaded = http_client_thread_transfers(http);
+        ck_assert_uint_eq(threaded, transfer_threads > 0 ? 1 : 0);
+        d = run_op(&(RestOp){
+                .type = REST_OP_PUT_RANGE,
+                .path = "big",
+                .offset = 2 * (uint64_t)piece,
+                .length = 4096,
+                .fd = src,
+                .fd_offset = 4096});
+        ck_assert_int_eq(d.error, 0);
+        ck_assert_uint_eq(http_client_thread_transfers(http), threaded);
 
         /* Get Range into a cache file at another offset. */
         d = run_op(&(RestOp){
