@@ -895,26 +895,28 @@ static bool exists_in(const char *dir, const char *name) {
 }
 
 START_TEST(test_record_empty) {
-        _cleanup_free_ char *p = NULL, *rec = NULL, *got = NULL;
+        _cleanup_free_ char *p = NULL, *rec = NULL, *dir = NULL, *got = NULL;
+        const char *slash;
         size_t size = 0;
-        char *slash;
 
         mount_with(NULL, "writeback=async,async_delay=3600");
         p = write_new("keep.txt", "kept");
         rec = record_find(mnt);
         ck_assert_msg(rec, "no dirty record");
         slash = strrchr(rec, '/');
-        *slash = '\0'; /* rec: the cache's directory */
+        ck_assert_ptr_nonnull(slash);
+        dir = strndup(rec, (size_t)(slash - rec)); /* the cache's directory */
+        ck_assert_ptr_nonnull(dir);
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
-        put_file(rec, "00000000000000ff.dirty", "");
-        put_file(rec, "00000000000000ff.data", "");
-        put_file(rec, "00000000000000fe.dirty", "");
-        put_file(rec, "00000000000000fe.data", "bytes of no known file");
+        put_file(dir, "00000000000000ff.dirty", "");
+        put_file(dir, "00000000000000ff.data", "");
+        put_file(dir, "00000000000000fe.dirty", "");
+        put_file(dir, "00000000000000fe.data", "bytes of no known file");
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        ck_assert(!exists_in(rec, "00000000000000ff.dirty"));
-        ck_assert(!exists_in(rec, "00000000000000ff.data"));
-        ck_assert(exists_in(rec, "00000000000000fe.dirty"));
-        ck_assert(exists_in(rec, "00000000000000fe.data"));
+        ck_assert(!exists_in(dir, "00000000000000ff.dirty"));
+        ck_assert(!exists_in(dir, "00000000000000ff.data"));
+        ck_assert(exists_in(dir, "00000000000000fe.dirty"));
+        ck_assert(exists_in(dir, "00000000000000fe.data"));
         CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
         CHECK_OK(fs_share_read(emu, SHARE, "keep.txt", &got, &size), "read keep.txt");
         ck_assert_uint_eq(size, 4);
