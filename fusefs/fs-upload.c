@@ -494,7 +494,13 @@ void fs_upload_all_locked(Fs *fs) {
                         fs_upload_start_locked(fs, i);
 }
 
+/* Whether any file holds unsynced data or is being uploaded. Asked at every upload's end while a
+ * flush waits: a file with dirty pieces (Fs.dirty_files, kept as pieces change) answers it
+ * without a walk over every cached file, which made a flush of n small files O(n^2) (a quarter
+ * of the I/O thread's time in a flush of 10,000). */
 static bool any_dirty_locked(Fs *fs) {
+        if (fs->dirty_files > 0)
+                return true;
         for (Inode *i = fs->state_list; i; i = i->state_next)
                 if (fs_inode_is_dirty(i) || i->uploading)
                         return true;
@@ -504,7 +510,11 @@ static bool any_dirty_locked(Fs *fs) {
 /* Moves the flush-all waiters that are done to *done: all of them when nothing is dirty (their
  * error 0), those that saw an upload fail since they started (error EIO). */
 void fs_flush_all_check_locked(Fs *fs, FsFlushAll **done) {
-        bool dirty = any_dirty_locked(fs);
+        bool dirty;
+
+        if (!fs->flush_all)
+                return;
+        dirty = any_dirty_locked(fs);
 
         for (FsFlushAll **p = &fs->flush_all; *p;) {
                 FsFlushAll *f = *p;
