@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Runs a benchmark with TMP_PARENT on a new, empty ext4 file system: a sparse image of
-# FRESH_SIZE (16G) under TMP_PARENT (/var/tmp), so on the same disk, made, loop-mounted, and
-# removed afterwards.
+# FRESH_SIZE (16G) under TMP_PARENT (/var/tmp), so on the same disk, on a loop device with direct
+# I/O (no second page cache under the file system), made, mounted, and removed afterwards.
 #
 #   tests/bench/on-fresh-ext4.sh tests/bench/bench-fs.sh build
 #
@@ -19,9 +19,13 @@ command -v mkfs.ext4 >/dev/null || { echo "on-fresh-ext4: needs mkfs.ext4 (e2fsp
 parent=${TMP_PARENT:-/var/tmp}
 work=$(mktemp -d "$parent/fresh-ext4.XXXXXX")
 mounted=0
+dev=
 cleanup() {
         if [ "$mounted" = 1 ]; then
                 umount "$work/fs" || umount -l "$work/fs"
+        fi
+        if [ -n "$dev" ]; then
+                losetup -d "$dev"
         fi
         rm -f "$work/image"
         rmdir "$work/fs" "$work" 2>/dev/null || true
@@ -30,6 +34,7 @@ trap cleanup EXIT INT TERM
 truncate -s "${FRESH_SIZE:-16G}" "$work/image"
 mkfs.ext4 -q -F "$work/image"
 mkdir "$work/fs"
-mount -o loop "$work/image" "$work/fs"
+dev=$(losetup --direct-io=on --find --show "$work/image")
+mount "$dev" "$work/fs"
 mounted=1
 TMP_PARENT=$work/fs "$@"
