@@ -222,15 +222,20 @@ int fs_cache_attach_locked(Fs *fs, Inode *i) {
         return 0;
 }
 
-/* Puts i (its cache file just opened) on Fs.state_list, as the most recently used. */
-void fs_cache_push_locked(Fs *fs, Inode *i) {
-        assert(!i->state_prev && !i->state_next && fs->state_list != i);
+static void state_link_front_locked(Fs *fs, Inode *i) {
+        i->state_prev = NULL;
         i->state_next = fs->state_list;
         if (fs->state_list)
                 fs->state_list->state_prev = i;
         else
                 fs->state_tail = i;
         fs->state_list = i;
+}
+
+/* Puts i (its cache file just opened) on Fs.state_list, as the most recently used. */
+void fs_cache_push_locked(Fs *fs, Inode *i) {
+        assert(!i->state_prev && !i->state_next && fs->state_list != i);
+        state_link_front_locked(fs, i);
         fs->cache_files++;
 }
 
@@ -252,9 +257,7 @@ void fs_cache_touch_locked(Fs *fs, Inode *i) {
         if (i->cache_fd < 0 || fs->state_list == i)
                 return;
         state_unlink_locked(fs, i);
-        i->state_next = fs->state_list;
-        fs->state_list->state_prev = i;
-        fs->state_list = i;
+        state_link_front_locked(fs, i);
 }
 
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag) {

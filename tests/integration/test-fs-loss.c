@@ -643,11 +643,19 @@ static char *record_read(const char *path) {
 }
 
 /* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
+/* path (a file of the cache directory) now holds text. */
+static void write_text(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+
+        ck_assert_msg(f, "%s: %m", path);
+        ck_assert_int_eq(fputs(text, f) >= 0, 1);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
 static void record_edit(const char *path, const char *boot, int durable) {
         _cleanup_free_ char *text = record_read(path), *out = NULL;
         size_t size = 0;
         FILE *o = open_memstream(&out, &size);
-        FILE *f;
 
         ck_assert_ptr_nonnull(o);
         for (char *p = text, *line; (line = strsep(&p, "\n"));) {
@@ -661,10 +669,7 @@ static void record_edit(const char *path, const char *boot, int durable) {
                         fprintf(o, "%s\n", line);
         }
         ck_assert_int_eq(fclose(o), 0);
-        f = fopen(path, "we");
-        ck_assert_ptr_nonnull(f);
-        ck_assert_int_eq(fputs(out, f) >= 0, 1);
-        ck_assert_int_eq(fclose(f), 0);
+        write_text(path, out);
 }
 
 START_TEST(test_record_durable_later) {
@@ -879,13 +884,9 @@ END_TEST
 
 static void put_file(const char *dir, const char *name, const char *text) {
         _cleanup_free_ char *p = NULL;
-        FILE *f;
 
         ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
-        f = fopen(p, "we");
-        ck_assert_msg(f, "%s: %m", p);
-        ck_assert_int_eq(fputs(text, f) >= 0, 1);
-        ck_assert_int_eq(fclose(f), 0);
+        write_text(p, text);
 }
 
 static bool exists_in(const char *dir, const char *name) {
