@@ -214,7 +214,10 @@ pt_tar_step() {
 fs_tar_step() {
         mount_fs "$tmp/m3" "$tmp/disk/cache3.$round" writeback=async
         fs_tar=$(timed_tar "$tmp/m3/async.$round")
-        [ "$round" != "$TAR_ROUNDS" ] || { mkdir "$tmp/m3/listing" && tar -C "$tmp/m3/listing" -xf "$tmp/flat.tar"; }
+        if [ "$round" = "$TAR_ROUNDS" ]; then
+                mkdir "$tmp/m3/listing"
+                tar -C "$tmp/m3/listing" -xf "$tmp/flat.tar"
+        fi
         t0=$(now)
         flush_fs "$tmp/m3" 600
         t1=$(now)
@@ -253,9 +256,9 @@ done
 # ratios, in which an order effect of a factor and its inverse cancel. Every timed step starts
 # from a disk with nothing left to write back (sync), and first removes what the same step left
 # in the round before.
+delete_file() { bench_expect 202 "$(bench_req DELETE "$base/$share/$1?$sas")" "Delete File $1"; }
 raw_put_step() {
-        [ "$round" = 1 ] ||
-                bench_expect 202 "$(bench_req DELETE "$base/$share/raw.$((round - 1)).bin?$sas")" "Delete File"
+        [ "$round" = 1 ] || delete_file "raw.$((round - 1)).bin"
         bench_range_confs put "$file_url" "$n_chunks" "$chunk" "$tmp/chunk"
         sync
         t0=$(now)
@@ -266,8 +269,7 @@ raw_put_step() {
 }
 fs_put_step() { # in the default mode: through close()
         rm -rf "$tmp/disk/cache1"
-        [ "$round" = 1 ] ||
-                bench_expect 202 "$(bench_req DELETE "$base/$share/big.$((round - 1)).bin?$sas")" "Delete File"
+        [ "$round" = 1 ] || delete_file "big.$((round - 1)).bin"
         mount_fs "$tmp/m1" "$tmp/disk/cache1"
         sync
         t0=$(now)
@@ -300,7 +302,8 @@ fs_get_step() { # a cold read on a fresh mount with an empty cache, then a warm 
         t1=$(now)
         fs_warm=$(mibs "$SIZE_MIB" "$t0" "$t1")
         note_rss "$fs_pid"
-        cmp -s "$tmp/m2/big.$round.bin" "$tmp/disk/src.bin" || { echo "big.$round.bin differs" >&2; exit 1; }
+        cmp -s "$tmp/m2/big.$round.bin" "$tmp/disk/src.bin" ||
+                { echo "big.$round.bin differs" >&2; exit 1; }
         unmount_fs "$tmp/m2" "$fs_pid"
 }
 pt_get_step() { # a warm re-read through passthrough_ll, on a mount of its own
@@ -394,10 +397,12 @@ echo "1. cold sequential read:  ratio $(gmean "${r_get[@]}") (target >= 0.8), $r
         "azfilesfs / raw curl GETs to disk, MiB/s:$(each "${gets[@]}")"
 echo "2. sequential write:      ratio $(gmean "${r_put[@]}") (target >= 0.8), $rounds;" \
         "azfilesfs / raw curl Put Ranges, MiB/s:$(each "${puts[@]}")"
-echo "3. warm re-read:          ratio $(gmean "${r_warm[@]}") (target >= 0.8), geometric mean of $ROUNDS rounds;" \
+echo "3. warm re-read:          ratio $(gmean "${r_warm[@]}") (target >= 0.8)," \
+        "geometric mean of $ROUNDS rounds;" \
         "azfilesfs / passthrough_ll, MiB/s:$(each "${warms[@]}")"
-echo "4. tar x $FILES files:     ratio $(gmean "${r_tar[@]}") (target <= 2), geometric mean of $TAR_ROUNDS rounds" \
-        "(passthrough_ll first in odd ones); azfilesfs writeback=async / passthrough_ll, s:$(each "${tars[@]}");" \
+echo "4. tar x $FILES files:     ratio $(gmean "${r_tar[@]}") (target <= 2)," \
+        "geometric mean of $TAR_ROUNDS rounds (passthrough_ll first in odd ones);" \
+        "azfilesfs writeback=async / passthrough_ll, s:$(each "${tars[@]}");" \
         "after the last round's flush: $tar_ok ($tar_flush)"
 echo "   default mode, requests: $split (target <= 2 per file)"
 echo "5. ls -l of $FILES entries: $lists List requests (target <= $((FILES / 5000 + 2))), $others other requests (target 0)"
