@@ -232,18 +232,21 @@ fs_tar_step() {
         fi
         unmount_fs "$tmp/m3" "$fs_pid"
 }
+in_order() { # baseline-step azfilesfs-step: both, the baseline first in odd rounds
+        if [ "$have_fs" = 0 ]; then
+                "$1"
+        elif [ $((round % 2)) = 1 ]; then
+                "$1"
+                "$2"
+        else
+                "$2"
+                "$1"
+        fi
+}
 tars=() r_tar=()
 for ((round = 1; round <= TAR_ROUNDS; round++)); do
         fs_tar=-
-        if [ "$have_fs" = 0 ]; then
-                pt_tar_step
-        elif [ $((round % 2)) = 1 ]; then
-                pt_tar_step
-                fs_tar_step
-        else
-                fs_tar_step
-                pt_tar_step
-        fi
+        in_order pt_tar_step fs_tar_step
         [ "$have_fs" = 0 ] || r_tar+=("$(ratio "$fs_tar" "$pt_tar")")
         tars+=("$fs_tar/$pt_tar")
 done
@@ -322,20 +325,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         # passthrough_ll is not left mounted through the round: an idle passthrough_ll mount
         # slowed azfilesfs's cold read (BENCHMARKS.md), not raw curl's.
         pt_get_step
-        if [ "$have_fs" = 0 ]; then
-                raw_put_step
-                raw_get_step
-        elif [ $((round % 2)) = 1 ]; then
-                raw_put_step
-                fs_put_step
-                raw_get_step
-                fs_get_step
-        else
-                fs_put_step
-                raw_put_step
-                fs_get_step
-                raw_get_step
-        fi
+        in_order raw_put_step fs_put_step
+        in_order raw_get_step fs_get_step
         if [ "$have_fs" = 1 ]; then
                 r_get+=("$(ratio "$fs_get" "$raw_get")") r_put+=("$(ratio "$fs_put" "$raw_put")")
                 r_warm+=("$(ratio "$fs_warm" "$pt_read")")
