@@ -642,7 +642,6 @@ static char *record_read(const char *path) {
         return text;
 }
 
-/* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
 /* path (a file of the cache directory) now holds text. */
 static void write_text(const char *path, const char *text) {
         FILE *f = fopen(path, "we");
@@ -652,6 +651,7 @@ static void write_text(const char *path, const char *text) {
         ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
 static void record_edit(const char *path, const char *boot, int durable) {
         _cleanup_free_ char *text = record_read(path), *out = NULL;
         size_t size = 0;
