@@ -23,8 +23,7 @@
 # The figure is the geometric mean of the rounds' ratios, printed with every round's own. This
 # machine's speed drifts by half within minutes (other tenants, the disk's writeback), and a
 # ratio of two steps taken next to each other drifts far less than one of steps taken minutes
-# apart; the order within a round matters too (see the rounds below). One untimed warm-up round
-# (WARMUP) comes before the rounds of each loop.
+# apart; the order within a round matters too (see the rounds below).
 # Without BUILD_DIR/fusefs/azfilesfs the baselines still run and the driver's figures read
 # "n/a (azfilesfs not built)".
 #
@@ -52,17 +51,6 @@ FILES=${FILES:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
 ROUNDS=${ROUNDS:-6}
 TAR_ROUNDS=${TAR_ROUNDS:-2}
-# WARMUP (1) untimed pair before the rounds of each loop: round 0, both steps as in a round,
-# printed as the warm-up and left out of the figure. On this VM the first steps of a run that
-# fill GiBs of memory run at a third to two thirds of the speed of the same steps a few minutes
-# later, for the baseline and for azfilesfs, and they cost up to 2.7 times the CPU: the host
-# backs the memory the guest has not used for a while only when it is touched again (free page
-# reporting). A cold read of the first round came out at 0.31-0.70 in 6 of 7 runs, the rounds
-# after it mostly at 0.85-1.05 (BENCHMARKS.md). Every timed round still reads through a fresh
-# mount with an empty cache. WARMUP=0 leaves the warm-up out.
-WARMUP=${WARMUP:-1}
-first_round=1
-[ "$WARMUP" = 0 ] || first_round=0
 TMP_PARENT=${TMP_PARENT:-/tmp}
 CHUNK_MIB=4
 examples=/usr/share/doc/libfuse3-dev/examples
@@ -257,14 +245,10 @@ in_order() { # baseline-step azfilesfs-step: both, the baseline first in odd rou
                 "$1"
         fi
 }
-tars=() r_tar=() warmup_tar=''
-for ((round = first_round; round <= TAR_ROUNDS; round++)); do
+tars=() r_tar=()
+for ((round = 1; round <= TAR_ROUNDS; round++)); do
         fs_tar=-
         in_order pt_tar_step fs_tar_step
-        if [ "$round" = 0 ]; then
-                warmup_tar="$fs_tar/$pt_tar"
-                continue
-        fi
         [ "$have_fs" = 0 ] || r_tar+=("$(ratio "$fs_tar" "$pt_tar")")
         tars+=("$fs_tar/$pt_tar")
 done
@@ -279,7 +263,7 @@ done
 # in the round before.
 delete_file() { bench_expect 202 "$(bench_req DELETE "$base/$share/$1?$sas")" "Delete File $1"; }
 raw_put_step() {
-        [ "$round" = "$first_round" ] || delete_file "raw.$((round - 1)).bin"
+        [ "$round" = 1 ] || delete_file "raw.$((round - 1)).bin"
         bench_range_confs put "$file_url" "$n_chunks" "$chunk" "$tmp/chunk"
         sync
         t0=$(now)
@@ -290,7 +274,7 @@ raw_put_step() {
 }
 fs_put_step() { # in the default mode: through close()
         rm -rf "$tmp/disk/cache1"
-        [ "$round" = "$first_round" ] || delete_file "big.$((round - 1)).bin"
+        [ "$round" = 1 ] || delete_file "big.$((round - 1)).bin"
         mount_fs "$tmp/m1" "$tmp/disk/cache1"
         sync
         t0=$(now)
@@ -337,8 +321,7 @@ pt_get_step() { # a warm re-read through passthrough_ll, on a mount of its own
         unmount_fs "$tmp/pt" "$pt_pid"
 }
 gets=() puts=() warms=() r_get=() r_put=() r_warm=()
-warmup_get='' warmup_put='' warmup_warm=''
-for ((round = first_round; round <= ROUNDS; round++)); do
+for ((round = 1; round <= ROUNDS; round++)); do
         fs_put=- fs_get=- fs_warm=-
         file_url="$base/$share/raw.$round.bin"
         # passthrough_ll is not left mounted through the round: an idle passthrough_ll mount
@@ -346,10 +329,6 @@ for ((round = first_round; round <= ROUNDS; round++)); do
         pt_get_step
         in_order raw_put_step fs_put_step
         in_order raw_get_step fs_get_step
-        if [ "$round" = 0 ]; then
-                warmup_get="$fs_get/$raw_get" warmup_put="$fs_put/$raw_put" warmup_warm="$fs_warm/$pt_read"
-                continue
-        fi
         if [ "$have_fs" = 1 ]; then
                 r_get+=("$(ratio "$fs_get" "$raw_get")") r_put+=("$(ratio "$fs_put" "$raw_put")")
                 r_warm+=("$(ratio "$fs_warm" "$pt_read")")
@@ -407,19 +386,16 @@ each() { # fs/base...: " fs/base ratio," for each round
         for x in "$@"; do printf ' %s %s,' "$x" "$(r "${x%/*}" "${x#*/}")"; done | sed 's/,$//'
 }
 rounds="geometric mean of $ROUNDS rounds (baseline first in odd ones, azfilesfs in even ones)"
-warmup() { # fs/base of round 0: "; warm-up (not in the figure): fs/base ratio"
-        [ -z "$1" ] || echo "; warm-up (not in the figure):$(each "$1")"
-}
 echo "1. cold sequential read:  ratio $(gmean "${r_get[@]}") (target >= 0.8), $rounds;" \
-        "azfilesfs / raw curl GETs to disk, MiB/s:$(each "${gets[@]}")$(warmup "$warmup_get")"
+        "azfilesfs / raw curl GETs to disk, MiB/s:$(each "${gets[@]}")"
 echo "2. sequential write:      ratio $(gmean "${r_put[@]}") (target >= 0.8), $rounds;" \
-        "azfilesfs / raw curl Put Ranges, MiB/s:$(each "${puts[@]}")$(warmup "$warmup_put")"
+        "azfilesfs / raw curl Put Ranges, MiB/s:$(each "${puts[@]}")"
 echo "3. warm re-read:          ratio $(gmean "${r_warm[@]}") (target >= 0.8)," \
         "geometric mean of $ROUNDS rounds;" \
-        "azfilesfs / passthrough_ll, MiB/s:$(each "${warms[@]}")$(warmup "$warmup_warm")"
+        "azfilesfs / passthrough_ll, MiB/s:$(each "${warms[@]}")"
 echo "4. tar x $FILES files:     ratio $(gmean "${r_tar[@]}") (target <= 2)," \
         "geometric mean of $TAR_ROUNDS rounds (passthrough_ll first in odd ones);" \
-        "azfilesfs writeback=async / passthrough_ll, s:$(each "${tars[@]}")$(warmup "$warmup_tar");" \
+        "azfilesfs writeback=async / passthrough_ll, s:$(each "${tars[@]}");" \
         "after the last round's flush: $tar_ok ($tar_flush)"
 echo "   default mode, requests: $split (target <= 2 per file)"
 echo "5. ls -l of $FILES entries: $lists List requests (target <= $((FILES / 5000 + 2))), $others other requests (target 0)"
