@@ -148,7 +148,7 @@ tar -C "$tmp/tree" -cf "$tmp/tree.tar" src
 tar -C "$tmp/tree" -cf "$tmp/flat.tar" flat
 
 # ---- the driver ------------------------------------------------------------------------------------
-fs_tar=$na tar_ok=$na tar_flush=$na split=$na lists=$na others=$na
+tar_ok=$na tar_flush=$na split=$na lists=$na others=$na
 idle=$na rss=$na
 verify_share() { # local-dir share-dir: every file's bytes on the share over REST
         python3 - "$base" "$share" "$sas" "$version" "$1" "$2" <<'EOF'
