@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -43,7 +44,7 @@ static char path_env[1024];        /* PATH= with the driver's directory, for the
 static EmuInstance *emu;
 static char *tmp;
 static char conf_path[512], socket_path[512], log_path[512], nologin_path[512], mnt_path[512],
-        state_dir[512], fifo_path[512], runs_path[512], hook_path[512];
+        state_dir[512], lock_path[512], runs_path[512], hook_path[512];
 static pid_t agent_pid;
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -325,7 +326,7 @@ static void setup_with(const char *const *emu_args) {
         (void)snprintf(nologin_path, sizeof(nologin_path), "%s/nologin", tmp);
         (void)snprintf(mnt_path, sizeof(mnt_path), "%s/mnt", tmp);
         (void)snprintf(state_dir, sizeof(state_dir), "%s/state", tmp);
-        (void)snprintf(fifo_path, sizeof(fifo_path), "%s/hook.fifo", tmp);
+        (void)snprintf(lock_path, sizeof(lock_path), "%s/hook.lock", tmp);
         (void)snprintf(runs_path, sizeof(runs_path), "%s/hook.runs", tmp);
         (void)snprintf(hook_path, sizeof(hook_path), "%s/hook.sh", tmp);
         ck_assert_int_eq(mkdir(mnt_path, 0755), 0);
@@ -472,12 +473,17 @@ END_TEST
 START_TEST(test_restart_mid_drain) {
         char text[2048], extra[2200];
         json_object *d, *a;
-        int fd;
+        int lock;
 
-        ck_assert_int_eq(mkfifo(fifo_path, 0600), 0);
+        /* The hook waits for a shared lock that the test holds exclusively. Releasing it frees
+         * every hook, the one the killed agent left behind and the new agent's, whether or not
+         * it has reached its wait yet (a fifo freed only the readers that had opened it). */
+        lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(lock, 0);
+        ck_assert_int_eq(flock(lock, LOCK_EX), 0);
         (void)snprintf(
-                text, sizeof(text), "#!/bin/sh\necho run >> '%s'\nexec cat '%s' >/dev/null\n",
-                runs_path, fifo_path);
+                text, sizeof(text), "#!/bin/sh\necho run >> '%s'\nexec flock -s '%s' true\n",
+                runs_path, lock_path);
         write_file(hook_path, text, 0755);
         (void)snprintf(extra, sizeof(extra), "ExecStart=/bin/sh %s\nHookTimeout=5min", hook_path);
         write_conf(extra);
@@ -502,10 +508,7 @@ START_TEST(test_restart_mid_drain) {
         ck_assert_ptr_null(approval_of("restart-1"));
 
         /* Release the hook(s). */
-        fd = open(fifo_path, O_WRONLY | O_CLOEXEC);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(write(fd, "go\n", 3), 3);
-        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(close(lock), 0);
 
         a = wait_approval("restart-1");
         d = wait_drain_state("drained");
