@@ -164,15 +164,21 @@ int main(int argc, char **argv) {
                 return log_error_errno(r, "Failed to set up the metadata service: %m"),
                        EXIT_FAILURE;
 
-        r = emu_server_start(&emu, EMU_LISTENER_FILES, arg_listen, &emu.files_url);
+        /* Both URLs are set before either daemon starts: request threads read them. */
+        r = emu_server_listen(&emu, EMU_LISTENER_FILES, arg_listen, &emu.files_url);
         if (r < 0)
                 return log_error_errno(r, "Failed to listen on %s: %m", arg_listen), EXIT_FAILURE;
         if (arg_imds) {
-                r = emu_server_start(&emu, EMU_LISTENER_IMDS, arg_imds, &emu.imds_url);
+                r = emu_server_listen(&emu, EMU_LISTENER_IMDS, arg_imds, &emu.imds_url);
                 if (r < 0)
                         return log_error_errno(r, "Failed to listen on %s: %m", arg_imds),
                                EXIT_FAILURE;
         }
+        r = emu_server_start(&emu, EMU_LISTENER_FILES);
+        if (r >= 0 && arg_imds)
+                r = emu_server_start(&emu, EMU_LISTENER_IMDS);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the HTTP server: %m"), EXIT_FAILURE;
 
         printf("azfiles-emu ready: file=%s imds=%s connection-string="
                "\"DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;FileEndpoint=%s;\"\n",

@@ -68,6 +68,7 @@ typedef struct ListenerData {
 } ListenerData;
 
 static ListenerData listener_data[2];
+static int listen_fds[2] = {-EBADF, -EBADF}; /* bound, until their daemon takes them */
 static atomic_uint_fast64_t request_counter;
 static uint32_t request_id_prefix;
 
@@ -928,61 +929,82 @@ _printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
         log_debug("libmicrohttpd: %s", buf);
 }
 
-int emu_server_start(Emulator *emu, EmuListener which, const char *listen, char **ret_url) {
+/* A socket bound to ADDR:PORT and listening (SOCK_CLOEXEC, non-blocking, SO_REUSEADDR and
+ * IPV6_V6ONLY as libmicrohttpd sets on sockets of its own), and its URL. */
+int emu_server_listen(Emulator *emu, EmuListener which, const char *addr, char **ret_url) {
+        _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage ss;
         socklen_t len;
-        struct MHD_Daemon *d;
-        const union MHD_DaemonInfo *info;
         char host[INET6_ADDRSTRLEN];
+        uint16_t port;
         char *url;
         int r;
 
-        r = parse_listen(listen, &ss, &len);
+        r = parse_listen(addr, &ss, &len);
         if (r < 0)
                 return r;
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0)
+                return -errno;
+        if (ss.ss_family == AF_INET6 &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){1}, sizeof(int)) < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0)
+                return -errno;
+        len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                return -errno;
+        if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                (void)inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+                port = ntohs(in6->sin6_port);
+                r = asprintf(
+                        &url, "http://[%s]:%u%s%s", host, port,
+                        which == EMU_LISTENER_FILES ? "/" : "",
+                        which == EMU_LISTENER_FILES ? emu->account : "");
+        } else {
+                struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+                (void)inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+                port = ntohs(in4->sin_port);
+                r = asprintf(
+                        &url, "http://%s:%u%s%s", host, port,
+                        which == EMU_LISTENER_FILES ? "/" : "",
+                        which == EMU_LISTENER_FILES ? emu->account : "");
+        }
+        if (r < 0)
+                return -ENOMEM;
+        listen_fds[which] = TAKE_FD(fd);
+        *ret_url = url;
+        return 0;
+}
+
+int emu_server_start(Emulator *emu, EmuListener which) {
+        struct MHD_Daemon *d;
+
+        assert(listen_fds[which] >= 0);
         if (request_id_prefix == 0 &&
             getrandom(&request_id_prefix, sizeof(request_id_prefix), 0) < 0)
                 request_id_prefix = (uint32_t)getpid();
 
         listener_data[which] = (ListenerData){.emu = emu, .which = which};
         d = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                        MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-                0, NULL, NULL, access_handler, &listener_data[which], MHD_OPTION_SOCK_ADDR,
-                (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, uri_logger,
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                0, NULL, NULL, access_handler, &listener_data[which], MHD_OPTION_LISTEN_SOCKET,
+                (MHD_socket)listen_fds[which], MHD_OPTION_URI_LOG_CALLBACK, uri_logger,
                 &listener_data[which], MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
                 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
                 (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
-                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                NULL, MHD_OPTION_END);
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
         if (!d)
                 return -EADDRNOTAVAIL;
-        info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-        if (ss.ss_family == AF_INET6) {
-                (void)inet_ntop(
-                        AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-                r = asprintf(
-                        &url, "http://[%s]:%u%s%s", host, info ? info->port : 0,
-                        which == EMU_LISTENER_FILES ? "/" : "",
-                        which == EMU_LISTENER_FILES ? emu->account : "");
-        } else {
-                (void)inet_ntop(
-                        AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-                r = asprintf(
-                        &url, "http://%s:%u%s%s", host, info ? info->port : 0,
-                        which == EMU_LISTENER_FILES ? "/" : "",
-                        which == EMU_LISTENER_FILES ? emu->account : "");
-        }
-        if (r < 0) {
-                MHD_stop_daemon(d);
-                return -ENOMEM;
-        }
+        listen_fds[which] = -EBADF; /* the daemon's now: MHD_stop_daemon closes it */
         if (which == EMU_LISTENER_FILES)
                 emu->files_daemon = d;
         else
                 emu->imds_daemon = d;
-        *ret_url = url;
         return 0;
 }
 

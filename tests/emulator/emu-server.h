@@ -147,8 +147,12 @@ int emu_reply_error(
  * exist." for ResourceNotFound), or a generic one. */
 const char *emu_error_message(const char *code);
 
-/* Lifecycle, called from main. ADDR:PORT, IPv4 or [IPv6]; port 0 picks a free port. */
-int emu_server_start(Emulator *emu, EmuListener which, const char *listen, char **ret_url);
+/* Lifecycle, called from main: emu_server_listen binds addr, ADDR:PORT (IPv4 or [IPv6]; port 0
+ * picks a free port) and returns the listener's URL; emu_server_start then serves it. main sets
+ * every URL before it starts any daemon, so that no request thread reads one while it is written.
+ */
+int emu_server_listen(Emulator *emu, EmuListener which, const char *addr, char **ret_url);
+int emu_server_start(Emulator *emu, EmuListener which);
 void emu_server_stop(Emulator *emu);
 
 /* Parsers exposed for unit tests and the fuzz target. */
