@@ -934,6 +934,9 @@ _printf_(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap) {
 int emu_server_listen(Emulator *emu, EmuListener which, const char *addr, char **ret_url) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        bool v6;
         socklen_t len;
         char host[INET6_ADDRSTRLEN];
         uint16_t port;
@@ -956,23 +959,15 @@ int emu_server_listen(Emulator *emu, EmuListener which, const char *addr, char *
         len = sizeof(ss);
         if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
                 return -errno;
-        if (ss.ss_family == AF_INET6) {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-                (void)inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-                port = ntohs(in6->sin6_port);
-                r = asprintf(
-                        &url, "http://[%s]:%u%s%s", host, port,
-                        which == EMU_LISTENER_FILES ? "/" : "",
-                        which == EMU_LISTENER_FILES ? emu->account : "");
-        } else {
-                struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-                (void)inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
-                port = ntohs(in4->sin_port);
-                r = asprintf(
-                        &url, "http://%s:%u%s%s", host, port,
-                        which == EMU_LISTENER_FILES ? "/" : "",
-                        which == EMU_LISTENER_FILES ? emu->account : "");
-        }
+        v6 = ss.ss_family == AF_INET6;
+        (void)inet_ntop(
+                ss.ss_family, v6 ? (void *)&in6->sin6_addr : (void *)&in4->sin_addr, host,
+                sizeof(host));
+        port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
+        r = asprintf(
+                &url, "http://%s%s%s:%u%s%s", v6 ? "[" : "", host, v6 ? "]" : "", port,
+                which == EMU_LISTENER_FILES ? "/" : "",
+                which == EMU_LISTENER_FILES ? emu->account : "");
         if (r < 0)
                 return -ENOMEM;
         listen_fds[which] = TAKE_FD(fd);
