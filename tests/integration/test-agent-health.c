@@ -90,6 +90,18 @@ static void fill(const char *dir, const char *name, size_t size) {
         ck_assert_int_eq(close(fd), 0);
 }
 
+/* fill() with the agent stopped (SIGSTOP) until the file is whole, for a fill that starts a disk's
+ * low-space steps: the first check after it sees all of it. Otherwise a check could land in the
+ * middle: the walk would measure a file half written, or the cleanup would take the free space
+ * before it while the fill still goes on, and report less than the test asserts. Only for a disk
+ * whose verdict is "ok" (no walk or cleanup child running, the checks themselves are in-process).
+ */
+static void fill_whole(const char *dir, const char *name, size_t size) {
+        ck_assert_int_eq(kill(agent_pid, SIGSTOP), 0);
+        fill(dir, name, size);
+        ck_assert_int_eq(kill(agent_pid, SIGCONT), 0);
+}
+
 static void unfill(const char *dir, const char *name) {
         char path[600];
 
@@ -429,7 +441,7 @@ START_TEST(test_disks_flip_both_ways) {
                 char dir[600];
                 (void)snprintf(dir, sizeof(dir), "%s/bigdir", disk_root);
                 ck_assert_int_eq(mkdir(dir, 0755), 0);
-                fill(dir, "fill1", 40u << 20); /* 24M left */
+                fill_whole(dir, "fill1", 40u << 20); /* 24M left */
         }
         json_object_put(wait_verdict("disk_free_bytes", disk_root, "warning"));
         expect_health(200, "Healthy");
@@ -1043,7 +1055,7 @@ START_TEST(test_tmp_cleanup) {
         json_object_put(wait_verdict("disk_free_bytes", disk_tmp, "ok"));
 
         /* 8M more: 7M free, unhealthy (below 8M) */
-        fill(disk_tmp, "new-big", 8u << 20);
+        fill_whole(disk_tmp, "new-big", 8u << 20);
         r = wait_step(disk_tmp, "tmp_cleanup");
         c = json_object_object_get(disk_of(r, disk_tmp), "tmp_cleanup");
         ck_assert_str_eq(jstr(c, "age"), "amAM:86400s");

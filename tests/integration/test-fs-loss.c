@@ -464,7 +464,10 @@ START_TEST(test_restart_mid_flush) {
         uint64_t dirty0 = 0, dirty = 0, puts = 0;
         int64_t deadline;
 
-        mount_with(NULL, "writeback=async");
+        /* One transfer at a time: the 21 Put Ranges end one by one, 150 ms apart, and the poll
+         * below has about 3 s to see the flush between its first and its last (with 16 in
+         * parallel they ended in two bursts, leaving it one window of 150 ms). */
+        mount_with(NULL, "writeback=async,max_requests=1");
         CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
         for (unsigned i = 0; i < 16; i++) {
                 char name[32];

@@ -178,6 +178,7 @@ static char state_dir[128], mnt[128], nologin[128];
 static Drain *drain;
 static uint64_t job_stop_grace_usec = 200 * MSEC;
 static uint64_t manual_job_wait_usec = 5 * SEC;
+static uint64_t flush_budget_usec = SEC;
 static bool with_runner = true;
 
 static void new_drain(void) {
@@ -186,7 +187,7 @@ static void new_drain(void) {
                 .mount_point = mnt,
                 .nologin_path = nologin,
                 .hook_timeout_usec = SEC,
-                .flush_budget_usec = SEC,
+                .flush_budget_usec = flush_budget_usec,
                 .flush_timeout_usec = 5 * SEC,
                 .notify_users = false,
                 .scheduled_events = false,
@@ -217,6 +218,7 @@ static void setup(void) {
         runner.end_after_stop_usec = 100 * MSEC;
         job_stop_grace_usec = 200 * MSEC;
         manual_job_wait_usec = 5 * SEC;
+        flush_budget_usec = SEC;
         with_runner = true;
         drain = NULL;
 }
@@ -433,8 +435,12 @@ START_TEST(test_manual_job_ends_in_time) {
 }
 END_TEST
 
+/* The flush budget in the next two tests is 10 s, though the flush takes milliseconds: what the
+ * drain does after the deadline (the stop, a flush child, the report, state saved with fsync on a
+ * disk other tests write to) must end before NotBefore, and a budget of 1 s left too little room
+ * for a stalled fsync. The deadline itself stays 1.5 s and 2.5 s away. */
 START_TEST(test_event_deadline_stops_and_requeues) {
-        const uint64_t budget = SEC;
+        const uint64_t budget = 10 * SEC;
         uint64_t nb, deadline;
         char path[512];
         json_object *f;
@@ -442,6 +448,7 @@ START_TEST(test_event_deadline_stops_and_requeues) {
         DrainState s;
         bool root = geteuid() == 0;
 
+        flush_budget_usec = budget;
         new_drain();
         if (root) {
                 char users[256], home[300];
@@ -542,10 +549,11 @@ START_TEST(test_jobs_that_never_end) {
 END_TEST
 
 START_TEST(test_restart_keeps_deadline) {
-        const uint64_t budget = SEC;
+        const uint64_t budget = 10 * SEC;
         uint64_t nb, deadline;
         DrainState s;
 
+        flush_budget_usec = budget;
         new_drain();
         runner.active = 1;
         nb = now_us() + budget + 2500 * MSEC;
