@@ -32,6 +32,9 @@
 #   TMP_PARENT=/mnt tests/bench/bench-fs.sh build   (where cache, data and baselines live)
 #   TMP_PARENT=/var/tmp IDLE_SECONDS=60 tests/bench/on-fresh-ext4.sh tests/bench/bench-fs.sh build
 #     (the figures in BENCHMARKS.md: on a new ext4 with a journal, as a pool VM's /mnt is)
+#   FS_OPTIONS=transfer_threads=1 ...: options added to every azfilesfs mount (experiments)
+#   SETTLE_MEMORY=1 ...: before each timed step, an untimed read of a new sparse file takes up the
+#     free memory but 512 MiB (settle_memory below; both sides of every ratio get it)
 #
 # Needs root and /dev/fuse, curl, tar, gcc and libfuse3-dev (passthrough_ll is compiled from
 # /usr/share/doc/libfuse3-dev/examples at run time). It runs itself in a private mount namespace,
@@ -47,6 +50,7 @@ build=${1:?usage: bench-fs.sh BUILD_DIR}
 case $build in /*) ;; *) build=$top/$build ;; esac
 fs=$build/fusefs/azfilesfs
 SIZE_MIB=${SIZE_MIB:-1024}
+SETTLE_MEMORY=${SETTLE_MEMORY:-0}
 FILES=${FILES:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
 ROUNDS=${ROUNDS:-6}
@@ -68,6 +72,24 @@ now() { bench_now; }
 mibs() { bench_mibs "$@"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { bench_ratio "$@"; }
+# SETTLE_MEMORY=1: on this VM the host takes back memory the guest leaves free for a few seconds
+# (free page reporting), and the guest's next use of such a page costs about 1.7 s per GiB: 2 GiB
+# of page cache took 3.4 s to fill from memory freed 10 s before and 0.8 s by reclaiming clean
+# page cache (BENCHMARKS.md). So a step's time depended on what the steps before it had freed,
+# and when. With this set, each timed step starts after a read of a new sparse file (no disk
+# blocks: page cache only) has taken up all free memory but 512 MiB, so that the step gets its
+# pages by reclaiming clean page cache, as on a VM whose memory is all in use. The files stay
+# until the end (the oldest are reclaimed first).
+settle_n=0
+settle_memory() {
+        local free_kib
+        [ "$SETTLE_MEMORY" = 1 ] || return 0
+        free_kib=$(awk '/^MemFree:/ { print $2 }' /proc/meminfo)
+        [ "$free_kib" -gt $(((512 + 64) * 1024)) ] || return 0
+        settle_n=$((settle_n + 1))
+        truncate -s $(((free_kib - 512 * 1024) * 1024)) "$tmp/settle.$settle_n"
+        cat "$tmp/settle.$settle_n" >/dev/null
+}
 na="n/a (azfilesfs not built)"
 
 # ---- emulator, share, SAS ------------------------------------------------------------------------
@@ -92,7 +114,11 @@ print(d["requests"] if not op else d["counters"].get(op, {}).get("requests", 0))
 bench_expect 201 "$(bench_req PUT "$base/$share?restype=share&$sas" -H 'Content-Length: 0')" "Create Share"
 
 # ---- mounts (lib-bench.sh) ---------------------------------------------------------------------------
-mount_fs() { bench_mount_fs "$share" "$@"; } # mountpoint cache_dir [extra options]
+mount_fs() { # mountpoint cache_dir [extra options]; FS_OPTIONS= go to every mount
+        local extra=${FS_OPTIONS:-}
+        [ -z "${3:-}" ] || extra=${extra:+$extra,}$3
+        bench_mount_fs "$share" "$1" "$2" "$extra"
+}
 unmount_fs() { bench_unmount_fs "$@"; }      # mountpoint pid
 flush_fs() { bench_flush_fs "$@"; }          # mountpoint seconds
 peak_rss=0
@@ -123,7 +149,9 @@ mount_pt() { # mountpoint source
 }
 
 echo "azfilesfs benchmark: $SIZE_MIB MiB file, $FILES small files, $(nproc) CPUs," \
-        "curl $(curl --version | awk 'NR == 1 { print $2 }'), temporary files under $TMP_PARENT"
+        "curl $(curl --version | awk 'NR == 1 { print $2 }'), temporary files under $TMP_PARENT," \
+        "$([ "$SETTLE_MEMORY" = 1 ] && echo "memory settled before each timed step" ||
+                echo "free memory as found")${FS_OPTIONS:+, azfilesfs -o $FS_OPTIONS}"
 
 head -c "$chunk" /dev/urandom >"$tmp/chunk"
 for ((i = 0; i < n_chunks; i++)); do cat "$tmp/chunk"; done >"$tmp/disk/src.bin"
@@ -203,6 +231,7 @@ timed_tar() { # directory: makes it, syncs, prints the seconds of a tar x of the
         local a b
         mkdir "$1"
         sync
+        settle_memory
         a=$(now)
         tar -C "$1" -xf "$tmp/tree.tar"
         b=$(now)
@@ -266,6 +295,7 @@ raw_put_step() {
         [ "$round" = 1 ] || delete_file "raw.$((round - 1)).bin"
         bench_range_confs put "$file_url" "$n_chunks" "$chunk" "$tmp/chunk"
         sync
+        settle_memory
         t0=$(now)
         bench_create_file "$file_url" "$size"
         bench_run_ranges put 201 "$size"
@@ -277,6 +307,7 @@ fs_put_step() { # in the default mode: through close()
         [ "$round" = 1 ] || delete_file "big.$((round - 1)).bin"
         mount_fs "$tmp/m1" "$tmp/disk/cache1"
         sync
+        settle_memory
         t0=$(now)
         dd if="$tmp/disk/src.bin" of="$tmp/m1/big.$round.bin" bs=4M status=none
         t1=$(now)
@@ -289,6 +320,7 @@ raw_get_step() { # ranged GETs into files on the cache's disk
         mkdir "$tmp/disk/dl" # a directory: one file per range (bench_range_confs)
         bench_range_confs get "$file_url" "$n_chunks" "$chunk" "$tmp/disk/dl"
         sync
+        settle_memory
         t0=$(now)
         bench_run_ranges get 206 "$size"
         t1=$(now)
@@ -298,6 +330,7 @@ fs_get_step() { # a cold read on a fresh mount with an empty cache, then a warm 
         rm -rf "$tmp/disk/cache2"
         mount_fs "$tmp/m2" "$tmp/disk/cache2"
         sync
+        settle_memory
         t0=$(now)
         cat "$tmp/m2/big.$round.bin" >/dev/null
         t1=$(now)
@@ -314,6 +347,7 @@ fs_get_step() { # a cold read on a fresh mount with an empty cache, then a warm 
 pt_get_step() { # a warm re-read through passthrough_ll, on a mount of its own
         mount_pt "$tmp/pt" "$tmp/disk"
         cat "$tmp/pt/src.bin" >/dev/null
+        settle_memory
         t0=$(now)
         cat "$tmp/pt/src.bin" >/dev/null
         t1=$(now)
