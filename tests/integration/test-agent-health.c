@@ -73,21 +73,31 @@ static int left_ms(int64_t deadline) {
         return (int)agent_harness_left_ms(deadline);
 }
 
-/* Writes size bytes of zeros to path (tmpfs: they take real pages). */
-static void fill(const char *dir, const char *name, size_t size) {
+/* Writes size bytes of zeros to path (tmpfs: they take real pages): 0 or -errno (-EIO when a
+ * write was short). */
+static int try_fill(const char *dir, const char *name, size_t size) {
         static char block[1 << 16];
         char path[600];
-        int fd;
+        int fd, r = 0;
 
         (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        ck_assert_int_ge(fd, 0);
-        for (size_t done = 0; done < size;) {
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; r == 0 && done < size;) {
                 size_t n = MIN(sizeof(block), size - done);
-                ck_assert_int_eq(write(fd, block, n), (ssize_t)n);
+                ssize_t k = write(fd, block, n);
+                r = k < 0 ? -errno : (size_t)k != n ? -EIO : 0;
                 done += n;
         }
-        ck_assert_int_eq(close(fd), 0);
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
+static void fill(const char *dir, const char *name, size_t size) {
+        int r = try_fill(dir, name, size);
+        ck_assert_msg(r == 0, "filling %s/%s: %s", dir, name, strerror(-r));
 }
 
 /* fill() with the agent stopped (SIGSTOP) until the file is whole, for a fill that starts a disk's
@@ -97,9 +107,12 @@ static void fill(const char *dir, const char *name, size_t size) {
  * whose verdict is "ok" (no walk or cleanup child running, the checks themselves are in-process).
  */
 static void fill_whole(const char *dir, const char *name, size_t size) {
+        int r;
+
         ck_assert_int_eq(kill(agent_pid, SIGSTOP), 0);
-        fill(dir, name, size);
+        r = try_fill(dir, name, size); /* no check may end the test with the agent stopped */
         ck_assert_int_eq(kill(agent_pid, SIGCONT), 0);
+        ck_assert_msg(r == 0, "filling %s/%s: %s", dir, name, strerror(-r));
 }
 
 static void unfill(const char *dir, const char *name) {
