@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "agent-harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -381,4 +382,38 @@ void agent_harness_private_root(bool copy_ld_cache) {
         ck_assert(agent_harness_on_private_tmpfs("/etc"));
         ck_assert_int_eq(access("/etc/marker", F_OK), 0);
         ck_assert_int_eq(access("/root/marker", F_OK), 0);
+}
+
+/* ---- processes ------------------------------------------------------------------------------ */
+
+pid_t agent_harness_child_named(const char *comm) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        int found = 0;
+
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d))) {
+                char path[300], buf[1024], *p, *q;
+                int ppid;
+                FILE *f;
+
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                (void)snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                p = fgets(buf, sizeof(buf), f);
+                (void)fclose(f);
+                /* "PID (comm) S PPID ..." */
+                if (!p || !(p = strchr(buf, '(')) || !(q = strrchr(buf, ')')))
+                        continue;
+                *q = '\0';
+                if (sscanf(q + 1, " %*c %d", &ppid) == 1 && ppid == getpid() &&
+                    streq(p + 1, comm) && sscanf(de->d_name, "%d", &found) == 1)
+                        break;
+                found = 0;
+        }
+        (void)closedir(d);
+        return found;
 }

@@ -129,3 +129,9 @@ bool agent_harness_on_private_tmpfs(const char *path);
  * are those mounts (each test refuses to go on otherwise). The fake passwd is
  * /tmp/fake-etc/passwd, the group /tmp/fake-etc/group. */
 void agent_harness_private_root(bool copy_ld_cache);
+
+/* ---- processes ------------------------------------------------------------------------------ */
+
+/* A child of this process (by its parent pid in /proc, so also one it took as the subreaper) whose
+ * command is comm, or 0. */
+pid_t agent_harness_child_named(const char *comm);

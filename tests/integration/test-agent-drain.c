@@ -559,36 +559,6 @@ START_TEST(test_manual_drain_cancel_flush) {
 }
 END_TEST
 
-/* A child of ours whose command is comm, or 0. */
-static pid_t child_named(const char *comm) {
-        char path[64], buf[1024], *p, *q;
-        pid_t found = 0;
-        FILE *f;
-
-        (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", getpid(), getpid());
-        f = fopen(path, "re");
-        if (!f)
-                return 0;
-        while (!found && fscanf(f, "%d", &found) == 1) {
-                FILE *c;
-
-                (void)snprintf(path, sizeof(path), "/proc/%d/stat", found);
-                c = fopen(path, "re");
-                p = c ? fgets(buf, sizeof(buf), c) : NULL;
-                if (c)
-                        (void)fclose(c);
-                if (!p || !(p = strchr(buf, '(')) || !(q = strrchr(buf, ')')))
-                        found = 0;
-                else {
-                        *q = '\0';
-                        if (strcmp(p + 1, comm) != 0)
-                                found = 0;
-                }
-        }
-        (void)fclose(f);
-        return found;
-}
-
 static int64_t dirty_bytes(void) {
         char buf[32];
         ssize_t n = getxattr(mnt_path, "user.azfilesfs.dirty_bytes", buf, sizeof(buf) - 1);
@@ -678,10 +648,10 @@ START_TEST(test_preempt_dirty_azfilesfs) {
         agent_pid = 0;
         /* A workspace probe the agent killed on its way out may still be ending, inside a call
          * on the mount: ours now (the subreaper), reaped before the unmount it would make busy. */
-        for (pid_t pid; (pid = child_named("poolagentd")) > 0;)
+        for (pid_t pid; (pid = agent_harness_child_named("poolagentd")) > 0;)
                 ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
         ck_assert_msg(umount2(mnt_path, 0) == 0, "umount %s: %m", mnt_path);
-        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;)
+        for (pid_t pid; (pid = agent_harness_child_named("azfilesfs")) > 0;)
                 ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 }
 END_TEST

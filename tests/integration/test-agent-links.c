@@ -7,7 +7,6 @@
  * pass or the inotify watch. argv[1] is poolagentd, argv[2] poolctl. No sleeps: every wait is on
  * the real condition (notifications, inotify, process exit), bounded by
  * WAIT_MS or check's timeout. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -268,12 +267,10 @@ static void setup(void) {
         agent_pid = 0;
 }
 
-static pid_t child_named(const char *comm);
-
 static void teardown(void) {
         poolagentd_stop(&agent_pid, LOG, NULL);
         /* A driver the agent started (test_real_share) never outlives a test, failed or not. */
-        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;) {
+        for (pid_t pid; (pid = agent_harness_child_named("azfilesfs")) > 0;) {
                 (void)umount2(SHARE, MNT_DETACH);
                 (void)kill(pid, SIGKILL);
                 (void)waitpid(pid, NULL, 0);
@@ -368,39 +365,6 @@ END_TEST
 /* ---- the real share -----------------------------------------------------------------------------
  */
 
-/* A child of ours whose command is comm, or 0. */
-static pid_t child_named(const char *comm) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        int found = 0;
-
-        ck_assert_ptr_nonnull(d);
-        while ((de = readdir(d))) {
-                char path[300], buf[1024], *p, *q;
-                int ppid;
-                FILE *f;
-
-                if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                        continue;
-                (void)snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                p = fgets(buf, sizeof(buf), f);
-                (void)fclose(f);
-                /* "PID (comm) S PPID ..." */
-                if (!p || !(p = strchr(buf, '(')) || !(q = strrchr(buf, ')')))
-                        continue;
-                *q = '\0';
-                if (sscanf(q + 1, " %*c %d", &ppid) == 1 && ppid == getpid() &&
-                    streq(p + 1, comm) && sscanf(de->d_name, "%d", &found) == 1)
-                        break;
-                found = 0;
-        }
-        (void)closedir(d);
-        return found;
-}
-
 /* Runs fn(arg) in a child with the user's identity; returns its exit status. */
 static int as_user(uid_t uid, int (*fn)(const void *arg), const void *arg) {
         int status;
@@ -492,11 +456,11 @@ START_TEST(test_real_share) {
         agent_pid = 0;
         /* A workspace probe the agent killed on its way out may still be ending, inside a call
          * on the mount: ours now (the subreaper), reaped before the unmount it would make busy. */
-        for (pid_t pid; (pid = child_named("poolagentd")) > 0;)
+        for (pid_t pid; (pid = agent_harness_child_named("poolagentd")) > 0;)
                 ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
         ck_assert_msg(umount2(SHARE, 0) == 0, "umount %s: %m", SHARE);
         /* The driver (ours now: we are the subreaper) exits once unmounted, having flushed. */
-        for (pid_t pid; (pid = child_named("azfilesfs")) > 0;)
+        for (pid_t pid; (pid = agent_harness_child_named("azfilesfs")) > 0;)
                 ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 }
 END_TEST
