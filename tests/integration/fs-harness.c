@@ -384,8 +384,17 @@ int fs_mount_stop(FsMount *m) {
         }
         if (waitpid(m->pid, &status, 0) < 0)
                 return -errno;
+        r = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (r != 0) {
+                /* What the driver said last (a sanitizer's report goes there too): the test
+                 * that checks the status shows only the number. */
+                _cleanup_free_ char *tail = fs_mount_log_tail(m, 6000);
+                fprintf(stderr,
+                        "azfilesfs (pid %d) on %s ended with status %d; its log ends:\n%s\n",
+                        (int)m->pid, m->mountpoint, r, tail ? tail : "(unreadable)");
+        }
         m->pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return r;
 }
 
 FsMount *fs_mount_free(FsMount *m) {
