@@ -93,6 +93,9 @@ typedef struct Fs {
         uint64_t cache_bytes;  /* of the pieces PRESENT, those up to their file's size */
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
         FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
+        /* Open directory handles (fs.c), by lock: at unmount the kernel drops a RELEASEDIR it
+         * has not sent yet, and fs_free frees what is left. */
+        struct DirHandle *dir_handles;
         unsigned uploads_in_flight;
         unsigned wt_ranges_in_flight;            /* Put Ranges of write-through rounds */
         Inode *upload_queue, *upload_queue_tail; /* files waiting for an upload slot, FIFO */

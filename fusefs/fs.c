@@ -1737,6 +1737,7 @@ typedef struct DirEntry {
 
 typedef struct DirHandle {
         Fs *fs;
+        struct DirHandle *prev, *next; /* Fs.dir_handles */
         uint64_t ino;
         char *path;
         DirEntry *entries;
@@ -1759,6 +1760,31 @@ static void dir_handle_clear(DirHandle *d) {
         free(d->entries);
         d->entries = NULL;
         d->n = d->alloc = 0;
+}
+
+static void dir_handle_link_locked(Fs *fs, DirHandle *d) {
+        d->prev = NULL;
+        d->next = fs->dir_handles;
+        if (d->next)
+                d->next->prev = d;
+        fs->dir_handles = d;
+}
+
+static void dir_handle_unlink_locked(Fs *fs, DirHandle *d) {
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                fs->dir_handles = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        d->prev = d->next = NULL;
+}
+
+/* Unlinked (or never linked) d, with what it holds. */
+static void dir_handle_free(DirHandle *d) {
+        dir_handle_clear(d);
+        free(d->path);
+        free(d);
 }
 
 static void dir_serve(DirHandle *d, fuse_req_t req, size_t size, off_t off, bool plus) {
@@ -1994,9 +2020,14 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
         d->ino = ino;
         fi->fh = (uint64_t)(uintptr_t)d;
         fi->cache_readdir = 0;
+        fs_lock(fs);
+        dir_handle_link_locked(fs, d);
+        fs_unlock(fs);
         if (fuse_reply_open(req, fi) < 0) {
-                free(d->path);
-                free(d);
+                fs_lock(fs);
+                dir_handle_unlink_locked(fs, d);
+                fs_unlock(fs);
+                dir_handle_free(d);
         }
 }
 
@@ -2044,10 +2075,13 @@ static void fs_op_readdirplus(
 
 static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
         DirHandle *d = (DirHandle *)(uintptr_t)fi->fh;
+        Fs *fs = fs_of(req);
+
         /* The kernel never releases a handle with a readdir in flight. */
-        dir_handle_clear(d);
-        free(d->path);
-        free(d);
+        fs_lock(fs);
+        dir_handle_unlink_locked(fs, d);
+        fs_unlock(fs);
+        dir_handle_free(d);
         fuse_reply_err(req, 0);
 }
 
@@ -2275,6 +2309,13 @@ Fs *fs_free(Fs *fs) {
         fs->imds = imds_client_free(fs->imds);
         fs->http = http_client_free(fs->http);
         fs->queue = loop_queue_free(fs->queue);
+        /* Handles the kernel did not release (their RELEASEDIR dropped at unmount); after the
+         * clients above, which ran the callbacks of their listings. */
+        while (fs->dir_handles) {
+                DirHandle *d = fs->dir_handles;
+                dir_handle_unlink_locked(fs, d);
+                dir_handle_free(d);
+        }
         for (Inode *i = fs->state_list; i; i = i->state_next) {
                 i->cache_fd = safe_close(i->cache_fd);
                 fs_sidecar_close_locked(i);
