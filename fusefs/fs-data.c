@@ -471,8 +471,28 @@ void fs_waiter_free(FsWaiter *w) {
         free(w);
 }
 
-/* Writes buf into the cache file and marks it dirty. No lock held; the pieces are ready. */
-static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, uint64_t off) {
+/* Copies src (a pipe that libfuse spliced the request into, or memory) to the cache file at off:
+ * from a pipe by splice, so the bytes are copied once, from the writer's pages (direct I/O) or
+ * the kernel's request into the cache file's page cache. */
+static ssize_t write_from_bufvec(int fd, struct fuse_bufvec *src, size_t size, uint64_t off) {
+        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+
+        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+        dst.buf[0].fd = fd;
+        dst.buf[0].pos = (off_t)off;
+        return fuse_buf_copy(&dst, src, 0);
+}
+
+/* Writes buf (or src, when buf is NULL) into the cache file and marks it dirty. No lock held; the
+ * pieces are ready. *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
+static ssize_t write_commit(
+        Fs *fs,
+        uint64_t ino,
+        const char *buf,
+        struct fuse_bufvec *src,
+        size_t size,
+        uint64_t off,
+        bool *cached) {
         size_t done = 0;
         bool new_piece = false, was_durable = false;
         int fd, err = 0;
@@ -493,7 +513,14 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
          * one that is not (written, not synced; a reboot then makes recovery keep the file). */
         if (was_durable)
                 fs_sidecar_update(fs, ino);
-        while (done < size) {
+        if (!buf) {
+                ssize_t k = write_from_bufvec(fd, src, size, off);
+                if (k < 0)
+                        err = (int)k;
+                else
+                        done = (size_t)k;
+        }
+        while (buf && done < size) {
                 ssize_t k = pwrite(fd, buf + done, size - done, (off_t)(off + done));
                 if (k < 0) {
                         if (errno == EINTR)
@@ -507,6 +534,7 @@ static ssize_t write_commit(Fs *fs, uint64_t ino, const char *buf, size_t size, 
         i = inode_table_get(fs->inodes, ino);
         if (i)
                 i->writes_in_flight--;
+        *cached = i && i->kernel_cached;
         if (done == 0) {
                 fs_unlock(fs);
                 return err ? err : -EIO;
@@ -542,16 +570,20 @@ bool fs_over_cap_locked(Fs *fs) {
         return fs->dirty_charge > fs->o->max_dirty || fs->dirty_files >= fs->cache_files_max;
 }
 
-/* Tries a write now; when it must wait (pieces to fetch, too much dirty data), queues it (copying
- * the data unless w already holds it). */
-void fs_write_try(
+/* Tries a write of buf (or of src, when buf is NULL) now; when it must wait (pieces to fetch, too
+ * much dirty data), queues it, copying the data unless w already holds it. direct: from a
+ * write-only descriptor, whose writes do not go through the page cache. */
+static void write_try(
         Fs *fs,
         fuse_req_t req,
         uint64_t ino,
         const char *buf,
+        struct fuse_bufvec *src,
         size_t size,
         uint64_t off,
+        bool direct,
         FsWaiter *w) {
+        bool cached = false;
         Inode *i;
         int need;
         ssize_t n;
@@ -575,15 +607,26 @@ void fs_write_try(
                         fuse_reply_err(req, ENOMEM);
                         return;
                 }
-                if (w->data != buf && buf)
+                if (buf && w->data != buf)
                         memcpy(w->data, buf, size);
+                else if (!buf && size) {
+                        struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
+                        mem.buf[0].mem = w->data;
+                        if (fuse_buf_copy(&mem, src, 0) != (ssize_t)size) {
+                                fs_unlock(fs);
+                                fs_waiter_free(w);
+                                fuse_reply_err(req, EIO);
+                                return;
+                        }
+                }
                 *w = (FsWaiter){
                         .kind = FS_WAIT_WRITE,
                         .req = req,
                         .ino = ino,
                         .off = off,
                         .len = size,
-                        .data = w->data};
+                        .data = w->data,
+                        .direct = direct};
                 if (fs_over_cap_locked(fs)) {
                         w->next = fs->cap_waiters;
                         fs->cap_waiters = w;
@@ -601,22 +644,43 @@ void fs_write_try(
                 fuse_reply_err(req, -need);
                 return;
         }
-        n = write_commit(fs, ino, buf, size, off);
+        n = write_commit(fs, ino, buf, src, size, off, &cached);
         fs_waiter_free(w);
+        /* A direct write went around the page cache, and pages of the file that another
+         * descriptor read may be in it: they are dropped before the write is answered, so that
+         * no read after it sees the old bytes. Kernels before 6.6 do not drop the range of a
+         * direct write at all (6.18 does, before the write and after the answer). Takes no lock
+         * the writer holds. */
+        if (n > 0 && direct && cached)
+                (void)fuse_lowlevel_notify_inval_inode(fs->se, ino, (off_t)off, (off_t)n);
         if (n < 0)
                 fuse_reply_err(req, (int)-n);
         else
                 fuse_reply_write(req, (size_t)n);
 }
 
-void fs_op_write(
+void fs_write_retry(Fs *fs, FsWaiter *w) {
+        write_try(fs, w->req, w->ino, w->data, NULL, w->len, w->off, w->direct, w);
+}
+
+void fs_op_write_buf(
         fuse_req_t req,
         fuse_ino_t ino,
-        const char *buf,
-        size_t size,
+        struct fuse_bufvec *bufv,
         off_t off,
         struct fuse_file_info *fi) {
-        fs_write_try(fs_of(req), req, ino, buf, size, (uint64_t)off, NULL);
+        const struct fuse_buf *b = &bufv->buf[bufv->idx];
+        bool direct = (fi->flags & O_ACCMODE) == O_WRONLY;
+
+        /* libfuse hands small writes over in memory, larger ones in its pipe (splice) */
+        if (bufv->count - bufv->idx == 1 && !(b->flags & FUSE_BUF_IS_FD))
+                write_try(
+                        fs_of(req), req, ino, (const char *)b->mem + bufv->off, NULL,
+                        b->size - bufv->off, (uint64_t)off, direct, NULL);
+        else
+                write_try(
+                        fs_of(req), req, ino, NULL, bufv, fuse_buf_size(bufv), (uint64_t)off,
+                        direct, NULL);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -694,7 +758,7 @@ static void run_ready_waiters(Fs *fs, FsWaiter *ready) {
                                 reply_read(w->req, fd, w->off, w->len);
                         fs_waiter_free(w);
                 } else
-                        fs_write_try(fs, w->req, w->ino, w->data, w->len, w->off, w);
+                        fs_write_retry(fs, w);
         }
 }
 

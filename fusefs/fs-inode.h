@@ -86,6 +86,9 @@ struct Inode {
         uint64_t sidecar_hash;      /* of its text with "durable 0" (fs-record.c, text_hash) */
         int sidecar_fd; /* the record in place, kept open while the file is (else -EBADF) */
         unsigned open_count;
+        /* Opened for reading at least once: the kernel may hold its pages (write-only opens go
+         * around the page cache, and what they write is dropped from it: fs-data.c). */
+        bool kernel_cached;
         uint64_t next_seq_off; /* for readahead */
         FsWaiter *waiters;     /* reads/writes waiting for pieces, flushes for the upload */
         /* Renames, unlinks and chmods of this file (or onto it) that arrived while its Create

@@ -40,7 +40,8 @@ struct FsWaiter {
         uint64_t ino;
         uint64_t off;
         uint64_t len;
-        char *data; /* WRITE: a copy of the caller's bytes */
+        char *data;  /* WRITE: a copy of the caller's bytes */
+        bool direct; /* WRITE: from a write-only descriptor (no page cache) */
 };
 
 /* A metadata operation queued on Inode.create_waiters: fn(userdata) runs it again, on the I/O
@@ -157,14 +158,8 @@ void fs_charge_locked(Fs *fs, Inode *i);
 void fs_data_name(uint64_t id, const char *suffix, char buf[static 64]);
 void fs_waiter_free(FsWaiter *w);
 bool fs_over_cap_locked(Fs *fs);
-void fs_write_try(
-        Fs *fs,
-        fuse_req_t req,
-        uint64_t ino,
-        const char *buf,
-        size_t size,
-        uint64_t off,
-        FsWaiter *w);
+/* Runs a write queued in w again (its data in w->data). */
+void fs_write_retry(Fs *fs, FsWaiter *w);
 int fs_cache_open_dir(Fs *fs, char **reterr_msg);
 int fs_cache_attach_locked(Fs *fs, Inode *i);
 void fs_cache_push_locked(Fs *fs, Inode *i);
@@ -181,11 +176,10 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i);
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size);
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
-void fs_op_write(
+void fs_op_write_buf(
         fuse_req_t req,
         fuse_ino_t ino,
-        const char *buf,
-        size_t size,
+        struct fuse_bufvec *bufv,
         off_t off,
         struct fuse_file_info *fi);
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);

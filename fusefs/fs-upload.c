@@ -748,7 +748,7 @@ out:
                         fuse_reply_err(w->req, -cap_err);
                         fs_waiter_free(w);
                 } else
-                        fs_write_try(fs, w->req, w->ino, w->data, w->len, w->off, w);
+                        fs_write_retry(fs, w);
         }
 }
 

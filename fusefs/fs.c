@@ -562,6 +562,16 @@ static int op_retry_queue_locked(
         return r;
 }
 
+/* A descriptor that can only write goes around the kernel's page cache (FOPEN_DIRECT_IO): each
+ * write reaches us from the writer's own pages, spliced into the cache file, one copy instead
+ * of two (into the page cache, then out of it to us). Nothing else changes for it: writes that
+ * are not cached are sent one by one either way (no writeback_cache), it cannot be mapped or
+ * read, and the kernel drops its cached copy of the range written, so that other descriptors
+ * of the file read the new bytes (test-fs-basic write_only). */
+static unsigned write_only(int flags) {
+        return (flags & O_ACCMODE) == O_WRONLY;
+}
+
 /* ---- init/destroy ---- */
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
@@ -580,7 +590,13 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
          * the data in with pread and out with writev (BENCHMARKS.md, azfilesfs cold read). */
         if (conn->capable & FUSE_CAP_SPLICE_WRITE)
                 conn->want |= FUSE_CAP_SPLICE_WRITE;
-        conn->max_write = 1024 * 1024;
+        /* A write's data is spliced from the kernel into a pipe (no copy) and from the pipe into
+         * the cache file (fs_op_write_buf). libfuse needs a pipe as large as a request with its
+         * header: 1 MiB of data would need 1 MiB + 4 KiB, above /proc/sys/fs/pipe-max-size
+         * (1 MiB) for a process without CAP_SYS_RESOURCE, and libfuse would copy instead. */
+        if (conn->capable & FUSE_CAP_SPLICE_READ)
+                conn->want |= FUSE_CAP_SPLICE_READ;
+        conn->max_write = 1024 * 1024 - 4096;
         conn->max_readahead = 1024 * 1024;
         (void)fs;
 }
@@ -1197,6 +1213,8 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 i->refs++;
                 fill_entry_locked(fs, i, &e);
                 fi->fh = i->ino;
+                fi->direct_io = write_only(fi->flags);
+                i->kernel_cached |= !fi->direct_io;
         }
         fs_unlock(fs);
         if (err < 0)
@@ -1662,6 +1680,8 @@ static void open_done(RestResult *r, void *userdata) {
                 i->refs++;
                 fs_cache_touch_locked(fs, i);
                 fi.fh = i->ino;
+                fi.direct_io = write_only(c->flags);
+                i->kernel_cached |= !fi.direct_io;
         }
         fs_unlock(fs);
         /* Attributes only (offset < 0): takes no lock that the open in flight holds. */
@@ -1705,6 +1725,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 i->refs++;
                 fi->fh = i->ino;
                 fi->keep_cache = 1;
+                fi->direct_io = write_only(fi->flags);
+                i->kernel_cached |= !fi->direct_io;
                 fs_unlock(fs);
                 if (fuse_reply_open(req, fi) < 0) {
                         fs_lock(fs);
@@ -2185,7 +2207,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
         .create = fs_op_create,
         .open = fs_op_open,
         .read = fs_op_read,
-        .write = fs_op_write,
+        .write_buf = fs_op_write_buf,
         .flush = fs_op_flush,
         .fsync = fs_op_fsync,
         .release = fs_op_release,
