@@ -706,6 +706,11 @@ static int request_start(HttpEngine *en, HttpRequest *r) {
                         if (k < 0)
                                 return k;
                 }
+                /* A body from a file (a Put Range of up to 4 MiB) is read and sent in pieces of
+                 * this size: with curl's 64 KiB, 16 times the pread()s, send()s and wakeups. */
+                if (r->body_kind == BODY_FD)
+                        (void)curl_easy_setopt(
+                                e, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_FD_BODY_BUFFER_SIZE);
                 (void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
                 (void)curl_easy_setopt(e, CURLOPT_READDATA, r);
                 (void)curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);

@@ -48,6 +48,8 @@ typedef struct HttpRequest HttpRequest;
 #define HTTP_BODY_DEFAULT_MAX (1024u * 1024u)
 /* curl's receive buffer for a request with an fd sink, per transfer while it runs. */
 #define HTTP_FD_SINK_BUFFER_SIZE (256u * 1024u)
+/* curl's upload buffer for a request with a body from a file, per transfer while it runs. */
+#define HTTP_FD_BODY_BUFFER_SIZE (1024u * 1024u)
 /* Bodies from a file smaller than this are sent by the loop thread, not a transfer thread. */
 #define HTTP_WORKER_MIN_BODY (64u * 1024u)
 #define HTTP_TRANSFER_THREADS_MAX 16u
