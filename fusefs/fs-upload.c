@@ -248,6 +248,13 @@ static void upload_finish_later(void *userdata, bool cancelled) {
         FsRetry *retries = NULL;
         Inode *i;
 
+        /* Run by fs_free() after the REST client is gone: no round may start (its submit would
+         * meet no client) and no request may be answered (the session has ended). The pieces
+         * stay marked as being uploaded, which the record on disk counts as dirty. */
+        if (cancelled) {
+                free(f);
+                return;
+        }
         fs_lock(fs);
         i = inode_table_get(fs->inodes, f->ino);
         if (i && i->uploading && i->upload_pending == 0)
