@@ -670,7 +670,7 @@ void fs_op_write_buf(
         off_t off,
         struct fuse_file_info *fi) {
         const struct fuse_buf *b = &bufv->buf[bufv->idx];
-        bool direct = (fi->flags & O_ACCMODE) == O_WRONLY;
+        bool direct = fs_write_only(fi->flags);
 
         /* libfuse hands small writes over in memory, larger ones in its pipe (splice) */
         if (bufv->count - bufv->idx == 1 && !(b->flags & FUSE_BUF_IS_FD))

@@ -8,6 +8,7 @@
 
 #define FUSE_USE_VERSION 312
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -127,6 +128,17 @@ typedef struct Fs {
 /* The mount a FUSE request belongs to. */
 static inline Fs *fs_of(fuse_req_t req) {
         return fuse_req_userdata(req);
+}
+
+/* A descriptor that can only write goes around the kernel's page cache (FOPEN_DIRECT_IO): each
+ * write reaches us from the writer's own pages, spliced into the cache file, one copy instead
+ * of two (into the page cache, then out of it to us). Nothing else changes for it: writes that
+ * are not cached are sent one by one either way (no writeback_cache), it cannot be mapped or
+ * read, and the range it writes is dropped from the page cache, by the kernel and by us
+ * (fs-data.c, write_try), so that other descriptors of the file read the new bytes
+ * (test-fs-basic write_only). flags: the open flags (fuse_file_info.flags). */
+static inline bool fs_write_only(int flags) {
+        return (flags & O_ACCMODE) == O_WRONLY;
 }
 
 /* fs.c */

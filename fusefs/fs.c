@@ -562,16 +562,6 @@ static int op_retry_queue_locked(
         return r;
 }
 
-/* A descriptor that can only write goes around the kernel's page cache (FOPEN_DIRECT_IO): each
- * write reaches us from the writer's own pages, spliced into the cache file, one copy instead
- * of two (into the page cache, then out of it to us). Nothing else changes for it: writes that
- * are not cached are sent one by one either way (no writeback_cache), it cannot be mapped or
- * read, and the kernel drops its cached copy of the range written, so that other descriptors
- * of the file read the new bytes (test-fs-basic write_only). */
-static unsigned write_only(int flags) {
-        return (flags & O_ACCMODE) == O_WRONLY;
-}
-
 /* ---- init/destroy ---- */
 
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn) {
@@ -1213,7 +1203,7 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 i->refs++;
                 fill_entry_locked(fs, i, &e);
                 fi->fh = i->ino;
-                fi->direct_io = write_only(fi->flags);
+                fi->direct_io = fs_write_only(fi->flags);
                 i->kernel_cached |= !fi->direct_io;
         }
         fs_unlock(fs);
@@ -1680,7 +1670,7 @@ static void open_done(RestResult *r, void *userdata) {
                 i->refs++;
                 fs_cache_touch_locked(fs, i);
                 fi.fh = i->ino;
-                fi.direct_io = write_only(c->flags);
+                fi.direct_io = fs_write_only(c->flags);
                 i->kernel_cached |= !fi.direct_io;
         }
         fs_unlock(fs);
@@ -1725,7 +1715,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 i->refs++;
                 fi->fh = i->ino;
                 fi->keep_cache = 1;
-                fi->direct_io = write_only(fi->flags);
+                fi->direct_io = fs_write_only(fi->flags);
                 i->kernel_cached |= !fi->direct_io;
                 fs_unlock(fs);
                 if (fuse_reply_open(req, fi) < 0) {
