@@ -473,9 +473,9 @@ void fs_waiter_free(FsWaiter *w) {
 
 /* Copies src (a pipe that libfuse spliced the request into, or memory) to the cache file at off:
  * from a pipe by splice, so the bytes are copied once, from the writer's pages (direct I/O) or
- * the kernel's request into the cache file's page cache. */
-static ssize_t write_from_bufvec(int fd, struct fuse_bufvec *src, size_t size, uint64_t off) {
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+ * the kernel's request into the cache file's page cache; from memory by pwrite. */
+static ssize_t write_to_cache(int fd, struct fuse_bufvec *src, uint64_t off) {
+        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(fuse_buf_size(src));
 
         dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
         dst.buf[0].fd = fd;
@@ -483,19 +483,14 @@ static ssize_t write_from_bufvec(int fd, struct fuse_bufvec *src, size_t size, u
         return fuse_buf_copy(&dst, src, 0);
 }
 
-/* Writes buf (or src, when buf is NULL) into the cache file and marks it dirty. No lock held; the
- * pieces are ready. *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
-static ssize_t write_commit(
-        Fs *fs,
-        uint64_t ino,
-        const char *buf,
-        struct fuse_bufvec *src,
-        size_t size,
-        uint64_t off,
-        bool *cached) {
-        size_t done = 0;
+/* Writes src into the cache file and marks it dirty. No lock held; the pieces are ready.
+ * *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
+static ssize_t
+write_commit(Fs *fs, uint64_t ino, struct fuse_bufvec *src, uint64_t off, bool *cached) {
         bool new_piece = false, was_durable = false;
+        size_t done = 0;
         int fd, err = 0;
+        ssize_t copied;
         Inode *i;
 
         fs_lock(fs);
@@ -513,23 +508,11 @@ static ssize_t write_commit(
          * one that is not (written, not synced; a reboot then makes recovery keep the file). */
         if (was_durable)
                 fs_sidecar_update(fs, ino);
-        if (!buf) {
-                ssize_t k = write_from_bufvec(fd, src, size, off);
-                if (k < 0)
-                        err = (int)k;
-                else
-                        done = (size_t)k;
-        }
-        while (buf && done < size) {
-                ssize_t k = pwrite(fd, buf + done, size - done, (off_t)(off + done));
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        err = -errno;
-                        break;
-                }
-                done += (size_t)k;
-        }
+        copied = write_to_cache(fd, src, off);
+        if (copied < 0)
+                err = (int)copied;
+        else
+                done = (size_t)copied;
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
         if (i)
@@ -570,19 +553,18 @@ bool fs_over_cap_locked(Fs *fs) {
         return fs->dirty_charge > fs->o->max_dirty || fs->dirty_files >= fs->cache_files_max;
 }
 
-/* Tries a write of buf (or of src, when buf is NULL) now; when it must wait (pieces to fetch, too
- * much dirty data), queues it, copying the data unless w already holds it. direct: from a
- * write-only descriptor, whose writes do not go through the page cache. */
+/* Tries a write of src now; when it must wait (pieces to fetch, too much dirty data), queues it,
+ * with a copy of the data unless w (a write queued before, src its data) already holds it.
+ * direct: from a write-only descriptor, whose writes do not go through the page cache. */
 static void write_try(
         Fs *fs,
         fuse_req_t req,
         uint64_t ino,
-        const char *buf,
         struct fuse_bufvec *src,
-        size_t size,
         uint64_t off,
         bool direct,
         FsWaiter *w) {
+        size_t size = fuse_buf_size(src);
         bool cached = false;
         Inode *i;
         int need;
@@ -598,24 +580,18 @@ static void write_try(
         }
         need = fs_over_cap_locked(fs) ? 1 : pieces_need_locked(fs, i, off, size, true, true);
         if (need > 0) {
-                if (!w && (w = calloc(1, sizeof(*w))) && !(w->data = malloc(size ? size : 1))) {
-                        free(w);
-                        w = NULL;
-                }
                 if (!w) {
-                        fs_unlock(fs);
-                        fuse_reply_err(req, ENOMEM);
-                        return;
-                }
-                if (buf && w->data != buf)
-                        memcpy(w->data, buf, size);
-                else if (!buf && size) {
                         struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
-                        mem.buf[0].mem = w->data;
-                        if (fuse_buf_copy(&mem, src, 0) != (ssize_t)size) {
+                        int e = ENOMEM;
+
+                        if ((w = calloc(1, sizeof(*w))) && (w->data = malloc(size ? size : 1))) {
+                                mem.buf[0].mem = w->data;
+                                e = fuse_buf_copy(&mem, src, 0) == (ssize_t)size ? 0 : EIO;
+                        }
+                        if (e != 0) {
                                 fs_unlock(fs);
                                 fs_waiter_free(w);
-                                fuse_reply_err(req, EIO);
+                                fuse_reply_err(req, e);
                                 return;
                         }
                 }
@@ -644,7 +620,7 @@ static void write_try(
                 fuse_reply_err(req, -need);
                 return;
         }
-        n = write_commit(fs, ino, buf, src, size, off, &cached);
+        n = write_commit(fs, ino, src, off, &cached);
         fs_waiter_free(w);
         /* A direct write went around the page cache, and pages of the file that another
          * descriptor read may be in it: they are dropped before the write is answered, so that
@@ -660,7 +636,10 @@ static void write_try(
 }
 
 void fs_write_retry(Fs *fs, FsWaiter *w) {
-        write_try(fs, w->req, w->ino, w->data, NULL, w->len, w->off, w->direct, w);
+        struct fuse_bufvec src = FUSE_BUFVEC_INIT(w->len);
+
+        src.buf[0].mem = w->data;
+        write_try(fs, w->req, w->ino, &src, w->off, w->direct, w);
 }
 
 void fs_op_write_buf(
@@ -669,18 +648,8 @@ void fs_op_write_buf(
         struct fuse_bufvec *bufv,
         off_t off,
         struct fuse_file_info *fi) {
-        const struct fuse_buf *b = &bufv->buf[bufv->idx];
-        bool direct = fs_write_only(fi->flags);
-
         /* libfuse hands small writes over in memory, larger ones in its pipe (splice) */
-        if (bufv->count - bufv->idx == 1 && !(b->flags & FUSE_BUF_IS_FD))
-                write_try(
-                        fs_of(req), req, ino, (const char *)b->mem + bufv->off, NULL,
-                        b->size - bufv->off, (uint64_t)off, direct, NULL);
-        else
-                write_try(
-                        fs_of(req), req, ino, NULL, bufv, fuse_buf_size(bufv), (uint64_t)off,
-                        direct, NULL);
+        write_try(fs_of(req), req, ino, bufv, (uint64_t)off, fs_write_only(fi->flags), NULL);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
