@@ -1747,6 +1747,12 @@ typedef struct DirEntry {
         RestListEntry e; /* name/etag/permission_key moved out; numbers kept */
 } DirEntry;
 
+/* An open directory. Its state (listed, listing, error, req and what req asked for) is read and
+ * changed under Fs.lock: the threads that use it one after another (opendir, each readdir, the
+ * I/O thread ending a listing) are ordered by the kernel, through replies and requests, and the
+ * lock makes that order hold for the memory too (libfuse receives requests by splice, which
+ * ThreadSanitizer does not see as synchronization). The listing's entries are written by one
+ * thread at a time, before the state says they are there. */
 typedef struct DirHandle {
         Fs *fs;
         struct DirHandle *prev, *next; /* Fs.dir_handles */
@@ -1803,13 +1809,18 @@ static void dir_serve(DirHandle *d, fuse_req_t req, size_t size, off_t off, bool
         Fs *fs = d->fs;
         _cleanup_free_ char *buf = NULL;
         size_t used = 0;
+        int error;
         off_t k;
 
-        if (d->error < 0) {
-                int e = d->error;
+        fs_lock(fs);
+        error = d->error;
+        if (error < 0) {
                 d->error = 0;
                 d->listed = false;
-                fuse_reply_err(req, -e);
+        }
+        fs_unlock(fs);
+        if (error < 0) {
+                fuse_reply_err(req, -error);
                 return;
         }
         buf = malloc(size);
@@ -1957,6 +1968,9 @@ static void list_page_done(RestResult *r, void *userdata) {
         RestListPage *page = r->page;
         fuse_req_t req;
         int err = r->error;
+        size_t size;
+        off_t off;
+        bool plus;
 
         fs_lock(fs);
         fs_note_result_locked(fs, r, "List Directory", d->path, 0);
@@ -1990,6 +2004,7 @@ static void list_page_done(RestResult *r, void *userdata) {
         }
         if (err == 0)
                 err = dir_complete_listing(d);
+        fs_lock(fs);
         d->listing = false;
         if (err < 0) {
                 dir_handle_clear(d);
@@ -1998,8 +2013,12 @@ static void list_page_done(RestResult *r, void *userdata) {
                 d->listed = true;
         req = d->req;
         d->req = NULL;
+        size = d->size;
+        off = d->off;
+        plus = d->plus;
+        fs_unlock(fs);
         if (req)
-                dir_serve(d, req, d->size, d->off, d->plus);
+                dir_serve(d, req, size, off, plus);
 }
 
 static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -2046,13 +2065,16 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void
 readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus) {
         DirHandle *d = (DirHandle *)(uintptr_t)fi->fh;
+        Fs *fs = fs_of(req);
         int r;
 
+        fs_lock(fs);
         if (off == 0 && d->listed) {
                 dir_handle_clear(d);
                 d->listed = false;
         }
         if (d->listed || d->error < 0) {
+                fs_unlock(fs);
                 dir_serve(d, req, size, off, plus);
                 return;
         }
@@ -2060,17 +2082,22 @@ readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
         d->size = size;
         d->off = off;
         d->plus = plus;
-        if (d->listing)
+        if (d->listing) {
+                fs_unlock(fs);
                 return;
+        }
         d->listing = true;
+        fs_unlock(fs);
         RestOp op = {
                 .type = REST_OP_LIST_DIRECTORY,
                 .path = d->path,
                 .max_results = REST_LIST_ENTRIES_MAX};
-        r = rest_client_submit(d->fs->rest, &op, list_page_done, d, NULL);
+        r = rest_client_submit(fs->rest, &op, list_page_done, d, NULL);
         if (r < 0) {
+                fs_lock(fs);
                 d->listing = false;
                 d->req = NULL;
+                fs_unlock(fs);
                 fuse_reply_err(req, -r);
         }
 }
