@@ -94,7 +94,8 @@ typedef struct Fs {
         unsigned dirty_files;  /* files with dirty pieces, also for the cap */
         uint64_t cache_bytes;  /* of the pieces PRESENT, those up to their file's size */
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
-        FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only */
+        FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only
+                                * (and once it has ended: fs_flush_all_cancel) */
         /* Open directory handles (fs.c), by lock: at unmount the kernel drops a RELEASEDIR it
          * has not sent yet, and fs_free frees what is left. */
         struct DirHandle *dir_handles;
@@ -257,3 +258,4 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end);
 void fs_flush_all_check_locked(Fs *fs, FsFlushAll **done);
 void fs_reply_flush_all(FsFlushAll *list, int error);
+void fs_flush_all_cancel(Fs *fs);

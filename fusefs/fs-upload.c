@@ -546,6 +546,23 @@ void fs_reply_flush_all(FsFlushAll *list, int error) {
         }
 }
 
+/* The mount stops (its I/O thread has ended, so no upload and no timer moves on): a flush-all
+ * still waiting is answered now, while the kernel's connection still stands, not left to the
+ * unmount (its caller got ECONNABORTED, and the request and its timer were never released).
+ * 0 if nothing is dirty any more, EIO if an upload failed since it started, else ECANCELED:
+ * what is left stays in the cache for the next mount. */
+void fs_flush_all_cancel(Fs *fs) {
+        FsFlushAll *done = NULL, *left;
+
+        fs_lock(fs);
+        fs_flush_all_check_locked(fs, &done);
+        left = fs->flush_all;
+        fs->flush_all = NULL;
+        fs_unlock(fs);
+        fs_reply_flush_all(done, 0);
+        fs_reply_flush_all(left, -ECANCELED);
+}
+
 static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         int err = i->upload_error;
         bool moved, was_wt = i->upload_wt;

@@ -2336,6 +2336,7 @@ static void stop_thread(Fs *fs) {
                 abort(); /* cannot stop the loop: nothing sane left to do */
         (void)pthread_join(fs->thread, NULL);
         fs->thread_started = false;
+        fs_flush_all_cancel(fs);
         fs_durable_stop(fs); /* after the loop: no tick wakes it any more */
 }
 

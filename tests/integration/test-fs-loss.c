@@ -500,11 +500,38 @@ static void *flush_thread(void *p) {
         return NULL;
 }
 
+/* Polls done(userdata) every 20 ms until it is true; fails the test with what after 60 s. */
+static void poll_until(bool (*done)(void *userdata), void *userdata, const char *what) {
+        int64_t deadline = now_monotonic_ns() + 60 * NSEC_PER_SEC;
+
+        while (!done(userdata)) {
+                struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
+                ck_assert_msg(now_monotonic_ns() < deadline, "%s", what);
+                (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
+        }
+}
+
+typedef struct DirtyBelow {
+        uint64_t start, now;
+} DirtyBelow;
+
+static bool dirty_below(void *userdata) {
+        DirtyBelow *d = userdata;
+        CHECK_OK(fs_dirty_bytes(mnt, &d->now), "dirty_bytes mid-flush");
+        return d->now < d->start;
+}
+
+static bool put_range_seen(void *userdata) {
+        uint64_t *puts = userdata;
+        CHECK_OK(fs_emu_counter(emu, "PutRange", false, puts), "counters");
+        return *puts > 0;
+}
+
 START_TEST(test_restart_mid_flush) {
         FlushThread t = {};
         pthread_t th;
-        uint64_t dirty0 = 0, dirty = 0, puts = 0;
-        int64_t deadline;
+        DirtyBelow d = {};
+        uint64_t puts = 0;
 
         /* One transfer at a time: the 21 Put Ranges end one by one, 150 ms apart, and the poll
          * below has about 3 s to see the flush between its first and its last (with 16 in
@@ -516,34 +543,75 @@ START_TEST(test_restart_mid_flush) {
                 (void)snprintf(name, sizeof(name), "big-%02u.bin", i);
                 CHECK_OK(write_both(name, 500 + i, 4 * 1024 * 1024 - 1000 + i * 100), name);
         }
-        CHECK_OK(fs_dirty_bytes(mnt, &dirty0), "dirty_bytes");
-        ck_assert_msg(dirty0 > 0, "nothing dirty with uploads held back");
+        CHECK_OK(fs_dirty_bytes(mnt, &d.start), "dirty_bytes");
+        ck_assert_msg(d.start > 0, "nothing dirty with uploads held back");
         /* Slow uploads, then a flush; kill once it has made progress but is not done. */
         CHECK_OK(fs_emu_set_faults(emu, "op=PutRange:latency=150ms"), "slow uploads");
         CHECK_OK(fs_emu_counter(emu, "PutRange", true, &puts), "counters");
         t.m = mnt;
         ck_assert_int_eq(pthread_create(&th, NULL, flush_thread, &t), 0);
-        deadline = now_monotonic_ns() + 60 * NSEC_PER_SEC;
-        for (;;) {
-                /* Half done: some bytes are on the share, some are not. */
-                struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
-                CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes mid-flush");
-                if (dirty < dirty0)
-                        break;
-                ck_assert_msg(now_monotonic_ns() < deadline, "the flush uploads nothing");
-                (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
-        }
+        /* Half done: some bytes are on the share, some are not. */
+        poll_until(dirty_below, &d, "the flush uploads nothing");
         CHECK_OK(fs_emu_counter(emu, "PutRange", false, &puts), "counters");
         ck_assert_msg(
-                dirty > 0,
+                d.now > 0,
                 "the flush ended before the kill could interrupt it (%" PRIu64
                 " Put Ranges): make it slower",
                 puts);
-        fprintf(stderr, "killing mid-flush: %" PRIu64 " of %" PRIu64 " bytes still dirty\n", dirty,
-                dirty0);
+        fprintf(stderr, "killing mid-flush: %" PRIu64 " of %" PRIu64 " bytes still dirty\n", d.now,
+                d.start);
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
         ck_assert_int_eq(pthread_join(th, NULL), 0);
         fprintf(stderr, "the interrupted flush returned %s\n", strerror(-t.result));
+
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* ---- the mount stops while a flush waits ----------------------------------------------------- */
+
+/* SIGTERM while a flush-all waits for slow uploads: the driver spends its stop's flush budget
+ * (retry_budget + 5 s), then answers the waiting flush ECANCELED before it unmounts. Before, the
+ * driver never answered it (nor released its timer): its caller got ECONNABORTED when the
+ * unmount closed the connection. Nothing is lost: the next mount uploads the rest. */
+START_TEST(test_stop_mid_flush) {
+        _cleanup_close_ int pidfd = -EBADF;
+        FlushThread t = {};
+        pthread_t th;
+        uint64_t puts = 0;
+        struct pollfd p;
+        int status;
+
+        /* Sixteen 4 MiB pieces one at a time, at least 0.7 s each: 11 s, past the stop's 7 s
+         * (a request may take up to retry_budget). */
+        mount_with(NULL, "writeback=async,async_delay=3600,max_requests=1,retry_budget=2");
+        CHECK_OK(write_both("slow.bin", 31, 64 * 1024 * 1024), "write slow.bin");
+        CHECK_OK(fs_emu_set_faults(emu, "op=PutRange:latency=700ms"), "slow uploads");
+        CHECK_OK(fs_emu_counter(emu, "PutRange", true, &puts), "counters");
+        t.m = mnt;
+        ck_assert_int_eq(pthread_create(&th, NULL, flush_thread, &t), 0);
+        /* With async_delay=3600 only the flush uploads: its first Put Range says it waits. */
+        poll_until(put_range_seen, &puts, "the flush uploads nothing");
+        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
+        ck_assert_int_ge(pidfd, 0);
+        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_msg(
+                t.result == -ECANCELED, "the flush cut short by the stop returned %s",
+                strerror(-t.result));
+        p = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "azfilesfs did not exit after SIGTERM");
+        ck_assert_int_eq(waitpid(mnt->pid, &status, 0), mnt->pid);
+        mnt->pid = -1;
+        mnt->mounted = false;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                dump_log();
+        ck_assert_msg(
+                WIFEXITED(status) && WEXITSTATUS(status) == 0, "azfilesfs ended with status 0x%x",
+                status);
 
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
@@ -1013,6 +1081,7 @@ int main(void) {
                 {"record_clean", test_record_clean},
                 {"record_empty", test_record_empty},
                 {"dir_release_dropped", test_dir_release_dropped},
+                {"stop_mid_flush", test_stop_mid_flush},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
