@@ -71,6 +71,15 @@ trap bench_cleanup EXIT INT TERM
 now() { bench_now; }
 mibs() { bench_mibs "$@"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# The whole machine's CPU time so far in clock ticks (/proc/stat): "busy idle", busy being
+# user, nice, system, irq and softirq, idle being idle and iowait. cpu_since BUSY0 IDLE0 prints
+# what the step since used: "busy/idle".
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+cpu_since() {
+        local b i
+        read -r b i < <(cpu_ticks)
+        echo "$((b - $1))/$((i - $2))"
+}
 ratio() { bench_ratio "$@"; }
 # SETTLE_MEMORY=1: on this VM the host takes back memory the guest leaves free for a few seconds
 # (free page reporting), and the guest's next use of such a page costs about 1.7 s per GiB: 2 GiB
@@ -296,10 +305,12 @@ raw_put_step() {
         bench_range_confs put "$file_url" "$n_chunks" "$chunk" "$tmp/chunk"
         sync
         settle_memory
+        read -r c0 c1 < <(cpu_ticks)
         t0=$(now)
         bench_create_file "$file_url" "$size"
         bench_run_ranges put 201 "$size"
         t1=$(now)
+        cpu_raw_put+=("$(cpu_since "$c0" "$c1")")
         raw_put=$(mibs "$SIZE_MIB" "$t0" "$t1")
 }
 fs_put_step() { # in the default mode: through close()
@@ -308,9 +319,11 @@ fs_put_step() { # in the default mode: through close()
         mount_fs "$tmp/m1" "$tmp/disk/cache1"
         sync
         settle_memory
+        read -r c0 c1 < <(cpu_ticks)
         t0=$(now)
         dd if="$tmp/disk/src.bin" of="$tmp/m1/big.$round.bin" bs=4M status=none
         t1=$(now)
+        cpu_fs_put+=("$(cpu_since "$c0" "$c1")")
         fs_put=$(mibs "$SIZE_MIB" "$t0" "$t1")
         note_rss "$fs_pid"
         unmount_fs "$tmp/m1" "$fs_pid"
@@ -321,9 +334,11 @@ raw_get_step() { # ranged GETs into files on the cache's disk
         bench_range_confs get "$file_url" "$n_chunks" "$chunk" "$tmp/disk/dl"
         sync
         settle_memory
+        read -r c0 c1 < <(cpu_ticks)
         t0=$(now)
         bench_run_ranges get 206 "$size"
         t1=$(now)
+        cpu_raw_get+=("$(cpu_since "$c0" "$c1")")
         raw_get=$(mibs "$SIZE_MIB" "$t0" "$t1")
 }
 fs_get_step() { # a cold read on a fresh mount with an empty cache, then a warm re-read
@@ -331,9 +346,11 @@ fs_get_step() { # a cold read on a fresh mount with an empty cache, then a warm 
         mount_fs "$tmp/m2" "$tmp/disk/cache2"
         sync
         settle_memory
+        read -r c0 c1 < <(cpu_ticks)
         t0=$(now)
         cat "$tmp/m2/big.$round.bin" >/dev/null
         t1=$(now)
+        cpu_fs_get+=("$(cpu_since "$c0" "$c1")")
         fs_get=$(mibs "$SIZE_MIB" "$t0" "$t1")
         t0=$(now)
         cat "$tmp/m2/big.$round.bin" >/dev/null
@@ -355,6 +372,7 @@ pt_get_step() { # a warm re-read through passthrough_ll, on a mount of its own
         unmount_fs "$tmp/pt" "$pt_pid"
 }
 gets=() puts=() warms=() r_get=() r_put=() r_warm=()
+cpu_raw_get=() cpu_fs_get=() cpu_raw_put=() cpu_fs_put=() c0=0 c1=0
 for ((round = 1; round <= ROUNDS; round++)); do
         fs_put=- fs_get=- fs_warm=-
         file_url="$base/$share/raw.$round.bin"
@@ -419,11 +437,29 @@ each() { # fs/base...: " fs/base ratio," for each round
         local x
         for x in "$@"; do printf ' %s %s,' "$x" "$(r "${x%/*}" "${x#*/}")"; done | sed 's/,$//'
 }
+cpu_line() { # raw-busy/idle... -- fs-busy/idle...: the whole machine's CPU in the timed steps
+        [ "$have_fs" = 1 ] || { echo "n/a"; return; }
+        printf '%s\n' "$@" | awk -v hz="$(getconf CLK_TCK)" -v gib="$(awk -v m="$SIZE_MIB" 'BEGIN { print m / 1024 }')" '
+                BEGIN { side = 0 }
+                $0 == "--" { side = 1; next }
+                { split($0, v, "/"); busy[side] += v[1]; idle[side] += v[2]; n[side]++ }
+                END {
+                        for (k = 0; k < 2; k++) {
+                                s[k] = busy[k] / hz / n[k] / gib
+                                p[k] = 100 * idle[k] / (busy[k] + idle[k])
+                        }
+                        # wall x CPUs = busy + idle, so azfilesfs/raw = (raw busy + raw idle) /
+                        # (azfilesfs busy + azfilesfs idle) <= (raw busy + idle) / azfilesfs busy
+                        printf "baseline %.2f s busy per GiB (%.0f %% idle), azfilesfs %.2f s (%.0f %% idle): with its CPU per byte as measured the ratio cannot pass %.2f", s[0], p[0], s[1], p[1], (busy[0] + idle[0]) / busy[1]
+                }'
+}
 rounds="geometric mean of $ROUNDS rounds (baseline first in odd ones, azfilesfs in even ones)"
 echo "1. cold sequential read:  ratio $(gmean "${r_get[@]}") (target >= 0.8), $rounds;" \
         "azfilesfs / raw curl GETs to disk, MiB/s:$(each "${gets[@]}")"
+echo "   CPU of the whole machine in the timed steps: $(cpu_line "${cpu_raw_get[@]}" -- "${cpu_fs_get[@]}")"
 echo "2. sequential write:      ratio $(gmean "${r_put[@]}") (target >= 0.8), $rounds;" \
         "azfilesfs / raw curl Put Ranges, MiB/s:$(each "${puts[@]}")"
+echo "   CPU of the whole machine in the timed steps: $(cpu_line "${cpu_raw_put[@]}" -- "${cpu_fs_put[@]}")"
 echo "3. warm re-read:          ratio $(gmean "${r_warm[@]}") (target >= 0.8)," \
         "geometric mean of $ROUNDS rounds;" \
         "azfilesfs / passthrough_ll, MiB/s:$(each "${warms[@]}")"
