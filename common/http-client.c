@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include <systemd/sd-event.h>
 
+#include "list.h"
 #include "loop-queue.h"
 #include "macro.h"
 
@@ -880,12 +881,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void socket_free(HttpEngine *en, HttpSocket *sock) {
-        if (sock->prev)
-                sock->prev->next = sock->next;
-        else
-                en->sockets = sock->next;
-        if (sock->next)
-                sock->next->prev = sock->prev;
+        LIST_REMOVE(en->sockets, sock, next, prev);
         sock->source = sd_event_source_disable_unref(sock->source);
         free(sock);
 }
@@ -922,10 +918,7 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
                 return -1;
         }
         (void)sd_event_source_set_description(sock->source, "http-socket");
-        sock->next = en->sockets;
-        if (en->sockets)
-                en->sockets->prev = sock;
-        en->sockets = sock;
+        LIST_PREPEND(en->sockets, sock, next, prev);
         (void)curl_multi_assign(en->multi, fd, sock);
         return 0;
 }

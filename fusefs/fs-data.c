@@ -22,6 +22,7 @@
 
 #include "fs-internal.h"
 #include "http-client.h"
+#include "list.h"
 #include "log.h"
 
 #define P ((uint64_t)FS_PIECE_SIZE)
@@ -223,13 +224,9 @@ int fs_cache_attach_locked(Fs *fs, Inode *i) {
 }
 
 static void state_link_front_locked(Fs *fs, Inode *i) {
-        i->state_prev = NULL;
-        i->state_next = fs->state_list;
-        if (fs->state_list)
-                fs->state_list->state_prev = i;
-        else
+        LIST_PREPEND(fs->state_list, i, state_next, state_prev);
+        if (!i->state_next)
                 fs->state_tail = i;
-        fs->state_list = i;
 }
 
 /* Puts i (its cache file just opened) on Fs.state_list, as the most recently used. */
@@ -240,15 +237,9 @@ void fs_cache_push_locked(Fs *fs, Inode *i) {
 }
 
 static void state_unlink_locked(Fs *fs, Inode *i) {
-        if (i->state_prev)
-                i->state_prev->state_next = i->state_next;
-        else
-                fs->state_list = i->state_next;
-        if (i->state_next)
-                i->state_next->state_prev = i->state_prev;
-        else
+        if (fs->state_tail == i)
                 fs->state_tail = i->state_prev;
-        i->state_prev = i->state_next = NULL;
+        LIST_REMOVE(fs->state_list, i, state_next, state_prev);
 }
 
 /* i was used now: it moves to the front of Fs.state_list, so that the list's tail is the least

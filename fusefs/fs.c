@@ -20,6 +20,7 @@
 #include "fs-message-ids.h"
 #include "http-client.h"
 #include "imds-client.h"
+#include "list.h"
 #include "log.h"
 #include "loop-queue.h"
 
@@ -1781,21 +1782,11 @@ static void dir_handle_clear(DirHandle *d) {
 }
 
 static void dir_handle_link_locked(Fs *fs, DirHandle *d) {
-        d->prev = NULL;
-        d->next = fs->dir_handles;
-        if (d->next)
-                d->next->prev = d;
-        fs->dir_handles = d;
+        LIST_PREPEND(fs->dir_handles, d, next, prev);
 }
 
 static void dir_handle_unlink_locked(Fs *fs, DirHandle *d) {
-        if (d->prev)
-                d->prev->next = d->next;
-        else
-                fs->dir_handles = d->next;
-        if (d->next)
-                d->next->prev = d->prev;
-        d->prev = d->next = NULL;
+        LIST_REMOVE(fs->dir_handles, d, next, prev);
 }
 
 /* Unlinked (or never linked) d, with what it holds. */
