@@ -462,12 +462,27 @@ typedef struct FlushThread {
  * yet, and the driver must free the handle itself: in the ASan stage LeakSanitizer fails the
  * driver's exit otherwise (status 134, once in CI before the fix). The driver is stopped
  * (SIGSTOP) between the closedir and the unmount, so that the release is always dropped. */
+/* Waits (60 s at most) for the driver, which pidfd refers to, to exit after something the test
+ * did (what), and checks that it exited 0 (its log shown otherwise). */
+static void driver_exits_ok(int pidfd, const char *what) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        int status;
+
+        ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "azfilesfs did not exit after %s", what);
+        ck_assert_int_eq(waitpid(mnt->pid, &status, 0), mnt->pid);
+        mnt->pid = -1;
+        mnt->mounted = false;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                dump_log();
+        ck_assert_msg(
+                WIFEXITED(status) && WEXITSTATUS(status) == 0, "azfilesfs ended with status 0x%x",
+                status);
+}
+
 START_TEST(test_dir_release_dropped) {
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ char *f = NULL;
-        struct pollfd p;
         DIR *d;
-        int status;
 
         mount_with(NULL, NULL);
         f = fs_mount_path(mnt, "f");
@@ -482,15 +497,7 @@ START_TEST(test_dir_release_dropped) {
         ck_assert_msg(umount2(mnt->mountpoint, 0) == 0, "umount: %m");
         mnt->mounted = false;
         ck_assert_int_eq(kill(mnt->pid, SIGCONT), 0);
-        p = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "azfilesfs did not exit after the unmount");
-        ck_assert_int_eq(waitpid(mnt->pid, &status, 0), mnt->pid);
-        mnt->pid = -1;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                dump_log();
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "azfilesfs ended with status 0x%x",
-                status);
+        driver_exits_ok(pidfd, "the unmount");
 }
 END_TEST
 
@@ -582,8 +589,6 @@ START_TEST(test_stop_mid_flush) {
         FlushThread t = {};
         pthread_t th;
         uint64_t puts = 0;
-        struct pollfd p;
-        int status;
 
         /* Sixteen 4 MiB pieces one at a time, at least 0.7 s each: 11 s, past the stop's 7 s
          * (a request may take up to retry_budget). */
@@ -602,16 +607,7 @@ START_TEST(test_stop_mid_flush) {
         ck_assert_msg(
                 t.result == -ECANCELED, "the flush cut short by the stop returned %s",
                 strerror(-t.result));
-        p = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "azfilesfs did not exit after SIGTERM");
-        ck_assert_int_eq(waitpid(mnt->pid, &status, 0), mnt->pid);
-        mnt->pid = -1;
-        mnt->mounted = false;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                dump_log();
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "azfilesfs ended with status 0x%x",
-                status);
+        driver_exits_ok(pidfd, "SIGTERM");
 
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
