@@ -590,10 +590,11 @@ START_TEST(test_stop_mid_flush) {
         pthread_t th;
         uint64_t puts = 0;
 
-        /* Sixteen 4 MiB pieces one at a time, at least 0.7 s each: 11 s, past the stop's 7 s
-         * (a request may take up to retry_budget). */
-        mount_with(NULL, "writeback=async,async_delay=3600,max_requests=1,retry_budget=2");
-        CHECK_OK(write_both("slow.bin", 31, 64 * 1024 * 1024), "write slow.bin");
+        /* Twenty 4 MiB pieces one at a time, at least 0.7 s each: 14 s, past the stop's 9 s
+         * (retry_budget + 5 s). A request may take up to retry_budget, 4 s: far more than one
+         * piece needs under the sanitizers, where a timeout would end the flush with EIO. */
+        mount_with(NULL, "writeback=async,async_delay=3600,max_requests=1,retry_budget=4");
+        CHECK_OK(write_both("slow.bin", 31, 80 * 1024 * 1024), "write slow.bin");
         CHECK_OK(fs_emu_set_faults(emu, "op=PutRange:latency=700ms"), "slow uploads");
         CHECK_OK(fs_emu_counter(emu, "PutRange", true, &puts), "counters");
         t.m = mnt;
