@@ -362,7 +362,7 @@ int fs_mount_kill(FsMount *m) {
 int fs_mount_stop(FsMount *m) {
         const char *const argv[] = {"fusermount3", "-u", m->mountpoint, NULL};
         _cleanup_close_ int pidfd = -EBADF;
-        int r, status;
+        int r;
 
         if (m->pid <= 0) {
                 if (m->mounted)
@@ -377,6 +377,12 @@ int fs_mount_stop(FsMount *m) {
         if (r != 0)
                 return r < 0 ? r : -EBUSY;
         m->mounted = false;
+        return fs_mount_wait_exit(m, pidfd);
+}
+
+int fs_mount_wait_exit(FsMount *m, int pidfd) {
+        int r, status;
+
         r = wait_pidfd(pidfd, FS_UNMOUNT_WAIT_MS);
         if (r < 0) {
                 (void)fs_mount_kill(m);

@@ -65,6 +65,9 @@ int fs_mount_start(FsMount *m);
 /* fusermount3 -u, then waits (bounded) for the daemon to exit. Returns its exit status (0
  * expected), or -ETIMEDOUT (then it was killed and the mount detached) or -errno. */
 int fs_mount_stop(FsMount *m);
+/* After something made the daemon exit (its pidfd taken before): waits for it as fs_mount_stop
+ * does and returns the same (its exit status, its log's end on stderr when not 0). */
+int fs_mount_wait_exit(FsMount *m, int pidfd);
 /* SIGKILL, reaps it, detaches the dead mount. -errno. */
 int fs_mount_kill(FsMount *m);
 /* Stops (or kills when stopping fails), detaches, removes the directory. NULL-safe. */

@@ -55,7 +55,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,7 +63,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -462,23 +460,6 @@ typedef struct FlushThread {
  * yet, and the driver must free the handle itself: in the ASan stage LeakSanitizer fails the
  * driver's exit otherwise (status 134, once in CI before the fix). The driver is stopped
  * (SIGSTOP) between the closedir and the unmount, so that the release is always dropped. */
-/* Waits (60 s at most) for the driver, which pidfd refers to, to exit after something the test
- * did (what), and checks that it exited 0 (its log shown otherwise). */
-static void driver_exits_ok(int pidfd, const char *what) {
-        struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        int status;
-
-        ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "azfilesfs did not exit after %s", what);
-        ck_assert_int_eq(waitpid(mnt->pid, &status, 0), mnt->pid);
-        mnt->pid = -1;
-        mnt->mounted = false;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                dump_log();
-        ck_assert_msg(
-                WIFEXITED(status) && WEXITSTATUS(status) == 0, "azfilesfs ended with status 0x%x",
-                status);
-}
-
 START_TEST(test_dir_release_dropped) {
         _cleanup_close_ int pidfd = -EBADF;
         _cleanup_free_ char *f = NULL;
@@ -497,7 +478,7 @@ START_TEST(test_dir_release_dropped) {
         ck_assert_msg(umount2(mnt->mountpoint, 0) == 0, "umount: %m");
         mnt->mounted = false;
         ck_assert_int_eq(kill(mnt->pid, SIGCONT), 0);
-        driver_exits_ok(pidfd, "the unmount");
+        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
 }
 END_TEST
 
@@ -608,7 +589,8 @@ START_TEST(test_stop_mid_flush) {
         ck_assert_msg(
                 t.result == -ECANCELED, "the flush cut short by the stop returned %s",
                 strerror(-t.result));
-        driver_exits_ok(pidfd, "SIGTERM");
+        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
+        mnt->mounted = false; /* it unmounted at its exit */
 
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
