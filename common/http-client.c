@@ -571,7 +571,7 @@ static size_t on_read(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 k = pread(r->body_fd, ptr, want, (off_t)(r->body_offset + r->body_pos));
         while (k < 0 && errno == EINTR);
         if (k <= 0) {
-                request_fail_local(r, k < 0 ? NEG_ERRNO() : -EIO); /* short file */
+                request_fail_local(r, k < 0 ? NEG_ERRNO() : -ENODATA); /* short file */
                 return CURL_READFUNC_ABORT;
         }
         r->body_pos += (uint64_t)k;

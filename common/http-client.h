@@ -132,7 +132,8 @@ const char *http_request_url(const HttpRequest *req);
 /* Request body, copied. Sets Content-Length. */
 int http_request_set_body(HttpRequest *req, const void *data, size_t size);
 /* Request body read with pread(fd, .., offset + pos); fd is borrowed and must stay open until the
- * callback ran. A short file is an error (-EIO). */
+ * callback ran. A file that ends before offset + size (truncated meanwhile) fails the request
+ * with -ENODATA. */
 int http_request_set_body_fd(HttpRequest *req, int fd, uint64_t offset, uint64_t size);
 
 /* Response body into memory, at most max bytes (more: -E2BIG). The default, with

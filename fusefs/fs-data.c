@@ -369,6 +369,8 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
                 i->shrunk = true;
                 i->shrink_to = size;
         }
+        if (size < i->size)
+                i->shrink_gen++;
         i->size = size;
         fs_charge_locked(fs, i);
         i->size_dirty = true;

@@ -70,7 +70,8 @@ struct Inode {
          * cuts them off before it sets the final size. */
         bool shrunk;
         uint64_t shrink_to;
-        bool upload_shrunk; /* this round cut the share to upload_shrink_to */
+        unsigned shrink_gen; /* bumped by every truncation to a smaller size */
+        bool upload_shrunk;  /* this round cut the share to upload_shrink_to */
         uint64_t upload_shrink_to;
         bool sidecar_exists;       /* the dirty record is on disk */
         uint64_t sidecar_seq;      /* records started */

@@ -49,8 +49,9 @@ typedef struct UploadCall {
         Fs *fs;
         uint64_t ino;
         int phase;
-        size_t piece; /* UPLOAD_RANGE */
-        bool wt;      /* a Put Range of write-through (Fs.wt_ranges_in_flight) */
+        size_t piece;        /* UPLOAD_RANGE */
+        bool wt;             /* a Put Range of write-through (Fs.wt_ranges_in_flight) */
+        unsigned shrink_gen; /* Inode.shrink_gen when it was sent */
         uint64_t size;
         char *path;
 } UploadCall;
@@ -70,6 +71,7 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op, size_t 
         c->phase = phase;
         c->piece = piece;
         c->wt = phase == UPLOAD_RANGE && i->upload_wt;
+        c->shrink_gen = i->shrink_gen;
         c->size = op->size;
         op->path = c->path;
         r = rest_client_submit(fs->rest, op, upload_done, c, NULL);
@@ -658,18 +660,25 @@ static void upload_done(RestResult *r, void *userdata) {
         FsFlushAll *flushed = NULL;
         FsRetry *retries = NULL;
         int cap_err = 0;
+        bool cut;
         Inode *i;
 
         fs_lock(fs);
+        i = inode_table_get(fs->inodes, c->ino);
+        /* The file was cut short while its Put Range read it (ftruncate() from another
+         * descriptor, or behind a write-through round): not a failure. The piece stays taken,
+         * so the round's end marks it dirty again, and the next round sends what is left of it
+         * and cuts the share's file. */
+        cut = c->phase == UPLOAD_RANGE && r->error == -ENODATA && i &&
+              i->shrink_gen != c->shrink_gen;
         fs_note_result_locked(
                 fs, r,
                 c->phase == UPLOAD_RANGE   ? "Put Range"
                 : c->phase == UPLOAD_PROPS ? "Get File Properties"
                                            : "Set File Properties",
-                c->path, 0);
+                c->path, cut ? -ENODATA : 0);
         if (c->wt)
                 fs->wt_ranges_in_flight--;
-        i = inode_table_get(fs->inodes, c->ino);
         if (i && i->uploading) {
                 i->upload_pending--;
                 if (c->phase == UPLOAD_RANGE)
@@ -683,7 +692,7 @@ static void upload_done(RestResult *r, void *userdata) {
                         if (upload_create_locked(fs, i) < 0)
                                 i->upload_error = -ENOMEM;
                 } else if (r->error < 0) {
-                        if (!i->upload_error)
+                        if (!i->upload_error && !cut)
                                 i->upload_error = r->error;
                 } else if (c->phase == UPLOAD_SHRINK) {
                         int k;

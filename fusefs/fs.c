@@ -64,7 +64,7 @@ static bool is_unreachable(const RestResult *r) {
 
 static bool is_transport_error(const RestResult *r) {
         return r->status == 0 && r->error != 0 && r->error != -ECANCELED && r->error != -EINVAL &&
-               r->error != -ENOMEM && r->error != -EAGAIN;
+               r->error != -ENOMEM && r->error != -EAGAIN && r->error != -ENODATA;
 }
 
 void fs_note_result_locked(
