@@ -381,6 +381,16 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         return 0;
 }
 
+/* close() and fsync() calls waiting for their file's upload. */
+static uint64_t flushes_waiting_locked(Fs *fs) {
+        uint64_t n = 0;
+
+        for (Inode *i = fs->state_list; i; i = i->state_next)
+                for (FsWaiter *w = i->waiters; w; w = w->next)
+                        n += w->kind == FS_WAIT_FLUSH;
+        return n;
+}
+
 /* ---- reads and writes ---- */
 
 typedef struct FetchCall {
@@ -885,6 +895,7 @@ static char *stats_json_locked(Fs *fs) {
         json_add_u64(o, "last_reclaim_bytes", fs->last_reclaim_bytes);
         json_add_u64(o, "records_made_durable", fs->records_made_durable);
         json_add_u64(o, "record_syncs", fs->record_syncs);
+        json_add_u64(o, "flushes_waiting", flushes_waiting_locked(fs));
         (void)json_object_object_add(
                 o, "requests_total", json_object_new_int64((int64_t)fs->requests_total));
         (void)json_object_object_add(

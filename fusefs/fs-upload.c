@@ -484,8 +484,27 @@ void fs_create_waiters_run(FsRetry *list) {
         }
 }
 
-/* Starts queued uploads while there is room. */
-static void upload_kick_queue_locked(Fs *fs) {
+/* i's upload did not start (nothing left to upload, or its data was dropped: deleted or
+ * replaced; or not even the submission worked): the flushes waiting for it are answered, 0 when
+ * it is clean, EIO when it is still dirty. */
+static void flush_waiters_end_locked(Inode *i, FsWaiter **replies) {
+        for (FsWaiter **p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                if (w->kind != FS_WAIT_FLUSH) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                w->off = fs_inode_is_dirty(i) ? EIO : 0;
+                w->next = *replies;
+                *replies = w;
+        }
+}
+
+/* Starts queued uploads while there is room. A file deleted or replaced while it waited (unlink,
+ * rename over it) has no upload left to start: the close() or fsync() waiting for it is
+ * answered here, as nothing else would answer it. */
+static void upload_kick_queue_locked(Fs *fs, FsWaiter **replies) {
         while (fs->upload_queue && fs->uploads_in_flight < UPLOADS_MAX) {
                 Inode *i = fs->upload_queue;
                 fs->upload_queue = i->upload_queue_next;
@@ -494,6 +513,8 @@ static void upload_kick_queue_locked(Fs *fs) {
                 i->upload_queue_next = NULL;
                 i->upload_queued = false;
                 fs_upload_start_locked(fs, i);
+                if (!i->uploading && !i->upload_queued && !i->upload_held)
+                        flush_waiters_end_locked(i, replies);
         }
 }
 
@@ -630,7 +651,7 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 if (i->uploading || i->upload_queued)
                         return;
         }
-        upload_kick_queue_locked(fs);
+        upload_kick_queue_locked(fs, replies);
         for (FsWaiter **p = &i->waiters; *p;) {
                 FsWaiter *w = *p;
                 if (w->kind != FS_WAIT_FLUSH) {
@@ -812,19 +833,8 @@ void fs_rename_hold_end_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         fs_upload_start_locked(fs, i);
         if (i->uploading || i->upload_queued)
                 return;
-        /* Nothing left to upload (replaced by the rename: its data was dropped): the flushes
-         * waiting for it are done. */
-        for (FsWaiter **p = &i->waiters; *p;) {
-                FsWaiter *w = *p;
-                if (w->kind != FS_WAIT_FLUSH) {
-                        p = &w->next;
-                        continue;
-                }
-                *p = w->next;
-                w->off = fs_inode_is_dirty(i) ? EIO : 0;
-                w->next = *replies;
-                *replies = w;
-        }
+        /* Nothing left to upload (replaced by the rename: its data was dropped). */
+        flush_waiters_end_locked(i, replies);
         if (fs->flush_all)
                 (void)fs_post(fs, flush_all_check_later, fs);
 }

@@ -40,6 +40,9 @@
  *   cli            refused credentials files (mode, missing), unknown options, --help, --version
  *   create_in_flight  rename, chmod, unlink of a new file (and rename of its directory) while
  *                  its first upload's Create File is in flight: all succeed, the share is right
+ *   queued_unlink  a close() waiting for its file's turn to upload (64 files uploading, so it
+ *                  queues), then the file is deleted: the close() is answered (0) when the queue
+ *                  gets to it (it was never answered, and its caller hung)
  *   rename_over_upload  rename of a file over one (and unlink of one) whose upload's Put Range
  *                  is in flight: the late Put Range does not write into the renamed file
  *   rename_upload_starts  an upload of the destination, or of the source, asked for while the
@@ -855,6 +858,80 @@ static void create_in_flight(const char *rel, const char *data) {
         write_file(P(mnt, rel), data);
         wait_counter_above("CreateFile", before);
 }
+
+static void wait_stat_at_least(const char *key, uint64_t want) {
+        for (unsigned k = 0; k < 20000; k++) {
+                if (stats_number(mnt, key) >= want)
+                        return;
+                (void)usleep(1000); /* polling interval; the condition is the figure */
+        }
+        {
+                _cleanup_free_ char *json = NULL;
+                (void)fs_stats(mnt, &json);
+                ck_abort_msg("%s did not reach %" PRIu64 " within 20 s: %s", key, want, json);
+        }
+}
+
+typedef struct CloseArgs {
+        int fd, result;
+} CloseArgs;
+
+static void *close_thread(void *p) {
+        CloseArgs *a = p;
+        a->result = close(a->fd) < 0 ? -errno : 0;
+        return NULL;
+}
+
+/* A new file written, to be closed by close_thread(). */
+static CloseArgs written(const char *rel) {
+        CloseArgs a = {.fd = open(P(mnt, rel), O_WRONLY | O_CREAT | O_CLOEXEC, 0644), .result = 1};
+
+        ck_assert_int_ge(a.fd, 0);
+        ck_assert_int_eq(write(a.fd, "data", 4), 4);
+        return a;
+}
+
+START_TEST(test_queued_unlink) {
+        CloseArgs slots[64], queued;
+        pthread_t slot_threads[64], t;
+        struct timespec until;
+
+        /* 64 files upload at a time: 64 close()s hold every slot while their Create File waits;
+         * a 65th close() waits in the queue. (A close(), not an fsync(): an fsync() holds the
+         * file's inode lock, which the unlink below would wait for.) The files are made before
+         * the Create Files are slowed: a slow request holds one of the emulator's threads. */
+        mnt = mount_with(NULL, NULL);
+        for (unsigned k = 0; k < ELEMENTSOF(slots); k++) {
+                char rel[32];
+                (void)snprintf(rel, sizeof(rel), "slot%02u", k);
+                slots[k] = written(rel);
+        }
+        queued = written("queued");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=CreateFile:latency=1s"), 0);
+        for (unsigned k = 0; k < ELEMENTSOF(slots); k++)
+                ck_assert_int_eq(
+                        pthread_create(&slot_threads[k], NULL, close_thread, &slots[k]), 0);
+        wait_stat_at_least("uploads_in_flight", ELEMENTSOF(slots));
+        ck_assert_int_eq(pthread_create(&t, NULL, close_thread, &queued), 0);
+        wait_stat_at_least("flushes_waiting", ELEMENTSOF(slots) + 1);
+        ck_assert_int_eq(unlink(P(mnt, "queued")), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
+        until.tv_sec += 60;
+        ck_assert_msg(
+                pthread_timedjoin_np(t, NULL, &until) == 0,
+                "the close() of the deleted file was not answered within 60 s");
+        ck_assert_int_eq(queued.result, 0);
+        for (unsigned k = 0; k < ELEMENTSOF(slots); k++) {
+                ck_assert_int_eq(pthread_join(slot_threads[k], NULL), 0);
+                ck_assert_int_eq(slots[k].result, 0);
+        }
+        ck_assert_uint_eq(stats_number(mnt, "flushes_waiting"), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_absent("queued");
+        check_share("slot63", "data");
+}
+END_TEST
 
 /* rename, chmod, unlink and a rename of the parent directory of a new file while its first
  * upload's Create File is in flight (an editor's save: write a temporary file, rename it over the
@@ -1837,6 +1914,7 @@ int main(void) {
                 {"auth", test_auth},
                 {"cli", test_cli},
                 {"create_in_flight", test_create_in_flight},
+                {"queued_unlink", test_queued_unlink},
                 {"rename_over_upload", test_rename_over_upload},
                 {"rename_upload_starts", test_rename_upload_starts},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
