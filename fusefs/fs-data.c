@@ -352,6 +352,9 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i) {
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         int r;
 
+        if (size > REST_FILE_SIZE_MAX)
+                return -EFBIG; /* the share's limit, as for a file not open (Set File Properties) */
+
         /* A durable record must not outlive a change of the data it points at. */
         if (i->sidecar_durable || i->sidecar_syncing)
                 fs_sidecar_note_locked(fs, i);
@@ -651,6 +654,13 @@ void fs_op_write_buf(
         struct fuse_bufvec *bufv,
         off_t off,
         struct fuse_file_info *fi) {
+        /* The share's limit, here and not at the upload: a write past it could never reach the
+         * share (its data would stay dirty for good). */
+        if ((uint64_t)off > REST_FILE_SIZE_MAX ||
+            fuse_buf_size(bufv) > REST_FILE_SIZE_MAX - (uint64_t)off) {
+                fuse_reply_err(req, EFBIG);
+                return;
+        }
         /* libfuse hands small writes over in memory, larger ones in its pipe (splice) */
         write_try(fs_of(req), req, ino, bufv, (uint64_t)off, fs_write_only(fi->flags), NULL);
 }

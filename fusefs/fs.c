@@ -23,8 +23,9 @@
 #include "list.h"
 #include "log.h"
 #include "loop-queue.h"
+#include "rest-names.h"
 
-#define FS_NAME_MAX 255
+#define FS_NAME_MAX REST_NAME_MAX
 #define FS_DIR_ENTRIES_MAX (4u * 1024u * 1024u)
 #define FS_STATS_TTL_NS                                                                            \
         (120 * INT64_C(1000000000)) /* an idle mount polled by df: <= 1 request per minute */
@@ -394,14 +395,19 @@ static void fill_entry_locked(Fs *fs, Inode *i, struct fuse_entry_param *e) {
 
 static int child_path_locked(Fs *fs, fuse_ino_t parent, const char *name, char **ret) {
         Inode *p = get_inode_locked(fs, parent);
+        int r;
+
         if (!p)
                 return -ESTALE;
         if (!p->is_dir)
                 return -ENOTDIR;
-        if (strlen(name) > FS_NAME_MAX)
+        /* Checked here, not left to the share: a file made in the cache under a name the share
+         * refuses could never be uploaded, and one it rewrites ("foo.") would land on another. */
+        r = rest_name_check(name);
+        if (r < 0)
+                return r;
+        if (strlen(p->path) + 1 + strlen(name) > REST_PATH_MAX)
                 return -ENAMETOOLONG;
-        if (streq(name, ".") || streq(name, "..") || strchr(name, '/'))
-                return -EINVAL;
         return fs_path_join(p->path, name, ret);
 }
 

@@ -7,6 +7,12 @@
  *                  (ENOENT, EEXIST, ENOTEMPTY, ENOTDIR); each result checked on the share over REST
  *   unsupported    link, symlink, mknod, chown to another user, RENAME_EXCHANGE: EPERM / EINVAL
  *   names          spaces and non-ASCII names, exactly as written, on the mount and the share
+ *   refused_names  names the share refuses (: * ? " < > | \\, control characters, DOS device
+ *                  names, bytes that are not UTF-8) and names it would rewrite (a trailing dot:
+ *                  "foo." is "foo" there) fail with EINVAL at once, in a directory whose names
+ *                  are known (made here) as in one that is not, for create, mkdir and rename:
+ *                  nothing stays dirty, "foo" keeps its bytes; a size past the share's 4 TiB is
+ *                  EFBIG at ftruncate() and write(), not at close()
  *   case           case-insensitive, case-preserving: another case opens the same file, O_EXCL
  *                  with another case is EEXIST, the listing keeps the first spelling
  *   remount        data, directories and chmod +x survive an unmount and a new mount
@@ -679,6 +685,57 @@ START_TEST(test_flush) {
         ck_assert_int_eq(errno_of(setxattr(root, "user.azfilesfs.flush", "soon", 4, 0)), EINVAL);
         ck_assert_int_eq(errno_of(setxattr(root, "user.azfilesfs.stats", "1", 1, 0)), EPERM);
         ck_assert_int_eq(fs_flush(mnt, 0), 0); /* nothing dirty: at once */
+}
+END_TEST
+
+START_TEST(test_refused_names) {
+        /* "\xe9t\xe9": ISO 8859-1, not UTF-8 */
+        static const char *const refused[] = {
+                "a:b",   "a*b", "a?b",  "a\"b", "a<b", "a>b", "a|b",       "a\\b",
+                "tab\t", "CON", "lpt1", "foo.", "x..", "nul", "\xe9t\xe9", "\x01",
+        };
+        const char *const dirs[] = {"known", ""}; /* made here: names known; the root: not */
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        ck_assert_int_eq(mkdir(P(mnt, "known"), 0755), 0);
+        write_file(P(mnt, "known/foo"), "A");
+        write_file(P(mnt, "foo"), "A");
+        write_file(P(mnt, "known/src"), "S");
+        remount(mnt); /* the root's names not known now; "known" is listed below first */
+        ck_assert(dir_has(P(mnt, "known"), "foo"));
+        for (size_t d = 0; d < ELEMENTSOF(dirs); d++)
+                for (size_t k = 0; k < ELEMENTSOF(refused); k++) {
+                        _cleanup_free_ char *rel = NULL;
+                        ck_assert_int_ge(
+                                asprintf(&rel, "%s%s%s", dirs[d], *dirs[d] ? "/" : "", refused[k]),
+                                0);
+                        fd = open(P(mnt, rel), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                        ck_assert_msg(
+                                fd < 0 && errno == EINVAL, "creat %s: %d (%m), want EINVAL", rel,
+                                fd);
+                        ck_assert_msg(
+                                errno_of(mkdir(P(mnt, rel), 0755)) == EINVAL,
+                                "mkdir %s: want EINVAL", rel);
+                        ck_assert_msg(
+                                errno_of(rename(P(mnt, "known/src"), P(mnt, rel))) == EINVAL,
+                                "rename to %s: want EINVAL", rel);
+                }
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("known/foo", "A");
+        check_share("foo", "A");
+        check_share("known/src", "S");
+        ck_assert_str_eq(read_file(P(mnt, "known/foo")), "A");
+
+        /* The share's size limit, 4 TiB. */
+        fd = open(P(mnt, "big"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(errno_of(ftruncate(fd, (off_t)(UINT64_C(5) << 40))), EFBIG);
+        ck_assert_int_eq(errno_of((int)pwrite(fd, "x", 1, (off_t)(UINT64_C(4) << 40))), EFBIG);
+        ck_assert_int_eq(write(fd, "small", 5), 5);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("big", "small");
 }
 END_TEST
 
@@ -1898,6 +1955,7 @@ int main(void) {
                 {"ops", test_ops},
                 {"unsupported", test_unsupported},
                 {"names", test_names},
+                {"refused_names", test_refused_names},
                 {"case", test_case},
                 {"remount", test_remount},
                 {"close_to_open", test_close_to_open},
