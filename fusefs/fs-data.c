@@ -489,27 +489,34 @@ static ssize_t write_to_cache(int fd, struct fuse_bufvec *src, uint64_t off) {
         return fuse_buf_copy(&dst, src, 0);
 }
 
-/* Writes src into the cache file and marks it dirty. No lock held; the pieces are ready.
- * *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
-static ssize_t
-write_commit(Fs *fs, uint64_t ino, struct fuse_bufvec *src, uint64_t off, bool *cached) {
-        bool new_piece = false, was_durable = false;
+/* A fetch cut the cache file back to the file's size while a write was extending it: done once
+ * the last write in flight has set the size (trim_pending). Lock held. */
+static void trim_after_writes_locked(Inode *i) {
+        if (!i->trim_pending || i->writes_in_flight > 0 || i->cache_fd < 0)
+                return;
+        i->trim_pending = false;
+        if (ftruncate(i->cache_fd, (off_t)i->size) < 0)
+                log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
+}
+
+/* Writes src into i's cache file fd and marks it dirty. No lock held; write_try() found the
+ * pieces ready and counted the write in Inode.writes_in_flight under the lock, so that nothing
+ * drops or cuts the cache file under it (a fetch's trim, an open's reset, the tick taking the
+ * data for synced). *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
+static ssize_t write_commit(
+        Fs *fs,
+        uint64_t ino,
+        int fd,
+        bool was_durable,
+        struct fuse_bufvec *src,
+        uint64_t off,
+        bool *cached) {
+        bool new_piece = false;
         size_t done = 0;
-        int fd, err = 0;
+        int err = 0;
         ssize_t copied;
         Inode *i;
 
-        fs_lock(fs);
-        i = inode_table_get(fs->inodes, ino);
-        fd = i ? i->cache_fd : -EBADF;
-        if (fd >= 0) {
-                /* Counted so that the tick does not take the data for synced while it changes. */
-                i->writes_in_flight++;
-                was_durable = i->sidecar_durable || i->sidecar_syncing;
-        }
-        fs_unlock(fs);
-        if (fd < 0)
-                return -EBADF;
         /* A durable record must not outlive a change of the data it points at: replaced first by
          * one that is not (written, not synced; a reboot then makes recovery keep the file). */
         if (was_durable)
@@ -525,6 +532,8 @@ write_commit(Fs *fs, uint64_t ino, struct fuse_bufvec *src, uint64_t off, bool *
                 i->writes_in_flight--;
         *cached = i && i->kernel_cached;
         if (done == 0) {
+                if (i)
+                        trim_after_writes_locked(i);
                 fs_unlock(fs);
                 return err ? err : -EIO;
         }
@@ -545,6 +554,8 @@ write_commit(Fs *fs, uint64_t ino, struct fuse_bufvec *src, uint64_t off, bool *
                 new_piece = new_piece || !i->sidecar_exists || i->sidecar_done_seq < i->sidecar_seq;
                 fs_write_through_locked(fs, i, off, off + done);
         }
+        if (i)
+                trim_after_writes_locked(i);
         fs_unlock(fs);
         /* Acknowledged only once the record of the new dirty piece is in place. */
         if (new_piece)
@@ -571,9 +582,9 @@ static void write_try(
         bool direct,
         FsWaiter *w) {
         size_t size = fuse_buf_size(src);
-        bool cached = false;
+        bool cached = false, was_durable = false;
+        int need, fd = -EBADF;
         Inode *i;
-        int need;
         ssize_t n;
 
         fs_lock(fs);
@@ -620,13 +631,19 @@ static void write_try(
                 fs_unlock(fs);
                 return;
         }
+        if (need == 0) {
+                /* Counted before the lock is let go: the pieces found ready stay so. */
+                i->writes_in_flight++;
+                fd = i->cache_fd;
+                was_durable = i->sidecar_durable || i->sidecar_syncing;
+        }
         fs_unlock(fs);
         if (need < 0) {
                 fs_waiter_free(w);
                 fuse_reply_err(req, -need);
                 return;
         }
-        n = write_commit(fs, ino, src, off, &cached);
+        n = write_commit(fs, ino, fd, was_durable, src, off, &cached);
         fs_waiter_free(w);
         /* A direct write went around the page cache, and pages of the file that another
          * descriptor read may be in it: they are dropped before the write is answered, so that
@@ -769,8 +786,9 @@ static void fetch_done(RestResult *r, void *userdata) {
                         (void)fallocate(
                                 i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                 (off_t)from, (off_t)(c->start + c->len - from));
-                        if (ftruncate(i->cache_fd, (off_t)i->size) < 0)
-                                err = -errno;
+                        /* Not while a write may be extending the file: after it. */
+                        i->trim_pending = true;
+                        trim_after_writes_locked(i);
                 }
         }
         if (err < 0)

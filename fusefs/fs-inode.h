@@ -81,6 +81,7 @@ struct Inode {
         bool sidecar_durable;
         bool sidecar_syncing;       /* the tick is writing a durable record of it */
         unsigned writes_in_flight;  /* write()s between their check and their pwrite's end */
+        bool trim_pending;          /* cut the cache file to size after those (fetch_done) */
         int64_t sidecar_written_ns; /* monotonic; when the record in place was written */
         size_t sidecar_len;         /* bytes of the record in place */
         bool sidecar_clean_on_disk; /* a record that says "clean" is in place (fs-record.c) */

@@ -1657,7 +1657,8 @@ static void open_done(RestResult *r, void *userdata) {
                 err = 0;
         if (err == 0 && !offline && r->props->is_directory)
                 err = -EISDIR;
-        if (err == 0 && !offline && !fs_inode_is_dirty(i) && !i->uploading) {
+        if (err == 0 && !offline && !fs_inode_is_dirty(i) && !i->uploading &&
+            i->writes_in_flight == 0) {
                 /* Close-to-open: the share's version wins unless we hold changes to it; the
                  * kernel's copy of its attributes (size) is dropped below. */
                 apply_props_force_locked(fs, i, r->props);
