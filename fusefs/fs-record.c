@@ -702,19 +702,50 @@ static int recovered_name(Fs *fs, const char *path, char **ret) {
         return -EEXIST;
 }
 
+/* The whole record in fd (up to SIDECAR_MAX bytes), NUL-terminated. A record is read whole, not
+ * up to a buffer's size: one cut short would lose the pieces listed past the cut (a file with
+ * some 13,000 dirty pieces has a record over 64 KiB). */
+static int record_read_all(int fd, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *text = NULL;
+        struct stat st;
+        size_t len = 0;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size < 0 || (uint64_t)st.st_size > SIDECAR_MAX)
+                return -EFBIG;
+        text = malloc((size_t)st.st_size + 1);
+        if (!text)
+                return -ENOMEM;
+        while (len < (size_t)st.st_size) {
+                ssize_t n = pread(fd, text + len, (size_t)st.st_size - len, (off_t)len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break; /* shorter than it was a moment ago: what is there */
+                len += (size_t)n;
+        }
+        text[len] = '\0';
+        *ret = TAKE_PTR(text);
+        *ret_len = len;
+        return 0;
+}
+
 /* 1: recovered (uploaded by the flush after fs_recover), 0: a clean file's record, removed with
  * its cache file. */
 static int recover_one(Fs *fs, uint64_t id) {
-        char name[64], text[65536];
+        char name[64];
         _cleanup_close_ int sfd = -EBADF;
-        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL;
+        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL, *text = NULL;
         char etag[REST_ETAG_MAX], boot[64];
         uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
         bool shrunk = false, create = false, durable = false;
         mode_t mode = 0;
         int64_t mtime_ns = 0;
         struct stat st;
-        ssize_t n;
+        size_t n = 0;
         Inode *i;
         int fd, r;
 
@@ -722,10 +753,9 @@ static int recover_one(Fs *fs, uint64_t id) {
         sfd = openat(fs->cache_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (sfd < 0)
                 return -errno;
-        n = read(sfd, text, sizeof(text) - 1);
-        if (n < 0)
-                return -errno;
-        text[n] = '\0';
+        r = record_read_all(sfd, &text, &n);
+        if (r < 0)
+                return r;
         if (n == 0) {
                 /* Empty beside an empty cache file: killed between creating a new file's first
                  * record and writing it (sidecar_create_locked), before the create was answered. */

@@ -47,6 +47,10 @@
  *                    cache file (killed between creating a new file's first record and writing
  *                    it) and an empty one with a cache file that holds bytes: the next mount
  *                    removes the first pair, leaves the second, and uploads the dirty file.
+ *   long_record      kill -9 with a new dirty file whose record is made longer than 64 KiB by
+ *                    hand (pieces past the file's end, which recovery skips, listed before its
+ *                    two real pieces): the next mount uploads both (it read only 64 KiB of a
+ *                    record, and uploaded a file of zeros).
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -949,6 +953,39 @@ static char *write_new(const char *rel, const char *text) {
         return p;
 }
 
+START_TEST(test_long_record) {
+        _cleanup_free_ char *rec = NULL, *text = NULL, *out = NULL;
+        size_t size = 0;
+        FILE *o;
+
+        /* A record this long of real pieces needs some 13,000 dirty pieces of 4 MiB. */
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        CHECK_OK(write_both("long.bin", 43, 8 * 1024 * 1024), "write long.bin");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record after the kill");
+        text = record_read(rec);
+        ck_assert_ptr_nonnull(o = open_memstream(&out, &size));
+        for (char *p = text, *line; (line = strsep(&p, "\n"));) {
+                if (!*line)
+                        continue;
+                if (strncmp(line, "pieces ", 7) == 0) {
+                        fputs("pieces ", o);
+                        for (unsigned k = 0; k < 15000; k++)
+                                fprintf(o, "%u,", 1000000 + k);
+                        fprintf(o, "%s\n", line + 7);
+                } else
+                        fprintf(o, "%s\n", line);
+        }
+        ck_assert_int_eq(fclose(o), 0);
+        ck_assert_uint_gt(size, 65536 + 4096);
+        write_text(rec, out);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 START_TEST(test_record_clean) {
         _cleanup_free_ char *p = NULL, *rec = NULL;
         char buf[64];
@@ -1059,6 +1096,7 @@ int main(void) {
                 {"transfer_threads", test_transfer_threads},
                 {"record_clean", test_record_clean},
                 {"record_empty", test_record_empty},
+                {"long_record", test_long_record},
                 {"dir_release_dropped", test_dir_release_dropped},
                 {"stop_mid_flush", test_stop_mid_flush},
         };
