@@ -514,14 +514,16 @@ static ssize_t write_commit(
         bool new_piece = false;
         size_t done = 0;
         int err = 0;
-        ssize_t copied;
+        ssize_t copied = 0;
         Inode *i;
 
         /* A durable record must not outlive a change of the data it points at: replaced first by
-         * one that is not (written, not synced; a reboot then makes recovery keep the file). */
+         * one that is not (written, not synced; a reboot then makes recovery keep the file).
+         * When that fails, the data is not touched. */
         if (was_durable)
-                fs_sidecar_update(fs, ino);
-        copied = write_to_cache(fd, src, off);
+                err = fs_sidecar_update(fs, ino);
+        if (err == 0)
+                copied = write_to_cache(fd, src, off);
         if (copied < 0)
                 err = (int)copied;
         else
@@ -557,9 +559,14 @@ static ssize_t write_commit(
         if (i)
                 trim_after_writes_locked(i);
         fs_unlock(fs);
-        /* Acknowledged only once the record of the new dirty piece is in place. */
-        if (new_piece)
-                fs_sidecar_update(fs, ino);
+        /* Acknowledged only once the record of the new dirty piece is in place: a write whose
+         * record could not be written (the cache disk full) fails, as a crash would lose it. Its
+         * bytes are in the cache all the same (dirty: uploaded unless azfilesfs dies first). */
+        if (new_piece) {
+                err = fs_sidecar_update(fs, ino);
+                if (err < 0)
+                        return err == -ENOSPC || err == -EDQUOT ? err : -EIO;
+        }
         return (ssize_t)done;
 }
 

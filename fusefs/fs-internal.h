@@ -223,7 +223,7 @@ void fs_sidecar_close_locked(Inode *i);
 /* i is clean: its record says so in place, and is removed with its cache file. */
 void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i);
 /* Rewrites the record of inode ino after a write (Fs.lock not held). */
-void fs_sidecar_update(Fs *fs, uint64_t ino);
+int fs_sidecar_update(Fs *fs, uint64_t ino);
 
 /* fs-upload.c */
 void fs_upload_start_locked(Fs *fs, Inode *i);

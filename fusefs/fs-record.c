@@ -276,7 +276,8 @@ static void sidecar_fail(Fs *fs, const char *path, int r) {
                 fs->cache_path);
 }
 
-static void sidecar_write_locked(Fs *fs, Inode *i) {
+/* 0, or -errno when the record could not be written (logged). */
+static int sidecar_write_locked(Fs *fs, Inode *i) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
         uint64_t seq = ++i->sidecar_seq;
         char tmp[96];
@@ -287,7 +288,7 @@ static void sidecar_write_locked(Fs *fs, Inode *i) {
         r = sidecar_text_locked(fs, i, false, &b);
         if (r < 0) {
                 sidecar_fail(fs, i->path, r);
-                return;
+                return r;
         }
         hash = text_hash(&b);
         /* Says what the record in place says (not durable): nothing to write. */
@@ -295,15 +296,15 @@ static void sidecar_write_locked(Fs *fs, Inode *i) {
             i->sidecar_done_seq == i->sidecar_seq - 1) {
                 i->sidecar_done_seq = seq;
                 i->sidecar_syncing = false;
-                return;
+                return 0;
         }
         i->sidecar_syncing = false; /* what the tick synced is not what this record says */
         if (sidecar_in_place_ok_locked(i, b.len) &&
             sidecar_rewrite_locked(fs, i, seq, &b, hash) >= 0)
-                return;
+                return 0;
         if (!i->sidecar_exists && !i->sidecar_clean_on_disk && b.len <= SIDECAR_IN_PLACE_MAX &&
             sidecar_create_locked(fs, i, seq, &b, hash) >= 0)
-                return;
+                return 0;
         sidecar_tmp_name(i, seq, tmp);
         r = sidecar_write_tmp(fs, tmp, &b);
         if (r >= 0)
@@ -312,21 +313,23 @@ static void sidecar_write_locked(Fs *fs, Inode *i) {
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
                 sidecar_fail(fs, i->path, r);
         }
+        return r < 0 ? r : 0;
 }
 
 void fs_sidecar_update_locked(Fs *fs, Inode *i) {
-        sidecar_write_locked(fs, i);
+        (void)sidecar_write_locked(fs, i);
 }
 
 void fs_sidecar_note_locked(Fs *fs, Inode *i) {
         if (fs_inode_is_dirty(i) && i->cache_fd >= 0)
-                sidecar_write_locked(fs, i);
+                (void)sidecar_write_locked(fs, i);
 }
 
 /* The same for the write path: Fs.lock held to take the text and to put the record in place
  * (a rewrite in place is one pwrite into the page cache); a record written through a
- * temporary is written without it. */
-void fs_sidecar_update(Fs *fs, uint64_t ino) {
+ * temporary is written without it. 0, or -errno when the record could not be written: the
+ * write it was for must not be acknowledged (a crash would lose it). */
+int fs_sidecar_update(Fs *fs, uint64_t ino) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
         _cleanup_free_ char *path = NULL;
         uint64_t seq, hash = 0;
@@ -338,13 +341,13 @@ void fs_sidecar_update(Fs *fs, uint64_t ino) {
         i = inode_table_get(fs->inodes, ino);
         if (!i || i->cache_fd < 0 || !fs_inode_is_dirty(i)) {
                 fs_unlock(fs);
-                return;
+                return 0;
         }
         if (i->sidecar_exists && !i->sidecar_durable) {
                 /* Unchanged, or rewritten in place under the lock (or through a temporary). */
-                sidecar_write_locked(fs, i);
+                r = sidecar_write_locked(fs, i);
                 fs_unlock(fs);
-                return;
+                return r;
         }
         seq = ++i->sidecar_seq;
         i->sidecar_syncing = false;
@@ -365,6 +368,7 @@ void fs_sidecar_update(Fs *fs, uint64_t ino) {
         fs_unlock(fs);
         if (r < 0)
                 sidecar_fail(fs, path ? path : "?", r);
+        return r < 0 ? r : 0;
 }
 
 /* ---- making records durable ---- */

@@ -47,6 +47,11 @@
  *                    cache file (killed between creating a new file's first record and writing
  *                    it) and an empty one with a cache file that holds bytes: the next mount
  *                    removes the first pair, leaves the second, and uploads the dirty file.
+ *   record_enospc    a file cached by a read (so without a record), the cache disk full, then a
+ *                    write into it (its blocks are there: the write itself fits) and kill -9:
+ *                    the write either failed (ENOSPC, the share keeps the old bytes) or its
+ *                    bytes reach the share after a remount (the record it needs could not be
+ *                    written, and the write was acknowledged: a crash lost it).
  *   long_record      kill -9 with a new dirty file whose record is made longer than 64 KiB by
  *                    hand (pieces past the file's end, which recovery skips, listed before its
  *                    two real pieces): the next mount uploads both (it read only 64 KiB of a
@@ -953,6 +958,65 @@ static char *write_new(const char *rel, const char *text) {
         return p;
 }
 
+START_TEST(test_record_enospc) {
+        _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
+        const size_t size = 4 * 1024 * 1024;
+        char page[4096];
+        size_t got = 0;
+        ssize_t n;
+        int fd;
+
+        ck_assert_int_ge(asprintf(&cache, "%s.cache", ref), 0);
+        ck_assert_int_eq(mkdir(cache, 0700), 0);
+        ck_assert_msg(mount("tmpfs", cache, "tmpfs", 0, "size=32m,mode=0700") == 0, "tmpfs: %m");
+        mount_with(cache, NULL);
+        CHECK_OK(write_both("old.bin", 51, size), "write old.bin"); /* on the share at close */
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount"); /* clean cache is not kept: read it again */
+        p = fs_mount_path(mnt, "old.bin");
+        CHECK_OK(fs_check_pattern(p, 51, size), "read old.bin");
+        /* The cache disk full (a file beside the cache, on its tmpfs). */
+        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        memset(page, 0x5a, sizeof(page));
+        while ((n = write(fd, page, sizeof(page))) > 0)
+                ;
+        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
+        ck_assert_int_eq(close(fd), 0);
+        /* A write into the cached file's own blocks: it fits; its record may not. */
+        fd = open(p, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        memset(page, 'N', sizeof(page));
+        n = pwrite(fd, page, sizeof(page), 0);
+        ck_assert_msg(
+                n == (ssize_t)sizeof(page) || (n < 0 && errno == ENOSPC),
+                "write with the cache disk full: %zd (%m)", n);
+        fprintf(stderr, "the write %s\n", n < 0 ? "failed with ENOSPC" : "was acknowledged");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        ck_assert_int_eq(close(fd), -1); /* the mount is gone */
+        ck_assert_int_eq(unlink(filler), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, 60), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "old.bin", &share, &got), "share read");
+        ck_assert_uint_eq(got, size);
+        if (n > 0)
+                ck_assert_msg(
+                        memcmp(share, page, sizeof(page)) == 0,
+                        "an acknowledged write is not on the share after the crash");
+        else {
+                uint8_t want[4096];
+                fs_pattern_fill(51, 0, want, sizeof(want));
+                ck_assert_msg(
+                        memcmp(share, want, sizeof(want)) == 0, "a failed write changed the share");
+        }
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        mnt = fs_mount_free(mnt);
+        ck_assert_int_eq(umount2(cache, MNT_DETACH), 0);
+        (void)rmdir(cache);
+}
+END_TEST
+
 START_TEST(test_long_record) {
         _cleanup_free_ char *rec = NULL, *text = NULL, *out = NULL;
         size_t size = 0;
@@ -1096,6 +1160,7 @@ int main(void) {
                 {"transfer_threads", test_transfer_threads},
                 {"record_clean", test_record_clean},
                 {"record_empty", test_record_empty},
+                {"record_enospc", test_record_enospc},
                 {"long_record", test_long_record},
                 {"dir_release_dropped", test_dir_release_dropped},
                 {"stop_mid_flush", test_stop_mid_flush},
