@@ -756,12 +756,17 @@ static int call_parse_success(RestCall *call, const HttpResult *res) {
                 return r;
         case REST_OP_GET_RANGE: {
                 const char *cr = http_result_header(res, "Content-Range");
-                unsigned long long s, e;
+                unsigned long long s, e, total;
+                int n;
                 /* The bytes must be the ones asked for: a 200 with the whole file, or another
-                 * range, would land at the wrong place of the cache file. */
-                if (res->status != 206 || !cr || sscanf(cr, "bytes %llu-%llu/", &s, &e) != 2 ||
+                 * range, would land at the wrong place of the cache file. Fewer than asked only
+                 * where the file ends (the share clips a range there): else the rest of the
+                 * piece would be taken for zeros. */
+                if (res->status != 206 || !cr ||
+                    (n = sscanf(cr, "bytes %llu-%llu/%llu", &s, &e, &total)) < 2 ||
                     s != call->offset || e < s || e - s + 1 != res->bytes_received ||
-                    res->bytes_received > call->length)
+                    res->bytes_received > call->length ||
+                    (res->bytes_received < call->length && (n != 3 || e + 1 != total)))
                         return -EBADMSG;
                 call->bytes = res->bytes_received;
                 return 0;

@@ -918,6 +918,13 @@ START_TEST(test_malformed_replies) {
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-63/100", "0123456789",
                  -EBADMSG},
+                /* fewer bytes than asked, the file not ending there */
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-4/100", "01234",
+                 -EBADMSG},
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-4/*", "01234",
+                 -EBADMSG},
+                /* the same where it ends: a clipped range, all of the file there is */
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-4/5", "01234", 0},
                 {REST_OP_LEASE, "201|ETag: \"1\"", "", -EBADMSG}, /* no lease id */
                 {REST_OP_DELETE_FILE, "404", "<html>not xml</html>", -ENOENT},
                 {REST_OP_DELETE_FILE, "409|x-ms-error-code: DirectoryNotEmpty",
