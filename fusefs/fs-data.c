@@ -785,6 +785,20 @@ static void fetch_done(RestResult *r, void *userdata) {
         }
         if (c->piece < i->n_pieces) {
                 bool current = c->gen == i->cache_gen;
+                /* Fewer bytes than the share held when the file was opened here (416: none),
+                 * and no truncation here since: the file was cut short on the share (another
+                 * VM) while open here. What lies past the share's end is not zeros to read, nor
+                 * to upload around a write into the piece: the piece stays missing, and the
+                 * reads and writes waiting for it fail; the next open sees the share's size. */
+                if (err == 0 && current && r->bytes < c->len &&
+                    c->start + c->len <= i->fetch_limit) {
+                        err = -EIO;
+                        log_warning(
+                                "/%s is shorter on the share (%" PRIu64 " bytes at %" PRIu64
+                                ", %" PRIu64
+                                " expected): changed elsewhere while open here; open it again",
+                                i->path, r->bytes, c->start, c->len);
+                }
                 fs_piece_set_locked(
                         fs, i, c->piece, err == 0 && current ? PIECE_PRESENT : 0, PIECE_FETCHING);
                 /* Truncated while the range was in flight: what lies past the new end is gone. */

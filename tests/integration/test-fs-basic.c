@@ -18,6 +18,9 @@
  *   remount        data, directories and chmod +x survive an unmount and a new mount
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
+ *   shrunk_elsewhere  a file cut short on A while B has it open: B's read of a range gone from
+ *                  the share fails with EIO (it returned zeros), and B's next open sees the
+ *                  new size and the bytes that are left
  *   attr_cache     the kernel keeps files' attributes (attr_timeout): B's open after A made the
  *                  file longer still reads all of it (the open drops the kernel's size); a file
  *                  renamed into Users/<name> shows its private mode at once; a size changed on A
@@ -577,6 +580,33 @@ END_TEST
 static void flush_all(FsMount *m) {
         ck_assert_int_eq(setxattr(P(m, ""), "user.azfilesfs.flush", "60", 2, 0), 0);
 }
+
+START_TEST(test_shrunk_elsewhere) {
+        const uint64_t size = 24 * 1024 * 1024, left = 1024 * 1024;
+        char buf[4096];
+        struct stat st;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "big.bin"), 61, size, 1024 * 1024), 0);
+        fd = open(P(mnt_b, "big.bin"), O_RDONLY | O_CLOEXEC); /* nothing of it cached on B */
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(truncate(P(mnt, "big.bin"), (off_t)left), 0); /* on the share at once */
+        errno = 0;
+        ck_assert_msg(
+                pread(fd, buf, sizeof(buf), 12 * 1024 * 1024) < 0 && errno == EIO,
+                "a read of a range gone from the share: %m, want EIO (not zeros)");
+        ck_assert_int_eq(close(fd), 0);
+        fd = open(P(mnt_b, "big.bin"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_size, (off_t)left);
+        ck_assert_int_eq(pread(fd, buf, sizeof(buf), 12 * 1024 * 1024), 0);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(fs_check_pattern(P(mnt_b, "big.bin"), 61, left), 0);
+}
+END_TEST
 
 START_TEST(test_attr_cache) {
         const char *fa, *fb;
@@ -1959,6 +1989,7 @@ int main(void) {
                 {"case", test_case},
                 {"remount", test_remount},
                 {"close_to_open", test_close_to_open},
+                {"shrunk_elsewhere", test_shrunk_elsewhere},
                 {"attr_cache", test_attr_cache},
                 {"flush", test_flush},
                 {"failures", test_failures},
