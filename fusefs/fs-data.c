@@ -772,6 +772,7 @@ static void fetch_done(RestResult *r, void *userdata) {
         FetchCall *c = userdata;
         Fs *fs = c->fs;
         FsWaiter *ready = NULL, *failed = NULL, **p;
+        bool shorter = false;
         Inode *i;
         int err = r->error;
 
@@ -793,11 +794,7 @@ static void fetch_done(RestResult *r, void *userdata) {
                 if (err == 0 && current && r->bytes < c->len &&
                     c->start + c->len <= i->fetch_limit) {
                         err = -EIO;
-                        log_warning(
-                                "/%s is shorter on the share (%" PRIu64 " bytes at %" PRIu64
-                                ", %" PRIu64
-                                " expected): changed elsewhere while open here; open it again",
-                                i->path, r->bytes, c->start, c->len);
+                        shorter = true;
                 }
                 fs_piece_set_locked(
                         fs, i, c->piece, err == 0 && current ? PIECE_PRESENT : 0, PIECE_FETCHING);
@@ -812,7 +809,13 @@ static void fetch_done(RestResult *r, void *userdata) {
                         trim_after_writes_locked(i);
                 }
         }
-        if (err < 0)
+        if (shorter)
+                log_warning(
+                        "Get Range of /%s at %" PRIu64 " got %" PRIu64 " of %" PRIu64
+                        " bytes (request id %s): shorter on the share, changed elsewhere while "
+                        "open here; open it again",
+                        i->path, c->start, r->bytes, c->len, r->request_id ? r->request_id : "-");
+        else if (err < 0)
                 log_warning_errno(
                         err, "Get Range of /%s at %" PRIu64 " failed (request id %s): %m", i->path,
                         c->start, r->request_id ? r->request_id : "-");

@@ -928,13 +928,25 @@ START_TEST(test_cache_files) {
 END_TEST
 
 /* Blocks until the emulator has received more than above requests of op (bounded). */
-static void wait_counter_above(const char *op, uint64_t above) {
+static uint64_t stat_figure(const char *key) {
+        return stats_number(mnt, key);
+}
+
+/* Waits (20 s at most) until figure(name) (an emulator counter, or a figure of the mount's
+ * stats) is at least want. */
+static void wait_figure(uint64_t (*figure)(const char *name), const char *name, uint64_t want) {
+        uint64_t v = 0;
+
         for (unsigned k = 0; k < 20000; k++) {
-                if (counter(op) > above)
+                if ((v = figure(name)) >= want)
                         return;
-                (void)usleep(1000); /* polling interval; the condition is the counter */
+                (void)usleep(1000); /* polling interval; the condition is the figure */
         }
-        ck_abort_msg("no %s arrived within 20 s", op);
+        ck_abort_msg("%s did not reach %" PRIu64 " within 20 s (%" PRIu64 ")", name, want, v);
+}
+
+static void wait_counter_above(const char *op, uint64_t above) {
+        wait_figure(counter, op, above + 1);
 }
 
 /* Closes a new file in write-back mode and waits until its upload's Create File (made slow) has
@@ -944,19 +956,6 @@ static void create_in_flight(const char *rel, const char *data) {
 
         write_file(P(mnt, rel), data);
         wait_counter_above("CreateFile", before);
-}
-
-static void wait_stat_at_least(const char *key, uint64_t want) {
-        for (unsigned k = 0; k < 20000; k++) {
-                if (stats_number(mnt, key) >= want)
-                        return;
-                (void)usleep(1000); /* polling interval; the condition is the figure */
-        }
-        {
-                _cleanup_free_ char *json = NULL;
-                (void)fs_stats(mnt, &json);
-                ck_abort_msg("%s did not reach %" PRIu64 " within 20 s: %s", key, want, json);
-        }
 }
 
 typedef struct CloseArgs {
@@ -998,9 +997,9 @@ START_TEST(test_queued_unlink) {
         for (unsigned k = 0; k < ELEMENTSOF(slots); k++)
                 ck_assert_int_eq(
                         pthread_create(&slot_threads[k], NULL, close_thread, &slots[k]), 0);
-        wait_stat_at_least("uploads_in_flight", ELEMENTSOF(slots));
+        wait_figure(stat_figure, "uploads_in_flight", ELEMENTSOF(slots));
         ck_assert_int_eq(pthread_create(&t, NULL, close_thread, &queued), 0);
-        wait_stat_at_least("flushes_waiting", ELEMENTSOF(slots) + 1);
+        wait_figure(stat_figure, "flushes_waiting", ELEMENTSOF(slots) + 1);
         ck_assert_int_eq(unlink(P(mnt, "queued")), 0);
         ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
         until.tv_sec += 60;

@@ -415,6 +415,24 @@ END_TEST
 
 /* ---- a full cache disk ----------------------------------------------------------------------- */
 
+/* A cache directory on a tmpfs of its own, 32 MiB, beside the reference directory. */
+static char *tmpfs_cache(void) {
+        char *cache = NULL;
+
+        ck_assert_int_ge(asprintf(&cache, "%s.cache", ref), 0);
+        ck_assert_int_eq(mkdir(cache, 0700), 0);
+        ck_assert_msg(mount("tmpfs", cache, "tmpfs", 0, "size=32m,mode=0700") == 0, "tmpfs: %m");
+        return cache;
+}
+
+/* Stops the mount that used it, then unmounts and removes the tmpfs. */
+static void tmpfs_cache_done(const char *cache) {
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        mnt = fs_mount_free(mnt);
+        ck_assert_int_eq(umount2(cache, MNT_DETACH), 0);
+        (void)rmdir(cache);
+}
+
 START_TEST(test_enospc) {
         _cleanup_free_ char *cache = NULL;
         char name[32];
@@ -422,9 +440,7 @@ START_TEST(test_enospc) {
         unsigned done = 0;
         int r = 0;
 
-        ck_assert_int_ge(asprintf(&cache, "%s.cache", ref), 0);
-        ck_assert_int_eq(mkdir(cache, 0700), 0);
-        ck_assert_msg(mount("tmpfs", cache, "tmpfs", 0, "size=32m,mode=0700") == 0, "tmpfs: %m");
+        cache = tmpfs_cache();
         mount_with(cache, "writeback=async");
         CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
 
@@ -449,10 +465,7 @@ START_TEST(test_enospc) {
 
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
         flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
-        mnt = fs_mount_free(mnt);
-        ck_assert_int_eq(umount2(cache, MNT_DETACH), 0);
-        (void)rmdir(cache);
+        tmpfs_cache_done(cache);
 }
 END_TEST
 
@@ -752,25 +765,44 @@ static void write_text(const char *path, const char *text) {
         ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
-static void record_edit(const char *path, const char *boot, int durable) {
+/* Rewrites the record at path line by line: edit() writes each line (without its newline) to o
+ * as it should be. Returns the new record's size. */
+static size_t record_rewrite(
+        const char *path,
+        void (*edit)(FILE *o, const char *line, const void *userdata),
+        const void *userdata) {
         _cleanup_free_ char *text = record_read(path), *out = NULL;
         size_t size = 0;
         FILE *o = open_memstream(&out, &size);
 
         ck_assert_ptr_nonnull(o);
-        for (char *p = text, *line; (line = strsep(&p, "\n"));) {
-                if (!*line)
-                        continue;
-                if (strncmp(line, "boot ", 5) == 0)
-                        fprintf(o, "boot %s\n", boot);
-                else if (strncmp(line, "durable ", 8) == 0)
-                        fprintf(o, "durable %d\n", durable);
-                else
-                        fprintf(o, "%s\n", line);
-        }
+        for (char *p = text, *line; (line = strsep(&p, "\n"));)
+                if (*line)
+                        edit(o, line, userdata);
         ck_assert_int_eq(fclose(o), 0);
         write_text(path, out);
+        return size;
+}
+
+typedef struct BootEdit {
+        const char *boot;
+        int durable;
+} BootEdit;
+
+static void edit_boot(FILE *o, const char *line, const void *userdata) {
+        const BootEdit *e = userdata;
+
+        if (strncmp(line, "boot ", 5) == 0)
+                fprintf(o, "boot %s\n", e->boot);
+        else if (strncmp(line, "durable ", 8) == 0)
+                fprintf(o, "durable %d\n", e->durable);
+        else
+                fprintf(o, "%s\n", line);
+}
+
+/* Rewrites the record's boot and durable lines, as a record written before a reboot would be. */
+static void record_edit(const char *path, const char *boot, int durable) {
+        (void)record_rewrite(path, edit_boot, &(BootEdit){.boot = boot, .durable = durable});
 }
 
 START_TEST(test_record_durable_later) {
@@ -966,9 +998,7 @@ START_TEST(test_record_enospc) {
         ssize_t n;
         int fd;
 
-        ck_assert_int_ge(asprintf(&cache, "%s.cache", ref), 0);
-        ck_assert_int_eq(mkdir(cache, 0700), 0);
-        ck_assert_msg(mount("tmpfs", cache, "tmpfs", 0, "size=32m,mode=0700") == 0, "tmpfs: %m");
+        cache = tmpfs_cache();
         mount_with(cache, NULL);
         CHECK_OK(write_both("old.bin", 51, size), "write old.bin"); /* on the share at close */
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
@@ -1010,17 +1040,24 @@ START_TEST(test_record_enospc) {
                 ck_assert_msg(
                         memcmp(share, want, sizeof(want)) == 0, "a failed write changed the share");
         }
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
-        mnt = fs_mount_free(mnt);
-        ck_assert_int_eq(umount2(cache, MNT_DETACH), 0);
-        (void)rmdir(cache);
+        tmpfs_cache_done(cache);
 }
 END_TEST
 
+/* 15,000 pieces past the file's end (skipped by recovery) before the record's own. */
+static void edit_pieces_long(FILE *o, const char *line, const void *unused) {
+        if (strncmp(line, "pieces ", 7) != 0) {
+                fprintf(o, "%s\n", line);
+                return;
+        }
+        fputs("pieces ", o);
+        for (unsigned k = 0; k < 15000; k++)
+                fprintf(o, "%u,", 1000000 + k);
+        fprintf(o, "%s\n", line + 7);
+}
+
 START_TEST(test_long_record) {
-        _cleanup_free_ char *rec = NULL, *text = NULL, *out = NULL;
-        size_t size = 0;
-        FILE *o;
+        _cleanup_free_ char *rec = NULL;
 
         /* A record this long of real pieces needs some 13,000 dirty pieces of 4 MiB. */
         mount_with(NULL, "writeback=async,async_delay=3600");
@@ -1028,22 +1065,7 @@ START_TEST(test_long_record) {
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
         rec = record_find(mnt);
         ck_assert_msg(rec, "no dirty record after the kill");
-        text = record_read(rec);
-        ck_assert_ptr_nonnull(o = open_memstream(&out, &size));
-        for (char *p = text, *line; (line = strsep(&p, "\n"));) {
-                if (!*line)
-                        continue;
-                if (strncmp(line, "pieces ", 7) == 0) {
-                        fputs("pieces ", o);
-                        for (unsigned k = 0; k < 15000; k++)
-                                fprintf(o, "%u,", 1000000 + k);
-                        fprintf(o, "%s\n", line + 7);
-                } else
-                        fprintf(o, "%s\n", line);
-        }
-        ck_assert_int_eq(fclose(o), 0);
-        ck_assert_uint_gt(size, 65536 + 4096);
-        write_text(rec, out);
+        ck_assert_uint_gt(record_rewrite(rec, edit_pieces_long, NULL), 65536 + 4096);
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
         flush_and_compare();
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
