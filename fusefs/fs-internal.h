@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <fuse_lowlevel.h>
@@ -164,6 +165,10 @@ int fs_post(Fs *fs, void (*fn)(void *userdata, bool cancelled), void *userdata);
 /* What a file with unsynced data counts against max_dirty besides its bytes: its upload's
  * requests (a Put Range, a Create File or Set Properties), as the bytes the upload rate moves in
  * their time (a small file is mostly requests, and the flush that max_dirty bounds pays them). */
+/* The permission bits a file or directory can have here: setuid and setgid are never kept, shown
+ * or stored (a mode on the share comes from anyone who can write its metadata). */
+#define FS_PERM_BITS ((mode_t)(S_ISVTX | S_IRWXU | S_IRWXG | S_IRWXO))
+
 #define DIRTY_FILE_COST (UINT64_C(64) * 1024)
 int fs_pieces_grow_locked(Inode *i, uint64_t size);
 void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear);

@@ -124,8 +124,8 @@ static int parse_mode(const char *v, mode_t *ret) {
                 return -EINVAL;
         errno = 0;
         x = strtoul(v, &end, 8);
-        if (errno != 0 || *end != '\0' || x > 07777)
-                return -EINVAL;
+        if (errno != 0 || *end != '\0' || x > 07777 || (x & (S_ISUID | S_ISGID)))
+                return -EINVAL; /* setuid and setgid are never kept (fs-internal.h) */
         *ret = (mode_t)x;
         return 0;
 }

@@ -604,7 +604,7 @@ static int sidecar_parse(
                         if (sscanf(v, "%o %lld", &m, &t) != 2 || m > 07777)
                                 return -EBADMSG;
                         *create = true;
-                        *mode = (mode_t)m;
+                        *mode = (mode_t)m & FS_PERM_BITS;
                         *mtime_ns = (int64_t)t;
                 } else if (streq(line, "shrink_to")) {
                         *shrunk = true;

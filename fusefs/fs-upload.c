@@ -103,7 +103,7 @@ static int upload_create_locked(Fs *fs, Inode *i) {
                 .metadata = &md,
                 .n_metadata = 1};
 
-        (void)snprintf(mode, sizeof(mode), "%04o", (unsigned)(i->perm & 07777));
+        (void)snprintf(mode, sizeof(mode), "%04o", (unsigned)(i->perm & FS_PERM_BITS));
         if (fs_mode_needs_hint(fs, i->perm))
                 op.smb.attributes = REST_ATTR_ARCHIVE | REST_ATTR_NOT_CONTENT_INDEXED;
         if (i->upload_create)

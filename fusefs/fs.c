@@ -178,7 +178,7 @@ static void owner_of_locked(Fs *fs, const char *path, uid_t *uid, gid_t *gid, mo
 
         *uid = fs->o->uid;
         *gid = fs->o->gid;
-        *mask = 07777;
+        *mask = FS_PERM_BITS;
         if (!isempty(fs->o->subdir)) {
                 if (!fs_path_has_prefix(path, fs->o->subdir, false))
                         return;
@@ -231,7 +231,7 @@ static mode_t perm_from_props(Fs *fs, const RestProperties *p, bool is_dir) {
                 errno = 0;
                 v = strtoul(m, &end, 8);
                 if (errno == 0 && *end == '\0' && end != m && v <= 07777)
-                        return (mode_t)v;
+                        return (mode_t)v & FS_PERM_BITS;
         }
         return is_dir ? fs->o->dir_mode : fs->o->file_mode;
 }
@@ -1090,10 +1090,8 @@ static void fs_op_setattr(
                 fuse_reply_err(req, EPERM);
                 return;
         }
-        if ((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & (S_ISUID | S_ISGID | S_ISVTX)) &&
-            (attr->st_mode & 07777) != (cur.st_mode & 07777)) {
-                attr->st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
-        }
+        if (to_set & FUSE_SET_ATTR_MODE)
+                attr->st_mode &= S_IFMT | FS_PERM_BITS;
         c = call_new(fs, req, ino, NULL);
         if (!c) {
                 fuse_reply_err(req, ENOMEM);
@@ -1107,7 +1105,7 @@ static void fs_op_setattr(
 /* ---- mkdir, create ---- */
 
 static void make_metadata(mode_t mode, char buf[static 16], RestMetadata *md) {
-        (void)snprintf(buf, 16, "%04o", (unsigned)(mode & 07777));
+        (void)snprintf(buf, 16, "%04o", (unsigned)(mode & FS_PERM_BITS));
         *md = (RestMetadata){.name = (char *)"mode", .value = buf};
 }
 
@@ -1131,7 +1129,7 @@ static Call *child_call_new(fuse_req_t req, fuse_ino_t parent, const char *name,
                 fuse_reply_err(req, ENOMEM);
                 return NULL;
         }
-        c->mode = mode & ~fuse_req_ctx(req)->umask;
+        c->mode = mode & ~fuse_req_ctx(req)->umask & FS_PERM_BITS;
         return c;
 }
 
@@ -1148,7 +1146,7 @@ static void mkdir_done(RestResult *r, void *userdata) {
                 err = inode_for_path_locked(fs, c->path, true, &i);
         if (err == 0) {
                 apply_props_locked(fs, i, r->props);
-                i->perm = c->mode & 07777;
+                i->perm = c->mode & FS_PERM_BITS;
                 i->perm_known = true;
                 if (!i->mtime_ns)
                         i->mtime_ns = i->ctime_ns = realtime_ns();
@@ -1198,7 +1196,7 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 err = fs_cache_attach_locked(fs, i);
         if (err == 0) {
                 fs_cache_reset_locked(fs, i, 0, "");
-                i->perm = c->mode & 07777;
+                i->perm = c->mode & FS_PERM_BITS;
                 i->perm_known = true;
                 i->mtime_ns = i->ctime_ns = i->btime_ns = realtime_ns();
                 i->etag[0] = '\0';

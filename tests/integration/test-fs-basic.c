@@ -15,7 +15,8 @@
  *                  EFBIG at ftruncate() and write(), not at close()
  *   case           case-insensitive, case-preserving: another case opens the same file, O_EXCL
  *                  with another case is EEXIST, the listing keeps the first spelling
- *   remount        data, directories and chmod +x survive an unmount and a new mount
+ *   remount        data, directories and chmod +x survive an unmount and a new mount; setuid
+ *                  and setgid are dropped at creat and chmod and not shown from the share
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
  *   shrunk_elsewhere  a file cut short on A while B has it open: B's read of a range gone from
@@ -516,9 +517,40 @@ START_TEST(test_case) {
 }
 END_TEST
 
+/* The mode stored in a share entry's metadata (x-ms-meta-mode), as the share has it. */
+static const char *share_mode(const char *rel) {
+        static char mode[16];
+        _cleanup_free_ char *url = NULL;
+        EmuHttpResult r = {};
+
+        ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s", rel), 0);
+        ck_assert_int_eq(
+                emu_http(emu, "HEAD", url, NULL, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        const char *m = emu_http_header(&r, "x-ms-meta-mode");
+        (void)snprintf(mode, sizeof(mode), "%s", m ? m : "");
+        emu_http_result_clear(&r);
+        return mode;
+}
+
+/* Another writer sets the entry's mode on the share. */
+static void share_set_mode(const char *rel, const char *mode) {
+        _cleanup_free_ char *url = NULL, *meta = NULL;
+        EmuHttpResult r = {};
+
+        ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s?comp=metadata", rel), 0);
+        ck_assert_int_ge(asprintf(&meta, "x-ms-meta-mode: %s", mode), 0);
+        const char *headers[] = {meta, NULL};
+        ck_assert_int_eq(
+                emu_http(emu, "PUT", url, headers, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        emu_http_result_clear(&r);
+}
+
 START_TEST(test_remount) {
         const char *s;
         struct stat st;
+        int fd;
 
         mnt = mount_with(NULL, NULL);
         s = P(mnt, "run.sh");
@@ -528,7 +560,21 @@ START_TEST(test_remount) {
         ck_assert_int_eq(chmod(s, 0755), 0);
         write_file(P(mnt, "proj/data.csv"), "a,b\n1,2\n");
         ck_assert_int_eq(chmod(P(mnt, "proj"), 0750), 0);
+        /* setuid and setgid are never kept: not from creat, chmod or another writer's metadata */
+        fd = open(P(mnt, "suid.sh"), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 04755);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0755);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(chmod(P(mnt, "suid.sh"), 06711), 0);
+        ck_assert_int_eq(stat(P(mnt, "suid.sh"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0711);
+        ck_assert_str_eq(share_mode("suid.sh"), "0711");
+        write_file(P(mnt, "foreign.sh"), "#!/bin/sh\n");
+        share_set_mode("foreign.sh", "6755");
         remount(mnt);
+        ck_assert_int_eq(stat(P(mnt, "foreign.sh"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0755);
         /* a listing first (readdirplus) must not stand in for the stored mode */
         ck_assert(dir_has(P(mnt, ""), "run.sh"));
         ck_assert(dir_has(P(mnt, ""), "proj"));

@@ -94,21 +94,12 @@ START_TEST(test_options) {
 END_TEST
 
 START_TEST(test_options_refused) {
-        static const char *const bad[] = {"colour=blue",
-                                          "uid=-1",
-                                          "file_mode=999",
-                                          "writeback=later",
-                                          "cache_dir=rel",
-                                          "max_dirty=1M",
-                                          "cache_size=5X",
-                                          "attr_timeout=-1",
-                                          "imds=ftp://x",
-                                          "users_dir=a/b",
-                                          "retry_budget=0",
-                                          "max_requests=0",
-                                          "transfer_threads=17",
-                                          "transfer_threads=-1",
-                                          "bogus"};
+        static const char *const bad[] = {
+                "colour=blue",    "uid=-1",          "file_mode=999",       "file_mode=4755",
+                "dir_mode=2775",  "writeback=later", "cache_dir=rel",       "max_dirty=1M",
+                "cache_size=5X",  "attr_timeout=-1", "imds=ftp://x",        "users_dir=a/b",
+                "retry_budget=0", "max_requests=0",  "transfer_threads=17", "transfer_threads=-1",
+                "bogus"};
         for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
                 fs_options_done(&o);
                 fs_options_init(&o);
