@@ -1769,6 +1769,10 @@ typedef struct DirHandle {
         bool listed;
         bool listing;
         int error;
+        /* The listing's progress: the marker of the page asked for last, pages so far, and
+         * pages in a row without an entry. */
+        char *marker;
+        unsigned pages, empty_pages;
         /* The one readdir waiting for the listing (the kernel serializes readdir per file). */
         fuse_req_t req;
         size_t size;
@@ -1797,6 +1801,7 @@ static void dir_handle_unlink_locked(Fs *fs, DirHandle *d) {
 /* Unlinked (or never linked) d, with what it holds. */
 static void dir_handle_free(DirHandle *d) {
         dir_handle_clear(d);
+        free(d->marker);
         free(d->path);
         free(d);
 }
@@ -1958,6 +1963,35 @@ static int dir_complete_listing(DirHandle *d) {
         return r;
 }
 
+/* A share that answers with the same NextMarker again, or never with an entry, would make the
+ * listing (and the readdir waiting for it, which the caller cannot interrupt) go on for ever.
+ * The service needs about 840 full pages for FS_DIR_ENTRIES_MAX entries. */
+#define LIST_PAGES_MAX 8192u
+#define LIST_EMPTY_PAGES_MAX 64u
+
+static int dir_next_page(DirHandle *d, const RestResult *r, const RestListPage *page) {
+        char *m;
+
+        d->pages++;
+        d->empty_pages = page->n_entries > 0 ? 0 : d->empty_pages + 1;
+        if ((d->marker && streq(d->marker, page->next_marker)) || d->pages >= LIST_PAGES_MAX ||
+            d->empty_pages >= LIST_EMPTY_PAGES_MAX) {
+                log_warning(
+                        "List Directory /%s: the share's listing does not end (page %u, %u in a row "
+                        "without entries, NextMarker %s, request id %s); readdir fails with EIO",
+                        d->path, d->pages, d->empty_pages,
+                        d->marker && streq(d->marker, page->next_marker) ? "repeated" : "new",
+                        r->request_id ? r->request_id : "-");
+                return -EIO;
+        }
+        m = strdup(page->next_marker);
+        if (!m)
+                return -ENOMEM;
+        free(d->marker);
+        d->marker = m;
+        return 0;
+}
+
 static void list_page_done(RestResult *r, void *userdata) {
         DirHandle *d = userdata;
         Fs *fs = d->fs;
@@ -1987,6 +2021,8 @@ static void list_page_done(RestResult *r, void *userdata) {
                         e->permission_key = NULL;
                         d->n++;
                 }
+                if (err == 0 && page->next_marker)
+                        err = dir_next_page(d, r, page);
                 if (err == 0 && page->next_marker) {
                         RestOp op = {
                                 .type = REST_OP_LIST_DIRECTORY,
@@ -2083,6 +2119,9 @@ readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
                 return;
         }
         d->listing = true;
+        free(d->marker);
+        d->marker = NULL;
+        d->pages = d->empty_pages = 0;
         fs_unlock(fs);
         RestOp op = {
                 .type = REST_OP_LIST_DIRECTORY,

@@ -61,6 +61,7 @@ static const struct {
         {"500", "internal", EMU_FAULT_INTERNAL},
         {"reset", NULL, EMU_FAULT_RESET},
         {"truncate", NULL, EMU_FAULT_TRUNCATE},
+        {"stale-marker", NULL, EMU_FAULT_STALE_MARKER},
 };
 
 static FaultSet *fault_set_free(FaultSet *s) {
@@ -401,6 +402,7 @@ static void describe_rule(FILE *out, const FaultRule *rule) {
                 [EMU_FAULT_INTERNAL] = "500",
                 [EMU_FAULT_RESET] = "reset",
                 [EMU_FAULT_TRUNCATE] = "truncate",
+                [EMU_FAULT_STALE_MARKER] = "stale-marker",
         };
         bool first = true;
 

@@ -10,8 +10,8 @@
  *   RULE  := [ 'op=' OP { '+' OP } ':' ] ITEM { ',' ITEM }
  *   OP    := an operation name as in the counters ("PutRange", case-insensitive), or the groups
  *            "write" (operations that change the share), "imds" (metadata service), "files"
- *   ITEM  := KIND [ '=' PROB ]          KIND: 503|busy, 500|internal, reset, truncate;
- *                                       PROB in [0, 1], default 1
+ *   ITEM  := KIND [ '=' PROB ]          KIND: 503|busy, 500|internal, reset, truncate,
+ *                                       stale-marker; PROB in [0, 1], default 1
  *          | 'latency=' DUR [ '~' DUR ]  added delay; '~J' adds a uniform 0..J on top
  *          | 'answer-latency=' DUR       the operation is carried out at once, its answer is
  *                                        delayed by DUR (a request in flight that the share
@@ -47,6 +47,10 @@ typedef enum EmuFaultKind {
         EMU_FAULT_INTERNAL, /* 500 InternalError (OperationTimedOut) */
         EMU_FAULT_RESET,    /* TCP reset instead of a response */
         EMU_FAULT_TRUNCATE, /* the real response, body cut short, then the connection closed */
+        /* List Directories and Files only (no effect on other operations): a page without
+         * entries whose NextMarker is the request's own marker ("stale" without one), as a
+         * broken or hostile server would answer. */
+        EMU_FAULT_STALE_MARKER,
         _EMU_FAULT_KIND_MAX,
         _EMU_FAULT_KIND_INVALID = -1,
 } EmuFaultKind;

@@ -130,7 +130,10 @@ void files_handle_list(FilesCtx *c) {
                 prefix = NULL;
         if (isempty(marker))
                 marker = NULL;
-        r = emu_store_list(c->store, c->share, c->path, c->n, prefix, marker, max, &page);
+        /* A stale marker is the server's own: not one the store would accept. */
+        r = emu_store_list(
+                c->store, c->share, c->path, c->n, prefix,
+                req->fault == EMU_FAULT_STALE_MARKER ? NULL : marker, max, &page);
         if (r == -EBADMSG) {
                 (void)files_reply_invalid_query(req, "marker", marker);
                 return;
@@ -140,6 +143,14 @@ void files_handle_list(FilesCtx *c) {
         if (r < 0) {
                 (void)files_reply_store_error(c, r);
                 return;
+        }
+        if (req->fault == EMU_FAULT_STALE_MARKER) {
+                /* A broken server: no entries, and the marker it was given as the next one. */
+                for (size_t i = 0; i < page.n_items; i++)
+                        emu_entry_clear(&page.items[i]);
+                page.n_items = 0;
+                free(page.next_marker);
+                page.next_marker = strdup(marker ? marker : "stale");
         }
 
         for (size_t i = 0; i < c->n; i++)

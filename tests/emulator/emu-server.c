@@ -789,8 +789,10 @@ handle_request(EmuContext *ctx, struct MHD_Connection *connection, const char *m
                         (void)emu_reply_error(&req, 503, "ServerBusy", NULL, NULL);
                 } else if (fault.kind == EMU_FAULT_INTERNAL)
                         (void)emu_reply_error(&req, 500, "OperationTimedOut", NULL, NULL);
-                else
+                else {
+                        req.fault = fault.kind;
                         dispatch(&req);
+                }
                 if (fault.answer_latency_ms > 0) {
                         struct timespec ts = {
                                 .tv_sec = fault.answer_latency_ms / 1000,

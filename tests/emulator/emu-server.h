@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "emu-faults.h"
 #include "emu-ops.h"
 #include "macro.h"
 
@@ -70,6 +71,7 @@ typedef struct EmuRequest {
         size_t body_size;
 
         EmuOp op;            /* classified operation, or _EMU_OP_INVALID */
+        EmuFaultKind fault;  /* the fault drawn for it: handlers act on EMU_FAULT_STALE_MARKER */
         const char *version; /* effective x-ms-version (header, or sv= of a SAS), may be NULL */
         EmuAuthKind auth;    /* set by emu_auth_check() */
 

@@ -29,7 +29,7 @@
  *   flush          the flush xattrs (dirty_bytes, stats JSON, listxattr, flush), write-back mode
  *   failures       share failing: close() reports the error and keeps the data dirty; the flush
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
- *                  uploads everything
+ *                  uploads everything; a listing whose NextMarker repeats fails with EIO
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
  *   small_files    small files count their size against cache_size and max_dirty (plus 64 KiB
  *                  each there), not a 4 MiB piece: 40 of 1 KiB stay dirty without an upload
@@ -815,9 +815,34 @@ START_TEST(test_refused_names) {
 }
 END_TEST
 
+typedef struct ListArgs {
+        const char *dir;
+        int result;
+} ListArgs;
+
+/* Reads a whole directory: 0 or -errno. */
+static void *list_thread(void *p) {
+        ListArgs *a = p;
+        DIR *d = opendir(a->dir);
+
+        if (!d) {
+                a->result = -errno;
+                return NULL;
+        }
+        errno = 0;
+        while (readdir(d))
+                ;
+        a->result = errno ? -errno : 0;
+        (void)closedir(d);
+        return NULL;
+}
+
 START_TEST(test_failures) {
         _cleanup_free_ char *json = NULL;
+        struct timespec until;
+        uint64_t lists;
         const char *f;
+        pthread_t t;
         int fd;
 
         mnt = mount_with(NULL, "retry_budget=3");
@@ -843,6 +868,24 @@ START_TEST(test_failures) {
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
         check_share("f.txt", "after!");
+
+        /* A server whose listing never ends (the same NextMarker again and again): readdir
+         * fails with EIO after a bounded number of pages, and does not hang. */
+        ck_assert_int_eq(mkdir(P(mnt, "listed"), 0755), 0);
+        write_file(P(mnt, "listed/a"), "a");
+        lists = counter("ListDirectoriesAndFiles");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=ListDirectoriesAndFiles:stale-marker"), 0);
+        ListArgs la = {.dir = P(mnt, "listed"), .result = 1};
+        ck_assert_int_eq(pthread_create(&t, NULL, list_thread, &la), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
+        until.tv_sec += 60;
+        ck_assert_msg(
+                pthread_timedjoin_np(t, NULL, &until) == 0,
+                "the listing of a directory whose NextMarker repeats did not end within 60 s");
+        ck_assert_int_eq(la.result, -EIO);
+        ck_assert_uint_le(counter("ListDirectoriesAndFiles") - lists, 4);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert(dir_has(P(mnt, "listed"), "a"));
 }
 END_TEST
 

@@ -56,6 +56,8 @@ START_TEST(test_grammar_normalised) {
                 {"internal,count=2,seed=9", "500=1,count=2;seed=9"},
                 {"latency=2s~10,seed=3", "latency=2000ms~10ms;seed=3"},
                 {"op=putrange:truncate=0,seed=4", "op=PutRange:truncate=0;seed=4"},
+                {"op=ListDirectoriesAndFiles:stale-marker,count=1;seed=2",
+                 "op=ListDirectoriesAndFiles:stale-marker=1,count=1;seed=2"},
                 {"op=renamefile:answer-latency=2s,count=1;seed=8",
                  "op=RenameFile:answer-latency=2000ms,count=1;seed=8"},
                 {"op=imds:503,retry-after=7;seed=6",
