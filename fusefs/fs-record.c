@@ -55,6 +55,7 @@ void fs_sidecar_remove_locked(Fs *fs, Inode *i) {
         char name[64];
 
         fs_sidecar_close_locked(i);
+        i->sidecar_syncing = false; /* a durable pass under way must not put its copy back */
         if (!i->sidecar_exists && !i->sidecar_clean_on_disk)
                 return;
         fs_data_name(i->cache_id, ".dirty", name);
@@ -279,12 +280,17 @@ static void sidecar_fail(Fs *fs, const char *path, int r) {
 /* 0, or -errno when the record could not be written (logged). */
 static int sidecar_write_locked(Fs *fs, Inode *i) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SIDECAR_MAX};
-        uint64_t seq = ++i->sidecar_seq;
+        uint64_t seq;
         char tmp[96];
         int r;
 
         uint64_t hash;
 
+        /* Deleted or replaced while open: its bytes are never uploaded (fs_upload_start_locked),
+         * and a record would make a recovery write them over what has its name now. */
+        if (i->unlinked)
+                return 0;
+        seq = ++i->sidecar_seq;
         r = sidecar_text_locked(fs, i, false, &b);
         if (r < 0) {
                 sidecar_fail(fs, i->path, r);
@@ -339,7 +345,7 @@ int fs_sidecar_update(Fs *fs, uint64_t ino) {
 
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
-        if (!i || i->cache_fd < 0 || !fs_inode_is_dirty(i)) {
+        if (!i || i->cache_fd < 0 || !fs_inode_is_dirty(i) || i->unlinked) {
                 fs_unlock(fs);
                 return 0;
         }
@@ -361,7 +367,7 @@ int fs_sidecar_update(Fs *fs, uint64_t ino) {
         }
         fs_lock(fs);
         i = inode_table_get(fs->inodes, ino);
-        if (r >= 0 && i)
+        if (r >= 0 && i && !i->unlinked)
                 r = sidecar_commit_locked(fs, i, seq, false, tmp, b.len, hash);
         else
                 (void)unlinkat(fs->cache_dir_fd, tmp, 0);
@@ -456,7 +462,7 @@ static unsigned durable_pass(Fs *fs) {
         fs->record_syncs++;
         for (size_t k = 0; k < n; k++) {
                 Inode *i = inode_table_get(fs->inodes, recs[k].ino);
-                bool mine = i && i->sidecar_syncing;
+                bool mine = i && i->sidecar_syncing && !i->unlinked;
                 if (i)
                         i->sidecar_syncing = false;
                 if (recs[k].flag_only) {

@@ -56,6 +56,10 @@
  *                    hand (pieces past the file's end, which recovery skips, listed before its
  *                    two real pieces): the next mount uploads both (it read only 64 KiB of a
  *                    record, and uploaded a file of zeros).
+ *   replaced_open_kill  files open for writing, one replaced by a rename and one deleted,
+ *                    written through their descriptors, then kill -9: after the remount the
+ *                    share has the file that replaced the one and not the other (a record for
+ *                    the old name made the recovery write them back over that name).
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -1072,6 +1076,48 @@ START_TEST(test_long_record) {
 }
 END_TEST
 
+/* What the share holds at rel ("" when it has no such file). */
+static char *share_text(const char *rel) {
+        char *data = NULL;
+        size_t n = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &n);
+
+        if (r == -ENOENT)
+                return strdup("");
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        return data;
+}
+
+START_TEST(test_replaced_open_kill) {
+        _cleanup_free_ char *f = NULL, *g = NULL, *h = NULL, *share_f = NULL, *share_h = NULL;
+        int fd_f, fd_h;
+
+        mount_with(NULL, NULL);
+        f = write_new("f", "old f");
+        g = write_new("g", "new f, moved here by rename");
+        h = write_new("h", "h, to be deleted");
+        fd_f = open(f, O_WRONLY | O_CLOEXEC);
+        fd_h = open(h, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd_f, 0);
+        ck_assert_int_ge(fd_h, 0);
+        ck_assert_int_eq(rename(g, f), 0);
+        ck_assert_int_eq(unlink(h), 0);
+        /* Writes to files that have no name on the share any more. */
+        ck_assert_int_eq(pwrite(fd_f, "JUNK", 4, 0), 4);
+        ck_assert_int_eq(pwrite(fd_h, "JUNK", 4, 0), 4);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        (void)close(fd_f); /* on a dead mount: ENOTCONN */
+        (void)close(fd_h);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        share_f = share_text("f");
+        share_h = share_text("h");
+        ck_assert_str_eq(share_f, "new f, moved here by rename");
+        ck_assert_str_eq(share_h, "");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 START_TEST(test_record_clean) {
         _cleanup_free_ char *p = NULL, *rec = NULL;
         char buf[64];
@@ -1184,6 +1230,7 @@ int main(void) {
                 {"record_empty", test_record_empty},
                 {"record_enospc", test_record_enospc},
                 {"long_record", test_long_record},
+                {"replaced_open_kill", test_replaced_open_kill},
                 {"dir_release_dropped", test_dir_release_dropped},
                 {"stop_mid_flush", test_stop_mid_flush},
         };
