@@ -1094,6 +1094,10 @@ int rest_client_submit(
         assert(op);
         if (!cb)
                 return -EINVAL;
+        /* A callback of a call cancelled by rest_client_free() (on its thread) may submit the
+         * next request: there is no inbox for it any more. */
+        if (rc->freeing)
+                return -ECANCELED;
         if (atomic_fetch_add(&rc->n_calls, 1) >= REST_CALLS_MAX) {
                 atomic_fetch_sub(&rc->n_calls, 1);
                 return -EAGAIN;

@@ -17,6 +17,9 @@
  *                    on the share after the faults stop and a flush.
  *   restart_mid_flush  64 MiB dirty, slow uploads, a flush running; azfilesfs is killed while
  *                    the flush is half done; remount, flush: every byte on the share.
+ *   stop_with_queue  SIGTERM with 300 files dirty while Create File goes unanswered: the stop
+ *                    ends with uploads in flight and files waiting for a slot; exit status 0
+ *                    (it aborted), and the next mount uploads every byte.
  *
  *   rename_dir_dirty_kill  (bug 5, fixed) writeback=async, a
  *                    directory renamed while a file below it is dirty, kill -9, remount, flush:
@@ -628,6 +631,35 @@ END_TEST
 /* ---- a directory renamed over dirty files, then a crash (bug 5, fixed) ------------------------
  */
 
+/* SIGTERM with more files dirty than upload at once (64) while the share does not answer: the
+ * stop's flush budget runs out with uploads in flight and files waiting for a slot. The driver
+ * cancels them and exits 0; it aborted before (a cancelled upload started the next waiting one
+ * on the REST client being freed). Nothing is lost: the next mount uploads everything. */
+START_TEST(test_stop_with_queue) {
+        _cleanup_close_ int pidfd = -EBADF;
+
+        mount_with(NULL, "writeback=async,async_delay=3600,retry_budget=3");
+        for (unsigned k = 0; k < 300; k++) {
+                char name[32];
+                (void)snprintf(name, sizeof(name), "q%03u", k);
+                CHECK_OK(write_both(name, k + 1, 100), name);
+        }
+        /* Create File is done at once and answered after 20 s: each upload ends with its
+         * request's timeout (retry_budget), and the next 64 start. */
+        CHECK_OK(fs_emu_set_faults(emu, "op=CreateFile:answer-latency=20s"), "silent share");
+        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
+        ck_assert_int_ge(pidfd, 0);
+        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
+        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
+        mnt->mounted = false; /* it unmounted at its exit */
+
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 START_TEST(test_rename_dir_dirty_kill) {
         _cleanup_free_ char *d = NULL, *sub = NULL, *x = NULL, *from = NULL, *to = NULL;
         uint64_t dirty = 0;
@@ -1233,6 +1265,7 @@ int main(void) {
                 {"replaced_open_kill", test_replaced_open_kill},
                 {"dir_release_dropped", test_dir_release_dropped},
                 {"stop_mid_flush", test_stop_mid_flush},
+                {"stop_with_queue", test_stop_with_queue},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
