@@ -546,6 +546,12 @@ static bool op_takes_lease_id(RestOpType t) {
                t == REST_OP_DELETE_FILE || t == REST_OP_CREATE_FILE;
 }
 
+/* What is left of the call's retry budget, in ms. */
+static uint64_t call_budget_left_ms(const RestCall *call) {
+        uint64_t elapsed_ms = (uint64_t)(now_monotonic_ns() - call->first_ns) / 1000000;
+        return elapsed_ms >= call->rc->retry_budget_ms ? 0 : call->rc->retry_budget_ms - elapsed_ms;
+}
+
 static int call_build(RestCall *call, const char *token, HttpRequest **ret) {
         RestClient *rc = call->rc;
         _cleanup_(http_request_freep) HttpRequest *req = NULL;
@@ -607,9 +613,15 @@ static int call_build(RestCall *call, const char *token, HttpRequest **ret) {
                         goto finish;
         }
 
+        /* The retry budget bounds the whole call, this try included. */
+        uint64_t left_ms = call_budget_left_ms(call);
+        if (left_ms == 0) {
+                r = -ETIMEDOUT;
+                goto finish;
+        }
         http_request_set_timeouts(
-                req, data_op ? rc->data_timeout_ms : rc->meta_timeout_ms, rc->connect_timeout_ms,
-                rc->low_speed_bytes, rc->low_speed_s);
+                req, MIN(data_op ? rc->data_timeout_ms : rc->meta_timeout_ms, left_ms),
+                MIN(rc->connect_timeout_ms, left_ms), rc->low_speed_bytes, rc->low_speed_s);
         if (call->type == REST_OP_LIST_DIRECTORY) {
                 call->list_parser = rest_list_parser_free(call->list_parser);
                 r = rest_list_parser_new(&call->list_parser);
@@ -679,8 +691,10 @@ static bool call_maybe_retry(RestCall *call, bool unclear, int64_t server_delay_
         shift = MIN(call->attempts - 1, 20u);
         cap = MIN(rc->retry_base_ms << shift, rc->retry_max_delay_ms);
         delay_ms = cap / 2 + (cap > 1 ? rng_next(rc) % (cap / 2 + 1) : 0);
+        /* The server's delay is the least to wait: Retry-After 0 is no reason to hammer it,
+         * and the jitter keeps a pool's VMs from retrying in step. */
         if (server_delay_ms >= 0)
-                delay_ms = (uint64_t)server_delay_ms;
+                delay_ms = MAX(delay_ms, (uint64_t)server_delay_ms);
         elapsed_ms = (uint64_t)(now_monotonic_ns() - call->first_ns) / 1000000;
         if (elapsed_ms + delay_ms >= rc->retry_budget_ms)
                 return false;

@@ -584,6 +584,28 @@ START_TEST(test_retry_busy_and_reset) {
                 ck_assert_int_eq(memcmp(buf, hundred, 100), 0);
         }
 
+        /* Retry-After is the least delay, not the delay: "0" still waits the backoff (here 500
+         * to 1,000 ms, past the budget of 300 ms, so no second try). */
+        {
+                RestClient *slow;
+                RestClientConfig cfg = {
+                        .endpoint = emu->files_url,
+                        .account = EMU_TEST_ACCOUNT,
+                        .share = "share",
+                        .key = key,
+                        .key_size = key_size,
+                        .retry_base_ms = 1000,
+                        .retry_max_delay_ms = 1000,
+                        .retry_budget_ms = 300,
+                        .max_attempts = 10};
+                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &slow), 0);
+                set_faults("op=GetFileProperties:503,count=1,retry-after=0");
+                d = run_op_on(slow, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+                ck_assert_int_eq(d.status, 503);
+                ck_assert_uint_eq(d.attempts, 1);
+                slow = rest_client_free(slow);
+        }
+
         /* Always failing: bounded by max_attempts, then a clear errno. */
         set_faults("op=GetFileProperties:500");
         d = run_op(&(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
@@ -658,6 +680,24 @@ START_TEST(test_cancel_and_timeout) {
         }
         d = run_op_on(fast, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
         ck_assert_int_eq(d.error, -ETIMEDOUT);
+        /* The retry budget bounds the try too: with a long per-try timeout the answer after 5 s
+         * would come in (success), but the budget of 300 ms ended the call before. */
+        {
+                RestClient *budget;
+                RestClientConfig cfg = {
+                        .endpoint = emu->files_url,
+                        .account = EMU_TEST_ACCOUNT,
+                        .share = "share",
+                        .key = key,
+                        .key_size = key_size,
+                        .meta_timeout_ms = 30000,
+                        .retry_budget_ms = 300,
+                        .max_attempts = 10};
+                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &budget), 0);
+                d = run_op_on(budget, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+                ck_assert_int_eq(d.error, -ETIMEDOUT);
+                budget = rest_client_free(budget);
+        }
         /* Freeing with calls in flight completes them with -ECANCELED. */
         d = (Done){0};
         ck_assert_int_eq(
