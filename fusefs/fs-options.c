@@ -430,6 +430,11 @@ typedef struct CredParse {
         const char *path;
 } CredParse;
 
+static bool looks_like_key_name(const char *s) {
+        size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+        return n <= 32 && s[n] == '\0';
+}
+
 static int cred_handler(void *userdata, const char *section, const char *name, const char *value) {
         CredParse *p = userdata;
         int r;
@@ -448,14 +453,22 @@ static int cred_handler(void *userdata, const char *section, const char *name, c
                         return 0;
                 }
         } else if (streq(name, "sas_token")) {
-                if (p->has_sas)
-                        goto dup;
-                p->has_sas = true;
-                if (isempty(value) ||
-                    !(p->c->sas_token = strdup(value[0] == '?' ? value + 1 : value))) {
+                /* A token longer than a line of the INI reader goes on over further lines (an
+                 * indented continuation, or sas_token again): the parts are joined. */
+                char *joined;
+                if (!p->has_sas && !isempty(value) && value[0] == '?')
+                        value++;
+                if (isempty(value)) {
                         (void)fail(&p->err, "%s: sas_token is empty", p->path);
                         return 0;
                 }
+                if (asprintf(&joined, "%s%s", p->c->sas_token ? p->c->sas_token : "", value) < 0)
+                        return 0;
+                if (p->c->sas_token)
+                        explicit_bzero(p->c->sas_token, strlen(p->c->sas_token));
+                free(p->c->sas_token);
+                p->c->sas_token = joined;
+                p->has_sas = true;
         } else if (streq(name, "managed_identity")) {
                 if (p->has_mi)
                         goto dup;
@@ -471,7 +484,11 @@ static int cred_handler(void *userdata, const char *section, const char *name, c
                 if (!(p->c->client_id = strdup(value)))
                         return 0;
         } else {
-                (void)fail(&p->err, "%s: unknown key '%s' in [storage]", p->path, name);
+                /* A secret pasted without its name (or its "=") arrives as a name. */
+                bool show = looks_like_key_name(name);
+                (void)fail(
+                        &p->err, "%s: unknown key %s%s%s in [storage]", p->path, show ? "'" : "",
+                        show ? name : "(not shown: it may be a secret)", show ? "'" : "");
                 return 0;
         }
         return 1;
@@ -490,6 +507,7 @@ int fs_credentials_parse(
         char **reterr_msg) {
         FsCredentials c = {};
         CredParse p = {.c = &c, .path = path};
+        unsigned line = 0;
         int r, n;
 
         if (st_uid != 0 && st_uid != caller)
@@ -502,6 +520,19 @@ int fs_credentials_parse(
                         reterr_msg,
                         "Credentials file %s must not be accessible by group or others (mode %04o; chmod 600 it)",
                         path, (unsigned)(st_mode & 07777));
+        /* libinih reads at most INI_MAX_LINE - 1 bytes of a line and takes the rest for a line
+         * of its own: say so instead of a "syntax error" further down. */
+        for (const char *l = text; *l;) {
+                size_t len = strcspn(l, "\n");
+                line++;
+                if (len > INI_MAX_LINE - 2)
+                        return fail(
+                                reterr_msg,
+                                "%s:%u: line longer than %d bytes, the most the INI reader takes "
+                                "(a long sas_token may go on over further lines, indented)",
+                                path, line, INI_MAX_LINE - 2);
+                l += len + (l[len] == '\n');
+        }
         r = ini_parse_string(text, cred_handler, &p);
         if (r != 0) {
                 fs_credentials_done(&c);

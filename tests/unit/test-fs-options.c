@@ -142,6 +142,25 @@ START_TEST(test_credentials) {
         ck_assert_str_eq(c.sas_token, "sv=1&sig=2");
         fs_credentials_done(&c);
 
+        /* A token longer than the INI reader's line (198 bytes), over indented lines. */
+        {
+                char part[151], text[512], whole[2 * 150 + 1];
+                memset(part, 'x', 150);
+                part[150] = '\0';
+                (void)snprintf(
+                        text, sizeof(text), "[storage]\nsas_token = ?%s\n  %s\n", part, part);
+                (void)snprintf(whole, sizeof(whole), "%s%s", part, part);
+                ck_assert_int_eq(fs_credentials_parse("/c", text, 0, 0100600, 0, &c, &err), 0);
+                ck_assert_str_eq(c.sas_token, whole);
+                fs_credentials_done(&c);
+                /* On one line: refused, saying why and where. */
+                (void)snprintf(text, sizeof(text), "[storage]\nsas_token = %s%s\n", part, part);
+                ck_assert_int_eq(
+                        fs_credentials_parse("/c", text, 0, 0100600, 0, &c, &err), -EINVAL);
+                ck_assert_msg(strstr(err, "/c:2: line longer than 198 bytes"), "%s", err);
+                ck_assert_ptr_null(strstr(err, part));
+        }
+
         ck_assert_int_eq(
                 fs_credentials_parse(
                         "/c", "[storage]\nmanaged_identity = yes\nclient_id = abc\n", 0, 0100600, 0,
@@ -177,6 +196,9 @@ START_TEST(test_credentials_refused) {
                 "[storage]\naccount_key = Zm9v\nsas_token = sv=1\n",
                 "[storage]\naccount_key = Zm9v\naccount_key = Zm9v\n",
                 "[storage]\naccount_key = Zm9v\ncolour = blue\n",
+                /* a key pasted without its name, or without its "=": never in the message */
+                "[storage]\nZm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4==\n",
+                "[storage]\naccount_key Zm9vYmFy==\n",
                 "[other]\naccount_key = Zm9v\n",
                 "[storage]\naccount_key = not base64!\n",
                 "[storage]\nmanaged_identity = maybe\n",
