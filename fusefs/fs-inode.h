@@ -122,6 +122,8 @@ struct Inode {
         Inode *upload_queue_next;
         unsigned upload_path_gen; /* path_gen when the round started */
         bool upload_again;
+        uint64_t rounds_begun; /* whole upload rounds begun (a flush waits for one, FsWaiter) */
+        bool upload_whole;     /* this round began whole (not write-through made whole later) */
         unsigned upload_pending;
         unsigned upload_ranges; /* Put Ranges of this round */
         int upload_error;

@@ -44,6 +44,9 @@ struct FsWaiter {
         uint64_t len;
         char *data;  /* WRITE: a copy of the caller's bytes */
         bool direct; /* WRITE: from a write-only descriptor (no page cache) */
+        /* FLUSH: the first whole upload round (Inode.rounds_begun) that takes everything dirty
+         * when the flush came: its success answers the flush, later writes need not be up. */
+        uint64_t round;
 };
 
 /* A metadata operation queued on Inode.create_waiters: fn(userdata) runs it again, on the I/O

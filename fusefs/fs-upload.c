@@ -89,6 +89,7 @@ static int upload_submit_locked(Fs *fs, Inode *i, int phase, RestOp *op, size_t 
 }
 
 static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies);
+static void flush_waiters_covered_locked(Inode *i, FsWaiter **replies);
 static void upload_done_reply(Fs *fs, Inode *i, FsWaiter *replies);
 
 /* Create File of the whole file: its size, its mode and, for a file created here, its
@@ -299,6 +300,9 @@ static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         int r;
 
         i->uploading = true;
+        i->upload_whole = !wt;
+        if (!wt)
+                i->rounds_begun++;
         i->upload_path_gen = i->path_gen;
         i->upload_again = false;
         i->upload_error = 0;
@@ -647,6 +651,12 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
         if ((err == 0 || moved) && fs_inode_is_dirty(i) && !i->unlinked &&
             (waiters || fs->flush_all || (!fs->o->writeback_async && !was_wt) || i->upload_again ||
              moved || i->upload_partial)) {
+                /* Written to meanwhile: the flushes this round covered are answered, the others
+                 * wait for the next (a writer that keeps the file dirty holds no close() off).
+                 * Not after a write-through round made whole: the share's file may be longer
+                 * (grown ahead) until the next round sets its size. */
+                if (err == 0 && i->upload_whole && !i->upload_partial)
+                        flush_waiters_covered_locked(i, replies);
                 fs_upload_start_locked(fs, i);
                 if (i->uploading || i->upload_queued)
                         return;
@@ -660,6 +670,21 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 }
                 *p = w->next;
                 w->off = (uint64_t)(err == -ENOENT ? EIO : -err);
+                w->next = *replies;
+                *replies = w;
+        }
+}
+
+/* The flushes that i's whole round, just ended well, answers: those it began after. Lock held. */
+static void flush_waiters_covered_locked(Inode *i, FsWaiter **replies) {
+        for (FsWaiter **p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                if (w->kind != FS_WAIT_FLUSH || w->round > i->rounds_begun) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                w->off = 0;
                 w->next = *replies;
                 *replies = w;
         }
@@ -865,7 +890,11 @@ static void sync_upload(fuse_req_t req, fuse_ino_t ino) {
         }
         *w = (FsWaiter){.kind = FS_WAIT_FLUSH, .req = req, .ino = ino, .next = i->waiters};
         i->waiters = w;
+        uint64_t begun = i->rounds_begun;
         fs_upload_start_locked(fs, i);
+        /* Covered by the round under way when it began just now (it took everything dirty), else
+         * by the next whole one. */
+        w->round = i->uploading && i->rounds_begun != begun ? i->rounds_begun : i->rounds_begun + 1;
         if (!i->uploading && !i->upload_queued && !i->upload_held) {
                 /* Nothing to do after all (a deleted file's data is dropped), or not even the
                  * submission worked (the data stays dirty): answer now. */

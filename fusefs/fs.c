@@ -336,12 +336,14 @@ void fs_inode_unref_locked(Fs *fs, Inode *i) {
         maybe_free_locked(fs, i);
 }
 
-/* The inode for path, made when missing. A different kind at the same path replaces it. */
+/* The inode for path, made when missing. A different kind at the same path replaces it, unless
+ * it is a file this mount holds the truth of (open, or with unsynced data): that one stands (its
+ * upload meets the share's entry and fails, keeping the data), and is returned. */
 static int inode_for_path_locked(Fs *fs, const char *path, bool is_dir, Inode **ret) {
         Inode *i = inode_table_find(fs->inodes, path);
         int r;
 
-        if (i && i->is_dir != is_dir && i->ino != FS_ROOT_INO) {
+        if (i && i->is_dir != is_dir && i->ino != FS_ROOT_INO && !fs_inode_is_authoritative(i)) {
                 inode_table_detach(fs->inodes, i);
                 i = NULL;
         }
@@ -499,8 +501,9 @@ typedef struct Call {
         fuse_req_t req;
         uint64_t ino;
         uint64_t ino2;    /* a rename queued by op_retry_queue_locked(): newparent */
-        uint64_t held[2]; /* a rename on its way to the share: its source and destination (their
-                           * uploads held off, fs_rename_hold_locked), 0 for none */
+        uint64_t held[2]; /* a rename on its way to the share: its source and destination; an
+                           * unlink: its file (their uploads held off, fs_rename_hold_locked), 0
+                           * for none */
         char *path;
         char *path2;
         int step;
@@ -939,6 +942,16 @@ static void setattr_retry(void *userdata) {
         setattr_next(userdata);
 }
 
+/* The modification time a setattr asks for, or cur when it asks for none. */
+static int64_t setattr_mtime(const Call *c, int64_t cur) {
+        if (c->to_set & FUSE_SET_ATTR_MTIME_NOW)
+                return realtime_ns();
+        if (c->to_set & FUSE_SET_ATTR_MTIME)
+                return (int64_t)c->attr.st_mtim.tv_sec * INT64_C(1000000000) +
+                       c->attr.st_mtim.tv_nsec;
+        return cur;
+}
+
 static void setattr_next(Call *c) {
         Fs *fs = c->fs;
         struct stat st;
@@ -962,6 +975,18 @@ static void setattr_next(Call *c) {
                         break;
                 }
                 op.path = c->path;
+                if (i->unlinked && c->step != SETATTR_STEP_SIZE) {
+                        /* Deleted or replaced on the share while open: its name is another
+                         * file's now, so its mode and time are kept here only. */
+                        if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) {
+                                i->perm = c->attr.st_mode & FS_PERM_BITS;
+                                i->perm_known = true;
+                                i->ctime_ns = realtime_ns();
+                        } else if (c->step == SETATTR_STEP_TIMES)
+                                i->mtime_ns = setattr_mtime(c, i->mtime_ns);
+                        fs_unlock(fs);
+                        continue;
+                }
                 if (c->step == SETATTR_STEP_SIZE && (c->to_set & FUSE_SET_ATTR_SIZE)) {
                         if (i->is_dir) {
                                 fs_unlock(fs);
@@ -1030,11 +1055,7 @@ static void setattr_next(Call *c) {
                 }
                 if (c->step == SETATTR_STEP_TIMES &&
                     (c->to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
-                        int64_t t =
-                                (c->to_set & FUSE_SET_ATTR_MTIME_NOW)
-                                        ? realtime_ns()
-                                        : (int64_t)c->attr.st_mtim.tv_sec * INT64_C(1000000000) +
-                                                  c->attr.st_mtim.tv_nsec;
+                        int64_t t = setattr_mtime(c, i->mtime_ns);
                         i->mtime_ns = t;
                         if (i->is_dir || fs_inode_is_dirty(i)) {
                                 /* Directories: kept in memory only (see SEMANTICS.md); dirty files:
@@ -1144,6 +1165,8 @@ static void mkdir_done(RestResult *r, void *userdata) {
         fs_note_result_locked(fs, r, "Create Directory", c->path, -EEXIST);
         if (err == 0)
                 err = inode_for_path_locked(fs, c->path, true, &i);
+        if (err == 0 && !i->is_dir)
+                err = -EEXIST; /* a file of that name here, not on the share yet */
         if (err == 0) {
                 apply_props_locked(fs, i, r->props);
                 i->perm = c->mode & FS_PERM_BITS;
@@ -1246,9 +1269,37 @@ static void fs_op_create(
 
 /* ---- unlink, rmdir ---- */
 
+/* A rename or unlink went to the share, or failed before: the uploads it held off (held[],
+ * cleared) may start (a file it replaced or deleted has its data dropped by then). Lock held;
+ * *replies for fs_flush_waiters_reply(). */
+static void holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies) {
+        for (size_t k = 0; k < 2; k++) {
+                uint64_t ino = held[k];
+                held[k] = 0;
+                if (ino != 0)
+                        fs_rename_hold_end_locked(fs, get_inode_locked(fs, ino), replies);
+        }
+}
+
+/* Submits the rename's or unlink's request; when that fails, its holds end and it fails. */
+static void submit_holding(Call *c, const RestOp *op, RestDoneFn cb) {
+        FsWaiter *replies = NULL;
+        int r = rest_client_submit(c->fs->rest, op, cb, c, NULL);
+
+        if (r >= 0)
+                return;
+        fs_lock(c->fs);
+        holds_end_locked(c->fs, c->held, &replies);
+        fs_unlock(c->fs);
+        fs_flush_waiters_reply(replies);
+        fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
+        call_free(c);
+}
+
 static void remove_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
+        FsWaiter *replies = NULL;
         Inode *i;
 
         fs_lock(fs);
@@ -1262,7 +1313,9 @@ static void remove_done(RestResult *r, void *userdata) {
                 }
                 names_note_locked(fs, c->path, false);
         }
+        holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
+        fs_flush_waiters_reply(replies);
         fuse_reply_err(c->req, -r->error);
         call_free(c);
 }
@@ -1284,8 +1337,9 @@ static void unlink_retry(void *userdata) {
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
         Fs *fs = fs_of(req);
+        uint64_t held[2] = {};
         char *path = NULL;
-        Inode *i;
+        Inode *i = NULL;
         Call *c;
         int r;
 
@@ -1315,6 +1369,12 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 fuse_reply_err(req, 0);
                 return;
         }
+        if (r >= 0 && i && !is_dir) {
+                /* No upload of it starts before the Delete File is answered: its Create File or
+                 * Put Ranges could bring the file back. */
+                fs_rename_hold_locked(i);
+                held[0] = i->ino;
+        }
         fs_unlock(fs);
         if (r < 0) {
                 free(path);
@@ -1323,13 +1383,20 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
         }
         c = call_new(fs, req, parent, path);
         if (!c) {
+                FsWaiter *replies = NULL;
+
+                fs_lock(fs);
+                holds_end_locked(fs, held, &replies);
+                fs_unlock(fs);
+                fs_flush_waiters_reply(replies);
                 free(path);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
         c->is_dir = is_dir;
+        memcpy(c->held, held, sizeof(held));
         RestOp op = {.type = is_dir ? REST_OP_DELETE_DIRECTORY : REST_OP_DELETE_FILE, .path = path};
-        submit_or_fail(c, &op, remove_done);
+        submit_holding(c, &op, remove_done);
 }
 
 static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -1341,33 +1408,6 @@ static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 
 /* ---- rename ---- */
-
-/* A rename went to the share, or failed before: the uploads it held off (held[], cleared) may
- * start (a file it replaced has its data dropped by then). Lock held; *replies for
- * fs_flush_waiters_reply(). */
-static void rename_holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies) {
-        for (size_t k = 0; k < 2; k++) {
-                uint64_t ino = held[k];
-                held[k] = 0;
-                if (ino != 0)
-                        fs_rename_hold_end_locked(fs, get_inode_locked(fs, ino), replies);
-        }
-}
-
-/* Submits the rename's request; when that fails, its holds end and it fails. */
-static void rename_submit(Call *c, const RestOp *op, RestDoneFn cb) {
-        FsWaiter *replies = NULL;
-        int r = rest_client_submit(c->fs->rest, op, cb, c, NULL);
-
-        if (r >= 0)
-                return;
-        fs_lock(c->fs);
-        rename_holds_end_locked(c->fs, c->held, &replies);
-        fs_unlock(c->fs);
-        fs_flush_waiters_reply(replies);
-        fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
-        call_free(c);
-}
 
 /* Replies to a rename. One that moved an entry to another owner (into or out of
  * <users_dir>/<name>) drops the kernel's copy of that entry's attributes first (attributes only:
@@ -1423,7 +1463,7 @@ static void rename_done(RestResult *r, void *userdata) {
                 fs_discard_dirty_locked(fs, displaced);
                 inode_table_detach(fs->inodes, displaced);
         }
-        rename_holds_end_locked(fs, c->held, &replies);
+        holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
         rename_reply(c, err);
@@ -1489,11 +1529,11 @@ static void rename_replaced_next(Call *c, int err) {
                                 .path = c->path,
                                 .source_path = c->path2,
                                 .replace_if_exists = true};
-                        return rename_submit(c, &op, rename_done);
+                        return submit_holding(c, &op, rename_done);
                 } else
                         err = rename_local_locked(fs, src, c->path2, c->path);
         }
-        rename_holds_end_locked(fs, c->held, &replies);
+        holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
         rename_reply(c, err);
@@ -1587,7 +1627,7 @@ static void fs_op_rename(
                 FsWaiter *replies = NULL;
 
                 fs_lock(fs);
-                rename_holds_end_locked(fs, held, &replies);
+                holds_end_locked(fs, held, &replies);
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
                 free(from);
@@ -1599,7 +1639,7 @@ static void fs_op_rename(
         memcpy(c->held, held, sizeof(held));
         if (delete_first) {
                 RestOp op = {.type = REST_OP_DELETE_FILE, .path = to};
-                return rename_submit(c, &op, rename_replaced_done);
+                return submit_holding(c, &op, rename_replaced_done);
         }
         RestOp op = {
                 .type = REST_OP_RENAME,
@@ -1608,7 +1648,7 @@ static void fs_op_rename(
                 .is_directory = is_dir,
                 .replace_if_exists =
                         !(flags & RENAME_NOREPLACE) && strcasecmp(from, to) != 0 && !is_dir};
-        rename_submit(c, &op, rename_done);
+        submit_holding(c, &op, rename_done);
 }
 
 static void rename_retry(void *userdata) {

@@ -19,6 +19,9 @@
  *                  and setgid are dropped at creat and chmod and not shown from the share
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
+ *   kind_conflict  a file A holds open, not on the share yet, and a directory of that name
+ *                  made on B: A's listing keeps A's file, its close() fails and keeps the data,
+ *                  which reaches the share once B removed the directory
  *   shrunk_elsewhere  a file cut short on A while B has it open: B's read of a range gone from
  *                  the share fails with EIO (it returned zeros), and B's next open sees the
  *                  new size and the bytes that are left
@@ -58,6 +61,13 @@
  *   rename_upload_starts  an upload of the destination, or of the source, asked for while the
  *                  Rename File is in flight (done by the share, not answered yet): the share
  *                  holds exactly the new bytes under the new name, nothing under the old
+ *   unlink_upload_starts  an upload of a file asked for while its Delete File is in flight
+ *                  (done by the share, not answered yet): the file does not come back
+ *   replaced_open_attrs  fchmod and futimens of an open file replaced by a rename, or deleted:
+ *                  the file that has the name on the share keeps its mode and time
+ *   busy_writer    a file a writer keeps dirty, uploads slowed: a reader's close() ends
+ *                  within 30 s (it waited for the file to be clean), so does a rename, and
+ *                  every byte written reaches the share under the new name
  *   utimens_create_in_flight  utimensat of a new file while its Create File is in flight: the
  *                  time reaches the share
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
@@ -80,6 +90,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,9 +528,10 @@ START_TEST(test_case) {
 }
 END_TEST
 
-/* The mode stored in a share entry's metadata (x-ms-meta-mode), as the share has it. */
-static const char *share_mode(const char *rel) {
-        static char mode[16];
+/* A header of a share file's properties, as the share has it ("" when absent); valid until the
+ * next call. */
+static const char *share_header(const char *rel, const char *name) {
+        static char value[256];
         _cleanup_free_ char *url = NULL;
         EmuHttpResult r = {};
 
@@ -527,10 +539,15 @@ static const char *share_mode(const char *rel) {
         ck_assert_int_eq(
                 emu_http(emu, "HEAD", url, NULL, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
         ck_assert_int_eq(r.status, 200);
-        const char *m = emu_http_header(&r, "x-ms-meta-mode");
-        (void)snprintf(mode, sizeof(mode), "%s", m ? m : "");
+        const char *v = emu_http_header(&r, name);
+        (void)snprintf(value, sizeof(value), "%s", v ? v : "");
         emu_http_result_clear(&r);
-        return mode;
+        return value;
+}
+
+/* The mode stored in a share entry's metadata (x-ms-meta-mode). */
+static const char *share_mode(const char *rel) {
+        return share_header(rel, "x-ms-meta-mode");
 }
 
 /* Another writer sets the entry's mode on the share. */
@@ -706,6 +723,29 @@ static uint64_t dirty(FsMount *m) {
         ck_assert_msg(r == 0, "dirty_bytes: %s", strerror(-r));
         return v;
 }
+
+/* A file A created and holds open, not on the share yet, and a directory of the same name made
+ * on B meanwhile: A's listing used to replace A's file by the directory, and the file's close()
+ * then dropped its data and returned 0. Now A's file stands: its upload fails (close() says so),
+ * the data stays, and reaches the share once the name is free again. */
+START_TEST(test_kind_conflict) {
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        fd = open(P(mnt, "x"), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "A's data", 8), 8);
+        ck_assert_int_eq(mkdir(P(mnt_b, "x"), 0755), 0);
+        ck_assert(dir_has(P(mnt, ""), "x"));
+        ck_assert_int_lt(close(fd), 0);
+        ck_assert_uint_eq(dirty(mnt), 8);
+        ck_assert_int_eq(rmdir(P(mnt_b, "x")), 0);
+        flush_all(mnt);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share("x", "A's data");
+}
+END_TEST
 
 START_TEST(test_flush) {
         _cleanup_free_ char *json = NULL;
@@ -1242,6 +1282,97 @@ static pthread_t rename_in_flight(RenameArgs *a, const char *from, const char *t
         return t;
 }
 
+typedef struct Writer {
+        int fd;
+        atomic_bool stop;
+        _Atomic uint64_t written;
+        int error; /* errno of a failed write, 0 */
+} Writer;
+
+static uint8_t pattern_byte(uint64_t k) {
+        return (uint8_t)(k * 7 + k / 251);
+}
+
+#define BUSY_SIZE (1024 * 1024) /* within one piece: no write-through, whole rounds only */
+
+/* Writes 100 bytes at a time of pattern_byte(offset), going round the file's first MiB again
+ * and again, until stopped. */
+static void *writer_thread(void *p) {
+        Writer *w = p;
+        uint8_t buf[100];
+
+        while (!atomic_load(&w->stop)) {
+                uint64_t n = atomic_load(&w->written), off = n % (BUSY_SIZE / sizeof(buf) * 100);
+                for (size_t k = 0; k < sizeof(buf); k++)
+                        buf[k] = pattern_byte(off + k);
+                if (pwrite(w->fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf)) {
+                        w->error = errno;
+                        break;
+                }
+                atomic_store(&w->written, n + sizeof(buf));
+        }
+        return NULL;
+}
+
+/* Joins t within 30 s, or fails naming what did not end. */
+static void join_within(pthread_t t, const char *what) {
+        struct timespec until;
+
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
+        until.tv_sec += 30;
+        ck_assert_msg(
+                pthread_timedjoin_np(t, NULL, &until) == 0, "%s did not end within 30 s", what);
+}
+
+/* A file that a writer keeps dirty (overwriting its first MiB, so no write-through), with slow
+ * uploads: each round ends with new data, and in the default mode the next round starts at once.
+ * A reader's close() (a flush) is answered once a round that began after it succeeded: it waited
+ * for the file to be clean, i.e. for ever. A rename of the file ends too (the kernel holds the
+ * file's lock for it, which stops the writer until then). Every byte written reaches the share
+ * under the new name. */
+START_TEST(test_busy_writer) {
+        _cleanup_free_ char *data = NULL;
+        Writer w = {.fd = -1};
+        CloseArgs reader;
+        RenameArgs ren = {.result = 1};
+        pthread_t tw, t;
+        size_t size = 0;
+        uint64_t n;
+
+        mnt = mount_with(NULL, NULL);
+        w.fd = open(P(mnt, "log"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(w.fd, 0);
+        ck_assert_int_eq(pthread_create(&tw, NULL, writer_thread, &w), 0);
+        for (unsigned k = 0; k < 20000 && atomic_load(&w.written) < 100000; k++)
+                (void)usleep(1000); /* polling interval; the condition is the bytes written */
+        ck_assert_uint_ge(atomic_load(&w.written), 100000);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:latency=300ms"), 0);
+
+        reader = (CloseArgs){.fd = open(P(mnt, "log"), O_RDONLY | O_CLOEXEC), .result = 1};
+        ck_assert_int_ge(reader.fd, 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, close_thread, &reader), 0);
+        join_within(t, "a reader's close() of a file kept dirty");
+        ck_assert_int_eq(reader.result, 0);
+
+        ren = (RenameArgs){.from = P(mnt, "log"), .to = P(mnt, "log.1"), .result = 1};
+        ck_assert_int_eq(pthread_create(&t, NULL, rename_thread, &ren), 0);
+        join_within(t, "a rename of a file kept dirty");
+        ck_assert_int_eq(ren.result, 0);
+
+        atomic_store(&w.stop, true);
+        ck_assert_int_eq(pthread_join(tw, NULL), 0);
+        ck_assert_int_eq(w.error, 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(close(w.fd), 0);
+        n = MIN(atomic_load(&w.written), (uint64_t)(BUSY_SIZE / 100 * 100));
+        ck_assert_int_eq(fs_share_read(emu, SHARE, "log.1", &data, &size), 0);
+        ck_assert_uint_eq(size, n);
+        for (uint64_t k = 0; k < n; k++)
+                ck_assert_msg((uint8_t)data[k] == pattern_byte(k), "log.1 differs at %" PRIu64, k);
+        check_share_absent("log");
+}
+END_TEST
+
 /* A rename whose destination, or source, has unsynced data whose upload is not running when the
  * rename starts but is started (the flush xattr) while the Rename File is in flight, the share
  * having renamed already: the destination's old bytes must not land in the renamed file, the
@@ -1280,6 +1411,82 @@ START_TEST(test_rename_upload_starts) {
         check_after_renames(
                 (const char *const[]){"r/dst.txt", new_dst, "r/moved.txt", new_moved, NULL},
                 (const char *const[]){"r/src.txt", "r/src2.txt", NULL});
+}
+END_TEST
+
+typedef struct UnlinkArgs {
+        const char *path;
+        int result; /* 0 or -errno */
+} UnlinkArgs;
+
+static void *unlink_thread(void *p) {
+        UnlinkArgs *a = p;
+        a->result = unlink(a->path) < 0 ? -errno : 0;
+        return NULL;
+}
+
+/* An upload of a file with unsynced data asked for (the flush xattr) while its Delete File is in
+ * flight, the share having deleted it already: the upload found the file gone and created it
+ * again, so the deleted file came back. It waits for the Delete File's answer now (then the data
+ * is dropped). */
+START_TEST(test_unlink_upload_starts) {
+        UnlinkArgs a;
+        uint64_t before;
+        pthread_t t;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        ck_assert_int_eq(mkdir(P(mnt, "u"), 0755), 0);
+        write_file(P(mnt, "u/gone.txt"), "on the share");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        write_file(P(mnt, "u/gone.txt"), "unsynced, then deleted"); /* dirty, not uploading */
+        ck_assert_uint_gt(dirty(mnt), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=DeleteFile:answer-latency=1500ms"), 0);
+        before = counter("DeleteFile");
+        a = (UnlinkArgs){.path = P(mnt, "u/gone.txt"), .result = 1};
+        ck_assert_int_eq(pthread_create(&t, NULL, unlink_thread, &a), 0);
+        wait_counter_above("DeleteFile", before);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(a.result, 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_absent("u/gone.txt");
+}
+END_TEST
+
+/* fchmod and futimens through a descriptor of a file replaced on the share by a rename (and of
+ * one deleted): they went to the name, i.e. changed the file that replaced it. They change the
+ * open file only now. */
+START_TEST(test_replaced_open_attrs) {
+        const struct timespec times[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+        _cleanup_free_ char *mode_before = NULL, *time_before = NULL;
+        struct stat st;
+        int fd, fd2;
+
+        mnt = mount_with(NULL, NULL);
+        write_file(P(mnt, "f"), "f, to be replaced");
+        write_file(P(mnt, "g"), "g, moved over f");
+        write_file(P(mnt, "h"), "h, to be deleted");
+        fd = open(P(mnt, "f"), O_RDONLY | O_CLOEXEC);
+        fd2 = open(P(mnt, "h"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_ge(fd2, 0);
+        ck_assert_int_eq(rename(P(mnt, "g"), P(mnt, "f")), 0);
+        mode_before = strdup(share_mode("f"));
+        time_before = strdup(share_header("f", "x-ms-file-last-write-time"));
+        ck_assert_int_eq(fchmod(fd, 0600), 0);
+        ck_assert_int_eq(futimens(fd, times), 0);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(st.st_mtim.tv_sec, 1000000000);
+        ck_assert_int_eq(unlink(P(mnt, "h")), 0);
+        ck_assert_int_eq(fchmod(fd2, 0600), 0);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(close(fd2), 0);
+        ck_assert_str_eq(share_mode("f"), mode_before);
+        ck_assert_str_eq(share_header("f", "x-ms-file-last-write-time"), time_before);
+        check_share("f", "g, moved over f");
+        check_share_absent("h");
 }
 END_TEST
 
@@ -2077,6 +2284,7 @@ int main(void) {
                 {"case", test_case},
                 {"remount", test_remount},
                 {"close_to_open", test_close_to_open},
+                {"kind_conflict", test_kind_conflict},
                 {"shrunk_elsewhere", test_shrunk_elsewhere},
                 {"attr_cache", test_attr_cache},
                 {"flush", test_flush},
@@ -2094,6 +2302,9 @@ int main(void) {
                 {"queued_unlink", test_queued_unlink},
                 {"rename_over_upload", test_rename_over_upload},
                 {"rename_upload_starts", test_rename_upload_starts},
+                {"busy_writer", test_busy_writer},
+                {"unlink_upload_starts", test_unlink_upload_starts},
+                {"replaced_open_attrs", test_replaced_open_attrs},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
