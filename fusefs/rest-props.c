@@ -88,6 +88,19 @@ int rest_parse_u64(const char *s, uint64_t *ret) {
         return 0;
 }
 
+int rest_parse_file_size(const char *s, uint64_t *ret) {
+        uint64_t v;
+        int r;
+
+        r = rest_parse_u64(s, &v);
+        if (r < 0)
+                return r;
+        if (v > REST_FILE_SIZE_MAX)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
 void rest_properties_done(RestProperties *p) {
         if (!p)
                 return;
@@ -190,7 +203,7 @@ int rest_properties_parse(
         if (!v)
                 v = get(userdata, "Content-Length");
         if (v) {
-                if ((r = rest_parse_u64(v, &p->content_length)) < 0)
+                if ((r = rest_parse_file_size(v, &p->content_length)) < 0)
                         goto fail;
                 p->has_content_length = true;
         }

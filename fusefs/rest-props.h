@@ -78,3 +78,6 @@ int rest_properties_parse(
 
 /* Strict decimal: digits only, no sign, no overflow; -EBADMSG otherwise. */
 int rest_parse_u64(const char *s, uint64_t *ret);
+/* A file size: as rest_parse_u64, and -EBADMSG above REST_FILE_SIZE_MAX, which no file of a share
+ * exceeds (larger ones would turn negative as off_t, or size per-piece state to GiBs). */
+int rest_parse_file_size(const char *s, uint64_t *ret);

@@ -201,7 +201,7 @@ static int list_entry_field(RestListParser *p, XmlState *x, const char *name) {
         if (x->depth == 5) { /* inside Properties */
                 if (streq(name, "Content-Length")) {
                         e->has_content_length = true;
-                        return parse_u64_text(t, &e->content_length);
+                        return rest_parse_file_size(t, &e->content_length);
                 }
                 if (streq(name, "CreationTime"))
                         return parse_iso8601(t, &e->creation_ns) < 0 ? -EBADMSG : 0;

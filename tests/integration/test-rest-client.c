@@ -951,6 +951,14 @@ START_TEST(test_malformed_replies) {
                 {REST_OP_GET_FILE_PROPERTIES, "200|ETag: \"1\"|x-ms-file-id: -3", "", -EBADMSG},
                 {REST_OP_GET_FILE_PROPERTIES,
                  "200|ETag: \"1\"|x-ms-content-length: 99999999999999999999999", "", -EBADMSG},
+                /* a u64, but above the share's 4 TiB file size limit */
+                {REST_OP_GET_FILE_PROPERTIES,
+                 "200|ETag: \"1\"|x-ms-content-length: 72057594037927936", "", -EBADMSG},
+                {REST_OP_LIST_DIRECTORY, "200",
+                 "<EnumerationResults><Entries><File><Name>f</Name><Properties><Content-Length>"
+                 "9223372036854775808</Content-Length></Properties></File></Entries>"
+                 "</EnumerationResults>",
+                 -EBADMSG},
                 {REST_OP_CREATE_FILE, "201|ETag: \"1\"|x-ms-file-creation-time: soon", "",
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "200|ETag: \"1\"", "whole", -EBADMSG},

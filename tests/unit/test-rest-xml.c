@@ -113,6 +113,9 @@ START_TEST(test_list_malformed) {
                 "</FileId></File></Entries></EnumerationResults>",
                 "<EnumerationResults><Entries><File><Name>a</Name><Properties><Content-Length>1x"
                 "</Content-Length></Properties></File></Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><File><Name>a</Name><Properties><Content-Length>"
+                "72057594037927936</Content-Length></Properties></File></Entries>"
+                "</EnumerationResults>", /* 2^56: above the share's file size limit */
                 "<EnumerationResults><Entries><File><Name>a</Name><Properties><CreationTime>yesterday"
                 "</CreationTime></Properties></File></Entries></EnumerationResults>",
                 "<EnumerationResults><Entries><File><Name Encoded=\"true\">%zz</Name></File>"
@@ -277,6 +280,14 @@ START_TEST(test_properties) {
         ck_assert_str_eq(rest_properties_metadata(&p, "UID"), "1000");
         ck_assert_ptr_null(rest_properties_metadata(&p, "gid"));
         rest_properties_done(&p);
+        {
+                /* A file of the largest size the share holds, 4 TiB. */
+                static const char *const max[] = {"x-ms-content-length", "4398046511104", NULL};
+                Hdrs hm = {max};
+                ck_assert_int_eq(rest_properties_parse(&p, hdr_get, NULL, &hm), 0);
+                ck_assert_uint_eq(p.content_length, REST_FILE_SIZE_MAX);
+                rest_properties_done(&p);
+        }
 }
 END_TEST
 
@@ -286,6 +297,9 @@ START_TEST(test_properties_malformed) {
                 {"Content-Length", "18446744073709551616", NULL},
                 {"Content-Length", "", NULL},
                 {"Content-Length", "12abc", NULL},
+                {"Content-Length", "4398046511105", NULL},            /* 4 TiB + 1 */
+                {"x-ms-content-length", "72057594037927936", NULL},   /* 2^56 */
+                {"x-ms-content-length", "9223372036854775808", NULL}, /* 2^63 */
                 {"x-ms-file-id", "0x10", NULL},
                 {"x-ms-file-creation-time", "now", NULL},
                 {"Last-Modified", "yesterday", NULL},
