@@ -128,14 +128,20 @@ typedef struct MetaCollect {
 static int collect_metadata(void *cbdata, const char *name, const char *value) {
         MetaCollect *m = cbdata;
         RestMetadata *md;
+        size_t bytes;
+        bool is_mode;
 
         if (strncasecmp(name, "x-ms-meta-", 10) != 0 || name[10] == '\0')
                 return 0;
-        m->bytes += strlen(name + 10) + strlen(value);
-        if (m->p->n_metadata >= REST_METADATA_MAX || m->bytes > REST_METADATA_BYTES_MAX) {
-                m->error = -E2BIG;
-                return 1;
-        }
+        /* Pairs beyond the caps are ignored (other tools set many), but "mode", the one the
+         * driver reads, is kept wherever it comes: the last slot is left for it. */
+        is_mode = strcaseeq(name + 10, "mode");
+        bytes = strlen(name + 10) + strlen(value);
+        if (m->p->n_metadata >= REST_METADATA_MAX ||
+            (!is_mode && (m->p->n_metadata >= REST_METADATA_MAX - 1 ||
+                          m->bytes + bytes > REST_METADATA_BYTES_MAX)))
+                return 0;
+        m->bytes += bytes;
         md = &m->p->metadata[m->p->n_metadata];
         md->name = strdup(name + 10);
         md->value = strdup(value);

@@ -66,7 +66,8 @@ const char *rest_properties_metadata(const RestProperties *p, const char *name);
 
 /* Fills p (zeroed first) from response headers. get(userdata, name) returns the first value of
  * a header, case-insensitively, or NULL; foreach lists all of them (for x-ms-meta-*).
- * -EBADMSG for a malformed value, -E2BIG for more metadata than the caps. */
+ * -EBADMSG for a malformed value. Metadata beyond the caps (REST_METADATA_MAX pairs,
+ * REST_METADATA_BYTES_MAX bytes) is ignored, except x-ms-meta-mode, which is always kept. */
 int rest_properties_parse(
         RestProperties *p,
         const char *(*get)(void *userdata, const char *name),

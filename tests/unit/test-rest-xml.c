@@ -291,6 +291,52 @@ START_TEST(test_properties) {
 }
 END_TEST
 
+START_TEST(test_properties_metadata_caps) {
+        /* More pairs or bytes than the caps (other tools set many): the rest is ignored, not an
+         * error, and "mode" is kept wherever it comes. */
+        static char names[100][16], big[3][3001];
+        const char *kv[2 * 100 + 3];
+        size_t n = 0;
+        Hdrs h = {kv};
+        RestProperties p;
+
+        for (size_t i = 0; i < 100; i++) {
+                snprintf(names[i], sizeof(names[i]), "x-ms-meta-k%zu", i);
+                kv[n++] = names[i];
+                kv[n++] = "v";
+        }
+        kv[n++] = "X-MS-META-Mode";
+        kv[n++] = "0640";
+        kv[n] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_uint_eq(p.n_metadata, REST_METADATA_MAX);
+        ck_assert_str_eq(rest_properties_metadata(&p, "mode"), "0640");
+        ck_assert_str_eq(rest_properties_metadata(&p, "k0"), "v");
+        ck_assert_ptr_nonnull(rest_properties_metadata(&p, "k62"));
+        ck_assert_ptr_null(rest_properties_metadata(&p, "k63"));
+        rest_properties_done(&p);
+
+        n = 0;
+        for (size_t i = 0; i < 3; i++) {
+                memset(big[i], 'a' + (int)i, sizeof(big[i]) - 1);
+                big[i][sizeof(big[i]) - 1] = '\0';
+                kv[n++] = names[i];
+                kv[n++] = big[i];
+        }
+        kv[n++] = "x-ms-meta-mode";
+        kv[n++] = "0600";
+        kv[n++] = "x-ms-meta-small";
+        kv[n++] = "1";
+        kv[n] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_str_eq(rest_properties_metadata(&p, "mode"), "0600");
+        ck_assert_ptr_nonnull(rest_properties_metadata(&p, "k1"));
+        ck_assert_ptr_null(rest_properties_metadata(&p, "k2")); /* 9 KB: over 8 KiB */
+        ck_assert_str_eq(rest_properties_metadata(&p, "small"), "1");
+        rest_properties_done(&p);
+}
+END_TEST
+
 START_TEST(test_properties_malformed) {
         static const char *const bad[][3] = {
                 {"Content-Length", "-1", NULL},
@@ -456,6 +502,7 @@ int main(void) {
         tcase_add_test(xml, test_error_doc);
         tcase_add_test(xml, test_share_stats);
         tcase_add_test(props, test_properties);
+        tcase_add_test(props, test_properties_metadata_caps);
         tcase_add_test(props, test_properties_malformed);
         tcase_add_test(props, test_attributes);
         tcase_add_test(props, test_encode_path);
