@@ -226,7 +226,10 @@ static void list_on_end(XmlState *x, const char *name) {
 
         if (p->in_entry && x->depth == 3) {
                 RestListEntry *n;
-                if (isempty(p->cur.name)) {
+                /* No share holds such a name (checked after percent-decoding): only a broken or
+                 * hostile server would send it, and it would name another entry. */
+                if (isempty(p->cur.name) || strchr(p->cur.name, '/') || streq(p->cur.name, ".") ||
+                    streq(p->cur.name, "..")) {
                         xml_fail(x, -EBADMSG);
                         return;
                 }

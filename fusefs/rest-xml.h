@@ -4,7 +4,8 @@
 /* XML bodies of the File REST API, parsed with expat as they stream in: directory listings
  * (EnumerationResults), error documents (Error/Code/Message) and share stats. A leading UTF-8 BOM
  * is fine. Anything malformed (not XML, wrong root, bad numbers or times, a Name that does not
- * decode, more than the caps) is -EBADMSG (or -E2BIG for caps), never a crash. Pure. */
+ * decode or that no share holds: empty, ".", ".." or with a '/', more than the caps) is -EBADMSG
+ * (or -E2BIG for caps), never a crash. Pure. */
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -959,6 +959,14 @@ START_TEST(test_malformed_replies) {
                  "9223372036854775808</Content-Length></Properties></File></Entries>"
                  "</EnumerationResults>",
                  -EBADMSG},
+                {REST_OP_LIST_DIRECTORY, "200",
+                 "<EnumerationResults><Entries><Directory><Name>..</Name></Directory></Entries>"
+                 "</EnumerationResults>",
+                 -EBADMSG},
+                {REST_OP_LIST_DIRECTORY, "200",
+                 "<EnumerationResults><Entries><File><Name Encoded=\"true\">..%2F..%2Fetc</Name>"
+                 "</File></Entries></EnumerationResults>",
+                 -EBADMSG},
                 {REST_OP_CREATE_FILE, "201|ETag: \"1\"|x-ms-file-creation-time: soon", "",
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "200|ETag: \"1\"", "whole", -EBADMSG},

@@ -122,6 +122,21 @@ START_TEST(test_list_malformed) {
                 "</Entries></EnumerationResults>",
                 "<EnumerationResults><Entries><File><Name Encoded=\"true\">a%00b</Name></File>"
                 "</Entries></EnumerationResults>",
+                /* names no share holds: a path, or the directory itself or its parent */
+                "<EnumerationResults><Entries><File><Name>a/b</Name></File>"
+                "</Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><File><Name>/</Name></File>"
+                "</Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><Directory><Name>.</Name></Directory>"
+                "</Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><Directory><Name>..</Name></Directory>"
+                "</Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><File><Name Encoded=\"true\">a%2Fb</Name></File>"
+                "</Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><Directory><Name Encoded=\"true\">%2E%2e</Name>"
+                "</Directory></Entries></EnumerationResults>",
+                "<EnumerationResults><Entries><File><Name Encoded=\"true\">%2E</Name></File>"
+                "</Entries></EnumerationResults>",
                 "<EnumerationResults><Entries><File><Name>a</Name><Attributes>Bogus</Attributes>"
                 "</File></Entries></EnumerationResults>",
                 "<EnumerationResults></Wrong>",
@@ -133,6 +148,22 @@ START_TEST(test_list_malformed) {
                 ck_assert_msg(r == -EBADMSG, "case %zu: %d", i, r);
                 ck_assert_ptr_null(p);
         }
+}
+END_TEST
+
+START_TEST(test_list_dot_names) {
+        /* Only "." and ".." are refused (test_list_malformed), not names with dots. */
+        static const char doc[] =
+                "<EnumerationResults><Entries><File><Name>.bashrc</Name></File>"
+                "<Directory><Name Encoded=\"true\">..a</Name></Directory></Entries>"
+                "</EnumerationResults>";
+        RestListPage *p = NULL;
+
+        ck_assert_int_eq(rest_xml_parse_list(doc, strlen(doc), &p), 0);
+        ck_assert_uint_eq(p->n_entries, 2);
+        ck_assert_str_eq(p->entries[0].name, ".bashrc");
+        ck_assert_str_eq(p->entries[1].name, "..a");
+        rest_list_page_free(p);
 }
 END_TEST
 
@@ -498,6 +529,7 @@ int main(void) {
         tcase_add_test(xml, test_list_streamed_byte_by_byte);
         tcase_add_test(xml, test_list_last_page_and_empty);
         tcase_add_test(xml, test_list_malformed);
+        tcase_add_test(xml, test_list_dot_names);
         tcase_add_test(xml, test_list_caps);
         tcase_add_test(xml, test_error_doc);
         tcase_add_test(xml, test_share_stats);
