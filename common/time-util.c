@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,12 +74,31 @@ static int expect(const char **p, char c) {
         return 0;
 }
 
+static bool is_leap_year(int year) {
+        return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
+
+/* timegm() would move a day that does not exist into the next month. Second 60 is a leap second
+ * only at 23:59, which timegm() counts as the next second, as POSIX time does. */
 static int tm_valid(const struct tm *tm) {
         static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
         if (tm->tm_mon < 0 || tm->tm_mon > 11 || tm->tm_mday < 1 ||
-            tm->tm_mday > mdays[tm->tm_mon] || tm->tm_hour > 23 || tm->tm_min > 59 ||
-            tm->tm_sec > 60)
+            tm->tm_mday > mdays[tm->tm_mon] ||
+            (tm->tm_mon == 1 && tm->tm_mday == 29 && !is_leap_year(tm->tm_year + 1900)) ||
+            tm->tm_hour > 23 || tm->tm_min > 59 || tm->tm_sec > 60 ||
+            (tm->tm_sec == 60 && (tm->tm_hour != 23 || tm->tm_min != 59)))
                 return -EINVAL;
+        return 0;
+}
+
+static int tm_to_ns(struct tm *tm, int64_t frac_ns, int64_t *ret) {
+        int64_t t = (int64_t)timegm(tm);
+
+        if (t < TIME_SEC_MIN || t > TIME_SEC_MAX) {
+                *ret = (t < 0 ? TIME_SEC_MIN : TIME_SEC_MAX) * NSEC_PER_SEC;
+                return -ERANGE;
+        }
+        *ret = t * NSEC_PER_SEC + frac_ns;
         return 0;
 }
 
@@ -113,8 +133,7 @@ int parse_rfc1123(const char *s, int64_t *ret) {
         tm.tm_year = year - 1900;
         if (tm_valid(&tm) < 0)
                 return -EINVAL;
-        *ret = (int64_t)timegm(&tm) * NSEC_PER_SEC;
-        return 0;
+        return tm_to_ns(&tm, 0, ret);
 }
 
 int parse_iso8601(const char *s, int64_t *ret) {
@@ -146,6 +165,5 @@ int parse_iso8601(const char *s, int64_t *ret) {
         tm.tm_mon = mon - 1;
         if (tm_valid(&tm) < 0)
                 return -EINVAL;
-        *ret = (int64_t)timegm(&tm) * NSEC_PER_SEC + (int64_t)frac * 100;
-        return 0;
+        return tm_to_ns(&tm, (int64_t)frac * 100, ret);
 }

@@ -12,6 +12,10 @@
 #define RFC1123_MAX 64
 #define ISO8601_MAX 64
 #define NSEC_PER_SEC INT64_C(1000000000)
+/* The seconds the parsers return, so that any fraction still fits int64 nanoseconds:
+ * 1677-09-21T00:12:44Z to 2262-04-11T23:47:15.9999999Z. */
+#define TIME_SEC_MIN (INT64_MIN / NSEC_PER_SEC)
+#define TIME_SEC_MAX (INT64_MAX / NSEC_PER_SEC - 1)
 
 int64_t now_realtime_ns(void);
 int64_t now_monotonic_ns(void);
@@ -20,7 +24,9 @@ int64_t now_monotonic_ns(void);
 char *format_rfc1123(char buf[static RFC1123_MAX], int64_t ns);
 char *format_iso8601(char buf[static ISO8601_MAX], int64_t ns);
 
-/* Strict parsers: 0 and *ret set on success, -EINVAL on anything else. parse_iso8601 accepts
- * 0 to 7 fractional digits and a trailing 'Z'. */
+/* Strict parsers: 0 and *ret set on success, -EINVAL on anything else (also a day the month does
+ * not have). parse_iso8601 accepts 0 to 7 fractional digits and a trailing 'Z'. A valid time
+ * outside TIME_SEC_MIN..TIME_SEC_MAX is -ERANGE with *ret set to the nearest bound (as strtol()
+ * does): callers for which such a time is still a time take that. */
 int parse_rfc1123(const char *s, int64_t *ret);
 int parse_iso8601(const char *s, int64_t *ret);

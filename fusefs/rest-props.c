@@ -156,12 +156,13 @@ static int collect_metadata(void *cbdata, const char *name, const char *value) {
         return 0;
 }
 
+int rest_parse_time(const char *s, bool iso, int64_t *ret) {
+        int r = iso ? parse_iso8601(s, ret) : parse_rfc1123(s, ret);
+        return r < 0 && r != -ERANGE ? -EBADMSG : 0; /* -ERANGE: *ret saturated */
+}
+
 static int parse_time_header(const char *v, bool iso, int64_t *ret) {
-        if (!v)
-                return 0;
-        if ((iso ? parse_iso8601(v, ret) : parse_rfc1123(v, ret)) < 0)
-                return -EBADMSG;
-        return 0;
+        return v ? rest_parse_time(v, iso, ret) : 0;
 }
 
 /* "bytes S-E/TOTAL" or "bytes * /TOTAL" (no space before '/'). */

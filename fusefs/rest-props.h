@@ -79,6 +79,10 @@ int rest_properties_parse(
 
 /* Strict decimal: digits only, no sign, no overflow; -EBADMSG otherwise. */
 int rest_parse_u64(const char *s, uint64_t *ret);
+/* An ISO 8601 (iso) or RFC 1123 time; -EBADMSG if malformed. One that int64 nanoseconds cannot
+ * hold (before 1677, after 2262; SMB times run from 1601 to 30828) is taken as the nearest that
+ * fits, so that such a file stays usable. */
+int rest_parse_time(const char *s, bool iso, int64_t *ret);
 /* A file size: as rest_parse_u64, and -EBADMSG above REST_FILE_SIZE_MAX, which no file of a share
  * exceeds (larger ones would turn negative as off_t, or size per-piece state to GiBs). */
 int rest_parse_file_size(const char *s, uint64_t *ret);

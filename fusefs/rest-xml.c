@@ -9,7 +9,6 @@
 
 #include "macro.h"
 #include "rest-props.h"
-#include "time-util.h"
 #include "url-util.h"
 
 /* ---- a small element-path tracker shared by the three documents ------------------------- */
@@ -204,15 +203,15 @@ static int list_entry_field(RestListParser *p, XmlState *x, const char *name) {
                         return rest_parse_file_size(t, &e->content_length);
                 }
                 if (streq(name, "CreationTime"))
-                        return parse_iso8601(t, &e->creation_ns) < 0 ? -EBADMSG : 0;
+                        return rest_parse_time(t, true, &e->creation_ns);
                 if (streq(name, "LastAccessTime"))
-                        return parse_iso8601(t, &e->last_access_ns) < 0 ? -EBADMSG : 0;
+                        return rest_parse_time(t, true, &e->last_access_ns);
                 if (streq(name, "LastWriteTime"))
-                        return parse_iso8601(t, &e->last_write_ns) < 0 ? -EBADMSG : 0;
+                        return rest_parse_time(t, true, &e->last_write_ns);
                 if (streq(name, "ChangeTime"))
-                        return parse_iso8601(t, &e->change_ns) < 0 ? -EBADMSG : 0;
+                        return rest_parse_time(t, true, &e->change_ns);
                 if (streq(name, "Last-Modified"))
-                        return parse_rfc1123(t, &e->last_modified_ns) < 0 ? -EBADMSG : 0;
+                        return rest_parse_time(t, false, &e->last_modified_ns);
                 if (streq(name, "Etag"))
                         return dup_text(x, &e->etag);
         }

@@ -967,6 +967,11 @@ START_TEST(test_malformed_replies) {
                  "<EnumerationResults><Entries><File><Name Encoded=\"true\">..%2F..%2Fetc</Name>"
                  "</File></Entries></EnumerationResults>",
                  -EBADMSG},
+                /* a time int64 nanoseconds cannot hold is still a time: the file stays usable */
+                {REST_OP_GET_FILE_PROPERTIES,
+                 "200|ETag: \"1\"|x-ms-content-length: 1|"
+                 "x-ms-file-last-write-time: 2300-01-01T00:00:00.0000000Z",
+                 "", 0},
                 {REST_OP_CREATE_FILE, "201|ETag: \"1\"|x-ms-file-creation-time: soon", "",
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "200|ETag: \"1\"", "whole", -EBADMSG},

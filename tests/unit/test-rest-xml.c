@@ -14,6 +14,7 @@
 #include "rest-client.h"
 #include "rest-props.h"
 #include "rest-xml.h"
+#include "time-util.h"
 
 #define BOM "\xEF\xBB\xBF"
 
@@ -322,6 +323,40 @@ START_TEST(test_properties) {
 }
 END_TEST
 
+START_TEST(test_properties_times_out_of_range) {
+        /* Times the share holds (SMB's run from 1601 to 30828) but int64 nanoseconds cannot: the
+         * nearest time that fits, not a malformed reply. */
+        static const char *const kv[] = {
+                "x-ms-file-creation-time",
+                "1601-01-01T00:00:00.0000000Z",
+                "x-ms-file-last-write-time",
+                "2300-01-01T00:00:00.0000000Z",
+                "Last-Modified",
+                "Mon, 01 Jan 2300 00:00:00 GMT",
+                NULL};
+        static const char doc[] = "<EnumerationResults><Entries><File><Name>f</Name><Properties>"
+                                  "<CreationTime>1601-01-01T00:00:00.0000000Z</CreationTime>"
+                                  "<LastWriteTime>2300-01-01T00:00:00.0000000Z</LastWriteTime>"
+                                  "<Last-Modified>Mon, 01 Jan 2300 00:00:00 GMT</Last-Modified>"
+                                  "</Properties></File></Entries></EnumerationResults>";
+        Hdrs h = {kv};
+        RestProperties p;
+        RestListPage *page = NULL;
+
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_int_eq(p.creation_ns, TIME_SEC_MIN * NSEC_PER_SEC);
+        ck_assert_int_eq(p.last_write_ns, TIME_SEC_MAX * NSEC_PER_SEC);
+        ck_assert_int_eq(p.last_modified_ns, TIME_SEC_MAX * NSEC_PER_SEC);
+        rest_properties_done(&p);
+
+        ck_assert_int_eq(rest_xml_parse_list(doc, strlen(doc), &page), 0);
+        ck_assert_int_eq(page->entries[0].creation_ns, TIME_SEC_MIN * NSEC_PER_SEC);
+        ck_assert_int_eq(page->entries[0].last_write_ns, TIME_SEC_MAX * NSEC_PER_SEC);
+        ck_assert_int_eq(page->entries[0].last_modified_ns, TIME_SEC_MAX * NSEC_PER_SEC);
+        rest_list_page_free(page);
+}
+END_TEST
+
 START_TEST(test_properties_metadata_caps) {
         /* More pairs or bytes than the caps (other tools set many): the rest is ignored, not an
          * error, and "mode" is kept wherever it comes. */
@@ -379,6 +414,7 @@ START_TEST(test_properties_malformed) {
                 {"x-ms-content-length", "9223372036854775808", NULL}, /* 2^63 */
                 {"x-ms-file-id", "0x10", NULL},
                 {"x-ms-file-creation-time", "now", NULL},
+                {"x-ms-file-last-write-time", "2023-02-29T00:00:00.0000000Z", NULL},
                 {"Last-Modified", "yesterday", NULL},
                 {"x-ms-file-attributes", "Archive|", NULL},
                 {"x-ms-file-attributes", "Weird", NULL},
@@ -534,6 +570,7 @@ int main(void) {
         tcase_add_test(xml, test_error_doc);
         tcase_add_test(xml, test_share_stats);
         tcase_add_test(props, test_properties);
+        tcase_add_test(props, test_properties_times_out_of_range);
         tcase_add_test(props, test_properties_metadata_caps);
         tcase_add_test(props, test_properties_malformed);
         tcase_add_test(props, test_attributes);
