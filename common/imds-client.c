@@ -38,6 +38,7 @@ struct ImdsClient {
         unsigned max_attempts;
         char *token;
         int64_t expires_on_s;
+        uint64_t refresh_at_us; /* CLOCK_REALTIME: the token is due for refresh */
         ImdsWaiter *waiters;
         size_t n_waiters;
         bool fetching;
@@ -147,6 +148,10 @@ static bool token_good_for(const ImdsClient *c, int64_t seconds) {
         return c->token && c->expires_on_s - now_s() > seconds;
 }
 
+static bool token_usable(const ImdsClient *c) {
+        return c->token && (uint64_t)now_realtime_ns() / 1000 < c->refresh_at_us;
+}
+
 static void deliver_all(ImdsClient *c, int error) {
         ImdsWaiter *w = c->waiters;
 
@@ -167,7 +172,7 @@ static int on_deliver(sd_event_source *s, void *userdata) {
         ImdsClient *c = userdata;
 
         c->deliver = sd_event_source_disable_unref(c->deliver);
-        if (token_good_for(c, (int64_t)(c->refresh_margin_ms / 1000)))
+        if (token_usable(c))
                 deliver_all(c, 0);
         else if (!c->fetching)
                 imds_fetch_start(c);
@@ -175,7 +180,7 @@ static int on_deliver(sd_event_source *s, void *userdata) {
 }
 
 int imds_client_peek_token(ImdsClient *c, const char **ret_token) {
-        if (!token_good_for(c, (int64_t)(c->refresh_margin_ms / 1000)))
+        if (!token_usable(c))
                 return -ENOKEY;
         *ret_token = c->token;
         return 0;
@@ -246,18 +251,22 @@ static int on_refresh(sd_event_source *s, uint64_t usec, void *userdata) {
 static void fetch_done(ImdsClient *c, int error) {
         c->fetching = false;
         c->attempts = 0;
-        if (error < 0 && token_good_for(c, IMDS_GRACE_S))
+        if (error == 0) {
+                uint64_t now = (uint64_t)now_realtime_ns() / 1000,
+                         expires = (uint64_t)c->expires_on_s * 1000000,
+                         left = expires > now ? expires - now : 0;
+                /* At most half the lifetime left early: a token living less than twice the
+                 * margin is not due for refresh the moment it arrives. */
+                c->refresh_at_us = expires - MIN(c->refresh_margin_ms * 1000, left / 2);
+        } else if (token_good_for(c, IMDS_GRACE_S))
                 error = 0; /* keep serving the old token; the next get_token tries again */
-        if (error == 0 && c->token) {
-                uint64_t at =
-                        (uint64_t)(c->expires_on_s * 1000000) -
-                        MIN(c->refresh_margin_ms * 1000, (uint64_t)(c->expires_on_s * 1000000) / 2);
+        if (error == 0) {
                 if (!c->refresh_timer)
                         (void)sd_event_add_time(
-                                c->event, &c->refresh_timer, CLOCK_REALTIME, at, 1000000,
-                                on_refresh, c);
+                                c->event, &c->refresh_timer, CLOCK_REALTIME, c->refresh_at_us,
+                                1000000, on_refresh, c);
                 else {
-                        (void)sd_event_source_set_time(c->refresh_timer, at);
+                        (void)sd_event_source_set_time(c->refresh_timer, c->refresh_at_us);
                         (void)sd_event_source_set_enabled(c->refresh_timer, SD_EVENT_ONESHOT);
                 }
         }

@@ -4,9 +4,10 @@
 /* Managed identity tokens from the Instance Metadata Service:
  *   GET {endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R[&client_id=C]
  * with "Metadata: true" and never through a proxy. The token is cached and refreshed
- * IMDS refresh_margin (default 5 minutes) before it expires, by a timer, so that requests rarely
- * wait; 429 and 5xx (and transport errors) are retried with exponential backoff and jitter within
- * a bounded time. Loop thread only; runs on a borrowed HttpClient. Never logs the token. */
+ * refresh_margin (default 5 minutes) before it expires, or halfway through the life it had left
+ * when it arrived if that is later, by a timer, so that requests rarely wait; 429 and 5xx (and
+ * transport errors) are retried with exponential backoff and jitter within a bounded time. Loop
+ * thread only; runs on a borrowed HttpClient. Never logs the token. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,8 +45,8 @@ static inline void imds_client_freep(ImdsClient **c) {
         *c = imds_client_free(*c);
 }
 
-/* The cached token if it is good for longer than the margin: 0 and *ret_token (valid until the
- * loop runs again). -ENOKEY when there is none (then use imds_client_get_token()). */
+/* The cached token if it is not yet due for refresh: 0 and *ret_token (valid until the loop runs
+ * again). -ENOKEY when there is none (then use imds_client_get_token()). */
 int imds_client_peek_token(ImdsClient *c, const char **ret_token);
 /* Calls cb later on the loop with a fresh token or a negative errno (-EACCES for 400/403 refusals,
  * -EIO/-ETIMEDOUT/... when retries ran out, -EBADMSG for a malformed answer). Waiters share one

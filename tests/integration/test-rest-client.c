@@ -14,6 +14,7 @@
 
 #include <check.h>
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <microhttpd.h>
 #include <systemd/sd-event.h>
 
@@ -898,6 +899,121 @@ START_TEST(test_imds_retry_and_refusal) {
 }
 END_TEST
 
+/* ---- token refresh: request counts over bounded windows ------------------------------------- */
+
+static void set_instance(const char *json) {
+        const char *const h[] = {"Content-Type: application/json", NULL};
+        EmuHttpResult res;
+
+        ck_assert_int_eq(
+                emu_http(
+                        emu, "PUT", "imds:/__emu/instance", h, json, strlen(json),
+                        EMU_AUTH_MODE_NONE, &res),
+                0);
+        ck_assert_msg(res.status == 200, "instance %s: %ld %s", json, res.status, res.body);
+        emu_http_result_clear(&res);
+}
+
+/* Token requests the emulator has counted; reset: zeroes its counters as it reads them. */
+static int64_t imds_token_requests(bool reset) {
+        EmuHttpResult res;
+        json_object *o, *c, *one, *v;
+        int64_t n = 0;
+
+        ck_assert_int_eq(
+                emu_http(
+                        emu, "GET", reset ? "imds:/__emu/counters?reset=1" : "imds:/__emu/counters",
+                        NULL, NULL, 0, EMU_AUTH_MODE_NONE, &res),
+                0);
+        ck_assert_int_eq(res.status, 200);
+        o = json_tokener_parse(res.body);
+        emu_http_result_clear(&res);
+        ck_assert_ptr_nonnull(o);
+        ck_assert(json_object_object_get_ex(o, "counters", &c));
+        if (json_object_object_get_ex(c, "ImdsToken", &one) &&
+            json_object_object_get_ex(one, "requests", &v))
+                n = json_object_get_int64(v);
+        json_object_put(o);
+        return n;
+}
+
+typedef struct Poll {
+        bool (*cond)(void *userdata);
+        void *userdata;
+        bool met, expired;
+} Poll;
+
+static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
+        Poll *p = userdata;
+
+        if (p->cond(p->userdata)) {
+                p->met = true;
+                return 0;
+        }
+        ck_assert_int_ge(sd_event_source_set_time_relative(s, 100 * 1000), 0);
+        ck_assert_int_ge(sd_event_source_set_enabled(s, SD_EVENT_ONESHOT), 0);
+        return 0;
+}
+
+static int on_window(sd_event_source *s, uint64_t usec, void *userdata) {
+        Poll *p = userdata;
+
+        p->expired = true;
+        return 0;
+}
+
+/* Runs the loop until cond holds (checked every 100 ms) or bound_usec have passed: whether it
+ * held. */
+static bool run_until_cond(bool (*cond)(void *userdata), void *userdata, uint64_t bound_usec) {
+        Poll p = {.cond = cond, .userdata = userdata};
+        sd_event_source *poll = NULL, *window = NULL;
+
+        ck_assert_int_ge(
+                sd_event_add_time_relative(
+                        ev, &poll, CLOCK_MONOTONIC, 100 * 1000, 1000, on_poll, &p),
+                0);
+        ck_assert_int_ge(
+                sd_event_add_time_relative(
+                        ev, &window, CLOCK_MONOTONIC, bound_usec, 1000, on_window, &p),
+                0);
+        while (!p.met && !p.expired)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        sd_event_source_disable_unref(poll);
+        sd_event_source_disable_unref(window);
+        return p.met;
+}
+
+static bool token_requests_above(void *userdata) {
+        return imds_token_requests(false) > *(int64_t *)userdata;
+}
+
+static int get_token_now(ImdsClient *ic) {
+        int a = 0;
+
+        ck_assert_int_eq(imds_client_get_token(ic, on_token, &a), 0);
+        while (a == 0)
+                ck_assert_int_ge(sd_event_run(ev, UINT64_MAX), 0);
+        return a;
+}
+
+START_TEST(test_imds_short_lived_token) {
+        const char *tok;
+        int64_t one = 1;
+
+        /* A token living less than the 5 minute margin: refreshed at half its life, not at once
+         * and not on every request. */
+        set_instance("{\"tokenLifetimeSeconds\":120}");
+        (void)imds_token_requests(true);
+        ck_assert_int_eq(get_token_now(imds), 1);
+        for (int i = 0; i < 10; i++) {
+                ck_assert_int_eq(imds_client_peek_token(imds, &tok), 0);
+                ck_assert_int_eq(get_token_now(imds), 1);
+        }
+        ck_assert(!run_until_cond(token_requests_above, &one, 2 * 1000000ULL));
+        ck_assert_int_le(imds_token_requests(false), 1);
+}
+END_TEST
+
 /* ---- malformed replies from a server that is not the emulator ------------------------------- */
 
 static const char *canned_status_headers; /* "status|Header: v|Header: v" */
@@ -1062,6 +1178,7 @@ int main(void) {
         tcase_add_test(auth, test_sas);
         tcase_add_test(auth, test_bearer_from_imds);
         tcase_add_test(auth, test_imds_retry_and_refusal);
+        tcase_add_test(auth, test_imds_short_lived_token);
         tcase_add_test(bad, test_malformed_replies);
         /* The transfers through files again, with their bodies on transfer threads. */
         tcase_add_checked_fixture(threads, setup_threads, teardown);
