@@ -19,6 +19,9 @@
 
 #define IMDS_EXPIRY_MAX_S (366 * 24 * 3600) /* a token claiming to live longer is malformed */
 #define IMDS_GRACE_S 60 /* an old token this far from expiry still beats a failed refresh */
+/* After a failed refresh that left the old token in use: the first delay, doubled each time */
+#define IMDS_REFRESH_RETRY_MIN_MS UINT64_C(5000)
+#define IMDS_REFRESH_RETRY_MAX_MS UINT64_C(60000)
 
 typedef struct ImdsWaiter {
         struct ImdsWaiter *next;
@@ -38,7 +41,8 @@ struct ImdsClient {
         unsigned max_attempts;
         char *token;
         int64_t expires_on_s;
-        uint64_t refresh_at_us; /* CLOCK_REALTIME: the token is due for refresh */
+        uint64_t refresh_at_us;    /* CLOCK_REALTIME: the token is due for refresh */
+        unsigned refresh_failures; /* in a row, the old token still in use */
         ImdsWaiter *waiters;
         size_t n_waiters;
         bool fetching;
@@ -149,6 +153,8 @@ static bool token_good_for(const ImdsClient *c, int64_t seconds) {
 }
 
 static bool token_usable(const ImdsClient *c) {
+        if (c->refresh_failures > 0 && token_good_for(c, IMDS_GRACE_S))
+                return true; /* a refresh failed; the refresh timer tries again */
         return c->token && (uint64_t)now_realtime_ns() / 1000 < c->refresh_at_us;
 }
 
@@ -248,7 +254,22 @@ static int on_refresh(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* After a failed refresh that left the old token in use: when to try again. Exponential backoff
+ * with jitter, and at the latest when the token has IMDS_GRACE_S left (a failure then goes to the
+ * waiters, as without a token). */
+static uint64_t refresh_retry_at(ImdsClient *c) {
+        unsigned n = MIN(c->refresh_failures, 16u);
+        uint64_t cap = MIN(IMDS_REFRESH_RETRY_MIN_MS << n, IMDS_REFRESH_RETRY_MAX_MS);
+        uint64_t delay_ms = cap / 2 + rng_next(c) % (cap / 2 + 1);
+        uint64_t at = (uint64_t)now_realtime_ns() / 1000 + delay_ms * 1000;
+
+        c->refresh_failures++;
+        return MIN(at, (uint64_t)(c->expires_on_s - IMDS_GRACE_S) * 1000000);
+}
+
 static void fetch_done(ImdsClient *c, int error) {
+        uint64_t at = 0;
+
         c->fetching = false;
         c->attempts = 0;
         if (error == 0) {
@@ -258,15 +279,19 @@ static void fetch_done(ImdsClient *c, int error) {
                 /* At most half the lifetime left early: a token living less than twice the
                  * margin is not due for refresh the moment it arrives. */
                 c->refresh_at_us = expires - MIN(c->refresh_margin_ms * 1000, left / 2);
-        } else if (token_good_for(c, IMDS_GRACE_S))
-                error = 0; /* keep serving the old token; the next get_token tries again */
+                c->refresh_failures = 0;
+                at = c->refresh_at_us;
+        } else if (token_good_for(c, IMDS_GRACE_S)) {
+                at = refresh_retry_at(c);
+                error = 0; /* keep serving the old token until then */
+        }
         if (error == 0) {
                 if (!c->refresh_timer)
                         (void)sd_event_add_time(
-                                c->event, &c->refresh_timer, CLOCK_REALTIME, c->refresh_at_us,
-                                1000000, on_refresh, c);
+                                c->event, &c->refresh_timer, CLOCK_REALTIME, at, 1000000,
+                                on_refresh, c);
                 else {
-                        (void)sd_event_source_set_time(c->refresh_timer, c->refresh_at_us);
+                        (void)sd_event_source_set_time(c->refresh_timer, at);
                         (void)sd_event_source_set_enabled(c->refresh_timer, SD_EVENT_ONESHOT);
                 }
         }

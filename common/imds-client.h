@@ -6,8 +6,10 @@
  * with "Metadata: true" and never through a proxy. The token is cached and refreshed
  * refresh_margin (default 5 minutes) before it expires, or halfway through the life it had left
  * when it arrived if that is later, by a timer, so that requests rarely wait; 429 and 5xx (and
- * transport errors) are retried with exponential backoff and jitter within a bounded time. Loop
- * thread only; runs on a borrowed HttpClient. Never logs the token. */
+ * transport errors) are retried with exponential backoff and jitter within a bounded time. When a
+ * refresh fails while the old token has more than a minute left, the old one is still served and
+ * the refresh is tried again after 5 s, doubling up to 60 s (with jitter), and at the latest with
+ * a minute left. Loop thread only; runs on a borrowed HttpClient. Never logs the token. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,8 +47,9 @@ static inline void imds_client_freep(ImdsClient **c) {
         *c = imds_client_free(*c);
 }
 
-/* The cached token if it is not yet due for refresh: 0 and *ret_token (valid until the loop runs
- * again). -ENOKEY when there is none (then use imds_client_get_token()). */
+/* The cached token if it is not yet due for refresh, or a refresh failed and it has more than a
+ * minute left: 0 and *ret_token (valid until the loop runs again). -ENOKEY when there is none
+ * (then use imds_client_get_token()). */
 int imds_client_peek_token(ImdsClient *c, const char **ret_token);
 /* Calls cb later on the loop with a fresh token or a negative errno (-EACCES for 400/403 refusals,
  * -EIO/-ETIMEDOUT/... when retries ran out, -EBADMSG for a malformed answer). Waiters share one

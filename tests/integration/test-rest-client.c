@@ -1014,6 +1014,44 @@ START_TEST(test_imds_short_lived_token) {
 }
 END_TEST
 
+typedef struct Grace {
+        ImdsClient *ic;
+        int64_t bound;
+} Grace;
+
+static bool served_from_cache_or_above(void *userdata) {
+        Grace *g = userdata;
+        const char *tok;
+
+        return imds_client_peek_token(g->ic, &tok) == 0 || imds_token_requests(false) > g->bound;
+}
+
+START_TEST(test_imds_failed_refresh_backs_off) {
+        /* Refresh 65 s before expiry, with 65 s of life left: the old token is good for more
+         * than a minute when the refresh fails. */
+        ImdsClientConfig cfg = {.endpoint = emu->imds_url, .refresh_margin_ms = 65000};
+        Grace g = {.bound = 4};
+        int64_t zero = 0;
+
+        set_instance("{\"tokenLifetimeSeconds\":130}");
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &g.ic), 0);
+        ck_assert_int_eq(get_token_now(g.ic), 1);
+        /* The identity is detached: every token request from now on is refused with 400. */
+        set_instance("{\"identities\":[]}");
+        (void)imds_token_requests(true);
+        ck_assert(run_until_cond(token_requests_above, &zero, 100 * 1000000ULL));
+        /* The refresh failed: the old token is still served, from the cache, */
+        ck_assert(run_until_cond(served_from_cache_or_above, &g, 10 * 1000000ULL));
+        for (int i = 0; i < 10; i++)
+                ck_assert_int_eq(get_token_now(g.ic), 1);
+        /* and the refresh is tried again after a delay, not back to back: the refresh, at most
+         * two more tries before the old token is down to a minute, and none after that. */
+        (void)run_until_cond(token_requests_above, &g.bound, 8 * 1000000ULL);
+        ck_assert_int_le(imds_token_requests(false), g.bound);
+        imds_client_free(g.ic);
+}
+END_TEST
+
 /* ---- malformed replies from a server that is not the emulator ------------------------------- */
 
 static const char *canned_status_headers; /* "status|Header: v|Header: v" */
@@ -1179,6 +1217,7 @@ int main(void) {
         tcase_add_test(auth, test_bearer_from_imds);
         tcase_add_test(auth, test_imds_retry_and_refusal);
         tcase_add_test(auth, test_imds_short_lived_token);
+        tcase_add_test(auth, test_imds_failed_refresh_backs_off);
         tcase_add_test(bad, test_malformed_replies);
         /* The transfers through files again, with their bodies on transfer threads. */
         tcase_add_checked_fixture(threads, setup_threads, teardown);
