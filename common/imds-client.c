@@ -305,8 +305,9 @@ static bool fetch_maybe_retry(ImdsClient *c, int64_t server_delay_ms) {
                 return false;
         cap = c->retry_base_ms << MIN(c->attempts - 1, 16u);
         delay_ms = cap / 2 + rng_next(c) % (cap / 2 + 1);
+        /* Retry-After is a floor: 0 must not mean at once, nor a fixed value undo the jitter. */
         if (server_delay_ms >= 0)
-                delay_ms = (uint64_t)server_delay_ms;
+                delay_ms = MAX(delay_ms, (uint64_t)server_delay_ms);
         elapsed_ms = (uint64_t)(now_monotonic_ns() - c->first_ns) / 1000000;
         if (elapsed_ms + delay_ms >= c->retry_budget_ms)
                 return false;

@@ -6,10 +6,11 @@
  * with "Metadata: true" and never through a proxy. The token is cached and refreshed
  * refresh_margin (default 5 minutes) before it expires, or halfway through the life it had left
  * when it arrived if that is later, by a timer, so that requests rarely wait; 429 and 5xx (and
- * transport errors) are retried with exponential backoff and jitter within a bounded time. When a
- * refresh fails while the old token has more than a minute left, the old one is still served and
- * the refresh is tried again after 5 s, doubling up to 60 s (with jitter), and at the latest with
- * a minute left. Loop thread only; runs on a borrowed HttpClient. Never logs the token. */
+ * transport errors) are retried with exponential backoff and jitter, waiting at least as long as a
+ * Retry-After asks, within a bounded time. When a refresh fails while the old token has more than
+ * a minute left, the old one is still served and the refresh is tried again after 5 s, doubling up
+ * to 60 s (with jitter), and at the latest with a minute left. Loop thread only; runs on a
+ * borrowed HttpClient. Never logs the token. */
 
 #include <stdbool.h>
 #include <stddef.h>

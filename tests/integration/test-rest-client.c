@@ -1052,6 +1052,31 @@ START_TEST(test_imds_failed_refresh_backs_off) {
 }
 END_TEST
 
+START_TEST(test_imds_retry_after_is_a_minimum) {
+        /* The backoff (5..10 s) does not fit the 5 s budget: no retry. Retry-After: 0 must not
+         * shorten it. */
+        ImdsClientConfig cfg = {
+                .endpoint = emu->imds_url, .retry_base_ms = 10000, .retry_budget_ms = 5000};
+        ImdsClient *ic;
+
+        set_faults("op=ImdsToken:503,retry-after=0");
+        (void)imds_token_requests(true);
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &ic), 0);
+        ck_assert_int_eq(get_token_now(ic), -EIO);
+        ck_assert_int_le(imds_token_requests(true), 1);
+        imds_client_free(ic);
+
+        /* Nor does a Retry-After beyond the budget get waited for. */
+        cfg.retry_base_ms = 5;
+        set_faults("op=ImdsToken:503,retry-after=10");
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &ic), 0);
+        ck_assert_int_eq(get_token_now(ic), -EIO);
+        ck_assert_int_le(imds_token_requests(true), 1);
+        imds_client_free(ic);
+        set_faults("");
+}
+END_TEST
+
 /* ---- malformed replies from a server that is not the emulator ------------------------------- */
 
 static const char *canned_status_headers; /* "status|Header: v|Header: v" */
@@ -1218,6 +1243,7 @@ int main(void) {
         tcase_add_test(auth, test_imds_retry_and_refusal);
         tcase_add_test(auth, test_imds_short_lived_token);
         tcase_add_test(auth, test_imds_failed_refresh_backs_off);
+        tcase_add_test(auth, test_imds_retry_after_is_a_minimum);
         tcase_add_test(bad, test_malformed_replies);
         /* The transfers through files again, with their bodies on transfer threads. */
         tcase_add_checked_fixture(threads, setup_threads, teardown);
