@@ -24,6 +24,7 @@
 #include "log.h"
 #include "loop-queue.h"
 #include "rest-names.h"
+#include "time-util.h"
 
 #define FS_NAME_MAX REST_NAME_MAX
 #define FS_DIR_ENTRIES_MAX (4u * 1024u * 1024u)
@@ -196,6 +197,17 @@ static void owner_of_locked(Fs *fs, const char *path, uid_t *uid, gid_t *gid, mo
         *mask = fs->o->users_mode | S_ISVTX;
 }
 
+/* Times before 1970 too: tv_nsec is never negative. */
+static struct timespec timespec_of_ns(int64_t ns) {
+        int64_t sec = ns / NSEC_PER_SEC, nsec = ns % NSEC_PER_SEC;
+
+        if (nsec < 0) {
+                nsec += NSEC_PER_SEC;
+                sec--;
+        }
+        return (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)nsec};
+}
+
 void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st) {
         uid_t uid;
         gid_t gid;
@@ -211,11 +223,9 @@ void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st) {
         st->st_size = i->is_dir ? 4096 : (off_t)i->size;
         st->st_blksize = 4096;
         st->st_blocks = (st->st_size + 511) / 512;
-        st->st_mtim.tv_sec = i->mtime_ns / INT64_C(1000000000);
-        st->st_mtim.tv_nsec = i->mtime_ns % INT64_C(1000000000);
+        st->st_mtim = timespec_of_ns(i->mtime_ns);
         st->st_atim = st->st_mtim;
-        st->st_ctim.tv_sec = i->ctime_ns / INT64_C(1000000000);
-        st->st_ctim.tv_nsec = i->ctime_ns % INT64_C(1000000000);
+        st->st_ctim = timespec_of_ns(i->ctime_ns);
 }
 
 bool fs_inode_is_authoritative(const Inode *i) {

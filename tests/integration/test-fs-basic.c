@@ -16,7 +16,8 @@
  *   case           case-insensitive, case-preserving: another case opens the same file, O_EXCL
  *                  with another case is EEXIST, the listing keeps the first spelling
  *   remount        data, directories and chmod +x survive an unmount and a new mount; setuid
- *                  and setgid are dropped at creat and chmod and not shown from the share
+ *                  and setgid are dropped at creat and chmod and not shown from the share; a
+ *                  time before 1970 with a fraction shows with a tv_nsec that is not negative
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
  *   kind_conflict  a file A holds open, not on the share yet, and a directory of that name
@@ -589,9 +590,23 @@ START_TEST(test_remount) {
         ck_assert_str_eq(share_mode("suid.sh"), "0711");
         write_file(P(mnt, "foreign.sh"), "#!/bin/sh\n");
         share_set_mode("foreign.sh", "6755");
+        {
+                /* and a time before 1970 with a fraction: tv_nsec is not negative */
+                EmuHttpResult r = {};
+                const char *h[] = {"x-ms-file-last-write-time: 1969-12-31T23:59:59.5000000Z", NULL};
+                ck_assert_int_eq(
+                        emu_http(
+                                emu, "PUT", "/" SHARE "/foreign.sh?comp=properties", h, NULL, 0,
+                                EMU_AUTH_MODE_SHARED_KEY, &r),
+                        0);
+                ck_assert_msg(r.status == 200, "Set File Properties: %ld %s", r.status, r.body);
+                emu_http_result_clear(&r);
+        }
         remount(mnt);
         ck_assert_int_eq(stat(P(mnt, "foreign.sh"), &st), 0);
         ck_assert_int_eq(st.st_mode & 07777, 0755);
+        ck_assert_int_eq(st.st_mtim.tv_sec, -1);
+        ck_assert_int_eq(st.st_mtim.tv_nsec, 500000000);
         /* a listing first (readdirplus) must not stand in for the stored mode */
         ck_assert(dir_has(P(mnt, ""), "run.sh"));
         ck_assert(dir_has(P(mnt, ""), "proj"));
