@@ -327,8 +327,6 @@ static int status_to_errno(long status) {
                 return -EACCES; /* unknown identity, or not allowed */
         case 404:
                 return -ENOENT;
-        case 429:
-                return -EAGAIN;
         default:
                 return status >= 500 ? -EIO : -EPROTO;
         }

@@ -719,9 +719,10 @@ static void upload_done(RestResult *r, void *userdata) {
               i->shrink_gen != c->shrink_gen;
         fs_note_result_locked(
                 fs, r,
-                c->phase == UPLOAD_RANGE   ? "Put Range"
-                : c->phase == UPLOAD_PROPS ? "Get File Properties"
-                                           : "Set File Properties",
+                c->phase == UPLOAD_RANGE    ? "Put Range"
+                : c->phase == UPLOAD_PROPS  ? "Get File Properties"
+                : c->phase == UPLOAD_CREATE ? "Create File"
+                                            : "Set File Properties",
                 c->path, cut ? -ENODATA : 0);
         if (c->wt)
                 fs->wt_ranges_in_flight--;

@@ -2221,7 +2221,8 @@ static void reply_statfs(Fs *fs, fuse_req_t req) {
         uint64_t total, used;
 
         fs_lock(fs);
-        total = fs->quota_gib ? fs->quota_gib << 30 : UINT64_C(5) << 40;
+        /* A quota past 2^33 GiB (no share has one) would overflow. */
+        total = fs->quota_gib ? MIN(fs->quota_gib, UINT64_C(1) << 33) << 30 : UINT64_C(5) << 40;
         used = fs->usage_bytes;
         fs_unlock(fs);
         sv.f_blocks = total / 4096;
@@ -2234,13 +2235,15 @@ static void reply_statfs(Fs *fs, fuse_req_t req) {
 typedef struct StatfsCall {
         Fs *fs;
         fuse_req_t req;
-        int pending;
+        int pending; /* calls not answered yet; Fs.lock (the first may be answered on the I/O
+                      * thread before the second is submitted) */
         int error;
 } StatfsCall;
 
 static void statfs_done(RestResult *r, void *userdata) {
         StatfsCall *c = userdata;
         Fs *fs = c->fs;
+        bool last;
 
         fs_lock(fs);
         fs_note_result_locked(fs, r, "Get Share Stats", "", 0);
@@ -2252,8 +2255,9 @@ static void statfs_done(RestResult *r, void *userdata) {
                 fs->stats_until_ns = fs_now() + FS_STATS_TTL_NS;
         else if (!c->error)
                 c->error = r->error;
+        last = --c->pending == 0;
         fs_unlock(fs);
-        if (--c->pending > 0)
+        if (!last)
                 return;
         /* A share that cannot be reached still answers statfs with the last figures. */
         reply_statfs(fs, c->req);
@@ -2284,8 +2288,17 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino) {
                 return;
         }
         op.type = REST_OP_GET_SHARE_PROPERTIES;
-        if (rest_client_submit(fs->rest, &op, statfs_done, c, NULL) < 0)
-                c->pending--; /* the first call's callback has not run yet: it cannot run inline */
+        if (rest_client_submit(fs->rest, &op, statfs_done, c, NULL) < 0) {
+                bool last;
+
+                fs_lock(fs);
+                last = --c->pending == 0;
+                fs_unlock(fs);
+                if (last) {
+                        reply_statfs(fs, req);
+                        free(c);
+                }
+        }
 }
 
 static void fs_op_access(fuse_req_t req, fuse_ino_t ino, int mask) {

@@ -35,7 +35,8 @@ static const RestErrorMapping rest_error_table[] = {
         {412, NULL, -EBUSY}, /* LeaseIdMissing and the lease mismatch family */
         {413, NULL, -EFBIG},
         {416, NULL, -ERANGE},
-        {429, NULL, -EAGAIN},
+        {429, NULL, -EIO}, /* throttled past the retry budget, as 503; EAGAIN would invite a retry
+                              of close() */
         {500, "OperationTimedOut", -ETIMEDOUT},
         {500, NULL, -EIO},
         {501, NULL, -EOPNOTSUPP},

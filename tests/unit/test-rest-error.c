@@ -36,7 +36,7 @@ START_TEST(test_table) {
                 {400, "InvalidHeaderValue", -EINVAL},
                 {413, "RequestBodyTooLarge", -EFBIG},
                 {416, "InvalidRange", -ERANGE},
-                {429, NULL, -EAGAIN},
+                {429, NULL, -EIO},
                 {500, "OperationTimedOut", -ETIMEDOUT},
                 {500, "InternalError", -EIO},
                 {503, "ServerBusy", -EIO},
