@@ -434,6 +434,10 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
                 need++;
                 if (!fetch)
                         continue;
+                /* Deleted or replaced on the share while open: what has its name now (if
+                 * anything) is another file, whose bytes these are not. */
+                if (i->unlinked)
+                        return -EIO;
                 c = malloc(sizeof(*c));
                 if (!c)
                         return -ENOMEM;

@@ -65,7 +65,8 @@
  *   unlink_upload_starts  an upload of a file asked for while its Delete File is in flight
  *                  (done by the share, not answered yet): the file does not come back
  *   replaced_open_attrs  fchmod and futimens of an open file replaced by a rename, or deleted:
- *                  the file that has the name on the share keeps its mode and time
+ *                  the file that has the name on the share keeps its mode and time; a read of
+ *                  a range not cached of a replaced file is EIO, not the new file's bytes
  *   busy_writer    a file a writer keeps dirty, uploads slowed: a reader's close() ends
  *                  within 30 s (it waited for the file to be clean), so does a rename, and
  *                  every byte written reaches the share under the new name
@@ -1502,6 +1503,20 @@ START_TEST(test_replaced_open_attrs) {
         ck_assert_str_eq(share_header("f", "x-ms-file-last-write-time"), time_before);
         check_share("f", "g, moved over f");
         check_share_absent("h");
+
+        /* Reading a range of the replaced file that is not cached here: not the bytes of the
+         * file that has its name now (they were), EIO. */
+        mnt_b = mount_with(NULL, NULL);
+        write_file(P(mnt_b, "r"), "r, the replaced file's bytes");
+        write_file(P(mnt_b, "s"), "s, which replaces it (and is longer)");
+        fd = open(P(mnt, "r"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(rename(P(mnt, "s"), P(mnt, "r")), 0);
+        {
+                char buf[64];
+                ck_assert_int_eq(errno_of((int)read(fd, buf, sizeof(buf))), EIO);
+        }
+        ck_assert_int_eq(close(fd), 0);
 }
 END_TEST
 
