@@ -41,7 +41,7 @@ typedef struct sd_event sd_event;
 typedef struct HttpClient HttpClient;
 typedef struct HttpRequest HttpRequest;
 
-#define HTTP_REQUEST_HEADERS_MAX 64
+#define HTTP_REQUEST_HEADERS_MAX 128 /* 64 metadata pairs and the rest */
 #define HTTP_RESPONSE_HEADERS_MAX 128
 #define HTTP_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)
 #define HTTP_ERROR_BODY_MAX (64u * 1024u)

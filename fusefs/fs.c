@@ -522,6 +522,10 @@ typedef struct Call {
         struct stat attr;
         int to_set;
         mode_t mode;
+        /* chmod: the entry's other metadata, read first (Set Metadata replaces all of it) */
+        RestMetadata *meta;
+        size_t n_meta;
+        bool meta_read;
 } Call;
 
 static Call *call_new(Fs *fs, fuse_req_t req, uint64_t ino, char *path) {
@@ -538,6 +542,11 @@ static Call *call_new(Fs *fs, fuse_req_t req, uint64_t ino, char *path) {
 static void call_free(Call *c) {
         if (!c)
                 return;
+        for (size_t k = 0; k < c->n_meta; k++) {
+                free(c->meta[k].name);
+                free(c->meta[k].value);
+        }
+        free(c->meta);
         free(c->path);
         free(c->path2);
         free(c);
@@ -952,6 +961,37 @@ static void setattr_retry(void *userdata) {
         setattr_next(userdata);
 }
 
+/* The entry's metadata, read for a chmod: kept but for the mode, which the chmod sets. */
+static void setattr_meta_done(RestResult *r, void *userdata) {
+        Call *c = userdata;
+        const RestProperties *p = r->props;
+        int err = r->error;
+
+        fs_lock(c->fs);
+        fs_note_result_locked(c->fs, r, "Get Properties", c->path, 0);
+        fs_unlock(c->fs);
+        if (err == 0 && p->n_metadata > 0 && !(c->meta = calloc(p->n_metadata, sizeof(*c->meta))))
+                err = -ENOMEM;
+        for (size_t k = 0; err == 0 && k < p->n_metadata; k++) {
+                if (strcaseeq(p->metadata[k].name, "mode"))
+                        continue;
+                RestMetadata *m = &c->meta[c->n_meta];
+                if (!(m->name = strdup(p->metadata[k].name)) ||
+                    !(m->value = strdup(p->metadata[k].value))) {
+                        free(m->name);
+                        err = -ENOMEM;
+                        break;
+                }
+                c->n_meta++;
+        }
+        if (err < 0) {
+                fuse_reply_err(c->req, -err);
+                return call_free(c);
+        }
+        c->meta_read = true;
+        setattr_next(c);
+}
+
 /* The modification time a setattr asks for, or cur when it asks for none. */
 static int64_t setattr_mtime(const Call *c, int64_t cur) {
         if (c->to_set & FUSE_SET_ATTR_MTIME_NOW)
@@ -1042,15 +1082,32 @@ static void setattr_next(Call *c) {
                         c->step = SETATTR_STEP_HINT; /* the loop goes on to the times */
                         continue;
                 }
+                if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE) &&
+                    !c->meta_read) {
+                        /* Set Metadata replaces all of the entry's metadata: what other tools
+                         * put there (AzCopy, Storage Explorer) goes with the mode. */
+                        op.type = i->is_dir ? REST_OP_GET_DIRECTORY_PROPERTIES
+                                            : REST_OP_GET_FILE_PROPERTIES;
+                        fs_unlock(fs);
+                        return submit_or_fail(c, &op, setattr_meta_done);
+                }
                 if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) {
+                        _cleanup_free_ RestMetadata *md =
+                                calloc(c->n_meta + 1, sizeof(RestMetadata));
                         char mode[16];
-                        RestMetadata md = {.name = (char *)"mode", .value = mode};
+                        if (!md) {
+                                fs_unlock(fs);
+                                r = -ENOMEM;
+                                break;
+                        }
                         (void)snprintf(
                                 mode, sizeof(mode), "%04o", (unsigned)(c->attr.st_mode & 07777));
+                        memcpy(md, c->meta, c->n_meta * sizeof(RestMetadata));
+                        md[c->n_meta] = (RestMetadata){.name = (char *)"mode", .value = mode};
                         op.type = REST_OP_SET_METADATA;
                         op.is_directory = i->is_dir;
-                        op.metadata = &md;
-                        op.n_metadata = 1;
+                        op.metadata = md;
+                        op.n_metadata = c->n_meta + 1;
                         fs_unlock(fs);
                         return submit_or_fail(c, &op, setattr_done);
                 }

@@ -17,7 +17,8 @@
  *                  with another case is EEXIST, the listing keeps the first spelling
  *   remount        data, directories and chmod +x survive an unmount and a new mount; setuid
  *                  and setgid are dropped at creat and chmod and not shown from the share; a
- *                  time before 1970 with a fraction shows with a tv_nsec that is not negative
+ *                  time before 1970 with a fraction shows with a tv_nsec that is not negative;
+ *                  chmod keeps the metadata other tools set
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
  *   kind_conflict  a file A holds open, not on the share yet, and a directory of that name
@@ -552,18 +553,25 @@ static const char *share_mode(const char *rel) {
         return share_header(rel, "x-ms-meta-mode");
 }
 
-/* Another writer sets the entry's mode on the share. */
-static void share_set_mode(const char *rel, const char *mode) {
-        _cleanup_free_ char *url = NULL, *meta = NULL;
+/* Another writer sets a file's metadata on the share (Set Metadata: the whole of it), to the
+ * "x-ms-meta-NAME: VALUE" headers given (NULL-terminated). */
+static void share_set_metadata(const char *rel, const char *const *headers) {
+        _cleanup_free_ char *url = NULL;
         EmuHttpResult r = {};
 
         ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s?comp=metadata", rel), 0);
-        ck_assert_int_ge(asprintf(&meta, "x-ms-meta-mode: %s", mode), 0);
-        const char *headers[] = {meta, NULL};
         ck_assert_int_eq(
                 emu_http(emu, "PUT", url, headers, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
         ck_assert_int_eq(r.status, 200);
         emu_http_result_clear(&r);
+}
+
+/* Another writer sets the file's mode on the share. */
+static void share_set_mode(const char *rel, const char *mode) {
+        _cleanup_free_ char *meta = NULL;
+
+        ck_assert_int_ge(asprintf(&meta, "x-ms-meta-mode: %s", mode), 0);
+        share_set_metadata(rel, (const char *const[]){meta, NULL});
 }
 
 START_TEST(test_remount) {
@@ -608,6 +616,14 @@ START_TEST(test_remount) {
         ck_assert_int_eq(st.st_mode & 07777, 0755);
         ck_assert_int_eq(st.st_mtim.tv_sec, -1);
         ck_assert_int_eq(st.st_mtim.tv_nsec, 500000000);
+        /* chmod keeps what other tools put in the metadata (Set Metadata replaces all of it) */
+        share_set_metadata(
+                "proj/data.csv",
+                (const char *const[]){"x-ms-meta-owner: alice", "x-ms-meta-Project: p1", NULL});
+        ck_assert_int_eq(chmod(P(mnt, "proj/data.csv"), 0600), 0);
+        ck_assert_str_eq(share_mode("proj/data.csv"), "0600");
+        ck_assert_str_eq(share_header("proj/data.csv", "x-ms-meta-owner"), "alice");
+        ck_assert_str_eq(share_header("proj/data.csv", "x-ms-meta-Project"), "p1");
         /* a listing first (readdirplus) must not stand in for the stored mode */
         ck_assert(dir_has(P(mnt, ""), "run.sh"));
         ck_assert(dir_has(P(mnt, ""), "proj"));
