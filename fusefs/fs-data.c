@@ -347,6 +347,8 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i) {
         i->size_dirty = false;
         i->create_pending = false;
         fs_sidecar_remove_locked(fs, i);
+        /* No upload ends for it: writes waiting under max_dirty would wait for ever. */
+        fs_cap_recheck_later_locked(fs);
 }
 
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
@@ -572,6 +574,50 @@ static ssize_t write_commit(
                         return err == -ENOSPC || err == -EDQUOT ? err : -EIO;
         }
         return (ssize_t)done;
+}
+
+FsWaiter *fs_cap_waiters_take_locked(Fs *fs, int *ret_err) {
+        FsWaiter *cap;
+
+        if (!fs->cap_waiters || (fs_over_cap_locked(fs) && fs->last_upload_error >= 0))
+                return NULL;
+        cap = TAKE_PTR(fs->cap_waiters);
+        *ret_err = fs_over_cap_locked(fs) ? fs->last_upload_error : 0;
+        return cap;
+}
+
+void fs_cap_waiters_run(Fs *fs, FsWaiter *cap, int err) {
+        while (cap) {
+                FsWaiter *w = cap;
+                cap = w->next;
+                w->next = NULL;
+                if (err < 0) {
+                        fuse_reply_err(w->req, -err);
+                        fs_waiter_free(w);
+                } else
+                        fs_write_retry(fs, w);
+        }
+}
+
+static void cap_recheck(void *userdata, bool cancelled) {
+        Fs *fs = userdata;
+        FsWaiter *cap;
+        int err = 0;
+
+        if (cancelled)
+                return; /* at fs_free(): the session has ended */
+        fs_lock(fs);
+        fs->cap_recheck_posted = false;
+        cap = fs_cap_waiters_take_locked(fs, &err);
+        fs_unlock(fs);
+        fs_cap_waiters_run(fs, cap, err);
+}
+
+void fs_cap_recheck_later_locked(Fs *fs) {
+        if (!fs->cap_waiters || fs->cap_recheck_posted)
+                return;
+        if (fs_post(fs, cap_recheck, fs) >= 0)
+                fs->cap_recheck_posted = true;
 }
 
 bool fs_over_cap_locked(Fs *fs) {

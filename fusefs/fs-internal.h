@@ -98,6 +98,7 @@ typedef struct Fs {
         unsigned dirty_files;  /* files with dirty pieces, also for the cap */
         uint64_t cache_bytes;  /* of the pieces PRESENT, those up to their file's size */
         FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
+        bool cap_recheck_posted; /* fs_cap_recheck_later_locked() has a check queued */
         FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only
                                 * (and once it has ended: fs_flush_all_cancel) */
         /* Open directory handles (fs.c), by lock: at unmount the kernel drops a RELEASEDIR it
@@ -181,6 +182,15 @@ void fs_waiter_free(FsWaiter *w);
 bool fs_over_cap_locked(Fs *fs);
 /* Runs a write queued in w again (its data in w->data). */
 void fs_write_retry(Fs *fs, FsWaiter *w);
+/* The writes waiting under max_dirty that may go on (0 in *ret_err: below the cap) or fail (the
+ * last upload's error: still over it after a failed upload), taken off the queue; NULL when
+ * they still wait. Lock held. fs_cap_waiters_run() then retries or fails them (no lock held;
+ * on the I/O thread). */
+FsWaiter *fs_cap_waiters_take_locked(Fs *fs, int *ret_err);
+void fs_cap_waiters_run(Fs *fs, FsWaiter *cap, int err);
+/* Dirty data left without an upload (dropped, or an upload that could not be sent): the writes
+ * waiting under max_dirty are looked at again on the I/O thread, as an upload's end does. */
+void fs_cap_recheck_later_locked(Fs *fs);
 int fs_cache_open_dir(Fs *fs, char **reterr_msg);
 int fs_cache_attach_locked(Fs *fs, Inode *i);
 void fs_cache_push_locked(Fs *fs, Inode *i);

@@ -264,6 +264,7 @@ static void upload_finish_later(void *userdata, bool cancelled) {
                 upload_finish_locked(fs, i, &replies);
         if (i)
                 retries = fs_create_waiters_take_locked(i);
+        fs_cap_recheck_later_locked(fs); /* as upload_done() does */
         fs_unlock(fs);
         upload_done_reply(fs, NULL, replies);
         fs_create_waiters_run(retries);
@@ -807,11 +808,7 @@ out:
                 retries = fs_create_waiters_take_locked(i);
         if (fs->flush_all)
                 fs_flush_all_check_locked(fs, &flushed);
-        if (fs->cap_waiters && (!fs_over_cap_locked(fs) || fs->last_upload_error < 0)) {
-                cap = fs->cap_waiters;
-                fs->cap_waiters = NULL;
-                cap_err = fs_over_cap_locked(fs) ? fs->last_upload_error : 0;
-        }
+        cap = fs_cap_waiters_take_locked(fs, &cap_err);
         if (i)
                 fs_cache_evict_locked(fs);
         fs_unlock(fs);
@@ -820,16 +817,7 @@ out:
         upload_done_reply(fs, NULL, replies);
         fs_reply_flush_all(flushed, 0);
         fs_create_waiters_run(retries);
-        while (cap) {
-                FsWaiter *w = cap;
-                cap = w->next;
-                w->next = NULL;
-                if (cap_err < 0) {
-                        fuse_reply_err(w->req, -cap_err);
-                        fs_waiter_free(w);
-                } else
-                        fs_write_retry(fs, w);
-        }
+        fs_cap_waiters_run(fs, cap, cap_err);
 }
 
 static void flush_all_check_later(void *userdata, bool cancelled) {

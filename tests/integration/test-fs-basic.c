@@ -36,6 +36,8 @@
  *                  xattr times out (ETIMEDOUT) within its bound; once the share is back, flush
  *                  uploads everything; a listing whose NextMarker repeats fails with EIO
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
+ *   deleted_over_cap  a file deleted while open, written past max_dirty through its descriptor:
+ *                  the writes end (the writer waited for an upload that never came)
  *   small_files    small files count their size against cache_size and max_dirty (plus 64 KiB
  *                  each there), not a 4 MiB piece: 40 of 1 KiB stay dirty without an upload
  *                  and stay cached after it; 200 more still make writers wait
@@ -993,6 +995,52 @@ START_TEST(test_caps) {
         ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
+}
+END_TEST
+
+typedef struct BulkWrite {
+        int fd;
+        size_t total;
+        int result; /* 0 or -errno */
+} BulkWrite;
+
+/* Writes total bytes through fd, 1 MiB at a time. */
+static void *bulk_write_thread(void *p) {
+        static char chunk[1024 * 1024];
+        BulkWrite *b = p;
+
+        memset(chunk, 'd', sizeof(chunk));
+        b->result = 0;
+        for (size_t done = 0; done < b->total; done += sizeof(chunk))
+                if (write(b->fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk)) {
+                        b->result = -errno;
+                        break;
+                }
+        return NULL;
+}
+
+/* A file deleted while open, written through its descriptor past max_dirty: its data is never
+ * uploaded (it has no name), so the writer over the cap waits until the data is dropped; it
+ * waited for an upload's end that never came, in uninterruptible sleep. */
+START_TEST(test_deleted_over_cap) {
+        BulkWrite b = {.total = 24 * 1024 * 1024, .result = 1};
+        struct timespec until;
+        pthread_t t;
+
+        mnt = mount_with(NULL, "max_dirty=4M");
+        b.fd = open(P(mnt, "gone"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(b.fd, 0);
+        ck_assert_int_eq(unlink(P(mnt, "gone")), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, bulk_write_thread, &b), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
+        until.tv_sec += 30;
+        ck_assert_msg(
+                pthread_timedjoin_np(t, NULL, &until) == 0,
+                "writes to a deleted file past max_dirty did not end within 30 s");
+        ck_assert_int_eq(b.result, 0);
+        ck_assert_int_eq(close(b.fd), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_absent("gone");
 }
 END_TEST
 
@@ -2337,6 +2385,7 @@ int main(void) {
                 {"failures", test_failures},
                 {"requests", test_requests},
                 {"caps", test_caps},
+                {"deleted_over_cap", test_deleted_over_cap},
                 {"small_files", test_small_files},
                 {"reclaim", test_reclaim},
                 {"readahead", test_readahead},
