@@ -848,6 +848,17 @@ static void fetch_done(RestResult *r, void *userdata) {
                 }
                 fs_piece_set_locked(
                         fs, i, c->piece, err == 0 && current ? PIECE_PRESENT : 0, PIECE_FETCHING);
+                /* Sent before the cache was reset (a truncation, another version opened): its
+                 * bytes landed in the new version's file, where this piece is missing (reads and
+                 * writes waited for it). Holes again, or a piece past the new end would be taken
+                 * as zeros with the old bytes in it. */
+                if (!current && !(i->pieces[c->piece] & (PIECE_PRESENT | PIECE_DIRTY))) {
+                        (void)fallocate(
+                                i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)c->start, (off_t)c->len);
+                        i->trim_pending = true;
+                        trim_after_writes_locked(i);
+                }
                 /* Truncated while the range was in flight: what lies past the new end is gone. */
                 if (err == 0 && current && c->start + c->len > i->fetch_limit) {
                         uint64_t from = MAX(c->start, i->fetch_limit);
