@@ -412,6 +412,7 @@ static void fetch_done(RestResult *r, void *userdata);
  * write, a piece the write covers entirely needs no fetch. */
 static int
 pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, bool fetch) {
+        size_t covered_first = SIZE_MAX, covered_end = 0;
         int need = 0;
 
         if (len == 0)
@@ -429,8 +430,14 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
                         need++;
                         continue;
                 }
-                if (start >= i->fetch_limit || (write && off <= start && off + len >= end)) {
-                        fs_piece_set_locked(fs, i, k, PIECE_PRESENT, 0);
+                if (start >= i->fetch_limit) {
+                        fs_piece_set_locked(fs, i, k, PIECE_PRESENT, 0); /* zeros */
+                        continue;
+                }
+                if (write && off <= start && off + len >= end) {
+                        /* The write fills it: present once the write goes ahead (below). */
+                        covered_first = MIN(covered_first, k);
+                        covered_end = k + 1;
                         continue;
                 }
                 need++;
@@ -465,6 +472,11 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
                 fs_piece_set_locked(fs, i, k, PIECE_FETCHING, 0);
                 i->refs++;
         }
+        /* Not before: a write that waits, then fails, would leave them present with holes where
+         * the share's bytes belong (write_commit() undoes what a write did not fill). */
+        for (size_t k = covered_first; need == 0 && k < covered_end; k++)
+                if (!(i->pieces[k] & (PIECE_PRESENT | PIECE_FETCHING)))
+                        fs_piece_set_locked(fs, i, k, PIECE_PRESENT, 0);
         return need;
 }
 
@@ -505,6 +517,30 @@ static void trim_after_writes_locked(Inode *i) {
                 log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
 }
 
+/* A write of len bytes at off that copied only done into the cache file (the cache disk full, a
+ * failed copy): a piece it covered whole up to the share's end was taken as present without a
+ * fetch (pieces_need_locked()), and what the write did not fill holds holes where the share's
+ * bytes belong. Such a piece (unless dirty: its data is this mount's) is missing again, fetched
+ * when next needed, and the write counts only up to it; the cache file is cut back to the file's
+ * size after the writes in flight. Returns the bytes the write may report. Lock held. */
+static size_t
+write_undo_unfilled_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, size_t done) {
+        size_t keep = done;
+
+        for (size_t k = (size_t)((off + P - 1) / P); k < i->n_pieces; k++) {
+                uint64_t start = (uint64_t)k * P, end = MIN(start + P, i->fetch_limit);
+                if (start >= i->fetch_limit || start >= off + len || off + len < end)
+                        break; /* past the share's end (zeros are right), or not covered whole */
+                if (off + done >= end || (i->pieces[k] & PIECE_DIRTY))
+                        continue;
+                fs_piece_set_locked(fs, i, k, 0, PIECE_PRESENT);
+                keep = MIN(keep, (size_t)(start - off));
+        }
+        if (off + len > i->size)
+                i->trim_pending = true;
+        return keep;
+}
+
 /* Writes src into i's cache file fd and marks it dirty. No lock held; write_try() found the
  * pieces ready and counted the write in Inode.writes_in_flight under the lock, so that nothing
  * drops or cuts the cache file under it (a fetch's trim, an open's reset, the tick taking the
@@ -539,6 +575,8 @@ static ssize_t write_commit(
         if (i)
                 i->writes_in_flight--;
         *cached = i && i->kernel_cached;
+        if (i && i->cache_fd >= 0 && done < fuse_buf_size(src))
+                done = write_undo_unfilled_locked(fs, i, off, fuse_buf_size(src), done);
         if (done == 0) {
                 if (i)
                         trim_after_writes_locked(i);

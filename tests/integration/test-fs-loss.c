@@ -55,6 +55,9 @@
  *                    the write either failed (ENOSPC, the share keeps the old bytes) or its
  *                    bytes reach the share after a remount (the record it needs could not be
  *                    written, and the write was acknowledged: a crash lost it).
+ *   covered_enospc  a write covering a whole small file, not cached, into a full cache disk:
+ *                    ENOSPC, then reads and a later write keep the share's bytes (the piece
+ *                    was taken as present before the write: zeros were read and uploaded).
  *   long_record      kill -9 with a new dirty file whose record is made longer than 64 KiB by
  *                    hand (pieces past the file's end, which recovery skips, listed before its
  *                    two real pieces): the next mount uploads both (it read only 64 KiB of a
@@ -1080,6 +1083,58 @@ START_TEST(test_record_enospc) {
 }
 END_TEST
 
+/* A write that covers a whole small file (so no fetch) into a cache disk that is full: it fails,
+ * and the file's bytes must still be the share's: the piece was taken as present before the
+ * write, which left holes, so reads gave zeros and the next write uploaded them. */
+START_TEST(test_covered_enospc) {
+        _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
+        const size_t size = 100 * 1024;
+        static char buf[100 * 1024], want[100 * 1024];
+        char page[4096];
+        size_t got = 0;
+        ssize_t n;
+        int fd;
+
+        cache = tmpfs_cache();
+        mount_with(cache, NULL);
+        CHECK_OK(write_both("small.bin", 61, size), "write small.bin"); /* on the share at close */
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount"); /* clean cache is not kept */
+        p = fs_mount_path(mnt, "small.bin");
+        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        memset(page, 0x5a, sizeof(page));
+        while ((n = write(fd, page, sizeof(page))) > 0)
+                ;
+        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
+        ck_assert_int_eq(close(fd), 0);
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        memset(buf, 'N', sizeof(buf));
+        n = pwrite(fd, buf, sizeof(buf), 0);
+        ck_assert_msg(n < 0 && errno == ENOSPC, "the write into a full cache disk: %zd (%m)", n);
+        ck_assert_int_eq(unlink(filler), 0);
+        /* The share's bytes, not holes. */
+        fs_pattern_fill(61, 0, want, sizeof(want));
+        {
+                int rfd = open(p, O_RDONLY | O_CLOEXEC);
+                ck_assert_int_ge(rfd, 0);
+                ck_assert_int_eq(pread(rfd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+                ck_assert_int_eq(close(rfd), 0);
+        }
+        ck_assert_msg(memcmp(buf, want, sizeof(want)) == 0, "a failed write left zeros to read");
+        /* A later write of one byte: the rest of the piece goes up as the share had it. */
+        ck_assert_int_eq(pwrite(fd, "Z", 1, 0), 1);
+        ck_assert_int_eq(close(fd), 0);
+        CHECK_OK(fs_share_read(emu, SHARE, "small.bin", &share, &got), "share read");
+        ck_assert_uint_eq(got, size);
+        want[0] = 'Z';
+        ck_assert_msg(memcmp(share, want, size) == 0, "zeros uploaded over the share's bytes");
+        tmpfs_cache_done(cache);
+}
+END_TEST
+
 /* 15,000 pieces past the file's end (skipped by recovery) before the record's own. */
 static void edit_pieces_long(FILE *o, const char *line, const void *unused) {
         if (strncmp(line, "pieces ", 7) != 0) {
@@ -1261,6 +1316,7 @@ int main(void) {
                 {"record_clean", test_record_clean},
                 {"record_empty", test_record_empty},
                 {"record_enospc", test_record_enospc},
+                {"covered_enospc", test_covered_enospc},
                 {"long_record", test_long_record},
                 {"replaced_open_kill", test_replaced_open_kill},
                 {"dir_release_dropped", test_dir_release_dropped},
