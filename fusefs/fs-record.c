@@ -399,12 +399,13 @@ static int sidecar_set_durable_locked(Fs *fs, Inode *i) {
 }
 
 /* Whether i's record should be made durable now. Lock held. */
-static bool durable_wanted_locked(const Inode *i, int64_t now) {
+static bool durable_wanted_locked(const Inode *i, int64_t now, bool final) {
         if (!i->sidecar_exists || i->sidecar_durable || i->sidecar_syncing ||
             i->writes_in_flight > 0 || !fs_inode_is_dirty(i))
                 return false;
-        /* A file open for writing is synced at most every DURABLE_OPEN_NS, not at every tick. */
-        return i->open_count == 0 || now - i->sidecar_written_ns >= DURABLE_OPEN_NS;
+        /* A file open for writing is synced at most every DURABLE_OPEN_NS, not at every tick;
+         * at unmount (final) every record goes. */
+        return final || i->open_count == 0 || now - i->sidecar_written_ns >= DURABLE_OPEN_NS;
 }
 
 /* Makes the dirty records that are not durable durable (on the durable thread, off the FUSE
@@ -413,7 +414,7 @@ static bool durable_wanted_locked(const Inode *i, int64_t now) {
  * one syncfs() puts every cache file and those records on disk; back under the lock, each goes in
  * place unless the file changed meanwhile (a write or truncate clears sidecar_syncing before it
  * touches the cache file, a newer record wins by its seq), and the directory is synced once. */
-static unsigned durable_pass(Fs *fs) {
+static unsigned durable_pass(Fs *fs, bool final) {
         DurableRecord *recs = NULL;
         size_t n = 0;
         unsigned made = 0;
@@ -423,7 +424,7 @@ static unsigned durable_pass(Fs *fs) {
         fs_lock(fs);
         for (Inode *i = fs->state_list; i && n < DURABLE_BATCH_MAX; i = i->state_next) {
                 DurableRecord *d;
-                if (!durable_wanted_locked(i, now))
+                if (!durable_wanted_locked(i, now, final))
                         continue;
                 if (!recs && !(recs = calloc(DURABLE_BATCH_MAX, sizeof(*recs))))
                         break;
@@ -503,7 +504,7 @@ void fs_records_make_durable(Fs *fs) {
         unsigned made = 0, k;
 
         for (k = 0; k < 1000; k++) {
-                unsigned m = durable_pass(fs);
+                unsigned m = durable_pass(fs, true);
                 if (m == 0)
                         break;
                 made += m;
@@ -525,7 +526,7 @@ static void *durable_thread(void *userdata) {
                         break;
                 fs->durable_kick = false;
                 fs_unlock(fs);
-                (void)durable_pass(fs);
+                (void)durable_pass(fs, false);
                 fs_lock(fs);
         }
         fs_unlock(fs);
@@ -760,9 +761,14 @@ static int recover_one(Fs *fs, uint64_t id) {
         int fd, r;
 
         fs_data_name(id, ".dirty", name);
-        sfd = openat(fs->cache_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* Not blocking on a FIFO someone put there; only a regular file is a record. */
+        sfd = openat(fs->cache_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (sfd < 0)
                 return -errno;
+        if (fstat(sfd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADMSG;
         r = record_read_all(sfd, &text, &n);
         if (r < 0)
                 return r;

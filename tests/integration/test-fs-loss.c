@@ -58,6 +58,10 @@
  *   covered_enospc  a write covering a whole small file, not cached, into a full cache disk:
  *                    ENOSPC, then reads and a later write keep the share's bytes (the piece
  *                    was taken as present before the write: zeros were read and uploaded).
+ *   unmount_durable_open  SIGTERM with a file open and written just before (the background pass
+ *                    waits 5 s for such a file): its record is durable when azfilesfs exits.
+ *   record_fifo      kill -9 with a dirty file and a FIFO named as a record: the next mount
+ *                    starts (it blocked opening the FIFO) and uploads the dirty file.
  *   long_record      kill -9 with a new dirty file whose record is made longer than 64 KiB by
  *                    hand (pieces past the file's end, which recovery skips, listed before its
  *                    two real pieces): the next mount uploads both (it read only 64 KiB of a
@@ -1135,6 +1139,25 @@ START_TEST(test_covered_enospc) {
 }
 END_TEST
 
+/* A FIFO where a record would be (someone with access to the cache directory): the next mount
+ * says it cannot read it and goes on; it waited for a writer of the FIFO for ever. */
+START_TEST(test_record_fifo) {
+        _cleanup_free_ char *fifo = NULL, *rec = NULL;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        CHECK_OK(write_both("kept.bin", 71, 100000), "write kept.bin");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record after the kill");
+        *strrchr(rec, '/') = '\0';
+        ck_assert_int_ge(asprintf(&fifo, "%s/0000000000abcdef.dirty", rec), 0);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with a FIFO among the records");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 /* 15,000 pieces past the file's end (skipped by recovery) before the record's own. */
 static void edit_pieces_long(FILE *o, const char *line, const void *unused) {
         if (strncmp(line, "pieces ", 7) != 0) {
@@ -1296,6 +1319,40 @@ START_TEST(test_unmount_durable) {
 }
 END_TEST
 
+/* The same for a file still open (and written within the last 5 s, which the background pass
+ * leaves for later) when azfilesfs is stopped: its record is made durable before it exits. */
+START_TEST(test_unmount_durable_open) {
+        _cleanup_free_ char *p = NULL, *rec = NULL, *text = NULL, *share = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        size_t got = 0;
+        int fd;
+
+        mount_with(NULL, "writeback=async,async_delay=3600,retry_budget=2");
+        CHECK_OK(fs_emu_set_faults(emu, HOLD_UPLOADS), "hold uploads");
+        p = fs_mount_path(mnt, "open.bin");
+        fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "still open", 10), 10);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
+        ck_assert_int_ge(pidfd, 0);
+        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
+        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
+        mnt->mounted = false; /* it unmounted at its exit */
+        (void)close(fd);      /* on a mount that is gone */
+        text = record_read(rec);
+        ck_assert_msg(strstr(text, "\ndurable 1\n"), "record left by the stop:\n%s", text);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "open.bin", &share, &got), "share read");
+        ck_assert_uint_eq(got, 10);
+        ck_assert_int_eq(memcmp(share, "still open", 10), 0);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -1317,6 +1374,8 @@ int main(void) {
                 {"record_empty", test_record_empty},
                 {"record_enospc", test_record_enospc},
                 {"covered_enospc", test_covered_enospc},
+                {"record_fifo", test_record_fifo},
+                {"unmount_durable_open", test_unmount_durable_open},
                 {"long_record", test_long_record},
                 {"replaced_open_kill", test_replaced_open_kill},
                 {"dir_release_dropped", test_dir_release_dropped},
