@@ -359,7 +359,7 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
 
         /* A durable record must not outlive a change of the data it points at. */
         if (i->sidecar_durable || i->sidecar_syncing)
-                fs_sidecar_note_locked(fs, i);
+                (void)fs_sidecar_note_locked(fs, i);
         if (ftruncate(i->cache_fd, (off_t)size) < 0)
                 return -errno;
         r = fs_pieces_grow_locked(i, size);

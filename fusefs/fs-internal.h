@@ -94,13 +94,13 @@ typedef struct Fs {
         unsigned cache_files;     /* on state_list */
         unsigned cache_files_max; /* beyond it, clean files go as beyond cache_size */
         uint64_t next_cache_id;
-        uint64_t dirty_charge; /* for max_dirty: unsynced bytes, DIRTY_FILE_COST per file */
-        unsigned dirty_files;  /* files with dirty pieces, also for the cap */
-        uint64_t cache_bytes;  /* of the pieces PRESENT, those up to their file's size */
-        FsWaiter *cap_waiters; /* writes waiting for dirty data to drop under max_dirty */
+        uint64_t dirty_charge;   /* for max_dirty: unsynced bytes, DIRTY_FILE_COST per file */
+        unsigned dirty_files;    /* files with dirty pieces, also for the cap */
+        uint64_t cache_bytes;    /* of the pieces PRESENT, those up to their file's size */
+        FsWaiter *cap_waiters;   /* writes waiting for dirty data to drop under max_dirty */
         bool cap_recheck_posted; /* fs_cap_recheck_later_locked() has a check queued */
-        FsFlushAll *flush_all; /* protected by lock; timers touched on the I/O thread only
-                                * (and once it has ended: fs_flush_all_cancel) */
+        FsFlushAll *flush_all;   /* protected by lock; timers touched on the I/O thread only
+                                  * (and once it has ended: fs_flush_all_cancel) */
         /* Open directory handles (fs.c), by lock: at unmount the kernel drops a RELEASEDIR it
          * has not sent yet, and fs_free frees what is left. */
         struct DirHandle *dir_handles;
@@ -228,8 +228,9 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* Rewrites i's dirty record, not durable and not synced: it survives a crash of azfilesfs (the
  * kernel keeps it); the tick makes it durable (fs-record.c, durable_pass). */
 void fs_sidecar_update_locked(Fs *fs, Inode *i);
-/* The same when i is dirty and has a cache file (mode, name of a file not on the share yet). */
-void fs_sidecar_note_locked(Fs *fs, Inode *i);
+/* The same when i is dirty and has a cache file (mode, name of a file not on the share yet): 0, or
+ * -errno when the record could not be written. */
+int fs_sidecar_note_locked(Fs *fs, Inode *i);
 int fs_recover(Fs *fs);
 /* Makes every dirty record durable now (at unmount, after the I/O thread stopped). */
 void fs_records_make_durable(Fs *fs);

@@ -326,9 +326,10 @@ void fs_sidecar_update_locked(Fs *fs, Inode *i) {
         (void)sidecar_write_locked(fs, i);
 }
 
-void fs_sidecar_note_locked(Fs *fs, Inode *i) {
+int fs_sidecar_note_locked(Fs *fs, Inode *i) {
         if (fs_inode_is_dirty(i) && i->cache_fd >= 0)
-                (void)sidecar_write_locked(fs, i);
+                return sidecar_write_locked(fs, i);
+        return 0;
 }
 
 /* The same for the write path: Fs.lock held to take the text and to put the record in place

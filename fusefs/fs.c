@@ -1077,7 +1077,7 @@ static void setattr_next(Call *c) {
                         i->perm = c->attr.st_mode & 07777;
                         i->perm_known = true;
                         i->ctime_ns = realtime_ns();
-                        fs_sidecar_note_locked(fs, i);
+                        (void)fs_sidecar_note_locked(fs, i);
                         fs_unlock(fs);
                         c->step = SETATTR_STEP_HINT; /* the loop goes on to the times */
                         continue;
@@ -1292,7 +1292,16 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 i->etag[0] = '\0';
                 i->create_pending = true;
                 i->dirty_since_ns = fs_now();
-                fs_sidecar_note_locked(fs, i);
+                /* Its record says the file is to be made: without it a kill -9 loses it. */
+                err = fs_sidecar_note_locked(fs, i);
+                if (err < 0) {
+                        fs_discard_dirty_locked(fs, i);
+                        inode_table_detach(fs->inodes, i);
+                        maybe_free_locked(fs, i);
+                        err = err == -ENOSPC || err == -EDQUOT ? err : -EIO;
+                }
+        }
+        if (err == 0) {
                 names_note_locked(fs, c->path, true);
                 i->open_count++;
                 i->refs++;
@@ -1549,7 +1558,7 @@ static int rename_local_locked(Fs *fs, Inode *src, const char *from, const char 
         names_note_locked(fs, from, false);
         names_note_locked(fs, to, true);
         src->ctime_ns = realtime_ns();
-        fs_sidecar_note_locked(fs, src);
+        (void)fs_sidecar_note_locked(fs, src);
         return 0;
 }
 

@@ -55,6 +55,8 @@
  *                    the write either failed (ENOSPC, the share keeps the old bytes) or its
  *                    bytes reach the share after a remount (the record it needs could not be
  *                    written, and the write was acknowledged: a crash lost it).
+ *   create_enospc    creat() with the cache disk full, then kill -9: creat() failed with ENOSPC
+ *                    (it returned 0 without the file's record, and the crash lost the file).
  *   covered_enospc  a write covering a whole small file, not cached, into a full cache disk:
  *                    ENOSPC, then reads and a later write keep the share's bytes (the piece
  *                    was taken as present before the write: zeros were read and uploaded).
@@ -1087,6 +1089,46 @@ START_TEST(test_record_enospc) {
 }
 END_TEST
 
+/* creat() with the cache disk full: the record that says the file is to be made cannot be
+ * written, so creat() fails (ENOSPC); it returned 0, and a kill -9 then lost the file. */
+START_TEST(test_create_enospc) {
+        _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
+        char page[4096];
+        size_t got = 0;
+        ssize_t n;
+        int fd, r;
+
+        cache = tmpfs_cache();
+        mount_with(cache, NULL);
+        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        memset(page, 0x5a, sizeof(page));
+        while ((n = write(fd, page, sizeof(page))) > 0)
+                ;
+        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
+        ck_assert_int_eq(close(fd), 0);
+        p = fs_mount_path(mnt, "made.txt");
+        fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        fprintf(stderr, "creat %s\n", fd < 0 ? "failed" : "succeeded");
+        if (fd < 0)
+                ck_assert_msg(errno == ENOSPC, "creat with the cache disk full: %m");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        if (fd >= 0)
+                (void)close(fd); /* the mount is gone */
+        ck_assert_int_eq(unlink(filler), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        r = fs_share_read(emu, SHARE, "made.txt", &share, &got);
+        if (fd >= 0)
+                ck_assert_msg(
+                        r == 0, "a file creat() returned for is not on the share after a crash");
+        else
+                ck_assert_int_eq(r, -ENOENT);
+        tmpfs_cache_done(cache);
+}
+END_TEST
+
 /* A write that covers a whole small file (so no fetch) into a cache disk that is full: it fails,
  * and the file's bytes must still be the share's: the piece was taken as present before the
  * write, which left holes, so reads gave zeros and the next write uploaded them. */
@@ -1374,6 +1416,7 @@ int main(void) {
                 {"record_empty", test_record_empty},
                 {"record_enospc", test_record_enospc},
                 {"covered_enospc", test_covered_enospc},
+                {"create_enospc", test_create_enospc},
                 {"record_fifo", test_record_fifo},
                 {"unmount_durable_open", test_unmount_durable_open},
                 {"long_record", test_long_record},
