@@ -449,6 +449,23 @@ static void tmpfs_cache_done(const char *cache) {
         (void)rmdir(cache);
 }
 
+/* Fills the file system of dir with a file beside what is there; returns its path (to unlink). */
+static char *fill_disk(const char *dir) {
+        char page[4096], *filler = NULL;
+        ssize_t n;
+        int fd;
+
+        ck_assert_int_ge(asprintf(&filler, "%s/filler", dir), 0);
+        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        memset(page, 0x5a, sizeof(page));
+        while ((n = write(fd, page, sizeof(page))) > 0)
+                ;
+        ck_assert_msg(n < 0 && errno == ENOSPC, "filling %s: %m", dir);
+        ck_assert_int_eq(close(fd), 0);
+        return filler;
+}
+
 START_TEST(test_enospc) {
         _cleanup_free_ char *cache = NULL;
         char name[32];
@@ -1051,14 +1068,7 @@ START_TEST(test_record_enospc) {
         p = fs_mount_path(mnt, "old.bin");
         CHECK_OK(fs_check_pattern(p, 51, size), "read old.bin");
         /* The cache disk full (a file beside the cache, on its tmpfs). */
-        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
-        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        ck_assert_int_ge(fd, 0);
-        memset(page, 0x5a, sizeof(page));
-        while ((n = write(fd, page, sizeof(page))) > 0)
-                ;
-        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
-        ck_assert_int_eq(close(fd), 0);
+        filler = fill_disk(cache);
         /* A write into the cached file's own blocks: it fits; its record may not. */
         fd = open(p, O_RDWR | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
@@ -1093,21 +1103,12 @@ END_TEST
  * written, so creat() fails (ENOSPC); it returned 0, and a kill -9 then lost the file. */
 START_TEST(test_create_enospc) {
         _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
-        char page[4096];
         size_t got = 0;
-        ssize_t n;
         int fd, r;
 
         cache = tmpfs_cache();
         mount_with(cache, NULL);
-        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
-        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        ck_assert_int_ge(fd, 0);
-        memset(page, 0x5a, sizeof(page));
-        while ((n = write(fd, page, sizeof(page))) > 0)
-                ;
-        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
-        ck_assert_int_eq(close(fd), 0);
+        filler = fill_disk(cache);
         p = fs_mount_path(mnt, "made.txt");
         fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         fprintf(stderr, "creat %s\n", fd < 0 ? "failed" : "succeeded");
@@ -1136,7 +1137,6 @@ START_TEST(test_covered_enospc) {
         _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
         const size_t size = 100 * 1024;
         static char buf[100 * 1024], want[100 * 1024];
-        char page[4096];
         size_t got = 0;
         ssize_t n;
         int fd;
@@ -1147,14 +1147,7 @@ START_TEST(test_covered_enospc) {
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
         CHECK_OK(fs_mount_start(mnt), "remount"); /* clean cache is not kept */
         p = fs_mount_path(mnt, "small.bin");
-        ck_assert_int_ge(asprintf(&filler, "%s/filler", cache), 0);
-        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        ck_assert_int_ge(fd, 0);
-        memset(page, 0x5a, sizeof(page));
-        while ((n = write(fd, page, sizeof(page))) > 0)
-                ;
-        ck_assert_msg(n < 0 && errno == ENOSPC, "filling the cache disk: %m");
-        ck_assert_int_eq(close(fd), 0);
+        filler = fill_disk(cache);
         fd = open(p, O_WRONLY | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
         memset(buf, 'N', sizeof(buf));

@@ -132,6 +132,19 @@ static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_
         return c;
 }
 
+/* A Shared Key client of the test share, with cfg's retry and timeout settings. */
+static RestClient *client_with(RestClientConfig cfg) {
+        RestClient *c = NULL;
+
+        cfg.endpoint = emu->files_url;
+        cfg.account = EMU_TEST_ACCOUNT;
+        cfg.share = "share";
+        cfg.key = key;
+        cfg.key_size = key_size;
+        ck_assert_int_eq(rest_client_new(ev, http, &cfg, &c), 0);
+        return c;
+}
+
 static void set_faults(const char *spec) {
         EmuHttpResult res;
         char body[512];
@@ -588,18 +601,11 @@ START_TEST(test_retry_busy_and_reset) {
         /* Retry-After is the least delay, not the delay: "0" still waits the backoff (here 500
          * to 1,000 ms, past the budget of 300 ms, so no second try). */
         {
-                RestClient *slow;
-                RestClientConfig cfg = {
-                        .endpoint = emu->files_url,
-                        .account = EMU_TEST_ACCOUNT,
-                        .share = "share",
-                        .key = key,
-                        .key_size = key_size,
+                RestClient *slow = client_with((RestClientConfig){
                         .retry_base_ms = 1000,
                         .retry_max_delay_ms = 1000,
                         .retry_budget_ms = 300,
-                        .max_attempts = 10};
-                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &slow), 0);
+                        .max_attempts = 10});
                 set_faults("op=GetFileProperties:503,count=1,retry-after=0");
                 d = run_op_on(slow, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
                 ck_assert_int_eq(d.status, 503);
@@ -668,33 +674,14 @@ START_TEST(test_cancel_and_timeout) {
         ck_assert_int_eq(d.error, -ECANCELED);
 
         /* A per-attempt timeout far below the injected latency, one try. */
-        {
-                RestClientConfig cfg = {
-                        .endpoint = emu->files_url,
-                        .account = EMU_TEST_ACCOUNT,
-                        .share = "share",
-                        .key = key,
-                        .key_size = key_size,
-                        .meta_timeout_ms = 100,
-                        .max_attempts = 1};
-                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &fast), 0);
-        }
+        fast = client_with((RestClientConfig){.meta_timeout_ms = 100, .max_attempts = 1});
         d = run_op_on(fast, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
         ck_assert_int_eq(d.error, -ETIMEDOUT);
         /* The retry budget bounds the try too: with a long per-try timeout the answer after 5 s
          * would come in (success), but the budget of 300 ms ended the call before. */
         {
-                RestClient *budget;
-                RestClientConfig cfg = {
-                        .endpoint = emu->files_url,
-                        .account = EMU_TEST_ACCOUNT,
-                        .share = "share",
-                        .key = key,
-                        .key_size = key_size,
-                        .meta_timeout_ms = 30000,
-                        .retry_budget_ms = 300,
-                        .max_attempts = 10};
-                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &budget), 0);
+                RestClient *budget = client_with((RestClientConfig){
+                        .meta_timeout_ms = 30000, .retry_budget_ms = 300, .max_attempts = 10});
                 d = run_op_on(budget, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
                 ck_assert_int_eq(d.error, -ETIMEDOUT);
                 budget = rest_client_free(budget);
