@@ -262,6 +262,12 @@ int fs_options_apply(FsOptions *o, const char *opt, char **reterr_msg) {
                         r = -EINVAL;
                 if (r >= 0)
                         o->retry_budget_ms = (uint64_t)(s * 1000);
+        } else if (streq(key, "retry_delay")) {
+                double s;
+                if ((r = parse_seconds(v, &s)) >= 0 && (s < 0.001 || s > 60))
+                        r = -EINVAL;
+                if (r >= 0)
+                        o->retry_delay_ms = (uint64_t)(s * 1000);
         } else if (streq(key, "max_requests")) {
                 r = parse_id(v, &id);
                 if (r >= 0 && (id < 1 || id > 256))

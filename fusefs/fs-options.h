@@ -43,6 +43,7 @@ typedef struct FsOptions {
         double dir_timeout;
         char *imds;                /* IMDS endpoint, NULL: the default */
         uint64_t retry_budget_ms;  /* bound of every share request, retries included */
+        uint64_t retry_delay_ms;   /* the first retry's backoff; 0: min(budget / 20, 400 ms) */
         unsigned max_requests;     /* parallel HTTP transfers */
         unsigned transfer_threads; /* threads for Get/Put Range bodies (0: the I/O thread) */
 

@@ -2478,7 +2478,8 @@ int fs_new(const FsOptions *o, const FsCredentials *cred, Fs **ret) {
                 .meta_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(30000)),
                 .data_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(120000)),
                 .connect_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(10000)),
-                .retry_base_ms = MIN(o->retry_budget_ms / 20, UINT64_C(400)),
+                .retry_base_ms = o->retry_delay_ms ? o->retry_delay_ms
+                                                   : MIN(o->retry_budget_ms / 20, UINT64_C(400)),
                 .retry_max_delay_ms = MIN(o->retry_budget_ms / 4, UINT64_C(20000)),
         };
         r = rest_client_new(fs->event, fs->http, &rcfg, &fs->rest);

@@ -70,7 +70,8 @@ START_TEST(test_options) {
                         "gid=100,file_mode=0640,dir_mode=750,users_dir=Home,users_mode=0750,"
                         "cache_dir=/var/cache/az,cache_size=2G,max_dirty=64M,writeback=async,"
                         "async_delay=2.5,attr_timeout=3,entry_timeout=0,dir_timeout=10,"
-                        "imds=http://127.0.0.1:9,retry_budget=30,max_requests=8,transfer_threads=0",
+                        "imds=http://127.0.0.1:9,retry_budget=30,retry_delay=0.05,max_requests=8,"
+                        "transfer_threads=0",
                         NULL}),
                 0);
         ck_assert(o.foreground);
@@ -86,6 +87,7 @@ START_TEST(test_options) {
         ck_assert(o.writeback_async);
         ck_assert_uint_eq(o.async_delay_ms, 2500);
         ck_assert_uint_eq(o.retry_budget_ms, 30000);
+        ck_assert_uint_eq(o.retry_delay_ms, 50);
         ck_assert_uint_eq(o.max_requests, 8);
         ck_assert_uint_eq(o.transfer_threads, 0);
         ck_assert_str_eq(o.imds, "http://127.0.0.1:9");
@@ -95,10 +97,24 @@ END_TEST
 
 START_TEST(test_options_refused) {
         static const char *const bad[] = {
-                "colour=blue",    "uid=-1",          "file_mode=999",       "file_mode=4755",
-                "dir_mode=2775",  "writeback=later", "cache_dir=rel",       "max_dirty=1M",
-                "cache_size=5X",  "attr_timeout=-1", "imds=ftp://x",        "users_dir=a/b",
-                "retry_budget=0", "max_requests=0",  "transfer_threads=17", "transfer_threads=-1",
+                "colour=blue",
+                "uid=-1",
+                "file_mode=999",
+                "file_mode=4755",
+                "dir_mode=2775",
+                "writeback=later",
+                "cache_dir=rel",
+                "max_dirty=1M",
+                "cache_size=5X",
+                "attr_timeout=-1",
+                "imds=ftp://x",
+                "users_dir=a/b",
+                "retry_budget=0",
+                "retry_delay=0",
+                "retry_delay=61",
+                "max_requests=0",
+                "transfer_threads=17",
+                "transfer_threads=-1",
                 "bogus"};
         for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
                 fs_options_done(&o);
