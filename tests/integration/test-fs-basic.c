@@ -533,17 +533,28 @@ START_TEST(test_case) {
 }
 END_TEST
 
+/* A request on a share file (query "" or "?comp=..."), answered 200; the caller clears *r. */
+static void share_request(
+        const char *method,
+        const char *rel,
+        const char *query,
+        const char *const *headers,
+        EmuHttpResult *r) {
+        _cleanup_free_ char *url = NULL;
+
+        ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s%s", rel, query), 0);
+        ck_assert_int_eq(
+                emu_http(emu, method, url, headers, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, r), 0);
+        ck_assert_msg(r->status == 200, "%s %s: %ld %s", method, url, r->status, r->body);
+}
+
 /* A header of a share file's properties, as the share has it ("" when absent); valid until the
  * next call. */
 static const char *share_header(const char *rel, const char *name) {
         static char value[256];
-        _cleanup_free_ char *url = NULL;
         EmuHttpResult r = {};
 
-        ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s", rel), 0);
-        ck_assert_int_eq(
-                emu_http(emu, "HEAD", url, NULL, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
-        ck_assert_int_eq(r.status, 200);
+        share_request("HEAD", rel, "", NULL, &r);
         const char *v = emu_http_header(&r, name);
         (void)snprintf(value, sizeof(value), "%s", v ? v : "");
         emu_http_result_clear(&r);
@@ -558,13 +569,9 @@ static const char *share_mode(const char *rel) {
 /* Another writer sets a file's metadata on the share (Set Metadata: the whole of it), to the
  * "x-ms-meta-NAME: VALUE" headers given (NULL-terminated). */
 static void share_set_metadata(const char *rel, const char *const *headers) {
-        _cleanup_free_ char *url = NULL;
         EmuHttpResult r = {};
 
-        ck_assert_int_ge(asprintf(&url, "/" SHARE "/%s?comp=metadata", rel), 0);
-        ck_assert_int_eq(
-                emu_http(emu, "PUT", url, headers, NULL, 0, EMU_AUTH_MODE_SHARED_KEY, &r), 0);
-        ck_assert_int_eq(r.status, 200);
+        share_request("PUT", rel, "?comp=metadata", headers, &r);
         emu_http_result_clear(&r);
 }
 
@@ -605,12 +612,7 @@ START_TEST(test_remount) {
                 /* and a time before 1970 with a fraction: tv_nsec is not negative */
                 EmuHttpResult r = {};
                 const char *h[] = {"x-ms-file-last-write-time: 1969-12-31T23:59:59.5000000Z", NULL};
-                ck_assert_int_eq(
-                        emu_http(
-                                emu, "PUT", "/" SHARE "/foreign.sh?comp=properties", h, NULL, 0,
-                                EMU_AUTH_MODE_SHARED_KEY, &r),
-                        0);
-                ck_assert_msg(r.status == 200, "Set File Properties: %ld %s", r.status, r.body);
+                share_request("PUT", "foreign.sh", "?comp=properties", h, &r);
                 emu_http_result_clear(&r);
         }
         remount(mnt);

@@ -163,6 +163,29 @@ static void flush_and_compare(void) {
         ck_assert_msg(r == 0, "mount vs reference: %s", msg ? msg : strerror(-r));
 }
 
+/* Faults off, a new mount with the same cache_dir, a flush: the share is the reference. */
+static void remount_flush_compare(void) {
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+
+/* SIGTERM to azfilesfs (a stop, as systemd's): its pidfd for wait_stopped(). */
+static int stop_daemon(void) {
+        int pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
+
+        ck_assert_int_ge(pidfd, 0);
+        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
+        return pidfd;
+}
+
+/* It exited with 0, and unmounted at its exit. */
+static void wait_stopped(int pidfd) {
+        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
+        mnt->mounted = false;
+}
+
 static char *refp(const char *name) {
         char *p;
         ck_assert_int_ge(asprintf(&p, "%s/%s", ref, name), 0);
@@ -290,10 +313,7 @@ START_TEST(test_kill_unsynced) {
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
         (void)close(fm); /* ENOTCONN on the dead mount: it was detached */
 
-        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
-        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        remount_flush_compare();
 }
 END_TEST
 
@@ -609,10 +629,7 @@ START_TEST(test_restart_mid_flush) {
         ck_assert_int_eq(pthread_join(th, NULL), 0);
         fprintf(stderr, "the interrupted flush returned %s\n", strerror(-t.result));
 
-        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
-        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        remount_flush_compare();
 }
 END_TEST
 
@@ -639,20 +656,14 @@ START_TEST(test_stop_mid_flush) {
         ck_assert_int_eq(pthread_create(&th, NULL, flush_thread, &t), 0);
         /* With async_delay=3600 only the flush uploads: its first Put Range says it waits. */
         poll_until(put_range_seen, &puts, "the flush uploads nothing");
-        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
-        ck_assert_int_ge(pidfd, 0);
-        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
+        pidfd = stop_daemon();
         ck_assert_int_eq(pthread_join(th, NULL), 0);
         ck_assert_msg(
                 t.result == -ECANCELED, "the flush cut short by the stop returned %s",
                 strerror(-t.result));
-        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
-        mnt->mounted = false; /* it unmounted at its exit */
+        wait_stopped(pidfd);
 
-        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
-        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        remount_flush_compare();
 }
 END_TEST
 
@@ -675,16 +686,10 @@ START_TEST(test_stop_with_queue) {
         /* Create File is done at once and answered after 20 s: each upload ends with its
          * request's timeout (retry_budget), and the next 64 start. */
         CHECK_OK(fs_emu_set_faults(emu, "op=CreateFile:answer-latency=20s"), "silent share");
-        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
-        ck_assert_int_ge(pidfd, 0);
-        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
-        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
-        mnt->mounted = false; /* it unmounted at its exit */
+        pidfd = stop_daemon();
+        wait_stopped(pidfd);
 
-        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
-        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        remount_flush_compare();
 }
 END_TEST
 
@@ -1349,10 +1354,7 @@ START_TEST(test_unmount_durable) {
         ck_assert_msg(r >= 0, "unmount: %s", strerror(-r));
         text = record_read(rec);
         ck_assert_msg(strstr(text, "\ndurable 1\n"), "record left by the unmount:\n%s", text);
-        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
-        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
-        flush_and_compare();
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        remount_flush_compare();
 }
 END_TEST
 
@@ -1372,12 +1374,9 @@ START_TEST(test_unmount_durable_open) {
         ck_assert_int_eq(write(fd, "still open", 10), 10);
         rec = record_find(mnt);
         ck_assert_msg(rec, "no dirty record");
-        pidfd = (int)syscall(SYS_pidfd_open, mnt->pid, 0);
-        ck_assert_int_ge(pidfd, 0);
-        ck_assert_int_eq(kill(mnt->pid, SIGTERM), 0);
-        ck_assert_int_eq(fs_mount_wait_exit(mnt, pidfd), 0);
-        mnt->mounted = false; /* it unmounted at its exit */
-        (void)close(fd);      /* on a mount that is gone */
+        pidfd = stop_daemon();
+        wait_stopped(pidfd);
+        (void)close(fd); /* on a mount that is gone */
         text = record_read(rec);
         ck_assert_msg(strstr(text, "\ndurable 1\n"), "record left by the stop:\n%s", text);
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
