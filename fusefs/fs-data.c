@@ -251,13 +251,41 @@ void fs_cache_touch_locked(Fs *fs, Inode *i) {
         state_link_front_locked(fs, i);
 }
 
+/* Punches holes where no piece is usable or being filled (the old version's bytes after a
+ * reset). Lock held, no read replying from the cache file. */
+static void punch_missing_locked(Inode *i) {
+        const uint8_t busy = PIECE_PRESENT | PIECE_DIRTY | PIECE_FETCHING | PIECE_UPLOADING;
+
+        i->punch_pending = false;
+        for (size_t k = 0; k < i->n_pieces;) {
+                size_t end = k;
+                while (end < i->n_pieces && !(i->pieces[end] & busy))
+                        end++;
+                if (end > k &&
+                    fallocate(
+                            i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            (off_t)((uint64_t)k * P), (off_t)((uint64_t)(end - k) * P)) < 0)
+                        log_debug_errno(
+                                -errno, "Cannot punch the cache file of %s, ignoring: %m", i->path);
+                k = end + 1;
+        }
+}
+
 void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *etag) {
         assert(!fs_inode_is_dirty(i));
         i->cache_gen++; /* ranges still in flight belong to the old version */
         for (size_t k = 0; k < i->n_pieces; k++)
                 if (!(i->pieces[k] & PIECE_FETCHING))
                         fs_piece_set_locked(fs, i, k, 0, PIECE_PRESENT);
-        if (ftruncate(i->cache_fd, 0) < 0 || ftruncate(i->cache_fd, (off_t)remote_size) < 0)
+        if (i->reads_in_flight > 0) {
+                /* Another descriptor's read is copying the old version's bytes out of the
+                 * file: holes now would reach it as zeros. Only the end moves now (a read past
+                 * it is cut short, as by a truncation); the holes once the reads are done. */
+                if (ftruncate(i->cache_fd, (off_t)remote_size) < 0)
+                        log_debug_errno(
+                                -errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
+                i->punch_pending = true;
+        } else if (ftruncate(i->cache_fd, 0) < 0 || ftruncate(i->cache_fd, (off_t)remote_size) < 0)
                 log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
         (void)fs_pieces_grow_locked(i, remote_size);
         i->size = remote_size;
@@ -480,12 +508,22 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
         return need;
 }
 
-static void reply_read(fuse_req_t req, int fd, uint64_t off, uint64_t len) {
+/* Replies to a read from i's cache file fd, without the lock: the caller counted it in
+ * Inode.reads_in_flight under the lock, so that no reset punches the bytes it copies. */
+static void reply_read(Fs *fs, fuse_req_t req, fuse_ino_t ino, int fd, uint64_t off, uint64_t len) {
         struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
+        Inode *i;
+
         buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
         buf.buf[0].fd = fd;
         buf.buf[0].pos = (off_t)off;
         (void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+        fs_lock(fs);
+        i = inode_table_get(fs->inodes, ino); /* open: the kernel releases it after the read */
+        assert(i && i->reads_in_flight > 0);
+        if (--i->reads_in_flight == 0 && i->punch_pending && i->cache_fd >= 0)
+                punch_missing_locked(i);
+        fs_unlock(fs);
 }
 
 void fs_waiter_free(FsWaiter *w) {
@@ -806,6 +844,8 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         i->next_seq_off = (uint64_t)off + len;
         fs_cache_touch_locked(fs, i);
         fd = i->cache_fd;
+        if (need == 0)
+                i->reads_in_flight++;
         if (need > 0) {
                 w = calloc(1, sizeof(*w));
                 if (w) {
@@ -827,7 +867,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         if (need < 0)
                 fuse_reply_err(req, -need);
         else
-                reply_read(req, fd, (uint64_t)off, len);
+                reply_read(fs, req, ino, fd, (uint64_t)off, len);
 }
 
 static bool overlaps(const FsWaiter *w, uint64_t start, uint64_t len) {
@@ -845,11 +885,13 @@ static void run_ready_waiters(Fs *fs, FsWaiter *ready) {
                         fs_lock(fs);
                         i = inode_table_get(fs->inodes, w->ino);
                         fd = i ? i->cache_fd : -EBADF;
+                        if (fd >= 0)
+                                i->reads_in_flight++;
                         fs_unlock(fs);
                         if (fd < 0)
                                 fuse_reply_err(w->req, EBADF);
                         else
-                                reply_read(w->req, fd, w->off, w->len);
+                                reply_read(fs, w->req, w->ino, fd, w->off, w->len);
                         fs_waiter_free(w);
                 } else
                         fs_write_retry(fs, w);

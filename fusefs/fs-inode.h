@@ -79,9 +79,13 @@ struct Inode {
         /* The record in place says "durable": the data it points at was synced before it. Any
          * change of the cache file first replaces such a record with one that is not. */
         bool sidecar_durable;
-        bool sidecar_syncing;       /* the tick is writing a durable record of it */
-        unsigned writes_in_flight;  /* write()s between their check and their pwrite's end */
-        bool trim_pending;          /* cut the cache file to size after those (fetch_done) */
+        bool sidecar_syncing;      /* the tick is writing a durable record of it */
+        unsigned writes_in_flight; /* write()s between their check and their pwrite's end */
+        bool trim_pending;         /* cut the cache file to size after those (fetch_done) */
+        /* Reads replying from the cache file (spliced, no lock held): a reset of the cache
+         * punches the holes of the old version's bytes only after them (punch_pending). */
+        unsigned reads_in_flight;
+        bool punch_pending;
         int64_t sidecar_written_ns; /* monotonic; when the record in place was written */
         size_t sidecar_len;         /* bytes of the record in place */
         bool sidecar_clean_on_disk; /* a record that says "clean" is in place (fs-record.c) */

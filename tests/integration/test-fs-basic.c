@@ -85,6 +85,8 @@
  *                  bytes, and through that one's shared mapping; O_RDWR still maps shared
  *   write_only_race  a read of the range while such a write waits (over max_dirty) brings the old
  *                  bytes back into the page cache; no read after the write sees them
+ *   reset_race     reads through a descriptor kept open while B writes new versions and A opens
+ *                  the file again after each (its cache reset): every read whole, never zeros
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -2344,6 +2346,87 @@ START_TEST(test_write_only_race) {
 }
 END_TEST
 
+/* A reader on A with the file open (O_DIRECT: every read reaches the daemon) while B writes new
+ * versions of the same size and A opens the file again after each (its open finds a new ETag and
+ * resets the cache): every read is whole and holds bytes of the versions, never zeros. */
+typedef struct RaceReader {
+        const char *path;
+        atomic_bool stop;
+        uint64_t reads;
+        char bad[160];
+} RaceReader;
+
+static void *race_read(void *userdata) {
+        RaceReader *rr = userdata;
+        const size_t len = 1024 * 1024;
+        _cleanup_free_ uint8_t *buf = aligned_alloc(4096, len);
+        int fd = open(rr->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+
+        if (!buf || fd < 0) {
+                (void)snprintf(rr->bad, sizeof(rr->bad), "open: %m");
+                return NULL;
+        }
+        while (!atomic_load(&rr->stop) && !rr->bad[0]) {
+                for (off_t off = 0; off < 4 * (off_t)len && !rr->bad[0]; off += (off_t)len) {
+                        ssize_t n = pread(fd, buf, len, off);
+                        if (n != (ssize_t)len) {
+                                (void)snprintf(
+                                        rr->bad, sizeof(rr->bad), "read at %lld: %zd (%m)",
+                                        (long long)off, n);
+                                break;
+                        }
+                        /* A read at the moment of the reset may mix two versions. */
+                        for (size_t k = 0; k < len; k++)
+                                if (buf[k] < 'A' || buf[k] > 'Z') {
+                                        (void)snprintf(
+                                                rr->bad, sizeof(rr->bad),
+                                                "read at %lld: byte %zu is %d, of no version",
+                                                (long long)off, k, buf[k]);
+                                        break;
+                                }
+                        rr->reads++;
+                }
+        }
+        (void)close(fd);
+        return NULL;
+}
+
+static void write_version(const char *path, unsigned v, size_t size) {
+        _cleanup_free_ char *data = malloc(size);
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+        ck_assert_ptr_nonnull(data);
+        memset(data, 'A' + (int)(v % 26), size);
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        ck_assert_int_eq(pwrite(fd, data, size, 0), (ssize_t)size);
+        ck_assert_msg(close(fd) == 0, "close %s: %m", path);
+}
+
+START_TEST(test_reset_race) {
+        const size_t size = 4 * 1024 * 1024;
+        RaceReader rr = {};
+        pthread_t t;
+        unsigned v;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        rr.path = P(mnt, "versions.bin");
+        write_version(P(mnt_b, "versions.bin"), 0, size);
+        ck_assert_int_eq(pthread_create(&t, NULL, race_read, &rr), 0);
+        for (v = 1; v <= 60 && !rr.bad[0]; v++) {
+                int fd;
+                write_version(P(mnt_b, "versions.bin"), v, size);
+                fd = open(rr.path, O_RDONLY | O_CLOEXEC); /* finds the new version */
+                ck_assert_msg(fd >= 0, "open: %m");
+                ck_assert_int_eq(close(fd), 0);
+        }
+        atomic_store(&rr.stop, true);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(!rr.bad[0], "after %u versions, %" PRIu64 " reads: %s", v, rr.reads, rr.bad);
+        ck_assert_uint_gt(rr.reads, 0);
+}
+END_TEST
+
 /* Started with a soft limit of 128 open files (systemd's default of 1024 is as low for this):
  * 400 small files in writeback=async, each with data in the cache and so an open cache file,
  * all written, flushed and on the share. Before azfilesfs raised its soft limit to the hard one,
@@ -2409,6 +2492,7 @@ int main(void) {
                 {"write_only", test_write_only},
                 {"write_only_race", test_write_only_race},
                 {"cache_files", test_cache_files},
+                {"reset_race", test_reset_race},
         };
 
         if (pre != 0)
