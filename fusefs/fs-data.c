@@ -415,12 +415,14 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
 }
 
 /* close() and fsync() calls waiting for their file's upload. */
-static uint64_t flushes_waiting_locked(Fs *fs) {
+/* Requests of one kind waiting on their file: close() and fsync() calls for the upload
+ * (FS_WAIT_FLUSH), reads for a Get Range (FS_WAIT_READ). */
+static uint64_t waiting_locked(Fs *fs, FsWaitKind kind) {
         uint64_t n = 0;
 
         for (Inode *i = fs->state_list; i; i = i->state_next)
                 for (FsWaiter *w = i->waiters; w; w = w->next)
-                        n += w->kind == FS_WAIT_FLUSH;
+                        n += w->kind == kind;
         return n;
 }
 
@@ -777,12 +779,21 @@ static void write_try(
                 return;
         }
         n = write_commit(fs, ino, fd, was_durable, src, off, &cached);
-        fs_waiter_free(w);
         /* A direct write went around the page cache, and pages of the file that another
          * descriptor read may be in it: they are dropped before the write is answered, so that
          * no read after it sees the old bytes. Kernels before 6.6 do not drop the range of a
          * direct write at all (6.18 does, before the write and after the answer). Takes no lock
-         * the writer holds. */
+         * the writer holds, but waits for reads in flight of the range: a write that waited is
+         * retried on the I/O thread, which must stay free to answer them (fs-inval.c). */
+        if (n > 0 && direct && cached && w) {
+                free(w->data);
+                w->data = NULL;
+                w->off = off;
+                w->len = (uint64_t)n;
+                fs_inval_reply_write(fs, w);
+                return;
+        }
+        fs_waiter_free(w);
         if (n > 0 && direct && cached)
                 (void)fuse_lowlevel_notify_inval_inode(fs->se, ino, (off_t)off, (off_t)n);
         if (n < 0)
@@ -1088,7 +1099,8 @@ static char *stats_json_locked(Fs *fs) {
         json_add_u64(o, "last_reclaim_bytes", fs->last_reclaim_bytes);
         json_add_u64(o, "records_made_durable", fs->records_made_durable);
         json_add_u64(o, "record_syncs", fs->record_syncs);
-        json_add_u64(o, "flushes_waiting", flushes_waiting_locked(fs));
+        json_add_u64(o, "flushes_waiting", waiting_locked(fs, FS_WAIT_FLUSH));
+        json_add_u64(o, "reads_waiting", waiting_locked(fs, FS_WAIT_READ));
         (void)json_object_object_add(
                 o, "requests_total", json_object_new_int64((int64_t)fs->requests_total));
         (void)json_object_object_add(

@@ -129,6 +129,13 @@ typedef struct Fs {
         bool durable_started;
         bool durable_kick, durable_quit;
         pthread_cond_t durable_cond;
+
+        /* The thread that answers retried writes of write-only descriptors after dropping their
+         * range of the kernel's page cache (fs-inval.c); the queue and inval_quit by lock. */
+        pthread_t inval_thread;
+        bool inval_started, inval_quit;
+        pthread_cond_t inval_cond;
+        FsWaiter *inval_queue, *inval_tail;
 } Fs;
 
 /* The mount a FUSE request belongs to. */
@@ -237,6 +244,13 @@ void fs_records_make_durable(Fs *fs);
 /* Starts and stops (joins) the thread that makes dirty records durable; the tick wakes it. */
 int fs_durable_start(Fs *fs);
 void fs_durable_stop(Fs *fs);
+
+/* fs-inval.c: w, a write of w->len bytes at w->off done in the cache, is answered once that
+ * range of the kernel's page cache is dropped, on the thread started and stopped (after the
+ * unmount: it may wait for reads the kernel ends then) by these. Takes w. No lock held. */
+void fs_inval_reply_write(Fs *fs, FsWaiter *w);
+int fs_inval_start(Fs *fs);
+void fs_inval_stop(Fs *fs);
 void fs_sidecar_remove_locked(Fs *fs, Inode *i);
 void fs_sidecar_close_locked(Inode *i);
 /* i is clean: its record says so in place, and is removed with its cache file. */

@@ -2509,6 +2509,7 @@ Fs *fs_free(Fs *fs) {
         if (!fs)
                 return NULL;
         stop_thread(fs);
+        fs_inval_stop(fs); /* after the unmount: a drop of pages may wait for reads it ends */
         fs->tick = sd_event_source_disable_unref(fs->tick);
         fs->rest = rest_client_free(fs->rest);
         fs->imds = imds_client_free(fs->imds);
@@ -2591,6 +2592,9 @@ int fs_start(Fs *fs, char **reterr_msg) {
                 return -r;
         fs->thread_started = true;
         r = fs_durable_start(fs);
+        if (r < 0)
+                return r;
+        r = fs_inval_start(fs);
         if (r < 0)
                 return r;
         r = fs_post(fs, tick_start_cb, fs);

@@ -85,6 +85,10 @@
  *                  bytes, and through that one's shared mapping; O_RDWR still maps shared
  *   write_only_race  a read of the range while such a write waits (over max_dirty) brings the old
  *                  bytes back into the page cache; no read after the write sees them
+ *   inval_deadlock  a write-only descriptor's write waiting for the fetch of its piece, and a
+ *                  read of the same page waiting for it after: both end (the daemon's I/O thread
+ *                  waited for the read's locked pages for ever), the new bytes read and on the
+ *                  share
  *   reset_race     reads through a descriptor kept open while B writes new versions and A opens
  *                  the file again after each (its cache reset): every read whole, never zeros
  *
@@ -102,6 +106,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -2427,6 +2432,110 @@ START_TEST(test_reset_race) {
 }
 END_TEST
 
+typedef struct PageJob {
+        const char *path;
+        int flags;
+        ssize_t result;
+        int error;
+        atomic_bool done;
+} PageJob;
+
+/* Writes 100 bytes of 'w' at 100 (flags O_WRONLY) or reads the first page, then closes. */
+static void *page_job(void *userdata) {
+        PageJob *j = userdata;
+        char page[4096];
+        int fd = open(j->path, j->flags | O_CLOEXEC);
+
+        memset(page, 'w', sizeof(page));
+        if (fd < 0)
+                j->result = -1;
+        else if ((j->flags & O_ACCMODE) == O_WRONLY)
+                j->result = pwrite(fd, page, 100, 100);
+        else
+                j->result = pread(fd, page, sizeof(page), 0);
+        j->error = errno;
+        if (fd >= 0 && close(fd) < 0 && j->result >= 0) {
+                j->result = -1;
+                j->error = errno;
+        }
+        atomic_store(&j->done, true);
+        return NULL;
+}
+
+/* Ends every request of m's FUSE connection (fusectl's abort), as an operator would for a mount
+ * whose daemon hangs in the kernel: the test's threads and the daemon can then exit. */
+static void abort_connection(FsMount *m) {
+        char line[4096], path[128];
+        unsigned maj, min = 0;
+        bool found = false;
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+
+        while (f && !found && fgets(line, sizeof(line), f))
+                found = strstr(line, m->mountpoint) && strstr(line, "fuse.azfilesfs") &&
+                        sscanf(line, "%*u %*u %u:%u", &maj, &min) == 2;
+        if (f)
+                (void)fclose(f);
+        (void)mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
+        (void)snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", min);
+        if (found) {
+                int fd = open(path, O_WRONLY | O_CLOEXEC);
+                if (fd >= 0) {
+                        (void)write(fd, "1", 1);
+                        (void)close(fd);
+                }
+        }
+}
+
+START_TEST(test_inval_deadlock) {
+        PageJob w = {.flags = O_WRONLY}, r = {.flags = O_RDONLY};
+        pthread_t tw, tr;
+        char got[200];
+        uint64_t before;
+        unsigned k;
+        int keep;
+
+        mnt = mount_with(NULL, NULL);
+        ck_assert_int_eq(fs_write_pattern(P(mnt, "f.bin"), 5, 4 * 1024 * 1024, 1024 * 1024), 0);
+        remount(mnt); /* nothing cached */
+        w.path = r.path = P(mnt, "f.bin");
+        keep = open(w.path, O_RDONLY | O_CLOEXEC); /* the kernel may cache the file's pages */
+        ck_assert_int_ge(keep, 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=GetFile:latency=1500ms"), 0);
+        before = counter("GetFile");
+        /* the write covers part of piece 0: it waits for the piece's Get Range */
+        ck_assert_int_eq(pthread_create(&tw, NULL, page_job, &w), 0);
+        wait_counter_above("GetFile", before);
+        /* the read locks its pages in the kernel and waits for the same Get Range, after the
+         * write */
+        ck_assert_int_eq(pthread_create(&tr, NULL, page_job, &r), 0);
+        wait_figure(stat_figure, "reads_waiting", 1);
+        for (k = 0; k < 20000 && !(atomic_load(&w.done) && atomic_load(&r.done)); k++)
+                (void)usleep(1000); /* polling interval; the condition is both jobs' end */
+        if (k == 20000)
+                abort_connection(mnt);
+        ck_assert_int_eq(pthread_join(tw, NULL), 0);
+        ck_assert_int_eq(pthread_join(tr, NULL), 0);
+        ck_assert_msg(
+                k < 20000,
+                "the write and the read hung (the daemon's I/O thread waited for the read's pages)");
+        ck_assert_msg(w.result == 100, "write: %zd (%s)", w.result, strerror(w.error));
+        ck_assert_msg(r.result == 4096, "read: %zd (%s)", r.result, strerror(r.error));
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        /* no read after the write sees the old bytes; the share has the new ones */
+        ck_assert_int_eq(pread(keep, got, sizeof(got), 0), (ssize_t)sizeof(got));
+        ck_assert_msg(got[100] == 'w' && got[199] == 'w', "a read after the write sees old bytes");
+        ck_assert_int_eq(close(keep), 0);
+        {
+                _cleanup_free_ char *data = NULL;
+                size_t size = 0;
+                ck_assert_int_eq(fs_share_read(emu, SHARE, "f.bin", &data, &size), 0);
+                ck_assert_uint_eq(size, 4 * 1024 * 1024);
+                ck_assert_msg(
+                        data[100] == 'w' && data[199] == 'w', "the write is not on the share");
+        }
+}
+END_TEST
+
 /* Started with a soft limit of 128 open files (systemd's default of 1024 is as low for this):
  * 400 small files in writeback=async, each with data in the cache and so an open cache file,
  * all written, flushed and on the share. Before azfilesfs raised its soft limit to the hard one,
@@ -2493,6 +2602,7 @@ int main(void) {
                 {"write_only_race", test_write_only_race},
                 {"cache_files", test_cache_files},
                 {"reset_race", test_reset_race},
+                {"inval_deadlock", test_inval_deadlock},
         };
 
         if (pre != 0)
