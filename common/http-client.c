@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "list.h"
 #include "loop-queue.h"
 #include "macro.h"
+#include "thread-util.h"
 
 typedef enum BodyKind {
         BODY_NONE,
@@ -1143,14 +1143,8 @@ static int worker_init(HttpClient *c, HttpWorker *w, const HttpClientConfig *cfg
 }
 
 static int worker_start(HttpWorker *w) {
-        sigset_t all, saved;
-        int k;
+        int k = thread_create_unsignalled(&w->thread, worker_thread, w);
 
-        /* Signals stay with the threads that expect them. */
-        (void)sigfillset(&all);
-        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
-        k = -pthread_create(&w->thread, NULL, worker_thread, w);
-        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (k < 0)
                 return k;
         w->started = true;

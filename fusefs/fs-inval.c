@@ -9,9 +9,9 @@
  * on a thread of their own, in the order they came; a write answered on a FUSE worker drops its
  * range there, the I/O thread being free to answer the read. */
 #include <pthread.h>
-#include <signal.h>
 
 #include "fs-internal.h"
+#include "thread-util.h"
 
 static void *inval_thread(void *userdata) {
         Fs *fs = userdata;
@@ -53,15 +53,10 @@ void fs_inval_reply_write(Fs *fs, FsWaiter *w) {
 }
 
 int fs_inval_start(Fs *fs) {
-        sigset_t all, saved;
         int r;
 
         (void)pthread_cond_init(&fs->inval_cond, NULL);
-        /* Signals are for the FUSE session's thread. */
-        (void)sigfillset(&all);
-        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
-        r = -pthread_create(&fs->inval_thread, NULL, inval_thread, fs);
-        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        r = thread_create_unsignalled(&fs->inval_thread, inval_thread, fs);
         if (r < 0) {
                 (void)pthread_cond_destroy(&fs->inval_cond);
                 return r;

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "fs-internal.h"
 #include "log.h"
 #include "strbuf.h"
+#include "thread-util.h"
 #include "url-util.h"
 
 #define SIDECAR_MAX (4u * 1024u * 1024u)
@@ -535,15 +535,10 @@ static void *durable_thread(void *userdata) {
 }
 
 int fs_durable_start(Fs *fs) {
-        sigset_t all, saved;
         int r;
 
         (void)pthread_cond_init(&fs->durable_cond, NULL);
-        /* Signals are for the FUSE session's thread. */
-        (void)sigfillset(&all);
-        (void)pthread_sigmask(SIG_BLOCK, &all, &saved);
-        r = -pthread_create(&fs->durable_thread, NULL, durable_thread, fs);
-        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        r = thread_create_unsignalled(&fs->durable_thread, durable_thread, fs);
         if (r < 0) {
                 (void)pthread_cond_destroy(&fs->durable_cond);
                 return r;
