@@ -163,6 +163,8 @@ int64_t fs_now(void);
 void fs_note_result_locked(
         Fs *fs, const RestResult *r, const char *what, const char *path, int quiet_errno);
 void fs_inode_unref_locked(Fs *fs, Inode *i);
+/* Frees i when nothing holds it any more: no lookup, reference, upload or unsynced data. */
+void fs_inode_maybe_free_locked(Fs *fs, Inode *i);
 void fs_fill_stat_locked(Fs *fs, const Inode *i, struct stat *st);
 bool fs_inode_is_authoritative(const Inode *i);
 /* Whether a file of this mode carries the NotContentIndexed hint (see SEMANTICS.md). */

@@ -935,7 +935,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         int64_t now = fs_now(), delay = (int64_t)fs->o->async_delay_ms * INT64_C(1000000);
 
         fs_lock(fs);
-        for (Inode *i = fs->state_list; i; i = i->state_next) {
+        for (Inode *i = fs->state_list, *next; i; i = next) {
+                next = i->state_next;
                 if (!fs_inode_is_dirty(i) || i->uploading)
                         continue;
                 if (!fs->o->writeback_async && i->open_count > 0)
@@ -945,6 +946,10 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                     (fs->o->writeback_async ? delay : MAX(delay, 5 * INT64_C(1000000000))))
                         continue;
                 fs_upload_start_locked(fs, i);
+                /* Deleted while open and closed since (writeback=async): its data was dropped
+                 * just now, and the kernel may have forgotten it while it was dirty. */
+                if (i->unlinked)
+                        fs_inode_maybe_free_locked(fs, i);
         }
         fs_cache_evict_locked(fs);
         fs->durable_kick = true; /* the durable thread syncs, off this thread */

@@ -330,7 +330,7 @@ static Inode *get_inode_locked(Fs *fs, fuse_ino_t ino) {
         return inode_table_get(fs->inodes, ino);
 }
 
-static void maybe_free_locked(Fs *fs, Inode *i) {
+void fs_inode_maybe_free_locked(Fs *fs, Inode *i) {
         if (i->nlookup > 0 || i->refs > 0 || i->ino == FS_ROOT_INO || i->uploading ||
             i->upload_queued || i->create_waiters || fs_inode_is_dirty(i))
                 return;
@@ -343,7 +343,7 @@ static void maybe_free_locked(Fs *fs, Inode *i) {
 void fs_inode_unref_locked(Fs *fs, Inode *i) {
         assert(i->refs > 0);
         i->refs--;
-        maybe_free_locked(fs, i);
+        fs_inode_maybe_free_locked(fs, i);
 }
 
 /* The inode for path, made when missing. A different kind at the same path replaces it, unless
@@ -817,7 +817,7 @@ static void fs_op_forget_one(Fs *fs, fuse_ino_t ino, uint64_t n) {
                 return;
         assert(i->nlookup >= n);
         i->nlookup -= n;
-        maybe_free_locked(fs, i);
+        fs_inode_maybe_free_locked(fs, i);
 }
 
 static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -1297,7 +1297,7 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 if (err < 0) {
                         fs_discard_dirty_locked(fs, i);
                         inode_table_detach(fs->inodes, i);
-                        maybe_free_locked(fs, i);
+                        fs_inode_maybe_free_locked(fs, i);
                         err = err == -ENOSPC || err == -EDQUOT ? err : -EIO;
                 }
         }
@@ -1991,11 +1991,11 @@ static void dir_serve(DirHandle *d, fuse_req_t req, size_t size, off_t off, bool
                                         req, buf + used, size - used, name, &st, k + 1);
                         }
                         if (need > size - used) {
-                                maybe_free_locked(fs, i);
+                                fs_inode_maybe_free_locked(fs, i);
                                 break;
                         }
                         if (!plus)
-                                maybe_free_locked(fs, i);
+                                fs_inode_maybe_free_locked(fs, i);
                 }
                 if (need > size - used)
                         break;

@@ -38,6 +38,8 @@
  *   caps           max_dirty makes writers wait (an error when uploads fail), cache_size evicts
  *   deleted_over_cap  a file deleted while open, written past max_dirty through its descriptor:
  *                  the writes end (the writer waited for an upload that never came)
+ *   deleted_async  writeback=async: a file deleted while open, written and closed: its cache
+ *                  file goes at the next tick (the file stayed, its cache file open, for good)
  *   small_files    small files count their size against cache_size and max_dirty (plus 64 KiB
  *                  each there), not a 4 MiB piece: 40 of 1 KiB stay dirty without an upload
  *                  and stay cached after it; 200 more still make writers wait
@@ -1048,6 +1050,31 @@ START_TEST(test_deleted_over_cap) {
                 "writes to a deleted file past max_dirty did not end within 30 s");
         ck_assert_int_eq(b.result, 0);
         ck_assert_int_eq(close(b.fd), 0);
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_absent("gone");
+}
+END_TEST
+
+/* writeback=async: a file deleted while open, written, then closed: its data is dropped at the
+ * next tick and the file forgotten, its cache file with it (the file stayed for good, its cache
+ * file open and counted). */
+START_TEST(test_deleted_async) {
+        uint64_t files;
+        unsigned k;
+        int fd;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=1");
+        files = stats_number(mnt, "cache_files");
+        fd = open(P(mnt, "gone"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(unlink(P(mnt, "gone")), 0);
+        ck_assert_int_eq(write(fd, "lost on purpose", 15), 15);
+        ck_assert_int_eq(close(fd), 0);
+        for (k = 0; k < 20000 && stats_number(mnt, "cache_files") > files; k++)
+                (void)usleep(1000); /* polling interval; the condition is the figure */
+        ck_assert_msg(
+                k < 20000, "the deleted file's cache stayed: cache_files %" PRIu64 ", was %" PRIu64,
+                stats_number(mnt, "cache_files"), files);
         ck_assert_uint_eq(dirty(mnt), 0);
         check_share_absent("gone");
 }
@@ -2580,6 +2607,7 @@ int main(void) {
                 {"requests", test_requests},
                 {"caps", test_caps},
                 {"deleted_over_cap", test_deleted_over_cap},
+                {"deleted_async", test_deleted_async},
                 {"small_files", test_small_files},
                 {"reclaim", test_reclaim},
                 {"readahead", test_readahead},
