@@ -51,8 +51,9 @@ struct HttpRequest {
         /* What the caller built. */
         char *method;
         char *url;
-        HttpHeader headers[HTTP_REQUEST_HEADERS_MAX];
-        size_t n_headers;
+        HttpHeader *headers;
+        size_t n_headers, n_headers_alloc;
+        size_t header_bytes; /* counted against HTTP_REQUEST_HEADER_BYTES_MAX */
         BodyKind body_kind;
         void *body_data;
         int body_fd;
@@ -82,8 +83,8 @@ struct HttpRequest {
         CURL *easy;
         struct curl_slist *slist;
         uint64_t body_pos;
-        HttpHeader resp_headers[HTTP_RESPONSE_HEADERS_MAX];
-        size_t n_resp_headers;
+        HttpHeader *resp_headers; /* name and value in one allocation (name's) */
+        size_t n_resp_headers, n_resp_headers_alloc;
         size_t resp_header_bytes;
         bool sink_decided, sink_to_buffer;
         char *buf;
@@ -235,12 +236,21 @@ int http_curl_code_to_errno(int curl_code) {
 
 /* ---- requests -------------------------------------------------------------------------- */
 
-static void headers_clear(HttpHeader *h, size_t *n) {
-        for (size_t i = 0; i < *n; i++) {
-                free(h[i].name);
-                free(h[i].value);
+static void request_headers_clear(HttpRequest *r) {
+        for (size_t i = 0; i < r->n_headers; i++) {
+                free(r->headers[i].name);
+                free(r->headers[i].value);
         }
-        *n = 0;
+        r->n_headers = 0;
+        r->header_bytes = 0;
+}
+
+/* Keeps the array (a new response after 100 Continue refills it). */
+static void response_headers_clear(HttpRequest *r) {
+        for (size_t i = 0; i < r->n_resp_headers; i++)
+                free(r->resp_headers[i].name); /* value lives in the same allocation */
+        r->n_resp_headers = 0;
+        r->resp_header_bytes = 0;
 }
 
 int http_request_new(const char *method, const char *url, HttpRequest **ret) {
@@ -271,8 +281,10 @@ HttpRequest *http_request_free(HttpRequest *r) {
         assert(!r->easy);
         free(r->method);
         free(r->url);
-        headers_clear(r->headers, &r->n_headers);
-        headers_clear(r->resp_headers, &r->n_resp_headers);
+        request_headers_clear(r);
+        free(r->headers);
+        response_headers_clear(r);
+        free(r->resp_headers);
         free(r->body_data);
         curl_slist_free_all(r->slist);
         free(r->buf);
@@ -287,14 +299,25 @@ static bool header_text_ok(const char *s, bool name) {
         return true;
 }
 
+/* A header's cost against HTTP_REQUEST_HEADER_BYTES_MAX: "name: value\r\n". */
+static size_t header_bytes(const char *name, const char *value) {
+        return strlen(name) + strlen(value) + 4;
+}
+
 int http_request_add_header(HttpRequest *r, const char *name, const char *value) {
+        size_t bytes;
         char *n, *v;
 
         assert(r);
         if (isempty(name) || !value || !header_text_ok(name, true) || !header_text_ok(value, false))
                 return -EINVAL;
-        if (r->n_headers >= HTTP_REQUEST_HEADERS_MAX)
+        bytes = header_bytes(name, value);
+        if (bytes > HTTP_REQUEST_HEADER_BYTES_MAX - r->header_bytes)
                 return -E2BIG;
+        if (array_reserve(
+                    (void **)&r->headers, &r->n_headers_alloc, r->n_headers + 1,
+                    sizeof(HttpHeader)) < 0)
+                return -ENOMEM;
         n = strdup(name);
         v = strdup(value);
         if (!n || !v) {
@@ -303,6 +326,7 @@ int http_request_add_header(HttpRequest *r, const char *name, const char *value)
                 return -ENOMEM;
         }
         r->headers[r->n_headers++] = (HttpHeader){.name = n, .value = v};
+        r->header_bytes += bytes;
         return 0;
 }
 
@@ -336,18 +360,21 @@ const char *http_request_url(const HttpRequest *r) {
 static int request_set_content_length(HttpRequest *r, uint64_t size) {
         char len[32];
 
+        (void)snprintf(len, sizeof(len), "%llu", (unsigned long long)size);
         for (size_t i = 0; i < r->n_headers; i++)
                 if (strcaseeq(r->headers[i].name, "Content-Length")) {
+                        size_t was = strlen(r->headers[i].value), is = strlen(len);
                         char *v;
-                        (void)snprintf(len, sizeof(len), "%llu", (unsigned long long)size);
+                        if (is > was && is - was > HTTP_REQUEST_HEADER_BYTES_MAX - r->header_bytes)
+                                return -E2BIG;
                         v = strdup(len);
                         if (!v)
                                 return -ENOMEM;
                         free(r->headers[i].value);
                         r->headers[i].value = v;
+                        r->header_bytes = r->header_bytes - was + is;
                         return 0;
                 }
-        (void)snprintf(len, sizeof(len), "%llu", (unsigned long long)size);
         return http_request_add_header(r, "Content-Length", len);
 }
 
@@ -446,15 +473,13 @@ static void request_fail_local(HttpRequest *r, int error) {
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
         HttpRequest *r = userdata;
-        size_t n = size * nmemb, len = n;
+        size_t n = size * nmemb, len = n, name_len, value_len;
         const char *colon, *v, *end;
-        char *name, *value;
+        char *name;
 
-        if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0)
                 /* A new response (after 100 Continue or an interim one): start over. */
-                headers_clear(r->resp_headers, &r->n_resp_headers);
-                r->resp_header_bytes = 0;
-        }
+                response_headers_clear(r);
         r->resp_header_bytes += n;
         if (r->resp_header_bytes > HTTP_RESPONSE_HEADER_BYTES_MAX) {
                 request_fail_local(r, -E2BIG);
@@ -465,25 +490,28 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata) {
         colon = memchr(ptr, ':', len);
         if (!colon || colon == ptr || (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0))
                 return n;
-        if (r->n_resp_headers >= HTTP_RESPONSE_HEADERS_MAX) {
-                request_fail_local(r, -E2BIG);
-                return 0;
-        }
         v = colon + 1;
         end = ptr + len;
         while (v < end && (*v == ' ' || *v == '\t'))
                 v++;
         while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
                 end--;
-        name = strndup(ptr, (size_t)(colon - ptr));
-        value = strndup(v, (size_t)(end - v));
-        if (!name || !value) {
-                free(name);
-                free(value);
+        name_len = (size_t)(colon - ptr);
+        value_len = (size_t)(end - v);
+        /* As many headers as the byte cap lets in: no count of ours to run into. */
+        if (array_reserve(
+                    (void **)&r->resp_headers, &r->n_resp_headers_alloc, r->n_resp_headers + 1,
+                    sizeof(HttpHeader)) < 0 ||
+            !(name = malloc(name_len + value_len + 2))) {
                 request_fail_local(r, -ENOMEM);
                 return 0;
         }
-        r->resp_headers[r->n_resp_headers++] = (HttpHeader){.name = name, .value = value};
+        memcpy(name, ptr, name_len);
+        name[name_len] = '\0';
+        memcpy(name + name_len + 1, v, value_len);
+        name[name_len + 1 + value_len] = '\0';
+        r->resp_headers[r->n_resp_headers++] =
+                (HttpHeader){.name = name, .value = name + name_len + 1};
         return n;
 }
 

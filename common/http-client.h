@@ -29,9 +29,10 @@
  * Request bodies: a copy in memory, or pread() from an fd at an offset.
  *
  * Errors (HttpResult.error): 0 when a complete HTTP response arrived (whatever its status);
- * otherwise a negative errno from http_curl_code_to_errno() (transport), -E2BIG (body over the
- * cap), -EIO/-ENOSPC... (pread/pwrite failures, as errno said), -ECANCELED (cancelled or
- * client freed), -EAGAIN (the queue was full when the loop took the request). */
+ * otherwise a negative errno from http_curl_code_to_errno() (transport), -E2BIG (body or
+ * response headers over their caps), -EIO/-ENOSPC... (pread/pwrite failures, as errno said),
+ * -ECANCELED (cancelled or client freed), -EAGAIN (the queue was full when the loop took the
+ * request). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,8 +42,14 @@ typedef struct sd_event sd_event;
 typedef struct HttpClient HttpClient;
 typedef struct HttpRequest HttpRequest;
 
-#define HTTP_REQUEST_HEADERS_MAX 128 /* 64 metadata pairs and the rest */
-#define HTTP_RESPONSE_HEADERS_MAX 128
+/* Headers are bounded by their bytes, not their count: a File REST entry may carry as many
+ * metadata pairs as fit the service's 8 KiB of names and values, up to 3,081 (names of one to
+ * three characters, empty values), 50 KiB of header lines ("x-ms-meta-N: V\r\n" costs 14
+ * bytes plus the pair). Counted for a request: name, value and 4 bytes (": ", CRLF) per header;
+ * for a response: the raw header lines curl hands over, status line included. A response header
+ * takes one allocation (name and value) besides its slot: at worst (4-byte lines "a:\r\n")
+ * about 1 MiB per request while it runs. */
+#define HTTP_REQUEST_HEADER_BYTES_MAX (64u * 1024u)
 #define HTTP_RESPONSE_HEADER_BYTES_MAX (64u * 1024u)
 #define HTTP_ERROR_BODY_MAX (64u * 1024u)
 #define HTTP_BODY_DEFAULT_MAX (1024u * 1024u)
@@ -118,7 +125,7 @@ static inline void http_request_freep(HttpRequest **r) {
         *r = http_request_free(*r);
 }
 /* Copies name and value; a header set twice keeps both. -E2BIG beyond
- * HTTP_REQUEST_HEADERS_MAX, -EINVAL for CR/LF or ':' in the name. */
+ * HTTP_REQUEST_HEADER_BYTES_MAX, -EINVAL for CR/LF or ':' in the name. */
 int http_request_add_header(HttpRequest *req, const char *name, const char *value);
 /* First value of a header (case-insensitive), for signing; NULL when absent. */
 const char *http_request_get_header(const HttpRequest *req, const char *name);

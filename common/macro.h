@@ -59,6 +59,23 @@ static inline void closep(int *fd) {
                         (void)func(*p);                                                            \
         }
 
+/* Makes room for need elements of size bytes in the array *p of *alloc (doubling, at least 16):
+ * 0, or -ENOMEM (the array stays as it was). Callers bound need themselves. */
+static inline int array_reserve(void **p, size_t *alloc, size_t need, size_t size) {
+        size_t n;
+        void *q;
+
+        if (need <= *alloc)
+                return 0;
+        n = MAX(MAX(need, *alloc * 2), (size_t)16);
+        q = reallocarray(*p, n, size);
+        if (!q)
+                return -ENOMEM;
+        *p = q;
+        *alloc = n;
+        return 0;
+}
+
 /* Converts a libc -1/errno result into a negative errno. */
 #define NEG_ERRNO() (errno > 0 ? -errno : -EIO)
 

@@ -24,15 +24,16 @@
 typedef struct Pair {
         char *name;
         char *value;
+        size_t seq; /* order of appearance, for repeated headers */
 } Pair;
 
+/* Query parameters (at most max) or x-ms-* headers (at most max_bytes of names and values: more
+ * could not fit the string-to-sign anyway; no count, as Set Metadata may carry thousands). */
 typedef struct PairList {
-        Pair
-                items[SHAREDKEY_HEADERS_MAX > SHAREDKEY_QUERY_PARAMS_MAX
-                              ? SHAREDKEY_HEADERS_MAX
-                              : SHAREDKEY_QUERY_PARAMS_MAX];
-        size_t n;
+        Pair *items;
+        size_t n, alloc;
         size_t max;
+        size_t bytes, max_bytes;
         int error;
 } PairList;
 
@@ -41,7 +42,23 @@ static void pair_list_done(PairList *l) {
                 free(l->items[i].name);
                 free(l->items[i].value);
         }
-        l->n = 0;
+        free(l->items);
+        *l = (PairList){0};
+}
+
+/* Takes name and value (freed on failure too): -E2BIG beyond the caps, -ENOMEM. */
+static int pair_list_add(PairList *l, char *name, char *value) {
+        _cleanup_free_ char *n = name, *v = value;
+        size_t bytes = strlen(n) + strlen(v);
+
+        if ((l->max > 0 && l->n >= l->max) || (l->max_bytes > 0 && bytes > l->max_bytes - l->bytes))
+                return -E2BIG;
+        if (array_reserve((void **)&l->items, &l->alloc, l->n + 1, sizeof(Pair)) < 0)
+                return -ENOMEM;
+        l->items[l->n] = (Pair){TAKE_PTR(n), TAKE_PTR(v), l->n};
+        l->n++;
+        l->bytes += bytes;
+        return 0;
 }
 
 static void lowercase(char *s) {
@@ -79,44 +96,70 @@ static char *fold_value(const char *v) {
 
 static int collect_header(void *cbdata, const char *name, const char *value) {
         PairList *l = cbdata;
-        _cleanup_free_ char *n = NULL, *v = NULL;
+        char *n, *v;
 
         if (strncasecmp(name, "x-ms-", 5) != 0)
                 return 0;
         n = strdup(name);
         v = fold_value(value ? value : "");
         if (!n || !v) {
+                free(n);
+                free(v);
                 l->error = -ENOMEM;
                 return 1;
         }
         lowercase(n);
-        /* A repeated header is one header whose values are joined with ',', as HTTP defines. */
-        for (size_t i = 0; i < l->n; i++) {
-                if (streq(l->items[i].name, n)) {
-                        size_t a = strlen(l->items[i].value), b = strlen(v);
-                        char *j = realloc(l->items[i].value, a + b + 2);
-                        if (!j) {
-                                l->error = -ENOMEM;
-                                return 1;
-                        }
-                        j[a] = ',';
-                        memcpy(j + a + 1, v, b + 1);
-                        l->items[i].value = j;
-                        return 0;
-                }
-        }
-        if (l->n >= l->max) {
-                l->error = -E2BIG;
-                return 1;
-        }
-        l->items[l->n++] = (Pair){TAKE_PTR(n), TAKE_PTR(v)};
-        return 0;
+        l->error = pair_list_add(l, n, v);
+        return l->error < 0;
 }
 
+/* Query parameters: by name, then value (repeated names list their values sorted). */
 static int pair_cmp(const void *a, const void *b) {
         const Pair *x = a, *y = b;
         int c = strcmp(x->name, y->name);
         return c != 0 ? c : strcmp(x->value, y->value);
+}
+
+/* Headers: by name, then as they came. */
+static int header_cmp(const void *a, const void *b) {
+        const Pair *x = a, *y = b;
+        int c = strcmp(x->name, y->name);
+        return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Sorts the headers and makes a repeated header one header whose values are joined with ',', in
+ * the order they came, as HTTP defines. */
+static int sort_and_join_headers(PairList *l) {
+        size_t out = 0;
+
+        if (l->n == 0)
+                return 0;
+        qsort(l->items, l->n, sizeof(Pair), header_cmp);
+        for (size_t i = 1; i < l->n; i++) {
+                Pair *last = &l->items[out], cur = l->items[i];
+                size_t a, b;
+                char *j;
+
+                l->items[i] = (Pair){0}; /* moved to cur (the list frees what it holds) */
+                if (!streq(last->name, cur.name)) {
+                        l->items[++out] = cur;
+                        continue;
+                }
+                a = strlen(last->value);
+                b = strlen(cur.value);
+                j = realloc(last->value, a + b + 2);
+                if (j) {
+                        j[a] = ',';
+                        memcpy(j + a + 1, cur.value, b + 1);
+                        last->value = j;
+                }
+                free(cur.name);
+                free(cur.value);
+                if (!j)
+                        return -ENOMEM;
+        }
+        l->n = out + 1;
+        return 0;
 }
 
 static int parse_query(const char *q, PairList *l) {
@@ -140,7 +183,9 @@ static int parse_query(const char *q, PairList *l) {
                                 return r;
                         }
                         lowercase(n);
-                        l->items[l->n++] = (Pair){n, v};
+                        r = pair_list_add(l, n, v);
+                        if (r < 0)
+                                return r;
                 }
                 q = end ? end + 1 : NULL;
         }
@@ -192,7 +237,7 @@ static int append_standard_headers(StrBuf *b, const SharedKeyRequest *req, Share
 
 int sharedkey_string_to_sign(const SharedKeyRequest *req, SharedKeyScheme scheme, char **ret) {
         _cleanup_(strbuf_done) StrBuf b = {.cap = SHAREDKEY_STRING_TO_SIGN_MAX};
-        _cleanup_(pair_list_done) PairList headers = {.max = SHAREDKEY_HEADERS_MAX};
+        _cleanup_(pair_list_done) PairList headers = {.max_bytes = SHAREDKEY_STRING_TO_SIGN_MAX};
         _cleanup_(pair_list_done) PairList query = {.max = SHAREDKEY_QUERY_PARAMS_MAX};
         int r;
 
@@ -207,7 +252,9 @@ int sharedkey_string_to_sign(const SharedKeyRequest *req, SharedKeyScheme scheme
         (void)req->foreach_header(req->userdata, collect_header, &headers);
         if (headers.error < 0)
                 return headers.error;
-        qsort(headers.items, headers.n, sizeof(Pair), pair_cmp);
+        r = sort_and_join_headers(&headers);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < headers.n; i++) {
                 r = strbuf_appendf(&b, "%s:%s\n", headers.items[i].name, headers.items[i].value);
                 if (r < 0)

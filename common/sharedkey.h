@@ -15,8 +15,9 @@
  * with whitespace runs folded to one space; a header given twice is one header with both values
  * joined by ',' (HTTP semantics) [unverified against the service]. '+' in the query stays '+'.
  *
- * Caps (whatever input can grow): SHAREDKEY_HEADERS_MAX distinct x-ms-* headers,
- * SHAREDKEY_QUERY_PARAMS_MAX query parameters, SHAREDKEY_STRING_TO_SIGN_MAX bytes of output.
+ * Caps (whatever input can grow): SHAREDKEY_STRING_TO_SIGN_MAX bytes of output, and as many
+ * bytes of x-ms-* header names and values (no count: a Set Metadata carries up to 3,081 pairs
+ * within the service's 8 KiB), SHAREDKEY_QUERY_PARAMS_MAX query parameters.
  *
  * Headers are read through callbacks so that both a libcurl request under construction and a
  * libmicrohttpd connection can be signed/verified without copying. */
@@ -25,7 +26,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SHAREDKEY_HEADERS_MAX 64
 #define SHAREDKEY_QUERY_PARAMS_MAX 64
 #define SHAREDKEY_STRING_TO_SIGN_MAX (64u * 1024u)
 
@@ -50,7 +50,7 @@ typedef enum SharedKeyScheme {
 } SharedKeyScheme;
 
 /* Builds the string-to-sign. Returns 0 and a NUL-terminated string (caller frees), -EINVAL for a
- * malformed query (bad percent-escape), -E2BIG beyond the caps (64 headers, 64 KiB). */
+ * malformed query (bad percent-escape), -E2BIG beyond the caps. */
 int sharedkey_string_to_sign(const SharedKeyRequest *req, SharedKeyScheme scheme, char **ret);
 
 /* base64(HMAC-SHA256(key, string_to_sign)). Caller frees *ret. */

@@ -522,7 +522,8 @@ typedef struct Call {
         struct stat attr;
         int to_set;
         mode_t mode;
-        /* chmod: the entry's other metadata, read first (Set Metadata replaces all of it) */
+        /* chmod: what its Set Metadata sends, the entry's other metadata (read first: Set
+         * Metadata replaces all of it) and the new mode */
         RestMetadata *meta;
         size_t n_meta;
         bool meta_read;
@@ -542,11 +543,7 @@ static Call *call_new(Fs *fs, fuse_req_t req, uint64_t ino, char *path) {
 static void call_free(Call *c) {
         if (!c)
                 return;
-        for (size_t k = 0; k < c->n_meta; k++) {
-                free(c->meta[k].name);
-                free(c->meta[k].value);
-        }
-        free(c->meta);
+        rest_metadata_free(c->meta, c->n_meta);
         free(c->path);
         free(c->path2);
         free(c);
@@ -961,29 +958,34 @@ static void setattr_retry(void *userdata) {
         setattr_next(userdata);
 }
 
-/* The entry's metadata, read for a chmod: kept but for the mode, which the chmod sets. */
+/* The entry's metadata, read for a chmod: Set Metadata replaces all of it, so the chmod sends
+ * every pair but the mode back with the new mode. One that cannot (the share sent more than its
+ * limit, or the mode does not fit beside the rest) is refused, the share's metadata left as it
+ * is: never a Set Metadata that would drop pairs another tool set. */
 static void setattr_meta_done(RestResult *r, void *userdata) {
         Call *c = userdata;
-        const RestProperties *p = r->props;
+        char mode[16];
         int err = r->error;
 
         fs_lock(c->fs);
         fs_note_result_locked(c->fs, r, "Get Properties", c->path, 0);
         fs_unlock(c->fs);
-        if (err == 0 && p->n_metadata > 0 && !(c->meta = calloc(p->n_metadata, sizeof(*c->meta))))
-                err = -ENOMEM;
-        for (size_t k = 0; err == 0 && k < p->n_metadata; k++) {
-                if (strcaseeq(p->metadata[k].name, "mode"))
-                        continue;
-                RestMetadata *m = &c->meta[c->n_meta];
-                if (!(m->name = strdup(p->metadata[k].name)) ||
-                    !(m->value = strdup(p->metadata[k].value))) {
-                        free(m->name);
-                        err = -ENOMEM;
-                        break;
-                }
-                c->n_meta++;
+        if (err == 0) {
+                (void)snprintf(mode, sizeof(mode), "%04o", (unsigned)(c->attr.st_mode & 07777));
+                err = rest_metadata_with(r->props, "mode", mode, &c->meta, &c->n_meta);
         }
+        if (err == -EOVERFLOW || err == -E2BIG)
+                err = log_warning_errno(
+                        -ENOTSUP,
+                        "chmod of /%s refused, its metadata left as it is: %s (%zu pairs); "
+                        "chmod fails with ENOTSUP",
+                        c->path,
+                        err == -EOVERFLOW
+                                ? "the share sent more metadata than its 8 KiB limit, so not all "
+                                  "of it could be sent back"
+                                : "the mode does not fit beside the other pairs within the "
+                                  "share's 8 KiB of metadata",
+                        r->props->n_metadata);
         if (err < 0) {
                 fuse_reply_err(c->req, -err);
                 return call_free(c);
@@ -1092,22 +1094,11 @@ static void setattr_next(Call *c) {
                         return submit_or_fail(c, &op, setattr_meta_done);
                 }
                 if (c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) {
-                        _cleanup_free_ RestMetadata *md =
-                                calloc(c->n_meta + 1, sizeof(RestMetadata));
-                        char mode[16];
-                        if (!md) {
-                                fs_unlock(fs);
-                                r = -ENOMEM;
-                                break;
-                        }
-                        (void)snprintf(
-                                mode, sizeof(mode), "%04o", (unsigned)(c->attr.st_mode & 07777));
-                        memcpy(md, c->meta, c->n_meta * sizeof(RestMetadata));
-                        md[c->n_meta] = (RestMetadata){.name = (char *)"mode", .value = mode};
+                        /* The entry's other metadata and the new mode (setattr_meta_done) */
                         op.type = REST_OP_SET_METADATA;
                         op.is_directory = i->is_dir;
-                        op.metadata = md;
-                        op.n_metadata = c->n_meta + 1;
+                        op.metadata = c->meta;
+                        op.n_metadata = c->n_meta;
                         fs_unlock(fs);
                         return submit_or_fail(c, &op, setattr_done);
                 }

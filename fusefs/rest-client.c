@@ -231,11 +231,7 @@ static void call_free(RestCall *call) {
         free(call->marker);
         free(call->prefix);
         free(call->data);
-        for (size_t i = 0; i < call->n_metadata; i++) {
-                free(call->metadata[i].name);
-                free(call->metadata[i].value);
-        }
-        free(call->metadata);
+        rest_metadata_free(call->metadata, call->n_metadata);
         free(call->lease_id);
         free(call->proposed_lease_id);
         free(call->error_code);
@@ -1021,8 +1017,8 @@ static int call_new(RestClient *rc, const RestOp *op, RestCall **ret) {
         r = validate_op(op);
         if (r < 0)
                 return r;
-        if (op->n_metadata > REST_METADATA_MAX)
-                return -E2BIG;
+        /* Metadata: no count, the bytes are checked below (at most REST_METADATA_BYTES_MAX pairs,
+         * as names are never empty). */
         call = calloc(1, sizeof(RestCall));
         if (!call)
                 return -ENOMEM;

@@ -131,7 +131,8 @@ typedef struct RestOp {
         bool preserve_last_write;
         /* CREATE_*, SET_FILE_PROPERTIES */
         RestSmbProps smb;
-        /* CREATE_*, SET_METADATA (replaces all metadata) */
+        /* CREATE_*, SET_METADATA (replaces all metadata): names C identifiers, at most
+         * REST_METADATA_BYTES_MAX bytes of names and values in all (more: -E2BIG) */
         const RestMetadata *metadata;
         size_t n_metadata;
         /* RENAME: source path; destination is path */
@@ -172,7 +173,7 @@ static inline void rest_client_freep(RestClient **rc) {
 }
 
 /* Thread-safe. 0 (and *ret_id) or -EINVAL (bad op: path too long, range over 4 MiB, ...),
- * -EAGAIN (REST_CALLS_MAX reached), -ENOMEM. */
+ * -E2BIG (metadata over REST_METADATA_BYTES_MAX), -EAGAIN (REST_CALLS_MAX reached), -ENOMEM. */
 int rest_client_submit(
         RestClient *rc, const RestOp *op, RestDoneFn cb, void *userdata, uint64_t *ret_id);
 /* Thread-safe; the callback then runs with -ECANCELED unless it already ran. */

@@ -101,13 +101,18 @@ int rest_parse_file_size(const char *s, uint64_t *ret) {
         return 0;
 }
 
+void rest_metadata_free(RestMetadata *m, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(m[i].name);
+                free(m[i].value);
+        }
+        free(m);
+}
+
 void rest_properties_done(RestProperties *p) {
         if (!p)
                 return;
-        for (size_t i = 0; i < p->n_metadata; i++) {
-                free(p->metadata[i].name);
-                free(p->metadata[i].value);
-        }
+        rest_metadata_free(p->metadata, p->n_metadata);
         free(p->lease_id);
         *p = (RestProperties){0};
 }
@@ -119,6 +124,54 @@ const char *rest_properties_metadata(const RestProperties *p, const char *name) 
         return NULL;
 }
 
+static int metadata_copy(RestMetadata *dst, const char *name, const char *value) {
+        dst->name = strdup(name);
+        dst->value = strdup(value);
+        if (dst->name && dst->value)
+                return 0;
+        free(dst->name);
+        free(dst->value);
+        *dst = (RestMetadata){0};
+        return -ENOMEM;
+}
+
+int rest_metadata_with(
+        const RestProperties *p,
+        const char *name,
+        const char *value,
+        RestMetadata **ret,
+        size_t *ret_n) {
+        RestMetadata *m;
+        size_t n = 0, bytes = strlen(name) + strlen(value);
+
+        if (p->metadata_incomplete)
+                return -EOVERFLOW;
+        for (size_t i = 0; i < p->n_metadata; i++)
+                if (!strcaseeq(p->metadata[i].name, name))
+                        bytes += strlen(p->metadata[i].name) + strlen(p->metadata[i].value);
+        if (bytes > REST_METADATA_BYTES_MAX)
+                return -E2BIG;
+        m = calloc(p->n_metadata + 1, sizeof(RestMetadata));
+        if (!m)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_metadata; i++) {
+                if (strcaseeq(p->metadata[i].name, name))
+                        continue;
+                if (metadata_copy(&m[n], p->metadata[i].name, p->metadata[i].value) < 0) {
+                        rest_metadata_free(m, n);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        if (metadata_copy(&m[n], name, value) < 0) {
+                rest_metadata_free(m, n);
+                return -ENOMEM;
+        }
+        *ret = m;
+        *ret_n = n + 1;
+        return 0;
+}
+
 typedef struct MetaCollect {
         RestProperties *p;
         size_t bytes;
@@ -127,32 +180,32 @@ typedef struct MetaCollect {
 
 static int collect_metadata(void *cbdata, const char *name, const char *value) {
         MetaCollect *m = cbdata;
-        RestMetadata *md;
+        RestProperties *p = m->p;
         size_t bytes;
-        bool is_mode;
 
         if (strncasecmp(name, "x-ms-meta-", 10) != 0 || name[10] == '\0')
                 return 0;
-        /* Pairs beyond the caps are ignored (other tools set many), but "mode", the one the
-         * driver reads, is kept wherever it comes: the last slot is left for it. */
-        is_mode = strcaseeq(name + 10, "mode");
+        /* Every pair within the service's limit is kept, however many (other tools set many).
+         * Past it (a server over that limit) the rest is left out and marked so, but "mode", the
+         * one the driver reads, is kept wherever it comes. */
         bytes = strlen(name + 10) + strlen(value);
-        if (m->p->n_metadata >= REST_METADATA_MAX ||
-            (!is_mode && (m->p->n_metadata >= REST_METADATA_MAX - 1 ||
-                          m->bytes + bytes > REST_METADATA_BYTES_MAX)))
+        if (bytes > REST_METADATA_BYTES_MAX - MIN(m->bytes, REST_METADATA_BYTES_MAX) &&
+            !strcaseeq(name + 10, "mode")) {
+                p->metadata_incomplete = true;
                 return 0;
-        m->bytes += bytes;
-        md = &m->p->metadata[m->p->n_metadata];
-        md->name = strdup(name + 10);
-        md->value = strdup(value);
-        if (!md->name || !md->value) {
-                free(md->name);
-                free(md->value);
-                *md = (RestMetadata){0};
+        }
+        if (array_reserve(
+                    (void **)&p->metadata, &p->n_metadata_alloc, p->n_metadata + 1,
+                    sizeof(RestMetadata)) < 0) {
                 m->error = -ENOMEM;
                 return 1;
         }
-        m->p->n_metadata++;
+        if (metadata_copy(&p->metadata[p->n_metadata], name + 10, value) < 0) {
+                m->error = -ENOMEM;
+                return 1;
+        }
+        p->n_metadata++;
+        m->bytes += bytes;
         return 0;
 }
 

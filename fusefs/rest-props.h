@@ -11,8 +11,9 @@
 
 #define REST_ETAG_MAX 128
 #define REST_REQUEST_ID_MAX 128
-#define REST_METADATA_MAX 64                   /* x-ms-meta-* pairs kept */
-#define REST_METADATA_BYTES_MAX 8192           /* the service's limit for all metadata */
+/* The service's limit for all of an entry's metadata: names (without "x-ms-meta-") and values.
+ * No count: that is up to 3,081 pairs (names of one to three characters, empty values). */
+#define REST_METADATA_BYTES_MAX 8192
 #define REST_FILE_SIZE_MAX (UINT64_C(4) << 40) /* 4 TiB */
 
 typedef enum RestAttribute {
@@ -56,18 +57,34 @@ typedef struct RestProperties {
         char *lease_id;    /* x-ms-lease-id from lease operations */
         bool has_share_quota;
         uint64_t share_quota_gib;
-        RestMetadata metadata[REST_METADATA_MAX];
-        size_t n_metadata;
+        RestMetadata *metadata; /* every x-ms-meta-* pair, in the order received */
+        size_t n_metadata, n_metadata_alloc;
+        /* Pairs past REST_METADATA_BYTES_MAX were left out (a server over the service's limit):
+         * what is here is not all of the entry's metadata, and must not be written back as such. */
+        bool metadata_incomplete;
 } RestProperties;
 
 void rest_properties_done(RestProperties *p);
 /* Value of x-ms-meta-NAME (case-insensitive) or NULL. */
 const char *rest_properties_metadata(const RestProperties *p, const char *name);
 
+/* What a Set Metadata (which replaces all of an entry's metadata) must send to set name to value
+ * and keep every other pair: p's pairs but name (case-insensitive), in order, then name=value;
+ * copies, the caller frees them with rest_metadata_free(). Never a part of them: -EOVERFLOW when
+ * p does not hold all of the entry's metadata (metadata_incomplete), -E2BIG when the pairs would
+ * pass REST_METADATA_BYTES_MAX; -ENOMEM. */
+int rest_metadata_with(
+        const RestProperties *p,
+        const char *name,
+        const char *value,
+        RestMetadata **ret,
+        size_t *ret_n);
+void rest_metadata_free(RestMetadata *m, size_t n);
+
 /* Fills p (zeroed first) from response headers. get(userdata, name) returns the first value of
  * a header, case-insensitively, or NULL; foreach lists all of them (for x-ms-meta-*).
- * -EBADMSG for a malformed value. Metadata beyond the caps (REST_METADATA_MAX pairs,
- * REST_METADATA_BYTES_MAX bytes) is ignored, except x-ms-meta-mode, which is always kept. */
+ * -EBADMSG for a malformed value. Metadata past REST_METADATA_BYTES_MAX is left out and
+ * metadata_incomplete set, except x-ms-meta-mode, which is always kept. */
 int rest_properties_parse(
         RestProperties *p,
         const char *(*get)(void *userdata, const char *name),

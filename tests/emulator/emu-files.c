@@ -26,7 +26,7 @@
 #include "log.h"
 #include "time-util.h"
 
-#define META_PAIRS_MAX 64
+/* The service's limit: names and values of all of an entry's pairs; no count of its own. */
 #define META_BYTES_MAX 8192
 #define SDDL_MAX 8192
 
@@ -176,8 +176,8 @@ int files_parse_range(const char *value, uint64_t *start, uint64_t *end, bool *h
 }
 
 typedef struct MetaCollect {
-        char **v;
-        size_t n;
+        char **v; /* name, value, ..., NULL */
+        size_t n, alloc;
         size_t bytes;
         int error;
 } MetaCollect;
@@ -194,13 +194,22 @@ static int meta_cb(void *userdata, const char *name, const char *value) {
                 return 1;
         }
         m->bytes += strlen(key) + strlen(value);
-        if (m->n / 2 >= META_PAIRS_MAX || m->bytes > META_BYTES_MAX) {
+        if (m->bytes > META_BYTES_MAX) {
                 m->error = -E2BIG;
                 return 1;
         }
+        /* At most META_BYTES_MAX pairs (a name is never empty), and a NULL after them. */
+        if (array_reserve((void **)&m->v, &m->alloc, m->n + 3, sizeof(char *)) < 0) {
+                m->error = -ENOMEM;
+                return 1;
+        }
+        m->v[m->n + 2] = NULL;
         m->v[m->n] = strdup(key);
         m->v[m->n + 1] = strdup(value);
         if (!m->v[m->n] || !m->v[m->n + 1]) {
+                free(m->v[m->n]);
+                free(m->v[m->n + 1]);
+                m->v[m->n] = m->v[m->n + 1] = NULL;
                 m->error = -ENOMEM;
                 return 1;
         }
@@ -209,10 +218,8 @@ static int meta_cb(void *userdata, const char *name, const char *value) {
 }
 
 int files_parse_meta(EmuRequest *req, char ***ret) {
-        MetaCollect m = {.v = calloc(2 * META_PAIRS_MAX + 4, sizeof(char *))};
+        MetaCollect m = {0};
 
-        if (!m.v)
-                return emu_reply_error(req, 500, "InternalError", NULL, NULL), -ENOMEM;
         (void)emu_request_foreach_header(req, meta_cb, &m);
         if (m.error < 0) {
                 files_strv_free(m.v);

@@ -27,7 +27,9 @@
 #include "log.h"
 #include "time-util.h"
 
-#define EMU_HEADERS_MAX 128
+/* A reply's headers, by their bytes ("Name: value\r\n"): an entry's metadata alone may be 3,081
+ * headers (the service's 8 KiB of one- to three-letter names), about 50 KiB. */
+#define EMU_REPLY_HEADER_BYTES_MAX (64u * 1024u)
 #define EMU_CLIENT_REQUEST_ID_MAX 1024
 #define EMU_SERVER_HEADER "Windows-Azure-File/1.0 Microsoft-HTTPAPI/2.0"
 
@@ -38,8 +40,9 @@ typedef struct EmuHeader {
 
 struct EmuResponse {
         unsigned status;
-        EmuHeader headers[EMU_HEADERS_MAX];
-        size_t n_headers;
+        EmuHeader *headers;
+        size_t n_headers, n_headers_alloc;
+        size_t header_bytes;
         bool replied;
         enum { BODY_NONE, BODY_MEMORY, BODY_FD, BODY_LENGTH_ONLY } body_kind;
         char *body;
@@ -344,19 +347,24 @@ int emu_reply_header(EmuRequest *r, const char *name, const char *format, ...) {
         va_list ap;
         int n;
 
-        if (resp->n_headers >= EMU_HEADERS_MAX)
-                return -E2BIG;
         va_start(ap, format);
         n = vasprintf(&value, format, ap);
         va_end(ap);
         if (n < 0)
                 return -ENOMEM;
-        resp->headers[resp->n_headers].name = strdup(name);
-        if (!resp->headers[resp->n_headers].name) {
+        if (strlen(name) + (size_t)n + 4 > EMU_REPLY_HEADER_BYTES_MAX - resp->header_bytes) {
+                free(value);
+                return -E2BIG;
+        }
+        if (array_reserve(
+                    (void **)&resp->headers, &resp->n_headers_alloc, resp->n_headers + 1,
+                    sizeof(EmuHeader)) < 0 ||
+            !(resp->headers[resp->n_headers].name = strdup(name))) {
                 free(value);
                 return -ENOMEM;
         }
         resp->headers[resp->n_headers++].value = value;
+        resp->header_bytes += strlen(name) + (size_t)n + 4;
         return 0;
 }
 
@@ -564,7 +572,9 @@ static void response_free(EmuResponse *resp) {
                 free(resp->headers[i].name);
                 free(resp->headers[i].value);
         }
-        resp->n_headers = 0;
+        free(resp->headers);
+        resp->headers = NULL;
+        resp->n_headers = resp->n_headers_alloc = resp->header_bytes = 0;
         free(resp->body);
         resp->body = NULL;
         resp->fd = safe_close(resp->fd);

@@ -19,6 +19,8 @@
  *                  and setgid are dropped at creat and chmod and not shown from the share; a
  *                  time before 1970 with a fraction shows with a tv_nsec that is not negative;
  *                  chmod keeps the metadata other tools set
+ *   many_metadata  a file and a directory with 300 metadata pairs another tool set: stat and
+ *                  chmod through the mount work, and the chmod keeps every pair
  *   close_to_open  two mounts of one share (two VMs): a change closed on A is seen at the next
  *                  open on B, after B had the old content cached
  *   kind_conflict  a file A holds open, not on the share yet, and a directory of that name
@@ -655,6 +657,72 @@ START_TEST(test_remount) {
         ck_assert_int_eq(st.st_mode & 0077, 0);
         ck_assert_int_eq(stat(P(mnt, "Users/root"), &st), 0);
         ck_assert_int_eq(st.st_mode & 0077, 0);
+}
+END_TEST
+
+/* Pairs share_set_many_metadata() sets: the emulator keeps an entry's metadata in an xattr, which
+ * ext4 holds to about 4 KiB, so they are short ("T000: 0"); mixed case, as the share keeps it. */
+#define MANY_METADATA 300
+
+/* Another tool sets MANY_METADATA pairs on a share entry (query: "?comp=metadata" for a file). */
+static void share_set_many_metadata(const char *rel, const char *query) {
+        static char lines[MANY_METADATA][32];
+        const char *h[MANY_METADATA + 1];
+        EmuHttpResult r = {};
+
+        for (size_t i = 0; i < MANY_METADATA; i++) {
+                (void)snprintf(lines[i], sizeof(lines[i]), "x-ms-meta-T%03zu: %zu", i, i);
+                h[i] = lines[i];
+        }
+        h[MANY_METADATA] = NULL;
+        share_request("PUT", rel, query, h, &r);
+        emu_http_result_clear(&r);
+}
+
+/* The share entry (query: "" for a file) has every pair share_set_many_metadata() set, exactly,
+ * and mode: no other metadata. */
+static void check_share_many_metadata(const char *rel, const char *query, const char *mode) {
+        EmuHttpResult r = {};
+        char want[64];
+        size_t n = 0;
+
+        share_request("HEAD", rel, query, NULL, &r);
+        for (const char *p = r.headers; (p = strstr(p, "\nx-ms-meta-")); p++)
+                n++;
+        ck_assert_msg(n == MANY_METADATA + 1, "%s: %zu metadata pairs", rel, n);
+        for (size_t i = 0; i < MANY_METADATA; i++) {
+                (void)snprintf(want, sizeof(want), "\nx-ms-meta-T%03zu: %zu\r\n", i, i);
+                ck_assert_msg(strstr(r.headers, want), "%s: no T%03zu", rel, i);
+        }
+        (void)snprintf(want, sizeof(want), "\nx-ms-meta-mode: %s\r\n", mode);
+        ck_assert_msg(strstr(r.headers, want), "%s: mode is not %s", rel, mode);
+        emu_http_result_clear(&r);
+}
+
+START_TEST(test_many_metadata) {
+        struct stat st;
+
+        mnt = mount_with(NULL, NULL);
+        write_file(P(mnt, "tagged.csv"), "a,b\n");
+        ck_assert_int_eq(mkdir(P(mnt, "tagged"), 0755), 0);
+        share_set_many_metadata("tagged.csv", "?comp=metadata");
+        share_set_many_metadata("tagged", "?restype=directory&comp=metadata");
+        remount(mnt); /* nothing known: stat asks the share, whose reply has 300 pairs */
+        ck_assert_msg(stat(P(mnt, "tagged.csv"), &st) == 0, "stat: %m");
+        ck_assert(S_ISREG(st.st_mode));
+        ck_assert_msg(stat(P(mnt, "tagged"), &st) == 0, "stat: %m");
+        ck_assert(S_ISDIR(st.st_mode));
+        /* Set Metadata replaces all of it: chmod sends every pair back with the mode */
+        ck_assert_msg(chmod(P(mnt, "tagged.csv"), 0640) == 0, "chmod: %m");
+        ck_assert_msg(chmod(P(mnt, "tagged"), 0750) == 0, "chmod: %m");
+        check_share_many_metadata("tagged.csv", "", "0640");
+        check_share_many_metadata("tagged", "?restype=directory", "0750");
+        remount(mnt);
+        ck_assert_int_eq(stat(P(mnt, "tagged.csv"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0640);
+        ck_assert_int_eq(stat(P(mnt, "tagged"), &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0750);
+        ck_assert_str_eq(read_file(P(mnt, "tagged.csv")), "a,b\n");
 }
 END_TEST
 
@@ -2598,6 +2666,7 @@ int main(void) {
                 {"refused_names", test_refused_names},
                 {"case", test_case},
                 {"remount", test_remount},
+                {"many_metadata", test_many_metadata},
                 {"close_to_open", test_close_to_open},
                 {"kind_conflict", test_kind_conflict},
                 {"shrunk_elsewhere", test_shrunk_elsewhere},

@@ -26,6 +26,7 @@
 #include "rest-client.h"
 #include "rest-error.h"
 #include "sas.h"
+#include "sharedkey.h"
 #include "time-util.h"
 
 #define GUARD_USEC (60ULL * 1000000ULL) /* a hung loop fails the test instead of CI */
@@ -1066,6 +1067,33 @@ END_TEST
 
 /* ---- malformed replies from a server that is not the emulator ------------------------------- */
 
+/* A libmicrohttpd server on loopback answering with handler, and a Shared Key client of it
+ * (account "acct", one attempt per op) in *ret. */
+static struct MHD_Daemon *local_server(MHD_AccessHandlerCallback handler, RestClient **ret) {
+        struct MHD_Daemon *d;
+        char url[128];
+
+        /* Room for a request or reply with 3,081 metadata headers (MHD's default: 32 KiB). */
+        d = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handler, NULL,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
+        ck_assert_ptr_nonnull(d);
+        snprintf(
+                url, sizeof(url), "http://127.0.0.1:%u/acct",
+                MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+        {
+                RestClientConfig cfg = {
+                        .endpoint = url,
+                        .account = "acct",
+                        .share = "share",
+                        .key = key,
+                        .key_size = key_size,
+                        .max_attempts = 1};
+                ck_assert_int_eq(rest_client_new(ev, http, &cfg, ret), 0);
+        }
+        return d;
+}
+
 static const char *canned_status_headers; /* "status|Header: v|Header: v" */
 static const char *canned_body;
 
@@ -1159,27 +1187,10 @@ START_TEST(test_malformed_replies) {
                 {REST_OP_DELETE_FILE, "302|Location: http://elsewhere/", "", -EPROTO},
                 {REST_OP_DELETE_FILE, "999", "", -EPROTO},
         };
-        struct MHD_Daemon *d;
         RestClient *c;
-        uint16_t port;
-        char url[128];
+        struct MHD_Daemon *d = local_server(canned, &c);
         int dst = tmpfile_with(16, 0);
 
-        d = MHD_start_daemon(
-                MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, canned, NULL, MHD_OPTION_END);
-        ck_assert_ptr_nonnull(d);
-        port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/acct", port);
-        {
-                RestClientConfig cfg = {
-                        .endpoint = url,
-                        .account = "acct",
-                        .share = "share",
-                        .key = key,
-                        .key_size = key_size,
-                        .max_attempts = 1};
-                ck_assert_int_eq(rest_client_new(ev, http, &cfg, &c), 0);
-        }
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 Done r;
                 canned_status_headers = cases[i].status_headers;
@@ -1199,6 +1210,203 @@ START_TEST(test_malformed_replies) {
         rest_client_free(c);
         MHD_stop_daemon(d);
         close(dst);
+}
+END_TEST
+
+/* ---- many metadata pairs, from a server that keeps what it is sent ----------------------------
+ */
+
+/* Other tools may put as many pairs on an entry as fit the service's 8 KiB of names and values:
+ * up to 3,081 (names of one to three characters, empty values). */
+#define META_WORST_PAIRS 3081u
+
+static RestMetadata served[META_WORST_PAIRS + 1]; /* the entry's metadata on the server */
+static size_t n_served;
+static bool served_signed; /* the last Set Metadata's Shared Key signature was right */
+
+static void served_clear(void) {
+        for (size_t i = 0; i < n_served; i++) {
+                free(served[i].name);
+                free(served[i].value);
+        }
+        n_served = 0;
+}
+
+static void served_add(const char *name, const char *value) {
+        ck_assert_uint_lt(n_served, ELEMENTSOF(served));
+        served[n_served].name = strdup(name);
+        served[n_served].value = strdup(value);
+        ck_assert(served[n_served].name && served[n_served].value);
+        n_served++;
+}
+
+/* The i-th shortest metadata name (a C identifier; the service ignores case): 27 of one
+ * character, 999 of two, then of three. */
+static void short_name(size_t i, char buf[static 4]) {
+        static const char c[] = "abcdefghijklmnopqrstuvwxyz_0123456789"; /* 27 may start one */
+        size_t len = i < 27 ? 1 : i < 27 + 27 * 37 ? 2 : 3;
+
+        i -= len == 1 ? 0 : len == 2 ? 27 : 27 + 27 * 37;
+        for (size_t k = len - 1; k > 0; k--, i /= 37)
+                buf[k] = c[i % 37];
+        buf[0] = c[i];
+        buf[len] = '\0';
+}
+
+static const char *mhd_get_header(void *userdata, const char *name) {
+        return MHD_lookup_connection_value(userdata, MHD_HEADER_KIND, name);
+}
+
+typedef struct MhdForeach {
+        int (*cb)(void *cbdata, const char *name, const char *value);
+        void *cbdata;
+} MhdForeach;
+
+static enum MHD_Result
+mhd_foreach_one(void *cls, enum MHD_ValueKind kind, const char *k, const char *v) {
+        MhdForeach *f = cls;
+        return f->cb(f->cbdata, k, v ? v : "") == 0 ? MHD_YES : MHD_NO;
+}
+
+static int mhd_foreach_header(
+        void *userdata,
+        int (*cb)(void *cbdata, const char *name, const char *value),
+        void *cbdata) {
+        MhdForeach f = {cb, cbdata};
+        (void)MHD_get_connection_values(userdata, MHD_HEADER_KIND, mhd_foreach_one, &f);
+        return 0;
+}
+
+static int served_take(void *cbdata, const char *name, const char *value) {
+        if (strncasecmp(name, "x-ms-meta-", 10) == 0)
+                served_add(name + 10, value);
+        return 0;
+}
+
+/* Set Metadata (PUT) replaces the entry's metadata with what it carries, if its signature is
+ * right; any other request is answered as Get File Properties, with all of it. */
+static enum MHD_Result meta_server(
+        void *cls,
+        struct MHD_Connection *conn,
+        const char *url,
+        const char *method,
+        const char *version,
+        const char *upload_data,
+        size_t *upload_size,
+        void **con_cls) {
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result r;
+
+        if (streq(method, "PUT")) {
+                SharedKeyRequest req = {
+                        .method = method,
+                        .account = "acct",
+                        .encoded_path = url,
+                        .raw_query = "comp=metadata",
+                        .get_header = mhd_get_header,
+                        .foreach_header = mhd_foreach_header,
+                        .userdata = conn,
+                };
+                const char *got =
+                        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+                _cleanup_free_ char *want = NULL;
+
+                served_signed =
+                        sharedkey_authorization(&req, SHARED_KEY, key, key_size, &want) == 0 &&
+                        got && streq(got, want);
+                served_clear();
+                (void)mhd_foreach_header(conn, served_take, NULL);
+        } else {
+                (void)MHD_add_response_header(resp, "x-ms-type", "File");
+                (void)MHD_add_response_header(resp, "x-ms-content-length", "0");
+                for (size_t i = 0; i < n_served; i++) {
+                        char name[64];
+                        snprintf(name, sizeof(name), "x-ms-meta-%s", served[i].name);
+                        /* MHD refuses an empty value: a space, which the client trims */
+                        (void)MHD_add_response_header(
+                                resp, name, isempty(served[i].value) ? " " : served[i].value);
+                }
+        }
+        (void)MHD_add_response_header(resp, "ETag", "\"1\"");
+        r = MHD_queue_response(conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+typedef struct MetaDone {
+        bool done;
+        int error;
+        size_t n, matching; /* pairs read, and of them those the server holds, in its order */
+} MetaDone;
+
+static void on_meta_done(RestResult *r, void *userdata) {
+        MetaDone *d = userdata;
+
+        d->done = true;
+        d->error = r->error;
+        d->n = r->props->n_metadata;
+        for (size_t i = 0; i < d->n && i < n_served; i++)
+                if (streq(r->props->metadata[i].name, served[i].name) &&
+                    streq(r->props->metadata[i].value, served[i].value))
+                        d->matching++;
+}
+
+static MetaDone run_meta_op(RestClient *c, const RestOp *op) {
+        MetaDone d = {0};
+        ck_assert_int_eq(rest_client_submit(c, op, on_meta_done, &d, NULL), 0);
+        run_until(&d.done);
+        return d;
+}
+
+START_TEST(test_many_metadata_pairs) {
+        static RestMetadata worst[META_WORST_PAIRS];
+        static char names[META_WORST_PAIRS][4];
+        RestClient *c;
+        struct MHD_Daemon *d = local_server(meta_server, &c);
+        MetaDone r;
+        char name[16], value[16];
+        size_t bytes = 0;
+
+        /* 600 pairs another tool set: all read (the reply has over 600 headers) */
+        for (size_t i = 0; i < 600; i++) {
+                snprintf(name, sizeof(name), "Tag_%03zu", i);
+                snprintf(value, sizeof(value), "v%zu", i);
+                served_add(name, value);
+        }
+        r = run_meta_op(c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+        ck_assert_int_eq(r.error, 0);
+        ck_assert_uint_eq(r.n, 600);
+        ck_assert_uint_eq(r.matching, 600);
+
+        /* The worst case: 3,081 pairs, 8,190 bytes. Set Metadata sends them all, signed (the
+         * server checks), and Get File Properties reads them all back. */
+        for (size_t i = 0; i < META_WORST_PAIRS; i++) {
+                short_name(i, names[i]);
+                worst[i] = (RestMetadata){.name = names[i], .value = (char *)""};
+                bytes += strlen(names[i]);
+        }
+        ck_assert_uint_eq(bytes, 8190);
+        served_clear();
+        r = run_meta_op(
+                c, &(RestOp){
+                           .type = REST_OP_SET_METADATA,
+                           .path = "f",
+                           .metadata = worst,
+                           .n_metadata = META_WORST_PAIRS});
+        ck_assert_int_eq(r.error, 0);
+        ck_assert(served_signed);
+        ck_assert_uint_eq(n_served, META_WORST_PAIRS);
+        for (size_t i = 0; i < META_WORST_PAIRS; i++)
+                ck_assert_str_eq(served[i].name, names[i]);
+        r = run_meta_op(c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "f"});
+        ck_assert_int_eq(r.error, 0);
+        ck_assert_uint_eq(r.n, META_WORST_PAIRS);
+        ck_assert_uint_eq(r.matching, META_WORST_PAIRS);
+
+        rest_client_free(c);
+        MHD_stop_daemon(d);
+        served_clear();
 }
 END_TEST
 
@@ -1232,6 +1440,7 @@ int main(void) {
         tcase_add_test(auth, test_imds_failed_refresh_backs_off);
         tcase_add_test(auth, test_imds_retry_after_is_a_minimum);
         tcase_add_test(bad, test_malformed_replies);
+        tcase_add_test(ops, test_many_metadata_pairs);
         /* The transfers through files again, with their bodies on transfer threads. */
         tcase_add_checked_fixture(threads, setup_threads, teardown);
         tcase_set_timeout(threads, 120);

@@ -358,15 +358,16 @@ START_TEST(test_properties_times_out_of_range) {
 END_TEST
 
 START_TEST(test_properties_metadata_caps) {
-        /* More pairs or bytes than the caps (other tools set many): the rest is ignored, not an
-         * error, and "mode" is kept wherever it comes. */
-        static char names[100][16], big[3][3001];
-        const char *kv[2 * 100 + 3];
+        /* Any number of pairs within the service's 8 KiB (other tools set many): all kept, in
+         * order. Past it (a server over the limit) the rest is left out and marked so, and
+         * "mode" is kept wherever it comes. */
+        static char names[600][16], big[3][3001];
+        const char *kv[2 * 600 + 5];
         size_t n = 0;
         Hdrs h = {kv};
         RestProperties p;
 
-        for (size_t i = 0; i < 100; i++) {
+        for (size_t i = 0; i < 600; i++) {
                 snprintf(names[i], sizeof(names[i]), "x-ms-meta-k%zu", i);
                 kv[n++] = names[i];
                 kv[n++] = "v";
@@ -375,11 +376,13 @@ START_TEST(test_properties_metadata_caps) {
         kv[n++] = "0640";
         kv[n] = NULL;
         ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
-        ck_assert_uint_eq(p.n_metadata, REST_METADATA_MAX);
+        ck_assert_uint_eq(p.n_metadata, 601);
+        ck_assert(!p.metadata_incomplete);
         ck_assert_str_eq(rest_properties_metadata(&p, "mode"), "0640");
-        ck_assert_str_eq(rest_properties_metadata(&p, "k0"), "v");
-        ck_assert_ptr_nonnull(rest_properties_metadata(&p, "k62"));
-        ck_assert_ptr_null(rest_properties_metadata(&p, "k63"));
+        for (size_t i = 0; i < 600; i++) {
+                ck_assert_str_eq(p.metadata[i].name, names[i] + 10);
+                ck_assert_str_eq(p.metadata[i].value, "v");
+        }
         rest_properties_done(&p);
 
         n = 0;
@@ -399,6 +402,81 @@ START_TEST(test_properties_metadata_caps) {
         ck_assert_ptr_nonnull(rest_properties_metadata(&p, "k1"));
         ck_assert_ptr_null(rest_properties_metadata(&p, "k2")); /* 9 KB: over 8 KiB */
         ck_assert_str_eq(rest_properties_metadata(&p, "small"), "1");
+        ck_assert(p.metadata_incomplete);
+        rest_properties_done(&p);
+}
+END_TEST
+
+START_TEST(test_metadata_with) {
+        /* What chmod's Set Metadata sends: every other pair, in order, then the new mode; and
+         * never a part of them. */
+        static char names[600][16], values[600][8], a[4001], b[4189];
+        const char *kv[2 * 600 + 3];
+        size_t n = 0, got = 0;
+        Hdrs h = {kv};
+        RestProperties p;
+        RestMetadata *m = NULL;
+
+        for (size_t i = 0; i < 600; i++) {
+                snprintf(names[i], sizeof(names[i]), "x-ms-meta-K%zu", i);
+                snprintf(values[i], sizeof(values[i]), "%zu", i);
+                kv[n++] = names[i];
+                kv[n++] = values[i];
+                if (i == 300) {
+                        kv[n++] = "x-ms-meta-MODE";
+                        kv[n++] = "0644";
+                }
+        }
+        kv[n] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_int_eq(rest_metadata_with(&p, "mode", "0600", &m, &got), 0);
+        ck_assert_uint_eq(got, 601);
+        for (size_t i = 0; i < 600; i++) {
+                ck_assert_str_eq(m[i].name, names[i] + 10);
+                ck_assert_str_eq(m[i].value, values[i]);
+        }
+        ck_assert_str_eq(m[600].name, "mode");
+        ck_assert_str_eq(m[600].value, "0600");
+        rest_metadata_free(m, got);
+        rest_properties_done(&p);
+
+        /* 8190 bytes of other pairs: all read, but no room for a mode beside them */
+        memset(a, 'a', sizeof(a) - 1);
+        memset(b, 'b', sizeof(b) - 1);
+        kv[0] = "x-ms-meta-a";
+        kv[1] = a;
+        kv[2] = "x-ms-meta-b";
+        kv[3] = b;
+        kv[4] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_uint_eq(p.n_metadata, 2);
+        ck_assert(!p.metadata_incomplete);
+        m = NULL;
+        ck_assert_int_eq(rest_metadata_with(&p, "mode", "0600", &m, &got), -E2BIG);
+        ck_assert_ptr_null(m);
+        rest_properties_done(&p);
+        /* 6 bytes less: the mode (8) fits exactly, and replaces the old one */
+        b[sizeof(b) - 7] = '\0';
+        kv[4] = "x-ms-meta-mode";
+        kv[5] = "0755";
+        kv[6] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert_int_eq(rest_metadata_with(&p, "mode", "0600", &m, &got), 0);
+        ck_assert_uint_eq(got, 3);
+        ck_assert_str_eq(m[2].value, "0600");
+        rest_metadata_free(m, got);
+        rest_properties_done(&p);
+
+        /* Not all of the entry's metadata (a server over the limit): refused, not shortened */
+        kv[1] = kv[3] = a;
+        kv[4] = "x-ms-meta-c";
+        kv[5] = a;
+        kv[6] = NULL;
+        ck_assert_int_eq(rest_properties_parse(&p, hdr_get, hdr_foreach, &h), 0);
+        ck_assert(p.metadata_incomplete);
+        m = NULL;
+        ck_assert_int_eq(rest_metadata_with(&p, "mode", "0600", &m, &got), -EOVERFLOW);
+        ck_assert_ptr_null(m);
         rest_properties_done(&p);
 }
 END_TEST
@@ -572,6 +650,7 @@ int main(void) {
         tcase_add_test(props, test_properties);
         tcase_add_test(props, test_properties_times_out_of_range);
         tcase_add_test(props, test_properties_metadata_caps);
+        tcase_add_test(props, test_metadata_with);
         tcase_add_test(props, test_properties_malformed);
         tcase_add_test(props, test_attributes);
         tcase_add_test(props, test_encode_path);
