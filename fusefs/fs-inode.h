@@ -53,7 +53,9 @@ struct Inode {
         uint64_t cache_gen;             /* bumped when the cached version is dropped */
         char cache_etag[REST_ETAG_MAX]; /* the share's ETag the cached pieces belong to */
         uint64_t fetch_limit;           /* [0, fetch_limit) may still need fetching */
-        uint64_t remote_size;           /* size on the share, as we last knew it */
+        /* Size on the share, as we last knew it; after a failed upload the largest it may have
+         * (what that round sent may have landed), so that a truncation below it is a shrink. */
+        uint64_t remote_size;
         uint8_t *pieces;
         size_t n_pieces;
         uint64_t n_dirty;       /* pieces DIRTY or UPLOADING */

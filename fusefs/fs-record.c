@@ -832,7 +832,10 @@ static int recover_one(Fs *fs, uint64_t id) {
         i->cache_id = id;
         fs_cache_push_locked(fs, i);
         i->size = (uint64_t)st.st_size;
-        i->remote_size = remote_size;
+        /* A round may have been cut short by the crash after its size or its Put Ranges
+         * reached the share, before a record said so: the share's file may hold these bytes up
+         * to the cache file's size, and a truncation below that must cut them off there. */
+        i->remote_size = torn ? remote_size : MAX(remote_size, i->size);
         i->fetch_limit = MIN(fetch_limit, i->size);
         i->shrunk = shrunk;
         i->shrink_to = shrink_to;

@@ -617,6 +617,11 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                                                  : i->upload_shrink_to;
                         i->shrunk = true;
                 }
+                /* Its Create File or sizes, and its Put Ranges, may have reached the share
+                 * (answered, or lost on the way back): the share's file may be as long as the
+                 * round made it, holding this file's bytes up to there. A truncation below that
+                 * must cut them off (shrunk, fs_truncate_local_locked), not only set the size. */
+                i->remote_size = MAX(i->remote_size, i->upload_size);
                 i->size_dirty = true;
                 i->dirty_since_ns = fs_now();
                 if (!moved) {

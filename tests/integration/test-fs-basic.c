@@ -95,6 +95,10 @@
  *                  share
  *   reset_race     reads through a descriptor kept open while B writes new versions and A opens
  *                  the file again after each (its cache reset): every read whole, never zeros
+ *   shrink_after_failed_round  an upload that failed at its end, its Create File and Put Ranges
+ *                  done: the file cut to 0 and made as long again here, then fsync(): the share
+ *                  holds zeros, not the old bytes (the failed round had left the share's size
+ *                  as it was before it, so the cut was no shrink)
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -2652,6 +2656,38 @@ START_TEST(test_fd_limit) {
 }
 END_TEST
 
+/* A new file's upload that failed at its very end (its Get File Properties), its Create File of
+ * 8 MiB and its Put Ranges done: the share's file holds the bytes. The file is then cut to 0 and
+ * made 8 MiB long again, both here only, and fsync()ed: the share must hold 8 MiB of zeros. The
+ * failed round used to leave the share's size as it was before it (0), so the cut was no shrink
+ * for the next round, which only set the size: fsync() returned 0 over the old bytes. */
+START_TEST(test_shrink_after_failed_round) {
+        const size_t mib = 1024 * 1024;
+        _cleanup_free_ char *a = malloc(8 * mib), *zeros = calloc(1, 8 * mib);
+        int fd;
+
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_nonnull(zeros);
+        memset(a, 'A', 8 * mib);
+        mnt = mount_with(NULL, "retry_budget=2");
+        fd = open(P(mnt, "stale.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "open: %m");
+        /* Piece 1 first, then piece 0: no write-through, one whole round at fsync(). */
+        ck_assert_int_eq(pwrite(fd, a, 4 * mib, 4 * mib), (ssize_t)(4 * mib));
+        ck_assert_int_eq(pwrite(fd, a, 4 * mib, 0), (ssize_t)(4 * mib));
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=GetFileProperties:500"), 0);
+        ck_assert_int_eq(fsync(fd), -1); /* the retries of the 500 ran out */
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        check_share_bytes("stale.bin", a, 8 * mib); /* what the failed round left there */
+        ck_assert_int_eq(ftruncate(fd, 0), 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)(8 * mib)), 0);
+        ck_assert_msg(fsync(fd) == 0, "fsync: %m");
+        check_share_bytes("stale.bin", zeros, 8 * mib);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        ck_assert_uint_eq(dirty(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -2700,6 +2736,7 @@ int main(void) {
                 {"cache_files", test_cache_files},
                 {"reset_race", test_reset_race},
                 {"inval_deadlock", test_inval_deadlock},
+                {"shrink_after_failed_round", test_shrink_after_failed_round},
         };
 
         if (pre != 0)
