@@ -921,16 +921,28 @@ static void setattr_next(Call *c);
 static void setattr_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
+        int err = r->error;
         Inode *i;
 
         fs_lock(fs);
         fs_note_result_locked(fs, r, "Set Properties", c->path, 0);
         i = get_inode_locked(fs, c->ino);
-        if (r->error == 0 && i) {
+        if (err == 0 && i) {
+                uint64_t size = (uint64_t)c->attr.st_size;
+
                 if (c->step == SETATTR_STEP_SIZE && !fs_inode_is_authoritative(i)) {
-                        i->size = (uint64_t)c->attr.st_size;
+                        i->size = size;
                         if (i->cache_fd >= 0)
                                 fs_cache_reset_locked(fs, i, i->size, r->props->etag);
+                } else if (c->step == SETATTR_STEP_SIZE) {
+                        /* Opened while the Set File Properties was on its way: the open's Get
+                         * File Properties was answered first, with the old size, and the cache
+                         * holds the truth now. The truncation goes there, as for an open file
+                         * (a write at the old end must not bring the old bytes back), and with
+                         * the next upload. The share's file is this long now, or was: its size
+                         * is counted as at least that, so that a cut below is a shrink. */
+                        i->remote_size = MAX(i->remote_size, size);
+                        err = fs_truncate_local_locked(fs, i, size);
                 } else if (c->step == SETATTR_STEP_MODE) {
                         i->perm = c->attr.st_mode & 07777;
                         i->perm_known = true;
@@ -946,8 +958,8 @@ static void setattr_done(RestResult *r, void *userdata) {
                 i->ctime_ns = realtime_ns();
         }
         fs_unlock(fs);
-        if (r->error < 0) {
-                fuse_reply_err(c->req, -r->error);
+        if (err < 0) {
+                fuse_reply_err(c->req, -err);
                 return call_free(c);
         }
         c->step++;

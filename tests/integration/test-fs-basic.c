@@ -99,6 +99,10 @@
  *                  done: the file cut to 0 and made as long again here, then fsync(): the share
  *                  holds zeros, not the old bytes (the failed round had left the share's size
  *                  as it was before it, so the cut was no shrink)
+ *   truncate_open_race  truncate(2) of a closed file while another process opens it (the open
+ *                  answered before the Set File Properties): the open file has the new size and
+ *                  reads the bytes left, a write at the old end does not bring the cut bytes
+ *                  back to the share
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -1602,14 +1606,16 @@ START_TEST(test_rename_upload_starts) {
 }
 END_TEST
 
-typedef struct UnlinkArgs {
+/* A call on a path (unlink, truncate) made in a thread of its own. */
+typedef struct PathCall {
         const char *path;
+        int (*fn)(const char *path);
         int result; /* 0 or -errno */
-} UnlinkArgs;
+} PathCall;
 
-static void *unlink_thread(void *p) {
-        UnlinkArgs *a = p;
-        a->result = unlink(a->path) < 0 ? -errno : 0;
+static void *path_call_thread(void *p) {
+        PathCall *a = p;
+        a->result = a->fn(a->path) < 0 ? -errno : 0;
         return NULL;
 }
 
@@ -1618,7 +1624,7 @@ static void *unlink_thread(void *p) {
  * again, so the deleted file came back. It waits for the Delete File's answer now (then the data
  * is dropped). */
 START_TEST(test_unlink_upload_starts) {
-        UnlinkArgs a;
+        PathCall a;
         uint64_t before;
         pthread_t t;
 
@@ -1630,8 +1636,8 @@ START_TEST(test_unlink_upload_starts) {
         ck_assert_uint_gt(dirty(mnt), 0);
         ck_assert_int_eq(fs_emu_set_faults(emu, "op=DeleteFile:answer-latency=1500ms"), 0);
         before = counter("DeleteFile");
-        a = (UnlinkArgs){.path = P(mnt, "u/gone.txt"), .result = 1};
-        ck_assert_int_eq(pthread_create(&t, NULL, unlink_thread, &a), 0);
+        a = (PathCall){.path = P(mnt, "u/gone.txt"), .fn = unlink, .result = 1};
+        ck_assert_int_eq(pthread_create(&t, NULL, path_call_thread, &a), 0);
         wait_counter_above("DeleteFile", before);
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_int_eq(pthread_join(t, NULL), 0);
@@ -2688,6 +2694,60 @@ START_TEST(test_shrink_after_failed_round) {
 }
 END_TEST
 
+static int truncate_to_2(const char *path) {
+        return truncate(path, 2);
+}
+
+/* truncate(2) of the closed file rel ("abcdefgh", clean) to 2 bytes, and an open of it (flags)
+ * while the Set File Properties (made slow) is on its way: the open's Get File Properties is
+ * answered first, with the old size. Returns the descriptor, once the truncate() returned 0. */
+static int open_during_truncate(const char *rel, int flags) {
+        PathCall a = {.path = P(mnt, rel), .fn = truncate_to_2, .result = 1};
+        uint64_t before;
+        pthread_t t;
+        int fd;
+
+        write_file(a.path, "abcdefgh");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=SetFileProperties:latency=2s"), 0);
+        before = counter("SetFileProperties");
+        ck_assert_int_eq(pthread_create(&t, NULL, path_call_thread, &a), 0);
+        wait_counter_above("SetFileProperties", before);
+        fd = open(a.path, flags | O_CLOEXEC);
+        ck_assert_msg(fd >= 0, "open %s: %m", a.path);
+        join_within(t, "truncate()");
+        ck_assert_int_eq(a.result, 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        return fd;
+}
+
+/* truncate(2) by path racing an open() of the same file: the open made the file's cache the
+ * truth (it is open) with the old size before the truncate's answer came, which then changed
+ * only the share. truncate() returned 0, yet the open file kept its 8 bytes, and a write at its
+ * old end brought the cut bytes back to the share. Now the cut goes to the cache too. */
+START_TEST(test_truncate_open_race) {
+        static const char want[8] = {'a', 'b', 0, 0, 0, 0, 0, 'X'};
+        struct stat st;
+        char buf[16];
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        fd = open_during_truncate("t", O_RDONLY);
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        ck_assert_int_eq(st.st_size, 2);
+        ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), 2);
+        ck_assert_int_eq(memcmp(buf, "ab", 2), 0);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        check_share("t", "ab");
+
+        /* A writer that opened it so writes one byte at its old end. */
+        fd = open_during_truncate("u", O_RDWR);
+        ck_assert_int_eq(pwrite(fd, "X", 1, 7), 1);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        ck_assert_uint_eq(dirty(mnt), 0);
+        check_share_bytes("u", want, sizeof(want));
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -2737,6 +2797,7 @@ int main(void) {
                 {"reset_race", test_reset_race},
                 {"inval_deadlock", test_inval_deadlock},
                 {"shrink_after_failed_round", test_shrink_after_failed_round},
+                {"truncate_open_race", test_truncate_open_race},
         };
 
         if (pre != 0)
