@@ -162,8 +162,11 @@ static int upload_fill_locked(Fs *fs, Inode *i) {
                 return 0;
         }
         /* A rename or unlink waits for the round's end, a truncation below the share's end for
-         * the next round: write-through takes no more pieces. */
-        if (i->upload_wt && (i->create_waiters || i->shrunk))
+         * the next round, and so does a flush that could not make the round whole (the share's
+         * file is grown ahead, upload_convert_locked): write-through takes no more pieces. Else
+         * a writer faster than the uploads would keep the round going, and the flush waiting
+         * for the next round, until it stopped writing. */
+        if (i->upload_wt && (i->create_waiters || i->shrunk || i->upload_again))
                 return 0;
         if (i->upload_wt && i->size > i->upload_goal)
                 i->upload_goal = i->size;
@@ -365,7 +368,10 @@ static void upload_convert_locked(Fs *fs, Inode *i) {
         int r;
 
         if (i->size < i->upload_size || i->shrunk) {
-                i->upload_again = true; /* truncated: the next round cuts the share first */
+                /* Truncated, or the share's file grown ahead of the writer: the next round, a
+                 * whole one, cuts or sets the share's size first. This one sends what it has in
+                 * flight and takes nothing more (upload_fill_locked), so that it ends soon. */
+                i->upload_again = true;
                 return;
         }
         i->upload_wt = false;

@@ -103,6 +103,9 @@
  *                  answered before the Set File Properties): the open file has the new size and
  *                  reads the bytes left, a write at the old end does not bring the cut bytes
  *                  back to the share
+ *   busy_sequential_writer  a file written sequentially faster than write-through uploads it:
+ *                  a reader's close() ends within 20 s, what was written before it on the
+ *                  share (it waited until the writer stopped)
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -2748,6 +2751,80 @@ START_TEST(test_truncate_open_race) {
 }
 END_TEST
 
+/* Writes 1 MiB of 'w' at a time, sequentially from 0, 8 times a second, until stopped (60 s at
+ * most). */
+static void *sequential_writer_thread(void *p) {
+        static char buf[1024 * 1024];
+        Writer *w = p;
+
+        memset(buf, 'w', sizeof(buf));
+        for (unsigned k = 0; k < 480 && !atomic_load(&w->stop); k++) {
+                if (pwrite(w->fd, buf, sizeof(buf), (off_t)k * (off_t)sizeof(buf)) !=
+                    (ssize_t)sizeof(buf)) {
+                        w->error = errno;
+                        break;
+                }
+                atomic_store(&w->written, (uint64_t)(k + 1) * sizeof(buf));
+                (void)usleep(125000); /* the writer's pace, not a wait for anything */
+        }
+        return NULL;
+}
+
+/* A file written sequentially faster than write-through uploads it (one Put Range of it in
+ * flight, each taking a second), and a reader's close() (a flush) meanwhile. The flush could not
+ * make the write-through round whole (the share's file is grown ahead of the writer) and waited
+ * for the next round, but the round kept taking the pieces the writer moved past and never ran
+ * dry: close() returned only when the writer stopped. Now the round stops taking pieces, ends,
+ * and a whole round uploads what was written before the close(). */
+START_TEST(test_busy_sequential_writer) {
+        const uint64_t mib = 1024 * 1024;
+        _cleanup_free_ char *data = NULL;
+        Writer w = {.fd = -1};
+        struct timespec until;
+        CloseArgs reader;
+        pthread_t tw, t;
+        uint64_t before, k;
+        size_t size = 0;
+        int joined;
+
+        mnt = mount_with(NULL, "max_requests=2");
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:latency=1000ms"), 0);
+        w.fd = open(P(mnt, "seq.bin"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_msg(w.fd >= 0, "open: %m");
+        ck_assert_int_eq(pthread_create(&tw, NULL, sequential_writer_thread, &w), 0);
+        for (k = 0; k < 20000 && atomic_load(&w.written) < 10 * mib; k++)
+                (void)usleep(1000); /* polling interval; the condition is the bytes written */
+        ck_assert_uint_ge(atomic_load(&w.written), 10 * mib);
+        reader = (CloseArgs){.fd = open(P(mnt, "seq.bin"), O_RDONLY | O_CLOEXEC), .result = 1};
+        ck_assert_msg(reader.fd >= 0, "open: %m");
+        before = atomic_load(&w.written);
+        ck_assert_int_eq(pthread_create(&t, NULL, close_thread, &reader), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &until), 0);
+        until.tv_sec += 20;
+        joined = pthread_timedjoin_np(t, NULL, &until);
+        /* What was written before the close(): on the share once it returned. */
+        if (joined == 0)
+                ck_assert_int_eq(fs_share_read(emu, SHARE, "seq.bin", &data, &size), 0);
+        atomic_store(&w.stop, true);
+        ck_assert_int_eq(pthread_join(tw, NULL), 0);
+        if (joined != 0) {
+                /* Not within 20 s, the writer still writing: it ends once the writer stopped. */
+                ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+                ck_assert_int_eq(pthread_join(t, NULL), 0);
+        }
+        ck_assert_msg(joined == 0, "a reader's close() did not end within 20 s of a busy writer");
+        ck_assert_int_eq(reader.result, 0);
+        ck_assert_int_eq(w.error, 0);
+        ck_assert_uint_ge(size, before);
+        for (k = 0; k < before && data[k] == 'w';)
+                k++;
+        ck_assert_msg(k == before, "seq.bin on the share differs at %" PRIu64, k);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_msg(close(w.fd) == 0, "close: %m");
+        ck_assert_uint_eq(dirty(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -2798,6 +2875,7 @@ int main(void) {
                 {"inval_deadlock", test_inval_deadlock},
                 {"shrink_after_failed_round", test_shrink_after_failed_round},
                 {"truncate_open_race", test_truncate_open_race},
+                {"busy_sequential_writer", test_busy_sequential_writer},
         };
 
         if (pre != 0)
