@@ -375,8 +375,10 @@ void fs_discard_dirty_locked(Fs *fs, Inode *i) {
         i->size_dirty = false;
         i->create_pending = false;
         fs_sidecar_remove_locked(fs, i);
-        /* No upload ends for it: writes waiting under max_dirty would wait for ever. */
+        /* No upload ends for it: writes waiting under max_dirty, and a flush-all waiting for
+         * nothing else, would wait for ever (the flush-all until its timeout). */
         fs_cap_recheck_later_locked(fs);
+        fs_flush_all_check_later_locked(fs);
 }
 
 int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {

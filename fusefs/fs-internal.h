@@ -101,6 +101,9 @@ typedef struct Fs {
         bool cap_recheck_posted; /* fs_cap_recheck_later_locked() has a check queued */
         FsFlushAll *flush_all;   /* protected by lock; timers touched on the I/O thread only
                                   * (and once it has ended: fs_flush_all_cancel) */
+        /* A check of flush_all is queued (fs_flush_all_check_later_locked): one for many files
+         * dropped at once (rm -r), not one each, as the I/O thread's queue is capped. By lock. */
+        bool flush_all_check_posted;
         /* Open directory handles (fs.c), by lock: at unmount the kernel drops a RELEASEDIR it
          * has not sent yet, and fs_free frees what is left. */
         struct DirHandle *dir_handles;
@@ -292,5 +295,8 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_write_through_locked(Fs *fs, Inode *i, uint64_t off, uint64_t end);
 void fs_flush_all_check_locked(Fs *fs, FsFlushAll **done);
+/* Dirty data left without an upload (dropped, or a rename's end that starts none): a flush-all
+ * waiting is looked at again on the I/O thread, as an upload's end does. Lock held. */
+void fs_flush_all_check_later_locked(Fs *fs);
 void fs_reply_flush_all(FsFlushAll *list, int error);
 void fs_flush_all_cancel(Fs *fs);

@@ -838,9 +838,17 @@ static void flush_all_check_later(void *userdata, bool cancelled) {
         if (cancelled)
                 return;
         fs_lock(fs);
+        fs->flush_all_check_posted = false;
         fs_flush_all_check_locked(fs, &done);
         fs_unlock(fs);
         fs_reply_flush_all(done, 0);
+}
+
+void fs_flush_all_check_later_locked(Fs *fs) {
+        if (!fs->flush_all || fs->flush_all_check_posted)
+                return;
+        if (fs_post(fs, flush_all_check_later, fs) >= 0)
+                fs->flush_all_check_posted = true;
 }
 
 void fs_rename_hold_locked(Inode *i) {
@@ -860,8 +868,7 @@ void fs_rename_hold_end_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 return;
         /* Nothing left to upload (replaced by the rename: its data was dropped). */
         flush_waiters_end_locked(i, replies);
-        if (fs->flush_all)
-                (void)fs_post(fs, flush_all_check_later, fs);
+        fs_flush_all_check_later_locked(fs);
 }
 
 void fs_flush_waiters_reply(FsWaiter *replies) {

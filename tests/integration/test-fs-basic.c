@@ -106,6 +106,9 @@
  *   busy_sequential_writer  a file written sequentially faster than write-through uploads it:
  *                  a reader's close() ends within 20 s, what was written before it on the
  *                  share (it waited until the writer stopped)
+ *   flush_all_dropped  the flush xattr waiting only for a file whose data is then dropped (it
+ *                  is deleted before its upload): it returns 0 at once, not ETIMEDOUT at the
+ *                  end of its time
  *
  * Runs in a private mount namespace; root and /dev/fuse needed (else 77); fails without
  * $AZFILESFS. Every mount is unmounted and its daemon waited for, also on failure (fixture). */
@@ -2825,6 +2828,65 @@ START_TEST(test_busy_sequential_writer) {
 }
 END_TEST
 
+typedef struct FlushAllArgs {
+        FsMount *m;
+        unsigned secs;
+        int result; /* 0 or -errno */
+} FlushAllArgs;
+
+static void *flush_all_thread(void *p) {
+        FlushAllArgs *a = p;
+        a->result = fs_flush(a->m, a->secs);
+        return NULL;
+}
+
+/* A flush-all (the flush xattr) left waiting only for a file whose data is then dropped without
+ * an upload (deleted before it was ever uploaded): nothing is dirty any more, so it returns 0 at
+ * once. Nothing looked at it again (only an upload's end did), and it returned ETIMEDOUT at the
+ * end of its time. */
+START_TEST(test_flush_all_dropped) {
+        FlushAllArgs f = {.secs = 20, .result = 1};
+        struct timespec t0, t1;
+        pthread_t t;
+        int fa, fb;
+
+        mnt = mount_with(NULL, NULL);
+        f.m = mnt;
+        /* b is made in a directory made here: its names are known, its create asks nothing of
+         * the share (a lookup in the root would wait behind a's Create File). */
+        ck_assert_int_eq(mkdir(P(mnt, "d"), 0755), 0);
+        fa = open(P(mnt, "a"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_msg(fa >= 0, "open: %m");
+        ck_assert_int_eq(write(fa, "data", 4), 4);
+        /* The flush-all starts a's upload, whose Create File takes 2 s... */
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=CreateFile:latency=2s"), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, flush_all_thread, &f), 0);
+        wait_figure(stat_figure, "uploads_in_flight", 1);
+        /* ...while b gets data, not uploaded (it is open): the flush-all waits for it then. */
+        fb = open(P(mnt, "d/b"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_msg(fb >= 0, "open: %m");
+        ck_assert_int_eq(write(fb, "data", 4), 4);
+        for (unsigned k = 0; k < 20000 && stats_number(mnt, "uploads_in_flight") > 0; k++)
+                (void)usleep(1000); /* polling interval; the condition is a's upload's end */
+        ck_assert_uint_eq(stats_number(mnt, "uploads_in_flight"), 0);
+        ck_assert_uint_eq(dirty(mnt), 4);
+        ck_assert_int_eq(pthread_tryjoin_np(t, NULL), EBUSY);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t0), 0);
+        ck_assert_int_eq(unlink(P(mnt, "d/b")), 0);
+        join_within(t, "the flush-all");
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t1), 0);
+        ck_assert_msg(
+                f.result == 0, "flush-all: %s after %ld s", strerror(-f.result),
+                (long)(t1.tv_sec - t0.tv_sec));
+        ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 10);
+        ck_assert_msg(close(fb) == 0, "close: %m");
+        ck_assert_msg(close(fa) == 0, "close: %m");
+        check_share("a", "data");
+        check_share_absent("d/b");
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -2876,6 +2938,7 @@ int main(void) {
                 {"shrink_after_failed_round", test_shrink_after_failed_round},
                 {"truncate_open_race", test_truncate_open_race},
                 {"busy_sequential_writer", test_busy_sequential_writer},
+                {"flush_all_dropped", test_flush_all_dropped},
         };
 
         if (pre != 0)
