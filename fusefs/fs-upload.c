@@ -672,6 +672,12 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 fs_upload_start_locked(fs, i);
                 if (i->uploading || i->upload_queued)
                         return;
+                /* Not started: not even its submission worked (a rename holding it off cannot
+                 * be, as renames wait for the round's end). The data stays dirty and the tick
+                 * retries; the flushes still waiting fail, as in flush_waiters_end_locked(),
+                 * rather than hear 0 with their data not on the share. */
+                if (err == 0)
+                        err = -EIO;
         }
         upload_kick_queue_locked(fs, replies);
         for (FsWaiter **p = &i->waiters; *p;) {
