@@ -93,6 +93,10 @@
  *                  read of the same page waiting for it after: both end (the daemon's I/O thread
  *                  waited for the read's locked pages for ever), the new bytes read and on the
  *                  share
+ *   concurrent_writers  four writers into one file at once (interleaved stripes, unaligned
+ *                  writes, direct and buffered descriptors, fsync() now and then, Put Ranges
+ *                  slowed), in the default mode and in writeback=async: the share holds every
+ *                  byte each wrote
  *   reset_race     reads through a descriptor kept open while B writes new versions and A opens
  *                  the file again after each (its cache reset): every read whole, never zeros
  *   shrink_after_failed_round  an upload that failed at its end, its Create File and Put Ranges
@@ -2647,6 +2651,114 @@ START_TEST(test_inval_deadlock) {
 }
 END_TEST
 
+/* Four writers into one file at once, each its own bytes (interleaved 64 KiB stripes, in an
+ * order of its own, with unaligned writes), two through write-only descriptors (direct I/O) and
+ * two buffered, each calling fsync() now and then, while Put Ranges are slowed. */
+typedef struct StripeWriter {
+        const char *path;
+        unsigned id, n_writers;
+        size_t size, stripe;
+        const uint8_t *want;
+        int result;
+        char bad[160];
+} StripeWriter;
+
+static void *stripe_writer(void *userdata) {
+        StripeWriter *s = userdata;
+        size_t n_stripes = s->size / s->stripe, mine = 0;
+        unsigned seed = s->id * 7919u + 1;
+        int fd = open(s->path, (s->id % 2 ? O_WRONLY : O_RDWR) | O_CLOEXEC);
+
+        if (fd < 0) {
+                (void)snprintf(s->bad, sizeof(s->bad), "open: %m");
+                return NULL;
+        }
+        /* my stripes, k with k % n_writers == id, in a shuffled order */
+        size_t order[1024];
+        for (size_t k = s->id; k < n_stripes && mine < ELEMENTSOF(order); k += s->n_writers)
+                order[mine++] = k;
+        for (size_t k = mine; k > 1; k--) {
+                size_t j = rand_r(&seed) % k;
+                size_t t = order[k - 1];
+                order[k - 1] = order[j];
+                order[j] = t;
+        }
+        for (size_t m = 0; m < mine && !s->bad[0]; m++) {
+                size_t start = order[m] * s->stripe, done = 0;
+                while (done < s->stripe) {
+                        size_t len = MIN(s->stripe - done, 1 + (size_t)(rand_r(&seed) % 20000));
+                        ssize_t n = pwrite(fd, s->want + start + done, len, (off_t)(start + done));
+                        if (n != (ssize_t)len) {
+                                (void)snprintf(s->bad, sizeof(s->bad), "pwrite: %zd (%m)", n);
+                                break;
+                        }
+                        done += len;
+                }
+                if (m % 8 == 7 && fsync(fd) < 0)
+                        (void)snprintf(s->bad, sizeof(s->bad), "fsync: %m");
+        }
+        if (close(fd) < 0 && !s->bad[0])
+                (void)snprintf(s->bad, sizeof(s->bad), "close: %m");
+        return NULL;
+}
+
+/* Runs the four writers through m over the file of the pattern of seed (its size, on the
+ * share already), then checks the share (after a flush: writeback=async) and the mount. */
+static void stripes_written(FsMount *m, uint64_t seed, size_t size) {
+        const size_t stripe = 64 * 1024;
+        _cleanup_free_ uint8_t *want = malloc(size);
+        _cleanup_free_ char *data = NULL;
+        StripeWriter w[4];
+        pthread_t t[4];
+        size_t got = 0;
+
+        ck_assert_ptr_nonnull(want);
+        fs_pattern_fill(seed, 0, want, size);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:latency=30ms"), 0);
+        for (unsigned k = 0; k < ELEMENTSOF(w); k++) {
+                w[k] = (StripeWriter){
+                        .path = P(m, "striped.bin"),
+                        .id = k,
+                        .n_writers = ELEMENTSOF(w),
+                        .size = size,
+                        .stripe = stripe,
+                        .want = want};
+                ck_assert_int_eq(pthread_create(&t[k], NULL, stripe_writer, &w[k]), 0);
+        }
+        for (unsigned k = 0; k < ELEMENTSOF(w); k++) {
+                ck_assert_int_eq(pthread_join(t[k], NULL), 0);
+                ck_assert_msg(!w[k].bad[0], "writer %u: %s", k, w[k].bad);
+        }
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(m, 60), 0);
+        ck_assert_int_eq(fs_share_read(emu, SHARE, "striped.bin", &data, &got), 0);
+        ck_assert_uint_eq(got, size);
+        if (memcmp(data, want, size) != 0) {
+                size_t k = 0;
+                while (data[k] == (char)want[k])
+                        k++;
+                ck_abort_msg("the share differs at byte %zu", k);
+        }
+        ck_assert_int_eq(fs_check_pattern(P(m, "striped.bin"), seed, size), 0);
+}
+
+START_TEST(test_concurrent_writers) {
+        const size_t size = 24 * 1024 * 1024;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        /* the file exists on the share, full of zeros: every writer opens it without O_CREAT */
+        fd = open(P(mnt, "striped.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        ck_assert_int_eq(close(fd), 0);
+        stripes_written(mnt, 77, size);
+        /* the same in writeback=async, over the bytes written above */
+        mnt_b = mount_with(NULL, "writeback=async");
+        stripes_written(mnt_b, 78, size);
+}
+END_TEST
+
 /* Started with a soft limit of 128 open files (systemd's default of 1024 is as low for this):
  * 400 small files in writeback=async, each with data in the cache and so an open cache file,
  * all written, flushed and on the share. Before azfilesfs raised its soft limit to the hard one,
@@ -2934,6 +3046,7 @@ int main(void) {
                 {"write_only_race", test_write_only_race},
                 {"cache_files", test_cache_files},
                 {"reset_race", test_reset_race},
+                {"concurrent_writers", test_concurrent_writers},
                 {"inval_deadlock", test_inval_deadlock},
                 {"shrink_after_failed_round", test_shrink_after_failed_round},
                 {"truncate_open_race", test_truncate_open_race},
