@@ -2461,7 +2461,15 @@ int fs_new(const FsOptions *o, const FsCredentials *cred, Fs **ret) {
         if (r < 0)
                 return r;
         if (cred->auth == REST_AUTH_BEARER) {
-                ImdsClientConfig icfg = {.endpoint = o->imds, .client_id = cred->client_id};
+                /* A request waiting for a token counts the wait in its retry budget: the
+                 * token's fetch gives up within that budget as well (its default is 60 s, and
+                 * 10 s a try), or an operation could wait on IMDS far longer than retry_budget. */
+                ImdsClientConfig icfg = {
+                        .endpoint = o->imds,
+                        .client_id = cred->client_id,
+                        .retry_budget_ms = o->retry_budget_ms,
+                        .attempt_timeout_ms = MIN(o->retry_budget_ms, UINT64_C(10000)),
+                };
                 r = imds_client_new(fs->event, fs->http, &icfg, &fs->imds);
                 if (r < 0)
                         return r;

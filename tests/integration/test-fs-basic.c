@@ -57,7 +57,9 @@
  *   crash          kill -9 with unsynced data, a new mount uploads it
  *   requests       ls -l of 200 entries on a fresh mount: one List and no request per entry
  *                  (modes right); a small file's cost
- *   auth           the same share through a SAS token and a managed identity (IMDS token)
+ *   auth           the same share through a SAS token and a managed identity (IMDS token);
+ *                  IMDS not answering: the mount comes up and an operation fails within
+ *                  retry_budget (both waited for the token's own 60 s)
  *   cli            refused credentials files (mode, missing), unknown options, --help, --version
  *   create_in_flight  rename, chmod, unlink of a new file (and rename of its directory) while
  *                  its first upload's Create File is in flight: all succeed, the share is right
@@ -2086,6 +2088,8 @@ START_TEST(test_auth) {
         _cleanup_free_ char *query = NULL, *text = NULL, *opts = NULL;
         char expiry[SAS_TIME_MAX];
         size_t key_size = 0;
+        struct timespec t0, t1;
+        struct stat st;
         SasToken t = {
                 .kind = SAS_SERVICE,
                 .version = (char *)"2025-05-05",
@@ -2117,6 +2121,23 @@ START_TEST(test_auth) {
         ck_assert_str_eq(read_file(P(mnt, "by-sas.txt")), "sas");
         write_file(P(mnt, "by-identity.txt"), "mi");
         check_share("by-identity.txt", "mi");
+
+        /* IMDS not answering: waiting for a token counts in retry_budget, as a request's tries
+         * do (the token's fetch gave up after its own 60 s, 10 s a try: the mount took that long
+         * to come up, and so did every operation) */
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        ck_assert_int_ge(asprintf(&opts, "imds=%s,retry_budget=3", emu->imds_url), 0);
+        free(mnt->options);
+        mnt->options = TAKE_PTR(opts);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=ImdsToken:latency=60s"), 0);
+        ck_assert_int_eq(fs_mount_start(mnt), 0); /* "not reachable now; mounting anyway" */
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t0), 0);
+        ck_assert_int_eq(stat(P(mnt, "by-identity.txt"), &st), -1);
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &t1), 0);
+        ck_assert_msg(
+                t1.tv_sec - t0.tv_sec < 30, "stat() waited %lld s for a token (retry_budget=3)",
+                (long long)(t1.tv_sec - t0.tv_sec));
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
 }
 END_TEST
 
