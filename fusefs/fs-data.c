@@ -512,21 +512,27 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
         return need;
 }
 
-/* Replies to a read from i's cache file fd, without the lock: the caller counted it in
- * Inode.reads_in_flight under the lock, so that no reset punches the bytes it copies. */
-static void reply_read(Fs *fs, fuse_req_t req, fuse_ino_t ino, int fd, uint64_t off, uint64_t len) {
+/* Counts a read that replies from i's cache file (reply_read). Lock held. */
+static int read_begin_locked(Inode *i) {
+        i->reads_in_flight++;
+        i->refs++; /* once the reply is out, the kernel may release and forget the file */
+        return i->cache_fd;
+}
+
+/* Replies to a read from i's cache file fd, without the lock: the caller counted it
+ * (read_begin_locked), so that no reset punches the bytes it copies and i stays. */
+static void reply_read(Fs *fs, fuse_req_t req, Inode *i, int fd, uint64_t off, uint64_t len) {
         struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
-        Inode *i;
 
         buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
         buf.buf[0].fd = fd;
         buf.buf[0].pos = (off_t)off;
         (void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
         fs_lock(fs);
-        i = inode_table_get(fs->inodes, ino); /* open: the kernel releases it after the read */
-        assert(i && i->reads_in_flight > 0);
+        assert(i->reads_in_flight > 0);
         if (--i->reads_in_flight == 0 && i->punch_pending && i->cache_fd >= 0)
                 punch_missing_locked(i);
+        fs_inode_unref_locked(fs, i);
         fs_unlock(fs);
 }
 
@@ -856,9 +862,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         }
         i->next_seq_off = (uint64_t)off + len;
         fs_cache_touch_locked(fs, i);
-        fd = i->cache_fd;
-        if (need == 0)
-                i->reads_in_flight++;
+        fd = need == 0 ? read_begin_locked(i) : -EBADF;
         if (need > 0) {
                 w = calloc(1, sizeof(*w));
                 if (w) {
@@ -880,7 +884,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         if (need < 0)
                 fuse_reply_err(req, -need);
         else
-                reply_read(fs, req, ino, fd, (uint64_t)off, len);
+                reply_read(fs, req, i, fd, (uint64_t)off, len);
 }
 
 static bool overlaps(const FsWaiter *w, uint64_t start, uint64_t len) {
@@ -897,14 +901,12 @@ static void run_ready_waiters(Fs *fs, FsWaiter *ready) {
                         Inode *i;
                         fs_lock(fs);
                         i = inode_table_get(fs->inodes, w->ino);
-                        fd = i ? i->cache_fd : -EBADF;
-                        if (fd >= 0)
-                                i->reads_in_flight++;
+                        fd = i && i->cache_fd >= 0 ? read_begin_locked(i) : -EBADF;
                         fs_unlock(fs);
                         if (fd < 0)
                                 fuse_reply_err(w->req, EBADF);
                         else
-                                reply_read(fs, w->req, w->ino, fd, w->off, w->len);
+                                reply_read(fs, w->req, i, fd, w->off, w->len);
                         fs_waiter_free(w);
                 } else
                         fs_write_retry(fs, w);

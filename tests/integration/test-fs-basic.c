@@ -95,6 +95,9 @@
  *                  read of the same page waiting for it after: both end (the daemon's I/O thread
  *                  waited for the read's locked pages for ever), the new bytes read and on the
  *                  share
+ *   read_gone      a file deleted (or replaced by a rename here) while open, read and closed
+ *                  at once, 3,500 times: the daemon stays up (it looked the file up after the
+ *                  read's reply, when the kernel may have forgotten it, and aborted)
  *   concurrent_writers  four writers into one file at once (interleaved stripes, unaligned
  *                  writes, direct and buffered descriptors, fsync() now and then, Put Ranges
  *                  slowed), in the default mode and in writeback=async: the share holds every
@@ -3020,6 +3023,50 @@ START_TEST(test_flush_all_dropped) {
 }
 END_TEST
 
+/* A file deleted (or replaced by a rename here) while open, read and closed at once, a
+ * thousand times over: the read's reply lets the reader close, and the kernel then releases and
+ * forgets the file while the daemon still finishes the read. */
+typedef enum ReadGoneKind {
+        READ_GONE_DIRECT,   /* O_DIRECT: every read reaches the daemon */
+        READ_GONE_BUFFERED, /* 100 bytes at 5000, read back buffered (tmpfile()'s way) */
+        READ_GONE_RENAMED,  /* replaced by a rename on this mount, not deleted */
+} ReadGoneKind;
+
+static void read_gone_loop(ReadGoneKind kind, unsigned iterations) {
+        _cleanup_free_ uint8_t *buf = aligned_alloc(4096, 4096);
+        const char *path = P(mnt, "gone.bin"), *other = P(mnt, "gone.bin.new");
+
+        ck_assert_ptr_nonnull(buf);
+        memset(buf, 'x', 4096);
+        for (unsigned k = 0; k < iterations; k++) {
+                int fd = open(
+                        path,
+                        O_RDWR | O_CREAT | O_CLOEXEC | (kind == READ_GONE_BUFFERED ? 0 : O_DIRECT),
+                        0644);
+                bool ok =
+                        fd >= 0 && (kind == READ_GONE_BUFFERED ? pwrite(fd, buf, 100, 5000) == 100
+                                                               : pwrite(fd, buf, 4096, 0) == 4096);
+                if (ok && kind == READ_GONE_RENAMED) {
+                        int fd2 = open(other, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+                        ok = fd2 >= 0 && close(fd2) == 0 && rename(other, path) == 0;
+                } else if (ok)
+                        ok = unlink(path) == 0;
+                ok = ok && pread(fd, buf, 4096, 0) == 4096;
+                ok = close(fd) == 0 && ok;
+                if (!ok)
+                        dump_log(mnt);
+                ck_assert_msg(ok, "kind %d, iteration %u: %m", (int)kind, k);
+        }
+}
+
+START_TEST(test_read_gone) {
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        read_gone_loop(READ_GONE_DIRECT, 1500);
+        read_gone_loop(READ_GONE_RENAMED, 500);
+        read_gone_loop(READ_GONE_BUFFERED, 1500);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -3073,6 +3120,7 @@ int main(void) {
                 {"truncate_open_race", test_truncate_open_race},
                 {"busy_sequential_writer", test_busy_sequential_writer},
                 {"flush_all_dropped", test_flush_all_dropped},
+                {"read_gone", test_read_gone},
         };
 
         if (pre != 0)
