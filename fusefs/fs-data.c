@@ -441,9 +441,11 @@ typedef struct FetchCall {
 static void fetch_done(RestResult *r, void *userdata);
 
 /* Pieces of [off, off+len) that are not yet usable; submits Get Range for missing ones. For a
- * write, a piece the write covers entirely needs no fetch. */
-static int
-pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, bool fetch) {
+ * write, a piece the write covers entirely needs no fetch; take: the write goes ahead now (none
+ * needed), and those pieces become present. Not before: a write that waits again (under
+ * max_dirty) or fails would leave them present with holes, read as zeros and uploaded. */
+static int pieces_need_locked(
+        Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, bool fetch, bool take) {
         size_t covered_first = SIZE_MAX, covered_end = 0;
         int need = 0;
 
@@ -506,7 +508,7 @@ pieces_need_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, boo
         }
         /* Not before: a write that waits, then fails, would leave them present with holes where
          * the share's bytes belong (write_commit() undoes what a write did not fill). */
-        for (size_t k = covered_first; need == 0 && k < covered_end; k++)
+        for (size_t k = covered_first; take && need == 0 && k < covered_end; k++)
                 if (!(i->pieces[k] & (PIECE_PRESENT | PIECE_FETCHING)))
                         fs_piece_set_locked(fs, i, k, PIECE_PRESENT, 0);
         return need;
@@ -738,7 +740,7 @@ static void write_try(
                 fuse_reply_err(req, EBADF);
                 return;
         }
-        need = fs_over_cap_locked(fs) ? 1 : pieces_need_locked(fs, i, off, size, true, true);
+        need = fs_over_cap_locked(fs) ? 1 : pieces_need_locked(fs, i, off, size, true, true, true);
         if (need > 0) {
                 if (!w) {
                         struct fuse_bufvec mem = FUSE_BUFVEC_INIT(size);
@@ -854,11 +856,11 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
                 return;
         }
         len = MIN((uint64_t)size, i->size - (uint64_t)off);
-        need = pieces_need_locked(fs, i, (uint64_t)off, len, false, true);
+        need = pieces_need_locked(fs, i, (uint64_t)off, len, false, true, false);
         /* Sequential: fetch the next pieces ahead of the reader. */
         if (need >= 0 && (uint64_t)off == i->next_seq_off && (uint64_t)off + len < i->fetch_limit) {
                 uint64_t ra = MIN(READAHEAD_PIECES * P, i->fetch_limit - (uint64_t)off - len);
-                (void)pieces_need_locked(fs, i, (uint64_t)off + len, ra, false, true);
+                (void)pieces_need_locked(fs, i, (uint64_t)off + len, ra, false, true, false);
         }
         i->next_seq_off = (uint64_t)off + len;
         fs_cache_touch_locked(fs, i);
@@ -930,7 +932,10 @@ static void fetch_done(RestResult *r, void *userdata) {
                 return;
         }
         if (c->piece < i->n_pieces) {
-                bool current = c->gen == i->cache_gen;
+                /* Not of the version the file holds now; nor of this file at all once it was
+                 * deleted or replaced (here or on another VM) while the range was on its way:
+                 * the share answered by name, maybe with the bytes of what has the name now. */
+                bool current = c->gen == i->cache_gen && !i->unlinked;
                 /* Fewer bytes than the share held when the file was opened here (416: none),
                  * and no truncation here since: the file was cut short on the share (another
                  * VM) while open here. What lies past the share's end is not zeros to read, nor
@@ -948,9 +953,13 @@ static void fetch_done(RestResult *r, void *userdata) {
                  * writes waited for it). Holes again, or a piece past the new end would be taken
                  * as zeros with the old bytes in it. */
                 if (!current && !(i->pieces[c->piece] & (PIECE_PRESENT | PIECE_DIRTY))) {
-                        (void)fallocate(
-                                i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                (off_t)c->start, (off_t)c->len);
+                        /* A read of the old version still copying out: after it, as a reset. */
+                        if (i->reads_in_flight > 0)
+                                i->punch_pending = true;
+                        else
+                                (void)fallocate(
+                                        i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                        (off_t)c->start, (off_t)c->len);
                         i->trim_pending = true;
                         trim_after_writes_locked(i);
                 }
@@ -985,8 +994,9 @@ static void fetch_done(RestResult *r, void *userdata) {
                 if (err < 0 && overlaps(w, c->start, P))
                         need = err;
                 else
+                        /* A write found ready takes its pieces when it is retried. */
                         need = pieces_need_locked(
-                                fs, i, w->off, w->len, w->kind == FS_WAIT_WRITE, true);
+                                fs, i, w->off, w->len, w->kind == FS_WAIT_WRITE, true, false);
                 if (need > 0) {
                         p = &w->next;
                         continue;

@@ -98,6 +98,10 @@
  *   read_gone      a file deleted (or replaced by a rename here) while open, read and closed
  *                  at once, 3,500 times: the daemon stays up (it looked the file up after the
  *                  read's reply, when the kernel may have forgotten it, and aborted)
+ *   replaced_fetch_in_flight  a Get Range on its way when another file is renamed over the
+ *                  open one: the read does not return the new file's bytes
+ *   covered_cap_fail  a write covering a short last piece whole waits, then fails under
+ *                  max_dirty: a later write into that piece does not upload zeros over the share
  *   concurrent_writers  four writers into one file at once (interleaved stripes, unaligned
  *                  writes, direct and buffered descriptors, fsync() now and then, Put Ranges
  *                  slowed), in the default mode and in writeback=async: the share holds every
@@ -3067,6 +3071,119 @@ START_TEST(test_read_gone) {
 }
 END_TEST
 
+/* A read of a range not cached whose Get Range reached the share (slowed there) when another
+ * file was renamed over the open one on this mount: the share answers with the new file's
+ * bytes, which the read must not return (EIO, as for any range of a replaced file not cached). */
+typedef struct PreadJob {
+        int fd;
+        ssize_t n;
+        char buf[64];
+} PreadJob;
+
+static void *pread_job(void *userdata) {
+        PreadJob *a = userdata;
+
+        a->n = pread(a->fd, a->buf, sizeof(a->buf) - 1, 0);
+        return NULL;
+}
+
+START_TEST(test_replaced_fetch_in_flight) {
+        PreadJob a = {};
+        pthread_t t;
+        uint64_t before;
+
+        mnt = mount_with(NULL, NULL);
+        write_file(P(mnt, "r"), "r, the replaced file's bytes");
+        write_file(P(mnt, "s"), "s, which replaces it (and is longer)");
+        reclaim_all(mnt);
+        a.fd = open(P(mnt, "r"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(a.fd, 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=GetFile:latency=1500ms"), 0);
+        before = counter("GetFile");
+        ck_assert_int_eq(pthread_create(&t, NULL, pread_job, &a), 0);
+        wait_counter_above("GetFile", before); /* the Get Range reached the share, waits there */
+        ck_assert_int_eq(rename(P(mnt, "s"), P(mnt, "r")), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_msg(
+                a.n < 0 || strncmp(a.buf, "r, ", 3) == 0,
+                "the open (replaced) file reads another file's bytes: '%s'", a.buf);
+        ck_assert_int_eq(close(a.fd), 0);
+}
+END_TEST
+
+/* A write covering the end of a file's first piece (not cached: it waits for its fetch) and the
+ * whole of its short last piece, which needs no fetch; once the fetch is answered the write is
+ * retried but waits again, now under max_dirty (another file filled it), and fails (uploads
+ * refused). The last piece, never written, must not count as cached: a later one-byte write into
+ * it had uploaded zeros over the share's bytes. */
+typedef struct CoverWrite {
+        int fd;
+        off_t off;
+        size_t len;
+        ssize_t result;
+} CoverWrite;
+
+static void *cover_write(void *userdata) {
+        CoverWrite *a = userdata;
+        _cleanup_free_ char *b = malloc(a->len);
+
+        if (!b)
+                return NULL;
+        memset(b, 'b', a->len);
+        a->result = pwrite(a->fd, b, a->len, a->off);
+        return NULL;
+}
+
+static void *fill_dirty(void *userdata) {
+        int *result = userdata;
+
+        *result = fs_write_pattern(P(mnt, "filler.bin"), 3, 8 * 1024 * 1024, 1024 * 1024);
+        return NULL;
+}
+
+START_TEST(test_covered_cap_fail) {
+        const uint64_t piece = 4 * 1024 * 1024, tail = 10 * 1024;
+        _cleanup_free_ char *data = malloc(piece + tail);
+        CoverWrite wj = {.off = (off_t)(piece - 32 * 1024), .len = 32 * 1024 + tail};
+        pthread_t tw, tf;
+        uint64_t before;
+        int fd, filled = 0;
+
+        ck_assert_ptr_nonnull(data);
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600,max_dirty=4M,retry_budget=3");
+        memset(data, 'a', piece + tail);
+        fd = open(P(mnt, "ck.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, data, piece + tail, 0), (ssize_t)(piece + tail));
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        reclaim_all(mnt);
+
+        wj.fd = open(P(mnt, "ck.bin"), O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(wj.fd, 0);
+        ck_assert_int_eq(
+                fs_emu_set_faults(emu, "op=GetFile:latency=1000ms;op=PutRange:503,retry-after=0"),
+                0);
+        before = counter("GetFile");
+        ck_assert_int_eq(pthread_create(&tw, NULL, cover_write, &wj), 0);
+        wait_counter_above("GetFile", before); /* the write waits for piece 0 */
+        ck_assert_int_eq(pthread_create(&tf, NULL, fill_dirty, &filled), 0);
+        ck_assert_int_eq(pthread_join(tw, NULL), 0);
+        ck_assert_int_eq(pthread_join(tf, NULL), 0);
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        /* one byte into the last piece, through the same descriptor */
+        ck_assert_int_eq(pwrite(wj.fd, "c", 1, (off_t)piece + 5), 1);
+        ck_assert_int_eq(close(wj.fd), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        data[piece + 5] = 'c';
+        if (wj.result > 0) /* it may also have got through */
+                memset(data + wj.off, 'b', wj.len);
+        check_share_bytes("ck.bin", data, piece + tail);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -3121,6 +3238,8 @@ int main(void) {
                 {"busy_sequential_writer", test_busy_sequential_writer},
                 {"flush_all_dropped", test_flush_all_dropped},
                 {"read_gone", test_read_gone},
+                {"replaced_fetch_in_flight", test_replaced_fetch_in_flight},
+                {"covered_cap_fail", test_covered_cap_fail},
         };
 
         if (pre != 0)
