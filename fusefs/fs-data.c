@@ -633,7 +633,13 @@ static ssize_t write_commit(
                 fs_unlock(fs);
                 return err ? err : -EIO;
         }
-        if (i && i->cache_fd >= 0 && fs_pieces_grow_locked(i, off + done) >= 0) {
+        /* Not acknowledged when its pieces cannot be marked dirty: its bytes would never go. */
+        if (i && i->cache_fd >= 0 && fs_pieces_grow_locked(i, off + done) < 0) {
+                trim_after_writes_locked(i);
+                fs_unlock(fs);
+                return -ENOMEM;
+        }
+        if (i && i->cache_fd >= 0) {
                 for (size_t k = (size_t)(off / P); k <= (size_t)((off + done - 1) / P); k++) {
                         if (!(i->pieces[k] & (PIECE_DIRTY | PIECE_UPLOADING)))
                                 new_piece = true;
