@@ -416,7 +416,6 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         return 0;
 }
 
-/* close() and fsync() calls waiting for their file's upload. */
 /* Requests of one kind waiting on their file: close() and fsync() calls for the upload
  * (FS_WAIT_FLUSH), reads for a Get Range (FS_WAIT_READ). */
 static uint64_t waiting_locked(Fs *fs, FsWaitKind kind) {
