@@ -189,7 +189,8 @@ static int parse_query(const char *q, PairList *l) {
                 }
                 q = end ? end + 1 : NULL;
         }
-        qsort(l->items, l->n, sizeof(Pair), pair_cmp);
+        if (l->n > 1) /* qsort() of a NULL array is undefined, even of none */
+                qsort(l->items, l->n, sizeof(Pair), pair_cmp);
         return 0;
 }
 
