@@ -254,7 +254,8 @@ void fs_cache_touch_locked(Fs *fs, Inode *i) {
 /* Punches holes where no piece is usable or being filled (the old version's bytes after a
  * reset). Lock held, no read replying from the cache file. */
 static void punch_missing_locked(Inode *i) {
-        const uint8_t busy = PIECE_PRESENT | PIECE_DIRTY | PIECE_FETCHING | PIECE_UPLOADING;
+        const uint8_t busy =
+                PIECE_PRESENT | PIECE_DIRTY | PIECE_FETCHING | PIECE_UPLOADING | PIECE_FILLING;
 
         i->punch_pending = false;
         for (size_t k = 0; k < i->n_pieces;) {
@@ -320,7 +321,7 @@ static bool inode_busy_locked(const Inode *i) {
         if (i->open_count > 0 || fs_inode_is_dirty(i) || i->uploading || i->waiters)
                 return true;
         for (size_t k = 0; k < i->n_pieces; k++)
-                if (i->pieces[k] & PIECE_FETCHING)
+                if (i->pieces[k] & (PIECE_FETCHING | PIECE_FILLING))
                         return true;
         return false;
 }
@@ -441,8 +442,9 @@ static void fetch_done(RestResult *r, void *userdata);
 
 /* Pieces of [off, off+len) that are not yet usable; submits Get Range for missing ones. For a
  * write, a piece the write covers entirely needs no fetch; take: the write goes ahead now (none
- * needed), and those pieces become present. Not before: a write that waits again (under
- * max_dirty) or fails would leave them present with holes, read as zeros and uploaded. */
+ * needed), and those pieces are being filled by it (PIECE_FILLING): reads and other writes of
+ * them wait until write_commit() has copied the bytes in (or failed to). Not before: a write
+ * that waits again (under max_dirty) would hold them, and they would be read as zeros. */
 static int pieces_need_locked(
         Fs *fs, Inode *i, uint64_t off, uint64_t len, bool write, bool fetch, bool take) {
         size_t covered_first = SIZE_MAX, covered_end = 0;
@@ -459,7 +461,7 @@ static int pieces_need_locked(
 
                 if (f & PIECE_PRESENT)
                         continue;
-                if (f & PIECE_FETCHING) {
+                if (f & (PIECE_FETCHING | PIECE_FILLING)) {
                         need++;
                         continue;
                 }
@@ -468,7 +470,7 @@ static int pieces_need_locked(
                         continue;
                 }
                 if (write && off <= start && off + len >= end) {
-                        /* The write fills it: present once the write goes ahead (below). */
+                        /* The write fills it: taken once the write goes ahead (below). */
                         covered_first = MIN(covered_first, k);
                         covered_end = k + 1;
                         continue;
@@ -505,11 +507,9 @@ static int pieces_need_locked(
                 fs_piece_set_locked(fs, i, k, PIECE_FETCHING, 0);
                 i->refs++;
         }
-        /* Not before: a write that waits, then fails, would leave them present with holes where
-         * the share's bytes belong (write_commit() undoes what a write did not fill). */
         for (size_t k = covered_first; take && need == 0 && k < covered_end; k++)
                 if (!(i->pieces[k] & (PIECE_PRESENT | PIECE_FETCHING)))
-                        fs_piece_set_locked(fs, i, k, PIECE_PRESENT, 0);
+                        fs_piece_set_locked(fs, i, k, PIECE_FILLING, 0);
         return need;
 }
 
@@ -544,6 +544,79 @@ void fs_waiter_free(FsWaiter *w) {
         free(w);
 }
 
+static bool overlaps(const FsWaiter *w, uint64_t start, uint64_t len) {
+        return w->off < start + len && start < w->off + MAX(w->len, 1);
+}
+
+/* Reads and writes of i taken off its queue: ready to go, or failed (off holds the errno). */
+typedef struct FsWaitersWoken {
+        FsWaiter *ready, *failed;
+} FsWaitersWoken;
+
+/* Takes off i's queue the reads and writes that need no piece now; those that waited for the
+ * piece at start fail with err, when it is an error. Lock held. */
+static void
+waiters_recheck_locked(Fs *fs, Inode *i, uint64_t start, int err, FsWaitersWoken *woken) {
+        for (FsWaiter **p = &i->waiters; *p;) {
+                FsWaiter *w = *p;
+                int need = 0;
+                if (w->kind == FS_WAIT_FLUSH) {
+                        p = &w->next;
+                        continue;
+                }
+                if (err < 0 && overlaps(w, start, P))
+                        need = err;
+                else
+                        /* A write found ready takes its pieces when it is retried. */
+                        need = pieces_need_locked(
+                                fs, i, w->off, w->len, w->kind == FS_WAIT_WRITE, true, false);
+                if (need > 0) {
+                        p = &w->next;
+                        continue;
+                }
+                *p = w->next;
+                if (need < 0) {
+                        w->off = (uint64_t)-need; /* the errno, for the reply */
+                        w->next = woken->failed;
+                        woken->failed = w;
+                } else {
+                        w->next = woken->ready;
+                        woken->ready = w;
+                }
+        }
+}
+
+/* Replies to the failed ones and runs the ready ones of woken. No lock held. */
+static void run_woken_waiters(Fs *fs, FsWaitersWoken *woken) {
+        FsWaiter *ready = TAKE_PTR(woken->ready);
+
+        while (woken->failed) {
+                FsWaiter *w = woken->failed;
+                woken->failed = w->next;
+                fuse_reply_err(w->req, (int)w->off);
+                fs_waiter_free(w);
+        }
+        while (ready) {
+                FsWaiter *w = ready;
+                ready = w->next;
+                w->next = NULL;
+                if (w->kind == FS_WAIT_READ) {
+                        int fd;
+                        Inode *i;
+                        fs_lock(fs);
+                        i = inode_table_get(fs->inodes, w->ino);
+                        fd = i && i->cache_fd >= 0 ? read_begin_locked(i) : -EBADF;
+                        fs_unlock(fs);
+                        if (fd < 0)
+                                fuse_reply_err(w->req, EBADF);
+                        else
+                                reply_read(fs, w->req, i, fd, w->off, w->len);
+                        fs_waiter_free(w);
+                } else
+                        fs_write_retry(fs, w);
+        }
+}
+
 /* Copies src (a pipe that libfuse spliced the request into, or memory) to the cache file at off:
  * from a pipe by splice, so the bytes are copied once, from the writer's pages (direct I/O) or
  * the kernel's request into the cache file's page cache; from memory by pwrite. */
@@ -566,26 +639,30 @@ static void trim_after_writes_locked(Inode *i) {
                 log_debug_errno(-errno, "Cannot resize cache file of %s, ignoring: %m", i->path);
 }
 
-/* A write of len bytes at off that copied only done into the cache file (the cache disk full, a
- * failed copy): a piece it covered whole up to the share's end was taken as present without a
- * fetch (pieces_need_locked()), and what the write did not fill holds holes where the share's
- * bytes belong. Such a piece (unless dirty: its data is this mount's) is missing again, fetched
- * when next needed, and the write counts only up to it; the cache file is cut back to the file's
- * size after the writes in flight. Returns the bytes the write may report. Lock held. */
-static size_t
-write_undo_unfilled_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, size_t done) {
+/* A write of len bytes at off that copied done of them into the cache file (fewer: the cache disk
+ * full, a failed copy). The pieces it was filling (taken without a fetch: it covered them whole,
+ * pieces_need_locked()) are present if it filled them; else they hold holes where the share's
+ * bytes belong, are missing again, fetched when next needed, and the write counts only up to the
+ * first of them. No other write can have written into them: it waited. A short write's extension
+ * of the cache file is cut back after the writes in flight. Returns the bytes the write may
+ * report; *filled: pieces were released (reads and writes may wait for them). Lock held. */
+static size_t write_settle_filling_locked(
+        Fs *fs, Inode *i, uint64_t off, uint64_t len, size_t done, bool *filled) {
         size_t keep = done;
 
-        for (size_t k = (size_t)((off + P - 1) / P); k < i->n_pieces; k++) {
+        for (size_t k = (size_t)(off / P); k < i->n_pieces && (uint64_t)k * P < off + len; k++) {
                 uint64_t start = (uint64_t)k * P, end = MIN(start + P, i->fetch_limit);
-                if (start >= i->fetch_limit || start >= off + len || off + len < end)
-                        break; /* past the share's end (zeros are right), or not covered whole */
-                if (off + done >= end || (i->pieces[k] & PIECE_DIRTY))
+                if (!(i->pieces[k] & PIECE_FILLING))
                         continue;
-                fs_piece_set_locked(fs, i, k, 0, PIECE_PRESENT);
-                keep = MIN(keep, (size_t)(start - off));
+                *filled = true;
+                if (off + done >= end)
+                        fs_piece_set_locked(fs, i, k, PIECE_PRESENT, PIECE_FILLING);
+                else {
+                        fs_piece_set_locked(fs, i, k, 0, PIECE_FILLING);
+                        keep = MIN(keep, (size_t)(start - off));
+                }
         }
-        if (off + len > i->size)
+        if (done < len && off + len > i->size)
                 i->trim_pending = true;
         return keep;
 }
@@ -593,7 +670,9 @@ write_undo_unfilled_locked(Fs *fs, Inode *i, uint64_t off, uint64_t len, size_t 
 /* Writes src into i's cache file fd and marks it dirty. No lock held; write_try() found the
  * pieces ready and counted the write in Inode.writes_in_flight under the lock, so that nothing
  * drops or cuts the cache file under it (a fetch's trim, an open's reset, the tick taking the
- * data for synced). *cached: the kernel may hold pages of the file (Inode.kernel_cached). */
+ * data for synced). *cached: the kernel may hold pages of the file (Inode.kernel_cached);
+ * woken: reads and writes that waited for the pieces this write was filling, for the caller to
+ * run once the write is answered. */
 static ssize_t write_commit(
         Fs *fs,
         uint64_t ino,
@@ -601,8 +680,9 @@ static ssize_t write_commit(
         bool was_durable,
         struct fuse_bufvec *src,
         uint64_t off,
-        bool *cached) {
-        bool new_piece = false;
+        bool *cached,
+        FsWaitersWoken *woken) {
+        bool new_piece = false, filled = false;
         size_t done = 0;
         int err = 0;
         ssize_t copied = 0;
@@ -624,8 +704,10 @@ static ssize_t write_commit(
         if (i)
                 i->writes_in_flight--;
         *cached = i && i->kernel_cached;
-        if (i && i->cache_fd >= 0 && done < fuse_buf_size(src))
-                done = write_undo_unfilled_locked(fs, i, off, fuse_buf_size(src), done);
+        if (i && i->cache_fd >= 0)
+                done = write_settle_filling_locked(fs, i, off, fuse_buf_size(src), done, &filled);
+        if (filled)
+                waiters_recheck_locked(fs, i, 0, 0, woken);
         if (done == 0) {
                 if (i)
                         trim_after_writes_locked(i);
@@ -733,6 +815,7 @@ static void write_try(
         FsWaiter *w) {
         size_t size = fuse_buf_size(src);
         bool cached = false, was_durable = false;
+        FsWaitersWoken woken = {};
         int need, fd = -EBADF;
         Inode *i;
         ssize_t n;
@@ -793,7 +876,7 @@ static void write_try(
                 fuse_reply_err(req, -need);
                 return;
         }
-        n = write_commit(fs, ino, fd, was_durable, src, off, &cached);
+        n = write_commit(fs, ino, fd, was_durable, src, off, &cached, &woken);
         /* A direct write went around the page cache, and pages of the file that another
          * descriptor read may be in it: they are dropped before the write is answered, so that
          * no read after it sees the old bytes. Kernels before 6.6 do not drop the range of a
@@ -806,15 +889,16 @@ static void write_try(
                 w->off = off;
                 w->len = (uint64_t)n;
                 fs_inval_reply_write(fs, w);
-                return;
+        } else {
+                fs_waiter_free(w);
+                if (n > 0 && direct && cached)
+                        (void)fuse_lowlevel_notify_inval_inode(fs->se, ino, (off_t)off, (off_t)n);
+                if (n < 0)
+                        fuse_reply_err(req, (int)-n);
+                else
+                        fuse_reply_write(req, (size_t)n);
         }
-        fs_waiter_free(w);
-        if (n > 0 && direct && cached)
-                (void)fuse_lowlevel_notify_inval_inode(fs->se, ino, (off_t)off, (off_t)n);
-        if (n < 0)
-                fuse_reply_err(req, (int)-n);
-        else
-                fuse_reply_write(req, (size_t)n);
+        run_woken_waiters(fs, &woken);
 }
 
 void fs_write_retry(Fs *fs, FsWaiter *w) {
@@ -894,36 +978,10 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
                 reply_read(fs, req, i, fd, (uint64_t)off, len);
 }
 
-static bool overlaps(const FsWaiter *w, uint64_t start, uint64_t len) {
-        return w->off < start + len && start < w->off + MAX(w->len, 1);
-}
-
-static void run_ready_waiters(Fs *fs, FsWaiter *ready) {
-        while (ready) {
-                FsWaiter *w = ready;
-                ready = w->next;
-                w->next = NULL;
-                if (w->kind == FS_WAIT_READ) {
-                        int fd;
-                        Inode *i;
-                        fs_lock(fs);
-                        i = inode_table_get(fs->inodes, w->ino);
-                        fd = i && i->cache_fd >= 0 ? read_begin_locked(i) : -EBADF;
-                        fs_unlock(fs);
-                        if (fd < 0)
-                                fuse_reply_err(w->req, EBADF);
-                        else
-                                reply_read(fs, w->req, i, fd, w->off, w->len);
-                        fs_waiter_free(w);
-                } else
-                        fs_write_retry(fs, w);
-        }
-}
-
 static void fetch_done(RestResult *r, void *userdata) {
         FetchCall *c = userdata;
         Fs *fs = c->fs;
-        FsWaiter *ready = NULL, *failed = NULL, **p;
+        FsWaitersWoken woken = {};
         bool shorter = false;
         Inode *i;
         int err = r->error;
@@ -989,44 +1047,12 @@ static void fetch_done(RestResult *r, void *userdata) {
                 log_warning_errno(
                         err, "Get Range of /%s at %" PRIu64 " failed (request id %s): %m", i->path,
                         c->start, r->request_id ? r->request_id : "-");
-        for (p = &i->waiters; *p;) {
-                FsWaiter *w = *p;
-                int need = 0;
-                if (w->kind == FS_WAIT_FLUSH) {
-                        p = &w->next;
-                        continue;
-                }
-                if (err < 0 && overlaps(w, c->start, P))
-                        need = err;
-                else
-                        /* A write found ready takes its pieces when it is retried. */
-                        need = pieces_need_locked(
-                                fs, i, w->off, w->len, w->kind == FS_WAIT_WRITE, true, false);
-                if (need > 0) {
-                        p = &w->next;
-                        continue;
-                }
-                *p = w->next;
-                if (need < 0) {
-                        w->off = (uint64_t)-need; /* the errno, for the reply below */
-                        w->next = failed;
-                        failed = w;
-                } else {
-                        w->next = ready;
-                        ready = w;
-                }
-        }
+        waiters_recheck_locked(fs, i, c->start, err, &woken);
         fs_cache_evict_locked(fs);
         fs_inode_unref_locked(fs, i);
         fs_unlock(fs);
         free(c);
-        while (failed) {
-                FsWaiter *w = failed;
-                failed = w->next;
-                fuse_reply_err(w->req, (int)w->off);
-                fs_waiter_free(w);
-        }
-        run_ready_waiters(fs, ready);
+        run_woken_waiters(fs, &woken);
 }
 
 /* ---- the root's xattrs: stats, flush, reclaim ---- */

@@ -24,6 +24,7 @@ enum {
         PIECE_FETCHING = 1u << 1,  /* a Get Range for it is in flight */
         PIECE_DIRTY = 1u << 2,     /* written locally, not yet uploaded */
         PIECE_UPLOADING = 1u << 3, /* a Put Range of it is in flight */
+        PIECE_FILLING = 1u << 4,   /* a write that covers it whole is copying its bytes in */
 };
 
 /* Lock order: Fs.lock is the only lock; every field below is protected by it. */

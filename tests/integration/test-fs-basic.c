@@ -3184,6 +3184,97 @@ START_TEST(test_covered_cap_fail) {
 }
 END_TEST
 
+/* A write-only descriptor (direct I/O) overwrites the whole of a file that is not cached: the
+ * write needs no Get Range, its piece is filled by the write itself. An O_DIRECT reader of the
+ * same bytes at the same moment must see the old version or the new one (or a mix, as for any
+ * read racing a write), never zeros: the holes of the cache file before the write's bytes land
+ * there. The reader starts after a random spin, so that some reads meet the write's copy. */
+typedef struct CoverRace {
+        const char *path;
+        size_t size;
+        pthread_barrier_t start, done;
+        unsigned spin;
+        int fd;
+        bool stop;
+        uint8_t *buf;
+        ssize_t n;
+} CoverRace;
+
+static void *cover_reader(void *userdata) {
+        CoverRace *c = userdata;
+
+        for (;;) {
+                (void)pthread_barrier_wait(&c->start);
+                if (c->stop)
+                        return NULL;
+                for (volatile unsigned k = 0; k < c->spin; k++)
+                        ;
+                c->n = pread(c->fd, c->buf, c->size, 0);
+                (void)pthread_barrier_wait(&c->done);
+        }
+}
+
+START_TEST(test_cover_race) {
+        const size_t size = 64 * 1024;
+        const unsigned iters = (unsigned)fs_env_ulong("COVER_ITERS", 2000);
+        CoverRace c = {.size = size};
+        _cleanup_free_ char *data = malloc(size);
+        unsigned n_old = 0, n_new = 0, n_mixed = 0;
+        char bad[200] = "";
+        pthread_t t;
+
+        ck_assert_ptr_nonnull(data);
+        c.buf = aligned_alloc(4096, size);
+        ck_assert_ptr_nonnull(c.buf);
+        ck_assert_int_eq(pthread_barrier_init(&c.start, NULL, 2), 0);
+        ck_assert_int_eq(pthread_barrier_init(&c.done, NULL, 2), 0);
+        mnt = mount_with(NULL, NULL);
+        c.path = P(mnt, "cover.bin");
+        write_version(c.path, 0, size);
+        ck_assert_int_eq(pthread_create(&t, NULL, cover_reader, &c), 0);
+        srand(1);
+        for (unsigned v = 1; v <= iters && !bad[0]; v++) {
+                uint8_t old = (uint8_t)('A' + (v - 1) % 26), new = (uint8_t)('A' + v % 26);
+                int w;
+
+                reclaim_all(mnt); /* the next open starts with nothing cached */
+                c.fd = open(c.path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+                ck_assert_msg(c.fd >= 0, "open: %m");
+                w = open(c.path, O_WRONLY | O_CLOEXEC);
+                ck_assert_msg(w >= 0, "open: %m");
+                c.spin = (unsigned)rand() % 20000;
+                memset(data, new, size);
+                (void)pthread_barrier_wait(&c.start);
+                ck_assert_int_eq(pwrite(w, data, size, 0), (ssize_t)size);
+                (void)pthread_barrier_wait(&c.done);
+                ck_assert_int_eq(c.n, (ssize_t)size);
+                for (size_t k = 0; k < size && !bad[0]; k++)
+                        if (c.buf[k] != old && c.buf[k] != new)
+                                (void)snprintf(
+                                        bad, sizeof(bad),
+                                        "iteration %u (spin %u): byte %zu is %d, of no version", v,
+                                        c.spin, k, c.buf[k]);
+                if (c.buf[0] == old && c.buf[size - 1] == old)
+                        n_old++;
+                else if (c.buf[0] == new &&c.buf[size - 1] == new)
+                        n_new++;
+                else
+                        n_mixed++;
+                ck_assert_int_eq(close(w), 0);
+                ck_assert_int_eq(close(c.fd), 0);
+        }
+        c.stop = true;
+        (void)pthread_barrier_wait(&c.start);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        fprintf(stderr, "cover_race: reads of the old version %u, of the new %u, mixed %u\n", n_old,
+                n_new, n_mixed);
+        free(c.buf);
+        (void)pthread_barrier_destroy(&c.start);
+        (void)pthread_barrier_destroy(&c.done);
+        ck_assert_msg(!bad[0], "%s", bad);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -3240,6 +3331,7 @@ int main(void) {
                 {"read_gone", test_read_gone},
                 {"replaced_fetch_in_flight", test_replaced_fetch_in_flight},
                 {"covered_cap_fail", test_covered_cap_fail},
+                {"cover_race", test_cover_race},
         };
 
         if (pre != 0)
