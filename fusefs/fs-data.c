@@ -672,7 +672,7 @@ static size_t write_settle_filling_locked(
  * drops or cuts the cache file under it (a fetch's trim, an open's reset, the tick taking the
  * data for synced). *cached: the kernel may hold pages of the file (Inode.kernel_cached);
  * woken: reads and writes that waited for the pieces this write was filling, for the caller to
- * run once the write is answered. */
+ * run. */
 static ssize_t write_commit(
         Fs *fs,
         uint64_t ino,
@@ -877,6 +877,9 @@ static void write_try(
                 return;
         }
         n = write_commit(fs, ino, fd, was_durable, src, off, &cached, &woken);
+        /* Reads that waited for the pieces this write filled hold their pages of the file locked
+         * in the kernel: answered before the range is dropped below, which waits for them. */
+        run_woken_waiters(fs, &woken);
         /* A direct write went around the page cache, and pages of the file that another
          * descriptor read may be in it: they are dropped before the write is answered, so that
          * no read after it sees the old bytes. Kernels before 6.6 do not drop the range of a
@@ -898,7 +901,6 @@ static void write_try(
                 else
                         fuse_reply_write(req, (size_t)n);
         }
-        run_woken_waiters(fs, &woken);
 }
 
 void fs_write_retry(Fs *fs, FsWaiter *w) {

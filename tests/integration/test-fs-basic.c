@@ -3185,93 +3185,107 @@ START_TEST(test_covered_cap_fail) {
 END_TEST
 
 /* A write-only descriptor (direct I/O) overwrites the whole of a file that is not cached: the
- * write needs no Get Range, its piece is filled by the write itself. An O_DIRECT reader of the
- * same bytes at the same moment must see the old version or the new one (or a mix, as for any
- * read racing a write), never zeros: the holes of the cache file before the write's bytes land
- * there. The reader starts after a random spin, so that some reads meet the write's copy. */
-typedef struct CoverRace {
-        const char *path;
-        size_t size;
-        pthread_barrier_t start, done;
-        unsigned spin;
+ * write needs no Get Range, its piece is filled by the write itself. A reader of the same bytes
+ * at the same moment must see the old version or the new one (or a mix, as for any read racing
+ * a write), never zeros: the holes of the cache file before the write's bytes land there. The
+ * reader starts after a random spin, so that some reads meet the write's copy and wait for it.
+ * buffered: the reader goes through the page cache, so the write drops its range from it
+ * (notify_inval_inode), which waits for the pages the waiting read holds locked: the read must
+ * be answered first, or both hang (bounded here: 10 s, then the connection is aborted). */
+typedef struct CoverJob {
         int fd;
-        bool stop;
         uint8_t *buf;
+        size_t size;
+        bool write;
+        unsigned spin;
         ssize_t n;
-} CoverRace;
+        atomic_bool done;
+} CoverJob;
 
-static void *cover_reader(void *userdata) {
-        CoverRace *c = userdata;
+static void *cover_job(void *userdata) {
+        CoverJob *j = userdata;
 
-        for (;;) {
-                (void)pthread_barrier_wait(&c->start);
-                if (c->stop)
-                        return NULL;
-                for (volatile unsigned k = 0; k < c->spin; k++)
-                        ;
-                c->n = pread(c->fd, c->buf, c->size, 0);
-                (void)pthread_barrier_wait(&c->done);
-        }
+        for (volatile unsigned k = 0; k < j->spin; k++)
+                ;
+        j->n = j->write ? pwrite(j->fd, j->buf, j->size, 0) : pread(j->fd, j->buf, j->size, 0);
+        atomic_store(&j->done, true);
+        return NULL;
 }
 
-START_TEST(test_cover_race) {
+static void cover_race(bool buffered) {
         const size_t size = 64 * 1024;
         const unsigned iters = (unsigned)fs_env_ulong("COVER_ITERS", 2000);
-        CoverRace c = {.size = size};
-        _cleanup_free_ char *data = malloc(size);
+        uint8_t *data = aligned_alloc(4096, size), *buf = aligned_alloc(4096, size);
         unsigned n_old = 0, n_new = 0, n_mixed = 0;
         char bad[200] = "";
-        pthread_t t;
+        const char *path;
 
         ck_assert_ptr_nonnull(data);
-        c.buf = aligned_alloc(4096, size);
-        ck_assert_ptr_nonnull(c.buf);
-        ck_assert_int_eq(pthread_barrier_init(&c.start, NULL, 2), 0);
-        ck_assert_int_eq(pthread_barrier_init(&c.done, NULL, 2), 0);
+        ck_assert_ptr_nonnull(buf);
         mnt = mount_with(NULL, NULL);
-        c.path = P(mnt, "cover.bin");
-        write_version(c.path, 0, size);
-        ck_assert_int_eq(pthread_create(&t, NULL, cover_reader, &c), 0);
+        path = P(mnt, "cover.bin");
+        write_version(path, 0, size);
         srand(1);
         for (unsigned v = 1; v <= iters && !bad[0]; v++) {
                 uint8_t old = (uint8_t)('A' + (v - 1) % 26), new = (uint8_t)('A' + v % 26);
-                int w;
+                CoverJob r = {.size = size, .buf = buf, .n = -1};
+                CoverJob w = {.size = size, .buf = data, .write = true, .n = -1};
+                pthread_t tr, tw;
+                unsigned k;
 
                 reclaim_all(mnt); /* the next open starts with nothing cached */
-                c.fd = open(c.path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-                ck_assert_msg(c.fd >= 0, "open: %m");
-                w = open(c.path, O_WRONLY | O_CLOEXEC);
-                ck_assert_msg(w >= 0, "open: %m");
-                c.spin = (unsigned)rand() % 20000;
+                r.fd = open(path, O_RDONLY | O_CLOEXEC | (buffered ? 0 : O_DIRECT));
+                ck_assert_msg(r.fd >= 0, "open: %m");
+                w.fd = open(path, O_WRONLY | O_CLOEXEC);
+                ck_assert_msg(w.fd >= 0, "open: %m");
+                r.spin = (unsigned)rand() % 20000;
                 memset(data, new, size);
-                (void)pthread_barrier_wait(&c.start);
-                ck_assert_int_eq(pwrite(w, data, size, 0), (ssize_t)size);
-                (void)pthread_barrier_wait(&c.done);
-                ck_assert_int_eq(c.n, (ssize_t)size);
-                for (size_t k = 0; k < size && !bad[0]; k++)
-                        if (c.buf[k] != old && c.buf[k] != new)
+                ck_assert_int_eq(pthread_create(&tw, NULL, cover_job, &w), 0);
+                ck_assert_int_eq(pthread_create(&tr, NULL, cover_job, &r), 0);
+                for (k = 0; k < 10000 && !(atomic_load(&w.done) && atomic_load(&r.done)); k++)
+                        (void)usleep(1000); /* polling interval; the condition is both calls done */
+                if (k == 10000) {
+                        (void)snprintf(
+                                bad, sizeof(bad),
+                                "iteration %u: hung for 10 s (write done: %d, read done: %d)", v,
+                                atomic_load(&w.done), atomic_load(&r.done));
+                        abort_connection(mnt);
+                }
+                ck_assert_int_eq(pthread_join(tw, NULL), 0);
+                ck_assert_int_eq(pthread_join(tr, NULL), 0);
+                (void)close(w.fd);
+                (void)close(r.fd);
+                if (bad[0])
+                        break;
+                ck_assert_int_eq(w.n, (ssize_t)size);
+                ck_assert_int_eq(r.n, (ssize_t)size);
+                for (size_t b = 0; b < size && !bad[0]; b++)
+                        if (buf[b] != old && buf[b] != new)
                                 (void)snprintf(
                                         bad, sizeof(bad),
                                         "iteration %u (spin %u): byte %zu is %d, of no version", v,
-                                        c.spin, k, c.buf[k]);
-                if (c.buf[0] == old && c.buf[size - 1] == old)
+                                        r.spin, b, buf[b]);
+                if (buf[0] == old && buf[size - 1] == old)
                         n_old++;
-                else if (c.buf[0] == new &&c.buf[size - 1] == new)
+                else if (buf[0] == new &&buf[size - 1] == new)
                         n_new++;
                 else
                         n_mixed++;
-                ck_assert_int_eq(close(w), 0);
-                ck_assert_int_eq(close(c.fd), 0);
         }
-        c.stop = true;
-        (void)pthread_barrier_wait(&c.start);
-        ck_assert_int_eq(pthread_join(t, NULL), 0);
-        fprintf(stderr, "cover_race: reads of the old version %u, of the new %u, mixed %u\n", n_old,
-                n_new, n_mixed);
-        free(c.buf);
-        (void)pthread_barrier_destroy(&c.start);
-        (void)pthread_barrier_destroy(&c.done);
+        fprintf(stderr, "cover_race%s: reads of the old version %u, of the new %u, mixed %u\n",
+                buffered ? "_buffered" : "", n_old, n_new, n_mixed);
+        free(data);
+        free(buf);
         ck_assert_msg(!bad[0], "%s", bad);
+}
+
+START_TEST(test_cover_race) {
+        cover_race(false);
+}
+END_TEST
+
+START_TEST(test_cover_race_buffered) {
+        cover_race(true);
 }
 END_TEST
 
@@ -3332,6 +3346,7 @@ int main(void) {
                 {"replaced_fetch_in_flight", test_replaced_fetch_in_flight},
                 {"covered_cap_fail", test_covered_cap_fail},
                 {"cover_race", test_cover_race},
+                {"cover_race_buffered", test_cover_race_buffered},
         };
 
         if (pre != 0)
