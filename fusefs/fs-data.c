@@ -153,10 +153,22 @@ static unsigned cache_files_max(void) {
         return (unsigned)MAX(MIN(n, CACHE_FILES_CAP), 16u);
 }
 
+/* FNV-1a of s with ASCII letters in lower case: names the cache directory of a share. Frozen (a
+ * new release must find the dirty data an old one left), so not fs_path_hash(). */
+static uint64_t cache_dir_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                h ^= *p >= 'A' && *p <= 'Z' ? (uint8_t)(*p - 'A' + 'a') : *p;
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}
+
 int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
         _cleanup_close_ int top = -EBADF, dfd = -EBADF, lfd = -EBADF;
-        uint64_t h = fs_path_hash(fs->o->endpoint) ^ (fs_path_hash(fs->o->share) * 31) ^
-                     (fs_path_hash(fs->o->subdir) * 131);
+        uint64_t h = cache_dir_hash(fs->o->endpoint) ^ (cache_dir_hash(fs->o->share) * 31) ^
+                     (cache_dir_hash(fs->o->subdir) * 131);
         char name[256];
         int r;
 

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "macro.h"
+#include "rest-names.h"
 
 struct InodeTable {
         Inode **by_ino;
@@ -17,17 +17,8 @@ struct InodeTable {
         uint64_t next_ino;
 };
 
-static char ascii_lower(char c) {
-        return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
 uint64_t fs_path_hash(const char *path) {
-        uint64_t h = UINT64_C(14695981039346656037);
-        for (const char *p = path; *p; p++) {
-                h ^= (uint8_t)ascii_lower(*p);
-                h *= UINT64_C(1099511628211);
-        }
-        return h;
+        return rest_name_hash(path);
 }
 
 int fs_path_join(const char *dir, const char *name, char **ret) {
@@ -39,13 +30,17 @@ int fs_path_join(const char *dir, const char *name, char **ret) {
         return 0;
 }
 
+const char *fs_path_after_prefix(const char *path, const char *prefix, bool or_equal) {
+        const char *rest;
+
+        if (prefix[0] == '\0')
+                return or_equal || path[0] != '\0' ? path : NULL;
+        rest = rest_path_after_prefix(path, prefix);
+        return rest && (rest[0] == '/' || (or_equal && rest[0] == '\0')) ? rest : NULL;
+}
+
 bool fs_path_has_prefix(const char *path, const char *prefix, bool or_equal) {
-        size_t l = strlen(prefix);
-        if (l == 0)
-                return or_equal || path[0] != '\0';
-        if (strncasecmp(path, prefix, l) != 0)
-                return false;
-        return path[l] == '/' || (or_equal && path[l] == '\0');
+        return fs_path_after_prefix(path, prefix, or_equal) != NULL;
 }
 
 static uint64_t ino_hash(uint64_t ino) {
@@ -168,7 +163,7 @@ Inode *inode_table_get(InodeTable *t, uint64_t ino) {
 
 Inode *inode_table_find(InodeTable *t, const char *path) {
         for (Inode *i = t->by_path[fs_path_hash(path) & (t->n_buckets - 1)]; i; i = i->next_by_path)
-                if (strcasecmp(i->path, path) == 0)
+                if (rest_name_casecmp(i->path, path) == 0)
                         return i;
         return NULL;
 }
@@ -289,14 +284,14 @@ int inode_table_rename(InodeTable *t, Inode *i, const char *new_path, Inode **re
         link_path(t, i);
 
         if (i->is_dir) {
-                size_t ol = strlen(old_path);
                 for (size_t b = 0; b < t->n_buckets; b++)
                         for (Inode *c = t->by_ino[b]; c; c = c->next_by_ino) {
+                                const char *below;
                                 char *p;
                                 if (c == i || c->unlinked ||
-                                    !fs_path_has_prefix(c->path, old_path, false))
+                                    !(below = fs_path_after_prefix(c->path, old_path, false)))
                                         continue;
-                                if (asprintf(&p, "%s%s", new_path, c->path + ol) < 0)
+                                if (asprintf(&p, "%s%s", new_path, below) < 0)
                                         return -ENOMEM;
                                 unlink_path(t, c);
                                 free(c->path);

@@ -184,9 +184,14 @@ void inode_names_add(Inode *d, const char *name);
 void inode_names_remove(Inode *d, const char *name);
 void inode_names_clear(Inode *d);
 
-/* Pure helpers. */
+/* Pure helpers. Paths and names compare as on the share: case-insensitively, for every letter
+ * (rest_name_casecmp()). */
 uint64_t fs_path_hash(const char *path);
 /* "a/b" + "c" = "a/b/c"; "" + "c" = "c". */
 int fs_path_join(const char *dir, const char *name, char **ret);
-/* Whether path is below (or equal to, with or_equal) prefix, case-insensitively. */
+/* Whether path is below (or equal to, with or_equal) prefix. */
 bool fs_path_has_prefix(const char *path, const char *prefix, bool or_equal);
+/* Where in path what lies below prefix starts (at its '/'; or its end, with or_equal and path
+ * equal to prefix), or NULL when path is not below prefix. The two spellings of prefix may
+ * differ in length. */
+const char *fs_path_after_prefix(const char *path, const char *prefix, bool or_equal);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -181,13 +180,15 @@ static void owner_of_locked(Fs *fs, const char *path, uid_t *uid, gid_t *gid, mo
         *gid = fs->o->gid;
         *mask = FS_PERM_BITS;
         if (!isempty(fs->o->subdir)) {
-                if (!fs_path_has_prefix(path, fs->o->subdir, false))
+                rel = fs_path_after_prefix(path, fs->o->subdir, false);
+                if (!rel)
                         return;
-                rel = path + strlen(fs->o->subdir) + 1;
+                rel++; /* the '/' */
         }
-        if (isempty(fs->o->users_dir) || !fs_path_has_prefix(rel, fs->o->users_dir, false))
+        if (isempty(fs->o->users_dir) ||
+            !(rel = fs_path_after_prefix(rel, fs->o->users_dir, false)))
                 return;
-        rel += strlen(fs->o->users_dir) + 1;
+        rel++;
         ul = strcspn(rel, "/");
         const UserEntry *u = user_lookup_locked(rel, ul);
         if (!u)
@@ -439,8 +440,8 @@ static Inode *parent_of_locked(Fs *fs, const char *path, const char **ret_name) 
         return p && p->is_dir ? p : NULL;
 }
 
-/* The share folds the case of non-ASCII letters its own way, the hashes only ASCII: names with
- * other bytes are always asked for. */
+/* The share folds the case of non-ASCII letters by a table of its own, which rest_name_casecmp()
+ * may not match for a few letters: a name with such bytes that is not in a set is asked for. */
 static bool name_is_ascii(const char *name) {
         for (const char *p = name; *p; p++)
                 if ((unsigned char)*p >= 0x80)
@@ -1726,7 +1727,7 @@ static void fs_op_rename(
                 .source_path = from,
                 .is_directory = is_dir,
                 .replace_if_exists =
-                        !(flags & RENAME_NOREPLACE) && strcasecmp(from, to) != 0 && !is_dir};
+                        !(flags & RENAME_NOREPLACE) && rest_name_casecmp(from, to) != 0 && !is_dir};
         submit_holding(c, &op, rename_done);
 }
 
@@ -2598,6 +2599,10 @@ int fs_start(Fs *fs, char **reterr_msg) {
         r = fs_cache_open_dir(fs, reterr_msg);
         if (r < 0)
                 return r;
+        if (!rest_name_fold_unicode())
+                log_warning("The C.UTF-8 locale is missing: names that differ only in the case of "
+                            "non-ASCII letters are taken for different names here, which the "
+                            "share takes for one name");
         r = pthread_create(&fs->thread, NULL, loop_thread, fs);
         if (r != 0)
                 return -r;

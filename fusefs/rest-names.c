@@ -6,21 +6,26 @@
 #include "rest-names.h"
 
 #include <errno.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <wctype.h>
 
 #include "macro.h"
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0: overlong forms, surrogates and code
- * points past U+10FFFF are not valid (RFC 3629). */
-static size_t utf8_sequence(const unsigned char *p) {
+/* Length of the valid UTF-8 sequence at p (1-4), its code point in *ret_cp, or 0: overlong
+ * forms, surrogates and code points past U+10FFFF are not valid (RFC 3629). */
+static size_t utf8_decode(const unsigned char *p, uint32_t *ret_cp) {
         uint32_t cp;
         size_t n;
 
-        if (p[0] < 0x80)
+        if (p[0] < 0x80) {
+                *ret_cp = p[0];
                 return 1;
+        }
         if (p[0] >= 0xc2 && p[0] <= 0xdf)
                 n = 2, cp = p[0] & 0x1f;
         else if (p[0] >= 0xe0 && p[0] <= 0xef)
@@ -37,6 +42,7 @@ static size_t utf8_sequence(const unsigned char *p) {
         if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
             (cp >= 0xd800 && cp <= 0xdfff))
                 return 0;
+        *ret_cp = cp;
         return n;
 }
 
@@ -61,10 +67,85 @@ int rest_name_check(const char *name) {
         if (len == 0 || streq(name, ".") || streq(name, "..") || name[len - 1] == '.')
                 return -EINVAL;
         for (const unsigned char *p = (const unsigned char *)name; *p;) {
-                size_t n = utf8_sequence(p);
+                uint32_t cp;
+                size_t n = utf8_decode(p, &cp);
                 if (n == 0 || *p < 0x20 || strchr("\"\\/:|<>*?", *p))
                         return -EINVAL;
                 p += n;
         }
         return is_reserved_device_name(name) ? -EINVAL : 0;
+}
+
+/* ---- case folding ---- */
+
+static locale_t fold_locale = (locale_t)0;
+static pthread_once_t fold_once = PTHREAD_ONCE_INIT;
+
+static void fold_init(void) {
+        fold_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+bool rest_name_fold_unicode(void) {
+        (void)pthread_once(&fold_once, fold_init);
+        return fold_locale != (locale_t)0;
+}
+
+/* The folded code point at *p, which moves past it. A byte that is not valid UTF-8 is one unit
+ * of its own, never equal to a code point (above U+10FFFF). */
+static uint32_t fold_next(const unsigned char **p) {
+        uint32_t cp;
+        size_t n;
+
+        if (**p < 0x80) {
+                cp = *(*p)++;
+                return cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp;
+        }
+        n = utf8_decode(*p, &cp);
+        if (n == 0)
+                return 0x110000u + *(*p)++;
+        *p += n;
+        if (rest_name_fold_unicode()) {
+                wint_t u = towupper_l((wint_t)cp, fold_locale);
+                wint_t l = u == WEOF ? WEOF : towlower_l(u, fold_locale);
+                if (l != WEOF && l <= 0x10ffff && !(l >= 0xd800 && l <= 0xdfff))
+                        cp = (uint32_t)l;
+        }
+        return cp;
+}
+
+int rest_name_casecmp(const char *a, const char *b) {
+        const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+
+        for (;;) {
+                if (!*p || !*q)
+                        return (int)(*p != 0) - (int)(*q != 0);
+                uint32_t x = fold_next(&p), y = fold_next(&q);
+                if (x != y)
+                        return x < y ? -1 : 1;
+        }
+}
+
+const char *rest_path_after_prefix(const char *path, const char *prefix) {
+        const unsigned char *p = (const unsigned char *)path, *q = (const unsigned char *)prefix;
+
+        while (*q) {
+                if (!*p || fold_next(&p) != fold_next(&q))
+                        return NULL;
+        }
+        return (const char *)p;
+}
+
+uint64_t rest_name_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        /* FNV-1a over the folded code points: an ASCII one as its byte, any other as its bytes
+         * from the highest that is not zero. */
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                uint32_t cp = fold_next(&p);
+                for (int shift = cp < 0x80 ? 0 : cp < 0x10000 ? 8 : 16; shift >= 0; shift -= 8) {
+                        h ^= (uint8_t)(cp >> shift);
+                        h *= UINT64_C(1099511628211);
+                }
+        }
+        return h;
 }

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
 /* The names Azure Files takes for a file or directory, checked here before a name is used, so
  * that a name the share would refuse fails at once with a clear errno instead of at the upload
  * (a file made in the cache under such a name could never reach the share), and a name the share
@@ -15,3 +18,21 @@
  * character (0x00-0x1f), one of " \ / : | < > * ?, a trailing dot, or a reserved DOS device
  * name (CON, PRN, AUX, NUL, CLOCK$, COM1-9, LPT1-9; any case). Pure. */
 int rest_name_check(const char *name);
+
+/* The share compares names case-insensitively for every letter that has a case, not only ASCII
+ * letters ("Über" and "über" are one name). Its table is not published; here each code point
+ * is folded to the lower case of its upper case (C.UTF-8's towupper(), then towlower()), so that
+ * names the share takes for one are one here, and a few it may keep apart are one here too (the
+ * KELVIN SIGN and "k", dotless "ı" and "i"): for a file system that keeps data, two names
+ * taken for one file are safe, one file under two names is not (two copies, each uploaded over
+ * the other). Bytes that are not valid UTF-8 match only themselves. Without the C.UTF-8 locale
+ * only ASCII letters are folded (rest_name_fold_unicode() is then false). */
+bool rest_name_fold_unicode(void);
+/* <0, 0, >0 as a sorts before, equals, or sorts after b, folded. */
+int rest_name_casecmp(const char *a, const char *b);
+/* The rest of path after prefix (folded alike), or NULL when path does not start with it. The
+ * rest may start anywhere: the caller checks for the '/' or the end. */
+const char *rest_path_after_prefix(const char *path, const char *prefix);
+/* A hash (FNV-1a) of s folded: equal for names rest_name_casecmp() finds equal. For ASCII it is
+ * that of the lower-case bytes. */
+uint64_t rest_name_hash(const char *s);

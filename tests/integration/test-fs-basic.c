@@ -571,6 +571,36 @@ START_TEST(test_case) {
 }
 END_TEST
 
+/* Names that differ only in the case of non-ASCII letters are one name on the share, as ASCII
+ * ones are: in writeback=async, a file created here and not yet on the share is found under
+ * another spelling (the share cannot be asked: it does not know the file yet), O_EXCL of it is
+ * EEXIST, and writes through either spelling go to the one file. */
+START_TEST(test_case_unicode) {
+        struct stat a, b;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        write_file(P(mnt, "Über.txt"), "first");
+        ck_assert_int_eq(
+                errno_of(open(P(mnt, "über.txt"), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)),
+                EEXIST);
+        ck_assert_int_eq(stat(P(mnt, "Über.txt"), &a), 0);
+        ck_assert_int_eq(stat(P(mnt, "über.TXT"), &b), 0);
+        ck_assert_int_eq(a.st_ino, b.st_ino);
+        ck_assert_str_eq(read_file(P(mnt, "üBER.txt")), "first");
+        write_file(P(mnt, "ÜBER.txt"), "second");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(dir_count(P(mnt, "")), 1);
+        check_share("Über.txt", "second");
+        /* Greek, Cyrillic */
+        ck_assert_int_eq(mkdir(P(mnt, "Σχέδια"), 0755), 0);
+        ck_assert_int_eq(errno_of(mkdir(P(mnt, "σχέδια"), 0755)), EEXIST);
+        write_file(P(mnt, "Σχέδια/Отчёт"), "report");
+        ck_assert_str_eq(read_file(P(mnt, "ΣΧΈΔΙΑ/отчёт")), "report");
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        check_share("Σχέδια/Отчёт", "report");
+}
+END_TEST
+
 /* A request on a share file (query "" or "?comp=..."), answered 200; the caller clears *r. */
 static void share_request(
         const char *method,
@@ -3302,6 +3332,7 @@ int main(void) {
                 {"names", test_names},
                 {"refused_names", test_refused_names},
                 {"case", test_case},
+                {"case_unicode", test_case_unicode},
                 {"remount", test_remount},
                 {"many_metadata", test_many_metadata},
                 {"close_to_open", test_close_to_open},

@@ -4,6 +4,8 @@
  * answers the requests the integration tests make): a name the driver lets through must come
  * back unchanged from it, and one the driver refuses must be refused or rewritten by it. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +101,83 @@ START_TEST(test_same_as_emulator) {
 }
 END_TEST
 
+/* Spellings of one name, and names that are not one (rest_name_casecmp()). */
+static const struct {
+        const char *a, *b;
+        bool same;
+        bool emulator_same; /* what the emulator, folding to lower case only, says */
+} spellings[] = {
+        {"Notebook.ipynb", "NOTEBOOK.IPYNB", true, true},
+        {"Über.txt", "über.TXT", true, true},
+        {"ÄÖÜ", "äöü", true, true},
+        {"Σχέδια", "ΣΧΈΔΙΑ", true, true},
+        {"Отчёт", "оТЧЁТ", true, true},
+        {"\xc8\xba", "\xe2\xb1\xa5", true, true},             /* U+023A, U+2C65: 2 bytes and 3 */
+        {"\xf0\x90\x90\x80", "\xf0\x90\x90\xa8", true, true}, /* DESERET U+10400, U+10428 */
+        {"ΣΟΦΟΣ", "σοφος", true, false},     /* final sigma: one upper case, two lower */
+        {"\xe2\x84\xaa", "k", true, true},   /* KELVIN SIGN */
+        {"straße", "STRASSE", false, false}, /* simple folding: no letter becomes two */
+        {"über", "uber", false, false},
+        {"a", "b", false, false},
+        {"ab", "a", false, false},
+        {"\xff", "\xc3\xbf", false, false}, /* a byte that is not UTF-8, U+00FF */
+        {"\xff", "\xfe", false, false},
+        {"\xff", "\xff", true, true},
+};
+
+START_TEST(test_fold) {
+        ck_assert(rest_name_fold_unicode());
+        for (size_t k = 0; k < ELEMENTSOF(spellings); k++) {
+                const char *a = spellings[k].a, *b = spellings[k].b;
+                int ab = rest_name_casecmp(a, b), ba = rest_name_casecmp(b, a);
+
+                ck_assert_msg((ab == 0) == spellings[k].same, "case %zu: %d", k, ab);
+                ck_assert_msg(ab == -ba, "case %zu: %d, reversed %d", k, ab, ba);
+                if (spellings[k].same)
+                        ck_assert_msg(
+                                rest_name_hash(a) == rest_name_hash(b), "case %zu: hashes", k);
+        }
+        /* ASCII hashes as FNV-1a of the lower-case bytes (as before Unicode folding) */
+        ck_assert_uint_eq(rest_name_hash(""), UINT64_C(14695981039346656037));
+        ck_assert_uint_eq(
+                rest_name_hash("A"),
+                (UINT64_C(14695981039346656037) ^ 'a') * UINT64_C(1099511628211));
+        /* prefixes whose spellings differ in length */
+        ck_assert_str_eq(
+                rest_path_after_prefix(
+                        "\xe2\xb1\xa5"
+                        "b/c",
+                        "\xc8\xba"
+                        "B"),
+                "/c");
+        ck_assert_str_eq(rest_path_after_prefix("Users/Über/nb", "users/über"), "/nb");
+        ck_assert_str_eq(rest_path_after_prefix("Users", "users"), "");
+        ck_assert_ptr_null(rest_path_after_prefix("Use", "users"));
+        ck_assert_ptr_null(rest_path_after_prefix("Users/Uber", "users/über"));
+}
+END_TEST
+
+/* Where the emulator (which stands for the share in the integration tests) folds names alike,
+ * azfilesfs does too, so that one file on it is one file here. */
+START_TEST(test_fold_as_emulator) {
+        for (size_t k = 0; k < ELEMENTSOF(spellings); k++) {
+                char *fa = NULL, *fb = NULL;
+
+                if (emu_name_fold(spellings[k].a, &fa) < 0 ||
+                    emu_name_fold(spellings[k].b, &fb) < 0) {
+                        free(fa);
+                        continue; /* not a name the emulator takes */
+                }
+                ck_assert_msg(streq(fa, fb) == spellings[k].emulator_same, "case %zu: emulator", k);
+                ck_assert_msg(
+                        !spellings[k].emulator_same || spellings[k].same,
+                        "case %zu: one name on the emulator, two here", k);
+                free(fa);
+                free(fb);
+        }
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("rest-names");
         TCase *tc = tcase_create("names");
@@ -108,6 +187,8 @@ int main(void) {
         tcase_add_test(tc, test_cases);
         tcase_add_test(tc, test_lengths);
         tcase_add_test(tc, test_same_as_emulator);
+        tcase_add_test(tc, test_fold);
+        tcase_add_test(tc, test_fold_as_emulator);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
