@@ -192,6 +192,6 @@ int fs_path_join(const char *dir, const char *name, char **ret);
 /* Whether path is below (or equal to, with or_equal) prefix. */
 bool fs_path_has_prefix(const char *path, const char *prefix, bool or_equal);
 /* Where in path what lies below prefix starts (at its '/'; or its end, with or_equal and path
- * equal to prefix), or NULL when path is not below prefix. The two spellings of prefix may
- * differ in length. */
+ * equal to prefix; path itself for the empty prefix, the root), or NULL when path is not below
+ * prefix. The two spellings of prefix may differ in length. */
 const char *fs_path_after_prefix(const char *path, const char *prefix, bool or_equal);

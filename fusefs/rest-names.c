@@ -90,33 +90,39 @@ bool rest_name_fold_unicode(void) {
         return fold_locale != (locale_t)0;
 }
 
-/* The folded code point at *p, which moves past it. A byte that is not valid UTF-8 is one unit
- * of its own, never equal to a code point (above U+10FFFF). */
+static uint32_t ascii_lower(uint32_t c) {
+        return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* The folded code point at *p, which moves past it: its upper case (towupper_l()), or for ASCII
+ * its lower case, so that two code points fold alike exactly when their upper cases are one
+ * (no towupper() result is a lower-case ASCII letter). A byte that is not valid UTF-8 is one
+ * unit of its own, never equal to a code point (above U+10FFFF). */
 static uint32_t fold_next(const unsigned char **p) {
         uint32_t cp;
         size_t n;
 
-        if (**p < 0x80) {
-                cp = *(*p)++;
-                return cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp;
-        }
+        if (**p < 0x80)
+                return ascii_lower(*(*p)++);
         n = utf8_decode(*p, &cp);
         if (n == 0)
                 return 0x110000u + *(*p)++;
         *p += n;
         if (rest_name_fold_unicode()) {
                 wint_t u = towupper_l((wint_t)cp, fold_locale);
-                wint_t l = u == WEOF ? WEOF : towlower_l(u, fold_locale);
-                if (l != WEOF && l <= 0x10ffff && !(l >= 0xd800 && l <= 0xdfff))
-                        cp = (uint32_t)l;
+                if (u != WEOF && u <= 0x10ffff && !(u >= 0xd800 && u <= 0xdfff))
+                        cp = (uint32_t)u;
         }
-        return cp;
+        return ascii_lower(cp); /* U+0131 and U+017F have ASCII upper cases, I and S */
 }
 
 int rest_name_casecmp(const char *a, const char *b) {
         const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
 
         for (;;) {
+                /* ASCII, the usual case, without a call */
+                while (*p && *p < 0x80 && *q < 0x80 && ascii_lower(*p) == ascii_lower(*q))
+                        p++, q++;
                 if (!*p || !*q)
                         return (int)(*p != 0) - (int)(*q != 0);
                 uint32_t x = fold_next(&p), y = fold_next(&q);
@@ -138,12 +144,32 @@ const char *rest_path_after_prefix(const char *path, const char *prefix) {
 uint64_t rest_name_hash(const char *s) {
         uint64_t h = UINT64_C(14695981039346656037);
 
-        /* FNV-1a over the folded code points: an ASCII one as its byte, any other as its bytes
-         * from the highest that is not zero. */
+        /* FNV-1a over the folded code points, each as its UTF-8 bytes (so a code point that is
+         * not ASCII is never hashed as ASCII bytes: 0x80 and above); a byte that is not UTF-8 as
+         * 0xff and itself. */
         for (const unsigned char *p = (const unsigned char *)s; *p;) {
                 uint32_t cp = fold_next(&p);
-                for (int shift = cp < 0x80 ? 0 : cp < 0x10000 ? 8 : 16; shift >= 0; shift -= 8) {
-                        h ^= (uint8_t)(cp >> shift);
+                uint8_t b[4];
+                size_t n;
+
+                if (cp < 0x80)
+                        b[0] = (uint8_t)cp, n = 1;
+                else if (cp < 0x800)
+                        b[0] = (uint8_t)(0xc0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3f)),
+                        n = 2;
+                else if (cp < 0x10000)
+                        b[0] = (uint8_t)(0xe0 | cp >> 12),
+                        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f)),
+                        b[2] = (uint8_t)(0x80 | (cp & 0x3f)), n = 3;
+                else if (cp < 0x110000)
+                        b[0] = (uint8_t)(0xf0 | cp >> 18),
+                        b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f)),
+                        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f)),
+                        b[3] = (uint8_t)(0x80 | (cp & 0x3f)), n = 4;
+                else
+                        b[0] = 0xff, b[1] = (uint8_t)(cp - 0x110000u), n = 2;
+                for (size_t k = 0; k < n; k++) {
+                        h ^= b[k];
                         h *= UINT64_C(1099511628211);
                 }
         }

@@ -20,13 +20,12 @@
 int rest_name_check(const char *name);
 
 /* The share compares names case-insensitively for every letter that has a case, not only ASCII
- * letters ("Über" and "über" are one name). Its table is not published; here each code point
- * is folded to the lower case of its upper case (C.UTF-8's towupper(), then towlower()), so that
- * names the share takes for one are one here, and a few it may keep apart are one here too (the
- * KELVIN SIGN and "k", dotless "ı" and "i"): for a file system that keeps data, two names
- * taken for one file are safe, one file under two names is not (two copies, each uploaded over
- * the other). Bytes that are not valid UTF-8 match only themselves. Without the C.UTF-8 locale
- * only ASCII letters are folded (rest_name_fold_unicode() is then false). */
+ * letters ("Über" and "über" are one name), as Windows file systems do: two names are one when
+ * their upper cases are (a simple mapping, one code point to one: "ß" is not "SS"; final "ς"
+ * and "σ" are one, "Σ"; the KELVIN SIGN is not "k", whose upper case is "K"). The share's table
+ * is not published; here it is C.UTF-8's towupper(), and the emulator folds alike. Bytes that
+ * are not valid UTF-8 match only themselves. Without the C.UTF-8 locale only ASCII letters are
+ * folded (rest_name_fold_unicode() is then false). */
 bool rest_name_fold_unicode(void);
 /* <0, 0, >0 as a sorts before, equals, or sorts after b, folded. */
 int rest_name_casecmp(const char *a, const char *b);

@@ -169,8 +169,8 @@ int emu_name_fold(const char *name, char **ret) {
         char *out, *o;
 
         (void)pthread_once(&fold_once, fold_init);
-        /* Lowercase mappings never need more than 4 bytes per code point; allow for growth from
-         * 2-byte to 3-byte forms (e.g. U+023A -> U+2C65) by reserving twice the input. */
+        /* Case mappings never need more than 4 bytes per code point; allow for growth from
+         * 2-byte to 3-byte forms (e.g. U+0250 -> U+2C6F) by reserving twice the input. */
         out = malloc(len * 2 + 1);
         if (!out)
                 return -ENOMEM;
@@ -190,10 +190,12 @@ int emu_name_fold(const char *name, char **ret) {
                         return -EINVAL;
                 }
                 if (fold_locale != (locale_t)0) {
-                        wint_t l = towlower_l((wint_t)cp, fold_locale);
-                        if (l != WEOF && l <= 0x10FFFF && !(l >= 0xD800 && l <= 0xDFFF))
-                                cp = (uint32_t)l;
+                        wint_t u = towupper_l((wint_t)cp, fold_locale);
+                        if (u != WEOF && u <= 0x10FFFF && !(u >= 0xD800 && u <= 0xDFFF))
+                                cp = (uint32_t)u;
                 }
+                if (cp >= 'A' && cp <= 'Z') /* the upper cases of U+0131 and U+017F */
+                        cp += 'a' - 'A';
                 o += utf8_encode(cp, o);
                 p += n;
         }

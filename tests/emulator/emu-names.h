@@ -33,9 +33,11 @@ int emu_path_validate(char *const *components, size_t n);
 /* UTF-16 code units of a valid UTF-8 string; -EINVAL for invalid UTF-8. */
 long emu_utf16_length(const char *s);
 
-/* Case folding for lookups: ASCII letters and every code point towlower_l() in the C.UTF-8
- * locale maps (Unicode simple lowercase mapping; when that locale is missing only ASCII is folded).
- * The input must be valid UTF-8 (as returned by emu_name_normalize). Sets *ret (caller frees). */
+/* Case folding for lookups, as Windows file systems compare names: two names are one when their
+ * upper cases are (towupper_l() in the C.UTF-8 locale, a simple mapping; when that locale is
+ * missing only ASCII is folded). The folded form is that upper case, but for ASCII letters,
+ * which fold to lower case (as on disk before Unicode folding was by upper case). The input
+ * must be valid UTF-8 (as returned by emu_name_normalize). Sets *ret (caller frees). */
 int emu_name_fold(const char *name, char **ret);
 
 /* Percent-encodes every byte of s except the unreserved characters A-Z a-z 0-9 - . _ ~, as the

@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,8 +50,9 @@
 #define LOG_TAIL_DEFAULT 80
 #define ENTRIES_MAX 4096
 
-/* Names: spaces, dots, non-ASCII letters (never two that differ only by non-ASCII case, as the
- * case variants the model makes flip ASCII letters only). */
+/* Names: spaces, dots, non-ASCII letters. Case variants flip ASCII letters and the Latin-1 ones
+ * (U+00C0-U+00DE and U+00E0-U+00FE but for the signs × and ÷), whose case every table agrees
+ * on; ß and ÿ, whose upper case is elsewhere, stay as they are. */
 static const char *const name_pool[] = {
         "a",        "B",      "file one.txt", "Ünïcødé-名前", "notes.ipynb", "x y z",
         "data",     "ÉTÉ",    "résumé.md",    "Dir",          "Mixed Case",  "ñandú",
@@ -253,7 +253,36 @@ static const char *pick_parent(Model *m) {
         return "";
 }
 
-/* Flips the case of some ASCII letters of the last component (case-insensitive shares only). */
+/* Whether the letter at p has a case the model flips: an ASCII letter (its byte) or a Latin-1 one
+ * (the second byte of 0xc3 0x80-0x9e or 0xa0-0xbe, but for × and ÷). Returns the byte to flip
+ * (by 0x20), or NULL. */
+static unsigned char *flippable(unsigned char *p) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+                return p;
+        if (p[0] == 0xc3 && ((p[1] >= 0x80 && p[1] <= 0x9e) || (p[1] >= 0xa0 && p[1] <= 0xbe)) &&
+            p[1] != 0x97 && p[1] != 0xb7)
+                return p + 1;
+        return NULL;
+}
+
+/* s with the letters the model flips in lower case, in place. */
+static char *fold(char *s) {
+        for (unsigned char *p = (unsigned char *)s, *f; *p; p++)
+                if ((f = flippable(p)) && !(*f & 0x20))
+                        *f |= 0x20;
+        return s;
+}
+
+/* Compares as the share does, for the letters the model flips: 0 when equal but for case. */
+static int model_casecmp(const char *a, const char *b) {
+        _cleanup_free_ char *x = strdup(a), *y = strdup(b);
+
+        if (!x || !y)
+                abort();
+        return strcmp(fold(x), fold(y));
+}
+
+/* Flips the case of some letters of the last component (case-insensitive shares only). */
 static char *variant(Model *m, const char *rel) {
         char *s = strdup(rel), *last;
         if (!s)
@@ -261,9 +290,9 @@ static char *variant(Model *m, const char *rel) {
         if (!m->cfg->case_insensitive || !chance(m, 25))
                 return s;
         last = strrchr(s, '/');
-        for (char *p = last ? last + 1 : s; *p; p++)
-                if (((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) && chance(m, 50))
-                        *p ^= 0x20;
+        for (unsigned char *p = (unsigned char *)(last ? last + 1 : s), *f; *p; p++)
+                if ((f = flippable(p)) && chance(m, 50))
+                        *f ^= 0x20;
         return s;
 }
 
@@ -282,7 +311,7 @@ static char *pick_path(Model *m, int kind, unsigned existing_percent) {
 }
 
 /* Maps a mount-side path to the reference: each component that exists there under another
- * (ASCII) case takes that spelling, as the case-insensitive share does. */
+ * case takes that spelling, as the case-insensitive share does. */
 static char *resolve(Model *m, const char *rel) {
         _cleanup_free_ char *copy = strdup(rel);
         char *out = strdup(""), *save = NULL;
@@ -303,7 +332,7 @@ static char *resolve(Model *m, const char *rel) {
                                 found = NULL;
                                 break;
                         }
-                        if (!found && strcasecmp(de->d_name, c) == 0)
+                        if (!found && model_casecmp(de->d_name, c) == 0)
                                 found = strdup(de->d_name);
                 }
                 if (d)
@@ -601,13 +630,13 @@ static int op_rename(Model *m) {
                 return -errno;
         /* Not modelled: a directory over an existing directory. */
         if (S_ISDIR(sst.st_mode) && lstat(rd, &dst_st) == 0 && S_ISDIR(dst_st.st_mode) &&
-            strcasecmp(rsrc, rdst) != 0)
+            model_casecmp(rsrc, rdst) != 0)
                 return 0;
         if ((r = close_victims(m, rsrc)) < 0 || (r = close_victims(m, rdst)) < 0)
                 return r;
 
         a = RES(rename(ms, md));
-        if (m->cfg->case_insensitive && strcasecmp(rsrc, rdst) == 0) {
+        if (m->cfg->case_insensitive && model_casecmp(rsrc, rdst) == 0) {
                 /* Both names are the same entry: the kernel sees one inode and does nothing. */
                 logop(m, "rename(\"%s\", \"%s\") [same entry] = %s", src, dst, errname(a));
                 return expect_same(m, "rename to the same entry", a, 0);

@@ -591,13 +591,60 @@ START_TEST(test_case_unicode) {
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_int_eq(dir_count(P(mnt, "")), 1);
         check_share("Über.txt", "second");
-        /* Greek, Cyrillic */
+        /* Greek (a final sigma's upper case is Σ), Cyrillic */
         ck_assert_int_eq(mkdir(P(mnt, "Σχέδια"), 0755), 0);
         ck_assert_int_eq(errno_of(mkdir(P(mnt, "σχέδια"), 0755)), EEXIST);
+        write_file(P(mnt, "ΈΡΓΟΣ"), "work");
+        ck_assert_str_eq(read_file(P(mnt, "έργος")), "work");
         write_file(P(mnt, "Σχέδια/Отчёт"), "report");
         ck_assert_str_eq(read_file(P(mnt, "ΣΧΈΔΙΑ/отчёт")), "report");
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         check_share("Σχέδια/Отчёт", "report");
+}
+END_TEST
+
+/* Names the share keeps apart stay apart here: the KELVIN SIGN's upper case is itself, "k"'s is
+ * "K". Two files on the share; each reads as itself, and deleting one leaves the other's
+ * unsynced data alone. */
+START_TEST(test_case_apart) {
+        mnt_b = mount_with(NULL, NULL);
+        write_file(P(mnt_b, "k.txt"), "k");
+        write_file(P(mnt_b, "\xe2\x84\xaa.txt"), "kelvin");
+        check_share("k.txt", "k");
+        check_share("\xe2\x84\xaa.txt", "kelvin");
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600");
+        ck_assert_int_eq(dir_count(P(mnt, "")), 2);
+        ck_assert_str_eq(read_file(P(mnt, "\xe2\x84\xaa.txt")), "kelvin");
+        ck_assert_str_eq(read_file(P(mnt, "K.TXT")), "k");
+        write_file(P(mnt, "\xe2\x84\xaa.txt"), "kelvin v2"); /* dirty here */
+        ck_assert_int_eq(unlink(P(mnt, "k.txt")), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        check_share_absent("k.txt");
+        check_share("\xe2\x84\xaa.txt", "kelvin v2");
+}
+END_TEST
+
+/* Name sets and the listing's merge keep hashes of folded names only: a name that is not ASCII
+ * must never hash as an ASCII one (U+306E once hashed as the bytes "0n"). A file created here,
+ * not yet on the share, is listed beside a name on the share; deleting that name leaves the
+ * other found. */
+START_TEST(test_name_hashes) {
+        struct stat st;
+
+        mnt = mount_with(NULL, "writeback=async,async_delay=3600,dir_timeout=60");
+        mnt_b = mount_with(NULL, NULL);
+        write_file(P(mnt, "0n"), "pending here");
+        write_file(P(mnt_b, "\xe3\x81\xae"), "on the share");
+        ck_assert(dir_has(P(mnt, ""), "\xe3\x81\xae"));
+        ck_assert(dir_has(P(mnt, ""), "0n"));
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        ck_assert_int_eq(mkdir(P(mnt, "d"), 0755), 0);
+        write_file(P(mnt_b, "d/0n"), "ascii");
+        write_file(P(mnt_b, "d/\xe3\x81\xae"), "kana");
+        ck_assert_int_eq(dir_count(P(mnt, "d")), 2); /* the set of d's names, complete */
+        ck_assert_int_eq(unlink(P(mnt, "d/\xe3\x81\xae")), 0);
+        ck_assert_int_eq(stat(P(mnt, "d/0n"), &st), 0);
+        ck_assert_str_eq(read_file(P(mnt, "d/0n")), "ascii");
 }
 END_TEST
 
@@ -3333,6 +3380,8 @@ int main(void) {
                 {"refused_names", test_refused_names},
                 {"case", test_case},
                 {"case_unicode", test_case_unicode},
+                {"case_apart", test_case_apart},
+                {"name_hashes", test_name_hashes},
                 {"remount", test_remount},
                 {"many_metadata", test_many_metadata},
                 {"close_to_open", test_close_to_open},

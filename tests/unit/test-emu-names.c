@@ -109,9 +109,13 @@ START_TEST(test_fold) {
         ck_assert_int_eq(emu_name_fold("ReadMe.TXT", &out), 0);
         ck_assert_str_eq(out, "readme.txt");
         free(out);
-        /* É -> é, Σ -> σ, Ж -> ж: Unicode simple lowercase via C.UTF-8. */
-        ck_assert_int_eq(emu_name_fold("\xC3\x89\xCE\xA3\xD0\x96", &out), 0);
-        ck_assert_str_eq(out, "\xC3\xA9\xCF\x83\xD0\xB6");
+        /* é -> É, σ and ς -> Σ, ж -> Ж: Unicode simple uppercase via C.UTF-8. */
+        ck_assert_int_eq(emu_name_fold("\xC3\xA9\xCF\x83\xCF\x82\xD0\xB6", &out), 0);
+        ck_assert_str_eq(out, "\xC3\x89\xCE\xA3\xCE\xA3\xD0\x96");
+        free(out);
+        /* dotless ı -> I -> i; the KELVIN SIGN stays (its upper case is itself, not K) */
+        ck_assert_int_eq(emu_name_fold("\xC4\xB1\xE2\x84\xAA", &out), 0);
+        ck_assert_str_eq(out, "i\xE2\x84\xAA");
         free(out);
         ck_assert_int_eq(emu_name_fold("\xE4\xB8\xAD", &out), 0);
         ck_assert_str_eq(out, "\xE4\xB8\xAD");
