@@ -69,6 +69,8 @@ void inode_free(Inode *i) {
         if (!i)
                 return;
         free(i->path);
+        free(i->rec_moving);
+        free(i->rec_void_if_gone);
         free(i->pieces);
         free(i->names);
         free(i);

@@ -30,7 +30,16 @@ enum {
 /* Lock order: Fs.lock is the only lock; every field below is protected by it. */
 struct Inode {
         uint64_t ino;
-        char *path;       /* share-relative, as the share spells it */
+        char *path; /* share-relative, as the share spells it */
+        /* A rename or Delete File that moves this dirty file on the share, deletes it or
+         * replaces it is on its way (rec_intent: its id): the record says so, so that after a
+         * kill -9 before its answer the recovery asks the share whether it was carried out
+         * (rec_moving: the path the rename gives it, once its path is gone from the share;
+         * rec_void_if_gone: its data is void once that path is gone: its own for a Delete File,
+         * the source's for a rename over it). */
+        char *rec_moving;
+        char *rec_void_if_gone;
+        uint64_t rec_intent;
         uint64_t nlookup; /* references the kernel holds (lookup, create, readdirplus) */
         unsigned refs;    /* our own: open handles, calls in flight, dirty state */
         bool is_dir;

@@ -94,6 +94,7 @@ typedef struct Fs {
         unsigned cache_files;     /* on state_list */
         unsigned cache_files_max; /* beyond it, clean files go as beyond cache_size */
         uint64_t next_cache_id;
+        uint64_t next_intent;    /* ids of renames and deletes the records announce (fs.c) */
         uint64_t dirty_charge;   /* for max_dirty: unsynced bytes, DIRTY_FILE_COST per file */
         unsigned dirty_files;    /* files with dirty pieces, also for the cap */
         uint64_t cache_bytes;    /* of the pieces PRESENT, those up to their file's size */

@@ -103,6 +103,10 @@ static int sidecar_write_at(Fs *fs, Inode *i, const char *data, size_t len, off_
  * upload made every later file creation in the cache directory slower on ext4 (BENCHMARKS.md, tar
  * x). Falls back to removing the record. */
 void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i) {
+        free(i->rec_moving);
+        free(i->rec_void_if_gone);
+        i->rec_moving = i->rec_void_if_gone = NULL;
+        i->rec_intent = 0;
         if (!i->sidecar_exists)
                 return;
         if (sidecar_write_at(fs, i, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0, false) < 0)
@@ -131,6 +135,18 @@ static int sidecar_text_locked(Fs *fs, const Inode *i, bool durable, StrBuf *b) 
         if (r >= 0 && i->create_pending)
                 r = strbuf_appendf(
                         b, "create %04o %" PRId64 "\n", (unsigned)(i->perm & 07777), i->mtime_ns);
+        if (r >= 0 && i->rec_moving) {
+                _cleanup_free_ char *to = NULL;
+                r = url_percent_encode(i->rec_moving, true, &to);
+                if (r >= 0)
+                        r = strbuf_appendf(b, "moving %s\n", to);
+        }
+        if (r >= 0 && i->rec_void_if_gone) {
+                _cleanup_free_ char *gone = NULL;
+                r = url_percent_encode(i->rec_void_if_gone, true, &gone);
+                if (r >= 0)
+                        r = strbuf_appendf(b, "void_if_gone %s\n", gone);
+        }
         if (r >= 0 && (i->shrunk || i->upload_shrunk))
                 r = strbuf_appendf(
                         b, "shrink_to %" PRIu64 "\n",
@@ -574,8 +590,11 @@ static int sidecar_parse(
         char etag[static REST_ETAG_MAX],
         char boot[static 64],
         bool *durable,
+        char **ret_moving,
+        char **ret_void_if_gone,
         char **ret_pieces) {
-        _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL;
+        _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL, *moving = NULL,
+                            *void_if_gone = NULL;
         char *p, *line;
         bool magic = false;
 
@@ -596,6 +615,16 @@ static int sidecar_parse(
                 else if (streq(line, "path")) {
                         free(path);
                         if (url_percent_decode(v, strlen(v), &path) < 0)
+                                return -EBADMSG;
+                } else if (streq(line, "moving")) {
+                        free(moving);
+                        moving = NULL;
+                        if (url_percent_decode(v, strlen(v), &moving) < 0)
+                                return -EBADMSG;
+                } else if (streq(line, "void_if_gone")) {
+                        free(void_if_gone);
+                        void_if_gone = NULL;
+                        if (url_percent_decode(v, strlen(v), &void_if_gone) < 0)
                                 return -EBADMSG;
                 } else if (streq(line, "remote_size"))
                         *remote_size = strtoull(v, NULL, 10);
@@ -626,6 +655,8 @@ static int sidecar_parse(
         if (!magic || isempty(path) || !pieces)
                 return -EBADMSG;
         *ret_path = TAKE_PTR(path);
+        *ret_moving = isempty(moving) ? NULL : TAKE_PTR(moving);
+        *ret_void_if_gone = isempty(void_if_gone) ? NULL : TAKE_PTR(void_if_gone);
         *ret_pieces = TAKE_PTR(pieces);
         return 0;
 }
@@ -745,10 +776,11 @@ static int record_read_all(int fd, char **ret, size_t *ret_len) {
 static int recover_one(Fs *fs, uint64_t id) {
         char name[64];
         _cleanup_close_ int sfd = -EBADF;
-        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL, *text = NULL;
+        _cleanup_free_ char *path = NULL, *pieces = NULL, *torn = NULL, *text = NULL,
+                            *moving = NULL, *void_if_gone = NULL;
         char etag[REST_ETAG_MAX], boot[64];
         uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
-        bool shrunk = false, create = false, durable = false;
+        bool shrunk = false, create = false, durable = false, intent = false;
         mode_t mode = 0;
         int64_t mtime_ns = 0;
         struct stat st;
@@ -789,9 +821,33 @@ static int recover_one(Fs *fs, uint64_t id) {
         }
         r = sidecar_parse(
                 text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
-                &mtime_ns, etag, boot, &durable, &pieces);
+                &mtime_ns, etag, boot, &durable, &moving, &void_if_gone, &pieces);
         if (r < 0)
                 return r;
+        /* Killed while a Delete File of it, or a rename over it, was on its way, and the share
+         * carried that out (the path it names is gone): its data goes with it. Not when the
+         * share cannot be asked: the data is kept then. */
+        intent = moving || void_if_gone;
+        if (void_if_gone && !create && !fs->backend_down &&
+            share_probe(fs, REST_OP_GET_FILE_PROPERTIES, void_if_gone) == -ENOENT) {
+                log_notice(
+                        "Dropping data of /%s left by an earlier run: deleted or replaced on the share by its last request (/%s is gone)",
+                        path, void_if_gone);
+                (void)unlinkat(fs->cache_dir_fd, name, 0);
+                fs_data_name(id, ".data", name);
+                (void)unlinkat(fs->cache_dir_fd, name, 0);
+                return 0;
+        }
+        /* Killed while a rename of it (or of a directory above it) was on its way, and the
+         * share carried it out: the data goes under the new path. */
+        if (moving && !create && !fs->backend_down &&
+            share_probe(fs, REST_OP_GET_FILE_PROPERTIES, path) == -ENOENT) {
+                log_notice(
+                        "Data of /%s left by an earlier run: renamed to /%s on the share by its last rename",
+                        path, moving);
+                free(path);
+                path = TAKE_PTR(moving);
+        }
         if (boot[0] && !durable && (streq(boot, "-") || !streq(boot, fs->boot_id))) {
                 /* Written before a reboot and never synced: the data it points at may be torn
                  * (zeros, cut short). Its bytes go to a new file beside it; the share's copy of
@@ -884,10 +940,13 @@ static int recover_one(Fs *fs, uint64_t id) {
                         torn, path, torn);
                 /* The record now names the new file (a crash before its upload keeps it so). */
                 fs_sidecar_update_locked(fs, i);
-        } else
+        } else {
+                if (intent)
+                        fs_sidecar_update_locked(fs, i); /* the path it has, no intent */
                 log_notice(
                         "Found data of /%s not yet on the share (left by an earlier run); uploading it",
                         path);
+        }
         fs_upload_start_locked(fs, i);
         fs_unlock(fs);
         return r < 0 ? r : 1;

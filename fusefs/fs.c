@@ -512,6 +512,7 @@ typedef struct Call {
         fuse_req_t req;
         uint64_t ino;
         uint64_t ino2;    /* a rename queued by op_retry_queue_locked(): newparent */
+        uint64_t intent;  /* its intent in the records (intents_begin_locked), 0 for none */
         uint64_t held[2]; /* a rename on its way to the share: its source and destination; an
                            * unlink: its file (their uploads held off, fs_rename_hold_locked), 0
                            * for none */
@@ -1361,6 +1362,65 @@ static void holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies
         }
 }
 
+/* Whether x has unsynced data on its way to a file on the share (whose record an intent
+ * concerns). Lock held. */
+static bool intent_concerns_locked(const Inode *x) {
+        return x && !x->unlinked && !x->is_dir && fs_inode_is_dirty(x) && !x->create_pending;
+}
+
+/* Gives x the intent id: its record says the request may move it (moving, a path) or void its
+ * data (void_if_gone: once that path is gone from the share). Lock held. */
+static void intent_set_locked(Fs *fs, Inode *x, uint64_t id, char *moving, char *void_if_gone) {
+        free(x->rec_moving);
+        free(x->rec_void_if_gone);
+        x->rec_moving = moving;
+        x->rec_void_if_gone = void_if_gone;
+        x->rec_intent = id;
+        (void)fs_sidecar_note_locked(fs, x);
+}
+
+/* A rename of src (from) to to, over dst (NULL: none), or with to NULL a Delete File of src
+ * (from), goes to the share: first the record of each file with unsynced data that it moves (src,
+ * or the files below the directory src), deletes (src) or replaces (dst) says so (a write into
+ * the page cache), so that after a kill -9 before the answer the recovery asks the share whether
+ * it was carried out (fs-record.c). Its id, 0 when no record needed it. Lock held. */
+static uint64_t
+intents_begin_locked(Fs *fs, Inode *src, Inode *dst, const char *from, const char *to) {
+        uint64_t id = ++fs->next_intent;
+        bool any = false;
+
+        if (!src)
+                return 0;
+        for (Inode *x = fs->state_list; x; x = x->state_next) {
+                const char *rest = fs_path_after_prefix(x->path, from, true);
+                char *moving = NULL, *gone = NULL;
+                if (!rest || !intent_concerns_locked(x) || (x == src) != !rest[0])
+                        continue;
+                if (to ? asprintf(&moving, "%s%s", to, rest) < 0 : !(gone = strdup(x->path)))
+                        continue;
+                intent_set_locked(fs, x, id, moving, gone);
+                any = true;
+        }
+        /* Replaced: its data is void once the renamed file's old name is gone. */
+        if (to && dst != src && intent_concerns_locked(dst)) {
+                char *gone = strdup(from);
+                if (gone) {
+                        intent_set_locked(fs, dst, id, NULL, gone);
+                        any = true;
+                }
+        }
+        return any ? id : 0;
+}
+
+/* The rename or Delete File of intent id was answered or failed: the records say what is. */
+static void intents_end_locked(Fs *fs, uint64_t id) {
+        if (id == 0)
+                return;
+        for (Inode *x = fs->state_list; x; x = x->state_next)
+                if (x->rec_intent == id)
+                        intent_set_locked(fs, x, 0, NULL, NULL);
+}
+
 /* Submits the rename's or unlink's request; when that fails, its holds end and it fails. */
 static void submit_holding(Call *c, const RestOp *op, RestDoneFn cb) {
         FsWaiter *replies = NULL;
@@ -1369,6 +1429,7 @@ static void submit_holding(Call *c, const RestOp *op, RestDoneFn cb) {
         if (r >= 0)
                 return;
         fs_lock(c->fs);
+        intents_end_locked(c->fs, c->intent);
         holds_end_locked(c->fs, c->held, &replies);
         fs_unlock(c->fs);
         fs_flush_waiters_reply(replies);
@@ -1393,6 +1454,7 @@ static void remove_done(RestResult *r, void *userdata) {
                 }
                 names_note_locked(fs, c->path, false);
         }
+        intents_end_locked(fs, c->intent);
         holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
@@ -1417,7 +1479,7 @@ static void unlink_retry(void *userdata) {
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
         Fs *fs = fs_of(req);
-        uint64_t held[2] = {};
+        uint64_t held[2] = {}, intent = 0;
         char *path = NULL;
         Inode *i = NULL;
         Call *c;
@@ -1454,6 +1516,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                  * Put Ranges could bring the file back. */
                 fs_rename_hold_locked(i);
                 held[0] = i->ino;
+                intent = intents_begin_locked(fs, i, NULL, path, NULL);
         }
         fs_unlock(fs);
         if (r < 0) {
@@ -1466,6 +1529,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 FsWaiter *replies = NULL;
 
                 fs_lock(fs);
+                intents_end_locked(fs, intent);
                 holds_end_locked(fs, held, &replies);
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
@@ -1473,6 +1537,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
+        c->intent = intent;
         c->is_dir = is_dir;
         memcpy(c->held, held, sizeof(held));
         RestOp op = {.type = is_dir ? REST_OP_DELETE_DIRECTORY : REST_OP_DELETE_FILE, .path = path};
@@ -1543,6 +1608,7 @@ static void rename_done(RestResult *r, void *userdata) {
                 fs_discard_dirty_locked(fs, displaced);
                 inode_table_detach(fs->inodes, displaced);
         }
+        intents_end_locked(fs, c->intent);
         holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
@@ -1613,6 +1679,7 @@ static void rename_replaced_next(Call *c, int err) {
                 } else
                         err = rename_local_locked(fs, src, c->path2, c->path);
         }
+        intents_end_locked(fs, c->intent);
         holds_end_locked(fs, c->held, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
@@ -1633,7 +1700,7 @@ static void fs_op_rename(
         char *from = NULL, *to = NULL;
         Inode *src = NULL, *dst = NULL;
         bool is_dir = false, delete_first = false;
-        uint64_t held[2] = {};
+        uint64_t held[2] = {}, intent = 0;
         Call *c;
         int r;
 
@@ -1688,6 +1755,10 @@ static void fs_op_rename(
                 fs_rename_hold_locked(dst);
                 held[0] = src ? src->ino : 0;
                 held[1] = dst ? dst->ino : 0;
+                /* A file not on the share yet replacing one that is: that one is deleted (its
+                 * data void once its name is gone), then this one renamed here. */
+                intent = delete_first ? intents_begin_locked(fs, dst, NULL, to, NULL)
+                                      : intents_begin_locked(fs, src, dst, from, to);
         }
         fs_unlock(fs);
         if (r > 0 || (r >= 0 && streq(from, to))) {
@@ -1707,6 +1778,7 @@ static void fs_op_rename(
                 FsWaiter *replies = NULL;
 
                 fs_lock(fs);
+                intents_end_locked(fs, intent);
                 holds_end_locked(fs, held, &replies);
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
@@ -1716,6 +1788,7 @@ static void fs_op_rename(
                 return;
         }
         c->path2 = from;
+        c->intent = intent;
         memcpy(c->held, held, sizeof(held));
         if (delete_first) {
                 RestOp op = {.type = REST_OP_DELETE_FILE, .path = to};

@@ -1389,6 +1389,237 @@ START_TEST(test_unmount_durable_open) {
 }
 END_TEST
 
+/* ---- kill -9 while a rename or a delete is on its way to the share -------------------------- */
+
+#define INFLIGHT_SIZE (12 * 1024 * 1024) /* three 4 MiB pieces */
+#define INFLIGHT_OFF (5 * 1024 * 1024)   /* in the second */
+#define INFLIGHT_LEN 4096
+
+typedef struct InflightOp {
+        const char *from, *to; /* to NULL: unlink(from) */
+        int err;
+} InflightOp;
+
+static void *inflight_thread(void *userdata) {
+        InflightOp *o = userdata;
+        int r = o->to ? rename(o->from, o->to) : unlink(o->from);
+        o->err = r < 0 ? errno : 0;
+        return NULL;
+}
+
+/* The file's bytes before (seed 9) and after the overwrite (X's at INFLIGHT_OFF). */
+static char *inflight_expect(bool written) {
+        char *buf = malloc(INFLIGHT_SIZE);
+        ck_assert_ptr_nonnull(buf);
+        fs_pattern_fill(9, 0, buf, INFLIGHT_SIZE);
+        if (written)
+                memset(buf + INFLIGHT_OFF, 'X', INFLIGHT_LEN);
+        return buf;
+}
+
+/* What the share holds at rel, in words: "absent", "old", "new", "replacing" (the bytes of the
+ * file renamed over it, seed 10), or what else. */
+static const char *inflight_state(const char *rel) {
+        _cleanup_free_ char *data = NULL, *old = inflight_expect(false),
+                            *neu = inflight_expect(true), *repl = malloc(INFLIGHT_SIZE);
+        size_t n = 0, zeros = 0;
+        int r = fs_share_read(emu, SHARE, rel, &data, &n);
+
+        if (r == -ENOENT)
+                return "absent";
+        ck_assert_msg(r == 0, "share read %s: %s", rel, strerror(-r));
+        if (n == INFLIGHT_SIZE && memcmp(data, old, n) == 0)
+                return "old";
+        if (n == INFLIGHT_SIZE && memcmp(data, neu, n) == 0)
+                return "new";
+        ck_assert_ptr_nonnull(repl);
+        fs_pattern_fill(10, 0, repl, INFLIGHT_SIZE);
+        if (n == INFLIGHT_SIZE && memcmp(data, repl, n) == 0)
+                return "replacing";
+        for (size_t k = 0; k < n; k++)
+                zeros += data[k] == 0;
+        fprintf(stderr, "/%s: %zu bytes, %zu zero bytes, X's at the write: %s\n", rel, n, zeros,
+                n >= INFLIGHT_OFF + INFLIGHT_LEN && data[INFLIGHT_OFF] == 'X' ? "yes" : "no");
+        return "other";
+}
+
+/* Waits (bounded, 20 s) until the share has nothing at rel. */
+static void wait_share_absent(const char *rel) {
+        _cleanup_free_ char *data = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        for (unsigned k = 0; k < 2000 && (r = fs_share_read(emu, SHARE, rel, &data, &n)) == 0;
+             k++) {
+                free(data);
+                data = NULL;
+                (void)usleep(10000); /* polling interval; the condition is the share's */
+        }
+        ck_assert_msg(r == -ENOENT, "/%s still on the share: %s", rel, strerror(-r));
+}
+
+/* A file on the share (src_rel) overwritten here (4 KiB of X's, dirty: writeback=async, no
+ * upload for an hour); then op (rename op_from to op_to, or an unlink of op_from) with the
+ * share's answer held off by faults (op_name's request counted first; gone: a path the share
+ * no longer has once it carried the request out, else NULL); kill -9 while it is in flight; a
+ * remount with the same cache_dir flushes. Returns the states of the names in names[]
+ * (inflight_state) after that flush. */
+static void inflight_kill(
+        const char *src_rel,
+        const char *op_from,
+        const char *op_to,
+        const char *op_name,
+        const char *faults,
+        const char *gone,
+        const char *replacing,
+        const char *const names[],
+        const char *states[],
+        size_t n_names) {
+        _cleanup_free_ char *f = NULL, *from = NULL, *to = NULL;
+        InflightOp o = {};
+        pthread_t t;
+        uint64_t seen = 0, dirty = 0;
+        int fd, flushed;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        f = fs_mount_path(mnt, src_rel);
+        if (strchr(src_rel, '/')) {
+                _cleanup_free_ char *dir =
+                        strndup(src_rel, (size_t)(strrchr(src_rel, '/') - src_rel));
+                _cleanup_free_ char *d = fs_mount_path(mnt, dir);
+                ck_assert_int_eq(mkdir(d, 0755), 0);
+        }
+        CHECK_OK(fs_write_pattern(f, 9, INFLIGHT_SIZE, 65536), "write");
+        if (replacing) {
+                _cleanup_free_ char *rp = fs_mount_path(mnt, replacing);
+                CHECK_OK(fs_write_pattern(rp, 10, INFLIGHT_SIZE, 65536), "write");
+        }
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        ck_assert_str_eq(inflight_state(src_rel), "old");
+        fd = open(f, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        {
+                char x[INFLIGHT_LEN];
+                memset(x, 'X', sizeof(x));
+                ck_assert_int_eq(pwrite(fd, x, sizeof(x), INFLIGHT_OFF), (ssize_t)sizeof(x));
+        }
+        ck_assert_int_eq(close(fd), 0);
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        ck_assert_msg(dirty > 0, "not dirty");
+        CHECK_OK(fs_emu_counter(emu, op_name, true, &seen), "counters reset");
+        CHECK_OK(fs_emu_set_faults(emu, faults), "faults");
+        from = fs_mount_path(mnt, op_from);
+        to = op_to ? fs_mount_path(mnt, op_to) : NULL;
+        o.from = from;
+        o.to = to;
+        o.err = -1;
+        ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
+        seen = 0;
+        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
+                (void)usleep(10000);
+                CHECK_OK(fs_emu_counter(emu, op_name, false, &seen), "counter");
+        }
+        ck_assert_msg(seen > 0, "no %s request", op_name);
+        if (gone)
+                wait_share_absent(gone); /* carried out, its answer held off */
+        fprintf(stderr, "kill -9 with %s in flight (%s), %" PRIu64 " dirty bytes\n", op_name,
+                faults, dirty);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        fprintf(stderr, "the %s returned: %s\n", op_to ? "rename" : "unlink", strerror(o.err));
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        flushed = fs_flush(mnt, FLUSH_S);
+        fprintf(stderr, "the remount's flush: %s\n", strerror(-flushed));
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        for (size_t k = 0; k < n_names; k++) {
+                states[k] = inflight_state(names[k]);
+                fprintf(stderr, "after the remount's flush: /%s %s\n", names[k], states[k]);
+        }
+        fprintf(stderr, "dirty bytes left: %" PRIu64 "\n", dirty);
+        dump_log();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        ck_assert_msg(
+                flushed == 0 && dirty == 0, "flush: %s, %" PRIu64 " bytes still dirty",
+                strerror(-flushed), dirty);
+}
+
+/* (a) the share renamed f to g, its answer never came: the written bytes must be on the share
+ * under one name, whole ("new"), with nothing else left under the other. */
+START_TEST(test_rename_executed_kill) {
+        const char *names[] = {"f", "g"}, *st[2];
+
+        inflight_kill(
+                "f", "f", "g", "RenameFile", "op=RenameFile:answer-latency=20s", "f", NULL, names,
+                st, 2);
+        ck_assert_msg(
+                (streq(st[0], "absent") && streq(st[1], "new")) ||
+                        (streq(st[0], "new") && streq(st[1], "absent")),
+                "f %s, g %s", st[0], st[1]);
+}
+END_TEST
+
+/* (b) the share did not rename (503, Retry-After 5 s; killed during the wait). */
+START_TEST(test_rename_not_executed_kill) {
+        const char *names[] = {"f", "g"}, *st[2];
+
+        inflight_kill(
+                "f", "f", "g", "RenameFile", "op=RenameFile:503,retry-after=5", NULL, NULL, names,
+                st, 2);
+        ck_assert_msg(streq(st[0], "new") && streq(st[1], "absent"), "f %s, g %s", st[0], st[1]);
+}
+END_TEST
+
+/* (a) for a directory: d renamed to e on the share with d/f dirty. */
+START_TEST(test_rename_dir_executed_kill) {
+        const char *names[] = {"d/f", "e/f"}, *st[2];
+
+        inflight_kill(
+                "d/f", "d", "e", "RenameDirectory", "op=RenameDirectory:answer-latency=20s", "d/f",
+                NULL, names, st, 2);
+        ck_assert_msg(
+                (streq(st[0], "absent") && streq(st[1], "new")) ||
+                        (streq(st[0], "new") && streq(st[1], "absent")),
+                "d/f %s, e/f %s", st[0], st[1]);
+}
+END_TEST
+
+/* (a) for an unlink: the share deleted f, its answer never came. Deleted, or (the unlink was not
+ * answered) there whole; never a file that holds other bytes. */
+START_TEST(test_delete_executed_kill) {
+        const char *names[] = {"f"}, *st[1];
+
+        inflight_kill(
+                "f", "f", NULL, "DeleteFile", "op=DeleteFile:answer-latency=20s", "f", NULL, names,
+                st, 1);
+        ck_assert_msg(streq(st[0], "absent") || streq(st[0], "new"), "f %s", st[0]);
+}
+END_TEST
+
+/* (b) for an unlink: not deleted (503). */
+START_TEST(test_delete_not_executed_kill) {
+        const char *names[] = {"f"}, *st[1];
+
+        inflight_kill(
+                "f", "f", NULL, "DeleteFile", "op=DeleteFile:503,retry-after=5", NULL, NULL, names,
+                st, 1);
+        ck_assert_msg(streq(st[0], "new"), "f %s", st[0]);
+}
+END_TEST
+
+/* (a) for a rename over a file with unsynced data here: f renamed over g on the share, its
+ * answer never came. g's unsynced bytes are void (g was replaced); never written into f's. */
+START_TEST(test_rename_over_dirty_kill) {
+        const char *names[] = {"f", "g"}, *st[2];
+
+        inflight_kill(
+                "g", "f", "g", "RenameFile", "op=RenameFile:answer-latency=20s", "f", "f", names,
+                st, 2);
+        ck_assert_msg(
+                streq(st[0], "absent") && streq(st[1], "replacing"), "f %s, g %s", st[0], st[1]);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -1418,6 +1649,12 @@ int main(void) {
                 {"dir_release_dropped", test_dir_release_dropped},
                 {"stop_mid_flush", test_stop_mid_flush},
                 {"stop_with_queue", test_stop_with_queue},
+                {"rename_executed_kill", test_rename_executed_kill},
+                {"rename_not_executed_kill", test_rename_not_executed_kill},
+                {"rename_dir_executed_kill", test_rename_dir_executed_kill},
+                {"delete_executed_kill", test_delete_executed_kill},
+                {"delete_not_executed_kill", test_delete_not_executed_kill},
+                {"rename_over_dirty_kill", test_rename_over_dirty_kill},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
