@@ -103,10 +103,6 @@ static int sidecar_write_at(Fs *fs, Inode *i, const char *data, size_t len, off_
  * upload made every later file creation in the cache directory slower on ext4 (BENCHMARKS.md, tar
  * x). Falls back to removing the record. */
 void fs_sidecar_mark_clean_locked(Fs *fs, Inode *i) {
-        free(i->rec_moving);
-        free(i->rec_void_if_gone);
-        i->rec_moving = i->rec_void_if_gone = NULL;
-        i->rec_intent = 0;
         if (!i->sidecar_exists)
                 return;
         if (sidecar_write_at(fs, i, SIDECAR_CLEAN, strlen(SIDECAR_CLEAN), 0, false) < 0)

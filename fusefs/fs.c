@@ -1362,14 +1362,17 @@ static void holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies
         }
 }
 
-/* Whether x has unsynced data on its way to a file on the share (whose record an intent
- * concerns). Lock held. */
+/* Whether x is a file on the share whose record an intent concerns: one with unsynced data, or
+ * one with a cache file, which a write may dirty before the answer (below a renamed directory:
+ * the kernel locks a renamed or deleted file itself against writes meanwhile). Lock held. */
 static bool intent_concerns_locked(const Inode *x) {
-        return x && !x->unlinked && !x->is_dir && fs_inode_is_dirty(x) && !x->create_pending;
+        return x && !x->unlinked && !x->is_dir && !x->create_pending &&
+               (fs_inode_is_dirty(x) || x->cache_fd >= 0);
 }
 
-/* Gives x the intent id: its record says the request may move it (moving, a path) or void its
- * data (void_if_gone: once that path is gone from the share). Lock held. */
+/* Gives x the intent id: its record (now, or when a write makes one) says the request may move
+ * it (moving, a path) or void its data (void_if_gone: once that path is gone from the share).
+ * Lock held. */
 static void intent_set_locked(Fs *fs, Inode *x, uint64_t id, char *moving, char *void_if_gone) {
         free(x->rec_moving);
         free(x->rec_void_if_gone);

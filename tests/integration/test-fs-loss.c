@@ -1464,6 +1464,10 @@ static void wait_share_absent(const char *rel) {
  * no longer has once it carried the request out, else NULL); kill -9 while it is in flight; a
  * remount with the same cache_dir flushes. Returns the states of the names in names[]
  * (inflight_state) after that flush. */
+/* Set by a test: the write comes while the request is in flight (the file was clean when it was
+ * sent), through a descriptor opened before it. */
+static bool inflight_late;
+
 static void inflight_kill(
         const char *src_rel,
         const char *op_from,
@@ -1476,6 +1480,7 @@ static void inflight_kill(
         const char *states[],
         size_t n_names) {
         _cleanup_free_ char *f = NULL, *from = NULL, *to = NULL;
+        char x[INFLIGHT_LEN];
         InflightOp o = {};
         pthread_t t;
         uint64_t seen = 0, dirty = 0;
@@ -1498,14 +1503,12 @@ static void inflight_kill(
         ck_assert_str_eq(inflight_state(src_rel), "old");
         fd = open(f, O_WRONLY | O_CLOEXEC);
         ck_assert_int_ge(fd, 0);
-        {
-                char x[INFLIGHT_LEN];
-                memset(x, 'X', sizeof(x));
+        memset(x, 'X', sizeof(x));
+        if (!inflight_late) {
                 ck_assert_int_eq(pwrite(fd, x, sizeof(x), INFLIGHT_OFF), (ssize_t)sizeof(x));
+                CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+                ck_assert_msg(dirty > 0, "not dirty");
         }
-        ck_assert_int_eq(close(fd), 0);
-        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
-        ck_assert_msg(dirty > 0, "not dirty");
         CHECK_OK(fs_emu_counter(emu, op_name, true, &seen), "counters reset");
         CHECK_OK(fs_emu_set_faults(emu, faults), "faults");
         from = fs_mount_path(mnt, op_from);
@@ -1522,9 +1525,15 @@ static void inflight_kill(
         ck_assert_msg(seen > 0, "no %s request", op_name);
         if (gone)
                 wait_share_absent(gone); /* carried out, its answer held off */
+        if (inflight_late) {
+                ck_assert_int_eq(pwrite(fd, x, sizeof(x), INFLIGHT_OFF), (ssize_t)sizeof(x));
+                CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+                ck_assert_msg(dirty > 0, "not dirty");
+        }
         fprintf(stderr, "kill -9 with %s in flight (%s), %" PRIu64 " dirty bytes\n", op_name,
                 faults, dirty);
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        (void)close(fd); /* open until the kill: a close() here can wait for the answer */
         ck_assert_int_eq(pthread_join(t, NULL), 0);
         fprintf(stderr, "the %s returned: %s\n", op_to ? "rename" : "unlink", strerror(o.err));
         CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
@@ -1620,6 +1629,23 @@ START_TEST(test_rename_over_dirty_kill) {
 }
 END_TEST
 
+/* (a) for a directory, its file written only while the rename is on its way (clean when it was
+ * sent; the kernel locks a renamed or deleted file itself against writes meanwhile, not the
+ * files below a renamed directory). */
+START_TEST(test_rename_dir_late_write_kill) {
+        const char *names[] = {"d/f", "e/f"}, *st[2];
+
+        inflight_late = true;
+        inflight_kill(
+                "d/f", "d", "e", "RenameDirectory", "op=RenameDirectory:answer-latency=20s", "d/f",
+                NULL, names, st, 2);
+        ck_assert_msg(
+                (streq(st[0], "absent") && streq(st[1], "new")) ||
+                        (streq(st[0], "new") && streq(st[1], "absent")),
+                "d/f %s, e/f %s", st[0], st[1]);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -1655,6 +1681,7 @@ int main(void) {
                 {"delete_executed_kill", test_delete_executed_kill},
                 {"delete_not_executed_kill", test_delete_not_executed_kill},
                 {"rename_over_dirty_kill", test_rename_over_dirty_kill},
+                {"rename_dir_late_write_kill", test_rename_dir_late_write_kill},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
