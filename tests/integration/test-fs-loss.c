@@ -1553,6 +1553,15 @@ static void inflight_kill(
                 strerror(-flushed), dirty);
 }
 
+/* The renamed file's bytes, whole and with the write ("new"), under exactly one of its two
+ * names (st: their inflight_state()), nothing under the other. */
+static void assert_moved_whole(const char *const names[2], const char *const st[2]) {
+        ck_assert_msg(
+                (streq(st[0], "absent") && streq(st[1], "new")) ||
+                        (streq(st[0], "new") && streq(st[1], "absent")),
+                "/%s %s, /%s %s", names[0], st[0], names[1], st[1]);
+}
+
 /* (a) the share renamed f to g, its answer never came: the written bytes must be on the share
  * under one name, whole ("new"), with nothing else left under the other. */
 START_TEST(test_rename_executed_kill) {
@@ -1561,10 +1570,7 @@ START_TEST(test_rename_executed_kill) {
         inflight_kill(
                 "f", "f", "g", "RenameFile", "op=RenameFile:answer-latency=20s", "f", NULL, names,
                 st, 2);
-        ck_assert_msg(
-                (streq(st[0], "absent") && streq(st[1], "new")) ||
-                        (streq(st[0], "new") && streq(st[1], "absent")),
-                "f %s, g %s", st[0], st[1]);
+        assert_moved_whole(names, st);
 }
 END_TEST
 
@@ -1586,10 +1592,7 @@ START_TEST(test_rename_dir_executed_kill) {
         inflight_kill(
                 "d/f", "d", "e", "RenameDirectory", "op=RenameDirectory:answer-latency=20s", "d/f",
                 NULL, names, st, 2);
-        ck_assert_msg(
-                (streq(st[0], "absent") && streq(st[1], "new")) ||
-                        (streq(st[0], "new") && streq(st[1], "absent")),
-                "d/f %s, e/f %s", st[0], st[1]);
+        assert_moved_whole(names, st);
 }
 END_TEST
 
@@ -1639,10 +1642,7 @@ START_TEST(test_rename_dir_late_write_kill) {
         inflight_kill(
                 "d/f", "d", "e", "RenameDirectory", "op=RenameDirectory:answer-latency=20s", "d/f",
                 NULL, names, st, 2);
-        ck_assert_msg(
-                (streq(st[0], "absent") && streq(st[1], "new")) ||
-                        (streq(st[0], "new") && streq(st[1], "absent")),
-                "d/f %s, e/f %s", st[0], st[1]);
+        assert_moved_whole(names, st);
 }
 END_TEST
 
