@@ -1383,10 +1383,11 @@ static void intent_set_locked(Fs *fs, Inode *x, uint64_t id, char *moving, char 
 }
 
 /* A rename of src (from) to to, over dst (NULL: none), or with to NULL a Delete File of src
- * (from), goes to the share: first the record of each file with unsynced data that it moves (src,
- * or the files below the directory src), deletes (src) or replaces (dst) says so (a write into
- * the page cache), so that after a kill -9 before the answer the recovery asks the share whether
- * it was carried out (fs-record.c). Its id, 0 when no record needed it. Lock held. */
+ * (from), goes to the share: first each file it concerns (intent_concerns_locked()) that it moves
+ * (src, or the files below the directory src), deletes (src) or replaces (dst) takes the intent,
+ * and its record, if it has one, says so (a write into the page cache), so that after a kill -9
+ * before the answer the recovery asks the share whether it was carried out (fs-record.c). Its
+ * id, 0 when no file took it. Lock held. */
 static uint64_t
 intents_begin_locked(Fs *fs, Inode *src, Inode *dst, const char *from, const char *to) {
         uint64_t id = ++fs->next_intent;
