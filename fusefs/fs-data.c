@@ -330,7 +330,10 @@ void fs_cache_drop_locked(Fs *fs, Inode *i) {
 }
 
 static bool inode_busy_locked(const Inode *i) {
-        if (i->open_count > 0 || fs_inode_is_dirty(i) || i->uploading || i->waiters)
+        /* rec_intent: a rename or Delete File concerning it is on its way; its end finds the
+         * files to clear among the cached ones (intents_end_locked). */
+        if (i->open_count > 0 || fs_inode_is_dirty(i) || i->uploading || i->waiters ||
+            i->rec_intent != 0)
                 return true;
         for (size_t k = 0; k < i->n_pieces; k++)
                 if (i->pieces[k] & (PIECE_FETCHING | PIECE_FILLING))
@@ -339,8 +342,9 @@ static bool inode_busy_locked(const Inode *i) {
 }
 
 /* The least recently used cache file that can go: nothing dirty, not open (so no read is
- * splicing from it), nothing fetched or uploaded, nobody waiting. NULL when there is none. The
- * list is in the order of use: only the busy files behind the victim are looked at. */
+ * splicing from it), nothing fetched or uploaded, nobody waiting, no request's intent. NULL when
+ * there is none. The list is in the order of use: only the busy files behind the victim are looked
+ * at. */
 static Inode *cache_victim_locked(Fs *fs) {
         for (Inode *i = fs->state_tail; i; i = i->state_prev)
                 if (!inode_busy_locked(i))

@@ -49,8 +49,9 @@ struct FsWaiter {
         uint64_t round;
 };
 
-/* A metadata operation queued on Inode.create_waiters: fn(userdata) runs it again, on the I/O
- * thread, without the lock; it replies to its request (or queues itself again). */
+/* A metadata operation queued on Inode.create_waiters, or behind a rename or delete in flight
+ * (FsMove.waiters, fs.c): fn(userdata) runs it again, on the I/O thread, without the lock; it
+ * replies to its request (or queues itself again). */
 struct FsRetry {
         FsRetry *next;
         void (*fn)(void *userdata);
@@ -95,6 +96,7 @@ typedef struct Fs {
         unsigned cache_files_max; /* beyond it, clean files go as beyond cache_size */
         uint64_t next_cache_id;
         uint64_t next_intent;    /* ids of renames and deletes the records announce (fs.c) */
+        struct FsMove *moves;    /* renames and deletes on their way to the share (fs.c) */
         uint64_t dirty_charge;   /* for max_dirty: unsynced bytes, DIRTY_FILE_COST per file */
         unsigned dirty_files;    /* files with dirty pieces, also for the cap */
         uint64_t cache_bytes;    /* of the pieces PRESENT, those up to their file's size */
@@ -273,6 +275,8 @@ bool fs_create_in_flight(const Inode *i);
  * of it, or a Delete File of it, sent now could be overtaken by them (they would write the old
  * bytes into the file renamed there, or fail). Such a request waits too (fs_create_wait_locked). */
 bool fs_upload_in_flight(const Inode *i);
+/* Queues fn(userdata) at the end of *list. -ENOMEM. */
+int fs_retry_append(FsRetry **list, void (*fn)(void *userdata), void *userdata);
 /* Queues fn(userdata) on i->create_waiters. -ENOMEM. */
 int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata);
 /* The create_waiters of i once no upload round of it runs (else NULL), to be run

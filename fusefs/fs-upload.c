@@ -467,17 +467,21 @@ bool fs_upload_in_flight(const Inode *i) {
         return i && i->uploading;
 }
 
-int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata) {
-        FsRetry *r = calloc(1, sizeof(*r)), **tail = &i->create_waiters;
+int fs_retry_append(FsRetry **list, void (*fn)(void *userdata), void *userdata) {
+        FsRetry *r = calloc(1, sizeof(*r));
 
         if (!r)
                 return -ENOMEM;
         r->fn = fn;
         r->userdata = userdata;
-        while (*tail)
-                tail = &(*tail)->next;
-        *tail = r;
+        while (*list)
+                list = &(*list)->next;
+        *list = r;
         return 0;
+}
+
+int fs_create_wait_locked(Inode *i, void (*fn)(void *userdata), void *userdata) {
+        return fs_retry_append(&i->create_waiters, fn, userdata);
 }
 
 FsRetry *fs_create_waiters_take_locked(Inode *i) {

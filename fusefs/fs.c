@@ -507,6 +507,8 @@ static int names_absent_locked(Fs *fs, Inode *d, const char *name) {
 
 /* ---- generic call context ---- */
 
+typedef struct FsMove FsMove;
+
 typedef struct Call {
         Fs *fs;
         fuse_req_t req;
@@ -516,6 +518,7 @@ typedef struct Call {
         uint64_t held[2]; /* a rename on its way to the share: its source and destination; an
                            * unlink: its file (their uploads held off, fs_rename_hold_locked), 0
                            * for none */
+        FsMove *move;     /* a rename or delete on its way to the share: its paths (Fs.moves) */
         char *path;
         char *path2;
         int step;
@@ -559,12 +562,12 @@ static void submit_or_fail(Call *c, const RestOp *op, RestDoneFn cb) {
         }
 }
 
-/* Queues a rename or unlink (fn) on i->create_waiters with its FUSE arguments, copied into a
- * Call (the kernel's die when the op returns): ino, path: parent, name; ino2, path2: newparent,
- * newname. -ENOMEM. */
+/* Queues a rename, unlink or rmdir (fn) on list (an Inode.create_waiters, an FsMove.waiters)
+ * with its FUSE arguments, copied into a Call (the kernel's die when the op returns): ino, path:
+ * parent, name; ino2, path2: newparent, newname; flags. -ENOMEM. */
 static int op_retry_queue_locked(
         Fs *fs,
-        Inode *i,
+        FsRetry **list,
         void (*fn)(void *userdata),
         fuse_req_t req,
         fuse_ino_t parent,
@@ -584,7 +587,7 @@ static int op_retry_queue_locked(
         c->flags = (int)flags;
         c->path2 = newname ? strdup(newname) : NULL;
         if (!newname || c->path2)
-                r = fs_create_wait_locked(i, fn, c);
+                r = fs_retry_append(list, fn, c);
         if (r < 0)
                 call_free(c);
         return r;
@@ -1348,6 +1351,69 @@ static void fs_op_create(
         create_local(c, fi);
 }
 
+/* ---- renames and deletes on their way to the share ---- */
+
+/* A rename or Delete File or Directory sent to the share (Fs.moves). A rename, unlink or rmdir
+ * whose paths overlap its own (one is the other, or below it) waits for its answer (waiters):
+ * the paths it would send are those the first may change, and the inode it looks up when
+ * answered may have moved meanwhile (an unlink of d/f answered after a rename of d to e: e/f
+ * stayed, and came back on the share with its unsynced data; sent after that rename: "gone",
+ * and e/f stayed on the share). So no file is concerned by two requests at once either: one
+ * intent per file in its record (intents_begin_locked). */
+struct FsMove {
+        FsMove *next, *prev;
+        char *from, *to; /* to: NULL for a delete */
+        FsRetry *waiters;
+};
+
+static bool paths_overlap(const char *a, const char *b) {
+        return a && b && (fs_path_has_prefix(a, b, true) || fs_path_has_prefix(b, a, true));
+}
+
+/* The request in flight whose paths overlap from or to (NULL: none), NULL when there is none.
+ * Lock held. */
+static FsMove *move_overlapping_locked(Fs *fs, const char *from, const char *to) {
+        for (FsMove *m = fs->moves; m; m = m->next)
+                if (paths_overlap(m->from, from) || paths_overlap(m->from, to) ||
+                    paths_overlap(m->to, from) || paths_overlap(m->to, to))
+                        return m;
+        return NULL;
+}
+
+/* A rename of from to to (NULL: a delete of from) goes to the share; NULL on ENOMEM. Lock
+ * held. */
+static FsMove *move_begin_locked(Fs *fs, const char *from, const char *to) {
+        FsMove *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return NULL;
+        m->from = strdup(from);
+        m->to = to ? strdup(to) : NULL;
+        if (!m->from || (to && !m->to)) {
+                free(m->from);
+                free(m->to);
+                free(m);
+                return NULL;
+        }
+        LIST_PREPEND(fs->moves, m, next, prev);
+        return m;
+}
+
+/* m (NULL-safe) was answered or failed: the requests that waited for it, to run with
+ * fs_create_waiters_run() once it is answered and the lock dropped. Lock held. */
+static FsRetry *move_end_locked(Fs *fs, FsMove *m) {
+        FsRetry *waiters;
+
+        if (!m)
+                return NULL;
+        LIST_REMOVE(fs->moves, m, next, prev);
+        waiters = m->waiters;
+        free(m->from);
+        free(m->to);
+        free(m);
+        return waiters;
+}
+
 /* ---- unlink, rmdir ---- */
 
 /* A rename or unlink went to the share, or failed before: the uploads it held off (held[],
@@ -1425,26 +1491,39 @@ static void intents_end_locked(Fs *fs, uint64_t id) {
                         intent_set_locked(fs, x, 0, NULL, NULL);
 }
 
-/* Submits the rename's or unlink's request; when that fails, its holds end and it fails. */
+/* The rename or delete of c ended (answered, failed, or not sent): its intent leaves the
+ * records, the uploads it held may start (*replies: flushes to answer), and the requests that
+ * waited for it are returned, to run with fs_create_waiters_run() once c is answered. Lock
+ * held. */
+static FsRetry *call_end_locked(Call *c, FsWaiter **replies) {
+        intents_end_locked(c->fs, c->intent);
+        c->intent = 0;
+        holds_end_locked(c->fs, c->held, replies);
+        return move_end_locked(c->fs, TAKE_PTR(c->move));
+}
+
+/* Submits the rename's or unlink's request; when that fails, it ends and fails. */
 static void submit_holding(Call *c, const RestOp *op, RestDoneFn cb) {
         FsWaiter *replies = NULL;
+        FsRetry *retries;
         int r = rest_client_submit(c->fs->rest, op, cb, c, NULL);
 
         if (r >= 0)
                 return;
         fs_lock(c->fs);
-        intents_end_locked(c->fs, c->intent);
-        holds_end_locked(c->fs, c->held, &replies);
+        retries = call_end_locked(c, &replies);
         fs_unlock(c->fs);
         fs_flush_waiters_reply(replies);
         fuse_reply_err(c->req, r == -EAGAIN ? EAGAIN : -r);
         call_free(c);
+        fs_create_waiters_run(retries);
 }
 
 static void remove_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
         FsWaiter *replies = NULL;
+        FsRetry *retries;
         Inode *i;
 
         fs_lock(fs);
@@ -1458,12 +1537,12 @@ static void remove_done(RestResult *r, void *userdata) {
                 }
                 names_note_locked(fs, c->path, false);
         }
-        intents_end_locked(fs, c->intent);
-        holds_end_locked(fs, c->held, &replies);
+        retries = call_end_locked(c, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
         fuse_reply_err(c->req, -r->error);
         call_free(c);
+        fs_create_waiters_run(retries);
 }
 
 static bool has_pending_below_locked(Fs *fs, const char *dir) {
@@ -1475,15 +1554,16 @@ static bool has_pending_below_locked(Fs *fs, const char *dir) {
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir);
 
-static void unlink_retry(void *userdata) {
+static void remove_retry(void *userdata) {
         Call *c = userdata;
-        remove_entry(c->req, c->ino, c->path, false);
+        remove_entry(c->req, c->ino, c->path, c->flags != 0);
         call_free(c);
 }
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir) {
         Fs *fs = fs_of(req);
         uint64_t held[2] = {}, intent = 0;
+        FsMove *move = NULL;
         char *path = NULL;
         Inode *i = NULL;
         Call *c;
@@ -1491,6 +1571,16 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
 
         fs_lock(fs);
         r = child_path_locked(fs, parent, name, &path);
+        if (r >= 0 && (move = move_overlapping_locked(fs, path, NULL))) {
+                /* Again once that rename or delete is answered. */
+                r = op_retry_queue_locked(
+                        fs, &move->waiters, remove_retry, req, parent, name, 0, NULL, is_dir);
+                fs_unlock(fs);
+                free(path);
+                if (r < 0)
+                        fuse_reply_err(req, -r);
+                return;
+        }
         if (r >= 0 && (i = inode_table_find(fs->inodes, path)) && i->is_dir != is_dir)
                 r = is_dir ? -ENOTDIR : -EISDIR;
         else if (r >= 0 && is_dir && has_pending_below_locked(fs, path))
@@ -1499,7 +1589,8 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 /* Its Create File may not have reached the share, or its Put Ranges could land
                  * after the Delete File: once the upload round ends, the file is deleted there
                  * (or here, when it never got there). */
-                r = op_retry_queue_locked(fs, i, unlink_retry, req, parent, name, 0, NULL, 0);
+                r = op_retry_queue_locked(
+                        fs, &i->create_waiters, remove_retry, req, parent, name, 0, NULL, 0);
                 fs_unlock(fs);
                 free(path);
                 if (r < 0)
@@ -1515,6 +1606,8 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 fuse_reply_err(req, 0);
                 return;
         }
+        if (r >= 0 && !(move = move_begin_locked(fs, path, NULL)))
+                r = -ENOMEM;
         if (r >= 0 && i && !is_dir) {
                 /* No upload of it starts before the Delete File is answered: its Create File or
                  * Put Ranges could bring the file back. */
@@ -1531,17 +1624,21 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
         c = call_new(fs, req, parent, path);
         if (!c) {
                 FsWaiter *replies = NULL;
+                FsRetry *retries;
 
                 fs_lock(fs);
                 intents_end_locked(fs, intent);
                 holds_end_locked(fs, held, &replies);
+                retries = move_end_locked(fs, move);
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
                 free(path);
                 fuse_reply_err(req, ENOMEM);
+                fs_create_waiters_run(retries);
                 return;
         }
         c->intent = intent;
+        c->move = move;
         c->is_dir = is_dir;
         memcpy(c->held, held, sizeof(held));
         RestOp op = {.type = is_dir ? REST_OP_DELETE_DIRECTORY : REST_OP_DELETE_FILE, .path = path};
@@ -1589,6 +1686,7 @@ static void rename_done(RestResult *r, void *userdata) {
         Fs *fs = c->fs;
         Inode *i, *displaced = NULL;
         FsWaiter *replies = NULL;
+        FsRetry *retries;
         int err = r->error;
 
         fs_lock(fs);
@@ -1612,12 +1710,12 @@ static void rename_done(RestResult *r, void *userdata) {
                 fs_discard_dirty_locked(fs, displaced);
                 inode_table_detach(fs->inodes, displaced);
         }
-        intents_end_locked(fs, c->intent);
-        holds_end_locked(fs, c->held, &replies);
+        retries = call_end_locked(c, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
         rename_reply(c, err);
         call_free(c);
+        fs_create_waiters_run(retries);
 }
 
 /* A file not on the share yet (src, at from) renamed to to, here only. */
@@ -1657,6 +1755,7 @@ static void rename_replaced_done(RestResult *r, void *userdata) {
 static void rename_replaced_next(Call *c, int err) {
         Fs *fs = c->fs;
         FsWaiter *replies = NULL;
+        FsRetry *retries;
         Inode *src;
 
         fs_lock(fs);
@@ -1683,12 +1782,12 @@ static void rename_replaced_next(Call *c, int err) {
                 } else
                         err = rename_local_locked(fs, src, c->path2, c->path);
         }
-        intents_end_locked(fs, c->intent);
-        holds_end_locked(fs, c->held, &replies);
+        retries = call_end_locked(c, &replies);
         fs_unlock(fs);
         fs_flush_waiters_reply(replies);
         rename_reply(c, err);
         call_free(c);
+        fs_create_waiters_run(retries);
 }
 
 static void rename_retry(void *userdata);
@@ -1705,6 +1804,8 @@ static void fs_op_rename(
         Inode *src = NULL, *dst = NULL;
         bool is_dir = false, delete_first = false;
         uint64_t held[2] = {}, intent = 0;
+        FsRetry **wait = NULL;
+        FsMove *move = NULL;
         Call *c;
         int r;
 
@@ -1716,7 +1817,9 @@ static void fs_op_rename(
         r = child_path_locked(fs, parent, name, &from);
         if (r >= 0)
                 r = child_path_locked(fs, newparent, newname, &to);
-        if (r >= 0) {
+        if (r >= 0 && (move = move_overlapping_locked(fs, from, to)))
+                wait = &move->waiters; /* again once that rename or delete is answered */
+        if (r >= 0 && !wait) {
                 src = inode_table_find(fs->inodes, from);
                 dst = inode_table_find(fs->inodes, to);
                 is_dir = src && src->is_dir;
@@ -1727,13 +1830,15 @@ static void fs_op_rename(
                 else if (src && src->is_dir && fs_path_has_prefix(to, from, false))
                         r = -EINVAL;
         }
-        if (r >= 0 && !streq(from, to) && (fs_upload_in_flight(src) || fs_upload_in_flight(dst))) {
+        if (r >= 0 && !wait && !streq(from, to) &&
+            (fs_upload_in_flight(src) || fs_upload_in_flight(dst)))
                 /* The share may not have it yet, or the Create File or Put Ranges of the file it
                  * replaces could land after the rename (and write their bytes into the renamed
                  * file): again once that upload round ends. */
+                wait = &(fs_upload_in_flight(src) ? src : dst)->create_waiters;
+        if (r >= 0 && wait) {
                 r = op_retry_queue_locked(
-                        fs, fs_upload_in_flight(src) ? src : dst, rename_retry, req, parent, name,
-                        newparent, newname, flags);
+                        fs, wait, rename_retry, req, parent, name, newparent, newname, flags);
                 fs_unlock(fs);
                 free(from);
                 free(to);
@@ -1753,6 +1858,8 @@ static void fs_op_rename(
                                 r = 1; /* done */
                 }
         }
+        if (r == 0 && !streq(from, to) && !(move = move_begin_locked(fs, from, to)))
+                r = -ENOMEM;
         if (r == 0 && !streq(from, to)) {
                 /* To the share: no upload of either starts before it is answered. */
                 fs_rename_hold_locked(src);
@@ -1780,19 +1887,23 @@ static void fs_op_rename(
         c = call_new(fs, req, newparent, to);
         if (!c) {
                 FsWaiter *replies = NULL;
+                FsRetry *retries;
 
                 fs_lock(fs);
                 intents_end_locked(fs, intent);
                 holds_end_locked(fs, held, &replies);
+                retries = move_end_locked(fs, move);
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
                 free(from);
                 free(to);
                 fuse_reply_err(req, ENOMEM);
+                fs_create_waiters_run(retries);
                 return;
         }
         c->path2 = from;
         c->intent = intent;
+        c->move = move;
         memcpy(c->held, held, sizeof(held));
         if (delete_first) {
                 RestOp op = {.type = REST_OP_DELETE_FILE, .path = to};

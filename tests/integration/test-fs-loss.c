@@ -72,6 +72,20 @@
  *                    written through their descriptors, then kill -9: after the remount the
  *                    share has the file that replaced the one and not the other (a record for
  *                    the old name made the recovery write them back over that name).
+ *   rename_executed_kill, rename_not_executed_kill, rename_dir_executed_kill,
+ *   delete_executed_kill, delete_not_executed_kill, rename_over_dirty_kill,
+ *   rename_dir_late_write_kill  kill -9 while a rename or delete is on its way (carried out by
+ *                    the share with its answer held off, or not: 503): after a remount and a
+ *                    flush the data is under the name the share has, never lost or mixed.
+ *   intent_evicted   a clean cached file whose Delete File fails (503s) while another file's
+ *                    read fills cache_size, then written, deleted on the share by another VM,
+ *                    kill -9: its record names no request, and the remount creates it again
+ *                    with the bytes written (evicted meanwhile, its record kept the failed
+ *                    delete's "void_if_gone" and the recovery dropped them).
+ *   unlink_then_dir_rename, dir_rename_then_unlink  an unlink of d/f and a rename of d at once,
+ *                    the first one's answer held off: f (dirty) is gone here and on the share
+ *                    after a flush (the unlink found, or sent, the path the rename had changed:
+ *                    e/f came back on the share, or stayed there with the unlink failing).
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -1646,6 +1660,152 @@ START_TEST(test_rename_dir_late_write_kill) {
 }
 END_TEST
 
+/* A clean cached file evicted while a Delete File of it is on its way (cache_size reached by
+ * another file's read), the delete failing (503 beyond retry_budget): its intent must not outlive
+ * the request. It did: the end of the request looked for the file among the cached ones only, so
+ * the file's next record still said "void_if_gone", and after a kill -9 with the file deleted on
+ * the share by another VM, the recovery dropped the bytes written here since. */
+START_TEST(test_intent_evicted) {
+        _cleanup_free_ char *f = NULL, *g = NULL, *rec = NULL, *text = NULL, *data = NULL,
+                            *expect = malloc(INFLIGHT_LEN);
+        EmuHttpResult res = {};
+        InflightOp o = {};
+        uint64_t seen = 0;
+        size_t n = 0;
+        pthread_t t;
+        int fd;
+
+        ck_assert_ptr_nonnull(expect);
+        mount_with(NULL, "writeback=async,async_delay=3600,cache_size=8M,retry_budget=3");
+        f = fs_mount_path(mnt, "f");
+        g = fs_mount_path(mnt, "g");
+        CHECK_OK(fs_write_pattern(g, 10, 12 * 1024 * 1024, 65536), "write g");
+        CHECK_OK(fs_write_pattern(f, 9, INFLIGHT_LEN, 4096), "write f");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_check_pattern(f, 9, INFLIGHT_LEN), "read f"); /* f has a cache file, clean */
+        CHECK_OK(fs_emu_counter(emu, "DeleteFile", true, &seen), "counters reset");
+        CHECK_OK(fs_emu_set_faults(emu, "op=DeleteFile:503,retry-after=1"), "faults");
+        o.from = f;
+        o.err = -1;
+        ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
+        seen = 0;
+        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
+                (void)usleep(10000); /* polling interval; the condition is the emulator's */
+                CHECK_OK(fs_emu_counter(emu, "DeleteFile", false, &seen), "counter");
+        }
+        ck_assert_msg(seen > 0, "no Delete File request");
+        /* g's 12 MiB through an 8 MiB cache: f, least recently used, is what eviction finds. */
+        CHECK_OK(fs_check_pattern(g, 10, 12 * 1024 * 1024), "read g");
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_msg(o.err != 0, "the unlink succeeded through 503s");
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+
+        fd = open(f, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        memset(expect, 'Y', INFLIGHT_LEN);
+        ck_assert_int_eq(pwrite(fd, expect, INFLIGHT_LEN, 0), INFLIGHT_LEN);
+        ck_assert_int_eq(close(fd), 0);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no dirty record");
+        text = record_read(rec);
+        ck_assert_msg(
+                !strstr(text, "\nvoid_if_gone ") && !strstr(text, "\nmoving "),
+                "record of f names a request that ended:\n%s", text);
+
+        /* Another VM deletes f, then this azfilesfs dies: the bytes written here come back. */
+        CHECK_OK(
+                emu_http(
+                        emu, "DELETE", "/" SHARE "/f", NULL, NULL, 0, EMU_AUTH_MODE_SHARED_KEY,
+                        &res),
+                "Delete File");
+        ck_assert_int_eq(res.status, 202);
+        emu_http_result_clear(&res);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "f", &data, &n), "share read f");
+        ck_assert_uint_eq(n, INFLIGHT_LEN);
+        ck_assert_msg(memcmp(data, expect, n) == 0, "f on the share is not what was written");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* An unlink of d/f and a rename of d to e at the same time (the kernel locks d for the unlink,
+ * its parent for the rename: both reach azfilesfs), the first one's answer held off by the share
+ * (carried out first). f was written here since its last upload (writeback=async). Whichever
+ * goes first, f is gone afterwards: here, and on the share after a flush. Each request took the
+ * paths the other was changing: the unlink answered after the rename looked for d/f, found
+ * nothing, and e/f stayed with its unsynced bytes, which the flush put back on the share; the
+ * unlink sent after the rename was carried out found d/f gone ("deleted"), and e/f stayed on the
+ * share. */
+static void move_race(bool unlink_first) {
+        _cleanup_free_ char *df = NULL, *d = NULL, *e = NULL, *ef = NULL;
+        InflightOp del = {}, ren = {};
+        const char *first_op = unlink_first ? "DeleteFile" : "RenameDirectory";
+        pthread_t t1, t2;
+        uint64_t seen = 0, dirty = 0;
+        struct stat st;
+        char x[INFLIGHT_LEN];
+        int fd;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        d = fs_mount_path(mnt, "d");
+        e = fs_mount_path(mnt, "e");
+        df = fs_mount_path(mnt, "d/f");
+        ef = fs_mount_path(mnt, "e/f");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        CHECK_OK(fs_write_pattern(df, 9, INFLIGHT_LEN, 4096), "write d/f");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        fd = open(df, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        memset(x, 'X', sizeof(x));
+        ck_assert_int_eq(pwrite(fd, x, sizeof(x), 0), (ssize_t)sizeof(x));
+        ck_assert_int_eq(close(fd), 0);
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        ck_assert_msg(dirty > 0, "d/f not dirty");
+
+        CHECK_OK(fs_emu_counter(emu, first_op, true, &seen), "counters reset");
+        CHECK_OK(
+                fs_emu_set_faults(
+                        emu, unlink_first ? "op=DeleteFile:answer-latency=3s"
+                                          : "op=RenameDirectory:answer-latency=3s"),
+                "faults");
+        del = (InflightOp){.from = df, .err = -1};
+        ren = (InflightOp){.from = d, .to = e, .err = -1};
+        ck_assert_int_eq(pthread_create(&t1, NULL, inflight_thread, unlink_first ? &del : &ren), 0);
+        seen = 0;
+        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
+                (void)usleep(10000); /* polling interval; the condition is the emulator's */
+                CHECK_OK(fs_emu_counter(emu, first_op, false, &seen), "counter");
+        }
+        ck_assert_msg(seen > 0, "no %s request", first_op);
+        wait_share_absent(unlink_first ? "d/f" : "d"); /* carried out, its answer held off */
+        ck_assert_int_eq(pthread_create(&t2, NULL, inflight_thread, unlink_first ? &ren : &del), 0);
+        ck_assert_int_eq(pthread_join(t1, NULL), 0);
+        ck_assert_int_eq(pthread_join(t2, NULL), 0);
+        ck_assert_msg(del.err == 0, "unlink d/f: %s", strerror(del.err));
+        ck_assert_msg(ren.err == 0, "rename d e: %s", strerror(ren.err));
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+
+        ck_assert_msg(stat(ef, &st) < 0 && errno == ENOENT, "e/f is there after its unlink");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        ck_assert_str_eq(inflight_state("e/f"), "absent");
+        ck_assert_str_eq(inflight_state("d/f"), "absent");
+        ck_assert_int_eq(stat(e, &st), 0);
+        ck_assert_msg(stat(d, &st) < 0 && errno == ENOENT, "d is there after its rename");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+
+START_TEST(test_unlink_then_dir_rename) {
+        move_race(true);
+}
+END_TEST
+
+START_TEST(test_dir_rename_then_unlink) {
+        move_race(false);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -1682,6 +1842,9 @@ int main(void) {
                 {"delete_not_executed_kill", test_delete_not_executed_kill},
                 {"rename_over_dirty_kill", test_rename_over_dirty_kill},
                 {"rename_dir_late_write_kill", test_rename_dir_late_write_kill},
+                {"intent_evicted", test_intent_evicted},
+                {"unlink_then_dir_rename", test_unlink_then_dir_rename},
+                {"dir_rename_then_unlink", test_dir_rename_then_unlink},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
