@@ -218,18 +218,31 @@ int fs_cache_open_dir(Fs *fs, char **reterr_msg) {
         return 0;
 }
 
+/* Ids are taken in order from one past the highest the cache directory had at mount
+ * (fs_recover); an id whose cache file or record is there (a stray name made the count wrap, or
+ * a record left by a recovery that failed) is skipped, never truncated or replaced. */
 int fs_cache_attach_locked(Fs *fs, Inode *i) {
-        char name[64];
-        int fd;
+        char name[64], rec[64];
+        int fd = -EBADF;
 
         if (i->cache_fd >= 0)
                 return 0;
-        i->cache_id = fs->next_cache_id++;
-        fs_data_name(i->cache_id, ".data", name);
-        fd = openat(
-                fs->cache_dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return -errno;
+        for (unsigned tries = 0; fd < 0; tries++) {
+                if (tries == 64)
+                        return -EEXIST;
+                i->cache_id = fs->next_cache_id++;
+                fs_data_name(i->cache_id, ".data", name);
+                fs_data_name(i->cache_id, ".dirty", rec);
+                fd =
+                        openat(fs->cache_dir_fd, name,
+                               O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd < 0 && errno != EEXIST)
+                        return -errno;
+                if (fd >= 0 && faccessat(fs->cache_dir_fd, rec, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                        fd = safe_close(fd);
+                        (void)unlinkat(fs->cache_dir_fd, name, 0);
+                }
+        }
         i->cache_fd = fd;
         fs_cache_push_locked(fs, i);
         return 0;

@@ -26,6 +26,7 @@
 
 #include "fs-internal.h"
 #include "log.h"
+#include "rest-names.h"
 #include "strbuf.h"
 #include "thread-util.h"
 #include "url-util.h"
@@ -573,6 +574,24 @@ void fs_durable_stop(Fs *fs) {
 
 /* ---- recovery ---- */
 
+/* Whether path, read from a record, names a file this mount could have made: no empty component,
+ * each one a name the share takes (rest_name_check), within REST_PATH_MAX. */
+static bool record_path_ok(const char *path) {
+        _cleanup_free_ char *copy = NULL;
+        char *p, *name;
+
+        if (isempty(path) || strlen(path) > REST_PATH_MAX || !(copy = strdup(path)))
+                return false;
+        p = copy;
+        while ((name = strsep(&p, "/")))
+                if (rest_name_check(name) < 0)
+                        return false;
+        return true;
+}
+
+/* -EBADMSG for a record without its magic line or path, with a path the share would not take,
+ * or without pieces while whole. *cut: a record of this format (with a boot line) without its end
+ * line, cut short (a damaged disk): the pieces it lists may not be all. */
 static int sidecar_parse(
         const char *text,
         char **ret_path,
@@ -586,13 +605,14 @@ static int sidecar_parse(
         char etag[static REST_ETAG_MAX],
         char boot[static 64],
         bool *durable,
+        bool *cut,
         char **ret_moving,
         char **ret_void_if_gone,
         char **ret_pieces) {
         _cleanup_free_ char *copy = strdup(text), *path = NULL, *pieces = NULL, *moving = NULL,
                             *void_if_gone = NULL;
         char *p, *line;
-        bool magic = false;
+        bool magic = false, ended = false;
 
         if (!copy)
                 return -ENOMEM;
@@ -601,8 +621,10 @@ static int sidecar_parse(
         boot[0] = '\0'; /* none: a record of the old format, which was synced */
         while ((line = strsep(&p, "\n"))) {
                 char *v = strchr(line, ' ');
-                if (streq(line, "end"))
+                if (streq(line, "end")) {
+                        ended = true;
                         break; /* what follows is left from a longer text rewritten in place */
+                }
                 if (!v)
                         continue;
                 *v++ = '\0';
@@ -648,7 +670,11 @@ static int sidecar_parse(
                         pieces = strdup(v);
                 }
         }
-        if (!magic || isempty(path) || !pieces)
+        /* A record of the old format (no boot line) had no end line. */
+        *cut = boot[0] && !ended;
+        if (!magic || !record_path_ok(path) || (!pieces && !*cut) ||
+            (!isempty(moving) && !record_path_ok(moving)) ||
+            (!isempty(void_if_gone) && !record_path_ok(void_if_gone)))
                 return -EBADMSG;
         *ret_path = TAKE_PTR(path);
         *ret_moving = isempty(moving) ? NULL : TAKE_PTR(moving);
@@ -689,6 +715,19 @@ static int share_probe(Fs *fs, int type, const char *path) {
                 (void)pthread_cond_wait(&fs->cond, &fs->lock);
         fs_unlock(fs);
         return p.error;
+}
+
+/* Whether the rename a record announces ("moving") was carried out: path is gone from the share,
+ * or for a file never created there (create) its directory is (a file created here is renamed
+ * here only, so its record announces only the rename of a directory above it). */
+static bool record_moved(Fs *fs, const char *path, bool create) {
+        const char *slash = strrchr(path, '/');
+        _cleanup_free_ char *dir = NULL;
+
+        if (!create)
+                return share_probe(fs, REST_OP_GET_FILE_PROPERTIES, path) == -ENOENT;
+        dir = slash ? strndup(path, (size_t)(slash - path)) : NULL;
+        return dir && share_probe(fs, REST_OP_GET_DIRECTORY_PROPERTIES, dir) == -ENOENT;
 }
 
 /* A new name beside path for bytes that must not go over it: <name>.azfilesfs-recovered-<UTC>
@@ -776,7 +815,8 @@ static int recover_one(Fs *fs, uint64_t id) {
                             *moving = NULL, *void_if_gone = NULL;
         char etag[REST_ETAG_MAX], boot[64];
         uint64_t remote_size = 0, fetch_limit = 0, shrink_to = 0;
-        bool shrunk = false, create = false, durable = false, intent = false;
+        bool shrunk = false, create = false, durable = false, intent = false, older = false,
+             cut = false, torn_boot = false;
         mode_t mode = 0;
         int64_t mtime_ns = 0;
         struct stat st;
@@ -817,14 +857,19 @@ static int recover_one(Fs *fs, uint64_t id) {
         }
         r = sidecar_parse(
                 text, &path, &remote_size, &fetch_limit, &shrunk, &shrink_to, &create, &mode,
-                &mtime_ns, etag, boot, &durable, &moving, &void_if_gone, &pieces);
+                &mtime_ns, etag, boot, &durable, &cut, &moving, &void_if_gone, &pieces);
         if (r < 0)
                 return r;
+        if (cut) {
+                /* Its last lines may be cut too: a path cut short is not asked about. */
+                free(TAKE_PTR(moving));
+                free(TAKE_PTR(void_if_gone));
+        }
         /* Killed while a Delete File of it, or a rename over it, was on its way, and the share
          * carried that out (the path it names is gone): its data goes with it. Not when the
          * share cannot be asked: the data is kept then. */
         intent = moving || void_if_gone;
-        if (void_if_gone && !create && !fs->backend_down &&
+        if (void_if_gone && !fs->backend_down &&
             share_probe(fs, REST_OP_GET_FILE_PROPERTIES, void_if_gone) == -ENOENT) {
                 log_notice(
                         "Dropping data of /%s left by an earlier run: deleted or replaced on the share by its last request (/%s is gone)",
@@ -836,18 +881,27 @@ static int recover_one(Fs *fs, uint64_t id) {
         }
         /* Killed while a rename of it (or of a directory above it) was on its way, and the
          * share carried it out: the data goes under the new path. */
-        if (moving && !create && !fs->backend_down &&
-            share_probe(fs, REST_OP_GET_FILE_PROPERTIES, path) == -ENOENT) {
+        if (moving && !fs->backend_down && record_moved(fs, path, create)) {
                 log_notice(
                         "Data of /%s left by an earlier run: renamed to /%s on the share by its last rename",
                         path, moving);
                 free(path);
                 path = TAKE_PTR(moving);
         }
-        if (boot[0] && !durable && (streq(boot, "-") || !streq(boot, fs->boot_id))) {
+        torn_boot = boot[0] && !durable && (streq(boot, "-") || !streq(boot, fs->boot_id));
+        if (!cut && !torn_boot) {
+                /* A newer record of the same file was recovered first (fs_recover). */
+                fs_lock(fs);
+                i = inode_table_find(fs->inodes, path);
+                older = i && (i->is_dir || i->cache_fd >= 0);
+                fs_unlock(fs);
+        }
+        if (cut || older || torn_boot) {
                 /* Written before a reboot and never synced: the data it points at may be torn
-                 * (zeros, cut short). Its bytes go to a new file beside it; the share's copy of
-                 * path is left alone. */
+                 * (zeros, cut short). Or older than another record's data of the same file, or
+                 * a record cut short, whose pieces may not be all. Its bytes go to a new file
+                 * beside it (all of the cache file); the share's copy of path, and the newer
+                 * data, are left alone. */
                 torn = TAKE_PTR(path);
                 r = recovered_name(fs, torn, &path);
                 if (r < 0)
@@ -860,11 +914,16 @@ static int recover_one(Fs *fs, uint64_t id) {
                 etag[0] = '\0';
         }
         fs_data_name(id, ".data", name);
-        fd = openat(fs->cache_dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        /* Not blocking on a FIFO either; only a regular file holds the bytes (a FIFO read as
+         * empty would cut the share's file to 0). */
+        fd = openat(fs->cache_dir_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        if (fstat(fd, &st) < 0) {
-                r = -errno;
+        r = fstat(fd, &st) < 0          ? -errno
+            : !S_ISREG(st.st_mode)      ? -EBADMSG
+            : fcntl(fd, F_SETFL, 0) < 0 ? -errno
+                                        : 0;
+        if (r < 0) {
                 safe_close(fd);
                 return r;
         }
@@ -923,6 +982,9 @@ static int recover_one(Fs *fs, uint64_t id) {
          */
         if (torn) {
                 _cleanup_free_ char *f1 = NULL, *f2 = NULL;
+                char rec[64];
+
+                fs_data_name(id, ".dirty", rec);
                 if (asprintf(&f1, "AZFILESFS_PATH=/%s", torn) < 0)
                         f1 = NULL;
                 if (asprintf(&f2, "AZFILESFS_RECOVERED_PATH=/%s", path) < 0)
@@ -932,8 +994,10 @@ static int recover_one(Fs *fs, uint64_t id) {
                         ((const char *[]){
                                 f1 ? f1 : "AZFILESFS_PATH=?",
                                 f2 ? f2 : "AZFILESFS_RECOVERED_PATH=?", NULL}),
-                        "Found data of /%s not yet on the share, left before a reboot and never synced (it may be torn): uploading it as /%s, leaving /%s on the share as it is",
-                        torn, path, torn);
+                        cut     ? "Found data of /%s not yet on the share whose record %s is cut short (a damaged disk?): uploading all of its cache file as /%s, leaving /%s on the share as it is"
+                        : older ? "Found older data of /%s not yet on the share (record %s, beside a newer one): uploading it as /%s, leaving /%s to the newer data"
+                                : "Found data of /%s not yet on the share (record %s), left before a reboot and never synced (it may be torn): uploading it as /%s, leaving /%s on the share as it is",
+                        torn, rec, path, torn);
                 /* The record now names the new file (a crash before its upload keeps it so). */
                 fs_sidecar_update_locked(fs, i);
         } else {
@@ -948,12 +1012,38 @@ static int recover_one(Fs *fs, uint64_t id) {
         return r < 0 ? r : 1;
 }
 
+/* The id of a cache directory entry named as fs_data_name() names them (16 lower-case hex
+ * digits, then *ret_suffix); false for any other name. */
+static bool cache_entry_id(const char *name, uint64_t *ret_id, const char **ret_suffix) {
+        uint64_t id = 0;
+
+        for (size_t k = 0; k < 16; k++) {
+                char c = name[k];
+                if (c >= '0' && c <= '9')
+                        id = id << 4 | (uint64_t)(c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        id = id << 4 | (uint64_t)(c - 'a' + 10);
+                else
+                        return false;
+        }
+        *ret_id = id;
+        *ret_suffix = name + 16;
+        return true;
+}
+
+static int id_cmp_desc(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
 int fs_recover(Fs *fs) {
         _cleanup_close_ int dfd = -EBADF;
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n_ids = 0, cap = 0;
         DIR *d;
         struct dirent *de;
         uint64_t max_id = 0;
-        int r, n = 0;
+        int r = 0, n = 0;
 
         dfd = fcntl(fs->cache_dir_fd, F_DUPFD_CLOEXEC, 3);
         if (dfd < 0)
@@ -962,43 +1052,55 @@ int fs_recover(Fs *fs) {
         if (!d)
                 return -errno;
         TAKE_FD(dfd);
-        /* First pass: highest id, stale temporaries. */
+        /* One pass: the highest id, stale temporaries, clean cache of an earlier run (not
+         * reused), the ids of the records. */
         while ((de = readdir(d))) {
-                char *end;
-                uint64_t id = strtoull(de->d_name, &end, 16);
-                if (end == de->d_name)
+                const char *end;
+                char name[64];
+                uint64_t id;
+                if (!cache_entry_id(de->d_name, &id, &end))
                         continue;
-                if (id > max_id)
-                        max_id = id;
+                max_id = MAX(max_id, id);
                 if (strncmp(end, ".dirty.", 7) == 0 && strlen(end) > 4 &&
                     streq(end + strlen(end) - 4, ".tmp"))
                         (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
-        }
-        fs->next_cache_id = max_id + 1;
-        rewinddir(d);
-        while ((de = readdir(d))) {
-                char *end, name[64];
-                uint64_t id = strtoull(de->d_name, &end, 16);
-                if (end == de->d_name)
-                        continue;
-                if (streq(end, ".data")) {
-                        /* Clean cache of an earlier run: not reused. */
+                else if (streq(end, ".data")) {
                         fs_data_name(id, ".dirty", name);
                         if (faccessat(fs->cache_dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
                                 (void)unlinkat(fs->cache_dir_fd, de->d_name, 0);
-                        continue;
+                } else if (streq(end, ".dirty")) {
+                        if (n_ids == cap) {
+                                uint64_t *more = reallocarray(ids, cap * 2 + 16, sizeof(*ids));
+                                if (!more) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                ids = more;
+                                cap = cap * 2 + 16;
+                        }
+                        ids[n_ids++] = id;
                 }
-                if (!streq(end, ".dirty"))
-                        continue;
-                r = recover_one(fs, id);
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        /* Wraps to 0 only after a stray name: new cache files skip the ids taken (O_EXCL). */
+        fs->next_cache_id = max_id + 1;
+        /* Newest first (ids only grow): of two records naming one path (one left by a recovery
+         * that failed, then the file written again), the newer gets the path, and the older
+         * goes beside it (recover_one), never over it. */
+        qsort(ids, n_ids, sizeof(*ids), id_cmp_desc);
+        for (size_t k = 0; k < n_ids; k++) {
+                char name[64];
+                r = recover_one(fs, ids[k]);
+                fs_data_name(ids[k], ".dirty", name);
                 if (r < 0)
                         log_warning_errno(
                                 r, "Cannot recover %s/%s, leaving it there: %m", fs->cache_path,
-                                de->d_name);
+                                name);
                 else if (r > 0)
                         n++;
         }
-        closedir(d);
         if (n == 0)
                 return 0;
         return fs_flush_wait(fs, fs->o->retry_budget_ms + 5000);

@@ -1428,12 +1428,14 @@ static void holds_end_locked(Fs *fs, uint64_t held[static 2], FsWaiter **replies
         }
 }
 
-/* Whether x is a file on the share whose record an intent concerns: one with unsynced data, or
- * one with a cache file, which a write may dirty before the answer (below a renamed directory:
- * the kernel locks a renamed or deleted file itself against writes meanwhile). Lock held. */
+/* Whether x is a file whose record an intent concerns: one with unsynced data, or one with a
+ * cache file, which a write may dirty before the answer (below a renamed directory: the kernel
+ * locks a renamed or deleted file itself against writes meanwhile). Also one created here and
+ * not on the share yet: below a renamed directory its Create File must go to the new path, and
+ * replaced its data is void (never itself moved or deleted by a request: fs_op_rename,
+ * remove_entry). Lock held. */
 static bool intent_concerns_locked(const Inode *x) {
-        return x && !x->unlinked && !x->is_dir && !x->create_pending &&
-               (fs_inode_is_dirty(x) || x->cache_fd >= 0);
+        return x && !x->unlinked && !x->is_dir && (fs_inode_is_dirty(x) || x->cache_fd >= 0);
 }
 
 /* Gives x the intent id: its record (now, or when a write makes one) says the request may move

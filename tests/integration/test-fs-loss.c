@@ -1254,8 +1254,14 @@ static char *share_text(const char *rel) {
         return data;
 }
 
+/* The share holds text at rel ("": no such file). */
+static void assert_share_text(const char *rel, const char *text) {
+        _cleanup_free_ char *got = share_text(rel);
+        ck_assert_msg(streq(got, text), "/%s on the share: \"%s\", not \"%s\"", rel, got, text);
+}
+
 START_TEST(test_replaced_open_kill) {
-        _cleanup_free_ char *f = NULL, *g = NULL, *h = NULL, *share_f = NULL, *share_h = NULL;
+        _cleanup_free_ char *f = NULL, *g = NULL, *h = NULL;
         int fd_f, fd_h;
 
         mount_with(NULL, NULL);
@@ -1276,10 +1282,8 @@ START_TEST(test_replaced_open_kill) {
         (void)close(fd_h);
         CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
         CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
-        share_f = share_text("f");
-        share_h = share_text("h");
-        ck_assert_str_eq(share_f, "new f, moved here by rename");
-        ck_assert_str_eq(share_h, "");
+        assert_share_text("f", "new f, moved here by rename");
+        assert_share_text("h", "");
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
 }
 END_TEST
@@ -1806,6 +1810,283 @@ START_TEST(test_dir_rename_then_unlink) {
 }
 END_TEST
 
+/* ---- records that are not what this mount writes ------------------------------------------ */
+
+static char *dir_of(const char *path) {
+        const char *slash = strrchr(path, '/');
+        char *d;
+
+        ck_assert_ptr_nonnull(slash);
+        d = strndup(path, (size_t)(slash - path));
+        ck_assert_ptr_nonnull(d);
+        return d;
+}
+
+/* The one <base>.azfilesfs-recovered-* file in the mount's root (NULL when there is none). */
+static char *recovered_in_root(const char *base) {
+        _cleanup_(closedirp) DIR *d = opendir(mnt->mountpoint);
+        _cleanup_free_ char *prefix = NULL;
+        struct dirent *de;
+        char *found = NULL;
+
+        ck_assert_ptr_nonnull(d);
+        ck_assert_int_ge(asprintf(&prefix, "%s.azfilesfs-recovered-", base), 0);
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+                        ck_assert_msg(!found, "two recovered files: %s, %s", found, de->d_name);
+                        found = strdup(de->d_name);
+                }
+        return found;
+}
+
+/* How many lines of the mount's log hold s. */
+static unsigned log_count(const char *s) {
+        _cleanup_free_ char *tail = fs_mount_log_tail(mnt, 200000);
+        unsigned n = 0;
+
+        for (const char *p = tail; p && (p = strstr(p, s)); p += strlen(s))
+                n++;
+        return n;
+}
+
+/* A stray ffffffffffffffff.data in the cache directory made the ids of new cache files wrap to 0
+ * and reuse those of recovered files (their cache files opened with O_TRUNC): a.bin read the
+ * bytes of a new file. */
+START_TEST(test_stray_id) {
+        _cleanup_free_ char *rec = NULL, *dir = NULL;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        CHECK_OK(write_both("a.bin", 21, 100000), "write a.bin");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        dir = dir_of(rec);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        put_file(dir, "ffffffffffffffff.data", "");
+        CHECK_OK(fs_mount_start(mnt), "remount");
+        CHECK_OK(write_both("n1.bin", 22, 50000), "write n1.bin");
+        CHECK_OK(write_both("n2.bin", 23, 50000), "write n2.bin");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* Two records of one path: the newer (written after an earlier recovery left the older one)
+ * goes to the share under the path, the older beside it, never over it. The next mount uploaded
+ * the older one over the newer bytes. */
+START_TEST(test_two_records) {
+        _cleanup_free_ char *rec = NULL, *dir = NULL, *text = NULL, *s1 = NULL, *s2 = NULL,
+                            *side = NULL, *side_text = NULL, *older = NULL;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        free(write_new("p.txt", "NEWER bytes, written last"));
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        dir = dir_of(rec);
+        text = record_read(rec);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        /* The older record (a lower id) of the same path. */
+        put_file(dir, "0000000000000000.data", "OLDER bytes");
+        ck_assert_int_ge(asprintf(&older, "%s/0000000000000000.dirty", dir), 0);
+        write_text(older, text);
+        CHECK_OK(fs_mount_start(mnt), "mount 1");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush 1");
+        s1 = share_text("p.txt");
+        ck_assert_str_eq(s1, "NEWER bytes, written last");
+        side = recovered_in_root("p.txt");
+        ck_assert_msg(side, "the older bytes are not beside p.txt");
+        side_text = share_text(side);
+        ck_assert_str_eq(side_text, "OLDER bytes");
+        ck_assert_uint_ge(log_count("Found older data of /p.txt"), 1);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "mount 2");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush 2");
+        s2 = share_text("p.txt");
+        ck_assert_str_eq(s2, "NEWER bytes, written last");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* A record cut short inside its pieces line (a damaged disk): taken as whole, it uploaded the
+ * first piece of 12 MiB only and called the file clean. Now all of its cache file goes to a name
+ * beside the file. */
+START_TEST(test_cut_record) {
+        _cleanup_free_ char *rec = NULL, *text = NULL, *side = NULL, *p = NULL;
+        const uint64_t size = 12 * 1024 * 1024 + 5;
+        char *pl;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "big.bin");
+        CHECK_OK(fs_write_pattern(p, 31, size, 65536), "write big.bin");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        text = record_read(rec);
+        pl = strstr(text, "\npieces 0,");
+        ck_assert_msg(pl, "record:\n%s", text);
+        pl[strlen("\npieces 0,")] = '\0';
+        write_text(rec, text);
+        CHECK_OK(fs_mount_start(mnt), "remount");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        side = recovered_in_root("big.bin");
+        ck_assert_msg(side, "no big.bin.azfilesfs-recovered-* on the share");
+        free(p);
+        p = fs_mount_path(mnt, side);
+        CHECK_OK(fs_check_pattern(p, 31, size), "the recovered file");
+        ck_assert_str_eq(inflight_state("big.bin"), "absent");
+        ck_assert_uint_ge(log_count("is cut short"), 1);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* A FIFO where a record's cache file should be: read as empty, it cut the share's file to 0. */
+START_TEST(test_fifo_data) {
+        _cleanup_free_ char *rec = NULL, *data = NULL, *p = NULL, *got = NULL;
+        size_t n = 0;
+        int fd;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "old.bin");
+        CHECK_OK(fs_write_pattern(p, 1, 300000, 65536), "write old.bin");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, "XXXX", 4, 1000), 4);
+        ck_assert_int_eq(close(fd), 0);
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        data = strdup(rec);
+        ck_assert_ptr_nonnull(data);
+        strcpy(data + strlen(data) - strlen(".dirty"), ".data");
+        ck_assert_int_eq(unlink(data), 0);
+        ck_assert_int_eq(mkfifo(data, 0600), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "old.bin", &got, &n), "read");
+        ck_assert_uint_eq(n, 300000);
+        ck_assert_uint_ge(log_count("Cannot recover"), 1);
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* Records naming paths this mount could not have made, beside a good one: each is refused with a
+ * warning naming it (they were taken, and their uploads retried for ever); the good one's data
+ * is on the share after the flush. */
+START_TEST(test_bad_paths) {
+        static const char *const bad[] = {
+                "../escape", "/abs", "dir/", "a//b", "bad\"name<>|.txt", "trailing.", "x/../y",
+        };
+        _cleanup_free_ char *rec = NULL, *dir = NULL, *p = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        char boot[64];
+
+        this_boot(boot);
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = fs_mount_path(mnt, "good.bin");
+        CHECK_OK(fs_write_pattern(p, 41, 9 * 1024 * 1024 + 3, 65536), "write good.bin");
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        dir = dir_of(rec);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        for (size_t k = 0; k <= ELEMENTSOF(bad); k++) {
+                _cleanup_free_ char *text = NULL, *name = NULL, *data = NULL;
+                /* The last one: a good path moving to a bad one. */
+                ck_assert_int_ge(
+                        asprintf(
+                                &text,
+                                "azfilesfs-dirty 1\nboot %s\ndurable 0\npath %s\nremote_size 0\n"
+                                "fetch_limit 0\nsize_dirty 1\netag -\ncreate 0644 0\n%s%s%s"
+                                "pieces 0\nend\n",
+                                boot, k < ELEMENTSOF(bad) ? bad[k] : "fine.txt",
+                                k < ELEMENTSOF(bad) ? "" : "moving ",
+                                k < ELEMENTSOF(bad) ? "" : "..", k < ELEMENTSOF(bad) ? "" : "\n"),
+                        0);
+                ck_assert_int_ge(asprintf(&name, "%016zx.dirty", 0x100 + k), 0);
+                ck_assert_int_ge(asprintf(&data, "%016zx.data", 0x100 + k), 0);
+                put_file(dir, name, text);
+                put_file(dir, data, "bytes");
+        }
+        CHECK_OK(fs_mount_start(mnt), "remount among bad records");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        ck_assert_uint_eq(log_count("Cannot recover"), ELEMENTSOF(bad) + 1);
+        CHECK_OK(fs_check_pattern(p, 41, 9 * 1024 * 1024 + 3), "good.bin");
+        d = opendir(mnt->mountpoint);
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)))
+                ck_assert_msg(
+                        streq(de->d_name, ".") || streq(de->d_name, "..") ||
+                                streq(de->d_name, "good.bin"),
+                        "/%s on the share", de->d_name);
+        closedirp(&d);
+        d = NULL;
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* rename(from, to) on the mount; the share carries out its request (op_name) and holds the answer
+ * off; kill -9 once from is gone from the share; a remount with the same cache_dir and a flush
+ * leave nothing dirty. */
+static void kill_during_rename(const char *from_rel, const char *to_rel, const char *op_name) {
+        _cleanup_free_ char *from = fs_mount_path(mnt, from_rel), *to = fs_mount_path(mnt, to_rel),
+                            *faults = NULL;
+        InflightOp o = {.from = from, .to = to, .err = -1};
+        uint64_t seen = 0, dirty = 0;
+        pthread_t t;
+
+        ck_assert_int_ge(asprintf(&faults, "op=%s:answer-latency=20s", op_name), 0);
+        CHECK_OK(fs_emu_counter(emu, op_name, true, &seen), "counters reset");
+        CHECK_OK(fs_emu_set_faults(emu, faults), "faults");
+        ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
+        seen = 0;
+        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
+                (void)usleep(10000); /* polling interval; the condition is the emulator's */
+                CHECK_OK(fs_emu_counter(emu, op_name, false, &seen), "counter");
+        }
+        ck_assert_msg(seen > 0, "no %s request", op_name);
+        wait_share_absent(from_rel);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_dirty_bytes(mnt, &dirty), "dirty_bytes");
+        ck_assert_uint_eq(dirty, 0);
+}
+
+/* A file created here and not on the share yet, d/f, while the share renames d to e: its record
+ * named d/f only, and after the remount its Create File failed for ever (d is gone). */
+START_TEST(test_rename_dir_created_kill) {
+        _cleanup_free_ char *d = NULL, *f = NULL;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        d = fs_mount_path(mnt, "d");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        f = write_new("d/f", "bytes of d/f, created here");
+        kill_during_rename("d", "e", "RenameDirectory");
+        assert_share_text("e/f", "bytes of d/f, created here");
+        assert_share_text("d/f", "");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* A file created here and not on the share yet, g, while the share renames f over it: g's record
+ * had no intent, and the remount's Create File of g put g's bytes over the renamed f. */
+START_TEST(test_rename_over_created_kill) {
+        _cleanup_free_ char *f = NULL, *g = NULL;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        f = write_new("f", "f, renamed over g");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        g = write_new("g", "g, created here, replaced");
+        kill_during_rename("f", "g", "RenameFile");
+        assert_share_text("g", "f, renamed over g");
+        assert_share_text("f", "");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -1845,6 +2126,13 @@ int main(void) {
                 {"intent_evicted", test_intent_evicted},
                 {"unlink_then_dir_rename", test_unlink_then_dir_rename},
                 {"dir_rename_then_unlink", test_dir_rename_then_unlink},
+                {"stray_id", test_stray_id},
+                {"two_records", test_two_records},
+                {"cut_record", test_cut_record},
+                {"fifo_data", test_fifo_data},
+                {"bad_paths", test_bad_paths},
+                {"rename_dir_created_kill", test_rename_dir_created_kill},
+                {"rename_over_created_kill", test_rename_over_created_kill},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
