@@ -1089,7 +1089,8 @@ int fs_recover(Fs *fs) {
         /* Newest first (ids only grow): of two records naming one path (one left by a recovery
          * that failed, then the file written again), the newer gets the path, and the older
          * goes beside it (recover_one), never over it. */
-        qsort(ids, n_ids, sizeof(*ids), id_cmp_desc);
+        if (n_ids > 1)
+                qsort(ids, n_ids, sizeof(*ids), id_cmp_desc);
         for (size_t k = 0; k < n_ids; k++) {
                 char name[64];
                 r = recover_one(fs, ids[k]);
