@@ -1057,8 +1057,10 @@ static void fetch_done(RestResult *r, void *userdata) {
                         i->trim_pending = true;
                         trim_after_writes_locked(i);
                 }
-                /* Truncated while the range was in flight: what lies past the new end is gone. */
-                if (err == 0 && current && c->start + c->len > i->fetch_limit) {
+                /* Truncated while the range was in flight: what lies past the new end is gone,
+                 * also when the fetch failed after part of its body landed (a piece there is not
+                 * fetched again: it is taken as zeros, pieces_need_locked()). */
+                if (current && c->start + c->len > i->fetch_limit) {
                         uint64_t from = MAX(c->start, i->fetch_limit);
                         (void)fallocate(
                                 i->cache_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

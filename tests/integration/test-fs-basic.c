@@ -116,6 +116,12 @@
  *                  answered before the Set File Properties): the open file has the new size and
  *                  reads the bytes left, a write at the old end does not bring the cut bytes
  *                  back to the share
+ *   truncate_fetch_fail, truncate_fetch_fail_mid  a Get Range of the second 4 MiB piece on its
+ *                  way (slowed), the file cut to 0 (or into that piece) meanwhile, then the
+ *                  fetch failing after part of its body landed in the cache file (bodies cut
+ *                  short, retries run out); the file made 8 MiB long again, a byte written: it
+ *                  reads zeros past the cut, and so does the share after fsync() (the failed
+ *                  fetch's bytes stayed, were read back and uploaded)
  *   busy_sequential_writer  a file written sequentially faster than write-through uploads it:
  *                  a reader's close() ends within 20 s, what was written before it on the
  *                  share (it waited until the writer stopped)
@@ -3366,6 +3372,87 @@ START_TEST(test_cover_race_buffered) {
 }
 END_TEST
 
+/* ---- truncate_fetch_fail ---- */
+
+typedef struct PieceReadJob {
+        int fd;
+        off_t off;
+        size_t len;
+        ssize_t n;
+} PieceReadJob;
+
+static void *piece_read_thread(void *userdata) {
+        PieceReadJob *j = userdata;
+        _cleanup_free_ char *b = malloc(j->len);
+
+        j->n = b ? pread(j->fd, b, j->len, j->off) : -1;
+        return NULL;
+}
+
+/* The first byte where a and b differ over n bytes, SIZE_MAX when none. */
+static size_t first_difference(const char *a, const char *b, size_t n) {
+        for (size_t k = 0; k < n; k++)
+                if (a[k] != b[k])
+                        return k;
+        return SIZE_MAX;
+}
+
+static void truncate_fetch_fail(off_t cut) {
+        const size_t size = 8 * 1024 * 1024, piece = 4 * 1024 * 1024;
+        _cleanup_free_ char *buf = malloc(size), *want = malloc(size), *data = NULL;
+        PieceReadJob job = {.off = (off_t)piece, .len = piece};
+        size_t n = 0, bad, share_bad;
+        pthread_t t;
+        uint64_t before;
+        int fd;
+
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_ptr_nonnull(want);
+        memset(want, 'A', size);
+        mnt = mount_with(NULL, "retry_budget=2");
+        fd = open(P(mnt, "f.bin"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, want, size), (ssize_t)size);
+        ck_assert_int_eq(close(fd), 0);
+        reclaim_all(mnt);
+        fd = open(P(mnt, "f.bin"), O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        job.fd = fd;
+        ck_assert_int_eq(fs_emu_set_faults(emu, "op=GetFile:latency=1500ms,truncate"), 0);
+        before = counter("GetFile");
+        ck_assert_int_eq(pthread_create(&t, NULL, piece_read_thread, &job), 0);
+        wait_counter_above("GetFile", before);
+        ck_assert_int_eq(ftruncate(fd, cut), 0);
+        join_within(t, "pread");
+        ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        memset(want + cut, 0, size - (size_t)cut);
+        ck_assert_int_eq(pwrite(fd, "X", 1, (off_t)(7 * 1024 * 1024)), 1);
+        want[7 * 1024 * 1024] = 'X';
+        ck_assert_int_eq(pread(fd, buf, size, 0), (ssize_t)size);
+        bad = first_difference(buf, want, size);
+        ck_assert_msg(fsync(fd) == 0, "fsync: %m");
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(fs_share_read(emu, SHARE, "f.bin", &data, &n), 0);
+        ck_assert_uint_eq(n, size);
+        share_bad = first_difference(data, want, size);
+        ck_assert_msg(
+                bad == SIZE_MAX && share_bad == SIZE_MAX,
+                "the read during the cut returned %zd; first wrong byte here at %zd, on the share at %zd",
+                job.n, bad == SIZE_MAX ? -1 : (ssize_t)bad,
+                share_bad == SIZE_MAX ? -1 : (ssize_t)share_bad);
+}
+
+START_TEST(test_truncate_fetch_fail) {
+        truncate_fetch_fail(0);
+}
+END_TEST
+
+START_TEST(test_truncate_fetch_fail_mid) {
+        truncate_fetch_fail(5 * 1024 * 1024);
+}
+END_TEST
+
 int main(void) {
         Suite *s = suite_create("fs-basic");
         SRunner *sr;
@@ -3427,6 +3514,8 @@ int main(void) {
                 {"covered_cap_fail", test_covered_cap_fail},
                 {"cover_race", test_cover_race},
                 {"cover_race_buffered", test_cover_race_buffered},
+                {"truncate_fetch_fail", test_truncate_fetch_fail},
+                {"truncate_fetch_fail_mid", test_truncate_fetch_fail_mid},
         };
 
         if (pre != 0)
