@@ -20,6 +20,7 @@
 #include "loop-queue.h"
 #include "macro.h"
 #include "thread-util.h"
+#include "time-util.h"
 
 typedef enum BodyKind {
         BODY_NONE,
@@ -66,6 +67,8 @@ struct HttpRequest {
         HttpDataFn data_fn;
         void *data_userdata;
         uint64_t timeout_ms, connect_timeout_ms;
+        uint64_t deadline_ns; /* CLOCK_MONOTONIC, 0: none */
+        bool fresh_connect;
         uint32_t low_speed_bytes, low_speed_s;
         bool no_proxy;
         HttpDoneFn done_fn;
@@ -86,7 +89,8 @@ struct HttpRequest {
         HttpHeader *resp_headers; /* name and value in one allocation (name's) */
         size_t n_resp_headers, n_resp_headers_alloc;
         size_t resp_header_bytes;
-        bool sink_decided, sink_to_buffer;
+        bool sink_decided, sink_to_buffer, sink_error_body;
+        unsigned sends; /* times curl was about to send it (on_prereq) */
         char *buf;
         size_t buf_size, buf_alloc;
         uint64_t received;
@@ -448,6 +452,14 @@ void http_request_set_timeouts(
         r->low_speed_s = low_speed_s;
 }
 
+void http_request_set_deadline(HttpRequest *r, uint64_t deadline_ns) {
+        r->deadline_ns = deadline_ns;
+}
+
+void http_request_set_fresh_connect(HttpRequest *r, bool fresh) {
+        r->fresh_connect = fresh;
+}
+
 void http_request_set_no_proxy(HttpRequest *r, bool no_proxy) {
         r->no_proxy = no_proxy;
 }
@@ -560,7 +572,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 long status = 0;
                 (void)curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
                 r->sink_decided = true;
-                r->sink_to_buffer = r->sink_kind == SINK_MEMORY || status < 200 || status > 299;
+                r->sink_error_body = status < 200 || status > 299;
+                r->sink_to_buffer = r->sink_kind == SINK_MEMORY || r->sink_error_body;
         }
         if (r->sink_to_buffer) {
                 size_t max = r->sink_kind == SINK_MEMORY && r->sink_max < SIZE_MAX
@@ -568,7 +581,12 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                                      : HTTP_ERROR_BODY_MAX;
                 if (r->sink_kind != SINK_MEMORY)
                         max = HTTP_ERROR_BODY_MAX;
-                k = buffer_append(r, ptr, n, max);
+                /* An error's text past what is kept is dropped: its status still says what
+                 * happened (a 503 with a long body is still retried). */
+                if (r->sink_error_body && r->buf_size + n > max)
+                        k = r->buf_size < max ? buffer_append(r, ptr, max - r->buf_size, max) : 0;
+                else
+                        k = buffer_append(r, ptr, n, max);
         } else if (r->received + n > r->sink_max)
                 k = -E2BIG;
         else if (r->sink_kind == SINK_FD)
@@ -582,6 +600,17 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         r->received += n;
         return n;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called by curl before each time it sends the request: more than once when it resends it. */
+static int
+on_prereq(void *userdata, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+        HttpRequest *r = userdata;
+
+        r->sends++;
+        return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static size_t on_read(char *ptr, size_t size, size_t nmemb, void *userdata) {
         HttpRequest *r = userdata;
@@ -645,6 +674,7 @@ static void request_complete(HttpRequest *r, int error, int curl_code) {
                 .body_size = r->buf_size,
                 .bytes_received = r->received,
                 .bytes_sent = r->body_pos,
+                .resent = r->sends > 1,
         };
         if (error != 0 && res.status == 0)
                 res.n_headers = 0;
@@ -655,9 +685,20 @@ static void request_complete(HttpRequest *r, int error, int curl_code) {
 /* Builds r's easy handle and adds it to e's multi handle; on failure r->easy may be set (the
  * caller cleans it up). */
 static int request_start(HttpEngine *en, HttpRequest *r) {
+        uint64_t timeout_ms = r->timeout_ms, connect_ms = r->connect_timeout_ms;
         CURL *e;
         bool has_ct = false;
 
+        if (r->deadline_ns > 0) {
+                /* Its wait in the queue counts: what is left of the deadline bounds the try. */
+                int64_t now = now_monotonic_ns();
+                uint64_t left_ms;
+                if (now < 0 || (uint64_t)now >= r->deadline_ns)
+                        return -ETIMEDOUT;
+                left_ms = (r->deadline_ns - (uint64_t)now + 999999) / 1000000;
+                timeout_ms = timeout_ms > 0 ? MIN(timeout_ms, left_ms) : left_ms;
+                connect_ms = connect_ms > 0 ? MIN(connect_ms, left_ms) : left_ms;
+        }
         e = curl_easy_init();
         if (!e)
                 return -ENOMEM;
@@ -712,17 +753,23 @@ static int request_start(HttpEngine *en, HttpRequest *r) {
          * pwrite() per 16 KiB on the loop thread (BENCHMARKS.md, azfilesfs cold read). */
         if (r->sink_kind == SINK_FD)
                 (void)curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_FD_SINK_BUFFER_SIZE);
-        if (r->timeout_ms > 0)
-                (void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)MIN(r->timeout_ms, LONG_MAX));
-        if (r->connect_timeout_ms > 0)
+        if (timeout_ms > 0)
+                (void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)MIN(timeout_ms, LONG_MAX));
+        if (connect_ms > 0)
                 (void)curl_easy_setopt(
-                        e, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(r->connect_timeout_ms, LONG_MAX));
+                        e, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(connect_ms, LONG_MAX));
         if (r->low_speed_bytes > 0 && r->low_speed_s > 0) {
                 (void)curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)r->low_speed_bytes);
                 (void)curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)r->low_speed_s);
         }
         if (r->no_proxy)
                 (void)curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+        if (r->fresh_connect)
+                (void)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+        (void)curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        (void)curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+#endif
 
         if (streq(r->method, "HEAD"))
                 (void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

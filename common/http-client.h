@@ -89,6 +89,9 @@ typedef struct HttpResult {
         size_t body_size;
         uint64_t bytes_received; /* body bytes taken by the sink (fd/callback/memory) */
         uint64_t bytes_sent;     /* request body bytes */
+        /* curl sent the request again on its own (a reused connection died before any byte of
+         * the answer): the answer is to the second copy, the first may have been carried out. */
+        bool resent;
 } HttpResult;
 
 /* Case-insensitive; the first header of that name, or NULL. */
@@ -159,6 +162,13 @@ void http_request_set_timeouts(
         uint64_t connect_ms,
         uint32_t low_speed_bytes,
         uint32_t low_speed_s);
+/* A bound that also counts the time the request waits for a free slot (max_in_flight): not
+ * started by deadline_ns (CLOCK_MONOTONIC, now_monotonic_ns(); 0: none), it fails with
+ * -ETIMEDOUT without being sent, and its transfer is cut there. */
+void http_request_set_deadline(HttpRequest *req, uint64_t deadline_ns);
+/* Sent on a new connection: curl resends a request on its own only on a reused one (see
+ * HttpResult.resent), which a request that is not safe to repeat must not be. */
+void http_request_set_fresh_connect(HttpRequest *req, bool fresh);
 /* Never use a proxy for this request (the metadata service must not be proxied). */
 void http_request_set_no_proxy(HttpRequest *req, bool no_proxy);
 void http_request_set_callback(HttpRequest *req, HttpDoneFn fn, void *userdata);

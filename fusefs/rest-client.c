@@ -45,7 +45,10 @@
  *                                                    moved) or replace a file created since
  *   lease                                            no: acquire/change/break are not repeatable
  * Non-idempotent ops are retried only on failures that prove nothing was executed: 503 and 429
- * (throttled before execution), connection refused, host or network unreachable. */
+ * (throttled before execution), connection refused, host or network unreachable; and they go on
+ * a new connection, where curl never resends on its own (it does on a reused connection that
+ * dies before any byte of the answer: then the answer is to the second copy, and the try counts
+ * as an unclear failure). */
 static const bool op_idempotent[_REST_OP_TYPE_MAX] = {
         [REST_OP_GET_SHARE_PROPERTIES] = true,
         [REST_OP_GET_SHARE_STATS] = true,
@@ -618,6 +621,10 @@ static int call_build(RestCall *call, const char *token, HttpRequest **ret) {
         http_request_set_timeouts(
                 req, MIN(data_op ? rc->data_timeout_ms : rc->meta_timeout_ms, left_ms),
                 MIN(rc->connect_timeout_ms, left_ms), rc->low_speed_bytes, rc->low_speed_s);
+        /* Also while it waits for a free connection slot behind other requests. */
+        http_request_set_deadline(req, (uint64_t)call->first_ns + rc->retry_budget_ms * 1000000);
+        /* Not resent by curl on its own after the share may have carried it out. */
+        http_request_set_fresh_connect(req, !op_idempotent[call->type]);
         if (call->type == REST_OP_LIST_DIRECTORY) {
                 call->list_parser = rest_list_parser_free(call->list_parser);
                 r = rest_list_parser_new(&call->list_parser);
@@ -808,6 +815,14 @@ static void on_http_done(const HttpResult *res, void *userdata) {
 
         call->status = res->status;
         (void)replace_str(&call->request_id, http_result_header(res, "x-ms-request-id"));
+        if (res->resent)
+                call->unclear_failure = true; /* the first copy may have been carried out */
+        if (res->error == -E2BIG && res->status >= 200 && res->status <= 299) {
+                /* A success with more than was asked for (a range longer than the request's, a
+                 * body or headers over their caps): a malformed answer. */
+                call_finish(call, -EBADMSG);
+                return;
+        }
         if (res->error < 0) {
                 /* No (complete) answer. */
                 bool retriable = rest_transport_error_is_retriable(res->error);

@@ -4,12 +4,17 @@
  * malformed replies): every operation, errors to errno, paging, ranges through files, retries
  * under injected faults (and no retry of non-idempotent ops), cancellation, timeouts, submission
  * from other threads, Shared Key, SAS and bearer auth. No timing is asserted. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -1065,10 +1070,233 @@ START_TEST(test_imds_retry_after_is_a_minimum) {
 }
 END_TEST
 
+/* A Shared Key client (account "acct", share "share", one attempt per op) of the server at url,
+ * through h, with a retry budget of retry_budget_ms (0: the default). */
+static RestClient *acct_client(HttpClient *h, const char *url, uint64_t retry_budget_ms) {
+        RestClientConfig cfg = {
+                .endpoint = url,
+                .account = "acct",
+                .share = "share",
+                .key = key,
+                .key_size = key_size,
+                .retry_budget_ms = retry_budget_ms,
+                .max_attempts = 1};
+        RestClient *c = NULL;
+
+        ck_assert_int_eq(rest_client_new(ev, h, &cfg, &c), 0);
+        return c;
+}
+
+/* ---- the retry budget counts the wait for a connection slot -------------------------------- */
+
+static atomic_int slow_fast_seen_fast;
+
+/* Get File Properties of any path; those of "slow..." answered after 800 ms. */
+static enum MHD_Result slow_fast_handler(
+        void *cls,
+        struct MHD_Connection *conn,
+        const char *url,
+        const char *method,
+        const char *version,
+        const char *upload_data,
+        size_t *upload_size,
+        void **con_cls) {
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result r;
+
+        if (strstr(url, "slow")) {
+                struct timespec ts = {.tv_nsec = 800000000L};
+                (void)nanosleep(&ts, NULL); /* the slow server under test, not synchronization */
+        } else
+                atomic_fetch_add(&slow_fast_seen_fast, 1);
+        (void)MHD_add_response_header(resp, "x-ms-type", "File");
+        (void)MHD_add_response_header(resp, "x-ms-content-length", "1");
+        (void)MHD_add_response_header(resp, "ETag", "\"1\"");
+        r = MHD_queue_response(conn, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* One connection slot, a retry budget of 1 s, three requests answered after 800 ms each, then
+ * one answered at once: the last one cannot start within its budget (it would only after 2.4 s,
+ * and ran then, its budget counted from the start of its transfer), so it fails with ETIMEDOUT
+ * without being sent. */
+START_TEST(test_budget_counts_queue_wait) {
+        HttpClientConfig hcfg = {.max_in_flight = 1};
+        struct MHD_Daemon *d;
+        HttpClient *one = NULL;
+        RestClient *c = NULL;
+        Done slow[3] = {}, fast = {};
+        char url[128];
+
+        atomic_store(&slow_fast_seen_fast, 0);
+        d = MHD_start_daemon(
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                slow_fast_handler, NULL, MHD_OPTION_END);
+        ck_assert_ptr_nonnull(d);
+        snprintf(
+                url, sizeof(url), "http://127.0.0.1:%u/acct",
+                MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+        ck_assert_int_eq(http_client_new(ev, &hcfg, &one), 0);
+        c = acct_client(one, url, 1000);
+        for (size_t k = 0; k < ELEMENTSOF(slow); k++)
+                ck_assert_int_eq(
+                        rest_client_submit(
+                                c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "slow"},
+                                on_done, &slow[k], NULL),
+                        0);
+        ck_assert_int_eq(
+                rest_client_submit(
+                        c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "fast"}, on_done,
+                        &fast, NULL),
+                0);
+        run_until(&fast.done);
+        for (size_t k = 0; k < ELEMENTSOF(slow); k++)
+                run_until(&slow[k].done);
+        ck_assert_int_eq(slow[0].error, 0);
+        ck_assert_int_eq(fast.error, -ETIMEDOUT);
+        ck_assert_int_eq(atomic_load(&slow_fast_seen_fast), 0);
+        rest_client_free(c);
+        http_client_free(one);
+        MHD_stop_daemon(d);
+}
+END_TEST
+
+/* ---- requests carried out, their connection dropped before the answer ---------------------- */
+
+/* A share stand-in on a raw socket: GET and HEAD are answered 200 (a file's properties) on a
+ * kept-alive connection; the first PUT or DELETE of each kind (rename, create directory, delete)
+ * is "carried out" and its connection closed before any answer; later ones are answered as the
+ * share would then: 404 ResourceNotFound for a rename or delete, 409 ResourceAlreadyExists for
+ * a create directory. */
+enum { DROP_RENAME, DROP_MKDIR, DROP_DELETE, _DROP_MAX };
+static atomic_int drop_seen[_DROP_MAX];
+
+/* Reads one request's head and body from fd; its first line in line. false at the end. */
+static bool drop_read_request(int fd, char line[static 256]) {
+        char buf[16384];
+        size_t n = 0;
+        const char *end = NULL, *cl;
+        long body;
+
+        while (!(end = memmem(buf, n, "\r\n\r\n", 4))) {
+                ssize_t k = n < sizeof(buf) ? read(fd, buf + n, sizeof(buf) - n) : -1;
+                if (k <= 0)
+                        return false;
+                n += (size_t)k;
+        }
+        (void)snprintf(line, 256, "%.*s", (int)strcspn(buf, "\r\n"), buf);
+        cl = strcasestr(buf, "\r\nContent-Length:");
+        body = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+        for (long have = (long)(n - (size_t)(end + 4 - buf)); have < body;) {
+                ssize_t k = read(fd, buf, (size_t)MIN(body - have, (long)sizeof(buf)));
+                if (k <= 0)
+                        return false;
+                have += k;
+        }
+        return true;
+}
+
+static int drop_count(int kind) {
+        return atomic_load(&drop_seen[kind]);
+}
+
+static void *drop_connection(void *userdata) {
+        int fd = (int)(intptr_t)userdata;
+        char line[256];
+
+        while (drop_read_request(fd, line)) {
+                const char *answer =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"1\"\r\nx-ms-type: File\r\n"
+                        "x-ms-content-length: 1\r\n\r\n";
+                if (strncmp(line, "PUT ", 4) == 0 || strncmp(line, "DELETE ", 7) == 0) {
+                        int kind = line[0] == 'D'                ? DROP_DELETE
+                                   : strstr(line, "comp=rename") ? DROP_RENAME
+                                                                 : DROP_MKDIR;
+                        if (atomic_fetch_add(&drop_seen[kind], 1) == 0)
+                                break; /* carried out; the connection dies unanswered */
+                        answer = kind == DROP_MKDIR
+                                         ? "HTTP/1.1 409 Exists\r\nContent-Length: 0\r\n"
+                                           "x-ms-error-code: ResourceAlreadyExists\r\n\r\n"
+                                         : "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                                           "x-ms-error-code: ResourceNotFound\r\n\r\n";
+                }
+                if (write(fd, answer, strlen(answer)) < 0)
+                        break;
+        }
+        (void)close(fd);
+        return NULL;
+}
+
+static void *drop_server(void *userdata) {
+        int lfd = (int)(intptr_t)userdata;
+
+        for (;;) {
+                pthread_t t;
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        return NULL; /* the listening socket was shut down */
+                if (pthread_create(&t, NULL, drop_connection, (void *)(intptr_t)fd) != 0)
+                        (void)close(fd);
+                else
+                        (void)pthread_detach(t);
+        }
+}
+
+/* curl resends a request on a reused connection that dies before any byte of the answer. A
+ * rename or create directory the share may have carried out is not sent again (a new
+ * connection each): it fails as unclear, instead of ENOENT or EEXIST for what succeeded. A
+ * delete sent again and answered 404 succeeds (its first copy did it), instead of ENOENT. */
+START_TEST(test_no_resend_of_non_idempotent) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        RestClient *c = NULL;
+        pthread_t server;
+        char url[128];
+        Done r;
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        for (size_t k = 0; k < _DROP_MAX; k++)
+                atomic_store(&drop_seen[k], 0);
+        ck_assert_int_ge(lfd, 0);
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(listen(lfd, 16), 0);
+        ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+        ck_assert_int_eq(pthread_create(&server, NULL, drop_server, (void *)(intptr_t)lfd), 0);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/acct", ntohs(a.sin_port));
+        c = acct_client(http, url, 0);
+        /* Each time first a request that leaves a kept-alive connection to reuse. */
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "a"}).error, 0);
+        r = run_op_on(c, &(RestOp){.type = REST_OP_RENAME, .path = "b", .source_path = "a"});
+        ck_assert_int_eq(drop_count(DROP_RENAME), 1);
+        ck_assert_msg(
+                r.error != 0 && r.error != -ENOENT && r.status == 0, "rename: %d (status %ld)",
+                r.error, r.status);
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "a"}).error, 0);
+        r = run_op_on(c, &(RestOp){.type = REST_OP_CREATE_DIRECTORY, .path = "d"});
+        ck_assert_int_eq(drop_count(DROP_MKDIR), 1);
+        ck_assert_msg(
+                r.error != 0 && r.error != -EEXIST && r.status == 0, "mkdir: %d (status %ld)",
+                r.error, r.status);
+        ck_assert_int_eq(
+                run_op_on(c, &(RestOp){.type = REST_OP_GET_FILE_PROPERTIES, .path = "a"}).error, 0);
+        r = run_op_on(c, &(RestOp){.type = REST_OP_DELETE_FILE, .path = "a"});
+        ck_assert_int_eq(drop_count(DROP_DELETE), 2); /* curl sent it again */
+        ck_assert_int_eq(r.error, 0);
+        rest_client_free(c);
+        (void)shutdown(lfd, SHUT_RDWR);
+        ck_assert_int_eq(pthread_join(server, NULL), 0);
+        (void)close(lfd);
+}
+END_TEST
+
 /* ---- malformed replies from a server that is not the emulator ------------------------------- */
 
 /* A libmicrohttpd server on loopback answering with handler, and a Shared Key client of it
- * (account "acct", one attempt per op) in *ret. */
+ * (acct_client()) in *ret. */
 static struct MHD_Daemon *local_server(MHD_AccessHandlerCallback handler, RestClient **ret) {
         struct MHD_Daemon *d;
         char url[128];
@@ -1081,16 +1309,7 @@ static struct MHD_Daemon *local_server(MHD_AccessHandlerCallback handler, RestCl
         snprintf(
                 url, sizeof(url), "http://127.0.0.1:%u/acct",
                 MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
-        {
-                RestClientConfig cfg = {
-                        .endpoint = url,
-                        .account = "acct",
-                        .share = "share",
-                        .key = key,
-                        .key_size = key_size,
-                        .max_attempts = 1};
-                ck_assert_int_eq(rest_client_new(ev, http, &cfg, ret), 0);
-        }
+        *ret = acct_client(http, url, 0);
         return d;
 }
 
@@ -1169,6 +1388,10 @@ START_TEST(test_malformed_replies) {
                 {REST_OP_CREATE_FILE, "201|ETag: \"1\"|x-ms-file-creation-time: soon", "",
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "200|ETag: \"1\"", "whole", -EBADMSG},
+                /* more bytes than asked: the whole file, or a longer range (it was E2BIG) */
+                {REST_OP_GET_RANGE, "200|ETag: \"1\"", "0123456789abcdefghij", -EBADMSG},
+                {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-19/20",
+                 "0123456789abcdefghij", -EBADMSG},
                 {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 5-9/100", "01234",
                  -EBADMSG},
                 {REST_OP_GET_RANGE, "206|ETag: \"1\"|Content-Range: bytes 0-63/100", "0123456789",
@@ -1206,6 +1429,23 @@ START_TEST(test_malformed_replies) {
                         r.error == cases[i].error, "case %zu (%s): %d, want %d", i,
                         cases[i].status_headers, r.error, cases[i].error);
                 rest_list_page_free(r.page);
+        }
+        /* An error answer with a body longer than what is kept of it (64 KiB) is still that
+         * error: it failed as E2BIG, and a 503 was not retried. */
+        {
+                _cleanup_free_ char *long_body = malloc(70 * 1024 + 1);
+                Done short_503, long_503;
+                ck_assert_ptr_nonnull(long_body);
+                memset(long_body, 'x', 70 * 1024);
+                long_body[70 * 1024] = '\0';
+                canned_status_headers = "503";
+                canned_body = "busy";
+                short_503 = run_op_on(c, &(RestOp){.type = REST_OP_DELETE_FILE, .path = "f"});
+                canned_body = long_body;
+                long_503 = run_op_on(c, &(RestOp){.type = REST_OP_DELETE_FILE, .path = "f"});
+                ck_assert_int_eq(long_503.status, 503);
+                ck_assert_int_eq(long_503.error, short_503.error);
+                canned_body = "";
         }
         rest_client_free(c);
         MHD_stop_daemon(d);
@@ -1433,6 +1673,8 @@ int main(void) {
         tcase_add_test(retry, test_no_blind_retry_of_non_idempotent);
         tcase_add_test(flow, test_cancel_and_timeout);
         tcase_add_test(flow, test_submit_from_threads);
+        tcase_add_test(flow, test_budget_counts_queue_wait);
+        tcase_add_test(flow, test_no_resend_of_non_idempotent);
         tcase_add_test(auth, test_sas);
         tcase_add_test(auth, test_bearer_from_imds);
         tcase_add_test(auth, test_imds_retry_and_refusal);
