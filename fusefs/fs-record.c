@@ -589,9 +589,8 @@ static bool record_path_ok(const char *path) {
         return true;
 }
 
-/* -EBADMSG for a record without its magic line or path, with a path the share would not take,
- * or without pieces while whole. *cut: a record of this format (with a boot line) without its end
- * line, cut short (a damaged disk): the pieces it lists may not be all. */
+/* -EBADMSG for a record without its magic line or path, or with a path the share would not
+ * take. *cut: a record cut short (a damaged disk): the pieces it lists may not be all. */
 static int sidecar_parse(
         const char *text,
         char **ret_path,
@@ -670,8 +669,10 @@ static int sidecar_parse(
                         pieces = strdup(v);
                 }
         }
-        /* A record of the old format (no boot line) had no end line. */
-        *cut = boot[0] && !ended;
+        /* Records of the formats before the end line (none or with a boot line) end with their
+         * pieces line and a newline: one without its end line is cut when it has no pieces line
+         * or does not end with a newline (a cut at a line's end leaves whole lines only). */
+        *cut = !ended && (!pieces || text[0] == '\0' || text[strlen(text) - 1] != '\n');
         if (!magic || !record_path_ok(path) || (!pieces && !*cut) ||
             (!isempty(moving) && !record_path_ok(moving)) ||
             (!isempty(void_if_gone) && !record_path_ok(void_if_gone)))

@@ -621,8 +621,14 @@ static int call_build(RestCall *call, const char *token, HttpRequest **ret) {
         http_request_set_timeouts(
                 req, MIN(data_op ? rc->data_timeout_ms : rc->meta_timeout_ms, left_ms),
                 MIN(rc->connect_timeout_ms, left_ms), rc->low_speed_bytes, rc->low_speed_s);
-        /* Also while it waits for a free connection slot behind other requests. */
-        http_request_set_deadline(req, (uint64_t)call->first_ns + rc->retry_budget_ms * 1000000);
+        /* A request a caller waits for (a lookup, a listing, a rename...) is bounded also while
+         * it waits for a connection slot behind others. Not the requests that move data or make
+         * an upload round (Create File, Set File Properties): many of them are queued at once
+         * by design, and one not sent in time would fail the round. */
+        if (!data_op && call->type != REST_OP_CLEAR_RANGE && call->type != REST_OP_CREATE_FILE &&
+            call->type != REST_OP_SET_FILE_PROPERTIES)
+                http_request_set_deadline(
+                        req, (uint64_t)call->first_ns + rc->retry_budget_ms * 1000000);
         /* Not resent by curl on its own after the share may have carried it out. */
         http_request_set_fresh_connect(req, !op_idempotent[call->type]);
         if (call->type == REST_OP_LIST_DIRECTORY) {

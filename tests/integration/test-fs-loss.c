@@ -82,6 +82,15 @@
  *                    kill -9: its record names no request, and the remount creates it again
  *                    with the bytes written (evicted meanwhile, its record kept the failed
  *                    delete's "void_if_gone" and the recovery dropped them).
+ *   stray_id, two_records, cut_record, fifo_data, bad_paths, record_without_end  records and
+ *                    cache files this mount would not have written (a stray name, two records of
+ *                    one path, a record cut short, a FIFO as cache file, paths the share refuses,
+ *                    the format before the end line): never bytes over a file on the share; what
+ *                    cannot be trusted goes beside it or stays, with a warning.
+ *   rename_dir_created_kill, rename_over_created_kill  kill -9 while the share renames the
+ *                    directory of, or renames over, a file created here and not on the share.
+ *   queued_uploads   uploads queued behind one slow connection slot longer than retry_budget:
+ *                    all reach the share (each transfer is bounded, not the wait for a slot).
  *   unlink_then_dir_rename, dir_rename_then_unlink  an unlink of d/f and a rename of d at once,
  *                    the first one's answer held off: f (dirty) is gone here and on the share
  *                    after a flush (the unlink found, or sent, the path the rename had changed:
@@ -2087,6 +2096,53 @@ START_TEST(test_rename_over_created_kill) {
 }
 END_TEST
 
+/* A record of the format before the end line (0cbf93d..fcdec6d^: a boot line, no end line),
+ * whole and durable: its data goes over its file, as any whole record's. 322d9cd took it for a
+ * record cut short and put the data beside the file. */
+START_TEST(test_record_without_end) {
+        _cleanup_free_ char *rec = NULL, *text = NULL, *side = NULL;
+        char *e, *d;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        free(write_new("p.txt", "bytes written before the kill"));
+        rec = record_find(mnt);
+        ck_assert_msg(rec, "no record");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        text = record_read(rec);
+        e = strstr(text, "\nend\n");
+        ck_assert_ptr_nonnull(e);
+        e[1] = '\0';
+        d = strstr(text, "\ndurable 0");
+        ck_assert_ptr_nonnull(d);
+        d[strlen("\ndurable ")] = '1';
+        write_text(rec, text);
+        CHECK_OK(fs_mount_start(mnt), "remount");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        side = recovered_in_root("p.txt");
+        ck_assert_msg(!side, "the data went beside p.txt, as %s", side);
+        assert_share_text("p.txt", "bytes written before the kill");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* Six files of 4 MiB flushed at once through one connection slot, each Put Range answered after
+ * 1 s, retry_budget 3 s: most of them wait in the HTTP client's queue longer than the budget, and
+ * each transfer takes far less. Every byte reaches the share. 3927167 counted the wait in the
+ * queue against every request's budget: those still queued failed unsent, and the flush with
+ * them (EIO, 16 MiB still dirty). */
+START_TEST(test_queued_uploads) {
+        mount_with(NULL, "writeback=async,async_delay=3600,max_requests=1,retry_budget=3");
+        for (unsigned k = 0; k < 6; k++) {
+                char name[16];
+                (void)snprintf(name, sizeof(name), "q%u.bin", k);
+                CHECK_OK(write_both(name, 50 + k, 4 * 1024 * 1024), "write");
+        }
+        CHECK_OK(fs_emu_set_faults(emu, "op=PutRange:latency=1s"), "faults");
+        flush_and_compare();
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
 int main(void) {
         const struct {
                 const char *name;
@@ -2133,6 +2189,8 @@ int main(void) {
                 {"bad_paths", test_bad_paths},
                 {"rename_dir_created_kill", test_rename_dir_created_kill},
                 {"rename_over_created_kill", test_rename_over_created_kill},
+                {"record_without_end", test_record_without_end},
+                {"queued_uploads", test_queued_uploads},
         };
         Suite *s = suite_create("fs-loss");
         SRunner *sr;
