@@ -682,6 +682,12 @@ static void reply_known_or_fail(Call *c, int error) {
         reply_entry_or_err(c, i ? 0 : error, &e);
 }
 
+/* Call.step of a lookup that asks the share: what it asked first. When that is not there, the
+ * other kind is asked: a name known as a directory may be a file now (made so on another VM),
+ * and answered ENOENT it would stay missing from the renewed name set for dir_timeout, a create
+ * through it then replacing the other VM's file. */
+enum { LOOKUP_FILE_FIRST, LOOKUP_DIR_FIRST, LOOKUP_FILE_LAST };
+
 static void lookup_file_done(RestResult *r, void *userdata) {
         Call *c = userdata;
         Fs *fs = c->fs;
@@ -698,6 +704,8 @@ static void lookup_file_done(RestResult *r, void *userdata) {
                 fuse_reply_err(c->req, -r->error);
                 return call_free(c);
         }
+        if (c->step == LOOKUP_FILE_LAST)
+                return reply_negative(c); /* the directory was asked first: neither */
         submit_or_fail(c, &op, lookup_dir_done);
 }
 
@@ -712,6 +720,11 @@ static void lookup_dir_done(RestResult *r, void *userdata) {
                 return reply_entry_from(c, r, true);
         if (is_unreachable(r))
                 return reply_known_or_fail(c, r->error);
+        if ((r->error == -ENOENT || r->error == -ENOTDIR) && c->step == LOOKUP_DIR_FIRST) {
+                RestOp op = {.type = REST_OP_GET_FILE_PROPERTIES, .path = c->path};
+                c->step = LOOKUP_FILE_LAST;
+                return submit_or_fail(c, &op, lookup_file_done);
+        }
         if (r->error == -ENOENT || r->error == -ENOTDIR)
                 return reply_negative(c);
         fuse_reply_err(c->req, -r->error);
@@ -722,6 +735,7 @@ static void lookup_ask_share(Call *c, bool known_dir) {
         RestOp op = {
                 .type = known_dir ? REST_OP_GET_DIRECTORY_PROPERTIES : REST_OP_GET_FILE_PROPERTIES,
                 .path = c->path};
+        c->step = known_dir ? LOOKUP_DIR_FIRST : LOOKUP_FILE_FIRST;
         submit_or_fail(c, &op, known_dir ? lookup_dir_done : lookup_file_done);
 }
 
@@ -2239,7 +2253,9 @@ static int dir_complete_listing(DirHandle *d) {
         qsort(listed, n_listed, sizeof(*listed), cmp_u64);
         fs_lock(fs);
         dir = get_inode_locked(fs, d->ino);
-        if (!dir || !dir->is_dir) {
+        /* Not a listing of what the directory is now (renamed or removed meanwhile): its names
+         * are not the set of the directory. */
+        if (!dir || !dir->is_dir || dir->unlinked || !streq(dir->path, d->path)) {
                 fs_unlock(fs);
                 return 0;
         }
@@ -2427,6 +2443,15 @@ readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi
         if (d->listing) {
                 fs_unlock(fs);
                 return;
+        }
+        {
+                /* Renamed (or a directory above it) since it was opened: list it where it is. */
+                Inode *di = get_inode_locked(fs, d->ino);
+                char *now;
+                if (di && !di->unlinked && !streq(di->path, d->path) && (now = strdup(di->path))) {
+                        free(d->path);
+                        d->path = now;
+                }
         }
         d->listing = true;
         free(d->marker);

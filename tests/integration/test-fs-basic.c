@@ -116,6 +116,11 @@
  *                  answered before the Set File Properties): the open file has the new size and
  *                  reads the bytes left, a write at the old end does not bring the cut bytes
  *                  back to the share
+ *   dir_became_file  a directory A knows made a file on B: A finds the file once its kernel
+ *                  asks again, never ENOENT (it asked for a directory only, and its name set
+ *                  repeated the ENOENT for dir_timeout)
+ *   stale_dirhandle  a directory opened, renamed here, then listed: the listing is of where it
+ *                  is now (it listed the old path and took that for its names)
  *   truncate_fetch_fail, truncate_fetch_fail_mid  a Get Range of the second 4 MiB piece on its
  *                  way (slowed), the file cut to 0 (or into that piece) meanwhile, then the
  *                  fetch failing after part of its body landed in the cache file (bodies cut
@@ -3372,6 +3377,66 @@ START_TEST(test_cover_race_buffered) {
 }
 END_TEST
 
+/* ---- dir_became_file, stale_dirhandle ---- */
+
+/* A directory known to A made a file on B: once A's kernel asks again (after dir_timeout), A
+ * finds the file. It asked for a directory only and answered ENOENT, which its renewed name set
+ * then repeated for dir_timeout: a create through A (`>>`) replaced B's file. */
+START_TEST(test_dir_became_file) {
+        struct stat st;
+
+        mnt = mount_with(NULL, "dir_timeout=1");
+        mnt_b = mount_with(NULL, NULL);
+        ck_assert_int_eq(mkdir(P(mnt_b, "d"), 0755), 0);
+        ck_assert_int_eq(dir_count(P(mnt, "")), 1); /* A lists the root: its set of names */
+        ck_assert_int_eq(stat(P(mnt, "d"), &st), 0);
+        ck_assert(S_ISDIR(st.st_mode));
+        ck_assert_int_eq(rmdir(P(mnt_b, "d")), 0);
+        write_file(P(mnt_b, "d"), "B's file");
+        /* A: the directory (its kernel's entry, for dir_timeout), then the file; never ENOENT.
+         * Each time first a lookup of a missing name, which lists the root once its set of
+         * names is older than dir_timeout (the set then has "d"). */
+        for (unsigned k = 0; k < 400; k++) {
+                int r;
+                ck_assert_int_eq(errno_of(stat(P(mnt, "missing"), &st)), ENOENT);
+                r = stat(P(mnt, "d"), &st);
+                ck_assert_msg(r == 0, "stat d on A: %m (a file on the share all along)");
+                if (S_ISREG(st.st_mode))
+                        break;
+                (void)usleep(50000); /* polling interval; the condition is A's answer */
+        }
+        ck_assert(S_ISREG(st.st_mode));
+        ck_assert_str_eq(read_file(P(mnt, "d")), "B's file");
+}
+END_TEST
+
+/* A directory opened before it was renamed here, listed after: the listing is of the directory
+ * where it is now. It listed the old path (ENOENT, or another directory made there since) and
+ * took that for the renamed directory's names: its files were ENOENT, and a create through them
+ * replaced them on the share. */
+START_TEST(test_stale_dirhandle) {
+        struct stat st;
+        char buf[4096];
+        long n;
+        int fd;
+
+        mnt = mount_with(NULL, "dir_timeout=30");
+        mnt_b = mount_with(NULL, NULL);
+        ck_assert_int_eq(mkdir(P(mnt_b, "d"), 0755), 0);
+        write_file(P(mnt_b, "d/x"), "x");
+        write_file(P(mnt_b, "d/y"), "y");
+        fd = open(P(mnt, "d"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(rename(P(mnt, "d"), P(mnt, "e")), 0);
+        ck_assert_int_eq(mkdir(P(mnt, "d"), 0755), 0);
+        n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+        ck_assert_msg(n > 0, "getdents64 of the renamed directory: %m");
+        (void)close(fd);
+        ck_assert_msg(stat(P(mnt, "e/x"), &st) == 0, "stat e/x: %m (it is on the share)");
+        ck_assert_str_eq(read_file(P(mnt, "e/y")), "y");
+}
+END_TEST
+
 /* ---- truncate_fetch_fail ---- */
 
 typedef struct PieceReadJob {
@@ -3515,6 +3580,8 @@ int main(void) {
                 {"cover_race", test_cover_race},
                 {"cover_race_buffered", test_cover_race_buffered},
                 {"truncate_fetch_fail", test_truncate_fetch_fail},
+                {"dir_became_file", test_dir_became_file},
+                {"stale_dirhandle", test_stale_dirhandle},
                 {"truncate_fetch_fail_mid", test_truncate_fetch_fail_mid},
         };
 
