@@ -1964,9 +1964,8 @@ START_TEST(test_fifo_data) {
         rec = record_find(mnt);
         ck_assert_msg(rec, "no record");
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
-        data = strdup(rec);
-        ck_assert_ptr_nonnull(data);
-        strcpy(data + strlen(data) - strlen(".dirty"), ".data");
+        ck_assert_int_ge(
+                asprintf(&data, "%.*s.data", (int)(strlen(rec) - strlen(".dirty")), rec), 0);
         ck_assert_int_eq(unlink(data), 0);
         ck_assert_int_eq(mkfifo(data, 0600), 0);
         CHECK_OK(fs_mount_start(mnt), "remount");

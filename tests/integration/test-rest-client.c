@@ -1433,9 +1433,9 @@ START_TEST(test_malformed_replies) {
         /* An error answer with a body longer than what is kept of it (64 KiB) is still that
          * error: it failed as E2BIG, and a 503 was not retried. */
         {
-                _cleanup_free_ char *long_body = malloc(70 * 1024 + 1);
+                /* Static: the server's thread may still be sending it after the answer. */
+                static char long_body[70 * 1024 + 1];
                 Done short_503, long_503;
-                ck_assert_ptr_nonnull(long_body);
                 memset(long_body, 'x', 70 * 1024);
                 long_body[70 * 1024] = '\0';
                 canned_status_headers = "503";
