@@ -417,9 +417,13 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         if (size > REST_FILE_SIZE_MAX)
                 return -EFBIG; /* the share's limit, as for a file not open (Set File Properties) */
 
-        /* A durable record must not outlive a change of the data it points at. */
-        if (i->sidecar_durable || i->sidecar_syncing)
-                (void)fs_sidecar_note_locked(fs, i);
+        /* A durable record must not outlive a change of the data it points at: when it cannot
+         * be replaced, the data is not touched (as for a write). */
+        if (i->sidecar_durable || i->sidecar_syncing) {
+                r = fs_sidecar_note_locked(fs, i);
+                if (r < 0)
+                        return r == -ENOSPC || r == -EDQUOT ? r : -EIO;
+        }
         if (ftruncate(i->cache_fd, (off_t)size) < 0)
                 return -errno;
         r = fs_pieces_grow_locked(i, size);
@@ -442,8 +446,11 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         i->mtime_ns = i->ctime_ns = realtime_ns();
         if (i->dirty_since_ns == 0 || i->n_dirty == 0)
                 i->dirty_since_ns = fs_now();
-        fs_sidecar_update_locked(fs, i);
-        return 0;
+        /* As for a write: not acknowledged when its record cannot be written (the cache disk
+         * full), as a crash would lose it. The cache has it all the same (dirty: uploaded unless
+         * azfilesfs dies first). */
+        r = fs_sidecar_note_locked(fs, i);
+        return r < 0 ? (r == -ENOSPC || r == -EDQUOT ? r : -EIO) : 0;
 }
 
 /* Requests of one kind waiting on their file: close() and fsync() calls for the upload

@@ -57,6 +57,9 @@
  *                    written, and the write was acknowledged: a crash lost it).
  *   create_enospc    creat() with the cache disk full, then kill -9: creat() failed with ENOSPC
  *                    (it returned 0 without the file's record, and the crash lost the file).
+ *   truncate_enospc  ftruncate() making a clean cached file longer, the cache disk full, then
+ *                    kill -9: it failed with ENOSPC (the share keeps the file) or the share has
+ *                    the new size after a remount (it was acknowledged without its record: lost).
  *   covered_enospc  a write covering a whole small file, not cached, into a full cache disk:
  *                    ENOSPC, then reads and a later write keep the share's bytes (the piece
  *                    was taken as present before the write: zeros were read and uploaded).
@@ -1082,6 +1085,20 @@ static char *write_new(const char *rel, const char *text) {
         return p;
 }
 
+/* Mounts with cache (on its tmpfs), puts name (pattern seed, size bytes) on the share, remounts
+ * (a clean cache is not kept) and reads it back: cached, clean, so without a record. Its path. */
+static char *cached_clean(const char *cache, const char *name, uint64_t seed, size_t size) {
+        char *p;
+
+        mount_with(cache, NULL);
+        CHECK_OK(write_both(name, seed, size), "write"); /* on the share at close */
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount");
+        p = fs_mount_path(mnt, name);
+        CHECK_OK(fs_check_pattern(p, seed, size), "read back");
+        return p;
+}
+
 START_TEST(test_record_enospc) {
         _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
         const size_t size = 4 * 1024 * 1024;
@@ -1091,12 +1108,7 @@ START_TEST(test_record_enospc) {
         int fd;
 
         cache = tmpfs_cache();
-        mount_with(cache, NULL);
-        CHECK_OK(write_both("old.bin", 51, size), "write old.bin"); /* on the share at close */
-        ck_assert_int_eq(fs_mount_stop(mnt), 0);
-        CHECK_OK(fs_mount_start(mnt), "remount"); /* clean cache is not kept: read it again */
-        p = fs_mount_path(mnt, "old.bin");
-        CHECK_OK(fs_check_pattern(p, 51, size), "read old.bin");
+        p = cached_clean(cache, "old.bin", 51, size);
         /* The cache disk full (a file beside the cache, on its tmpfs). */
         filler = fill_disk(cache);
         /* A write into the cached file's own blocks: it fits; its record may not. */
@@ -1125,6 +1137,44 @@ START_TEST(test_record_enospc) {
                 ck_assert_msg(
                         memcmp(share, want, sizeof(want)) == 0, "a failed write changed the share");
         }
+        tmpfs_cache_done(cache);
+}
+END_TEST
+
+/* A file cached by a read (clean, so without a record) made longer with the cache disk full,
+ * then kill -9: the truncation failed (ENOSPC, the share keeps the file as it was) or it reaches
+ * the share after a remount. It was acknowledged without its record, and the crash lost it. (A
+ * cut frees the cache file's blocks before its record is written: an extension frees none.) */
+START_TEST(test_truncate_enospc) {
+        _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *share = NULL;
+        const size_t size = 4 * 1024 * 1024, longer = size + 1024 * 1024;
+        static uint8_t want[4 * 1024 * 1024];
+        size_t got = 0;
+        int fd, r;
+
+        cache = tmpfs_cache();
+        p = cached_clean(cache, "cut.bin", 53, size);
+        fd = open(p, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        filler = fill_disk(cache);
+        r = ftruncate(fd, (off_t)longer);
+        if (r < 0)
+                ck_assert_msg(errno == ENOSPC, "truncate with the cache disk full: %m");
+        fprintf(stderr, "the truncation %s\n", r < 0 ? "failed with ENOSPC" : "was acknowledged");
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        (void)close(fd); /* the mount is gone */
+        ck_assert_int_eq(unlink(filler), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        CHECK_OK(fs_share_read(emu, SHARE, "cut.bin", &share, &got), "share read");
+        ck_assert_msg(
+                got == (r == 0 ? longer : size),
+                "the share's file is %zu bytes after a%s truncation", got,
+                r == 0 ? "n acknowledged" : " failed");
+        fs_pattern_fill(53, 0, want, sizeof(want));
+        ck_assert_msg(memcmp(share, want, size) == 0, "the share's first bytes changed");
+        for (size_t k = size; k < got; k++)
+                ck_assert_msg(share[k] == 0, "byte %zu past the old end is not 0", k);
         tmpfs_cache_done(cache);
 }
 END_TEST
@@ -2164,6 +2214,7 @@ int main(void) {
                 {"record_enospc", test_record_enospc},
                 {"covered_enospc", test_covered_enospc},
                 {"create_enospc", test_create_enospc},
+                {"truncate_enospc", test_truncate_enospc},
                 {"record_fifo", test_record_fifo},
                 {"unmount_durable_open", test_unmount_durable_open},
                 {"long_record", test_long_record},
