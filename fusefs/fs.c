@@ -527,6 +527,7 @@ typedef struct Call {
         struct stat attr;
         int to_set;
         mode_t mode;
+        struct fuse_file_info fi; /* a create waiting for a rename (child_call_new) */
         /* chmod: what its Set Metadata sends, the entry's other metadata (read first: Set
          * Metadata replaces all of it) and the new mode */
         RestMetadata *meta;
@@ -591,6 +592,83 @@ static int op_retry_queue_locked(
         if (r < 0)
                 call_free(c);
         return r;
+}
+
+/* ---- renames and deletes on their way to the share ---- */
+
+/* A rename or Delete File or Directory sent to the share (Fs.moves). A rename, unlink or rmdir
+ * whose paths overlap its own (one is the other, or below it) waits for its answer (waiters):
+ * the paths it would send are those the first may change, and the inode it looks up when
+ * answered may have moved meanwhile (an unlink of d/f answered after a rename of d to e: e/f
+ * stayed, and came back on the share with its unsynced data; sent after that rename: "gone",
+ * and e/f stayed on the share). So no file is concerned by two requests at once either: one
+ * intent per file in its record (intents_begin_locked). */
+struct FsMove {
+        FsMove *next, *prev;
+        char *from, *to; /* to: NULL for a delete */
+        FsRetry *waiters;
+};
+
+static bool paths_overlap(const char *a, const char *b) {
+        return a && b && (fs_path_has_prefix(a, b, true) || fs_path_has_prefix(b, a, true));
+}
+
+/* The request in flight whose paths overlap from or to (NULL: none), NULL when there is none.
+ * Lock held. */
+static FsMove *move_overlapping_locked(Fs *fs, const char *from, const char *to) {
+        for (FsMove *m = fs->moves; m; m = m->next)
+                if (paths_overlap(m->from, from) || paths_overlap(m->from, to) ||
+                    paths_overlap(m->to, from) || paths_overlap(m->to, to))
+                        return m;
+        return NULL;
+}
+
+/* A rename of from to to (NULL: a delete of from) goes to the share; NULL on ENOMEM. Lock
+ * held. */
+static FsMove *move_begin_locked(Fs *fs, const char *from, const char *to) {
+        FsMove *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return NULL;
+        m->from = strdup(from);
+        m->to = to ? strdup(to) : NULL;
+        if (!m->from || (to && !m->to)) {
+                free(m->from);
+                free(m->to);
+                free(m);
+                return NULL;
+        }
+        LIST_PREPEND(fs->moves, m, next, prev);
+        return m;
+}
+
+/* m (NULL-safe) was answered or failed: the requests that waited for it, to run with
+ * fs_create_waiters_run() once it is answered and the lock dropped. Lock held. */
+static FsRetry *move_end_locked(Fs *fs, FsMove *m) {
+        FsRetry *waiters;
+
+        if (!m)
+                return NULL;
+        LIST_REMOVE(fs->moves, m, next, prev);
+        waiters = m->waiters;
+        free(m->from);
+        free(m->to);
+        free(m);
+        return waiters;
+}
+
+/* The rename in flight that moves path or a directory above it (a delete: removes it), NULL
+ * when there is none. A lookup, create or mkdir of such a path waits for its answer: sent now,
+ * it would ask for or make the old path, which the share may have renamed already, and the
+ * answer, when it comes, moves what it made to the new path. A lookup of d/h during a rename of d
+ * to e got ENOENT, an O_CREAT open of d/h then made a new file here, and its upload replaced e/h
+ * on the share. Lock held. */
+static FsMove *move_containing_locked(Fs *fs, const char *path) {
+        for (FsMove *m = fs->moves; m; m = m->next)
+                if (fs_path_has_prefix(path, m->from, true) ||
+                    (m->to && fs_path_has_prefix(path, m->to, true)))
+                        return m;
+        return NULL;
 }
 
 /* ---- init/destroy ---- */
@@ -772,12 +850,21 @@ static void lookup_list_done(RestResult *r, void *userdata) {
         lookup_ask_share(c, false);
 }
 
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+
+static void lookup_retry(void *userdata) {
+        Call *c = userdata;
+        fs_op_lookup(c->req, c->ino, c->path);
+        call_free(c);
+}
+
 static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
         Fs *fs = fs_of(req);
         _cleanup_free_ char *path = NULL, *dir_path = NULL;
         struct fuse_entry_param e;
         bool known_dir = false, known = false;
         int absent = 0;
+        FsMove *move;
         Inode *i, *p;
         Call *c;
         int r;
@@ -793,6 +880,15 @@ static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
                 }
                 known_dir = i->is_dir;
                 known = true;
+        }
+        if (r >= 0 && (move = move_containing_locked(fs, path))) {
+                /* Again once that rename is answered, with the path it leaves. */
+                r = op_retry_queue_locked(
+                        fs, &move->waiters, lookup_retry, req, parent, name, 0, NULL, 0);
+                fs_unlock(fs);
+                if (r < 0)
+                        fuse_reply_err(req, -r);
+                return;
         }
         /* A name missing from a directory this mount created or listed within dir_timeout. */
         if (r >= 0 && !known && (p = get_inode_locked(fs, parent))) {
@@ -1148,7 +1244,10 @@ static void setattr_next(Call *c) {
                         i->mtime_ns = t;
                         if (i->is_dir || fs_inode_is_dirty(i)) {
                                 /* Directories: kept in memory only (see SEMANTICS.md); dirty files:
-                                 * the upload sets the share's time. */
+                                 * the upload sets the share's time. One not on the share yet has
+                                 * it in its record (its Create File after a kill -9). */
+                                if (i->create_pending)
+                                        (void)fs_sidecar_note_locked(fs, i);
                                 fs_unlock(fs);
                                 continue;
                         }
@@ -1220,14 +1319,45 @@ static void make_metadata(mode_t mode, char buf[static 16], RestMetadata *md) {
 }
 
 /* A call for an entry to be made in parent: replies the error itself and returns NULL. */
-static Call *child_call_new(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+/* A Call for a mkdir or create of name in parent; NULL when answered (an error) or when it
+ * waits for a rename of a directory above it (move_containing_locked()): then retry runs with
+ * a Call holding the FUSE arguments (name in Call.path, mode, *fi) once that rename is
+ * answered. */
+static Call *child_call_new(
+        fuse_req_t req,
+        fuse_ino_t parent,
+        const char *name,
+        mode_t mode,
+        const struct fuse_file_info *fi,
+        void (*retry)(void *userdata)) {
         Fs *fs = fs_of(req);
         char *path = NULL;
+        FsMove *move;
         Call *c;
         int r;
 
         fs_lock(fs);
         r = child_path_locked(fs, parent, name, &path);
+        if (r >= 0 && (move = move_containing_locked(fs, path))) {
+                free(path);
+                path = strdup(name);
+                c = path ? call_new(fs, req, parent, path) : NULL;
+                r = -ENOMEM;
+                if (c) {
+                        c->mode = mode;
+                        if (fi)
+                                c->fi = *fi;
+                        r = fs_retry_append(&move->waiters, retry, c);
+                }
+                if (r < 0 && c)
+                        call_free(c);
+                else if (r < 0)
+                        free(path);
+                fs_unlock(fs);
+                if (r < 0)
+                        fuse_reply_err(req, -r);
+                return NULL;
+        }
         fs_unlock(fs);
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -1272,10 +1402,18 @@ static void mkdir_done(RestResult *r, void *userdata) {
         reply_entry_or_err(c, err, &e);
 }
 
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+
+static void mkdir_retry(void *userdata) {
+        Call *c = userdata;
+        fs_op_mkdir(c->req, c->ino, c->path, c->mode);
+        call_free(c);
+}
+
 static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
         char buf[16];
         RestMetadata md;
-        Call *c = child_call_new(req, parent, name, mode);
+        Call *c = child_call_new(req, parent, name, mode, NULL, mkdir_retry);
 
         if (!c)
                 return;
@@ -1352,6 +1490,19 @@ static void fs_op_create(
         fuse_ino_t parent,
         const char *name,
         mode_t mode,
+        struct fuse_file_info *fi);
+
+static void create_retry(void *userdata) {
+        Call *c = userdata;
+        fs_op_create(c->req, c->ino, c->path, c->mode, &c->fi);
+        call_free(c);
+}
+
+static void fs_op_create(
+        fuse_req_t req,
+        fuse_ino_t parent,
+        const char *name,
+        mode_t mode,
         struct fuse_file_info *fi) {
         Call *c;
 
@@ -1359,73 +1510,10 @@ static void fs_op_create(
                 fuse_reply_err(req, EPERM);
                 return;
         }
-        c = child_call_new(req, parent, name, mode);
+        c = child_call_new(req, parent, name, mode, fi, create_retry);
         if (!c)
                 return;
         create_local(c, fi);
-}
-
-/* ---- renames and deletes on their way to the share ---- */
-
-/* A rename or Delete File or Directory sent to the share (Fs.moves). A rename, unlink or rmdir
- * whose paths overlap its own (one is the other, or below it) waits for its answer (waiters):
- * the paths it would send are those the first may change, and the inode it looks up when
- * answered may have moved meanwhile (an unlink of d/f answered after a rename of d to e: e/f
- * stayed, and came back on the share with its unsynced data; sent after that rename: "gone",
- * and e/f stayed on the share). So no file is concerned by two requests at once either: one
- * intent per file in its record (intents_begin_locked). */
-struct FsMove {
-        FsMove *next, *prev;
-        char *from, *to; /* to: NULL for a delete */
-        FsRetry *waiters;
-};
-
-static bool paths_overlap(const char *a, const char *b) {
-        return a && b && (fs_path_has_prefix(a, b, true) || fs_path_has_prefix(b, a, true));
-}
-
-/* The request in flight whose paths overlap from or to (NULL: none), NULL when there is none.
- * Lock held. */
-static FsMove *move_overlapping_locked(Fs *fs, const char *from, const char *to) {
-        for (FsMove *m = fs->moves; m; m = m->next)
-                if (paths_overlap(m->from, from) || paths_overlap(m->from, to) ||
-                    paths_overlap(m->to, from) || paths_overlap(m->to, to))
-                        return m;
-        return NULL;
-}
-
-/* A rename of from to to (NULL: a delete of from) goes to the share; NULL on ENOMEM. Lock
- * held. */
-static FsMove *move_begin_locked(Fs *fs, const char *from, const char *to) {
-        FsMove *m = calloc(1, sizeof(*m));
-
-        if (!m)
-                return NULL;
-        m->from = strdup(from);
-        m->to = to ? strdup(to) : NULL;
-        if (!m->from || (to && !m->to)) {
-                free(m->from);
-                free(m->to);
-                free(m);
-                return NULL;
-        }
-        LIST_PREPEND(fs->moves, m, next, prev);
-        return m;
-}
-
-/* m (NULL-safe) was answered or failed: the requests that waited for it, to run with
- * fs_create_waiters_run() once it is answered and the lock dropped. Lock held. */
-static FsRetry *move_end_locked(Fs *fs, FsMove *m) {
-        FsRetry *waiters;
-
-        if (!m)
-                return NULL;
-        LIST_REMOVE(fs->moves, m, next, prev);
-        waiters = m->waiters;
-        free(m->from);
-        free(m->to);
-        free(m);
-        return waiters;
 }
 
 /* ---- unlink, rmdir ---- */

@@ -98,6 +98,13 @@
  *                    the first one's answer held off: f (dirty) is gone here and on the share
  *                    after a flush (the unlink found, or sent, the path the rename had changed:
  *                    e/f came back on the share, or stayed there with the unlink failing).
+ *   create_during_dir_rename  an O_CREAT open of d/h (on the share) and a mkdir of d/sub while
+ *                    a rename of d to e is carried out, its answer held off: the line appended
+ *                    goes after e/h's bytes (the open made a new d/h here, and its upload
+ *                    replaced e/h), and e/sub is made (mkdir failed with ENOENT).
+ *   touch_created_kill  a file created in writeback=async, chmod 0751 and its time set, kill -9:
+ *                    after the remount the share has both (the time was lost: the record kept
+ *                    the time of the creat()).
  *
  *   FS_LOSS_OPS=N   operations of the fault workload (default 500)
  *
@@ -1521,6 +1528,18 @@ static const char *inflight_state(const char *rel) {
 }
 
 /* Waits (bounded, 20 s) until the share has nothing at rel. */
+/* Waits (20 s at most) until the emulator has counted a request of op since its counters were
+ * reset. */
+static void wait_request_seen(const char *op) {
+        uint64_t seen = 0;
+
+        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
+                (void)usleep(10000); /* polling interval; the condition is the emulator's */
+                CHECK_OK(fs_emu_counter(emu, op, false, &seen), "counter");
+        }
+        ck_assert_msg(seen > 0, "no %s request", op);
+}
+
 static void wait_share_absent(const char *rel) {
         _cleanup_free_ char *data = NULL;
         size_t n = 0;
@@ -1594,12 +1613,7 @@ static void inflight_kill(
         o.to = to;
         o.err = -1;
         ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
-        seen = 0;
-        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
-                (void)usleep(10000);
-                CHECK_OK(fs_emu_counter(emu, op_name, false, &seen), "counter");
-        }
-        ck_assert_msg(seen > 0, "no %s request", op_name);
+        wait_request_seen(op_name);
         if (gone)
                 wait_share_absent(gone); /* carried out, its answer held off */
         if (inflight_late) {
@@ -1751,12 +1765,7 @@ START_TEST(test_intent_evicted) {
         o.from = f;
         o.err = -1;
         ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
-        seen = 0;
-        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
-                (void)usleep(10000); /* polling interval; the condition is the emulator's */
-                CHECK_OK(fs_emu_counter(emu, "DeleteFile", false, &seen), "counter");
-        }
-        ck_assert_msg(seen > 0, "no Delete File request");
+        wait_request_seen("DeleteFile");
         /* g's 12 MiB through an 8 MiB cache: f, least recently used, is what eviction finds. */
         CHECK_OK(fs_check_pattern(g, 10, 12 * 1024 * 1024), "read g");
         ck_assert_int_eq(pthread_join(t, NULL), 0);
@@ -1836,12 +1845,7 @@ static void move_race(bool unlink_first) {
         del = (InflightOp){.from = df, .err = -1};
         ren = (InflightOp){.from = d, .to = e, .err = -1};
         ck_assert_int_eq(pthread_create(&t1, NULL, inflight_thread, unlink_first ? &del : &ren), 0);
-        seen = 0;
-        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
-                (void)usleep(10000); /* polling interval; the condition is the emulator's */
-                CHECK_OK(fs_emu_counter(emu, first_op, false, &seen), "counter");
-        }
-        ck_assert_msg(seen > 0, "no %s request", first_op);
+        wait_request_seen(first_op);
         wait_share_absent(unlink_first ? "d/f" : "d"); /* carried out, its answer held off */
         ck_assert_int_eq(pthread_create(&t2, NULL, inflight_thread, unlink_first ? &ren : &del), 0);
         ck_assert_int_eq(pthread_join(t1, NULL), 0);
@@ -1866,6 +1870,65 @@ END_TEST
 
 START_TEST(test_dir_rename_then_unlink) {
         move_race(false);
+}
+END_TEST
+
+/* An O_CREAT open of d/h, a file on the share, while a rename of d to e is carried out and its
+ * answer held off: the open's lookup waits for the rename, then finds e/h, and the appended line
+ * goes after its bytes. The lookup asked for d/h, gone from the share, the open made a new file
+ * here, the rename's answer moved it to e/h, and its upload replaced e/h's bytes on the share. */
+static void *mkdir_thread(void *userdata) {
+        InflightOp *o = userdata;
+        o->err = mkdir(o->from, 0755) < 0 ? errno : 0;
+        return NULL;
+}
+
+START_TEST(test_create_during_dir_rename) {
+        _cleanup_free_ char *d = NULL, *e = NULL, *dh = NULL, *eh = NULL, *ds = NULL, *es = NULL;
+        InflightOp ren = {}, mk = {};
+        uint64_t seen = 0;
+        struct stat st;
+        pthread_t t, t2;
+        int fd, r;
+
+        /* d's entry stays valid in the kernel while the rename runs: the open looks up h in d. */
+        mount_with(NULL, "entry_timeout=60,attr_timeout=60");
+        d = fs_mount_path(mnt, "d");
+        e = fs_mount_path(mnt, "e");
+        dh = fs_mount_path(mnt, "d/h");
+        eh = fs_mount_path(mnt, "e/h");
+        ds = fs_mount_path(mnt, "d/sub");
+        es = fs_mount_path(mnt, "e/sub");
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+        free(write_new("d/h", "important-data\n"));
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount"); /* d/h unknown to the mount */
+
+        CHECK_OK(fs_emu_counter(emu, "RenameDirectory", true, &seen), "counters reset");
+        CHECK_OK(fs_emu_set_faults(emu, "op=RenameDirectory:answer-latency=3s"), "faults");
+        ren = (InflightOp){.from = d, .to = e, .err = -1};
+        ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &ren), 0);
+        wait_request_seen("RenameDirectory");
+        wait_share_absent("d"); /* carried out, its answer held off */
+        mk = (InflightOp){.from = ds, .err = -1};
+        ck_assert_int_eq(pthread_create(&t2, NULL, mkdir_thread, &mk), 0);
+        fd = open(dh, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_msg(fd >= 0, "open d/h: %m");
+        ck_assert_int_eq(write(fd, "appended\n", 9), 9);
+        r = close(fd);
+        ck_assert_msg(r == 0, "close d/h: %m");
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(pthread_join(t2, NULL), 0);
+        ck_assert_msg(ren.err == 0, "rename d e: %s", strerror(ren.err));
+        ck_assert_msg(mk.err == 0, "mkdir d/sub: %s", strerror(mk.err));
+        CHECK_OK(fs_emu_set_faults(emu, ""), "faults off");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        assert_share_text("e/h", "important-data\nappended\n");
+        ck_assert_msg(stat(eh, &st) == 0 && st.st_size == 24, "e/h here: %m");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount"); /* what the share has */
+        ck_assert_msg(stat(es, &st) == 0 && S_ISDIR(st.st_mode), "e/sub on the share: %m");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
 }
 END_TEST
 
@@ -2096,12 +2159,7 @@ static void kill_during_rename(const char *from_rel, const char *to_rel, const c
         CHECK_OK(fs_emu_counter(emu, op_name, true, &seen), "counters reset");
         CHECK_OK(fs_emu_set_faults(emu, faults), "faults");
         ck_assert_int_eq(pthread_create(&t, NULL, inflight_thread, &o), 0);
-        seen = 0;
-        for (unsigned k = 0; k < 2000 && seen == 0; k++) {
-                (void)usleep(10000); /* polling interval; the condition is the emulator's */
-                CHECK_OK(fs_emu_counter(emu, op_name, false, &seen), "counter");
-        }
-        ck_assert_msg(seen > 0, "no %s request", op_name);
+        wait_request_seen(op_name);
         wait_share_absent(from_rel);
         ck_assert_int_eq(fs_mount_kill(mnt), 0);
         ck_assert_int_eq(pthread_join(t, NULL), 0);
@@ -2125,6 +2183,33 @@ START_TEST(test_rename_dir_created_kill) {
         kill_during_rename("d", "e", "RenameDirectory");
         assert_share_text("e/f", "bytes of d/f, created here");
         assert_share_text("d/f", "");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+}
+END_TEST
+
+/* A file created here in writeback=async (not on the share yet), its mode and time set (tar x,
+ * cp -p), then kill -9: the remount's Create File carries both. The time went to memory only,
+ * and the record's create line kept the time of the creat(). */
+START_TEST(test_touch_created_kill) {
+        _cleanup_free_ char *p = NULL;
+        const struct timespec times[2] = {{.tv_sec = 981173106}, {.tv_sec = 981173106}};
+        struct stat st;
+
+        mount_with(NULL, "writeback=async,async_delay=3600");
+        p = write_new("t.txt", "timed\n");
+        ck_assert_int_eq(chmod(p, 0751), 0);
+        ck_assert_int_eq(utimensat(AT_FDCWD, p, times, 0), 0);
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        assert_share_text("t.txt", "timed\n");
+        ck_assert_int_eq(fs_mount_stop(mnt), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount"); /* what the share has */
+        ck_assert_int_eq(stat(p, &st), 0);
+        ck_assert_msg(
+                st.st_mtim.tv_sec == times[1].tv_sec, "the share's time is %lld, not %lld",
+                (long long)st.st_mtim.tv_sec, (long long)times[1].tv_sec);
+        ck_assert_uint_eq(st.st_mode & 07777, 0751);
         ck_assert_int_eq(fs_mount_stop(mnt), 0);
 }
 END_TEST
@@ -2232,6 +2317,8 @@ int main(void) {
                 {"intent_evicted", test_intent_evicted},
                 {"unlink_then_dir_rename", test_unlink_then_dir_rename},
                 {"dir_rename_then_unlink", test_dir_rename_then_unlink},
+                {"create_during_dir_rename", test_create_during_dir_rename},
+                {"touch_created_kill", test_touch_created_kill},
                 {"stray_id", test_stray_id},
                 {"two_records", test_two_records},
                 {"cut_record", test_cut_record},
