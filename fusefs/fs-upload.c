@@ -112,12 +112,15 @@ static int upload_create_locked(Fs *fs, Inode *i) {
         return upload_submit_locked(fs, i, UPLOAD_CREATE, &op, SIZE_MAX);
 }
 
-/* Set File Properties of the file's size: upload_size, and the last-write time when a
- * write-through round created the file (wt_created). */
+/* Set File Properties of the file's size: upload_size, with the file's last-write time (that of
+ * the truncation, or one set after it): a round that changes the size only sends no Put Range,
+ * which would set the time of the upload (the time was preserved: `: > f`, or ftruncate() and
+ * futimens(), left the share's file with its old time). Not in a write-through round, which
+ * sets the time when it ends. */
 static int upload_size_locked(Fs *fs, Inode *i) {
         RestOp op = {.type = REST_OP_SET_FILE_PROPERTIES, .set_size = true, .size = i->upload_size};
 
-        if (i->wt_created && !i->upload_wt)
+        if (!i->upload_wt)
                 op.smb.last_write_ns = i->mtime_ns;
         return upload_submit_locked(fs, i, UPLOAD_SIZE, &op, SIZE_MAX);
 }

@@ -1182,9 +1182,11 @@ static void setattr_next(Call *c) {
                                 continue;
                         }
                         fs_unlock(fs);
+                        /* A change of size sets the last-write time (truncate(2) asks for none). */
                         op.type = REST_OP_SET_FILE_PROPERTIES;
                         op.set_size = true;
                         op.size = (uint64_t)c->attr.st_size;
+                        op.smb.last_write_ns = realtime_ns();
                         return submit_or_fail(c, &op, setattr_done);
                 }
                 if (((c->step == SETATTR_STEP_MODE && (c->to_set & FUSE_SET_ATTR_MODE)) ||

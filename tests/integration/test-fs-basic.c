@@ -81,6 +81,8 @@
  *                  every byte written reaches the share under the new name
  *   utimens_create_in_flight  utimensat of a new file while its Create File is in flight: the
  *                  time reaches the share
+ *   truncate_mtime a change of size alone sets the share's last-write time: truncate(2), O_TRUNC
+ *                  (now), ftruncate() then futimens() (the time set); each kept the old time
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *   write_through  default mode: pieces a writer moved past reach the share before close(); one
  *                  written again after that is uploaded again; close() leaves nothing dirty
@@ -1825,6 +1827,52 @@ START_TEST(test_utimens_create_in_flight) {
 }
 END_TEST
 
+/* A change of size alone (no byte written) sets the share's last-write time: truncate(2) of a
+ * file not open (to the time of the call), `: > f` (the time of the open), ftruncate() then
+ * futimens() (the time set). Each kept the share's old time: the size went with the time
+ * preserved, and no Put Range set it. */
+START_TEST(test_truncate_mtime) {
+        const struct timespec old[2] = {{.tv_sec = 978307200}, {.tv_sec = 978307200}};
+        const struct timespec set[2] = {{.tv_sec = 1104537600}, {.tv_sec = 1104537600}};
+        const char *names[] = {"by-path.txt", "o-trunc.txt", "futimens.txt"};
+        struct timespec start;
+        struct stat st;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                write_file(P(mnt, names[k]), "0123456789");
+                ck_assert_int_eq(utimensat(AT_FDCWD, P(mnt, names[k]), old, 0), 0);
+        }
+        remount(mnt); /* none of them open, dirty or cached */
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &start), 0);
+        ck_assert_msg(truncate(P(mnt, "by-path.txt"), 4) == 0, "truncate: %m");
+        fd = open(P(mnt, "o-trunc.txt"), O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ck_assert_msg(fd >= 0, "open O_TRUNC: %m");
+        ck_assert_int_eq(close(fd), 0);
+        fd = open(P(mnt, "futimens.txt"), O_RDWR | O_CLOEXEC);
+        ck_assert_msg(fd >= 0, "open: %m");
+        ck_assert_int_eq(ftruncate(fd, 6), 0);
+        ck_assert_int_eq(futimens(fd, set), 0);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(fs_flush(mnt, 60), 0);
+        check_share("by-path.txt", "0123");
+        check_share("o-trunc.txt", "");
+        check_share("futimens.txt", "012345");
+        remount(mnt); /* what the share has */
+        for (size_t k = 0; k < 2; k++) {
+                ck_assert_int_eq(stat(P(mnt, names[k]), &st), 0);
+                /* The share keeps 100 ns; the test's clock and the daemon's are the same. */
+                ck_assert_msg(
+                        st.st_mtim.tv_sec >= start.tv_sec,
+                        "%s: the share's time is %lld, before %lld", names[k],
+                        (long long)st.st_mtim.tv_sec, (long long)start.tv_sec);
+        }
+        ck_assert_int_eq(stat(P(mnt, "futimens.txt"), &st), 0);
+        ck_assert_int_eq(st.st_mtim.tv_sec, set[1].tv_sec);
+}
+END_TEST
+
 /* Disk blocks of the cache data files below path (the cache directory), in bytes: what a reclaim
  * frees. Directories' own blocks and dirty records (<id>.dirty and their temporaries) are left
  * out: the durable thread rewrites records whenever it runs, so their blocks come and go under
@@ -3561,6 +3609,7 @@ int main(void) {
                 {"unlink_upload_starts", test_unlink_upload_starts},
                 {"replaced_open_attrs", test_replaced_open_attrs},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
+                {"truncate_mtime", test_truncate_mtime},
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
                 {"fd_limit", test_fd_limit},
