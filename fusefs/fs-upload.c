@@ -132,7 +132,9 @@ static int upload_grow_locked(Fs *fs, Inode *i) {
         RestOp op = {
                 .type = REST_OP_SET_FILE_PROPERTIES,
                 .set_size = true,
-                .size = MAX(i->upload_goal + (i->upload_wt ? WT_GROW_AHEAD : 0), i->upload_size)};
+                .size = MIN(
+                        MAX(i->upload_goal + (i->upload_wt ? WT_GROW_AHEAD : 0), i->upload_size),
+                        REST_FILE_SIZE_MAX)};
         int r;
 
         if (i->upload_set_time)
@@ -336,8 +338,9 @@ static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         i->upload_shrink_to = i->shrink_to;
         i->shrunk = false;
         if (wt)
-                /* Ahead of the writer (see WT_GROW_AHEAD); the upload at close sets the size. */
-                i->upload_size += WT_GROW_AHEAD;
+                /* Ahead of the writer (see WT_GROW_AHEAD), not past the share's limit (the
+                 * request would be refused); the upload at close sets the size. */
+                i->upload_size = MIN(i->upload_size + WT_GROW_AHEAD, REST_FILE_SIZE_MAX);
         if (i->upload_create) {
                 i->size_dirty = false;
                 i->upload_shrunk = false;

@@ -83,6 +83,10 @@
  *                  time reaches the share
  *   truncate_mtime a change of size alone sets the share's last-write time: truncate(2), O_TRUNC
  *                  (now), ftruncate() then futimens() (the time set); each kept the old time
+ *   append_two_mounts  O_APPEND on two mounts in turn (O_WRONLY, O_RDWR, after a cut): every
+ *                  line stays (the kernel's cached size put an append over the other's line)
+ *   wt_at_limit    a sequential writer ending at 4 TiB: no upload fails (write-through grew
+ *                  the share's file past the limit, and each round failed with EFBIG)
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *   write_through  default mode: pieces a writer moved past reach the share before close(); one
  *                  written again after that is uploaded again; close() leaves nothing dirty
@@ -616,6 +620,39 @@ START_TEST(test_case_unicode) {
 }
 END_TEST
 
+static void append_file(const char *path, const char *data, int flags) {
+        int fd = open(path, flags | O_APPEND | O_CLOEXEC);
+        ck_assert_msg(fd >= 0, "open %s: %m", path);
+        ck_assert_int_eq(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+        ck_assert_msg(close(fd) == 0, "close %s: %m", path);
+}
+
+/* Appends on two VMs, each after the other's close(): every line stays, in order, also with
+ * O_RDWR, and after the other VM cut the file. The open took the share's new size, but the
+ * kernel kept its own (cached by a stat), and put the append there: over the other VM's line,
+ * or past the end of the cut file (zeros between). */
+START_TEST(test_append_two_mounts) {
+        struct stat st;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        write_file(P(mnt, "log"), "A0\n");
+        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
+        append_file(P(mnt_b, "log"), "B1\n", O_WRONLY);
+        append_file(P(mnt, "log"), "A2\n", O_WRONLY);
+        check_share("log", "A0\nB1\nA2\n");
+        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
+        append_file(P(mnt_b, "log"), "B3\n", O_WRONLY);
+        append_file(P(mnt, "log"), "A4\n", O_RDWR);
+        check_share("log", "A0\nB1\nA2\nB3\nA4\n");
+        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
+        write_file(P(mnt_b, "log"), "C\n"); /* O_TRUNC */
+        append_file(P(mnt, "log"), "A5\n", O_WRONLY);
+        check_share("log", "C\nA5\n");
+        ck_assert_str_eq(read_file(P(mnt, "log")), "C\nA5\n");
+}
+END_TEST
+
 /* Names the share keeps apart stay apart here: the KELVIN SIGN's upper case is itself, "k"'s is
  * "K". Two files on the share; each reads as itself, and deleting one leaves the other's
  * unsynced data alone. */
@@ -1082,6 +1119,39 @@ START_TEST(test_refused_names) {
         ck_assert_int_eq(close(fd), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
         check_share("big", "small");
+}
+END_TEST
+
+/* A sequential writer ending at the share's 4 TiB limit (every offset allowed): no upload fails.
+ * Write-through grew the share's file 32 MiB ahead of the writer, past the limit, and each of
+ * its rounds failed (EFBIG, an error in the journal) until close(). */
+START_TEST(test_wt_at_limit) {
+        const uint64_t mib = 1024 * 1024, end = UINT64_C(4) << 40;
+        static char buf[1024 * 1024];
+        _cleanup_free_ char *log = NULL;
+        struct stat st;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        fd = open(P(mnt, "edge"), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        memset(buf, 'e', sizeof(buf));
+        for (uint64_t off = end - 64 * mib; off < end; off += mib)
+                ck_assert_int_eq(pwrite(fd, buf, mib, (off_t)off), (ssize_t)mib);
+        ck_assert_msg(close(fd) == 0, "close: %m");
+        ck_assert_uint_eq(dirty(mnt), 0);
+        log = fs_mount_log_tail(mnt, 100000);
+        ck_assert_ptr_nonnull(log);
+        ck_assert_msg(!strstr(log, "failed"), "an upload failed: %s", log);
+        remount(mnt); /* what the share has */
+        ck_assert_int_eq(stat(P(mnt, "edge"), &st), 0);
+        ck_assert_uint_eq((uint64_t)st.st_size, end);
+        fd = open(P(mnt, "edge"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, buf, 2, (off_t)(end - 2)), 2);
+        ck_assert_int_eq(buf[0], 'e');
+        ck_assert_int_eq(buf[1], 'e');
+        ck_assert_int_eq(close(fd), 0);
 }
 END_TEST
 
@@ -3610,6 +3680,8 @@ int main(void) {
                 {"replaced_open_attrs", test_replaced_open_attrs},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
                 {"truncate_mtime", test_truncate_mtime},
+                {"append_two_mounts", test_append_two_mounts},
+                {"wt_at_limit", test_wt_at_limit},
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
                 {"fd_limit", test_fd_limit},
