@@ -1545,26 +1545,31 @@ static bool intent_concerns_locked(const Inode *x) {
 /* Gives x the intent id: its record (now, or when a write makes one) says the request may move
  * it (moving, a path) or void its data (void_if_gone: once that path is gone from the share).
  * Lock held. */
-static void intent_set_locked(Fs *fs, Inode *x, uint64_t id, char *moving, char *void_if_gone) {
+static int intent_set_locked(Fs *fs, Inode *x, uint64_t id, char *moving, char *void_if_gone) {
         free(x->rec_moving);
         free(x->rec_void_if_gone);
         x->rec_moving = moving;
         x->rec_void_if_gone = void_if_gone;
         x->rec_intent = id;
-        (void)fs_sidecar_note_locked(fs, x);
+        return fs_sidecar_note_locked(fs, x);
 }
 
 /* A rename of src (from) to to, over dst (NULL: none), or with to NULL a Delete File of src
  * (from), goes to the share: first each file it concerns (intent_concerns_locked()) that it moves
  * (src, or the files below the directory src), deletes (src) or replaces (dst) takes the intent,
  * and its record, if it has one, says so (a write into the page cache), so that after a kill -9
- * before the answer the recovery asks the share whether it was carried out (fs-record.c). Its
- * id, 0 when no file took it. Lock held. */
-static uint64_t
-intents_begin_locked(Fs *fs, Inode *src, Inode *dst, const char *from, const char *to) {
+ * before the answer the recovery asks the share whether it was carried out (fs-record.c).
+ * *ret_id: its id, 0 when no file took it. 0, or -errno when a record could not say so (the
+ * cache disk full: a durable record is replaced through a temporary): then the request must not
+ * go, as after a kill -9 the recovery would put the data back under the old name, or bring a
+ * deleted file back (the caller ends the intents it set). Lock held. */
+static int intents_begin_locked(
+        Fs *fs, Inode *src, Inode *dst, const char *from, const char *to, uint64_t *ret_id) {
         uint64_t id = ++fs->next_intent;
         bool any = false;
+        int r = 0;
 
+        *ret_id = 0;
         if (!src)
                 return 0;
         for (Inode *x = fs->state_list; x; x = x->state_next) {
@@ -1572,20 +1577,23 @@ intents_begin_locked(Fs *fs, Inode *src, Inode *dst, const char *from, const cha
                 char *moving = NULL, *gone = NULL;
                 if (!rest || !intent_concerns_locked(x) || (x == src) != !rest[0])
                         continue;
-                if (to ? asprintf(&moving, "%s%s", to, rest) < 0 : !(gone = strdup(x->path)))
+                if (to ? asprintf(&moving, "%s%s", to, rest) < 0 : !(gone = strdup(x->path))) {
+                        r = r < 0 ? r : -ENOMEM;
                         continue;
-                intent_set_locked(fs, x, id, moving, gone);
+                }
+                int k = intent_set_locked(fs, x, id, moving, gone);
+                r = r < 0 ? r : k;
                 any = true;
         }
         /* Replaced: its data is void once the renamed file's old name is gone. */
         if (to && dst != src && intent_concerns_locked(dst)) {
                 char *gone = strdup(from);
-                if (gone) {
-                        intent_set_locked(fs, dst, id, NULL, gone);
-                        any = true;
-                }
+                int k = gone ? intent_set_locked(fs, dst, id, NULL, gone) : -ENOMEM;
+                r = r < 0 ? r : k;
+                any = any || gone;
         }
-        return any ? id : 0;
+        *ret_id = any ? id : 0;
+        return r < 0 ? (r == -ENOSPC || r == -EDQUOT || r == -ENOMEM ? r : -EIO) : 0;
 }
 
 /* The rename or Delete File of intent id was answered or failed: the records say what is. */
@@ -1594,7 +1602,7 @@ static void intents_end_locked(Fs *fs, uint64_t id) {
                 return;
         for (Inode *x = fs->state_list; x; x = x->state_next)
                 if (x->rec_intent == id)
-                        intent_set_locked(fs, x, 0, NULL, NULL);
+                        (void)intent_set_locked(fs, x, 0, NULL, NULL);
 }
 
 /* The rename or delete of c ended (answered, failed, or not sent): its intent leaves the
@@ -1673,7 +1681,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
         char *path = NULL;
         Inode *i = NULL;
         Call *c;
-        int r;
+        int r, ierr = 0;
 
         fs_lock(fs);
         r = child_path_locked(fs, parent, name, &path);
@@ -1719,7 +1727,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                  * Put Ranges could bring the file back. */
                 fs_rename_hold_locked(i);
                 held[0] = i->ino;
-                intent = intents_begin_locked(fs, i, NULL, path, NULL);
+                ierr = intents_begin_locked(fs, i, NULL, path, NULL, &intent);
         }
         fs_unlock(fs);
         if (r < 0) {
@@ -1727,7 +1735,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 fuse_reply_err(req, -r);
                 return;
         }
-        c = call_new(fs, req, parent, path);
+        c = ierr < 0 ? NULL : call_new(fs, req, parent, path);
         if (!c) {
                 FsWaiter *replies = NULL;
                 FsRetry *retries;
@@ -1739,7 +1747,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bo
                 fs_unlock(fs);
                 fs_flush_waiters_reply(replies);
                 free(path);
-                fuse_reply_err(req, ENOMEM);
+                fuse_reply_err(req, ierr < 0 ? -ierr : ENOMEM);
                 fs_create_waiters_run(retries);
                 return;
         }
@@ -1913,7 +1921,7 @@ static void fs_op_rename(
         FsRetry **wait = NULL;
         FsMove *move = NULL;
         Call *c;
-        int r;
+        int r, ierr = 0;
 
         if (flags & ~(unsigned)RENAME_NOREPLACE) {
                 fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
@@ -1974,8 +1982,8 @@ static void fs_op_rename(
                 held[1] = dst ? dst->ino : 0;
                 /* A file not on the share yet replacing one that is: that one is deleted (its
                  * data void once its name is gone), then this one renamed here. */
-                intent = delete_first ? intents_begin_locked(fs, dst, NULL, to, NULL)
-                                      : intents_begin_locked(fs, src, dst, from, to);
+                ierr = delete_first ? intents_begin_locked(fs, dst, NULL, to, NULL, &intent)
+                                    : intents_begin_locked(fs, src, dst, from, to, &intent);
         }
         fs_unlock(fs);
         if (r > 0 || (r >= 0 && streq(from, to))) {
@@ -1990,7 +1998,7 @@ static void fs_op_rename(
                 fuse_reply_err(req, -r);
                 return;
         }
-        c = call_new(fs, req, newparent, to);
+        c = ierr < 0 ? NULL : call_new(fs, req, newparent, to);
         if (!c) {
                 FsWaiter *replies = NULL;
                 FsRetry *retries;
@@ -2003,7 +2011,7 @@ static void fs_op_rename(
                 fs_flush_waiters_reply(replies);
                 free(from);
                 free(to);
-                fuse_reply_err(req, ENOMEM);
+                fuse_reply_err(req, ierr < 0 ? -ierr : ENOMEM);
                 fs_create_waiters_run(retries);
                 return;
         }

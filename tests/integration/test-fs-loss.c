@@ -60,6 +60,10 @@
  *   truncate_enospc  ftruncate() making a clean cached file longer, the cache disk full, then
  *                    kill -9: it failed with ENOSPC (the share keeps the file) or the share has
  *                    the new size after a remount (it was acknowledged without its record: lost).
+ *   rename_enospc    rename of a file with unsynced data and a durable record, the cache disk
+ *                    full, then kill -9: it failed with ENOSPC (the data under the old name) or
+ *                    the data is under the new name (its record could not take the intent: the
+ *                    data went back under the old name).
  *   covered_enospc  a write covering a whole small file, not cached, into a full cache disk:
  *                    ENOSPC, then reads and a later write keep the share's bytes (the piece
  *                    was taken as present before the write: zeros were read and uploaded).
@@ -1932,6 +1936,50 @@ START_TEST(test_create_during_dir_rename) {
 }
 END_TEST
 
+/* A rename of a file with unsynced data whose record is durable, the cache disk full: its record
+ * cannot take the rename's intent (a durable record is replaced through a temporary, which needs
+ * a block), so the rename fails with ENOSPC, and after a kill -9 the data is on the share under
+ * the name it has. The rename returned 0 without it, and after a kill -9 the recovery put the
+ * data back under the old name (and the old bytes stayed under the new one). */
+START_TEST(test_rename_enospc) {
+        _cleanup_free_ char *cache = NULL, *filler = NULL, *p = NULL, *q = NULL, *share = NULL;
+        int64_t deadline;
+        size_t got = 0;
+        int r, err;
+
+        cache = tmpfs_cache();
+        mount_with(cache, "writeback=async,async_delay=3600");
+        free(write_new("a.txt", "old a\n"));
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        p = write_new("a.txt", "new a\n"); /* the same length: over the old bytes */
+        q = fs_mount_path(mnt, "renamed.txt");
+        deadline = now_monotonic_ns() + RECORD_WAIT_NS;
+        for (;;) {
+                _cleanup_free_ char *stats = NULL;
+                struct timespec pace = {.tv_nsec = 20 * 1000 * 1000};
+                CHECK_OK(fs_stats(mnt, &stats), "stats");
+                if (!strstr(stats, "\"records_made_durable\":0,"))
+                        break;
+                ck_assert_msg(now_monotonic_ns() < deadline, "record not durable: %s", stats);
+                (void)nanosleep(&pace, NULL); /* polling pace, not synchronisation */
+        }
+        filler = fill_disk(cache);
+        r = rename(p, q);
+        err = errno;
+        fprintf(stderr, "the rename %s\n", r < 0 ? strerror(err) : "succeeded");
+        if (r < 0)
+                ck_assert_msg(err == ENOSPC, "rename with the cache disk full: %s", strerror(err));
+        ck_assert_int_eq(fs_mount_kill(mnt), 0);
+        ck_assert_int_eq(unlink(filler), 0);
+        CHECK_OK(fs_mount_start(mnt), "remount with the same cache_dir");
+        CHECK_OK(fs_flush(mnt, FLUSH_S), "flush");
+        assert_share_text(r == 0 ? "renamed.txt" : "a.txt", "new a\n");
+        ck_assert_int_eq(
+                fs_share_read(emu, SHARE, r == 0 ? "a.txt" : "renamed.txt", &share, &got), -ENOENT);
+        tmpfs_cache_done(cache);
+}
+END_TEST
+
 /* ---- records that are not what this mount writes ------------------------------------------ */
 
 static char *dir_of(const char *path) {
@@ -2300,6 +2348,7 @@ int main(void) {
                 {"covered_enospc", test_covered_enospc},
                 {"create_enospc", test_create_enospc},
                 {"truncate_enospc", test_truncate_enospc},
+                {"rename_enospc", test_rename_enospc},
                 {"record_fifo", test_record_fifo},
                 {"unmount_durable_open", test_unmount_durable_open},
                 {"long_record", test_long_record},
