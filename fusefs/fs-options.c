@@ -573,14 +573,24 @@ int fs_credentials_load(const char *path, FsCredentials *ret, char **reterr_msg)
         size_t len = 0;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO in its place must not hang the mount (refused below). */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno == ELOOP)
+                return fail(
+                        reterr_msg,
+                        "Credentials file %s is a symbolic link (not followed: name the "
+                        "file itself)",
+                        path);
         if (fd < 0) {
                 r = -errno;
                 (void)fail(reterr_msg, "Cannot open credentials file %s: %s", path, strerror(-r));
                 return r;
         }
-        if (fstat(fd, &st) < 0)
-                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                (void)fail(reterr_msg, "Cannot stat credentials file %s: %s", path, strerror(-r));
+                return r;
+        }
         if (!S_ISREG(st.st_mode))
                 return fail(reterr_msg, "Credentials file %s is not a regular file", path);
         if ((uint64_t)st.st_size > CREDENTIALS_FILE_MAX)

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -232,6 +234,30 @@ START_TEST(test_credentials_refused) {
 }
 END_TEST
 
+/* What stands in the credentials file's place: a FIFO is refused at once (opening it blocked
+ * the mount for ever, waiting for a writer), a symbolic link with a message that says so. */
+START_TEST(test_credentials_not_a_file) {
+        char dir[] = "/tmp/test-fs-options.XXXXXX";
+        _cleanup_free_ char *fifo = NULL, *link = NULL;
+        FsCredentials c = {};
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        ck_assert_int_ge(asprintf(&fifo, "%s/fifo", dir), 0);
+        ck_assert_int_ge(asprintf(&link, "%s/link", dir), 0);
+        ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+        ck_assert_int_eq(fs_credentials_load(fifo, &c, &err), -EINVAL);
+        ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+        free(err);
+        err = NULL;
+        ck_assert_int_eq(symlink(fifo, link), 0);
+        ck_assert_int_eq(fs_credentials_load(link, &c, &err), -EINVAL);
+        ck_assert_msg(strstr(err, "symbolic link"), "%s", err);
+        ck_assert_int_eq(unlink(link), 0);
+        ck_assert_int_eq(unlink(fifo), 0);
+        ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(test_inode_table) {
         InodeTable *t = NULL;
         Inode *root, *dir, *f, *g, *displaced = NULL;
@@ -307,6 +333,7 @@ int main(void) {
         tcase_add_test(tc, test_options_refused);
         tcase_add_test(tc, test_credentials);
         tcase_add_test(tc, test_credentials_refused);
+        tcase_add_test(tc, test_credentials_not_a_file);
         suite_add_tcase(s, tc);
         tc = tcase_create("inodes");
         tcase_add_test(tc, test_inode_table);
