@@ -40,6 +40,7 @@ struct ImdsClient {
         uint64_t refresh_margin_ms, retry_base_ms, retry_budget_ms, attempt_timeout_ms;
         unsigned max_attempts;
         char *token;
+        uint64_t token_gen; /* counts the tokens stored, so that a refusal drops only its own */
         int64_t expires_on_s;
         uint64_t refresh_at_us;    /* CLOCK_REALTIME: the token is due for refresh */
         unsigned refresh_failures; /* in a row, the old token still in use */
@@ -153,8 +154,11 @@ static bool token_good_for(const ImdsClient *c, int64_t seconds) {
 }
 
 static bool token_usable(const ImdsClient *c) {
-        if (c->refresh_failures > 0 && token_good_for(c, IMDS_GRACE_S))
-                return true; /* a refresh failed; the refresh timer tries again */
+        /* Due for refresh while the refresh runs (a slow or hung IMDS must not stall every
+         * request behind it), or after it failed (the refresh timer tries again): the old token
+         * serves while it has more than a minute left. */
+        if ((c->fetching || c->refresh_failures > 0) && token_good_for(c, IMDS_GRACE_S))
+                return true;
         return c->token && (uint64_t)now_realtime_ns() / 1000 < c->refresh_at_us;
 }
 
@@ -190,6 +194,21 @@ int imds_client_peek_token(ImdsClient *c, const char **ret_token) {
                 return -ENOKEY;
         *ret_token = c->token;
         return 0;
+}
+
+uint64_t imds_client_token_generation(ImdsClient *c) {
+        return c->token_gen;
+}
+
+void imds_client_drop_token(ImdsClient *c, uint64_t generation) {
+        if (!c->token || generation != c->token_gen)
+                return; /* another one since, or none */
+        explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+        c->token = NULL;
+        c->expires_on_s = 0;
+        c->refresh_at_us = 0;
+        c->refresh_failures = 0;
 }
 
 int imds_client_get_token(ImdsClient *c, ImdsTokenFn cb, void *userdata) {
@@ -359,6 +378,7 @@ static void on_http(const HttpResult *res, void *userdata) {
                                 explicit_bzero(c->token, strlen(c->token));
                         free(c->token);
                         c->token = TAKE_PTR(token);
+                        c->token_gen++;
                         c->expires_on_s = expires;
                 }
                 fetch_done(c, error);

@@ -9,8 +9,8 @@
  * transport errors) are retried with exponential backoff and jitter, waiting at least as long as a
  * Retry-After asks, within a bounded time. When a refresh fails while the old token has more than
  * a minute left, the old one is still served and the refresh is tried again after 5 s, doubling up
- * to 60 s (with jitter), and at the latest with a minute left. Loop thread only; runs on a
- * borrowed HttpClient. Never logs the token. */
+ * to 60 s (with jitter), and at the latest with a minute left; so it is while the refresh runs.
+ * Loop thread only; runs on a borrowed HttpClient. Never logs the token. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,10 +48,15 @@ static inline void imds_client_freep(ImdsClient **c) {
         *c = imds_client_free(*c);
 }
 
-/* The cached token if it is not yet due for refresh, or a refresh failed and it has more than a
- * minute left: 0 and *ret_token (valid until the loop runs again). -ENOKEY when there is none
- * (then use imds_client_get_token()). */
+/* The cached token if it is not yet due for refresh, or a refresh runs or failed and it has more
+ * than a minute left: 0 and *ret_token (valid until the loop runs again). -ENOKEY when there is
+ * none (then use imds_client_get_token()). */
 int imds_client_peek_token(ImdsClient *c, const char **ret_token);
+/* Which token the cached one is (a new one each time a fetch stores one). */
+uint64_t imds_client_token_generation(ImdsClient *c);
+/* Forgets the cached token if it is still the one of that generation (the service refused it:
+ * revoked, or expired by its clock); the next request fetches a new one. */
+void imds_client_drop_token(ImdsClient *c, uint64_t generation);
 /* Calls cb later on the loop with a fresh token or a negative errno (-EACCES for 400/403 refusals,
  * -EIO/-ETIMEDOUT/... when retries ran out, -EBADMSG for a malformed answer). Waiters share one
  * request. Never calls cb from inside this function. */

@@ -111,6 +111,8 @@ struct RestCall {
         RestOpType type;
         RestDoneFn cb;
         void *userdata;
+        uint64_t token_gen; /* bearer: the token this try was sent with */
+        bool token_refused; /* the share answered 401 to a token: a new one was fetched once */
 
         /* The op, deep-copied; paths percent-encoded. */
         char *path;
@@ -881,6 +883,15 @@ static void on_http_done(const HttpResult *res, void *userdata) {
                 call_finish(call, 0);
                 return;
         }
+        if (res->status == 401 && call->rc->auth == REST_AUTH_BEARER && !call->token_refused) {
+                /* The share refused the token (revoked, or expired by its clock): without this
+                 * it was sent until its local refresh time, a day. Once per request, with a new
+                 * one; the request was not carried out, so any may go again. */
+                call->token_refused = true;
+                imds_client_drop_token(call->rc->imds, call->token_gen);
+                if (call_maybe_retry(call, false, 0))
+                        return;
+        }
         if (rest_status_is_retriable(res->status)) {
                 bool unclear = !(res->status == 503 || res->status == 429);
                 if (call_maybe_retry(call, unclear, retry_after_ms(res)))
@@ -895,6 +906,8 @@ static void call_send(RestCall *call, const char *token) {
         HttpTicket *ticket;
         int r;
 
+        if (rc->auth == REST_AUTH_BEARER)
+                call->token_gen = imds_client_token_generation(rc->imds);
         r = call_build(call, token, &req);
         if (r < 0) {
                 call_finish(call, r);

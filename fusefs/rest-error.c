@@ -19,6 +19,7 @@ static const RestErrorMapping rest_error_table[] = {
         {400, "InvalidFileOrDirectoryPathName", -ENAMETOOLONG},
         {400, "Md5Mismatch", -EBADMSG},
         {400, NULL, -EINVAL},
+        {401, NULL, -EACCES}, /* credentials refused (a bearer token the share does not take) */
         {403, NULL, -EACCES},
         {404, NULL, -ENOENT},
         {405, NULL, -EOPNOTSUPP},

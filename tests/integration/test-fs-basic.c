@@ -2423,6 +2423,14 @@ START_TEST(test_cli) {
         ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);
         ck_assert_msg(strstr(out, "exactly one"), "%s", out);
         free(out);
+        /* credentials the share answers with 401 (a SAS without its signature): the mount fails,
+         * as for a 403; it went on as if the share were out of reach */
+        f = fopen(cred, "we");
+        fprintf(f, "[storage]\nsas_token = sv=2025-05-05&ss=f&srt=sco&sp=rl\n");
+        fclose(f);
+        ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);
+        ck_assert_msg(strstr(out, "refused"), "%s", out);
+        free(out);
         /* missing file */
         ck_assert_int_eq(unlink(cred), 0);
         ck_assert_int_eq(run_cli((const char *[]){src, mp, "-f", "-o", opt, NULL}, &out), 1);

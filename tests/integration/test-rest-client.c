@@ -118,7 +118,9 @@ static Done run_op(const RestOp *op) {
         return run_op_on(rc, op);
 }
 
-static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_attempts) {
+/* A client of the test share with auth (its tokens from ic for bearer). */
+static RestClient *
+make_client_imds(RestAuthKind auth, const char *sas, ImdsClient *ic, unsigned max_attempts) {
         RestClient *c = NULL;
         RestClientConfig cfg = {
                 .endpoint = emu->files_url,
@@ -128,7 +130,7 @@ static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_
                 .key = key,
                 .key_size = key_size,
                 .sas_token = sas,
-                .imds = imds,
+                .imds = ic,
                 .max_attempts = max_attempts,
                 .retry_base_ms = 5,
                 .retry_max_delay_ms = 50,
@@ -136,6 +138,10 @@ static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_
         };
         ck_assert_int_eq(rest_client_new(ev, http, &cfg, &c), 0);
         return c;
+}
+
+static RestClient *make_client(RestAuthKind auth, const char *sas, unsigned max_attempts) {
+        return make_client_imds(auth, sas, imds, max_attempts);
 }
 
 /* A Shared Key client of the test share, with cfg's retry and timeout settings. */
@@ -907,15 +913,15 @@ static void set_instance(const char *json) {
         emu_http_result_clear(&res);
 }
 
-/* Token requests the emulator has counted; reset: zeroes its counters as it reads them. */
-static int64_t imds_token_requests(bool reset) {
+/* Token requests emulator e has counted; reset: zeroes its counters as it reads them. */
+static int64_t imds_token_requests_of(EmuInstance *e, bool reset) {
         EmuHttpResult res;
         json_object *o, *c, *one, *v;
         int64_t n = 0;
 
         ck_assert_int_eq(
                 emu_http(
-                        emu, "GET", reset ? "imds:/__emu/counters?reset=1" : "imds:/__emu/counters",
+                        e, "GET", reset ? "imds:/__emu/counters?reset=1" : "imds:/__emu/counters",
                         NULL, NULL, 0, EMU_AUTH_MODE_NONE, &res),
                 0);
         ck_assert_int_eq(res.status, 200);
@@ -928,6 +934,10 @@ static int64_t imds_token_requests(bool reset) {
                 n = json_object_get_int64(v);
         json_object_put(o);
         return n;
+}
+
+static int64_t imds_token_requests(bool reset) {
+        return imds_token_requests_of(emu, reset);
 }
 
 typedef struct Poll {
@@ -1042,6 +1052,60 @@ START_TEST(test_imds_failed_refresh_backs_off) {
         (void)run_until_cond(token_requests_above, &g.bound, 8 * 1000000ULL);
         ck_assert_int_le(imds_token_requests(false), g.bound);
         imds_client_free(g.ic);
+}
+END_TEST
+
+/* Due for refresh while IMDS is slow: the old token, good for more than a minute, is served
+ * until the refresh ends. Every request waited for the refresh (a hung IMDS: 5 tries of 10 s). */
+START_TEST(test_imds_refresh_in_background) {
+        /* A 130 s token refreshed 65 s before it expires (a token is refreshed at half its life
+         * at the earliest, and the old one serves only while it has more than a minute left). */
+        ImdsClientConfig cfg = {.endpoint = emu->imds_url, .refresh_margin_ms = 65000};
+        ImdsClient *ic;
+        const char *tok;
+        int64_t zero = 0;
+
+        set_instance("{\"tokenLifetimeSeconds\":130}");
+        ck_assert_int_eq(imds_client_new(ev, http, &cfg, &ic), 0);
+        ck_assert_int_eq(get_token_now(ic), 1);
+        set_faults("op=ImdsToken:latency=8s");
+        (void)imds_token_requests(true);
+        /* The refresh has reached IMDS (counted as it arrives, answered 8 s later): */
+        ck_assert(run_until_cond(token_requests_above, &zero, 100 * 1000000ULL));
+        ck_assert_int_eq(imds_client_peek_token(ic, &tok), 0);
+        ck_assert_int_eq(get_token_now(ic), 1);
+        set_faults("");
+        imds_client_free(ic);
+}
+END_TEST
+
+/* A bearer token the share refuses (401: revoked, or expired by the service's clock) is dropped
+ * and a new one fetched, once per request; the request then fails with EACCES. The token was
+ * sent until its refresh time (a day), and the request failed with EIO. The tokens come from a
+ * second emulator with another key: the share refuses every one. */
+START_TEST(test_bearer_refused_refetched) {
+        static const char *const other_key[] = {
+                "--key", "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktLS0=", NULL};
+        EmuInstance *e2 = NULL;
+        ImdsClient *ic = NULL;
+        RestClient *c = NULL;
+        Done d;
+
+        ck_assert_int_eq(emu_instance_start(NULL, other_key, &e2), 0);
+        ck_assert_int_eq(
+                imds_client_new(ev, http, &(ImdsClientConfig){.endpoint = e2->imds_url}, &ic), 0);
+        c = make_client_imds(REST_AUTH_BEARER, NULL, ic, 3);
+        (void)imds_token_requests_of(e2, true);
+        d = run_op_on(c, &(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "m"});
+        ck_assert_int_eq(d.status, 401);
+        ck_assert_int_eq(d.error, -EACCES);
+        ck_assert_int_eq(imds_token_requests_of(e2, false), 2); /* the first, one after the 401 */
+        d = run_op_on(c, &(RestOp){.type = REST_OP_GET_DIRECTORY_PROPERTIES, .path = "m"});
+        ck_assert_int_eq(d.error, -EACCES);
+        ck_assert_int_eq(imds_token_requests_of(e2, false), 3); /* its token, then a new one */
+        rest_client_free(c);
+        imds_client_free(ic);
+        ck_assert_int_eq(emu_instance_stop(e2), 0);
 }
 END_TEST
 
@@ -1681,6 +1745,8 @@ int main(void) {
         tcase_add_test(auth, test_imds_short_lived_token);
         tcase_add_test(auth, test_imds_failed_refresh_backs_off);
         tcase_add_test(auth, test_imds_retry_after_is_a_minimum);
+        tcase_add_test(auth, test_imds_refresh_in_background);
+        tcase_add_test(auth, test_bearer_refused_refetched);
         tcase_add_test(bad, test_malformed_replies);
         tcase_add_test(ops, test_many_metadata_pairs);
         /* The transfers through files again, with their bodies on transfer threads. */

@@ -31,6 +31,7 @@ START_TEST(test_table) {
                 {412, "LeaseIdMissing", -EBUSY},
                 {412, "ConditionNotMet", -ESTALE},
                 {403, "AuthenticationFailed", -EACCES},
+                {401, "InvalidAuthenticationInfo", -EACCES},
                 {400, "InvalidFileOrDirectoryPathName", -ENAMETOOLONG},
                 {400, "Md5Mismatch", -EBADMSG},
                 {400, "InvalidHeaderValue", -EINVAL},
