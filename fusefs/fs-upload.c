@@ -754,6 +754,10 @@ static void upload_done(RestResult *r, void *userdata) {
                 c->path, cut ? -ENODATA : 0);
         if (c->wt)
                 fs->wt_ranges_in_flight--;
+        /* The share takes uploads again: writers over the cap wait for them, not fail with the
+         * error of a round that failed before (fs_cap_waiters_take_locked()). */
+        if (r->error == 0)
+                fs->last_upload_error = 0;
         if (i && i->uploading) {
                 i->upload_pending--;
                 if (c->phase == UPLOAD_RANGE)

@@ -1258,7 +1258,23 @@ START_TEST(test_caps) {
         /* uploads failing: a writer over the cap gets an error within the bound */
         ck_assert_int_eq(fs_emu_set_faults(emu, "op=PutRange:503,retry-after=0"), 0);
         ck_assert_int_lt(fs_write_pattern(P(mnt, "w2"), 2, 20 * mib, 1 * mib), 0);
+        /* uploads work again: a writer over the cap waits for them, and is not failed with the
+         * error of the rounds that failed before (it was, at the new round's first answer) */
+        for (unsigned k = 0; k < 3000 && stats_number(mnt, "uploads_in_flight") > 0; k++)
+                (void)usleep(10000); /* polling interval; the condition is the rounds' end */
+        ck_assert_uint_eq(stats_number(mnt, "uploads_in_flight"), 0);
+        ck_assert_uint_gt(dirty(mnt), 0);
         ck_assert_int_eq(fs_emu_set_faults(emu, ""), 0);
+        {
+                static char more[1024 * 1024];
+                int fd = open(P(mnt, "w2"), O_WRONLY | O_APPEND | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                memset(more, 'm', sizeof(more));
+                ck_assert_msg(
+                        write(fd, more, sizeof(more)) == (ssize_t)sizeof(more),
+                        "a write over the cap, uploads working again: %m");
+                ck_assert_int_eq(close(fd), 0);
+        }
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         ck_assert_uint_eq(dirty(mnt), 0);
 }
