@@ -320,6 +320,7 @@ void fs_cache_reset_locked(Fs *fs, Inode *i, uint64_t remote_size, const char *e
         i->fetch_limit = remote_size;
         i->size_dirty = false;
         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", etag ? etag : "");
+        i->cache_mixed = false;
 }
 
 void fs_cache_drop_locked(Fs *fs, Inode *i) {
@@ -338,6 +339,7 @@ void fs_cache_drop_locked(Fs *fs, Inode *i) {
         i->pieces = NULL;
         i->n_pieces = 0;
         i->cache_etag[0] = '\0';
+        i->cache_mixed = false;
         state_unlink_locked(fs, i);
         fs->cache_files--;
 }

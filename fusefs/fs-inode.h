@@ -62,7 +62,11 @@ struct Inode {
         uint64_t cache_id;
         uint64_t cache_gen;             /* bumped when the cached version is dropped */
         char cache_etag[REST_ETAG_MAX]; /* the share's ETag the cached pieces belong to */
-        uint64_t fetch_limit;           /* [0, fetch_limit) may still need fetching */
+        /* Clean pieces may be older than the version cache_etag names: an upload that did not
+         * send them all ended, and the ETag it learnt covers what other VMs changed in them
+         * meanwhile. The next open takes the share's version (fs.c, open_done). */
+        bool cache_mixed;
+        uint64_t fetch_limit; /* [0, fetch_limit) may still need fetching */
         /* Size on the share, as we last knew it; after a failed upload the largest it may have
          * (what that round sent may have landed), so that a truncation below it is a shrink. */
         uint64_t remote_size;
@@ -140,6 +144,7 @@ struct Inode {
         bool upload_again;
         uint64_t rounds_begun; /* whole upload rounds begun (a flush waits for one, FsWaiter) */
         bool upload_whole;     /* this round began whole (not write-through made whole later) */
+        bool upload_covers;    /* every piece cached when this round began was dirty */
         unsigned upload_pending;
         unsigned upload_ranges; /* Put Ranges of this round */
         int upload_error;

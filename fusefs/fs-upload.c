@@ -329,6 +329,9 @@ static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         i->upload_create = i->create_pending;
         if (wt && i->create_pending)
                 i->wt_created = true;
+        /* Dirty pieces are present: none other is cached, so the ETag the round learns names
+         * what the cache holds (cache_mixed). */
+        i->upload_covers = i->n_present == i->n_dirty;
         /* The round takes every dirty piece; its window sends them (upload_fill_locked). */
         for (size_t k = 0; !wt && k < i->n_pieces; k++)
                 if (i->pieces[k] & PIECE_DIRTY)
@@ -653,6 +656,12 @@ static void upload_finish_locked(Fs *fs, Inode *i, FsWaiter **replies) {
                 i->remote_size = i->upload_size;
                 if (i->upload_etag[0])
                         (void)snprintf(i->cache_etag, sizeof(i->cache_etag), "%s", i->upload_etag);
+                /* That ETag is of the share's whole file: with pieces cached that this round did
+                 * not send, it also covers what another VM changed in them since they were
+                 * fetched. Kept as current, those stale pieces were served at the next open, and
+                 * a write into one uploaded them over the other VM's bytes. */
+                if (!i->upload_covers)
+                        i->cache_mixed = true;
                 fs->last_upload_error = 0;
                 /* A write-through grow answered after a flush turned the round into a whole
                  * upload leaves the share's file longer than this one: set it again. */

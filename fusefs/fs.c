@@ -2086,7 +2086,7 @@ static void open_done(RestResult *r, void *userdata) {
                 err = fs_cache_attach_locked(fs, i);
                 if (err == 0) {
                         if (i->cache_etag[0] && streq(i->cache_etag, r->props->etag) &&
-                            i->remote_size == i->size)
+                            i->remote_size == i->size && !i->cache_mixed)
                                 fi.keep_cache = 1;
                         else
                                 fs_cache_reset_locked(fs, i, i->size, r->props->etag);

@@ -87,6 +87,8 @@
  *                  line stays (the kernel's cached size put an append over the other's line)
  *   wt_at_limit    a sequential writer ending at 4 TiB: no upload fails (write-through grew
  *                  the share's file past the limit, and each round failed with EFBIG)
+ *   stale_after_upload  another VM's change to a piece cached here, then an upload here of another
+ *                  piece: the next open reads the change, a write into that piece keeps it
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *   write_through  default mode: pieces a writer moved past reach the share before close(); one
  *                  written again after that is uploaded again; close() leaves nothing dirty
@@ -650,6 +652,62 @@ START_TEST(test_append_two_mounts) {
         append_file(P(mnt, "log"), "A5\n", O_WRONLY);
         check_share("log", "C\nA5\n");
         ck_assert_str_eq(read_file(P(mnt, "log")), "C\nA5\n");
+}
+END_TEST
+
+/* Another VM changes a piece this mount has cached, then this mount uploads a change to another
+ * piece: the next open here reads the other VM's bytes, and a write into that piece keeps them.
+ * The upload learnt the ETag of the share's whole file (the other VM's change in it) and took
+ * it for the cache's: the stale piece was served at the next open, and a write into it
+ * uploaded it over the other VM's bytes. */
+START_TEST(test_stale_after_upload) {
+        const size_t mib = 1024 * 1024, size = 12 * mib;
+        static char buf[4 * 1024 * 1024];
+        _cleanup_free_ char *share = NULL;
+        size_t got = 0;
+        int fd;
+
+        mnt = mount_with(NULL, NULL);
+        mnt_b = mount_with(NULL, NULL);
+        memset(buf, '1', sizeof(buf));
+        fd = open(P(mnt_b, "f"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        for (size_t off = 0; off < size; off += sizeof(buf))
+                ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+        ck_assert_int_eq(close(fd), 0);
+        /* Here: every piece cached, the file open. */
+        fd = open(P(mnt, "f"), O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        for (size_t off = 0; off < size; off += sizeof(buf))
+                ck_assert_int_eq(pread(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+        /* The other VM rewrites the third piece, and closes. */
+        {
+                int fd2 = open(P(mnt_b, "f"), O_WRONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd2, 0);
+                memset(buf, '2', sizeof(buf));
+                ck_assert_int_eq(pwrite(fd2, buf, sizeof(buf), 8 * mib), (ssize_t)sizeof(buf));
+                ck_assert_int_eq(close(fd2), 0);
+        }
+        /* Here: a change to the first piece, uploaded at close. */
+        ck_assert_int_eq(pwrite(fd, "x", 1, 0), 1);
+        ck_assert_int_eq(close(fd), 0);
+        fd = open(P(mnt, "f"), O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pread(fd, buf, 4, 8 * mib), 4);
+        ck_assert_msg(memcmp(buf, "2222", 4) == 0, "the other VM's piece reads \"%.4s\"", buf);
+        ck_assert_int_eq(close(fd), 0);
+        fd = open(P(mnt, "f"), O_WRONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(pwrite(fd, "y", 1, 8 * mib + 100), 1);
+        ck_assert_int_eq(close(fd), 0);
+        ck_assert_int_eq(fs_share_read(emu, SHARE, "f", &share, &got), 0);
+        ck_assert_uint_eq(got, size);
+        ck_assert_int_eq(share[0], 'x');
+        ck_assert_int_eq(share[4 * mib], '1');
+        ck_assert_int_eq(share[8 * mib + 100], 'y');
+        ck_assert_msg(
+                share[8 * mib + 101] == '2' && share[12 * mib - 1] == '2',
+                "the other VM's bytes are gone from the share");
 }
 END_TEST
 
@@ -3706,6 +3764,7 @@ int main(void) {
                 {"truncate_mtime", test_truncate_mtime},
                 {"append_two_mounts", test_append_two_mounts},
                 {"wt_at_limit", test_wt_at_limit},
+                {"stale_after_upload", test_stale_after_upload},
                 {"flush_pipeline", test_flush_pipeline},
                 {"write_through", test_write_through},
                 {"fd_limit", test_fd_limit},
