@@ -842,8 +842,7 @@ bool fs_over_cap_locked(Fs *fs) {
 
 /* Tries a write of src now; when it must wait (pieces to fetch, too much dirty data), queues it,
  * with a copy of the data unless w (a write queued before, src its data) already holds it.
- * direct: from a descriptor whose writes do not go through the page cache (fs_open_direct);
- * append: at the file's end, not at off (the kernel's idea of it, fs_open_direct). */
+ * direct: from a write-only descriptor, whose writes do not go through the page cache. */
 static void write_try(
         Fs *fs,
         fuse_req_t req,
@@ -851,7 +850,6 @@ static void write_try(
         struct fuse_bufvec *src,
         uint64_t off,
         bool direct,
-        bool append,
         FsWaiter *w) {
         size_t size = fuse_buf_size(src);
         bool cached = false, was_durable = false;
@@ -867,15 +865,6 @@ static void write_try(
                 fs_waiter_free(w);
                 fuse_reply_err(req, EBADF);
                 return;
-        }
-        if (append) {
-                off = i->size;
-                if (size > REST_FILE_SIZE_MAX - MIN(off, REST_FILE_SIZE_MAX)) {
-                        fs_unlock(fs);
-                        fs_waiter_free(w);
-                        fuse_reply_err(req, EFBIG);
-                        return;
-                }
         }
         need = fs_over_cap_locked(fs) ? 1 : pieces_need_locked(fs, i, off, size, true, true, true);
         if (need > 0) {
@@ -956,7 +945,7 @@ void fs_write_retry(Fs *fs, FsWaiter *w) {
         struct fuse_bufvec src = FUSE_BUFVEC_INIT(w->len);
 
         src.buf[0].mem = w->data;
-        write_try(fs, w->req, w->ino, &src, w->off, w->direct, false, w);
+        write_try(fs, w->req, w->ino, &src, w->off, w->direct, w);
 }
 
 void fs_op_write_buf(
@@ -973,9 +962,7 @@ void fs_op_write_buf(
                 return;
         }
         /* libfuse hands small writes over in memory, larger ones in its pipe (splice) */
-        write_try(
-                fs_of(req), req, ino, bufv, (uint64_t)off, fs_open_direct(fi->flags),
-                (fi->flags & O_APPEND) && !fi->writepage, NULL);
+        write_try(fs_of(req), req, ino, bufv, (uint64_t)off, fs_write_only(fi->flags), NULL);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {

@@ -160,17 +160,6 @@ static inline bool fs_write_only(int flags) {
         return (flags & O_ACCMODE) == O_WRONLY;
 }
 
-/* Whether a descriptor opened with flags goes around the kernel's page cache: one that can
- * only write (above), and one opened O_APPEND. An appending write goes to the end of the file
- * as azfilesfs knows it (fs_op_write_buf), not to the kernel's size: an open takes the share's
- * new size, but the kernel keeps its own until it asks again, and it does not ask before an
- * append. So after another VM appended, an append here wrote over that VM's bytes (or, after a
- * cut, left zeros). Its bytes must then not sit in the page cache at the kernel's offset. A
- * MAP_SHARED mapping of such a descriptor fails with ENODEV (the kernel's rule for direct I/O). */
-static inline bool fs_open_direct(int flags) {
-        return fs_write_only(flags) || (flags & O_APPEND);
-}
-
 /* fs.c */
 void fs_lock(Fs *fs);
 void fs_unlock(Fs *fs);

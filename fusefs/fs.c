@@ -1469,7 +1469,7 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                 i->refs++;
                 fill_entry_locked(fs, i, &e);
                 fi->fh = i->ino;
-                fi->direct_io = fs_open_direct(fi->flags);
+                fi->direct_io = fs_write_only(fi->flags);
                 i->kernel_cached |= !fi->direct_io;
         }
         fs_unlock(fs);
@@ -2098,7 +2098,7 @@ static void open_done(RestResult *r, void *userdata) {
                 i->refs++;
                 fs_cache_touch_locked(fs, i);
                 fi.fh = i->ino;
-                fi.direct_io = fs_open_direct(c->flags);
+                fi.direct_io = fs_write_only(c->flags);
                 i->kernel_cached |= !fi.direct_io;
         }
         fs_unlock(fs);
@@ -2143,7 +2143,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 i->refs++;
                 fi->fh = i->ino;
                 fi->keep_cache = 1;
-                fi->direct_io = fs_open_direct(fi->flags);
+                fi->direct_io = fs_write_only(fi->flags);
                 i->kernel_cached |= !fi->direct_io;
                 fs_unlock(fs);
                 if (fuse_reply_open(req, fi) < 0) {
