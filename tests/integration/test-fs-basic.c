@@ -83,8 +83,6 @@
  *                  time reaches the share
  *   truncate_mtime a change of size alone sets the share's last-write time: truncate(2), O_TRUNC
  *                  (now), ftruncate() then futimens() (the time set); each kept the old time
- *   append_two_mounts  O_APPEND on two mounts in turn (O_WRONLY, O_RDWR, after a cut): every
- *                  line stays (the kernel's cached size put an append over the other's line)
  *   wt_at_limit    a sequential writer ending at 4 TiB: no upload fails (write-through grew
  *                  the share's file past the limit, and each round failed with EFBIG)
  *   stale_after_upload  another VM's change to a piece cached here, then an upload here of another
@@ -619,39 +617,6 @@ START_TEST(test_case_unicode) {
         ck_assert_str_eq(read_file(P(mnt, "ΣΧΈΔΙΑ/отчёт")), "report");
         ck_assert_int_eq(fs_flush(mnt, 60), 0);
         check_share("Σχέδια/Отчёт", "report");
-}
-END_TEST
-
-static void append_file(const char *path, const char *data, int flags) {
-        int fd = open(path, flags | O_APPEND | O_CLOEXEC);
-        ck_assert_msg(fd >= 0, "open %s: %m", path);
-        ck_assert_int_eq(write(fd, data, strlen(data)), (ssize_t)strlen(data));
-        ck_assert_msg(close(fd) == 0, "close %s: %m", path);
-}
-
-/* Appends on two VMs, each after the other's close(): every line stays, in order, also with
- * O_RDWR, and after the other VM cut the file. The open took the share's new size, but the
- * kernel kept its own (cached by a stat), and put the append there: over the other VM's line,
- * or past the end of the cut file (zeros between). */
-START_TEST(test_append_two_mounts) {
-        struct stat st;
-
-        mnt = mount_with(NULL, NULL);
-        mnt_b = mount_with(NULL, NULL);
-        write_file(P(mnt, "log"), "A0\n");
-        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
-        append_file(P(mnt_b, "log"), "B1\n", O_WRONLY);
-        append_file(P(mnt, "log"), "A2\n", O_WRONLY);
-        check_share("log", "A0\nB1\nA2\n");
-        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
-        append_file(P(mnt_b, "log"), "B3\n", O_WRONLY);
-        append_file(P(mnt, "log"), "A4\n", O_RDWR);
-        check_share("log", "A0\nB1\nA2\nB3\nA4\n");
-        ck_assert_int_eq(stat(P(mnt, "log"), &st), 0);
-        write_file(P(mnt_b, "log"), "C\n"); /* O_TRUNC */
-        append_file(P(mnt, "log"), "A5\n", O_WRONLY);
-        check_share("log", "C\nA5\n");
-        ck_assert_str_eq(read_file(P(mnt, "log")), "C\nA5\n");
 }
 END_TEST
 
@@ -3762,7 +3727,6 @@ int main(void) {
                 {"replaced_open_attrs", test_replaced_open_attrs},
                 {"utimens_create_in_flight", test_utimens_create_in_flight},
                 {"truncate_mtime", test_truncate_mtime},
-                {"append_two_mounts", test_append_two_mounts},
                 {"wt_at_limit", test_wt_at_limit},
                 {"stale_after_upload", test_stale_after_upload},
                 {"flush_pipeline", test_flush_pipeline},
