@@ -93,6 +93,16 @@ void fs_piece_set_locked(Fs *fs, Inode *i, size_t k, uint8_t set, uint8_t clear)
         bool was_dirty = old & (PIECE_DIRTY | PIECE_UPLOADING),
              is_dirty = new &(PIECE_DIRTY | PIECE_UPLOADING);
 
+        /* Written here, or gone: its bytes are no longer only the share's. */
+        if ((new &PIECE_DIRTY) || !(new &PIECE_PRESENT))
+                new &= (uint8_t)~PIECE_FETCHED;
+        if ((old & PIECE_FETCHED) != (new &PIECE_FETCHED)) {
+                if (new &PIECE_FETCHED)
+                        i->n_fetched++;
+                else
+                        i->n_fetched--;
+        }
+
         if (was_dirty != is_dirty) {
                 if (is_dirty) {
                         if (i->n_dirty++ == 0)
@@ -1050,7 +1060,8 @@ static void fetch_done(RestResult *r, void *userdata) {
                         shorter = true;
                 }
                 fs_piece_set_locked(
-                        fs, i, c->piece, err == 0 && current ? PIECE_PRESENT : 0, PIECE_FETCHING);
+                        fs, i, c->piece, err == 0 && current ? PIECE_PRESENT | PIECE_FETCHED : 0,
+                        PIECE_FETCHING);
                 /* Sent before the cache was reset (a truncation, another version opened): its
                  * bytes landed in the new version's file, where this piece is missing (reads and
                  * writes waited for it). Holes again, or a piece past the new end would be taken

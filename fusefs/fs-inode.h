@@ -25,6 +25,7 @@ enum {
         PIECE_DIRTY = 1u << 2,     /* written locally, not yet uploaded */
         PIECE_UPLOADING = 1u << 3, /* a Put Range of it is in flight */
         PIECE_FILLING = 1u << 4,   /* a write that covers it whole is copying its bytes in */
+        PIECE_FETCHED = 1u << 5,   /* present, its bytes from a Get Range, not written here since */
 };
 
 /* Lock order: Fs.lock is the only lock; every field below is protected by it. */
@@ -74,6 +75,7 @@ struct Inode {
         size_t n_pieces;
         uint64_t n_dirty;       /* pieces DIRTY or UPLOADING */
         uint64_t n_present;     /* pieces PRESENT */
+        uint64_t n_fetched;     /* pieces FETCHED */
         uint64_t cache_charged; /* what Fs.cache_bytes counts for it (fs_charge_locked) */
         uint64_t dirty_charged; /* what Fs.dirty_charge counts for it */
         int64_t dirty_since_ns;
@@ -144,7 +146,7 @@ struct Inode {
         bool upload_again;
         uint64_t rounds_begun; /* whole upload rounds begun (a flush waits for one, FsWaiter) */
         bool upload_whole;     /* this round began whole (not write-through made whole later) */
-        bool upload_covers;    /* every piece cached when this round began was dirty */
+        bool upload_covers;    /* no piece fetched from the share was cached when it began */
         unsigned upload_pending;
         unsigned upload_ranges; /* Put Ranges of this round */
         int upload_error;

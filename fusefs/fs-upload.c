@@ -329,9 +329,9 @@ static void upload_begin_locked(Fs *fs, Inode *i, bool wt) {
         i->upload_create = i->create_pending;
         if (wt && i->create_pending)
                 i->wt_created = true;
-        /* Dirty pieces are present: none other is cached, so the ETag the round learns names
-         * what the cache holds (cache_mixed). */
-        i->upload_covers = i->n_present == i->n_dirty;
+        /* No piece cached whose bytes came from the share (the others were written here): the
+         * ETag the round learns names what the cache holds (cache_mixed). */
+        i->upload_covers = i->n_fetched == 0;
         /* The round takes every dirty piece; its window sends them (upload_fill_locked). */
         for (size_t k = 0; !wt && k < i->n_pieces; k++)
                 if (i->pieces[k] & PIECE_DIRTY)

@@ -86,7 +86,8 @@
  *   wt_at_limit    a sequential writer ending at 4 TiB: no upload fails (write-through grew
  *                  the share's file past the limit, and each round failed with EFBIG)
  *   stale_after_upload  another VM's change to a piece cached here, then an upload here of another
- *                  piece: the next open reads the change, a write into that piece keeps it
+ *                  piece: the next open reads the change, a write into that piece keeps it; a
+ *                  file written here whole keeps its cache at the next open (no Get File)
  *   flush_pipeline a flush of 66 dirty pieces: one Get File Properties (ETag), exact bytes
  *   write_through  default mode: pieces a writer moved past reach the share before close(); one
  *                  written again after that is uploaded again; close() leaves nothing dirty
@@ -673,6 +674,26 @@ START_TEST(test_stale_after_upload) {
         ck_assert_msg(
                 share[8 * mib + 101] == '2' && share[12 * mib - 1] == '2',
                 "the other VM's bytes are gone from the share");
+        /* A file written here whole (write-through, then close) and read back: the cache is
+         * kept (no Get File), as its pieces are this mount's own. */
+        fd = open(P(mnt, "own"), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ck_assert_int_ge(fd, 0);
+        memset(buf, 'o', sizeof(buf));
+        for (size_t off = 0; off < size; off += sizeof(buf))
+                ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+        ck_assert_int_eq(close(fd), 0);
+        {
+                uint64_t gets = counter("GetFile");
+                fd = open(P(mnt, "own"), O_RDONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                for (size_t off = 0; off < size; off += sizeof(buf)) {
+                        ck_assert_int_eq(
+                                pread(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+                        ck_assert_int_eq(buf[sizeof(buf) - 1], 'o');
+                }
+                ck_assert_int_eq(close(fd), 0);
+                ck_assert_uint_eq(counter("GetFile"), gets);
+        }
 }
 END_TEST
 
