@@ -1106,6 +1106,7 @@ START_TEST(test_bearer_refused_refetched) {
         rest_client_free(c);
         imds_client_free(ic);
         ck_assert_int_eq(emu_instance_stop(e2), 0);
+        emu_instance_free(e2);
 }
 END_TEST
 
