@@ -434,7 +434,7 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
         if (i->sidecar_durable || i->sidecar_syncing) {
                 r = fs_sidecar_note_locked(fs, i);
                 if (r < 0)
-                        return r == -ENOSPC || r == -EDQUOT ? r : -EIO;
+                        return fs_record_errno(r);
         }
         if (ftruncate(i->cache_fd, (off_t)size) < 0)
                 return -errno;
@@ -462,7 +462,7 @@ int fs_truncate_local_locked(Fs *fs, Inode *i, uint64_t size) {
          * full), as a crash would lose it. The cache has it all the same (dirty: uploaded unless
          * azfilesfs dies first). */
         r = fs_sidecar_note_locked(fs, i);
-        return r < 0 ? (r == -ENOSPC || r == -EDQUOT ? r : -EIO) : 0;
+        return r < 0 ? fs_record_errno(r) : 0;
 }
 
 /* Requests of one kind waiting on their file: close() and fsync() calls for the upload
@@ -794,7 +794,7 @@ static ssize_t write_commit(
         if (new_piece) {
                 err = fs_sidecar_update(fs, ino);
                 if (err < 0)
-                        return err == -ENOSPC || err == -EDQUOT ? err : -EIO;
+                        return fs_record_errno(err);
         }
         return (ssize_t)done;
 }

@@ -160,6 +160,12 @@ static inline bool fs_write_only(int flags) {
         return (flags & O_ACCMODE) == O_WRONLY;
 }
 
+/* What a change whose crash record could not be written fails with: ENOSPC and EDQUOT as they
+ * are (the cache disk full), anything else as EIO. r < 0. */
+static inline int fs_record_errno(int r) {
+        return r == -ENOSPC || r == -EDQUOT ? r : -EIO;
+}
+
 /* fs.c */
 void fs_lock(Fs *fs);
 void fs_unlock(Fs *fs);

@@ -1460,7 +1460,7 @@ static void create_local(Call *c, struct fuse_file_info *fi) {
                         fs_discard_dirty_locked(fs, i);
                         inode_table_detach(fs->inodes, i);
                         fs_inode_maybe_free_locked(fs, i);
-                        err = err == -ENOSPC || err == -EDQUOT ? err : -EIO;
+                        err = fs_record_errno(err);
                 }
         }
         if (err == 0) {
@@ -1593,7 +1593,7 @@ static int intents_begin_locked(
                 any = any || gone;
         }
         *ret_id = any ? id : 0;
-        return r < 0 ? (r == -ENOSPC || r == -EDQUOT || r == -ENOMEM ? r : -EIO) : 0;
+        return r < 0 ? (r == -ENOMEM ? r : fs_record_errno(r)) : 0;
 }
 
 /* The rename or Delete File of intent id was answered or failed: the records say what is. */
